@@ -1,0 +1,3 @@
+from vidface.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The `vidface` command: a thin layer over the Python API.
+
+Each subcommand lives in `vidface/commands/<name>.py` with `add_parser(subparsers)` and
+`run(args) -> int`. Those modules import nothing heavy at import time, so `--help` and
+`--version` answer without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from vidface import __version__
+from vidface.errors import VidfaceError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+COMMANDS = ("restore", "probe", "env")
+
+log = logging.getLogger("vidface")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidface",
+        description="Restore every face in a video with OSDFace, keeping every stream, timestamp and tag.",
+    )
+    parser.add_argument("--version", action="version", version=f"vidface {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"vidface.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    """Map -v/-q to Python logging and to FFmpeg's and diffusers' log levels.
+
+    verbosity: 0 is the default (warnings), +1 per -v, -1 per -q.
+    """
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
+        max(-1, min(verbosity, 2)), logging.DEBUG
+    )
+    if verbosity <= -2:
+        level = logging.CRITICAL
+    logging.basicConfig(level=level, format="vidface: %(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("vidface").setLevel(level)
+    import av.logging
+
+    av_levels = {logging.DEBUG: av.logging.DEBUG, logging.INFO: av.logging.INFO,
+                 logging.WARNING: av.logging.ERROR, logging.ERROR: av.logging.FATAL,
+                 logging.CRITICAL: av.logging.PANIC}
+    av.logging.set_level(av_levels[level])
+    for name in ("diffusers", "transformers", "huggingface_hub", "peft"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING) if verbosity < 2 else level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
+    command = importlib.import_module(f"vidface.commands.{args.command}")
+    try:
+        return command.run(args)
+    except VidfaceError as error:
+        print(f"vidface: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("vidface: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per `vidface` subcommand; see vidface.cli."""

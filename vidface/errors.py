@@ -1,0 +1,21 @@
+"""Errors a user can act on.
+
+Library code raises these with one line that names the bad value and the fix; the CLI prints
+that line and exits 1. Anything else escaping to the CLI is a bug and keeps its traceback.
+"""
+
+
+class VidfaceError(Exception):
+    """A failure the user can understand and act on; its message is one line."""
+
+
+class InputError(VidfaceError):
+    """The input file cannot be used (missing, not a video, truncated, no video stream...)."""
+
+
+class OutputError(VidfaceError):
+    """The output cannot be written (exists without -y, same as input, unwritable folder...)."""
+
+
+class WeightsError(VidfaceError):
+    """Model weights are missing, corrupt or do not match the expected layout."""
