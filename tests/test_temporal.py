@@ -1,0 +1,283 @@
+"""Temporal stabilisation: latent blending, prompt (code distance) aggregation, mask smoothing."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidface.errors import InputError
+from vidface.metrics import temporal_flicker
+from vidface.models.temporal import CropRow, TemporalOptions, TemporalStabilizer
+
+C, H, W = 4, 16, 16
+
+
+def smooth_latent(seed: int) -> torch.Tensor:
+    """A C x H x W latent-like signal with spatial structure and unit standard deviation."""
+    generator = torch.Generator().manual_seed(seed)
+    x = F.avg_pool2d(torch.randn(1, C, H + 4, W + 4, generator=generator), 5, stride=1)[0]
+    return x / x.std()
+
+
+def noisy_sequence(signals: list[torch.Tensor], sigma: float, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.stack([s + sigma * torch.randn(s.shape, generator=generator) for s in signals])
+
+
+def blend_one_by_one(stabilizer: TemporalStabilizer, latents: torch.Tensor, rows: list[CropRow]) -> torch.Tensor:
+    return torch.cat([stabilizer.blend_latents(latents[i : i + 1], [row]) for i, row in enumerate(rows)])
+
+
+def still_rows(count: int, track_id: int = 1, motion: float = 0.0) -> list[CropRow]:
+    return [CropRow(track_id, t, motion) for t in range(count)]
+
+
+def projection(x: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> float:
+    """Where x lies between old (1.0) and new (0.0): the share of `old` left in x."""
+    return float(((x - new) * (old - new)).sum() / (old - new).square().sum())
+
+
+def test_blending_reduces_flicker_of_a_static_face() -> None:
+    signal = smooth_latent(0)
+    frames = noisy_sequence([signal] * 48, sigma=0.2, seed=1)
+    out = TemporalStabilizer().blend_latents(frames, still_rows(48))
+    ratio = temporal_flicker(out[8:].numpy()) / temporal_flicker(frames[8:].numpy())
+    print(f"latent flicker with blending / without (default strength): {ratio:.3f}")
+    assert ratio < 0.2
+    # still faithful to the signal: the blended frames are closer to it than the raw ones
+    assert (out[8:] - signal).square().mean() < 0.5 * (frames[8:] - signal).square().mean()
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.6, 0.8])
+def test_stronger_blending_gives_less_flicker_and_more_lag(strength: float) -> None:
+    """The measured trade-off behind the default: flicker falls with strength, lag grows.
+
+    For a still face the weight is `strength`, so flicker falls to about (1-s)^2/(1+s) and a
+    slow ramp is followed s/(1-s) frames late; at the default 0.6 that is ~0.1 and ~1.5 frames.
+    """
+    signal, drift = smooth_latent(2), smooth_latent(3)
+    step = 0.02 * drift
+    ramp = [signal + t * step for t in range(60)]
+    frames = noisy_sequence(ramp, sigma=0.1, seed=4)
+    out = TemporalStabilizer(TemporalOptions(strength=strength)).blend_latents(frames, still_rows(60))
+    flicker = temporal_flicker((out - torch.stack(ramp))[10:].numpy()) / temporal_flicker(
+        (frames - torch.stack(ramp))[10:].numpy()
+    )
+    lag = float(np.mean([projection(torch.stack(ramp)[t] - out[t], step, torch.zeros_like(step)) for t in range(20, 60)]))
+    expected_flicker = (1 - strength) ** 2 / (1 + strength)
+    expected_lag = strength / (1 - strength)
+    print(f"strength {strength}: flicker ratio {flicker:.3f} (theory {expected_flicker:.3f}), lag {lag:.2f} frames")
+    assert flicker == pytest.approx(expected_flicker, rel=0.35, abs=0.01)
+    assert lag == pytest.approx(expected_lag, rel=0.3, abs=0.2)
+    if strength == TemporalOptions().strength:
+        assert flicker < 0.15 and lag < 2.0
+
+
+def test_step_change_with_large_motion_is_followed_without_ghosting() -> None:
+    before, after = smooth_latent(5), smooth_latent(6)
+    # a small change, so only the motion gate (not the latent-change gate) can stop the blend
+    after = before + 0.2 * (after - before)
+    frames = torch.stack([before] * 10 + [after] * 3)
+    rows_still = still_rows(13)
+    rows_moving = still_rows(10) + [CropRow(1, t, motion=0.4) for t in range(10, 13)]
+    still = TemporalStabilizer().blend_latents(frames, rows_still)
+    moving = TemporalStabilizer().blend_latents(frames, rows_moving)
+    ghost_still = projection(still[10], before, after)
+    ghost_moving = projection(moving[10], before, after)
+    assert ghost_still > 0.4  # a still face keeps the past for a small change...
+    assert ghost_moving < 0.01  # ...a fast-moving one does not
+
+
+def test_large_latent_change_is_not_blended_even_when_still() -> None:
+    """An expression change or an occlusion replaces the past where the latent changed."""
+    before, after = smooth_latent(7), smooth_latent(8)
+    frames = noisy_sequence([before] * 10 + [after] * 3, sigma=0.1, seed=9)
+    out = TemporalStabilizer().blend_latents(frames, still_rows(13))
+    assert projection(out[10], before, after) < 0.05
+    # local change: only the lower half (mouth) changes; the upper half keeps blending
+    local = before.clone()
+    local[:, H // 2 :] = after[:, H // 2 :]
+    frames = noisy_sequence([before] * 10 + [local], sigma=0.1, seed=10)
+    out = TemporalStabilizer().blend_latents(frames, still_rows(11))
+    lower = projection(out[10][:, H // 2 + 2 :], before[:, H // 2 + 2 :], local[:, H // 2 + 2 :])
+    upper_noise_kept = (out[10][:, : H // 2 - 2] - before[:, : H // 2 - 2]).square().mean()
+    upper_noise_raw = (frames[10][:, : H // 2 - 2] - before[:, : H // 2 - 2]).square().mean()
+    assert lower < 0.05
+    assert upper_noise_kept < 0.5 * upper_noise_raw
+
+
+def test_reset_and_birth_start_from_the_current_latent() -> None:
+    a, b = smooth_latent(11), smooth_latent(12)
+    b = a + 0.1 * (b - a)  # close enough to be blended if the past were kept
+    stabilizer = TemporalStabilizer()
+    stabilizer.blend_latents(torch.stack([a] * 5), still_rows(5, track_id=1))
+    # shot cut: the reset row's output is its own latent, exactly
+    cut = stabilizer.blend_latents(b[None], [CropRow(1, 5, reset=True)])
+    assert torch.equal(cut[0], b)
+    # birth: a new track id in the same batch as a continuing one
+    out = stabilizer.blend_latents(torch.stack([a, b]), [CropRow(1, 6), CropRow(2, 6)])
+    assert torch.equal(out[1], b)
+    assert not torch.equal(out[0], a)  # track 1 continued from b (after the cut): blended
+    # a track unseen for more than max_gap frames starts afresh
+    gap = TemporalOptions().max_gap + 1
+    late = stabilizer.blend_latents(a[None], [CropRow(2, 6 + gap)])
+    assert torch.equal(late[0], a)
+
+
+def random_rows(seed: int, frames: int = 6, tracks: int = 3) -> list[CropRow]:
+    """Rows in frame order: in each frame a random subset of tracks, random motion and resets."""
+    rng = random.Random(seed)
+    rows = []
+    for t in range(frames):
+        for track in rng.sample(range(tracks), rng.randint(1, tracks)):
+            rows.append(CropRow(track, t, motion=rng.uniform(0, 0.15), reset=rng.random() < 0.1))
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batch_equals_row_by_row(seed: int) -> None:
+    rows = random_rows(seed)
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(len(rows), C, H, W, generator=generator)
+    distances = torch.rand(len(rows), 32, 64, generator=generator)
+    masks = torch.rand(len(rows), 1, 24, 24, generator=generator)
+    # split the rows into batches of uneven sizes, as the pipeline's batching does
+    cuts = [0, 1, 5, len(rows)]
+    batched, sequential = TemporalStabilizer(), TemporalStabilizer()
+    for name, values in (("blend_latents", latents), ("stabilize_distances", distances), ("smooth_masks", masks)):
+        got = torch.cat([getattr(batched, name)(values[i:j], rows[i:j]) for i, j in zip(cuts, cuts[1:])])
+        want = torch.cat([getattr(sequential, name)(values[i : i + 1], [row]) for i, row in enumerate(rows)])
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        assert not torch.allclose(got, values)  # something was blended
+
+
+def test_rows_out_of_frame_order_are_refused() -> None:
+    stabilizer = TemporalStabilizer()
+    latents = torch.zeros(2, C, H, W)
+    with pytest.raises(ValueError, match="increasing frame order"):
+        stabilizer.blend_latents(latents, [CropRow(1, 3), CropRow(1, 2)])
+    stabilizer.blend_latents(latents[:1], [CropRow(1, 3)])
+    with pytest.raises(ValueError, match="increasing frame order"):
+        stabilizer.blend_latents(latents[:1], [CropRow(1, 3)])
+    with pytest.raises(ValueError, match="2 rows but 1"):
+        stabilizer.blend_latents(latents, [CropRow(1, 4)])
+
+
+def test_state_is_bounded_to_live_tracks() -> None:
+    stabilizer = TemporalStabilizer()
+    max_gap = stabilizer.options.max_gap
+    latents = torch.randn(3, C, H, W)
+    stabilizer.blend_latents(latents, [CropRow(1, 0), CropRow(2, 0), CropRow(3, 0)])
+    stabilizer.smooth_masks(torch.rand(1, 8, 8), [CropRow(3, 0)])
+    assert stabilizer.live_tracks == {1, 2, 3}
+    stabilizer.forget([2, 99])
+    assert stabilizer.live_tracks == {1, 3}
+    # a long video of track 1 alone: track 3 falls out of every bank after max_gap frames
+    for t in range(1, max_gap + 2):
+        stabilizer.blend_latents(latents[:1], [CropRow(1, t)])
+        stabilizer.smooth_masks(torch.rand(1, 8, 8), [CropRow(1, t)])
+    assert stabilizer.live_tracks == {1}
+
+
+def test_strength_zero_turns_everything_off() -> None:
+    stabilizer = TemporalStabilizer(TemporalOptions(strength=0.0))
+    rows = still_rows(4)
+    latents, distances, masks = torch.randn(4, C, H, W), torch.rand(4, 10, 20), torch.rand(4, 8, 8)
+    assert stabilizer.blend_latents(latents, rows) is latents
+    assert stabilizer.stabilize_distances(distances, rows) is distances
+    assert stabilizer.smooth_masks(masks, rows) is masks
+    assert stabilizer.live_tracks == set()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_keep_their_dtype(dtype: torch.dtype) -> None:
+    signal = smooth_latent(13)
+    frames = noisy_sequence([signal] * 24, sigma=0.2, seed=14)
+    reference = TemporalStabilizer().blend_latents(frames, still_rows(24))
+    out = TemporalStabilizer().blend_latents(frames.to(dtype), still_rows(24))
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.05)
+
+
+def test_mask_smoothing_steadies_masks_and_follows_motion() -> None:
+    generator = torch.Generator().manual_seed(15)
+    base = torch.zeros(24, 24)
+    base[4:20, 4:20] = 1.0
+    masks = (base + 0.2 * torch.randn(16, 24, 24, generator=generator)).clamp(0, 1)
+    out = TemporalStabilizer().smooth_masks(masks, still_rows(16))
+    assert out.min() >= 0 and out.max() <= 1
+    assert temporal_flicker(out.numpy()) < 0.6 * temporal_flicker(masks.numpy())
+    moved = TemporalStabilizer()
+    moved.smooth_masks(masks[:1], [CropRow(1, 0)])
+    fast = moved.smooth_masks(torch.zeros(1, 24, 24), [CropRow(1, 1, motion=0.5)])
+    assert float(fast.max()) < 0.01
+
+
+def select_codes_stand_in(distances: torch.Tensor, count: int) -> list[frozenset[int]]:
+    """The embedder's selection rule (jkwang28/OSDFace lq_embed VectorQuantizer.inference).
+
+    Per position take the nearest code; order positions by that distance; keep the first
+    `count` distinct codes. distances: B x positions x codes.
+    """
+    chosen = []
+    for d in distances:
+        nearest, codes = d.min(dim=1)
+        picked: list[int] = []
+        for code in codes[torch.argsort(nearest)].tolist():
+            if code not in picked:
+                picked.append(code)
+            if len(picked) == count:
+                break
+        chosen.append(frozenset(picked))
+    return chosen
+
+
+def test_code_selection_flips_less_with_aggregated_distances() -> None:
+    """Near-identical frames: the chosen code set changes less from frame to frame."""
+    generator = torch.Generator().manual_seed(16)
+    positions, codes, dim, frames, count = 64, 256, 16, 30, 20
+    features = torch.randn(positions, dim, generator=generator)
+    codebook = torch.randn(codes, dim, generator=generator)
+    per_frame = features + 0.15 * torch.randn(frames, positions, dim, generator=generator)
+    distances = torch.cdist(per_frame, codebook.expand(frames, -1, -1)).square()
+    rows = still_rows(frames)
+    stable = TemporalStabilizer().stabilize_distances(distances, rows)
+    assert stable.shape == distances.shape and stable.dtype == distances.dtype
+
+    def flips(d: torch.Tensor) -> float:
+        sets = select_codes_stand_in(d, count)
+        return float(np.mean([len(a ^ b) / 2 for a, b in zip(sets, sets[1:])]))
+
+    raw_flips, stable_flips = flips(distances[5:]), flips(stable[5:])
+    print(f"codes changed per frame: {raw_flips:.2f} raw, {stable_flips:.2f} aggregated")
+    assert raw_flips > 1  # the raw choice does flip between near-identical frames
+    assert stable_flips < 0.5 * raw_flips
+
+
+def test_invalid_options_name_the_value() -> None:
+    with pytest.raises(InputError, match=r"strength must be in \[0, 1\].*got 1.5"):
+        TemporalOptions(strength=1.5)
+    with pytest.raises(InputError, match="prompt_momentum"):
+        TemporalOptions(prompt_momentum=1.0)
+    with pytest.raises(InputError, match="max_gap"):
+        TemporalOptions(max_gap=0)
+
+
+def test_temporal_flicker_measures_frame_to_frame_variance() -> None:
+    still = np.full((5, 4, 4, 3), 7, dtype=np.uint8)
+    assert temporal_flicker(still) == 0.0
+    alternating = np.zeros((6, 4, 4, 3))
+    alternating[1::2] = 2.0
+    assert temporal_flicker(alternating) == pytest.approx(2.0)
+    mask = np.zeros((4, 4, 1))
+    mask[:2] = 1.0
+    half = alternating.copy()
+    half[:, 2:] = 0.0  # flicker only where the mask is 1
+    assert temporal_flicker(half, mask) == pytest.approx(2.0)
+    assert temporal_flicker(half) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        temporal_flicker(still[:1])
