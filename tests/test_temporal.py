@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vidface.errors import InputError
 from vidface.metrics import temporal_flicker
-from vidface.models.temporal import CropRow, TemporalOptions, TemporalStabilizer
+from vidface.models.temporal import CropRow, TemporalOptions, TemporalStabilizer, landmark_motion
 
 C, H, W = 4, 16, 16
 
@@ -281,3 +281,18 @@ def test_temporal_flicker_measures_frame_to_frame_variance() -> None:
     assert temporal_flicker(half) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least 2 frames"):
         temporal_flicker(still[:1])
+
+
+def test_landmark_motion_is_displacement_relative_to_face_size() -> None:
+    landmarks = np.array([[40.0, 50], [60, 50], [50, 60], [42, 70], [58, 70]])
+    box = np.array([30.0, 30, 70, 110])  # 40 x 80: size 80
+    assert landmark_motion(landmarks, landmarks, box) == 0.0
+    assert landmark_motion(landmarks, landmarks + [3.0, 4.0], box) == pytest.approx(5.0 / 80)
+    # only one point moves (a mouth corner): RMS over the five points
+    moved = landmarks.copy()
+    moved[3] += [0.0, 10.0]
+    assert landmark_motion(landmarks, moved, box) == pytest.approx(np.sqrt(100 / 5) / 80)
+    with pytest.raises(ValueError, match="same shape"):
+        landmark_motion(landmarks, landmarks[:4], box)
+    with pytest.raises(ValueError, match="positive size"):
+        landmark_motion(landmarks, landmarks, np.array([5.0, 5, 5, 5]))
