@@ -1,0 +1,218 @@
+"""Small test videos made with PyAV, for every area's tests.
+
+`write_video` writes a video with any mix of codec, pixel format, size, variable frame rate,
+rotation, B-frames, audio tracks, subtitles and metadata; `read_video` reads back what a test
+needs to compare (frame pts, pixel format, rotation, every non-video packet's bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+ImageSource = Callable[[int], np.ndarray] | np.ndarray
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """An audio stream to write: codec, sample rate, channels, language tag."""
+
+    codec: str = "aac"
+    rate: int = 48000
+    channels: int = 2
+    language: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Subtitles:
+    """A text subtitle stream (SubRip in Matroska, mov_text in MP4): one cue per second."""
+
+    language: str | None = "eng"
+    cues: int = 2
+
+
+def moving_pattern(width: int, height: int) -> Callable[[int], np.ndarray]:
+    """H×W×3 uint8 RGB frames: a gradient plus a bright square that moves one step per frame."""
+
+    def image(index: int) -> np.ndarray:
+        y, x = np.mgrid[0:height, 0:width]
+        rgb = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
+                        np.full_like(x, (index * 37) % 256)], axis=-1).astype(np.uint8)
+        side = max(4, min(width, height) // 5)
+        left = (index * 3) % max(1, width - side)
+        rgb[height // 3: height // 3 + side, left: left + side] = 255
+        return rgb
+
+    return image
+
+
+def write_video(
+    path: str | Path,
+    *,
+    frames: int = 24,
+    size: tuple[int, int] = (96, 64),
+    fps: int = 24,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    bframes: int | None = None,
+    vfr: bool = False,
+    rotation: int = 0,
+    images: ImageSource | None = None,
+    audio: Sequence[AudioTrack] | AudioTrack | str | None = None,
+    audio_seconds: float | None = None,
+    subtitles: Subtitles | None = None,
+    metadata: dict[str, str] | None = None,
+    video_metadata: dict[str, str] | None = None,
+    codec_options: dict[str, str] | None = None,
+) -> Path:
+    """Write a test video and return its path; the container follows the file's extension.
+
+    size: (width, height) stored. images: a function of the frame index or an N×H×W×3 uint8
+    RGB array (default: `moving_pattern`). vfr: frames are 1, 2, 6, 3 ticks of a 1/(3*fps)
+    time base apart in turn, so the mean rate stays fps while no two neighbours agree.
+    rotation: clockwise degrees a player turns the picture (stored in the display matrix).
+    audio: a codec name, one AudioTrack or several; audio_seconds defaults to the video's length.
+    """
+    path = Path(path)
+    width, height = size
+    source = images if images is not None else moving_pattern(width, height)
+    if isinstance(audio, str):
+        audio = [AudioTrack(codec=audio)]
+    elif isinstance(audio, AudioTrack):
+        audio = [audio]
+    tracks = list(audio or [])
+    time_base = Fraction(1, 3 * fps) if vfr else Fraction(1, fps)
+    steps = [3] if not vfr else [1, 2, 6, 3]
+    video_pts = np.concatenate([[0], np.cumsum([steps[i % len(steps)] for i in range(frames - 1)])]).astype(int)
+    seconds = float((int(video_pts[-1]) + steps[0]) * time_base) if frames else 0.0
+    with av.open(str(path), mode="w") as container:
+        container.metadata.update(metadata or {})
+        options = {"x265-params": "log-level=error"} if codec == "libx265" else {}
+        if bframes is not None:
+            options["bf"] = str(bframes)
+        options.update(codec_options or {})
+        video = container.add_stream(codec, rate=fps, options=options)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        video.time_base = time_base
+        video.codec_context.time_base = time_base
+        video.metadata.update(video_metadata or {})
+        if rotation:
+            video.set_display_rotation(-rotation)
+        audio_streams = []
+        for track in tracks:
+            stream = container.add_stream(track.codec, rate=track.rate)
+            stream.layout = "stereo" if track.channels == 2 else "mono"
+            if track.language:
+                stream.metadata["language"] = track.language
+            if track.title:
+                stream.metadata["title"] = track.title
+            audio_streams.append((track, stream))
+        subtitle_stream = None
+        if subtitles is not None:
+            codec_name = "mov_text" if path.suffix.lower() in (".mp4", ".mov", ".m4v") else "subrip"
+            subtitle_stream = container.add_mux_stream(codec_name)
+            subtitle_stream.time_base = Fraction(1, 1000)
+            if subtitles.language:
+                subtitle_stream.metadata["language"] = subtitles.language
+        for index in range(frames):
+            rgb = source(index) if callable(source) else source[index]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=pix_fmt)
+            frame.pts = int(video_pts[index])
+            frame.time_base = time_base
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        for track, stream in audio_streams:
+            _write_audio(container, stream, track, audio_seconds if audio_seconds is not None else seconds)
+        if subtitle_stream is not None:
+            for cue in range(subtitles.cues):
+                text = f"cue {cue}".encode()
+                if codec_name == "mov_text":
+                    text = len(text).to_bytes(2, "big") + text
+                packet = av.Packet(text)
+                packet.stream = subtitle_stream
+                packet.pts = packet.dts = cue * 1000
+                packet.duration = 800
+                packet.time_base = Fraction(1, 1000)
+                container.mux(packet)
+    return path
+
+
+def _write_audio(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+                 track: AudioTrack, seconds: float) -> None:
+    samples = int(round(seconds * track.rate))
+    chunk = 1024
+    t = np.arange(samples) / track.rate
+    wave = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    planar = np.tile(wave, (track.channels, 1))
+    for start in range(0, samples, chunk):
+        part = np.ascontiguousarray(planar[:, start:start + chunk])
+        frame = av.AudioFrame.from_ndarray(part, format="fltp",
+                                           layout="stereo" if track.channels == 2 else "mono")
+        frame.sample_rate = track.rate
+        frame.pts = start
+        frame.time_base = Fraction(1, track.rate)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+@dataclass
+class VideoSummary:
+    """What tests compare between an input and an output."""
+
+    frame_pts: list[Fraction]
+    durations: list[Fraction | None]
+    pix_fmt: str
+    size: tuple[int, int]
+    rotation: int
+    codec: str
+    metadata: dict[str, str]
+    stream_types: list[str]
+    stream_metadata: list[dict[str, str]]
+    packets: dict[int, list[tuple[bytes, Fraction | None, Fraction | None]]] = field(repr=False)
+    images: list[np.ndarray] = field(repr=False)
+
+
+def read_video(path: str | Path, *, images: bool = False) -> VideoSummary:
+    """Decode the first video stream (presentation pts in seconds as Fractions, durations,
+    pixel format, stored size, clockwise rotation) and collect every other stream's packets
+    (bytes, pts and duration in seconds). images=True also keeps each frame as stored RGB."""
+    frame_pts: list[Fraction] = []
+    durations: list[Fraction | None] = []
+    pictures: list[np.ndarray] = []
+    packets: dict[int, list[tuple[bytes, Fraction | None, Fraction | None]]] = {}
+    rotation = 0
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        tb = video.time_base
+        for packet in container.demux():
+            if packet.stream.index == video.index:
+                for frame in packet.decode():
+                    frame_pts.append(frame.pts * tb)
+                    durations.append(frame.duration * tb if frame.duration else None)
+                    rotation = int(round(-frame.rotation / 90.0)) % 4 * 90
+                    if images:
+                        pictures.append(frame.to_ndarray(format="rgb24"))
+            elif packet.size:
+                ptb = packet.stream.time_base
+                packets.setdefault(packet.stream.index, []).append(
+                    (bytes(packet), None if packet.pts is None else packet.pts * ptb,
+                     packet.duration * ptb if packet.duration else None))
+        return VideoSummary(
+            frame_pts=frame_pts,
+            durations=durations,
+            pix_fmt=video.codec_context.pix_fmt,
+            size=(video.codec_context.width, video.codec_context.height),
+            rotation=rotation,
+            codec=video.codec_context.codec.name,
+            metadata=dict(container.metadata),
+            stream_types=[s.type for s in container.streams],
+            stream_metadata=[dict(s.metadata) for s in container.streams],
+            packets=packets,
+            images=pictures,
+        )

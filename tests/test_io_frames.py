@@ -1,0 +1,104 @@
+"""Frame records: upright RGB, and blending that keeps every unmasked source sample exactly."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from media import moving_pattern, write_video
+from vidface.io.decode import decode_frames
+from vidface.io.frames import Frame
+
+
+def _frame(video: av.VideoFrame, rotation: int = 0) -> Frame:
+    return Frame(index=0, pts=0, time_base=Fraction(1, 24), duration=1, video=video, rotation=rotation)
+
+
+def _planes(video: av.VideoFrame) -> list[np.ndarray]:
+    """Each plane's samples as rows × columns × components (uint16 for >8-bit formats)."""
+    out = []
+    deep = max(c.bits for c in video.format.components) > 8
+    dtype = np.uint16 if deep else np.uint8
+    for index, plane in enumerate(video.planes):
+        channels = len([c for c in video.format.components if c.plane == index])
+        rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, -1)
+        out.append(rows[:, : plane.width * channels].reshape(plane.height, plane.width, channels).copy())
+    return out
+
+
+def _touched(mask: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """rows × columns: True where a subsampled sample's footprint has any nonzero mask."""
+    fy, fx = -(-mask.shape[0] // rows), -(-mask.shape[1] // columns)
+    touched = np.zeros((rows, columns), bool)
+    for y, x in zip(*np.nonzero(mask)):
+        touched[y // fy, x // fx] = True
+    return touched
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_to_rgb_is_upright(rotation: int) -> None:
+    upright = moving_pattern(40, 24)(3)  # 24 rows, 40 columns, as displayed
+    stored = np.ascontiguousarray(np.rot90(upright, k=rotation // 90))  # undo a clockwise turn
+    video = av.VideoFrame.from_ndarray(stored, format="rgb24")
+    rgb = _frame(video, rotation).to_rgb()
+    assert rgb.shape == (24, 40, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, upright)
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "size", "rotation"),
+    [("yuv420p", (64, 48), 0), ("yuv420p10le", (64, 48), 0), ("yuv420p", (63, 47), 90),
+     ("nv12", (64, 48), 270), ("yuv444p", (39, 29), 180)],
+)
+def test_with_rgb_keeps_unmasked_samples_exactly(pix_fmt: str, size: tuple[int, int], rotation: int) -> None:
+    width, height = size
+    rng = np.random.default_rng(0)
+    source = av.VideoFrame.from_ndarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+                                        format="rgb24").reformat(format=pix_fmt)
+    frame = _frame(source, rotation)
+    up_h, up_w = (width, height) if rotation in (90, 270) else (height, width)
+    mask = np.zeros((up_h, up_w), np.float32)
+    mask[up_h // 4: up_h // 2, up_w // 4: up_w // 2] = 1.0  # a block in the upright picture
+    edited = frame.with_rgb(np.full((up_h, up_w, 3), 255, np.uint8), mask)
+
+    assert edited.video.format.name == pix_fmt
+    assert (edited.video.width, edited.video.height) == (width, height)
+    assert (edited.pts, edited.rotation, edited.index) == (frame.pts, frame.rotation, frame.index)
+    stored_mask = np.rot90(mask, k=rotation // 90)
+    for before, after in zip(_planes(source), _planes(edited.video)):
+        touched = _touched(stored_mask, before.shape[0], before.shape[1])
+        np.testing.assert_array_equal(after[~touched], before[~touched])
+        assert not np.array_equal(after[touched], before[touched])
+    # inside the mask (away from its edge, where chroma is interpolated) the picture is white
+    inner = np.zeros_like(mask, dtype=bool)
+    inner[up_h // 4 + 2: up_h // 2 - 2, up_w // 4 + 2: up_w // 2 - 2] = True
+    np.testing.assert_allclose(edited.to_rgb()[inner], 255, atol=3)
+
+
+def test_with_rgb_blends_partially_and_validates_shapes() -> None:
+    source = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+    frame = _frame(source)
+    half = frame.with_rgb(np.full((32, 32, 3), 200, np.uint8), np.full((32, 32), 0.5, np.float32))
+    assert abs(int(half.to_rgb().mean()) - 100) <= 3
+    with pytest.raises(ValueError, match="rgb must be"):
+        frame.with_rgb(np.zeros((16, 32, 3), np.uint8), np.zeros((32, 32), np.float32))
+    with pytest.raises(ValueError, match="mask must be"):
+        frame.with_rgb(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 16), np.float32))
+
+
+def test_with_rgb_keeps_ten_bit_precision(tmp_path) -> None:
+    """A 10-bit source edited in a corner keeps its 10-bit samples elsewhere: values that
+    8-bit RGB could not express survive."""
+    path = write_video(tmp_path / "deep.mkv", frames=2, size=(64, 48), codec="libx265", pix_fmt="yuv420p10le")
+    frame = next(decode_frames(path))
+    assert frame.video.format.name == "yuv420p10le"
+    mask = np.zeros((48, 64), np.float32)
+    mask[:8, :8] = 1
+    edited = frame.with_rgb(frame.to_rgb(), mask)
+    before, after = _planes(frame.video)[0], _planes(edited.video)[0]
+    np.testing.assert_array_equal(after[8:, 8:], before[8:, 8:])
+    assert after.dtype == np.uint16
+    assert np.any(before % 4 != 0)  # genuinely 10-bit content

@@ -1,0 +1,134 @@
+"""`vidface restore --model none` is a faithful transcoder: frames, timestamps, streams, tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from media import AudioTrack, Subtitles, read_video, write_video
+
+
+def _check_faithful(source: Path, output: Path, *, pix_fmt: str | None = None) -> None:
+    before, after = read_video(source), read_video(output)
+    assert len(after.frame_pts) == len(before.frame_pts)
+    assert after.frame_pts == before.frame_pts
+    # the end of the last frame (its duration) survives re-encoding
+    assert after.frame_pts[-1] + after.durations[-1] == before.frame_pts[-1] + before.durations[-1]
+    assert after.rotation == before.rotation
+    assert after.size == before.size
+    assert after.pix_fmt == (pix_fmt or before.pix_fmt)
+    assert after.stream_types == before.stream_types
+    # every non-video packet: same bytes and pts, and its duration wherever the source has one
+    assert after.packets.keys() == before.packets.keys()
+    for index, packets in before.packets.items():
+        assert [(data, pts) for data, pts, _ in after.packets[index]] == [(data, pts) for data, pts, _ in packets]
+        assert all(b[2] is None or a[2] == b[2] for a, b in zip(after.packets[index], packets))
+    for key in ("title", "creation_time", "comment"):
+        assert after.metadata.get(key) == before.metadata.get(key)
+    for b, a in zip(before.stream_metadata, after.stream_metadata):
+        assert a.get("language") == b.get("language")
+        assert a.get("title") == b.get("title")
+
+
+CASES = {
+    "h264_aac_mp4": dict(suffix=".mp4", audio="aac",
+                         metadata={"title": "A title", "creation_time": "2024-05-06T07:08:09.000000Z"}),
+    "opus_mkv": dict(suffix=".mkv", audio=AudioTrack("libopus", language="fra")),
+    "two_audio_subtitles_mkv": dict(
+        suffix=".mkv", audio=[AudioTrack("aac", language="eng", title="Main"),
+                              AudioTrack("libopus", language="deu", title="Commentary")],
+        subtitles=Subtitles(language="spa", cues=3), metadata={"title": "Two tracks", "comment": "kept"}),
+    "no_audio_mp4": dict(suffix=".mp4"),
+    "vfr_mp4": dict(suffix=".mp4", vfr=True, audio="aac"),
+    "vfr_mkv": dict(suffix=".mkv", vfr=True),
+    "hevc_10bit_mkv": dict(suffix=".mkv", codec="libx265", pix_fmt="yuv420p10le", audio="aac"),
+    "odd_size_444_mp4": dict(suffix=".mp4", size=(79, 59), pix_fmt="yuv444p"),
+    "rotated_90_mp4": dict(suffix=".mp4", rotation=90, audio="aac"),
+    "bframes_mp4": dict(suffix=".mp4", bframes=3, audio="aac", frames=30),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_restore_none_keeps_everything(case: str, tmp_path: Path, cli) -> None:
+    options = dict(CASES[case])
+    suffix = options.pop("suffix")
+    options.setdefault("frames", 20)
+    source = write_video(tmp_path / f"in{suffix}", **options)
+    output = tmp_path / f"out{suffix}"
+    code, out, err = cli("restore", source, output, "--model", "none", "--preset", "ultrafast")
+    assert code == 0, err
+    assert str(output) in out
+    _check_faithful(source, output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, output.name])
+
+
+def test_bframes_case_really_has_bframes(tmp_path: Path) -> None:
+    import av
+
+    source = write_video(tmp_path / "b.mp4", bframes=3, frames=30)
+    with av.open(str(source)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    assert any(p.pts != p.dts for p in packets)
+
+
+def test_odd_420_source_is_encoded_444_at_its_size(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "odd.mkv", size=(319, 239), codec="libvpx-vp9", frames=6)
+    output = tmp_path / "odd.mp4"
+    code, _, err = cli("restore", source, output, "--preset", "ultrafast")
+    assert code == 0, err
+    after = read_video(output)
+    assert after.size == (319, 239) and after.pix_fmt == "yuv444p"
+    assert after.frame_pts == read_video(source).frame_pts
+
+
+def test_mp4_subtitles_are_copied(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "sub.mp4", subtitles=Subtitles(language="eng", cues=2), audio="aac")
+    output = tmp_path / "out.mp4"
+    assert cli("restore", source, output, "--preset", "ultrafast")[0] == 0
+    before, after = read_video(source), read_video(output)
+    # mov_text cues are identical; MP4 muxers add their own empty gap samples between cues
+    cues = lambda s: [p for p in s.packets[2] if len(p[0]) > 2]  # noqa: E731
+    assert cues(after) == cues(before) and len(cues(before)) == 2
+    assert after.packets[1] == before.packets[1]
+    assert after.stream_metadata[2]["language"] == "eng"
+
+
+def test_encoder_flags(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mkv", frames=10, audio="aac")
+    output = tmp_path / "out.mkv"
+    code, _, err = cli("restore", source, output, "--codec", "libx265", "--crf", "30", "--preset", "ultrafast",
+                       "--pix-fmt", "yuv420p10le", "--encoder-opt", "x265-params=log-level=error:keyint=5",
+                       "--no-audio")
+    assert code == 0, err
+    after = read_video(output)
+    assert after.codec == "hevc" and after.pix_fmt == "yuv420p10le"
+    assert after.stream_types == ["video"]
+    assert after.frame_pts == read_video(source).frame_pts
+
+
+def test_mkv_subtitles_into_mp4_is_refused_cleanly(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mkv", frames=6, subtitles=Subtitles())
+    output = tmp_path / "out.mp4"
+    code, _, err = cli("restore", source, output)
+    assert code == 1
+    assert err.startswith("vidface: error: ") and ".mkv" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=6)
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"precious")
+    code, _, err = cli("restore", source, output)
+    assert code == 1 and "-y" in err
+    assert output.read_bytes() == b"precious"
+    assert cli("restore", source, output, "-y", "--preset", "ultrafast")[0] == 0
+    assert len(read_video(output).frame_pts) == 6
+
+
+def test_input_is_never_modified(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mkv", frames=8, audio="aac")
+    data = source.read_bytes()
+    assert cli("restore", source, tmp_path / "out.mkv", "--preset", "ultrafast")[0] == 0
+    assert source.read_bytes() == data

@@ -1,0 +1,82 @@
+"""`vidface probe IN`: what vidface sees in a video (streams, size, rotation, timing)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vidface.commands.options import add_logging_flags
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "probe",
+        help="describe a video's streams, rotation, frame rate and frame count",
+        description="Describe IN: streams and codecs, resolution, rotation, frame rate (constant "
+                    "or variable), duration, exact frame count, audio and subtitle tracks.",
+    )
+    parser.add_argument("input", metavar="IN", help="input video")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_logging_flags(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidface.io.probe import probe
+
+    info = probe(args.input)
+    report = probe_report(info)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def probe_report(info) -> dict:
+    """A JSON-ready description of a `MediaInfo`."""
+    video = info.video
+    rate = video.average_rate
+    return {
+        "path": str(info.path),
+        "format": info.format_name,
+        "duration": round(video.duration, 6),
+        "metadata": info.metadata,
+        "video": {
+            "stream": video.index,
+            "codec": video.codec,
+            "width": video.width,
+            "height": video.height,
+            "display_width": video.display_size[0],
+            "display_height": video.display_size[1],
+            "rotation": video.rotation,
+            "pix_fmt": video.pix_fmt,
+            "bit_depth": video.bit_depth,
+            "fps": round(float(rate), 6) if rate else None,
+            "frame_rate": "variable" if video.variable_frame_rate else "constant",
+            "frames": video.frame_count,
+            "time_base": str(video.time_base),
+        },
+        "streams": [
+            {"index": s.index, "type": s.type, "codec": s.codec, "language": s.language,
+             "title": s.title, "detail": s.detail}
+            for s in info.streams
+        ],
+    }
+
+
+def format_report(report: dict) -> str:
+    video = report["video"]
+    lines = [
+        f"{report['path']}: {report['format']}, {report['duration']:.3f} s",
+        f"video: {video['codec']} {video['width']}x{video['height']} {video['pix_fmt']} "
+        f"({video['bit_depth']}-bit), rotation {video['rotation']}, "
+        f"{video['fps'] or '?'} fps {video['frame_rate']} ({video['frame_rate'] == 'variable' and 'VFR' or 'CFR'}), "
+        f"{video['frames']} frames",
+    ]
+    for key, value in report["metadata"].items():
+        lines.append(f"tag: {key}={value}")
+    for stream in report["streams"]:
+        extra = " ".join(x for x in (stream["detail"], stream["language"] and f"[{stream['language']}]",
+                                     stream["title"] and f"\"{stream['title']}\"") if x)
+        lines.append(f"stream #{stream['index']}: {stream['type']} {stream['codec']} {extra}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,307 @@
+"""Write OUT: the video re-encoded from `Frame`s, every other stream copied packet for packet.
+
+`OutputWriter` owns one output container. `write(frame)` encodes a frame (its own pts, the
+input's time base, its duration carried over) and, before each encoded video packet, muxes
+the copied packets (audio, subtitles, data) that come earlier in time, read from a second
+demuxer over IN. Nothing is re-encoded except the video; copied packets keep their bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vidface.errors import OutputError
+from vidface.io.frames import Frame
+from vidface.io.probe import MediaInfo, VideoInfo
+
+log = logging.getLogger(__name__)
+
+# Option that sets constant quality / the speed preset, per encoder (absent: not supported).
+CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libvpx-vp9": "crf",
+              "libvpx": "crf", "libaom-av1": "crf", "h264_nvenc": "cq", "hevc_nvenc": "cq",
+              "av1_nvenc": "cq"}
+PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset",
+                 "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
+# Global tags that describe the file that was read, not the one written.
+_STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How the video is re-encoded (ffmpeg's -c:v, -crf, -preset, -pix_fmt, -x264-params...).
+
+    crf: constant-quality level for encoders that have one (ignored by the others).
+    preset: encoder speed preset, None for the encoder's default. pix_fmt: None keeps the
+    source's pixel format where the encoder supports it. options: extra encoder options,
+    applied last.
+    """
+
+    codec: str = "libx264"
+    crf: int | None = 18
+    preset: str | None = None
+    pix_fmt: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    def codec_options(self) -> dict[str, str]:
+        """The encoder options these settings stand for."""
+        options: dict[str, str] = {}
+        if self.crf is not None and self.codec in CRF_OPTION:
+            options[CRF_OPTION[self.codec]] = str(self.crf)
+            if self.codec.startswith("libvpx"):
+                options["b"] = "0"
+        if self.preset is not None:
+            options[PRESET_OPTION.get(self.codec, "preset")] = self.preset
+        if self.codec == "libx265":
+            options["x265-params"] = "log-level=error"
+        options.update(dict(self.options))
+        return options
+
+
+def video_encoder(name: str) -> av.codec.Codec:
+    """The FFmpeg video encoder called `name`, or OutputError naming how to list them."""
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        codec = None
+    if codec is None or codec.type != "video":
+        raise OutputError(f"unknown video encoder {name!r}; `vidface env` lists the available ones")
+    return codec
+
+
+def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
+    """The pixel format to encode in: the requested one, else the source's if the encoder
+    takes it, else the encoder's closest format (same bit depth and chroma first).
+
+    Odd sizes cannot be 4:2:0/4:2:2-subsampled by x264/x265, so those get 4:4:4 at the same
+    bit depth rather than a changed picture size.
+    """
+    codec = video_encoder(options.codec)
+    supported = [f.name for f in codec.video_formats or ()]
+    if options.pix_fmt is not None:
+        if supported and options.pix_fmt not in supported:
+            raise OutputError(
+                f"encoder {options.codec} cannot encode pixel format {options.pix_fmt!r}; "
+                f"choose one of: {', '.join(supported)}"
+            )
+        return options.pix_fmt
+    wanted = video.pix_fmt
+    odd = video.width % 2 or video.height % 2
+    if odd and options.codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc"):
+        wanted = "yuv444p10le" if video.bit_depth > 8 else "yuv444p"
+    if not supported or wanted in supported:
+        return wanted
+
+    def distance(name: str) -> tuple[int, int]:
+        fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
+        depth = max(c.bits for c in fmt.components) - max(c.bits for c in src.components)
+        chroma = (fmt.chroma_width(64), fmt.chroma_height(64)) != (src.chroma_width(64), src.chroma_height(64))
+        return (abs(depth) + (100 if depth < 0 else 0), int(chroma))
+
+    choice = min(supported, key=distance)
+    log.warning("encoder %s cannot keep pixel format %s; encoding as %s", options.codec, wanted, choice)
+    return choice
+
+
+def output_format(path: Path) -> str:
+    """FFmpeg's muxer for OUT's extension, or OutputError listing common ones."""
+    extension = path.suffix.lower().lstrip(".")
+    names = []
+    for name in sorted(av.formats_available):
+        try:
+            fmt = av.ContainerFormat(name, "w")
+        except (ValueError, av.error.FFmpegError):
+            continue
+        if extension and extension in fmt.extensions:
+            names.append(name)
+    if not names:
+        raise OutputError(
+            f"cannot tell the container format from output name {path.name!r}; "
+            "end it in .mp4, .mkv, .mov or .webm"
+        )
+    preferred = {"mkv": "matroska", "mp4": "mp4", "mov": "mov", "webm": "webm", "m4v": "mp4"}
+    return preferred.get(extension) if preferred.get(extension) in names else (
+        extension if extension in names else names[0])
+
+
+@dataclass(frozen=True)
+class CopyRange:
+    """Which copied packets to keep and how to shift them: those starting in [start, stop)
+    seconds (None: unbounded), moved earlier by `shift` seconds."""
+
+    start: Fraction | None = None
+    stop: Fraction | None = None
+    shift: Fraction = Fraction(0)
+
+
+class OutputWriter:
+    """Writes one output file: encodes frames, copies the other streams' packets in time order.
+
+    Use as a context manager; `close()` flushes the encoder and the remaining copied packets.
+    copy_streams: indices of IN's streams to copy. video_shift: ticks of the video time base
+    subtracted from every frame's pts (a preview range starting later than 0 starts at 0).
+    """
+
+    def __init__(self, path: Path, container_format: str, info: MediaInfo, options: EncodeOptions,
+                 pix_fmt: str, copy_streams: tuple[int, ...], copy_range: CopyRange,
+                 video_shift: int = 0) -> None:
+        self._video_info = info.video
+        self._shift = video_shift
+        self._durations: dict[int, int] = {}
+        self._frames = 0
+        try:
+            self._output = av.open(str(path), mode="w", format=container_format)
+        except (OSError, av.error.FFmpegError) as error:
+            raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
+        self._input: av.container.InputContainer | None = None
+        try:
+            self._output.metadata.update(_kept_tags(info.metadata))
+            self._stream = self._add_video_stream(info, options, pix_fmt)
+            self._copies: dict[int, av.stream.Stream] = {}
+            self._next: av.Packet | None = None
+            self._packets: Iterator[av.Packet] = iter(())
+            if copy_streams:
+                self._open_copies(info, copy_streams, copy_range)
+        except BaseException:
+            self.close(flush=False)
+            raise
+
+    def _add_video_stream(self, info: MediaInfo, options: EncodeOptions, pix_fmt: str) -> av.video.stream.VideoStream:
+        video = info.video
+        rate = video.average_rate or Fraction(25)
+        try:
+            stream = self._output.add_stream(options.codec, rate=rate, options=options.codec_options())
+        except (av.error.FFmpegError, ValueError) as error:
+            raise OutputError(f"cannot use encoder {options.codec!r} for {self._output.format.name} ({error})") from None
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, pix_fmt
+        stream.time_base = video.time_base
+        stream.codec_context.time_base = video.time_base
+        if video.rotation:
+            stream.set_display_rotation(-video.rotation)
+        with av.open(str(info.path)) as source:
+            src = source.streams[video.index]
+            ctx = src.codec_context
+            for name in ("color_range", "color_primaries", "color_trc", "colorspace"):
+                setattr(stream.codec_context, name, getattr(ctx, name))
+            if src.sample_aspect_ratio:
+                stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
+            stream.metadata.update(_kept_tags(src.metadata))
+            stream.disposition = src.disposition
+        return stream
+
+    def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange) -> None:
+        self._input = av.open(str(info.path))
+        supported = self._output.supported_codecs
+        selected = []
+        for index in copy_streams:
+            src = self._input.streams[index]
+            codec = src.codec_context.codec.name if src.codec_context and src.codec_context.codec else None
+            if src.type in ("audio", "subtitle") and codec and codec not in supported:
+                raise OutputError(
+                    f"a {self._output.format.name} file cannot hold stream #{index} ({src.type} {codec}); "
+                    "write a .mkv instead" + (" or pass --no-audio" if src.type == "audio" else "")
+                )
+            if src.type == "attachment":
+                name = src.metadata.get("filename", f"attachment{index}")
+                self._output.add_attachment(name, src.mimetype or "application/octet-stream", src.data)
+                continue
+            try:
+                out = self._output.add_stream_from_template(src)
+            except (av.error.FFmpegError, ValueError) as error:
+                raise OutputError(f"cannot copy stream #{index} ({src.type}) into {self._output.format.name} ({error})") from None
+            out.metadata.update(_kept_tags(src.metadata))
+            out.disposition = src.disposition
+            self._copies[index] = out
+            selected.append(src)
+        if selected:
+            self._packets = _copied_packets(self._input, selected, copy_range)
+
+    @property
+    def frames_written(self) -> int:
+        return self._frames
+
+    def write(self, frame: Frame) -> None:
+        """Encode one frame (stored orientation; converted to the output pixel format)."""
+        video = frame.video
+        if video.format.name != self._stream.pix_fmt:
+            video = video.reformat(format=self._stream.pix_fmt)
+        video.pts = frame.pts - self._shift
+        video.time_base = frame.time_base
+        video.pict_type = av.video.frame.PictureType.NONE
+        if frame.duration:
+            self._durations[video.pts] = frame.duration
+        self._mux_video(self._stream.encode(video))
+        self._frames += 1
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            duration = self._durations.pop(packet.pts, None)
+            if duration:
+                packet.duration = duration
+            if packet.dts is not None:
+                self._mux_copies_until(packet.dts * packet.time_base)
+            self._output.mux(packet)
+
+    def _mux_copies_until(self, time: Fraction | None) -> None:
+        """Mux copied packets whose decode time is at most `time` seconds (None: all)."""
+        while True:
+            if self._next is None:
+                self._next = next(self._packets, None)
+                if self._next is None:
+                    return
+            packet = self._next
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if time is not None and stamp is not None and stamp * packet.time_base > time:
+                return
+            packet.stream = self._copies[packet.stream.index]
+            self._output.mux(packet)
+            self._next = None
+
+    def close(self, flush: bool = True) -> None:
+        """Flush the encoder and the rest of the copied packets (flush=True), then close."""
+        try:
+            if flush:
+                self._mux_video(self._stream.encode(None))
+                self._mux_copies_until(None)
+        finally:
+            if self._input is not None:
+                self._input.close()
+                self._input = None
+            self._output.close()
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.close(flush=kind is None)
+
+
+def _copied_packets(container: av.container.InputContainer, streams: list[av.stream.Stream],
+                    copy_range: CopyRange) -> Iterator[av.Packet]:
+    """The packets of `streams` in file order, those starting in the range, shifted."""
+    for packet in container.demux(streams):
+        if not packet.size:
+            continue
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None and (copy_range.start is not None or copy_range.stop is not None):
+            time = stamp * packet.time_base
+            if copy_range.start is not None and time < copy_range.start:
+                continue
+            if copy_range.stop is not None and time >= copy_range.stop:
+                continue
+        if copy_range.shift:
+            ticks = round(copy_range.shift / packet.time_base)
+            if packet.pts is not None:
+                packet.pts -= ticks
+            if packet.dts is not None:
+                packet.dts -= ticks
+        yield packet
+
+
+def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if k.lower() not in _STALE_TAGS}

@@ -1,0 +1,136 @@
+"""Decoded video frames as records that keep their timing and their source pixels.
+
+A `Frame` carries the decoded `av.VideoFrame` untouched (stored orientation, source pixel
+format and bit depth) together with its timestamp, so a stage that changes nothing passes the
+source pixels to the encoder exactly. Stages that edit pixels work in upright 8-bit RGB
+(`Frame.to_rgb`) and hand back a picture plus a mask (`Frame.with_rgb`): the blend happens in
+the source's own pixel format, plane by plane, so every pixel outside the mask keeps its
+stored value, 10-bit precision included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One video frame in presentation order.
+
+    index: 0-based position in the output. pts/duration: in `time_base` units, as decoded
+    (duration None when the source does not say). video: the decoded picture in its stored
+    orientation and source pixel format. rotation: clockwise degrees (0, 90, 180, 270) that
+    turn the stored picture upright.
+    """
+
+    index: int
+    pts: int
+    time_base: Fraction
+    duration: int | None
+    video: av.VideoFrame
+    rotation: int = 0
+
+    @property
+    def time(self) -> float:
+        """Presentation time in seconds."""
+        return float(self.pts * self.time_base)
+
+    def to_rgb(self) -> np.ndarray:
+        """The picture as H×W×3 uint8 RGB, upright (rotation applied)."""
+        rgb = self.video.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
+
+    def with_rgb(self, rgb: np.ndarray, mask: np.ndarray) -> Frame:
+        """A new Frame whose picture is `rgb` blended over this one by `mask`.
+
+        rgb: H×W×3 uint8 RGB, upright. mask: H×W float32 in [0, 1], upright; 1 takes `rgb`.
+        The blend is done in the source pixel format, per plane, with the mask averaged over
+        each chroma sample's footprint: wherever the mask is 0 (for chroma: over the whole
+        footprint) the stored sample values are kept exactly, at the source's bit depth.
+        """
+        height, width = _upright_size(self.video, self.rotation)
+        if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be {height}x{width}x3 uint8, got {rgb.shape} {rgb.dtype}")
+        if mask.shape != (height, width):
+            raise ValueError(f"mask must be {height}x{width}, got {mask.shape}")
+        turn = self.rotation // 90
+        stored_rgb = np.ascontiguousarray(np.rot90(rgb, k=turn))
+        stored_mask = np.clip(np.rot90(mask, k=turn).astype(np.float32), 0.0, 1.0)
+        return replace(self, video=blend_into(self.video, stored_rgb, stored_mask))
+
+
+def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
+    if rotation in (90, 270):
+        return video.width, video.height
+    return video.height, video.width
+
+
+def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.VideoFrame:
+    """Blend `rgb` (H×W×3 uint8 RGB, stored orientation) over `source` by `mask` (H×W float32
+    in [0, 1]) in the source's pixel format; samples whose mask footprint is all 0 keep their
+    exact stored value. Returns a new frame with the source's format, colour tags and pts.
+    """
+    if not mask.any():
+        return source
+    fmt = source.format
+    if not _blendable(source):
+        raise ValueError(f"cannot blend into pixel format {fmt.name}")
+    edited = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format=fmt.name,
+        dst_colorspace=source.colorspace,
+        dst_color_range=source.color_range,
+    )
+    result = av.VideoFrame(source.width, source.height, fmt.name)
+    for index, (src_plane, new_plane, out_plane) in enumerate(
+        zip(source.planes, edited.planes, result.planes)
+    ):
+        src = _plane_array(src_plane, fmt, index)
+        new = _plane_array(new_plane, fmt, index)
+        weight = _pool_mask(mask, src.shape[0], src.shape[1])[:, :, None]
+        blended = src.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight
+        out = np.where(weight > 0, np.rint(blended), src).astype(src.dtype)
+        _plane_array(out_plane, fmt, index)[...] = out
+    result.pts = source.pts
+    if source.time_base is not None:
+        result.time_base = source.time_base
+    result.colorspace = source.colorspace
+    result.color_range = source.color_range
+    return result
+
+
+def _blendable(frame: av.VideoFrame) -> bool:
+    """Formats whose planes hold whole samples of one size: planar or packed-per-pixel."""
+    fmt = frame.format
+    if fmt.has_palette or fmt.is_bit_stream or fmt.is_big_endian:
+        return False
+    for index, plane in enumerate(frame.planes):
+        components = [c for c in fmt.components if c.plane == index]
+        if not components or any(c.bits > 16 or (c.width, c.height) != (plane.width, plane.height)
+                                 for c in components):
+            return False
+    return True
+
+
+def _plane_array(plane: av.video.plane.VideoPlane, fmt: av.VideoFormat, index: int) -> np.ndarray:
+    """A writable height×width×components view of one plane (without line padding)."""
+    components = [c for c in fmt.components if c.plane == index]
+    dtype = np.uint16 if max(c.bits for c in components) > 8 else np.uint8
+    itemsize = np.dtype(dtype).itemsize
+    rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // itemsize)
+    channels = len(components)
+    return rows[:, : plane.width * channels].reshape(plane.height, plane.width, channels)
+
+
+def _pool_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Average `mask` over blocks so it has height×width samples (chroma subsampling);
+    edge blocks of odd-sized pictures are padded by repeating the last row/column."""
+    full_h, full_w = mask.shape
+    if (full_h, full_w) == (height, width):
+        return mask
+    fy, fx = -(-full_h // height), -(-full_w // width)
+    padded = np.pad(mask, ((0, height * fy - full_h), (0, width * fx - full_w)), mode="edge")
+    return padded.reshape(height, fy, width, fx).mean(axis=(1, 3))

@@ -1,0 +1,213 @@
+"""Open and describe an input video; every way an input can be unusable becomes an InputError."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vidface.errors import InputError
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream of the input as the user sees it in `vidface probe`."""
+
+    index: int
+    type: str
+    codec: str
+    language: str | None
+    title: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The video stream vidface decodes (the input's first video stream).
+
+    rotation: clockwise degrees that turn the stored picture upright (display matrix).
+    width/height: stored size; `display_size` is the upright size. pts: presentation
+    timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
+    """
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    rotation: int
+    time_base: Fraction
+    average_rate: Fraction | None
+    pts: tuple[int, ...] = field(repr=False)
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.pts)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) upright."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+
+    @property
+    def variable_frame_rate(self) -> bool:
+        """True when the frames are not evenly spaced (one tick of jitter is tolerated)."""
+        steps = {b - a for a, b in zip(self.pts, self.pts[1:])}
+        return bool(steps) and max(steps) - min(steps) > 1
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last (its span estimated from its
+        predecessor's when the stream does not say)."""
+        if not self.pts:
+            return 0.0
+        last_step = self.pts[-1] - self.pts[-2] if len(self.pts) > 1 else 0
+        return float((self.pts[-1] + last_step - self.pts[0]) * self.time_base)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    format_name: str
+    duration: float | None
+    metadata: dict[str, str]
+    video: VideoInfo
+    streams: tuple[StreamInfo, ...]
+
+
+def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """Open IN for reading; raise InputError with one line when it is no usable video."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input {str(path)!r} does not exist; check the path")
+    if not path.is_file():
+        raise InputError(f"input {str(path)!r} is not a file; give a video file")
+    if path.stat().st_size == 0:
+        raise InputError(f"input {str(path)!r} is empty (0 bytes); give a complete video file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input {str(path)!r} is not readable; check its permissions")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.FFmpegError as error:
+        raise InputError(
+            f"input {str(path)!r} is not a readable video ({_reason(error)}); "
+            "it may be truncated or not a video file"
+        ) from None
+    try:
+        stream = first_video_stream(container, path)
+        if stream.codec_context is None or stream.codec_context.codec is None:
+            raise InputError(
+                f"input {str(path)!r} has a video codec this FFmpeg build cannot decode; "
+                "convert it first or see `vidface env`"
+            )
+    except BaseException:
+        container.close()
+        raise
+    return container
+
+
+def first_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if not videos:
+        kinds = ", ".join(f"{s.type} {_codec_name(s)}" for s in container.streams) or "none"
+        raise InputError(f"input {str(path)!r} has no video stream (streams: {kinds}); give a video file")
+    return videos[0]
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Describe IN: streams, the video's size, rotation, pixel format, timestamps and frame count.
+
+    Reads every packet of the file (no decoding beyond the first frame), so frame count and
+    constant/variable frame rate are exact rather than taken from the header.
+    """
+    path = Path(path)
+    with open_input(path) as container:
+        stream = first_video_stream(container, path)
+        pts, rotation = _scan_video(container, stream, path)
+        ctx = stream.codec_context
+        pix_fmt = ctx.pix_fmt or "unknown"
+        video = VideoInfo(
+            index=stream.index,
+            codec=_codec_name(stream),
+            width=ctx.width,
+            height=ctx.height,
+            pix_fmt=pix_fmt,
+            bit_depth=max((c.bits for c in av.VideoFormat(pix_fmt).components), default=8)
+            if ctx.pix_fmt else 8,
+            rotation=rotation,
+            time_base=stream.time_base,
+            average_rate=stream.average_rate or stream.guessed_rate,
+            pts=pts,
+        )
+        streams = tuple(_stream_info(s) for s in container.streams)
+        return MediaInfo(
+            path=path,
+            format_name=container.format.name,
+            duration=container.duration / av.time_base if container.duration else None,
+            metadata=dict(container.metadata),
+            video=video,
+            streams=streams,
+        )
+
+
+def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                path: Path) -> tuple[tuple[int, ...], int]:
+    """All frame pts (sorted) from the packets, and the rotation from the first decoded frame."""
+    pts: list[int] = []
+    rotation: int | None = None
+    try:
+        for packet in container.demux(stream):
+            if rotation is None:
+                for frame in packet.decode():
+                    rotation = clockwise_rotation(frame)
+                    break
+            if packet.size and packet.pts is not None:
+                pts.append(packet.pts)
+    except av.error.FFmpegError as error:
+        raise InputError(
+            f"input {str(path)!r} cannot be read to the end ({_reason(error)}); it may be truncated"
+        ) from None
+    if not pts or rotation is None:
+        raise InputError(f"input {str(path)!r} has no decodable video frames; give a complete video file")
+    return tuple(sorted(pts)), rotation
+
+
+def clockwise_rotation(frame: av.VideoFrame) -> int:
+    """Clockwise degrees (0/90/180/270) that turn a decoded frame upright, from its display
+    matrix (FFmpeg reports the counter-clockwise angle of the matrix)."""
+    return int(round(-frame.rotation / 90.0)) % 4 * 90
+
+
+def _stream_info(stream: av.stream.Stream) -> StreamInfo:
+    ctx = stream.codec_context
+    if stream.type == "video" and ctx is not None:
+        rate = stream.average_rate or stream.guessed_rate
+        detail = f"{ctx.width}x{ctx.height} {ctx.pix_fmt}" + (f" {float(rate):.3f} fps" if rate else "")
+    elif stream.type == "audio" and ctx is not None:
+        layout = ctx.layout.name if ctx.layout else f"{ctx.channels} ch"
+        detail = f"{ctx.sample_rate} Hz {layout}"
+    else:
+        detail = ""
+    return StreamInfo(
+        index=stream.index,
+        type=stream.type,
+        codec=_codec_name(stream),
+        language=stream.metadata.get("language") or None,
+        title=stream.metadata.get("title") or None,
+        detail=detail,
+    )
+
+
+def _codec_name(stream: av.stream.Stream) -> str:
+    ctx = stream.codec_context
+    if ctx is not None and ctx.codec is not None:
+        return ctx.codec.name
+    return getattr(stream, "codec_tag", None) or "unknown"
+
+
+def _reason(error: av.error.FFmpegError) -> str:
+    return (error.strerror or str(error)).strip().rstrip(".")
