@@ -30,6 +30,7 @@ class Encode:
     size: tuple[int, int] = (512, 512)
     scales: tuple[float, ...] = (1.0,)
     folder: Path | None = None
+    extra: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.crf is not None and not 0 <= self.crf <= 51:
@@ -60,13 +61,15 @@ def test_apply_mapping_converts_and_keeps_unset_values() -> None:
                 "size": [640, 480],
                 "scales": [1, 0.5],
                 "folder": "out/dir",
+                "extra": {"tune": "grain", "g": "250"},
             },
             "temporal": {"strength": 0.3},
         },
         "test",
     )
     assert run.encode == Encode(crf=12, quality=1.0, pix_fmt="yuv420p10le", options={"tune": "grain"},
-                                size=(640, 480), scales=(1.0, 0.5), folder=Path("out/dir"))
+                                size=(640, 480), scales=(1.0, 0.5), folder=Path("out/dir"),
+                                extra=(("tune", "grain"), ("g", "250")))
     assert isinstance(run.encode.quality, float)
     assert run.temporal == TemporalOptions(strength=0.3)
     assert apply_mapping(Run(), {"encode": {"crf": None}}, "test").encode.crf is None
@@ -77,14 +80,16 @@ def test_apply_mapping_converts_and_keeps_unset_values() -> None:
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [
-        ({"encode": {"crff": 3}}, r"unknown setting 'encode\.crff' in test; valid keys of 'encode': codec, crf, folder, "),
+        ({"encode": {"crff": 3}}, r"unknown setting 'encode\.crff' in test; valid keys of 'encode': codec, crf, extra, folder, "),
         ({"encoder": {}}, r"unknown setting 'encoder' in test; valid keys \(sections\): encode, temporal$"),
         ({"encode": {"crf": "high"}}, r"setting 'encode\.crf' in test must be an integer or null, got 'high' \(str\)"),
         ({"encode": {"crf": 12.5}}, r"'encode\.crf' .* must be an integer or null, got 12\.5 \(float\)"),
         ({"encode": {"lossless": "yes please"}}, r"'encode\.lossless' .* must be true or false, got 'yes please'"),
         ({"encode": {"quality": True}}, r"'encode\.quality' .* must be a number, got True \(bool\)"),
         ({"encode": {"pix_fmt": "rgb24"}}, r"'encode\.pix_fmt' .* must be one of 'yuv420p', 'yuv420p10le', got 'rgb24'"),
-        ({"encode": {"size": [1, 2, 3]}}, r"'encode\.size' .* must be a list, got \[1, 2, 3\]"),
+        ({"encode": {"size": [1, 2, 3]}}, r"'encode\.size' .* must be a list of 2 items, got \[1, 2, 3\]"),
+        ({"encode": {"scales": 1.0}}, r"'encode\.scales' .* must be a list, each a number, got 1\.0"),
+        ({"encode": {"extra": {"g": 250}}}, r"'encode\.extra' .* must be a mapping \(or a list of \[key, value\] pairs\)"),
         ({"encode": {"options": ["a"]}}, r"'encode\.options' .* must be a mapping"),
         ({"encode": 5}, r"section 'encode' in test must be a mapping of keys, got 5 \(int\)"),
         ({"encode": {"crf": 80}}, r"crf must be in \[0, 51\], got 80 \(in test\)"),

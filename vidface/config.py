@@ -182,8 +182,8 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
 
 def _convert(value: Any, annotation: Any) -> Any:
     """`value` as an instance of `annotation`, or _Mismatch. Ints widen to float; YAML lists
-    become tuples or lists; strings become paths; numeric strings such as "1e-3" (which YAML 1.1
-    reads as text) become floats."""
+    become tuples or lists, and mappings become tuples of (key, value) pairs; strings become
+    paths; numeric strings such as "1e-3" (which YAML 1.1 reads as text) become floats."""
     if annotation is Any:
         return value
     origin = typing.get_origin(annotation)
@@ -205,6 +205,8 @@ def _convert(value: Any, annotation: Any) -> Any:
                 return allowed
         raise _Mismatch
     if origin in (tuple, list):
+        if isinstance(value, Mapping) and _is_pairs(annotation):
+            value = [[k, v] for k, v in value.items()]
         if not isinstance(value, list | tuple):
             raise _Mismatch
         if origin is list:
@@ -253,6 +255,13 @@ def _convert(value: Any, annotation: Any) -> Any:
     raise TypeError(f"settings type {annotation!r} is not supported")
 
 
+def _is_pairs(annotation: Any) -> bool:
+    """tuple[tuple[K, V], ...]: key-value options, which YAML may also give as a mapping."""
+    args = typing.get_args(annotation)
+    return (typing.get_origin(annotation) is tuple and len(args) == 2 and args[1] is Ellipsis
+            and typing.get_origin(args[0]) is tuple and len(typing.get_args(args[0])) == 2)
+
+
 def _describe(annotation: Any) -> str:
     """The expected type in words, for error messages."""
     origin = typing.get_origin(annotation)
@@ -263,8 +272,12 @@ def _describe(annotation: Any) -> str:
         return f"{text} or null" if type(None) in args else text
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
+    if _is_pairs(annotation):
+        return "a mapping (or a list of [key, value] pairs)"
     if origin in (tuple, list):
-        return "a list" + (f" of {_describe(args[0])}" if args and (origin is list or args[-1] is Ellipsis) else "")
+        if args and (origin is list or args[-1] is Ellipsis):
+            return f"a list, each {_describe(args[0])}"
+        return f"a list of {len(args)} items" if args else "a list"
     if origin is dict:
         return "a mapping"
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
