@@ -108,7 +108,11 @@ def test_every_preset_loads_and_default_is_the_built_in_defaults() -> None:
         assert isinstance(load_settings(name), Settings)
     assert load_settings("default") == Settings()
     # the presets really differ where they claim to
-    assert load_settings("archival").temporal.strength > load_settings("default").temporal.strength
+    default, archival, fast = (load_settings(name) for name in PRESETS)
+    assert archival.temporal.strength > default.temporal.strength
+    assert archival.encode.crf < default.encode.crf < fast.encode.crf
+    assert archival.faces.detect_every == 1 < fast.faces.detect_every
+    assert archival.faces.lag > default.faces.lag > fast.faces.lag
     with pytest.raises(InputError, match="unknown preset 'best'; choose one of: default, archival, fast"):
         load_settings("best")
 
@@ -166,3 +170,19 @@ def test_presets_ship_in_the_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in PRESETS:
         assert f"vidface/configs/{name}.yaml" in names
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("source_pix_fmt", ["yuv420p", "yuv420p10le"])
+def test_preset_encode_settings_are_accepted_by_the_encoder(tmp_path: Path, preset: str, source_pix_fmt: str) -> None:
+    """Each preset's encode section runs through the real transcode path; 10-bit stays 10-bit."""
+    from media import read_video, write_video
+
+    from vidface.pipeline import identity, plan_transcode, transcode
+
+    source = write_video(tmp_path / "in.mp4", frames=4, size=(64, 48), pix_fmt=source_pix_fmt)
+    plan = plan_transcode(source, tmp_path / "out.mp4", encode=load_settings(preset).encode)
+    transcode(plan, identity)
+    result = read_video(tmp_path / "out.mp4")
+    assert len(result.frame_pts) == 4
+    assert result.pix_fmt == source_pix_fmt

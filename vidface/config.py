@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 import yaml
 
 from vidface.errors import InputError, VidfaceError
+from vidface.faces.track import TrackerConfig
+from vidface.io.encode import EncodeOptions
 from vidface.models.temporal import TemporalOptions
 
 __all__ = [
@@ -49,9 +51,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a restore run can be configured with, one section per stage."""
+    """Everything a restore run can be configured with, one section per stage.
 
+    faces: detection cadence, tracking and landmark smoothing (vidface.faces.track).
+    temporal: temporal stabilisation of the restored faces (vidface.models.temporal).
+    encode: how the video is re-encoded (vidface.io.encode).
+    """
+
+    faces: TrackerConfig = field(default_factory=TrackerConfig)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
 
 
 def preset_path(name: str) -> Path:
