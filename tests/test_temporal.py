@@ -296,3 +296,14 @@ def test_landmark_motion_is_displacement_relative_to_face_size() -> None:
         landmark_motion(landmarks, landmarks[:4], box)
     with pytest.raises(ValueError, match="positive size"):
         landmark_motion(landmarks, landmarks, np.array([5.0, 5, 5, 5]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_gives_the_cpu_result() -> None:
+    rows = random_rows(3)
+    generator = torch.Generator().manual_seed(3)
+    latents = torch.randn(len(rows), C, H, W, generator=generator)
+    cpu = TemporalStabilizer().blend_latents(latents, rows)
+    gpu = TemporalStabilizer().blend_latents(latents.cuda().half(), rows)
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.float16
+    torch.testing.assert_close(gpu.float().cpu(), cpu, atol=0.02, rtol=0.02)
