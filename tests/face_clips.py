@@ -174,3 +174,41 @@ def crossing_faces_clip(n_frames: int = 40, width: int = 320, height: int = 240,
         frames.append(degrade(rgb, rng))
         truth.append({0: points[0], 1: points[1]})
     return Clip(frames, truth)
+
+
+# -- measures ------------------------------------------------------------------------------
+
+def jitter(points: np.ndarray) -> float:
+    """RMS second difference of a landmark path (T×5×2, pixels): frame-to-frame shake that a
+    smooth motion does not have."""
+    return float(np.sqrt((np.diff(points, n=2, axis=0) ** 2).sum(axis=-1).mean()))
+
+
+def crop_error(estimate: np.ndarray, truth: np.ndarray, size: int = 512) -> float:
+    """How far a crop aligned on `estimate` (5×2) is from the crop aligned on `truth`: the mean
+    distance, in pixels of the size×size crop, between where the true landmarks land in each."""
+    from vidface.faces.align import face_crop, transform_points
+
+    true_crop, est_crop = face_crop(truth, size), face_crop(estimate, size)
+    return float(np.linalg.norm(transform_points(est_crop.affine, truth)
+                                - transform_points(true_crop.affine, truth), axis=1).mean())
+
+
+def match_tracks(truth: list[dict[int, np.ndarray]], tracked: list[list]) -> dict[int, list[int | None]]:
+    """For each true face, the track id nearest to it in each frame (None: no track within
+    half the eye distance). tracked[i]: the TrackedFace list of frame i."""
+    paths: dict[int, list[int | None]] = {}
+    for i, (marks, faces) in enumerate(zip(truth, tracked)):
+        for face_id, points in marks.items():
+            eyes = float(np.linalg.norm(points[1] - points[0]))
+            best = min(faces, default=None,
+                       key=lambda f: float(np.linalg.norm(f.landmarks - points, axis=1).mean()))
+            near = best is not None and np.linalg.norm(best.landmarks - points, axis=1).mean() < eyes / 2
+            paths.setdefault(face_id, [None] * len(truth))[i] = best.track_id if near else None
+    return paths
+
+
+def id_switches(path: list[int | None]) -> int:
+    """Changes of track id along one true face's path (gaps ignored)."""
+    ids = [track for track in path if track is not None]
+    return sum(a != b for a, b in zip(ids, ids[1:]))

@@ -268,7 +268,8 @@ class FaceTracker:
     def _forget(self, frame: int) -> None:
         """Drop steps no later frame needs (memory stays flat) and tracks with none left."""
         for track in self._tracks:
-            while track.steps and track.steps[0].frame <= frame:
+            # A live track keeps its newest step: the next prediction starts from it.
+            while track.steps and track.steps[0].frame <= frame and (track.ended or len(track.steps) > 1):
                 track.steps.popleft()
         self._tracks = [t for t in self._tracks if t.steps or not t.ended]
 

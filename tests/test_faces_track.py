@@ -1,0 +1,192 @@
+"""Tracking and fixed-lag smoothing, fed with the true landmarks of the synthetic clips plus
+detector-like noise (fast, exact control), and one end-to-end run through the stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_clips import crossing_faces_clip, id_switches, jitter, match_tracks, moving_face_path, Pose
+from vidface.errors import InputError
+from vidface.faces.detect import Face
+from vidface.faces.track import FaceTracker, TrackerConfig, track_faces
+
+
+def noisy_face(points: np.ndarray, rng: np.random.Generator, noise: float = 0.02, score: float = 0.9) -> Face:
+    """A detection of the face whose true landmarks are `points`, with Gaussian landmark noise
+    of `noise` × the face size (about 2.3 eye distances), as a detector's error scales."""
+    eyes = float(np.linalg.norm(points[1] - points[0]))
+    marks = points + rng.normal(0, noise * 2.3 * eyes, points.shape)
+    centre = points.mean(axis=0)
+    half = np.array([1.0, 1.35]) * eyes
+    box = np.concatenate([centre - half, centre + half]) + rng.normal(0, 0.04 * 2.3 * eyes, 4)
+    return Face(box, marks, score)
+
+
+def path_landmarks(poses: list[Pose]) -> np.ndarray:
+    from face_clips import head_sprite
+
+    _, _, sprite_marks = head_sprite()
+    return np.stack([sprite_marks @ p.affine()[:, :2].T + p.affine()[:, 2] for p in poses])
+
+
+def run_tracker(detections: list[list[Face] | None], config: TrackerConfig = TrackerConfig(),
+                cuts: set[int] = frozenset()) -> list[list]:
+    tracker = FaceTracker(config)
+    out: list[tuple[int, list]] = []
+    for i, faces in enumerate(detections):
+        out.extend(tracker.update(faces, cut=i in cuts))
+    out.extend(tracker.finish())
+    assert [index for index, _ in out] == list(range(len(detections)))  # every frame, in order
+    return [faces for _, faces in out]
+
+
+@pytest.fixture(scope="module")
+def path() -> np.ndarray:
+    return path_landmarks(moving_face_path(80, 640, 480, scale=1.0))
+
+
+def test_smoothing_removes_jitter_and_error(path: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    raw = [noisy_face(points, rng) for points in path]
+    tracked = run_tracker([[face] for face in raw])
+    assert all(len(faces) == 1 and faces[0].track_id == 0 and faces[0].detected for faces in tracked)
+    smoothed = np.stack([faces[0].landmarks for faces in tracked])
+    measured = np.stack([face.landmarks for face in raw])
+    assert jitter(smoothed) / jitter(measured) < 0.33
+    assert np.abs(smoothed - path).mean() < 0.6 * np.abs(measured - path).mean()
+
+
+def test_fixed_lag_uses_future_frames(path: np.ndarray) -> None:
+    rng = np.random.default_rng(2)
+    detections = [[noisy_face(points, rng)] for points in path]
+    errors = {}
+    for lag in (0, 8):
+        tracked = run_tracker(detections, TrackerConfig(lag=lag))
+        # Without look-ahead a track is reported only from its confirming (second) detection.
+        errors[lag] = np.abs(np.stack([f[0].landmarks for f in tracked[1:]]) - path[1:]).mean()
+        assert all(len(f) == 1 for f in tracked[1:]) and len(tracked[0]) == (lag > 0)
+    assert errors[8] < 0.8 * errors[0]  # a causal filter lags behind the motion and keeps noise
+
+
+def test_coasts_through_missed_frames_without_dropping_the_face(path: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    missed = set(range(30, 34))
+    detections = [[] if i in missed else [noisy_face(p, rng)] for i, p in enumerate(path)]
+    tracked = run_tracker(detections, TrackerConfig(max_misses=5))
+    assert all(len(faces) == 1 and faces[0].track_id == 0 for faces in tracked)
+    assert [faces[0].detected for faces in tracked[28:36]] == [True, True, False, False, False, False, True, True]
+    eyes = np.linalg.norm(path[32, 1] - path[32, 0])
+    assert np.linalg.norm(tracked[32][0].landmarks - path[32], axis=1).mean() < 0.15 * eyes
+
+
+def test_a_face_gone_longer_than_max_misses_ends_its_track(path: np.ndarray) -> None:
+    rng = np.random.default_rng(4)
+    gone = set(range(30, 45))
+    detections = [[] if i in gone else [noisy_face(p, rng)] for i, p in enumerate(path)]
+    tracked = run_tracker(detections, TrackerConfig(max_misses=3, lag=8))
+    assert all(not tracked[i] for i in gone)  # no predicted ghost where the face was gone
+    assert {f.track_id for f in tracked[29]} == {0} and {f.track_id for f in tracked[45]} == {1}
+
+
+def test_detect_every_k_frames_predicts_between(path: np.ndarray) -> None:
+    rng = np.random.default_rng(5)
+    detections = [[noisy_face(p, rng)] if i % 3 == 0 else None for i, p in enumerate(path)]
+    tracked = run_tracker(detections, TrackerConfig(detect_every=3))
+    assert all(len(faces) == 1 and faces[0].track_id == 0 for faces in tracked[:-2])
+    assert [f[0].detected for f in tracked[:6]] == [True, False, False, True, False, False]
+    smoothed = np.stack([f[0].landmarks for f in tracked[:-2]])
+    eyes = np.linalg.norm(path[0, 1] - path[0, 0])
+    assert np.linalg.norm(smoothed - path[:-2], axis=2).mean() < 0.1 * eyes
+
+
+def test_single_false_detection_is_never_reported(path: np.ndarray) -> None:
+    rng = np.random.default_rng(6)
+    detections = [[noisy_face(p, rng)] for p in path]
+    detections[20] = detections[20] + [noisy_face(path[20] + (300.0, 0.0), rng, score=0.55)]
+    tracked = run_tracker(detections, TrackerConfig(min_hits=2))
+    assert all(len(faces) == 1 for faces in tracked)
+
+
+def test_a_shot_cut_ends_every_track(path: np.ndarray) -> None:
+    rng = np.random.default_rng(7)
+    tracked = run_tracker([[noisy_face(p, rng)] for p in path], cuts={40})
+    assert {f.track_id for f in tracked[39]} == {0} and {f.track_id for f in tracked[40]} == {1}
+    assert all(len(faces) == 1 for faces in tracked)
+
+
+def test_crossing_faces_keep_their_ids() -> None:
+    clip = crossing_faces_clip(n_frames=40)
+    rng = np.random.default_rng(8)
+    detections = [[noisy_face(points, rng) for points in marks.values()] for marks in clip.truth]
+    tracked = run_tracker(detections)
+    paths = match_tracks(clip.truth, tracked)
+    assert sorted(paths) == [0, 1]
+    assert all(id_switches(p) == 0 for p in paths.values())
+    assert {p[0] for p in paths.values()} == {0, 1}
+    assert all(None not in p for p in paths.values())  # both faces reported in every frame
+
+
+def test_memory_stays_flat_and_ids_are_per_tracker(path: np.ndarray) -> None:
+    rng = np.random.default_rng(9)
+    config = TrackerConfig(lag=5)
+    tracker = FaceTracker(config)
+    for points in np.concatenate([path] * 5):
+        tracker.update([noisy_face(points, rng)])
+        assert all(len(t.steps) <= config.lag + 1 for t in tracker._tracks)
+    assert len(tracker._tracks) == 1
+    other = FaceTracker(config)
+    for points in path[:3]:
+        other.update([noisy_face(points, rng)])
+    assert [t.track_id for t in other._tracks] == [0]
+
+
+@pytest.mark.parametrize("field, value", [("detect_every", 0), ("min_hits", 0), ("lag", -1)])
+def test_bad_settings_name_the_value(field: str, value: int) -> None:
+    with pytest.raises(InputError, match=field.replace("_", "-")):
+        TrackerConfig(**{field: value})
+
+
+class _Still:
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+    def to_rgb(self) -> np.ndarray:
+        return self.rgb
+
+
+class _CountingDetector:
+    """Sees the clip's truth (so the stage is tested without a network) and counts its calls."""
+
+    def __init__(self, truth: dict[int, dict[int, np.ndarray]]) -> None:
+        self.truth, self.calls = truth, []
+        self.rng = np.random.default_rng(10)
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        index = int(rgb[0, 0, 0])
+        self.calls.append(index)
+        return [noisy_face(p, self.rng) for p in self.truth.get(index, {}).values()]
+
+
+def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndarray) -> None:
+    frames = []
+    for i in range(30):
+        rgb = np.full((48, 64, 3), 100, np.uint8)
+        rgb[0, 0, 0] = i  # the frame's index, for the fake detector; no cut between frames
+        frames.append(_Still(rgb))
+    detector = _CountingDetector({i: {0: path[i] / 10} for i in range(30)})
+    config = TrackerConfig(detect_every=2, lag=4)
+    consumed = []
+
+    def source():
+        for frame in frames:
+            consumed.append(frame)
+            yield frame
+
+    out = []
+    for frame, faces in track_faces(source(), detector, config):
+        assert len(consumed) - len(out) <= config.lag + 1  # bounded look-ahead
+        out.append((frame, faces))
+    assert [frame for frame, _ in out] == frames
+    assert detector.calls == list(range(0, 30, 2))
+    assert all(len(faces) == 1 for _, faces in out[:-1])
