@@ -1,0 +1,97 @@
+"""How the restorer runs: device, dtype, batch size, compilation. Shared by every command that
+restores faces (``vidface faces``, ``vidface restore --model osdface``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vidface.errors import InputError
+
+__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "resolve_device", "resolve_dtype"]
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+# Estimated peak activation memory of one 512 x 512 face through the full model in 16-bit
+# precision (the VAE decoder's 512 x 512 x 128-channel stages dominate), with headroom; fp32
+# needs twice as much. Not yet measured on a GPU: tools/bench_model.py reports the real peak.
+_BYTES_PER_FACE_16BIT = 700 * 2**20
+_MAX_AUTO_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Where the weights come from and how the restorer runs.
+
+    weights: folder with the three OSDFace release files, or a bundle made by
+        ``vidface weights convert``; None: the hub repo ``weights_repo`` through the hub cache.
+    base: Stable Diffusion 2.1-base as a local diffusers folder or a hub id; None: the
+        VIDFACE_BASE environment variable, else the default hub id (see vidface.weights).
+    weights_repo: hub repo id holding the release files; None: VIDFACE_WEIGHTS_REPO, else the
+        default (see vidface.weights).
+    trust_pickle: allow associate_2.ckpt to run arbitrary pickled code when it cannot be read
+        safely. Only for files from a trusted source.
+    device: "auto" (first CUDA GPU, else CPU), "cpu", "cuda" or "cuda:N".
+    dtype: "auto" (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU), "fp32",
+        "fp16" or "bf16". The embedder's distances and code choice are float32 in every case.
+    batch_size: faces per model call, or 0 for automatic (from free GPU memory; 1 on CPU).
+    channels_last: NHWC memory layout for the UNet and VAE on GPUs (faster on tensor cores; no
+        effect on CPU, where it measured slower).
+    compile: torch.compile the UNet and VAE (slow first call, faster after).
+    """
+
+    weights: str | None = None
+    base: str | None = None
+    weights_repo: str | None = None
+    trust_pickle: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 0
+    channels_last: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise InputError(f"dtype must be auto, {', '.join(DTYPES)}; got {self.dtype!r}")
+        if self.batch_size < 0:
+            raise InputError(f"batch size must be >= 1 (or 0/auto), got {self.batch_size}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """torch.device for "auto", "cpu", "cuda" or "cuda:N", checked against this machine."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise InputError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {name!r} does not exist: this machine has "
+                         f"{torch.cuda.device_count()} CUDA GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """torch dtype for a --dtype name; "auto" picks bf16/fp16 on a GPU and fp32 on a CPU."""
+    if name != "auto":
+        return DTYPES[name]
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def auto_batch_size(device: torch.device, dtype: torch.dtype) -> int:
+    """Faces per call that fit in the device's free memory now (1 on CPU: no gain from more)."""
+    if device.type != "cuda":
+        return 1
+    free, _total = torch.cuda.mem_get_info(device)
+    per_face = _BYTES_PER_FACE_16BIT * (2 if dtype == torch.float32 else 1)
+    return max(1, min(_MAX_AUTO_BATCH, int(free * 0.8) // per_face))
