@@ -1,0 +1,109 @@
+"""The embedded CenterFace detector on the astronaut photo and the synthetic clips, and the
+whole tracking stage end to end with it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from face_clips import (ASTRONAUT_LANDMARKS, background, crop_error, id_switches, jitter, match_tracks,
+                        moving_face_clip, shot_cut_clip)
+from vidface.errors import InputError, WeightsError
+from vidface.faces.detect import DETECTORS, create_detector
+from vidface.faces.track import TrackerConfig, track_faces
+
+
+class _Rgb:
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+    def to_rgb(self) -> np.ndarray:
+        return self.rgb
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return create_detector("centerface")
+
+
+def test_finds_the_astronaut_with_landmarks_in_template_order(detector) -> None:
+    faces = detector.detect(skimage.data.astronaut())
+    assert len(faces) == 1 and faces[0].score > 0.8
+    marks = faces[0].landmarks
+    assert np.linalg.norm(marks - ASTRONAUT_LANDMARKS, axis=1).max() < 4.0
+    assert marks[0, 0] < marks[1, 0] and marks[3, 0] < marks[4, 0]  # left (as seen) first
+    assert marks[:2, 1].max() < marks[2, 1] < marks[3:, 1].min()  # eyes, nose, mouth
+    x1, y1, x2, y2 = faces[0].box
+    assert x1 < marks[:, 0].min() and marks[:, 0].max() < x2 and y1 < marks[:, 1].min() and marks[:, 1].max() < y2
+
+
+def test_downscaled_detection_maps_back_to_frame_pixels() -> None:
+    big = cv2.resize(skimage.data.astronaut(), (1280, 1280), interpolation=cv2.INTER_CUBIC)
+    faces = create_detector("centerface", max_side=512, refine=False).detect(big)
+    assert len(faces) == 1
+    assert np.linalg.norm(faces[0].landmarks - ASTRONAUT_LANDMARKS * 2.5, axis=1).max() < 10.0
+
+
+def test_no_face_no_detection(detector) -> None:
+    assert detector.detect(background(320, 240, "coffee")) == []
+    assert detector.detect(background(320, 240)) == []
+
+
+def test_bad_names_and_settings_are_one_line_errors() -> None:
+    with pytest.raises(InputError, match="unknown detector 'yolo'.*centerface"):
+        create_detector("yolo")
+    with pytest.raises(InputError, match="threshold must be in"):
+        create_detector("centerface", threshold=1.5)
+    with pytest.raises(WeightsError, match="retinaface"):
+        create_detector("centerface", weights="some.pth")
+    assert {"centerface", "retinaface-resnet50", "retinaface-mobilenet0.25"} <= set(DETECTORS)
+
+
+def test_refinement_cuts_landmark_error_on_small_faces() -> None:
+    clip = moving_face_clip(8, 240, 180, scale=0.4)
+    errors = {}
+    for refine in (False, True):
+        found = [create_detector("centerface", refine=refine).detect(f) for f in clip.frames]
+        assert all(len(faces) == 1 for faces in found)
+        errors[refine] = np.mean([crop_error(faces[0].landmarks, t[0]) for faces, t in zip(found, clip.truth)])
+    assert errors[True] < 0.7 * errors[False]
+
+
+@pytest.fixture(scope="module")
+def occluded_run(detector):
+    clip = moving_face_clip(36, 320, 240, occluded=(14, 15, 16))
+    raw = []
+
+    class Recording:
+        def detect(self, rgb):
+            raw.append(detector.detect(rgb))
+            return raw[-1]
+
+    out = list(track_faces((_Rgb(f) for f in clip.frames), Recording(), TrackerConfig()))
+    return clip, raw, out
+
+
+def test_stage_recall_accuracy_and_smoothness_on_a_degraded_clip(occluded_run) -> None:
+    clip, raw, out = occluded_run
+    assert [frame.rgb is original for (frame, _), original in zip(out, clip.frames)] == [True] * 36
+    assert all(len(faces) == 1 and faces[0].track_id == 0 for _, faces in out)  # recall 100 %
+    detected = [faces[0].detected for _, faces in out]
+    assert detected[13:18] == [True, False, False, False, True]  # occluded frames: predicted
+    visible = [i for i, t in enumerate(clip.truth) if t]
+    smoothed = np.stack([out[i][1][0].landmarks for i in visible])
+    measured = np.stack([raw[i][0].landmarks for i in visible[:13]])
+    assert jitter(smoothed[:13]) < 0.33 * jitter(measured)
+    truth = [clip.truth[i][0] for i in visible]
+    assert np.mean([crop_error(s, t) for s, t in zip(smoothed, truth)]) < 6.0  # 512×512 crop pixels
+
+
+def test_stage_ends_tracks_at_a_shot_cut(detector) -> None:
+    clip = shot_cut_clip(n_frames=16, cut=8)
+    out = list(track_faces((_Rgb(f) for f in clip.frames), detector, TrackerConfig(lag=4)))
+    tracked = [faces for _, faces in out]
+    paths = match_tracks(clip.truth, tracked)
+    before, after = {p for p in paths[0] if p is not None}, {p for p in paths[1] if p is not None}
+    assert len(before) == 1 and len(after) == 1 and before != after
+    assert all(len(faces) == 1 for faces in tracked) and id_switches(paths[0]) == 0
