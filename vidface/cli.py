@@ -20,7 +20,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-COMMANDS = ("restore", "probe", "env")
+COMMANDS = ("restore", "probe", "env", "track")
 
 log = logging.getLogger("vidface")
 

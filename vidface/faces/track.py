@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
 from vidface.errors import InputError
-from vidface.faces.detect import Face, FaceDetector
+from vidface.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS, Face, FaceDetector, create_detector
 from vidface.faces.geometry import box_iou
 from vidface.faces.shots import ShotCutDetector
 
@@ -38,6 +39,10 @@ class TrackerConfig:
     """Tracking and smoothing settings (defaults measured on the synthetic clips; see
     tools/bench_faces.py).
 
+    detector: detector name (vidface.faces.detect.DETECTORS); detect_size: long side, in pixels,
+        of the downscaled frame the detector sees (0: full size); detector_threshold: minimum
+        score (None: the detector's own default); refine: read landmarks again in an upright
+        crop of canonical size (vidface.faces.detect.RefinedDetector).
     detect_every: run the detector on every k-th frame, predicting between (and always on a cut).
     max_misses: detector runs a confirmed track may miss in a row before it ends (it coasts on
         its prediction meanwhile). min_hits: detections before a track is reported.
@@ -48,24 +53,40 @@ class TrackerConfig:
     cut_threshold: histogram distance at which a frame starts a new shot (ending every track).
     """
 
+    detector: str = DEFAULT_DETECTOR
+    detect_size: int = DEFAULT_MAX_SIDE
+    detector_threshold: float | None = None
+    refine: bool = True
     detect_every: int = 1
     max_misses: int = 5
     min_hits: int = 2
     lag: int = 8
     landmark_noise: float = 0.015
     box_noise: float = 0.04
-    motion_noise: float = 0.004
+    motion_noise: float = 0.01
     min_iou: float = 0.1
     max_landmark_distance: float = 0.5
     cut_threshold: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise InputError(f"unknown detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}")
+        if self.detect_size != 0 and self.detect_size < 32:
+            raise InputError(f"detect-size must be 0 (full size) or at least 32 pixels, got {self.detect_size}")
         for name in ("detect_every", "min_hits"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("max_misses", "lag"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
+
+
+def detector_for(config: TrackerConfig, *, weights: Path | None = None, device: str = "cpu") -> FaceDetector:
+    """The detector `config` asks for. weights: overrides the detector's weights file
+    (RetinaFace); device: torch device (RetinaFace)."""
+    return create_detector(config.detector, threshold=config.detector_threshold,
+                           max_side=config.detect_size or None, refine=config.refine,
+                           weights=weights, device=device)
 
 
 @dataclass(frozen=True, eq=False)

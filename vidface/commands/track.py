@@ -1,0 +1,146 @@
+"""`vidface track IN OUT [--tracks FILE]`: a QA video of what the faces stage sees.
+
+Boxes, smoothed landmarks and track ids are drawn on every frame (grey boxes: predicted, not
+detected); `--tracks` also writes them as JSON Lines, one line per frame in decode order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vidface.commands.options import add_output_flags
+
+
+def add_face_flags(parser: argparse.ArgumentParser) -> None:
+    """Detection and tracking flags (defaults: vidface.faces.track.TrackerConfig)."""
+    from vidface.faces.detect import DETECTORS
+    from vidface.faces.track import TrackerConfig
+
+    defaults = TrackerConfig()
+    group = parser.add_argument_group("faces")
+    group.add_argument("--detector", choices=tuple(DETECTORS), default=None,
+                       help=f"face detector (default: {defaults.detector}, which ships with vidface and "
+                            f"works offline; retinaface-* are more accurate, slower, and download weights once)")
+    group.add_argument("--detector-weights", default=None, metavar="PATH",
+                       help="weights file for a retinaface-* detector (default: the vidface cache "
+                            "folder, $XDG_CACHE_HOME/vidface/facexlib)")
+    group.add_argument("--detect-every", type=_positive_int, default=None, metavar="K",
+                       help=f"detect faces in every K-th frame, the tracker predicts between "
+                            f"(default: {defaults.detect_every}; 2-3 is faster with slightly looser boxes)")
+    group.add_argument("--detect-size", type=_non_negative_int, default=None, metavar="PX",
+                       help=f"long side of the downscaled frame the detector sees; 0: full size "
+                            f"(default: {defaults.detect_size}; larger finds smaller faces, slower)")
+    group.add_argument("--detector-threshold", type=_unit_interval, default=None, metavar="SCORE",
+                       help="minimum detection score (default: the detector's own, 0.5 for centerface)")
+    group.add_argument("--lag", type=_non_negative_int, default=None, metavar="FRAMES",
+                       help=f"future frames used to smooth face positions (default: {defaults.lag}; "
+                            f"more is steadier, holds more frames in memory)")
+    group.add_argument("--device", default="cpu",
+                       help="torch device for retinaface-* detectors, e.g. cuda (default: %(default)s)")
+
+
+def face_config(args: argparse.Namespace):
+    """The TrackerConfig the face flags ask for."""
+    import dataclasses
+
+    from vidface.faces.track import TrackerConfig
+
+    given = {"detector": args.detector, "detect_every": args.detect_every, "detect_size": args.detect_size,
+             "detector_threshold": args.detector_threshold, "lag": args.lag}
+    return dataclasses.replace(TrackerConfig(), **{k: v for k, v in given.items() if v is not None})
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "track",
+        help="draw detected and tracked faces on a video (QA for the faces stage)",
+        description="Detect and track the faces in IN and write OUT with each face's box, five "
+                    "smoothed landmarks and track id drawn (grey box: predicted, not detected). "
+                    "Audio and other streams are kept, as in restore.",
+    )
+    parser.add_argument("input", metavar="IN", help="input video")
+    parser.add_argument("output", metavar="OUT", help="output video; the container follows its extension")
+    parser.add_argument("--tracks", default=None, metavar="FILE",
+                        help="also write the faces as JSON Lines, one line per frame: "
+                             '{"frame", "pts", "time", "faces": [{"track", "box", "landmarks", "score", '
+                             '"detected"}]}, in displayed-frame pixels')
+    add_face_flags(parser)
+    add_output_flags(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidface.errors import OutputError
+    from vidface.faces.draw import draw_faces
+    from vidface.faces.export import TracksWriter
+    from vidface.faces.track import detector_for, track_faces
+    from vidface.pipeline import TimeRange, check_output, plan_transcode, transcode
+
+    config = face_config(args)
+    plan = plan_transcode(args.input, args.output, time_range=TimeRange(start=args.start or 0.0,
+                                                                        duration=args.duration),
+                          overwrite=args.overwrite)
+    tracks_path = Path(args.tracks) if args.tracks else None
+    if tracks_path is not None:
+        check_output(Path(args.input), tracks_path, overwrite=args.overwrite)
+        if tracks_path.resolve() == plan.output.resolve():
+            raise OutputError(f"--tracks {str(tracks_path)!r} is the output video; choose another name")
+    detector = detector_for(config, weights=Path(args.detector_weights) if args.detector_weights else None,
+                            device=args.device)
+    faces_seen = set()
+
+    def overlay(frames, tracks: TracksWriter | None):
+        for frame, faces in track_faces(frames, detector, config):
+            if tracks is not None:
+                tracks.write(frame.index, frame.pts, frame.time, faces)
+            faces_seen.update(face.track_id for face in faces)
+            if not faces:
+                yield frame
+                continue
+            rgb = frame.to_rgb()
+            drawn = draw_faces(rgb, faces)
+            yield frame.with_rgb(drawn, (drawn != rgb).any(axis=2).astype("float32"))
+
+    bar = None
+    if not args.no_progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.frame_count, unit="frame", desc="track", file=sys.stderr, dynamic_ncols=True)
+    progress = (lambda n: bar.update(n - bar.n)) if bar else None
+    try:
+        if tracks_path is None:
+            result = transcode(plan, lambda frames: overlay(frames, None), progress=progress)
+        else:
+            with TracksWriter(tracks_path) as tracks:
+                result = transcode(plan, lambda frames: overlay(frames, tracks), progress=progress)
+                tracks.commit()
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{result.output}: {result.frames} frames, {len(faces_seen)} face tracks, "
+          f"in {result.seconds:.1f} s ({result.frames / max(result.seconds, 1e-9):.1f} fps)"
+          + (f"; tracks in {tracks_path}" if tracks_path else ""))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value

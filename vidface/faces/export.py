@@ -1,0 +1,59 @@
+"""Tracks as JSON Lines: one line per frame, written to a temporary file and renamed when done."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from vidface.errors import OutputError
+from vidface.faces.track import TrackedFace
+
+
+def frame_record(frame: int, pts: int, time: float, faces: list[TrackedFace]) -> dict:
+    """One JSON Lines record: {"frame", "pts", "time", "faces": [{"track", "box", "landmarks",
+    "score", "detected"}]}, coordinates in displayed-frame pixels (2 decimals)."""
+    return {
+        "frame": frame,
+        "pts": pts,
+        "time": round(time, 6),
+        "faces": [{
+            "track": face.track_id,
+            "box": [round(float(v), 2) for v in face.box],
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+            "score": round(float(face.score), 4),
+            "detected": bool(face.detected),
+        } for face in faces],
+    }
+
+
+class TracksWriter:
+    """Writes records to `path` atomically: a temporary file next to it, renamed by `commit`;
+    leaving the `with` block without commit (an error, Ctrl-C) removes it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            self._file: IO[str] = open(self._temporary, "w", encoding="utf-8")
+        except OSError as error:
+            raise OutputError(f"cannot write tracks file {str(self.path)!r}: {error.strerror}") from None
+
+    def __enter__(self) -> "TracksWriter":
+        return self
+
+    def write(self, frame: int, pts: int, time: float, faces: list[TrackedFace]) -> None:
+        self._file.write(json.dumps(frame_record(frame, pts, time, faces), separators=(",", ":")) + "\n")
+
+    def commit(self) -> None:
+        """Close the file and move it to its final name."""
+        self._file.close()
+        os.replace(self._temporary, self.path)
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._file.close()
+        self._temporary.unlink(missing_ok=True)
