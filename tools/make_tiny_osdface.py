@@ -9,8 +9,8 @@ convolution layers, embedding_change_weights.pth, associate_2.ckpt as a Lightnin
 checkpoint with the embedder under ``vqvae_LQ.`` next to decoder and HQ-branch entries that
 loading ignores). OUT_DIR/base/ gets a tiny Stable-Diffusion-style diffusers folder: unet/ (two
 blocks, 32/64 channels, cross-attention dim 1024 so the embedder's 77 x 1024 prompt fits), vae/
-(two blocks, so latents are 1/2 of the image size) and scheduler/ with SD 2.1-base's scheduler
-config. Images must be multiples of 4 pixels; 64 x 64 is a good test size.
+(three blocks, so latents are 1/4 of the image size) and scheduler/ with SD 2.1-base's scheduler
+config. Images must be multiples of 8 pixels; the tiny model's face size is 128 x 128.
 
 The tiny embedder has the official key names with fewer channels and levels (a 128 x 128 input
 -> 16 x 16 grid, as the official 512 -> 16); ``--embedder full`` writes the released size.
@@ -72,8 +72,8 @@ def _tiny_vae():
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 64), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
         norm_num_groups=32, sample_size=64,
     )
 

@@ -29,6 +29,7 @@ import pickle
 import re
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -60,18 +61,30 @@ _LORA_SUFFIXES = {
 }
 
 
+@dataclass(frozen=True)
 class ReleaseWeights:
     """The OSDFace-specific tensors, whatever file layout they came from.
 
+    source: the release folder or the bundle file they were read from.
     lora: release LoRA key (``unet.<module>.lora_A.weight`` ...) -> tensor.
     embedder: VisualRepresentationEmbedder state-dict key -> tensor.
-    origin: embedder key -> "file: key as stored there", for error messages.
     """
 
-    def __init__(self, lora: dict[str, torch.Tensor], embedder: dict[str, torch.Tensor], origin: dict[str, str]) -> None:
-        self.lora = lora
-        self.embedder = embedder
-        self.origin = origin
+    source: Path
+    lora: dict[str, torch.Tensor]
+    embedder: dict[str, torch.Tensor]
+
+    @property
+    def lora_file(self) -> Path:
+        return self.source if self.source.is_file() else self.source / LORA_FILE
+
+    def where(self, key: str) -> str:
+        """Where an embedder key lives (or belongs) on disk: "file: key as stored there"."""
+        if self.source.is_file():
+            return f"{self.source}: embedder.{key}"
+        if key.startswith("projection."):
+            return f"{self.source / PROJECTION_FILE}: {key[len('projection.'):]}"
+        return f"{self.source / EMBEDDER_FILE}: {EMBEDDER_PREFIX}{key}"
 
 
 # --- reading files -------------------------------------------------------------------------
@@ -150,19 +163,16 @@ def _release_from_files(folder: Path, trust_pickle: bool) -> ReleaseWeights:
         raise WeightsError(f"{folder / EMBEDDER_FILE} has no 'state_dict' entry: not a Lightning checkpoint")
     state = _tensor_dict(checkpoint["state_dict"], folder / EMBEDDER_FILE, "'state_dict'")
     embedder: dict[str, torch.Tensor] = {}
-    origin: dict[str, str] = {}
     for key, tensor in state.items():
         name = key[len(EMBEDDER_PREFIX):]
         if key.startswith(EMBEDDER_PREFIX) and name.startswith(EMBEDDER_MODULES):
             embedder[name] = tensor
-            origin[name] = f"{EMBEDDER_FILE}: {key}"
     if not embedder:
         raise WeightsError(f"{folder / EMBEDDER_FILE} has no embedder weights (keys '{EMBEDDER_PREFIX}encoder.*'); "
                            f"is it OSDFace's associate_2.ckpt?")
     for key, tensor in projection.items():
         embedder["projection." + key] = tensor
-        origin["projection." + key] = f"{PROJECTION_FILE}: {key}"
-    return ReleaseWeights(lora, embedder, origin)
+    return ReleaseWeights(folder, lora, embedder)
 
 
 def _release_from_bundle(path: Path) -> ReleaseWeights:
@@ -170,16 +180,15 @@ def _release_from_bundle(path: Path) -> ReleaseWeights:
     if metadata.get("format") != BUNDLE_FORMAT:
         raise WeightsError(f"{path} is not an OSDFace bundle (metadata format={metadata.get('format')!r}); "
                            f"make one with `vidface weights convert`")
-    lora, embedder, origin = {}, {}, {}
+    lora, embedder = {}, {}
     for key, tensor in tensors.items():
         if key.startswith("lora."):
             lora[key[len("lora."):]] = tensor
         elif key.startswith("embedder."):
             embedder[key[len("embedder."):]] = tensor
-            origin[key[len("embedder."):]] = f"{path.name}: {key}"
         else:
             raise WeightsError(f"{path}: unexpected key {key} (bundle keys start with lora. or embedder.)")
-    return ReleaseWeights(lora, embedder, origin)
+    return ReleaseWeights(path, lora, embedder)
 
 
 def read_release(release: Path, trust_pickle: bool = False) -> ReleaseWeights:
@@ -191,16 +200,17 @@ def read_release(release: Path, trust_pickle: bool = False) -> ReleaseWeights:
 # --- embedder ------------------------------------------------------------------------------
 
 
-def _embedder_config(state: Mapping[str, torch.Tensor], origin: Mapping[str, str]) -> dict:
+def _embedder_config(weights: ReleaseWeights) -> dict:
     """The embedder's configuration, read off its weights' shapes (the release carries none).
 
     The attention blocks sit where the feature grid is 16 x 16, so the input resolution is
     16 * 2 ** (index of the first level with attention).
     """
+    state = weights.embedder
+
     def shape(key: str) -> torch.Size:
         if key not in state:
-            where = origin.get("encoder.conv_in.weight", "the embedder weights").split(":")[0]
-            raise WeightsError(f"{where}: missing key {key}")
+            raise WeightsError(f"{weights.where(key)}: missing key; the file is incomplete or not OSDFace's")
         return state[key].shape
 
     levels = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.", k))), default=-1)
@@ -227,29 +237,25 @@ def _embedder_config(state: Mapping[str, torch.Tensor], origin: Mapping[str, str
     }
 
 
-def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], origin: Mapping[str, str], what: str) -> None:
-    expected = module.state_dict()
+def build_embedder(weights: ReleaseWeights) -> VisualRepresentationEmbedder:
+    """The Visual Representation Embedder with the release's weights, float32 on the CPU.
+
+    Every key of the embedder must be there with its exact shape, and nothing else.
+    """
+    embedder = VisualRepresentationEmbedder(**_embedder_config(weights))
+    expected = embedder.state_dict()
+    state = weights.embedder
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
-    if missing:
-        source = origin.get(next(iter(state), ""), what).split(":")[0]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise WeightsError(f"{source}: missing key {missing[0]}{more}; the file is incomplete or not {what}")
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise WeightsError(f"{origin.get(unexpected[0], unexpected[0])}: unexpected key{more}; not {what}?")
+    for keys, problem in ((missing, "missing key"), (unexpected, "unexpected key")):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise WeightsError(f"{weights.where(keys[0])}: {problem}{more}; the file is damaged or not OSDFace's")
     for key, tensor in expected.items():
         if state[key].shape != tensor.shape:
-            raise WeightsError(f"{origin.get(key, key)}: shape {tuple(state[key].shape)}, expected "
-                               f"{tuple(tensor.shape)} for {what}")
-    module.load_state_dict({key: value.float() for key, value in state.items()}, strict=True)
-
-
-def build_embedder(weights: ReleaseWeights) -> VisualRepresentationEmbedder:
-    """The Visual Representation Embedder with the release's weights, float32 on the CPU."""
-    config = _embedder_config(weights.embedder, weights.origin)
-    embedder = VisualRepresentationEmbedder(**config)
-    _load_strict(embedder, weights.embedder, weights.origin, "OSDFace's embedder")
+            raise WeightsError(f"{weights.where(key)}: shape {tuple(state[key].shape)}, expected "
+                               f"{tuple(tensor.shape)}; the file is damaged or not OSDFace's")
+    embedder.load_state_dict({key: value.float() for key, value in state.items()}, strict=True)
     return embedder.eval().requires_grad_(False)
 
 
@@ -363,10 +369,9 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None)
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     release = read_release(location.release, options.trust_pickle)
-    source = str(location.release / LORA_FILE) if not location.is_bundle else str(location.release)
     embedder = build_embedder(release)
     unet, vae, alphas_cumprod = load_base(location.base)
-    unet = merge_lora(unet, release.lora, source)
+    unet = merge_lora(unet, release.lora, str(release.lora_file))
     model = OSDFace(unet, vae, embedder, alphas_cumprod).eval().requires_grad_(False)
     model.to(device=device, dtype=dtype)
     if options.channels_last and device.type == "cuda":
@@ -388,7 +393,7 @@ def convert_release(release: Path, output: Path, trust_pickle: bool = False) -> 
 
     weights = read_release(release, trust_pickle)
     embedder = build_embedder(weights)  # strict check of keys and shapes
-    _lora_pairs(weights.lora, str(release))
+    _lora_pairs(weights.lora, str(weights.lora_file))
     tensors = {f"lora.{key}": tensor.contiguous() for key, tensor in weights.lora.items()}
     tensors.update({f"embedder.{key}": tensor.contiguous() for key, tensor in embedder.state_dict().items()})
     metadata = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION}
