@@ -143,6 +143,16 @@ def write_video(
     return path
 
 
+def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5) -> Path:
+    """A file with one audio stream and no video (for "no video stream" checks)."""
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(track.codec, rate=track.rate)
+        stream.layout = "stereo" if track.channels == 2 else "mono"
+        _write_audio(container, stream, track, seconds)
+    return path
+
+
 def _write_audio(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
                  track: AudioTrack, seconds: float) -> None:
     samples = int(round(seconds * track.rate))

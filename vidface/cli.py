@@ -20,7 +20,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-COMMANDS = ("restore", "probe", "env", "track")
+COMMANDS = ("restore", "probe", "env", "track", "faces", "weights")
 
 log = logging.getLogger("vidface")
 
@@ -51,10 +51,14 @@ def configure_logging(verbosity: int) -> None:
     logging.getLogger("vidface").setLevel(level)
     import av.logging
 
-    av_levels = {logging.DEBUG: av.logging.DEBUG, logging.INFO: av.logging.INFO,
-                 logging.WARNING: av.logging.ERROR, logging.ERROR: av.logging.FATAL,
-                 logging.CRITICAL: av.logging.PANIC}
-    av.logging.set_level(av_levels[level])
+    # FFmpeg's lines repeat what vidface reports itself, so they show from -v on, printed by
+    # FFmpeg's own callback: PyAV's Python callback takes the GIL inside FFmpeg's decoder
+    # threads and can deadlock when a decoder is closed mid-stream.
+    if verbosity <= 0:
+        av.logging.set_level(None)
+    else:
+        av.logging.restore_default_callback()
+        av.logging.set_libav_level(av.logging.WARNING if verbosity == 1 else av.logging.DEBUG)
     for name in ("diffusers", "transformers", "huggingface_hub", "peft"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING) if verbosity < 2 else level)
 

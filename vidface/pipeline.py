@@ -111,6 +111,8 @@ def check_output(input_path: Path, output_path: Path, *, overwrite: bool) -> Non
     ):
         raise OutputError(f"output {str(output_path)!r} is the input file; choose another output name")
     folder = output_path.parent
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output folder {str(folder)!r} is not a folder; choose another output path")
     if not folder.is_dir():
         raise OutputError(f"output folder {str(folder)!r} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):

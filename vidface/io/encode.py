@@ -28,6 +28,8 @@ CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libvpx-vp
               "av1_nvenc": "cq"}
 PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset",
                  "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
 
@@ -47,6 +49,10 @@ class EncodeOptions:
     preset: str | None = None
     pix_fmt: str | None = None
     options: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.codec in ("libx264", "libx265") and self.preset is not None and self.preset not in X26X_PRESETS:
+            raise OutputError(f"unknown {self.codec} preset {self.preset!r}; choose one of: {', '.join(X26X_PRESETS)}")
 
     def codec_options(self) -> dict[str, str]:
         """The encoder options these settings stand for."""
@@ -192,6 +198,11 @@ class OutputWriter:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
             stream.metadata.update(_kept_tags(src.metadata))
             stream.disposition = src.disposition
+        try:
+            stream.codec_context.open()
+        except (av.error.FFmpegError, ValueError) as error:
+            raise OutputError(f"encoder {options.codec} rejects these settings ({_reason(error)}); "
+                              "check --preset, --pix-fmt and --encoder-opt") from None
         return stream
 
     def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange) -> None:
@@ -301,6 +312,13 @@ def _copied_packets(container: av.container.InputContainer, streams: list[av.str
             if packet.dts is not None:
                 packet.dts -= ticks
         yield packet
+
+
+def _reason(error: Exception) -> str:
+    """FFmpeg's own explanation where PyAV has one (its last log line), else the error text."""
+    text = str(error)
+    marker = "last error log:"
+    return text.split(marker, 1)[1].strip() if marker in text else text
 
 
 def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
