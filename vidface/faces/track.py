@@ -135,7 +135,7 @@ class _Track:
     misses: int = 0
     score: float = 0.0
     confirmed: bool = False
-    last_hit: int = 0
+    first_miss: int | None = None  # frame of the first detector run that missed it since its last hit
     ended: bool = False
 
     def z(self) -> np.ndarray:
@@ -177,8 +177,7 @@ class FaceTracker:
         velocity_var = (0.05 * _face_size(z)) ** 2
         kf.P = np.diag(np.concatenate([np.diag(r), np.full(_DIM_Z, velocity_var)]))
         step = _Step(self._frame, kf.x.copy(), kf.P.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
-        track = _Track(self._next_id, kf, deque([step]), score=face.score, last_hit=self._frame,
-                       confirmed=self.config.min_hits <= 1)
+        track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1)
         self._next_id += 1
         return track
 
@@ -231,12 +230,14 @@ class FaceTracker:
                 step = track.steps[-1]
                 step.x_post, step.p_post = track.kf.x.copy(), track.kf.P.copy()
                 step.detected, step.score = True, face.score
-                track.score, track.hits, track.misses, track.last_hit = face.score, track.hits + 1, 0, self._frame
+                track.score, track.hits, track.misses, track.first_miss = face.score, track.hits + 1, 0, None
                 track.confirmed = track.confirmed or track.hits >= self.config.min_hits
                 matched_tracks.add(ti)
             for ti, track in enumerate(live):
                 if ti not in matched_tracks:
                     track.misses += 1
+                    if track.first_miss is None:
+                        track.first_miss = self._frame
                     if not track.confirmed or track.misses > self.config.max_misses:
                         self._end(track)
             self._tracks.extend(self._new_track(faces[fi]) for fi in unmatched)
@@ -249,11 +250,12 @@ class FaceTracker:
         return self._release(self._frame)
 
     def _end(self, track: _Track) -> None:
-        """End a track: forget what it predicted after its last detection (the face was gone)."""
+        """End a track. Where the detector looked for the face after its last detection and did
+        not find it, the face was gone: forget what the track predicted from there on."""
         if track.ended:
             return
         track.ended = True
-        while track.steps and track.steps[-1].frame > track.last_hit:
+        while track.first_miss is not None and track.steps and track.steps[-1].frame >= track.first_miss:
             track.steps.pop()
         if track.steps:
             track.steps[-1].gain = None
