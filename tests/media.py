@@ -88,7 +88,7 @@ def write_video(
         audio = [audio]
     tracks = list(audio or [])
     time_base = Fraction(1, 3 * fps) if vfr else Fraction(1, fps)
-    steps = [3] if not vfr else [1, 2, 6, 3]
+    steps = [1, 2, 6, 3] if vfr else [1]
     video_pts = np.concatenate([[0], np.cumsum([steps[i % len(steps)] for i in range(frames - 1)])]).astype(int)
     seconds = float((int(video_pts[-1]) + steps[0]) * time_base) if frames else 0.0
     with av.open(str(path), mode="w") as container:

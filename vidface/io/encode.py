@@ -18,7 +18,7 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.frames import Frame
-from vidface.io.probe import MediaInfo, VideoInfo
+from vidface.io.probe import MediaInfo, VideoInfo, codec_name
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class OutputWriter:
         selected = []
         for index in copy_streams:
             src = self._input.streams[index]
-            codec = src.codec_context.codec.name if src.codec_context and src.codec_context.codec else None
+            codec = codec_name(src)
             if src.type in ("audio", "subtitle") and codec and codec not in supported:
                 raise OutputError(
                     f"a {self._output.format.name} file cannot hold stream #{index} ({src.type} {codec}); "

@@ -113,7 +113,7 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
 def first_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
     videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
     if not videos:
-        kinds = ", ".join(f"{s.type} {_codec_name(s)}" for s in container.streams) or "none"
+        kinds = ", ".join(f"{s.type} {codec_name(s)}" for s in container.streams) or "none"
         raise InputError(f"input {str(path)!r} has no video stream (streams: {kinds}); give a video file")
     return videos[0]
 
@@ -132,7 +132,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         pix_fmt = ctx.pix_fmt or "unknown"
         video = VideoInfo(
             index=stream.index,
-            codec=_codec_name(stream),
+            codec=codec_name(stream),
             width=ctx.width,
             height=ctx.height,
             pix_fmt=pix_fmt,
@@ -195,17 +195,17 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     return StreamInfo(
         index=stream.index,
         type=stream.type,
-        codec=_codec_name(stream),
+        codec=codec_name(stream),
         language=stream.metadata.get("language") or None,
         title=stream.metadata.get("title") or None,
         detail=detail,
     )
 
 
-def _codec_name(stream: av.stream.Stream) -> str:
+def codec_name(stream: av.stream.Stream) -> str:
     ctx = stream.codec_context
     if ctx is not None and ctx.codec is not None:
-        return ctx.codec.name
+        return ctx.codec.canonical_name
     return getattr(stream, "codec_tag", None) or "unknown"
 
 

@@ -1,0 +1,74 @@
+"""probe, env, --dry-run and progress output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from media import AudioTrack, Subtitles, write_video
+
+
+def test_probe_json(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mkv", frames=20, size=(80, 48), vfr=True, rotation=90,
+                         audio=[AudioTrack("aac", language="eng"), AudioTrack("libopus", language="fra")],
+                         subtitles=Subtitles(language="spa"), metadata={"title": "Probe me"})
+    code, out, err = cli("probe", source, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    video = report["video"]
+    assert (video["width"], video["height"], video["display_width"], video["display_height"]) == (80, 48, 48, 80)
+    assert video["rotation"] == 90 and video["frames"] == 20 and video["frame_rate"] == "variable"
+    assert video["codec"] == "h264" and video["pix_fmt"] == "yuv420p" and video["bit_depth"] == 8
+    assert report["metadata"]["title"] == "Probe me"
+    kinds = [(s["type"], s["codec"], s["language"]) for s in report["streams"]]
+    assert kinds[1:] == [("audio", "aac", "eng"), ("audio", "opus", "fra"), ("subtitle", "subrip", "spa")]
+
+
+def test_probe_text_cfr_10bit(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=12, codec="libx265", pix_fmt="yuv420p10le", fps=25)
+    code, out, _ = cli("probe", source)
+    assert code == 0
+    assert "hevc" in out and "10-bit" in out and "constant (CFR)" in out and "12 frames" in out
+    assert "25.0 fps" in out
+
+
+def test_env_works_without_gpu(cli) -> None:
+    code, out, err = cli("env")
+    assert code == 0, err
+    fields = dict(line.split(": ", 1) for line in out.splitlines())
+    for key in ("vidface", "torch", "av (PyAV)", "ffmpeg libraries", "encoders", "gpu", "weight cache", "diffusers"):
+        assert key in fields, key
+    assert "libx264" in fields["encoders"]
+    assert "libavcodec" in fields["ffmpeg libraries"]
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=48, audio="aac", rotation=270)
+    code, out, err = cli("restore", source, tmp_path / "out.mp4", "--dry-run", "--start", "1", "--no-audio")
+    assert code == 0, err
+    assert "frames  24 (from frame 24" in out
+    assert "rotated 270" in out and "drop    #1 audio aac" in out and "libx264" in out
+    assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=10)
+    code, _, err = cli("restore", source, tmp_path / "a.mp4", "--preset", "ultrafast")
+    assert code == 0 and "frame" not in err  # stderr is not a terminal here
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert cli("restore", source, tmp_path / "b.mp4", "--preset", "ultrafast")[0] == 0
+    assert "10/10" in terminal.getvalue() and "frame/s" in terminal.getvalue()
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert cli("restore", source, tmp_path / "c.mp4", "--preset", "ultrafast", "--no-progress")[0] == 0
+    assert "frame/s" not in terminal.getvalue()
