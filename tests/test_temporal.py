@@ -11,7 +11,10 @@ import torch.nn.functional as F
 
 from vidface.errors import InputError
 from vidface.metrics import temporal_flicker
+from vidface.models.embedder import select_codes
 from vidface.models.temporal import CropRow, TemporalOptions, TemporalStabilizer, landmark_motion
+
+from tiny_model import tiny_osdface, tiny_osdface_model, tiny_osdface_options  # noqa: F401 (fixtures)
 
 C, H, W = 4, 16, 16
 
@@ -52,36 +55,42 @@ def test_blending_reduces_flicker_of_a_static_face() -> None:
     assert (out[8:] - signal).square().mean() < 0.5 * (frames[8:] - signal).square().mean()
 
 
-@pytest.mark.parametrize("strength", [0.3, 0.6, 0.8])
-def test_stronger_blending_gives_less_flicker_and_more_lag(strength: float) -> None:
-    """The measured trade-off behind the default: flicker falls with strength, lag grows.
+def test_stronger_blending_gives_less_flicker_and_more_lag() -> None:
+    """The measured trade-off behind the default strength, on a slowly changing noisy latent.
 
-    For a still face the weight is `strength`, so flicker falls to about (1-s)^2/(1+s) and a
-    slow ramp is followed s/(1-s) frames late; at the default 0.6 that is ~0.1 and ~1.5 frames.
+    A fixed running average with weight s leaves (1-s)^2/(1+s) of the flicker and lags a ramp by
+    s/(1-s) frames; the change gate lowers the weight a little, so flicker lies between that and
+    the same formula at 0.75 s, and the lag stays under s/(1-s).
     """
     signal, drift = smooth_latent(2), smooth_latent(3)
     step = 0.02 * drift
-    ramp = [signal + t * step for t in range(60)]
-    frames = noisy_sequence(ramp, sigma=0.1, seed=4)
-    out = TemporalStabilizer(TemporalOptions(strength=strength)).blend_latents(frames, still_rows(60))
-    flicker = temporal_flicker((out - torch.stack(ramp))[10:].numpy()) / temporal_flicker(
-        (frames - torch.stack(ramp))[10:].numpy()
-    )
-    lag = float(np.mean([projection(torch.stack(ramp)[t] - out[t], step, torch.zeros_like(step)) for t in range(20, 60)]))
-    expected_flicker = (1 - strength) ** 2 / (1 + strength)
-    expected_lag = strength / (1 - strength)
-    print(f"strength {strength}: flicker ratio {flicker:.3f} (theory {expected_flicker:.3f}), lag {lag:.2f} frames")
-    assert flicker == pytest.approx(expected_flicker, rel=0.35, abs=0.01)
-    assert lag == pytest.approx(expected_lag, rel=0.3, abs=0.2)
-    if strength == TemporalOptions().strength:
-        assert flicker < 0.15 and lag < 2.0
+    ramp = torch.stack([signal + t * step for t in range(60)])
+    frames = noisy_sequence(list(ramp), sigma=0.1, seed=4)
+
+    def fixed_average(s: float) -> float:
+        return (1 - s) ** 2 / (1 + s)
+
+    flickers, lags = [], []
+    for strength in (0.3, 0.45, 0.6, 0.7, 0.8):
+        out = TemporalStabilizer(TemporalOptions(strength=strength)).blend_latents(frames, still_rows(60))
+        flicker = temporal_flicker((out - ramp)[10:].numpy()) / temporal_flicker((frames - ramp)[10:].numpy())
+        lag = float(np.mean([projection(ramp[t] - out[t], step, torch.zeros_like(step)) for t in range(20, 60)]))
+        print(f"strength {strength}: flicker ratio {flicker:.3f}, lag {lag:.2f} frames")
+        assert fixed_average(strength) * 0.9 < flicker < fixed_average(0.75 * strength) * 1.1
+        assert 0 < lag < strength / (1 - strength)
+        if strength == TemporalOptions().strength:
+            assert flicker < 0.2 and lag < 1.5
+        flickers.append(flicker)
+        lags.append(lag)
+    assert flickers == sorted(flickers, reverse=True) and lags == sorted(lags)
 
 
 def test_step_change_with_large_motion_is_followed_without_ghosting() -> None:
     before, after = smooth_latent(5), smooth_latent(6)
-    # a small change, so only the motion gate (not the latent-change gate) can stop the blend
+    # a change about as large as the flicker, so only the motion gate (not the latent-change
+    # gate) can stop the blend
     after = before + 0.2 * (after - before)
-    frames = torch.stack([before] * 10 + [after] * 3)
+    frames = noisy_sequence([before] * 10 + [after] * 3, sigma=0.2, seed=7)
     rows_still = still_rows(13)
     rows_moving = still_rows(10) + [CropRow(1, t, motion=0.4) for t in range(10, 13)]
     still = TemporalStabilizer().blend_latents(frames, rows_still)
@@ -217,23 +226,9 @@ def test_mask_smoothing_steadies_masks_and_follows_motion() -> None:
     assert float(fast.max()) < 0.01
 
 
-def select_codes_stand_in(distances: torch.Tensor, count: int) -> list[frozenset[int]]:
-    """The embedder's selection rule (jkwang28/OSDFace lq_embed VectorQuantizer.inference).
-
-    Per position take the nearest code; order positions by that distance; keep the first
-    `count` distinct codes. distances: B x positions x codes.
-    """
-    chosen = []
-    for d in distances:
-        nearest, codes = d.min(dim=1)
-        picked: list[int] = []
-        for code in codes[torch.argsort(nearest)].tolist():
-            if code not in picked:
-                picked.append(code)
-            if len(picked) == count:
-                break
-        chosen.append(frozenset(picked))
-    return chosen
+def selected_code_sets(distances: torch.Tensor, count: int) -> list[frozenset[int]]:
+    """The embedder's own choice of `count` codes per row, as sets (unfilled slots dropped)."""
+    return [frozenset(c for c in row if c >= 0) for row in select_codes(distances, count).tolist()]
 
 
 def test_code_selection_flips_less_with_aggregated_distances() -> None:
@@ -249,7 +244,7 @@ def test_code_selection_flips_less_with_aggregated_distances() -> None:
     assert stable.shape == distances.shape and stable.dtype == distances.dtype
 
     def flips(d: torch.Tensor) -> float:
-        sets = select_codes_stand_in(d, count)
+        sets = selected_code_sets(d, count)
         return float(np.mean([len(a ^ b) / 2 for a, b in zip(sets, sets[1:])]))
 
     raw_flips, stable_flips = flips(distances[5:]), flips(stable[5:])
@@ -307,3 +302,30 @@ def test_gpu_gives_the_cpu_result() -> None:
     gpu = TemporalStabilizer().blend_latents(latents.cuda().half(), rows)
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float16
     torch.testing.assert_close(gpu.float().cpu(), cpu, atol=0.02, rtol=0.02)
+
+
+def test_tiny_model_restores_a_still_face_with_less_flicker(tiny_osdface_model) -> None:
+    """The model's split steps with stabilisation between them, on a still degraded face."""
+    import skimage.data
+    from face_clips import ASTRONAUT_LANDMARKS, degrade
+
+    from vidface.faces.align import face_crop, warp_face
+    from vidface.faces.paste import crop_mask
+
+    size, count = 64, 10
+    face = warp_face(skimage.data.astronaut(), face_crop(ASTRONAUT_LANDMARKS, size=size))
+    rng = np.random.default_rng(0)
+    frames = np.stack([degrade(face, rng) for _ in range(count)])  # fresh noise and JPEG per frame
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    model, rows = tiny_osdface_model, still_rows(count)
+    latents, distances = model.encode(images), model.code_distances(images)
+    off = model.decode(model.denoise(latents, model.prompt_from_distances(distances)))
+    stabilizer = TemporalStabilizer()
+    prompt = model.prompt_from_distances(stabilizer.stabilize_distances(distances, rows))
+    on = model.decode(stabilizer.blend_latents(model.denoise(latents, prompt), rows))
+    mask = crop_mask(size)[..., None]
+    flicker_on = temporal_flicker(on[2:].permute(0, 2, 3, 1).numpy(), mask)
+    flicker_off = temporal_flicker(off[2:].permute(0, 2, 3, 1).numpy(), mask)
+    print(f"tiny model, restored face flicker with stabilisation / without: {flicker_on / flicker_off:.3f}")
+    assert flicker_on < 0.5 * flicker_off
+    assert on.shape == off.shape == images.shape
