@@ -3,7 +3,7 @@
 
 Use in a test module::
 
-    from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (pytest fixtures)
+    from tiny_model import TINY_FACE, tiny_osdface_model  # noqa: F401 (pytest fixtures)
 
     def test_something(tiny_osdface_model):
         restored = tiny_osdface_model.restore(torch.rand(2, 3, TINY_FACE, TINY_FACE))
@@ -49,18 +49,32 @@ def tiny_options(paths, **overrides) -> ModelOptions:
     return ModelOptions(**settings)
 
 
+_written: dict[str, object] = {}
+_loaded: dict[str, object] = {}
+
+
+def _session_tiny(tmp_path_factory):
+    if "paths" not in _written:
+        _written["paths"] = write_tiny_osdface(tmp_path_factory.mktemp("tiny-osdface"))
+    return _written["paths"]
+
+
+# The fixtures do not depend on each other, so a test module imports only those it uses.
 @pytest.fixture(scope="session")
 def tiny_osdface(tmp_path_factory):
-    return write_tiny_osdface(tmp_path_factory.mktemp("tiny-osdface"))
+    return _session_tiny(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def tiny_osdface_options(tiny_osdface) -> ModelOptions:
-    return tiny_options(tiny_osdface)
+def tiny_osdface_options(tmp_path_factory) -> ModelOptions:
+    return tiny_options(_session_tiny(tmp_path_factory))
 
 
 @pytest.fixture(scope="session")
-def tiny_osdface_model(tiny_osdface_options):
+def tiny_osdface_model(tmp_path_factory):
+    """The tiny OSDFace loaded on the CPU in float32 (shared: do not modify it)."""
     from vidface.models.loading import load_osdface
 
-    return load_osdface(tiny_osdface_options)
+    if "model" not in _loaded:
+        _loaded["model"] = load_osdface(tiny_options(_session_tiny(tmp_path_factory)))
+    return _loaded["model"]

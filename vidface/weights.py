@@ -25,7 +25,7 @@ from vidface.errors import WeightsError
 
 __all__ = [
     "BASE_FILES", "BUNDLE_FILE", "DEFAULT_BASE", "DEFAULT_WEIGHTS_REPO", "EMBEDDER_FILE", "LORA_FILE",
-    "PROJECTION_FILE", "RELEASE_FILES", "WeightsLocation", "base_id", "resolve", "weights_repo",
+    "PROJECTION_FILE", "RELEASE_FILES", "WeightsLocation", "base_id", "resolve", "resolve_release", "weights_repo",
 ]
 
 DEFAULT_BASE = "stabilityai/stable-diffusion-2-1-base"
@@ -129,26 +129,43 @@ def _hub_files(repo: str, names: tuple[str, ...], local_only: bool, missing: lis
     return folder
 
 
+def resolve_release(weights: str | None = None, repo: str | None = None, local_only: bool = False) -> Path:
+    """The release folder (or bundle file): ``weights`` if given, else from the hub repo."""
+    if weights:
+        return _local_release(weights)
+    missing: list[str] = []
+    folder = _hub_files(weights_repo(repo), RELEASE_FILES, local_only, missing)
+    if missing:
+        raise _missing_error(missing, local_only)
+    return folder
+
+
 def resolve(weights: str | None = None, base: str | None = None, repo: str | None = None,
             local_only: bool = False) -> WeightsLocation:
     """Find (downloading where allowed) the release and the base model.
 
     local_only: never touch the network, only local folders and the hub cache.
-    Raises WeightsError naming every missing file and how to get it.
+    Raises WeightsError naming every missing file (of both parts) and how to get it.
     """
-    from huggingface_hub import constants
-
     missing: list[str] = []
     release = _local_release(weights) if weights else _hub_files(weights_repo(repo), RELEASE_FILES, local_only, missing)
     base_name = base_id(base)
     base_path = _local_base(base_name) or _hub_files(base_name, BASE_FILES, local_only, missing)
     if missing:
-        if local_only or constants.HF_HUB_OFFLINE:
-            why = "offline (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else "only the local cache was searched"
-        else:
-            why = "they could not be downloaded (no connection to the hub?)"
-        raise WeightsError(
-            f"model weights missing: {', '.join(missing)} are not in the hub cache {constants.HF_HUB_CACHE} and "
-            f"{why}; run `vidface weights download` on a machine with internet (same HF_HOME), or pass local "
-            f"folders with --weights DIR (the OSDFace release files) and --base DIR (SD 2.1-base, diffusers layout)")
+        raise _missing_error(missing, local_only)
     return WeightsLocation(release=release, base=base_path)
+
+
+def _missing_error(missing: list[str], local_only: bool) -> WeightsError:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        why = "offline (HF_HUB_OFFLINE is set)"
+    elif local_only:
+        why = "only local files were searched"
+    else:
+        why = "they could not be downloaded (no connection to the hub?)"
+    return WeightsError(
+        f"model weights missing: {', '.join(missing)} are not in the hub cache {constants.HF_HUB_CACHE} and "
+        f"{why}; run `vidface weights download` on a machine with internet (same HF_HOME), or pass local "
+        f"folders with --weights DIR (the OSDFace release files) and --base DIR (SD 2.1-base, diffusers layout)")

@@ -37,3 +37,64 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def add_weights_flags(parser: argparse.ArgumentParser,
+                      flags: tuple[str, ...] = ("weights", "base", "weights-repo", "trust-pickle")) -> None:
+    """Where OSDFace's weights come from (see vidface.weights); ``flags`` picks a subset."""
+    if "weights" in flags:
+        parser.add_argument("--weights", metavar="PATH", default=None,
+                            help="folder with the OSDFace release files (pytorch_lora_weights.safetensors, "
+                                 "embedding_change_weights.pth, associate_2.ckpt) or a bundle from `vidface weights "
+                                 "convert` (default: download from --weights-repo into the Hugging Face cache)")
+    if "base" in flags:
+        parser.add_argument("--base", metavar="DIR_OR_HUB_ID", default=None,
+                            help="Stable Diffusion 2.1-base: a diffusers folder or a hub id (default: $VIDFACE_BASE, "
+                                 "else stabilityai/stable-diffusion-2-1-base)")
+    if "weights-repo" in flags:
+        parser.add_argument("--weights-repo", metavar="HUB_ID", default=None,
+                            help="hub repo with the OSDFace release files (default: $VIDFACE_WEIGHTS_REPO, else "
+                                 "jkwang28/OSDFace)")
+    if "trust-pickle" in flags:
+        parser.add_argument("--trust-pickle", action="store_true",
+                            help="let associate_2.ckpt run pickled code if it cannot be read safely (only for files "
+                                 "from a source you trust; `vidface weights convert` makes a file that never needs it)")
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """Weights and run options of the OSDFace restorer; read them back with `model_options`."""
+    add_weights_flags(parser)
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N (default: auto; CPU works, "
+                             "slowly: ~30 s per face on 2 cores)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                        help="model precision (default: auto = bf16 on GPUs that have it, else fp16; fp32 on "
+                             "CPU); the embedder's code choice is float32 in every case")
+    parser.add_argument("--batch-size", type=batch_size, default=0, metavar="N",
+                        help="faces per model call, or auto (default: auto, from free GPU memory; 1 on CPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the UNet and VAE: slow first batch, faster after (long runs on GPU)")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="keep the NCHW layout on GPU (default: channels-last, faster on tensor cores)")
+
+
+def model_options(args: argparse.Namespace):
+    """The `vidface.models.options.ModelOptions` given by `add_model_flags`' flags."""
+    from vidface.models.options import ModelOptions
+
+    return ModelOptions(weights=args.weights, base=args.base, weights_repo=args.weights_repo,
+                        trust_pickle=args.trust_pickle, device=args.device, dtype=args.dtype,
+                        batch_size=args.batch_size, channels_last=args.channels_last, compile=args.compile)
+
+
+def batch_size(text: str) -> int:
+    """'auto' -> 0, else a positive integer."""
+    if text == "auto":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text}")
+    return value

@@ -50,6 +50,9 @@ class OSDFace(nn.Module):
         self.timestep = timestep
         self.alpha_prod = float(alphas_cumprod.double()[timestep])
         self.scaling_factor = float(vae.config.scaling_factor)
+        # Aligned faces are restored at this size: the embedder's input size, 512 for the release
+        # (the reference resizes square inputs to 512).
+        self.face_size = int(embedder.config.resolution)
         # The VAE and the UNet each halve the size once per block after the first.
         self.size_multiple = 2 ** (len(vae.config.block_out_channels) - 1) * 2 ** (
             len(unet.config.block_out_channels) - 1)
