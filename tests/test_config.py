@@ -113,6 +113,7 @@ def test_every_preset_loads_and_default_is_the_built_in_defaults() -> None:
     assert archival.encode.crf < default.encode.crf < fast.encode.crf
     assert archival.faces.detect_every == 1 < fast.faces.detect_every
     assert archival.faces.lag > default.faces.lag > fast.faces.lag
+    assert archival.model.dtype == "fp32" and default.model.dtype == fast.model.dtype == "auto"
     with pytest.raises(InputError, match="unknown preset 'best'; choose one of: default, archival, fast"):
         load_settings("best")
 

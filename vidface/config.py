@@ -32,6 +32,7 @@ import yaml
 from vidface.errors import InputError, VidfaceError
 from vidface.faces.track import TrackerConfig
 from vidface.io.encode import EncodeOptions
+from vidface.models.options import ModelOptions
 from vidface.models.temporal import TemporalOptions
 
 __all__ = [
@@ -54,11 +55,13 @@ class Settings:
     """Everything a restore run can be configured with, one section per stage.
 
     faces: detection cadence, tracking and landmark smoothing (vidface.faces.track).
+    model: weights, device, precision and batching of the restorer (vidface.models.options).
     temporal: temporal stabilisation of the restored faces (vidface.models.temporal).
     encode: how the video is re-encoded (vidface.io.encode).
     """
 
     faces: TrackerConfig = field(default_factory=TrackerConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
 
