@@ -6,8 +6,9 @@ flips. :class:`TemporalStabilizer` keeps a small state per face track and smooth
 over time, each with a recursive (exponential) blend against the same track's past:
 
 * the clean latent after the UNet step (:meth:`TemporalStabilizer.blend_latents`), with a
-  weight that falls with face motion and, per latent position, with large latent change, so
-  a turning head, an opening mouth or an occluding hand are followed without ghosting;
+  weight that falls with face motion and, per latent position, with a latent change large
+  against the track's usual flicker, so a turning head, an opening mouth or an occluding hand
+  are followed without ghosting;
 * the embedder's code distances before the 77 codes are selected
   (:meth:`TemporalStabilizer.stabilize_distances`), so the selection is stable;
 * the soft paste mask in crop coordinates (:meth:`TemporalStabilizer.smooth_masks`).
@@ -21,6 +22,17 @@ is called for a track the tracker ended. State is bounded: one latent, one dista
 one mask per live track, stored in float32 on the device of the input.
 
 Pure torch; works on any device and dtype (outputs have the input's dtype).
+
+Use between the steps of :class:`vidface.models.osdface.OSDFace`, per batch of aligned crops
+(B x 3 x H x W RGB in [0, 1]) with one row per crop::
+
+    rows = [CropRow(face.track_id, frame.index, landmark_motion(before, face.landmarks, face.box),
+                    reset=cut) for frame, face in batch]
+    distances = stabilizer.stabilize_distances(model.code_distances(crops), rows)
+    clean = model.denoise(model.encode(crops), model.prompt_from_distances(distances))
+    restored = model.decode(stabilizer.blend_latents(clean, rows))
+    masks = stabilizer.smooth_masks(crop_masks, rows)   # when masks vary per frame
+    stabilizer.forget(ended_track_ids)
 """
 
 from __future__ import annotations
