@@ -233,7 +233,7 @@ def test_official_embedder_layout():
 
     with torch.device("meta"):
         state = VisualRepresentationEmbedder().state_dict()
-    assert len([k for k in state if k.startswith("encoder.")]) == 170  # as in DAEFR, whose LQ branch OSDFace reuses
+    assert len([k for k in state if k.startswith("encoder.")]) == 170  # as in DAEFR's LQ encoder
     assert state["encoder.conv_in.weight"].shape == (64, 3, 3, 3)
     assert state["encoder.down.5.attn.1.proj_out.weight"].shape == (512, 512, 1, 1)
     assert state["encoder.conv_out.weight"].shape == (512, 512, 3, 3)
