@@ -126,11 +126,16 @@ def _torch_load(path: Path, trust_pickle: bool) -> object:
                            f"download it again") from None
     if trust_pickle:
         log.warning("loading %s with full pickle (--trust-pickle)", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except (pickle.UnpicklingError, ImportError, AttributeError, *damaged) as error:
+            raise WeightsError(f"{path} cannot be unpickled ({str(error).splitlines()[0]}); download it "
+                               f"again") from None
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except damaged as error:
-        raise WeightsError(f"{path} is damaged ({str(error).splitlines()[0]}); download it again") from None
+        raise WeightsError(f"{path} holds pickled objects and cannot be inspected safely "
+                           f"({str(error).splitlines()[0]}); if you trust the file, pass --trust-pickle") from None
     foreign = [name for name in names if name.split(".")[0] not in _TRAINING_NAMESPACES]
     if foreign:
         raise WeightsError(f"{path} holds pickled objects that cannot be loaded safely ({', '.join(foreign[:3])}); "

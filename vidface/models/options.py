@@ -1,18 +1,21 @@
 """How the restorer runs: device, dtype, batch size, compilation. Shared by every command that
-restores faces (``vidface faces``, ``vidface restore --model osdface``).
+restores faces (``vidface faces``, ``vidface restore --model osdface``) and by the settings file.
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from vidface.errors import InputError
 
-__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "resolve_device", "resolve_dtype"]
+if TYPE_CHECKING:
+    import torch
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "resolve_device", "resolve_dtype", "torch_dtype"]
+
+DTYPES = ("fp32", "fp16", "bf16")
 
 # Estimated peak activation memory of one 512 x 512 face through the full model in 16-bit
 # precision (the VAE decoder's 512 x 512 x 128-channel stages dominate), with headroom; fp32
@@ -59,8 +62,17 @@ class ModelOptions:
             raise InputError(f"batch size must be >= 1 (or 0/auto), got {self.batch_size}")
 
 
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of "fp32", "fp16" or "bf16"."""
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
 def resolve_device(name: str) -> torch.device:
     """torch.device for "auto", "cpu", "cuda" or "cuda:N", checked against this machine."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -81,8 +93,10 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """torch dtype for a --dtype name; "auto" picks bf16/fp16 on a GPU and fp32 on a CPU."""
+    import torch
+
     if name != "auto":
-        return DTYPES[name]
+        return torch_dtype(name)
     if device.type != "cuda":
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -90,6 +104,8 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def auto_batch_size(device: torch.device, dtype: torch.dtype) -> int:
     """Faces per call that fit in the device's free memory now (1 on CPU: no gain from more)."""
+    import torch
+
     if device.type != "cuda":
         return 1
     free, _total = torch.cuda.mem_get_info(device)

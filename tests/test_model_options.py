@@ -1,0 +1,49 @@
+"""Model run options: device and dtype resolution, batch size, the shared CLI flags."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from vidface.commands.options import add_model_flags, model_options
+from vidface.errors import InputError
+from vidface.models.options import ModelOptions, auto_batch_size, resolve_device, resolve_dtype
+
+
+def test_device_names():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="'tpu'"):
+        resolve_device("tpu")
+    with pytest.raises(InputError, match="'mps'"):
+        resolve_device("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            resolve_device("cuda:0")
+
+
+def test_dtype_and_batch_size():
+    cpu = torch.device("cpu")
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("fp16", cpu) == torch.float16
+    assert auto_batch_size(cpu, torch.float32) == 1
+    with pytest.raises(InputError, match="fp8"):
+        ModelOptions(dtype="fp8")
+    with pytest.raises(InputError, match="-2"):
+        ModelOptions(batch_size=-2)
+
+
+def test_model_flags_build_model_options():
+    parser = argparse.ArgumentParser()
+    add_model_flags(parser)
+    args = parser.parse_args(["--weights", "w", "--base", "b", "--device", "cpu", "--dtype", "bf16",
+                              "--batch-size", "8", "--compile", "--no-channels-last", "--trust-pickle"])
+    assert model_options(args) == ModelOptions(weights="w", base="b", weights_repo=None, trust_pickle=True,
+                                               device="cpu", dtype="bf16", batch_size=8, channels_last=False,
+                                               compile=True)
+    assert model_options(parser.parse_args(["--batch-size", "auto"])).batch_size == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--batch-size", "0"])
