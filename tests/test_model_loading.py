@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fractions
+import pickle
 import shutil
 import sys
 import types
@@ -178,7 +179,7 @@ def test_lightning_objects_load_without_pickle_trust(release, monkeypatch):
     torch.save(checkpoint, release / EMBEDDER)
     for name in ("pytorch_lightning", "pytorch_lightning.callbacks", module.__name__):
         monkeypatch.delitem(sys.modules, name)
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):  # the plain weights_only load fails on this file
         torch.load(release / EMBEDDER, weights_only=True)
     assert build_embedder(read_release(release)).config.n_embed == 1024
 

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     reference = build_model(device, torch.float32, channels_last=False, compile_=False)
     ref_fps, ref_peak = timed(lambda x: reference_style(reference, x), faces[:1].to(device), args.iterations,
                               args.warmup, device)
-    print(f"reference-style  fp32  batch  1: {ref_fps:8.2f} faces/s  peak {ref_peak:7.0f} MiB/face")
+    print(f"reference-style  fp32  batch  1: {ref_fps:9.3f} faces/s ({1 / ref_fps:7.2f} s/face)  "
+          f"peak {ref_peak:6.0f} MiB/face")
     del reference
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(device, torch_dtype(args.dtype), channels_last=device.type == "cuda", compile_=args.compile)
     for batch in batches:
         fps, peak = timed(model.restore, faces[:batch].to(device), args.iterations, args.warmup, device)
-        print(f"vidface          {args.dtype}  batch {batch:2d}: {fps:8.2f} faces/s  peak {peak:7.0f} MiB/face  "
-              f"{fps / ref_fps:6.1f}x reference-style")
+        print(f"vidface          {args.dtype}  batch {batch:2d}: {fps:9.3f} faces/s ({1 / fps:7.2f} s/face)  "
+              f"peak {peak:6.0f} MiB/face  {fps / ref_fps:5.2f}x reference-style")
     return 0
 
 
