@@ -113,6 +113,7 @@ def test_every_preset_loads_and_default_is_the_built_in_defaults() -> None:
     assert archival.encode.crf < default.encode.crf < fast.encode.crf
     assert archival.faces.detect_every == 1 < fast.faces.detect_every
     assert archival.faces.lag > default.faces.lag > fast.faces.lag
+    assert archival.faces.detect_size > default.faces.detect_size
     assert archival.model.dtype == "fp32" and default.model.dtype == fast.model.dtype == "auto"
     with pytest.raises(InputError, match="unknown preset 'best'; choose one of: default, archival, fast"):
         load_settings("best")
@@ -187,3 +188,14 @@ def test_preset_encode_settings_are_accepted_by_the_encoder(tmp_path: Path, pres
     result = read_video(tmp_path / "out.mp4")
     assert len(result.frame_pts) == 4
     assert result.pix_fmt == source_pix_fmt
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_face_settings_build_a_working_detector(preset: str) -> None:
+    """Each preset's faces section makes the real detector, and it finds the photo's face."""
+    import skimage.data
+
+    from vidface.faces.track import detector_for
+
+    faces = detector_for(load_settings(preset).faces).detect(skimage.data.astronaut())
+    assert len(faces) == 1 and faces[0].score > 0.5
