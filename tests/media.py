@@ -70,6 +70,7 @@ def write_video(
     metadata: dict[str, str] | None = None,
     video_metadata: dict[str, str] | None = None,
     codec_options: dict[str, str] | None = None,
+    attachments: dict[str, bytes] | None = None,
 ) -> Path:
     """Write a test video and return its path; the container follows the file's extension.
 
@@ -78,6 +79,7 @@ def write_video(
     time base apart in turn, so the mean rate stays fps while no two neighbours agree.
     rotation: clockwise degrees a player turns the picture (stored in the display matrix).
     audio: a codec name, one AudioTrack or several; audio_seconds defaults to the video's length.
+    attachments: file name → bytes, attached to a Matroska file (fonts, cover art).
     """
     path = Path(path)
     width, height = size
@@ -113,6 +115,8 @@ def write_video(
             if track.title:
                 stream.metadata["title"] = track.title
             audio_streams.append((track, stream))
+        for name, data in (attachments or {}).items():
+            container.add_attachment(name, "application/octet-stream", data)
         subtitle_stream = None
         if subtitles is not None:
             codec_name = "mov_text" if path.suffix.lower() in (".mp4", ".mov", ".m4v") else "subrip"
@@ -185,6 +189,7 @@ class VideoSummary:
     stream_types: list[str]
     stream_metadata: list[dict[str, str]]
     packets: dict[int, list[tuple[bytes, Fraction | None, Fraction | None]]] = field(repr=False)
+    attachments: dict[str, bytes] = field(repr=False)
     images: list[np.ndarray] = field(repr=False)
 
 
@@ -224,5 +229,7 @@ def read_video(path: str | Path, *, images: bool = False) -> VideoSummary:
             stream_types=[s.type for s in container.streams],
             stream_metadata=[dict(s.metadata) for s in container.streams],
             packets=packets,
+            attachments={s.metadata.get("filename", ""): s.data for s in container.streams
+                         if s.type == "attachment"},
             images=pictures,
         )

@@ -19,6 +19,7 @@ def _check_faithful(source: Path, output: Path, *, pix_fmt: str | None = None) -
     assert after.size == before.size
     assert after.pix_fmt == (pix_fmt or before.pix_fmt)
     assert after.stream_types == before.stream_types
+    assert after.attachments == before.attachments
     # every non-video packet: same bytes and pts, and its duration wherever the source has one
     assert after.packets.keys() == before.packets.keys()
     for index, packets in before.packets.items():
@@ -40,6 +41,7 @@ CASES = {
                               AudioTrack("libopus", language="deu", title="Commentary")],
         subtitles=Subtitles(language="spa", cues=3), metadata={"title": "Two tracks", "comment": "kept"}),
     "no_audio_mp4": dict(suffix=".mp4"),
+    "attachment_mkv": dict(suffix=".mkv", audio="aac", attachments={"font.ttf": b"\x00\x01font" * 50}),
     "vfr_mp4": dict(suffix=".mp4", vfr=True, audio="aac"),
     "vfr_mkv": dict(suffix=".mkv", vfr=True),
     "hevc_10bit_mkv": dict(suffix=".mkv", codec="libx265", pix_fmt="yuv420p10le", audio="aac"),
@@ -60,6 +62,8 @@ def test_restore_none_keeps_everything(case: str, tmp_path: Path, cli) -> None:
     assert code == 0, err
     assert str(output) in out
     _check_faithful(source, output)
+    if "attachments" in options:
+        assert read_video(output).attachments == options["attachments"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, output.name])
 
 

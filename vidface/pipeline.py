@@ -48,10 +48,6 @@ class TimeRange:
     start: float = 0.0
     duration: float | None = None
 
-    @property
-    def is_full(self) -> bool:
-        return self.start == 0 and self.duration is None
-
 
 @dataclass(frozen=True)
 class Plan:

@@ -18,7 +18,7 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.frames import Frame
-from vidface.io.probe import MediaInfo, VideoInfo, codec_name
+from vidface.io.probe import MediaInfo, VideoInfo, bit_depth, codec_name
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
 
     def distance(name: str) -> tuple[int, int]:
         fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
-        depth = max(c.bits for c in fmt.components) - max(c.bits for c in src.components)
+        depth = bit_depth(name) - bit_depth(wanted)
         chroma = (fmt.chroma_width(64), fmt.chroma_height(64)) != (src.chroma_width(64), src.chroma_height(64))
         return (abs(depth) + (100 if depth < 0 else 0), int(chroma))
 

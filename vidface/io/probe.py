@@ -136,8 +136,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             width=ctx.width,
             height=ctx.height,
             pix_fmt=pix_fmt,
-            bit_depth=max((c.bits for c in av.VideoFormat(pix_fmt).components), default=8)
-            if ctx.pix_fmt else 8,
+            bit_depth=bit_depth(pix_fmt),
             rotation=rotation,
             time_base=stream.time_base,
             average_rate=stream.average_rate or stream.guessed_rate,
@@ -174,6 +173,14 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     if not pts or rotation is None:
         raise InputError(f"input {str(path)!r} has no decodable video frames; give a complete video file")
     return tuple(sorted(pts)), rotation
+
+
+def bit_depth(pix_fmt: str) -> int:
+    """Bits per sample of a pixel format (8 when FFmpeg does not know the format)."""
+    try:
+        return max((c.bits for c in av.VideoFormat(pix_fmt).components), default=8)
+    except ValueError:
+        return 8
 
 
 def clockwise_rotation(frame: av.VideoFrame) -> int:
