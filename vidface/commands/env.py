@@ -46,7 +46,8 @@ def environment() -> dict[str, str]:
         "av (PyAV)": av.__version__,
         "ffmpeg libraries": ", ".join(f"{name} {'.'.join(map(str, v))}"
                                       for name, v in sorted(av.library_versions.items())),
-        "encoders": ", ".join(name for name in ENCODERS if name in av.codecs_available) or "none",
+        "encoders": ", ".join(name + (" (needs an NVIDIA GPU)" if name.endswith("_nvenc") else "")
+                              for name in ENCODERS if name in av.codecs_available) or "none",
         "missing encoders": ", ".join(name for name in ENCODERS if name not in av.codecs_available) or "none",
     }
     for name in ("torch", "diffusers", "peft", "decord", "numpy", "opencv-python"):
