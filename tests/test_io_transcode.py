@@ -136,3 +136,25 @@ def test_input_is_never_modified(tmp_path: Path, cli) -> None:
     data = source.read_bytes()
     assert cli("restore", source, tmp_path / "out.mkv", "--preset", "ultrafast")[0] == 0
     assert source.read_bytes() == data
+
+
+def test_pass_through_is_bit_exact_with_a_lossless_encoder(tmp_path: Path, cli) -> None:
+    """Frames the processor leaves alone reach the encoder untouched: through FFV1 (lossless)
+    every decoded sample of OUT equals IN's, 10-bit included."""
+    import av
+    import numpy as np
+
+    source = write_video(tmp_path / "in.mkv", frames=8, codec="libx265", pix_fmt="yuv420p10le", size=(64, 48))
+    output = tmp_path / "out.mkv"
+    assert cli("restore", source, output, "--codec", "ffv1")[0] == 0
+
+    def planes(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as container:
+            return [np.frombuffer(p, np.uint16).reshape(p.height, p.line_size // 2)[:, : p.width].copy()
+                    for f in container.decode(video=0) for p in f.planes]
+
+    before, after = planes(source), planes(output)
+    assert len(before) == len(after) == 8 * 3
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
+    assert read_video(output).pix_fmt == "yuv420p10le"
