@@ -94,8 +94,9 @@ def test_stage_recall_accuracy_and_smoothness_on_a_degraded_clip(occluded_run) -
     visible = [i for i, t in enumerate(clip.truth) if t]
     smoothed = np.stack([out[i][1][0].landmarks for i in visible])
     measured = np.stack([raw[i][0].landmarks for i in visible[:13]])
-    assert jitter(smoothed[:13]) < 0.33 * jitter(measured)
     truth = [clip.truth[i][0] for i in visible]
+    # Shake of the error itself (the true motion of this short clip is fast): smoothing halves it.
+    assert jitter(smoothed[:13] - truth[:13]) < 0.5 * jitter(measured - truth[:13])
     assert np.mean([crop_error(s, t) for s, t in zip(smoothed, truth)]) < 6.0  # 512×512 crop pixels
 
 

@@ -91,17 +91,17 @@ class ScaledDetector:
 
 class RefinedDetector:
     """Finds faces with `detector`, then reads each face's landmarks again with `refiner` in
-    an upright crop where the face has one canonical size.
+    upright crops where the face has one canonical size, averaged over sub-pixel shifts.
 
     A detector's landmark definitions drift with face size and rotation (CenterFace's by up
-    to 10 px in the 512 crop between a small and a large face); reading every face at the same
-    size and upright removes that drift and lifts small faces above the network's stride.
+    to 10 px in the 512 crop between a small and a large face), and a stride-4 network's
+    readings depend on where the face falls on its grid. Reading every face at one size,
+    upright, at four grid phases, removes most of both (tools/bench_faces.py measures it).
     """
 
-    # Eye distance in the refinement crop: the size at which CenterFace reads the reference
-    # photo's landmarks most consistently (tools/bench_faces.py measures it).
-    EYE_DISTANCE = 44.0
-    SIDE = 192
+    EYE_DISTANCE = 44.0  # eye distance in the refinement crop (the reference photo's, ~43 px)
+    SIDE = 256  # refinement crop side: the face plus the context a detector expects around it
+    SHIFTS = ((0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (2.0, 2.0))  # half-stride grid phases
 
     def __init__(self, detector: FaceDetector, refiner: FaceDetector) -> None:
         from vidface.faces.align import FFHQ_TEMPLATE_512
@@ -113,21 +113,25 @@ class RefinedDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in `rgb` (H×W×3 uint8 RGB), landmarks refined; boxes and scores from the first pass."""
+        return [Face(face.box, self._refine(rgb, face.landmarks), face.score)
+                for face in self.detector.detect(rgb)]
+
+    def _refine(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         import cv2
 
         from vidface.faces.align import invert_affine, similarity_transform, transform_points
 
-        faces = []
-        for face in self.detector.detect(rgb):
-            affine = similarity_transform(face.landmarks, self.template)
+        readings = []
+        for shift in self.SHIFTS:
+            target = self.template + shift
+            affine = similarity_transform(landmarks, target)
             crop = cv2.warpAffine(rgb, affine, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REFLECT_101)
-            again = self.refiner.detect(crop)
-            if again:
-                best = min(again, key=lambda f: float(np.abs(f.landmarks - self.template).sum()))
-                face = Face(face.box, transform_points(invert_affine(affine), best.landmarks), face.score)
-            faces.append(face)
-        return faces
+            found = self.refiner.detect(crop)
+            if found:
+                best = min(found, key=lambda f: float(np.abs(f.landmarks - target).sum()))
+                readings.append(transform_points(invert_affine(affine), best.landmarks))
+        return np.mean(readings, axis=0) if readings else landmarks
 
 
 def create_detector(name: str = DEFAULT_DETECTOR, *, threshold: float | None = None,
