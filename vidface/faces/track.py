@@ -105,11 +105,10 @@ class TrackedFace:
 
 @dataclass(eq=False)
 class _Step:
-    """One frame of one track: filter prior and posterior, and the RTS gain to the next step."""
+    """One frame of one track: predicted and filtered state, and the RTS gain to the next step."""
 
     frame: int
     x_prior: np.ndarray
-    p_prior: np.ndarray
     x_post: np.ndarray
     p_post: np.ndarray
     detected: bool
@@ -176,7 +175,7 @@ class FaceTracker:
         kf.x = np.concatenate([z, np.zeros(_DIM_Z)])[:, None]
         velocity_var = (0.05 * _face_size(z)) ** 2
         kf.P = np.diag(np.concatenate([np.diag(r), np.full(_DIM_Z, velocity_var)]))
-        step = _Step(self._frame, kf.x.copy(), kf.P.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
+        step = _Step(self._frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
         track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1)
         self._next_id += 1
         return track
@@ -214,12 +213,12 @@ class FaceTracker:
                 self._end(track)
         live = [t for t in self._tracks if not t.ended]
         for track in live:
-            r, q = self._noise(track.z())
+            _, q = self._noise(track.z())
             track.kf.predict(Q=q)
             last = track.steps[-1]
             last.gain = last.p_post @ _TRANSITION.T @ np.linalg.inv(track.kf.P)
-            track.steps.append(_Step(self._frame, track.kf.x.copy(), track.kf.P.copy(),
-                                     track.kf.x.copy(), track.kf.P.copy(), False, track.score))
+            track.steps.append(_Step(self._frame, track.kf.x.copy(), track.kf.x.copy(), track.kf.P.copy(),
+                                     False, track.score))
         if faces is not None:
             pairs, unmatched = self._associate(live, faces)
             matched_tracks = set()
