@@ -10,7 +10,7 @@ Use in a test module::
 
 ``tiny_osdface`` gives the paths (``.release`` folder, ``.base`` folder); ``tiny_osdface_options``
 the ModelOptions that load it on the CPU in float32; ``tiny_osdface_model`` the loaded model.
-The tiny model's face size is TINY_FACE (128) pixels; any multiple of 8 works.
+The tiny model's face size is TINY_FACE (64) pixels; any multiple of 8 works.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 
 from vidface.models.options import ModelOptions
 
-TINY_FACE = 128
+TINY_FACE = 64
 _TOOL = Path(__file__).resolve().parents[1] / "tools" / "make_tiny_osdface.py"
 
 

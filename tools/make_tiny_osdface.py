@@ -10,9 +10,9 @@ checkpoint with the embedder under ``vqvae_LQ.`` next to decoder and HQ-branch e
 loading ignores). OUT_DIR/base/ gets a tiny Stable-Diffusion-style diffusers folder: unet/ (two
 blocks, 32/64 channels, cross-attention dim 1024 so the embedder's 77 x 1024 prompt fits), vae/
 (three blocks, so latents are 1/4 of the image size) and scheduler/ with SD 2.1-base's scheduler
-config. Images must be multiples of 8 pixels; the tiny model's face size is 128 x 128.
+config. Images must be multiples of 8 pixels; the tiny model's face size is 64 x 64.
 
-The tiny embedder has the official key names with fewer channels and levels (a 128 x 128 input
+The tiny embedder has the official key names with fewer channels and levels (a 64 x 64 input
 -> 16 x 16 grid, as the official 512 -> 16); ``--embedder full`` writes the released size.
 """
 
@@ -42,7 +42,7 @@ SD21_BASE_SCHEDULER = {
     "steps_offset": 1,
     "trained_betas": None,
 }
-TINY_EMBEDDER = {"ch": 32, "ch_mult": (1, 1, 2, 2), "num_res_blocks": 1, "resolution": 128, "z_channels": 64,
+TINY_EMBEDDER = {"ch": 32, "ch_mult": (1, 1, 2), "num_res_blocks": 1, "resolution": 64, "z_channels": 64,
                  "n_embed": 1024, "embed_dim": 64}
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                 "conv1", "conv2", "conv_shortcut")
