@@ -91,7 +91,11 @@ def _local_base(base: str) -> Path | None:
         if path.exists() or base.startswith((".", "/", "~")) or base.count("/") > 1:
             raise WeightsError(f"--base {base} is neither a diffusers folder nor a hub id like {DEFAULT_BASE}")
         return None
-    missing = [name for name in BASE_FILES if not (path / name).is_file()]
+    def present(name: str) -> bool:  # local folders may hold .bin weights instead of .safetensors
+        return (path / name).is_file() or (name.endswith(".safetensors") and
+                                           (path / name).with_suffix(".bin").is_file())
+
+    missing = [name for name in BASE_FILES if not present(name)]
     if missing:
         raise WeightsError(f"--base {path} is not a Stable Diffusion 2.1-base diffusers folder: it lacks "
                            f"{', '.join(missing)}")
