@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import av
+
 from vidface.errors import InputError, OutputError
 from vidface.io.encode import CopyRange, EncodeOptions, OutputWriter, choose_pix_fmt, output_format
 from vidface.io.frames import Frame
@@ -167,6 +169,10 @@ def transcode(
         if frames != plan.frame_count:
             log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
         os.replace(temporary, plan.output)
+    except av.error.FFmpegError as error:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(f"writing {str(plan.output)!r} failed ({error}); "
+                          "try another container (.mkv holds the most stream types)") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

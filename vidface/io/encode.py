@@ -156,7 +156,6 @@ class OutputWriter:
     def __init__(self, path: Path, container_format: str, info: MediaInfo, options: EncodeOptions,
                  pix_fmt: str, copy_streams: tuple[int, ...], copy_range: CopyRange,
                  video_shift: int = 0) -> None:
-        self._video_info = info.video
         self._shift = video_shift
         self._durations: dict[int, int] = {}
         self._frames = 0
@@ -237,7 +236,11 @@ class OutputWriter:
         return self._frames
 
     def write(self, frame: Frame) -> None:
-        """Encode one frame (stored orientation; converted to the output pixel format)."""
+        """Encode one frame (stored orientation; converted to the output pixel format).
+
+        The writer takes over `frame.video`: it sets the picture's pts and clears its picture
+        type (so the source's keyframe positions are not forced on the encoder).
+        """
         video = frame.video
         if video.format.name != self._stream.pix_fmt:
             video = video.reformat(format=self._stream.pix_fmt)
