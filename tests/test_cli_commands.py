@@ -48,7 +48,7 @@ def test_env_works_without_gpu(cli) -> None:
 
 def test_dry_run_writes_nothing(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mp4", frames=48, audio="aac", rotation=270)
-    code, out, err = cli("restore", source, tmp_path / "out.mp4", "--dry-run", "--start", "1", "--no-audio")
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mp4", "--dry-run", "--start", "1", "--no-audio")
     assert code == 0, err
     assert "frames  24 (from frame 24" in out
     assert "rotated 270" in out and "drop    #1 audio aac" in out and "libx264" in out
@@ -62,13 +62,13 @@ class _Terminal(io.StringIO):
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     source = write_video(tmp_path / "in.mp4", frames=10)
-    code, _, err = cli("restore", source, tmp_path / "a.mp4", "--preset", "ultrafast")
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "a.mp4")
     assert code == 0 and "frame" not in err  # stderr is not a terminal here
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    assert cli("restore", source, tmp_path / "b.mp4", "--preset", "ultrafast")[0] == 0
+    assert cli("restore", "--model", "none", source, tmp_path / "b.mp4")[0] == 0
     assert "10/10" in terminal.getvalue() and "frame/s" in terminal.getvalue()
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    assert cli("restore", source, tmp_path / "c.mp4", "--preset", "ultrafast", "--no-progress")[0] == 0
+    assert cli("restore", "--model", "none", source, tmp_path / "c.mp4", "--no-progress")[0] == 0
     assert "frame/s" not in terminal.getvalue()

@@ -51,7 +51,7 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
 def test_bad_input(case: str, tmp_path: Path, cli) -> None:
     source, word = _bad_inputs(tmp_path)[case]
     before = sorted(os.listdir(tmp_path))
-    code, out, err = cli("restore", source, tmp_path / "out.mp4")
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mp4")
     assert code == 1
     line = _one_line_error(err)
     assert word in line and source.name in line
@@ -70,7 +70,7 @@ def test_bad_outputs(tmp_path: Path, cli) -> None:
         (tmp_path / "out.unknownext", "container format"),
     ]
     for output, words in cases:
-        code, _, err = cli("restore", source, output, "-y")
+        code, _, err = cli("restore", "--model", "none", source, output, "-y")
         assert code == 1, output
         assert words in _one_line_error(err)
     assert source.read_bytes() == data
@@ -84,7 +84,7 @@ def test_unwritable_output_folder(tmp_path: Path, cli) -> None:
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        code, _, err = cli("restore", source, locked / "out.mp4")
+        code, _, err = cli("restore", "--model", "none", source, locked / "out.mp4")
     finally:
         locked.chmod(0o700)
     assert code == 1 and "not writable" in _one_line_error(err)
@@ -94,21 +94,28 @@ def test_unwritable_output_folder(tmp_path: Path, cli) -> None:
 def test_bad_encoder_settings(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mp4", frames=6)
     for flags, words in [(["--codec", "nosuchcodec"], "unknown video encoder"),
-                         (["--preset", "warpspeed"], "preset"),
                          (["--pix-fmt", "rgb48le"], "pixel format"),
                          (["--start", "60"], "past the end")]:
-        code, _, err = cli("restore", source, tmp_path / "out.mp4", *flags)
+        code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mp4", *flags)
         assert code == 1, flags
         assert words in _one_line_error(err)
     assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
 
 
+def test_unknown_x264_preset_is_refused_before_encoding() -> None:
+    from vidface.errors import OutputError
+    from vidface.io.encode import EncodeOptions
+
+    with pytest.raises(OutputError, match="unknown libx264 preset 'warpspeed'; choose one of: ultrafast"):
+        EncodeOptions(codec="libx264", preset="warpspeed")
+
+
 def test_usage_errors_exit_2(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mp4", frames=4)
-    assert cli("restore", source)[0] == 2
-    assert cli("restore", source, tmp_path / "o.mp4", "--model", "magic")[0] == 2
-    assert cli("restore", source, tmp_path / "o.mp4", "--encoder-opt", "novalue")[0] == 2
-    assert cli("restore", source, tmp_path / "o.mp4", "--duration", "0")[0] == 2
+    assert cli("restore", "--model", "none", source)[0] == 2
+    assert cli("restore", "--model", "none", source, tmp_path / "o.mp4", "--model", "magic")[0] == 2
+    assert cli("restore", "--model", "none", source, tmp_path / "o.mp4", "--encoder-opt", "novalue")[0] == 2
+    assert cli("restore", "--model", "none", source, tmp_path / "o.mp4", "--duration", "0")[0] == 2
     assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
 
 
@@ -123,7 +130,7 @@ def test_interrupt_leaves_nothing(tmp_path: Path, cli, monkeypatch: pytest.Monke
             yield frame
 
     monkeypatch.setattr(pipeline, "identity", interrupted)
-    code, _, err = cli("restore", source, tmp_path / "out.mkv", "--preset", "ultrafast")
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv")
     assert code == 130 and "interrupted" in err
     assert sorted(os.listdir(tmp_path)) == ["in.mkv"]
 

@@ -21,7 +21,7 @@ from vidface.io.probe import probe
 def test_range_is_frame_exact_and_trims_streams(suffix: str, options: dict, tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / f"in{suffix}", frames=48, **options)
     output = tmp_path / f"out{suffix}"
-    code, _, err = cli("restore", source, output, "--start", "0.5", "--duration", "1", "--preset", "ultrafast")
+    code, _, err = cli("restore", "--model", "none", source, output, "--start", "0.5", "--duration", "1")
     assert code == 0, err
     before, after = read_video(source), read_video(output)
     start, stop = Fraction(1, 2), Fraction(3, 2)
@@ -36,7 +36,7 @@ def test_range_is_frame_exact_and_trims_streams(suffix: str, options: dict, tmp_
 def test_range_from_zero_keeps_audio_priming(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mp4", frames=48, audio="aac")
     output = tmp_path / "out.mp4"
-    assert cli("restore", source, output, "--duration", "0.5", "--preset", "ultrafast")[0] == 0
+    assert cli("restore", "--model", "none", source, output, "--duration", "0.5")[0] == 0
     before, after = read_video(source), read_video(output)
     assert after.frame_pts == before.frame_pts[:12]
     audio_before, audio_after = before.packets[1], after.packets[1]

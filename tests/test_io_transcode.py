@@ -58,7 +58,7 @@ def test_restore_none_keeps_everything(case: str, tmp_path: Path, cli) -> None:
     options.setdefault("frames", 20)
     source = write_video(tmp_path / f"in{suffix}", **options)
     output = tmp_path / f"out{suffix}"
-    code, out, err = cli("restore", source, output, "--model", "none", "--preset", "ultrafast")
+    code, out, err = cli("restore", "--model", "none", source, output, "--model", "none")
     assert code == 0, err
     assert str(output) in out
     _check_faithful(source, output)
@@ -79,7 +79,7 @@ def test_bframes_case_really_has_bframes(tmp_path: Path) -> None:
 def test_odd_420_source_is_encoded_444_at_its_size(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "odd.mkv", size=(319, 239), codec="libvpx-vp9", frames=6)
     output = tmp_path / "odd.mp4"
-    code, _, err = cli("restore", source, output, "--preset", "ultrafast")
+    code, _, err = cli("restore", "--model", "none", source, output)
     assert code == 0, err
     after = read_video(output)
     assert after.size == (319, 239) and after.pix_fmt == "yuv444p"
@@ -89,7 +89,7 @@ def test_odd_420_source_is_encoded_444_at_its_size(tmp_path: Path, cli) -> None:
 def test_mp4_subtitles_are_copied(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "sub.mp4", subtitles=Subtitles(language="eng", cues=2), audio="aac")
     output = tmp_path / "out.mp4"
-    assert cli("restore", source, output, "--preset", "ultrafast")[0] == 0
+    assert cli("restore", "--model", "none", source, output)[0] == 0
     before, after = read_video(source), read_video(output)
     # mov_text cues are identical; MP4 muxers add their own empty gap samples between cues
     cues = lambda s: [p for p in s.packets[2] if len(p[0]) > 2]  # noqa: E731
@@ -101,9 +101,9 @@ def test_mp4_subtitles_are_copied(tmp_path: Path, cli) -> None:
 def test_encoder_flags(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mkv", frames=10, audio="aac")
     output = tmp_path / "out.mkv"
-    code, _, err = cli("restore", source, output, "--codec", "libx265", "--crf", "30", "--preset", "ultrafast",
+    code, _, err = cli("restore", "--model", "none", source, output, "--codec", "libx265", "--crf", "30",
                        "--pix-fmt", "yuv420p10le", "--encoder-opt", "x265-params=log-level=error:keyint=5",
-                       "--no-audio")
+                       "--encoder-opt", "preset=ultrafast", "--no-audio")
     assert code == 0, err
     after = read_video(output)
     assert after.codec == "hevc" and after.pix_fmt == "yuv420p10le"
@@ -114,7 +114,7 @@ def test_encoder_flags(tmp_path: Path, cli) -> None:
 def test_mkv_subtitles_into_mp4_is_refused_cleanly(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mkv", frames=6, subtitles=Subtitles())
     output = tmp_path / "out.mp4"
-    code, _, err = cli("restore", source, output)
+    code, _, err = cli("restore", "--model", "none", source, output)
     assert code == 1
     assert err.startswith("vidface: error: ") and ".mkv" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
@@ -124,17 +124,17 @@ def test_existing_output_needs_overwrite(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mp4", frames=6)
     output = tmp_path / "out.mp4"
     output.write_bytes(b"precious")
-    code, _, err = cli("restore", source, output)
+    code, _, err = cli("restore", "--model", "none", source, output)
     assert code == 1 and "-y" in err
     assert output.read_bytes() == b"precious"
-    assert cli("restore", source, output, "-y", "--preset", "ultrafast")[0] == 0
+    assert cli("restore", "--model", "none", source, output, "-y")[0] == 0
     assert len(read_video(output).frame_pts) == 6
 
 
 def test_input_is_never_modified(tmp_path: Path, cli) -> None:
     source = write_video(tmp_path / "in.mkv", frames=8, audio="aac")
     data = source.read_bytes()
-    assert cli("restore", source, tmp_path / "out.mkv", "--preset", "ultrafast")[0] == 0
+    assert cli("restore", "--model", "none", source, tmp_path / "out.mkv")[0] == 0
     assert source.read_bytes() == data
 
 
@@ -146,7 +146,7 @@ def test_pass_through_is_bit_exact_with_a_lossless_encoder(tmp_path: Path, cli) 
 
     source = write_video(tmp_path / "in.mkv", frames=8, codec="libx265", pix_fmt="yuv420p10le", size=(64, 48))
     output = tmp_path / "out.mkv"
-    assert cli("restore", source, output, "--codec", "ffv1")[0] == 0
+    assert cli("restore", "--model", "none", source, output, "--codec", "ffv1")[0] == 0
 
     def planes(path: Path) -> list[np.ndarray]:
         with av.open(str(path)) as container:
