@@ -12,6 +12,7 @@ is only needed here (Debian: apt-get install ffmpeg); vidface itself never calls
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -42,10 +43,16 @@ def textured_frames(width: int, height: int):
     return image
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MB) of one run of `command`."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"bench_io: {command[0]} failed with exit code {process.returncode}")
+    return seconds, usage.ru_maxrss / 1024
 
 
 def main() -> int:
@@ -73,15 +80,18 @@ def main() -> int:
                   "-c:v", "libx264", "-crf", "18", "-preset", args.preset, "-c:a", "copy",
                   str(folder / "ffmpeg.mp4")]
     vidface_cmd = [sys.executable, "-m", "vidface", "restore", str(source), str(folder / "vidface.mp4"),
-                   "--model", "none", "--crf", "18", "--preset", args.preset, "--no-progress", "-y"]
-    ffmpeg_best = vidface_best = float("inf")
-    for _ in range(args.repeat):
-        ffmpeg_best = min(ffmpeg_best, timed(ffmpeg_cmd))
-        vidface_best = min(vidface_best, timed(vidface_cmd))
-    version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+                   "--model", "none", "--crf", "18", "--encoder-opt", f"preset={args.preset}", "--no-progress", "-y"]
+    ffmpeg_runs, vidface_runs = [], []
+    for _ in range(args.repeat):  # interleaved, so a change in machine load hits both
+        ffmpeg_runs.append(timed(ffmpeg_cmd))
+        vidface_runs.append(timed(vidface_cmd))
+    ffmpeg_best, ffmpeg_rss = min(ffmpeg_runs)
+    vidface_best, vidface_rss = min(vidface_runs)
+    version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout.split(" Copyright")[0]
     print(f"clip: 1280x720, {frames} frames at {fps} fps, AAC audio; libx264 crf 18 preset {args.preset}")
-    print(f"ffmpeg binary ({version}): {ffmpeg_best:6.2f} s  {frames / ffmpeg_best:6.1f} fps")
-    print(f"vidface restore --model none:  {vidface_best:6.2f} s  {frames / vidface_best:6.1f} fps")
+    print(f"{version + ':':34s} {ffmpeg_best:7.2f} s {frames / ffmpeg_best:6.1f} fps  peak {ffmpeg_rss:5.0f} MB")
+    print(f"{'vidface restore --model none:':34s} {vidface_best:7.2f} s {frames / vidface_best:6.1f} fps  "
+          f"peak {vidface_rss:5.0f} MB")
     print(f"ratio vidface/ffmpeg speed: {ffmpeg_best / vidface_best:.2f}x (target >= 0.80x)")
     if args.keep is None:
         shutil.rmtree(folder)
