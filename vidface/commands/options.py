@@ -62,29 +62,45 @@ def add_weights_flags(parser: argparse.ArgumentParser,
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """Weights and run options of the OSDFace restorer; read them back with `model_options`."""
+    """Weights and run options of the OSDFace restorer; read them back with `model_options` (or
+    `model_overrides` for settings). Flags default to None (not given), so a preset or a config
+    file can set what a flag leaves out; the help states the built-in default."""
     add_weights_flags(parser)
-    parser.add_argument("--device", default="auto", metavar="DEVICE",
+    parser.add_argument("--device", default=None, metavar="DEVICE",
                         help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N (default: auto; CPU works, "
                              "slowly: ~30 s per face on 2 cores)")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    parser.add_argument("--dtype", default=None, choices=("auto", "fp32", "fp16", "bf16"),
                         help="model precision (default: auto = bf16 on GPUs that have it, else fp16; fp32 on "
-                             "CPU); the embedder's code choice is float32 in every case")
-    parser.add_argument("--batch-size", type=batch_size, default=0, metavar="N",
+                             "CPU; the archival preset uses fp32); the embedder's code choice is float32 in "
+                             "every case")
+    parser.add_argument("--batch-size", type=batch_size, default=None, metavar="N",
                         help="faces per model call, or auto (default: auto, from free GPU memory; 1 on CPU)")
-    parser.add_argument("--compile", action="store_true",
+    parser.add_argument("--compile", action="store_const", const=True, default=None,
                         help="torch.compile the UNet and VAE: slow first batch, faster after (long runs on GPU)")
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
+                        default=None,
                         help="keep the NCHW layout on GPU (default: channels-last, faster on tensor cores)")
 
 
+def model_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The model flags as settings overrides (``{"model.device": "cpu", ...}``); None: not given."""
+    return {
+        "model.weights": args.weights, "model.base": args.base, "model.weights_repo": args.weights_repo,
+        "model.trust_pickle": True if args.trust_pickle else None, "model.device": args.device,
+        "model.dtype": args.dtype, "model.batch_size": args.batch_size, "model.channels_last": args.channels_last,
+        "model.compile": args.compile,
+    }
+
+
 def model_options(args: argparse.Namespace):
-    """The `vidface.models.options.ModelOptions` given by `add_model_flags`' flags."""
+    """The `vidface.models.options.ModelOptions` given by `add_model_flags`' flags (built-in
+    defaults for flags not given)."""
+    import dataclasses
+
     from vidface.models.options import ModelOptions
 
-    return ModelOptions(weights=args.weights, base=args.base, weights_repo=args.weights_repo,
-                        trust_pickle=args.trust_pickle, device=args.device, dtype=args.dtype,
-                        batch_size=args.batch_size, channels_last=args.channels_last, compile=args.compile)
+    given = {key.removeprefix("model."): value for key, value in model_overrides(args).items() if value is not None}
+    return dataclasses.replace(ModelOptions(), **given)
 
 
 def batch_size(text: str) -> int:

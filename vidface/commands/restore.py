@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_output_flags
+from vidface.commands.options import add_model_flags, add_output_flags, model_overrides
+from vidface.commands.track import add_face_flags, face_overrides
 
-MODELS = ("none",)
+MODELS = ("osdface", "none")
 """Restorers `--model` accepts; `none` passes frames through untouched (an I/O-only run)."""
+
+PRESETS = ("default", "archival", "fast")
+"""Settings presets (vidface/configs/<name>.yaml; the same names as vidface.config.PRESETS)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,30 +20,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "restore",
         help="restore every face in a video",
         description="Restore every face in IN and write OUT. Timestamps, frame count, audio, "
-                    "subtitles, metadata and rotation are kept; only the video is re-encoded.",
+                    "subtitles, metadata and rotation are kept; only the video is re-encoded, and "
+                    "frames without faces keep their pixels. Settings come from --preset, then "
+                    "--config FILE, then the flags given on the command line (later wins).",
     )
     parser.add_argument("input", metavar="IN", help="input video")
     parser.add_argument("output", metavar="OUT", help="output video; the container follows its extension")
-    parser.add_argument("--model", choices=MODELS, default="none",
+    parser.add_argument("--model", choices=MODELS, default="osdface",
                         help="face restorer (default: %(default)s; 'none' only re-encodes, to check I/O)")
-    parser.add_argument("--codec", default="libx264",
-                        help="video encoder, as in ffmpeg -c:v (default: %(default)s; `vidface env` lists them)")
-    parser.add_argument("--crf", type=int, default=18,
-                        help="constant quality for x264/x265/AV1/VP9, lower is better and bigger "
-                             "(default: %(default)s, visually lossless for x264)")
-    parser.add_argument("--preset", default=None,
-                        help="encoder speed preset, e.g. ultrafast..veryslow for x264 "
-                             "(default: the encoder's own, medium for x264)")
-    parser.add_argument("--pix-fmt", default=None, metavar="FMT",
-                        help="output pixel format, e.g. yuv420p10le (default: keep the source's, "
-                             "so 10-bit stays 10-bit)")
-    parser.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
-                        type=_key_value, help="extra encoder option, repeatable (e.g. tune=film)")
+    parser.add_argument("--preset", choices=PRESETS, default="default",
+                        help="settings preset (default: %(default)s; archival: best quality, detection "
+                             "in more pixels, fp32, crf 12; fast: detection every 3rd frame, crf 20, "
+                             "x264 veryfast)")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="YAML settings file over the preset (sections faces, model, temporal, "
+                             "encode; see vidface/configs/default.yaml); flags override it")
+    add_settings_flags(parser)
     parser.add_argument("--no-audio", action="store_true",
                         help="drop the audio streams (default: copy every one, untouched)")
     parser.add_argument("--dry-run", action="store_true",
                         help="probe IN, print what would be done, write nothing")
     add_output_flags(parser)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that override the settings (None when not given); read them with `build_settings`."""
+    temporal = parser.add_argument_group("temporal stabilisation")
+    switch = temporal.add_mutually_exclusive_group()
+    switch.add_argument("--temporal", type=_unit_interval, default=None, metavar="STRENGTH",
+                        help="weight of a face's past when it is still, 0-1: more is steadier skin and "
+                             "identity, slower to follow change (default: 0.6; archival 0.7)")
+    switch.add_argument("--no-temporal", action="store_true",
+                        help="restore every frame on its own (no latent, prompt or mask smoothing)")
+    encode = parser.add_argument_group("encoding")
+    encode.add_argument("--codec", default=None,
+                        help="video encoder, as in ffmpeg -c:v (default: libx264; `vidface env` lists them)")
+    encode.add_argument("--crf", type=int, default=None,
+                        help="constant quality for x264/x265/AV1/VP9, lower is better and bigger "
+                             "(default: 18, visually lossless for x264; archival 12, fast 20)")
+    encode.add_argument("--encoder-preset", default=None, metavar="NAME",
+                        help="encoder speed preset, e.g. ultrafast..veryslow for x264 (default: the "
+                             "encoder's own, medium for x264; archival slow, fast veryfast)")
+    encode.add_argument("--pix-fmt", default=None, metavar="FMT",
+                        help="output pixel format, e.g. yuv420p10le (default: keep the source's, "
+                             "so 10-bit stays 10-bit)")
+    encode.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
+                        type=_key_value, help="extra encoder option, repeatable (e.g. tune=film); "
+                                              "added to the config file's")
+    add_face_flags(parser, device=False)
+    model = parser.add_argument_group("model")
+    add_model_flags(model)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -49,35 +79,103 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def run(args: argparse.Namespace) -> int:
-    from vidface.io.encode import EncodeOptions
-    from vidface.pipeline import TimeRange, identity, plan_transcode, transcode
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
-    encode = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                           options=tuple(args.encoder_opt))
-    plan = plan_transcode(args.input, args.output, encode=encode,
+
+def build_settings(args: argparse.Namespace):
+    """The run's `vidface.config.Settings`: --preset < --config FILE < flags given."""
+    import dataclasses
+
+    from vidface.config import load_settings
+
+    overrides = {
+        "encode.codec": args.codec, "encode.crf": args.crf, "encode.preset": args.encoder_preset,
+        "encode.pix_fmt": args.pix_fmt,
+        "temporal.strength": 0.0 if args.no_temporal else args.temporal,
+        **face_overrides(args),
+        **model_overrides(args),
+    }
+    settings = load_settings(args.preset, args.config, overrides)
+    if args.encoder_opt:
+        encode = settings.encode
+        settings = dataclasses.replace(settings, encode=dataclasses.replace(
+            encode, options=tuple(encode.options) + tuple(args.encoder_opt)))
+    return settings
+
+
+def build_processor(settings, model, *, stats=None, detector_weights: str | None = None):
+    """The FrameProcessor of a run: the identity for model None (`--model none`), else the
+    face restorer with `model` (a loaded OSDFace, shared by every call). stats: a
+    `vidface.restore.RestoreStats` the restorer updates."""
+    from vidface.pipeline import identity
+
+    if model is None:
+        return identity
+    from pathlib import Path
+
+    from vidface.faces.track import detector_for
+    from vidface.restore import face_restorer
+
+    detector = detector_for(settings.faces, weights=Path(detector_weights) if detector_weights else None,
+                            device=str(model.device))
+    return face_restorer(model, settings, detector=detector, stats=stats)
+
+
+def load_model(settings, model_name: str = "osdface"):
+    """The loaded restorer for `--model`, or None for `none`; raises WeightsError (one line, nothing
+    written) when the weights are missing."""
+    if model_name == "none":
+        return None
+    from vidface.models.loading import load_osdface
+
+    return load_osdface(settings.model)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidface.pipeline import TimeRange, plan_transcode, transcode
+    from vidface.restore import RestoreStats
+
+    settings = build_settings(args)
+    plan = plan_transcode(args.input, args.output, encode=settings.encode,
                           time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
                           keep_audio=not args.no_audio, overwrite=args.overwrite)
     if args.dry_run:
-        print(describe_plan(plan))
+        print(describe_plan(plan, settings, args.model))
         return 0
+    model = load_model(settings, args.model)
+    stats = RestoreStats()
+    processor = build_processor(settings, model, stats=stats, detector_weights=args.detector_weights)
     show = not args.no_progress and sys.stderr.isatty()
     bar = None
     if show:
         from tqdm import tqdm
 
         bar = tqdm(total=plan.frame_count, unit="frame", desc="restore", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(frames: int) -> None:
+        bar.update(frames - bar.n)
+        if model is not None:
+            bar.set_postfix(faces=stats.faces, refresh=False)
+
     try:
-        result = transcode(plan, identity, progress=(lambda n: bar.update(n - bar.n)) if bar else None)
+        result = transcode(plan, processor, progress=progress if bar else None)
     finally:
         if bar is not None:
             bar.close()
-    print(f"{result.output}: {result.frames} frames in {result.seconds:.1f} s "
+    faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if model is not None else ""
+    print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
           f"({result.frames / max(result.seconds, 1e-9):.1f} fps)")
     return 0
 
 
-def describe_plan(plan) -> str:
+def describe_plan(plan, settings=None, model_name: str = "none") -> str:
     """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
     video = plan.info.video
     first = plan.first_frame
@@ -91,10 +189,20 @@ def describe_plan(plan) -> str:
         f"{float((video.pts[first] - video.pts[0]) * video.time_base):.3f} s)",
         f"encode  {plan.encode.codec} {plan.pix_fmt} "
         + " ".join(f"{k}={v}" for k, v in plan.encode.codec_options().items()),
-        f"model   none",
+        "model   " + _describe_model(settings, model_name),
     ]
     lines += [f"copy    #{s.index} {s.type} {s.codec}" + (f" [{s.language}]" if s.language else "")
               for s in plan.copied]
     lines += [f"drop    #{s.index} {s.type} {s.codec}" for s in plan.dropped]
     lines.append(f"output  {plan.output} ({plan.container_format})")
     return "\n".join(lines)
+
+
+def _describe_model(settings, model_name: str) -> str:
+    if model_name == "none" or settings is None:
+        return "none"
+    faces, model, temporal = settings.faces, settings.model, settings.temporal
+    return (f"osdface device={model.device} dtype={model.dtype} batch={model.batch_size or 'auto'}; "
+            f"faces {faces.detector} every {faces.detect_every} frame(s) at {faces.detect_size or 'full'} px, "
+            f"lag {faces.lag}; temporal "
+            + (f"strength {temporal.strength}" if temporal.enabled else "off"))

@@ -12,8 +12,9 @@ import sys
 from vidface.commands.options import add_output_flags
 
 
-def add_face_flags(parser: argparse.ArgumentParser) -> None:
-    """Detection and tracking flags (defaults: vidface.faces.track.TrackerConfig)."""
+def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    """Detection and tracking flags (defaults: vidface.faces.track.TrackerConfig). device: add
+    the detector's own --device flag (commands that run a model share the model's instead)."""
     from vidface.faces.detect import DETECTORS
     from vidface.faces.track import TrackerConfig
 
@@ -36,8 +37,9 @@ def add_face_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lag", type=_non_negative_int, default=None, metavar="FRAMES",
                        help=f"future frames used to smooth face positions (default: {defaults.lag}; "
                             f"more is steadier, holds more frames in memory)")
-    group.add_argument("--device", default="cpu",
-                       help="torch device for retinaface-* detectors, e.g. cuda (default: %(default)s)")
+    if device:
+        group.add_argument("--device", default="cpu",
+                           help="torch device for retinaface-* detectors, e.g. cuda (default: %(default)s)")
 
 
 def face_config(args: argparse.Namespace):
@@ -46,9 +48,15 @@ def face_config(args: argparse.Namespace):
 
     from vidface.faces.track import TrackerConfig
 
-    given = {"detector": args.detector, "detect_every": args.detect_every, "detect_size": args.detect_size,
-             "detector_threshold": args.detector_threshold, "lag": args.lag}
-    return dataclasses.replace(TrackerConfig(), **{k: v for k, v in given.items() if v is not None})
+    given = {key.removeprefix("faces."): value for key, value in face_overrides(args).items() if value is not None}
+    return dataclasses.replace(TrackerConfig(), **given)
+
+
+def face_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The face flags as settings overrides (``{"faces.lag": 4, ...}``); None: not given."""
+    return {"faces.detector": args.detector, "faces.detect_every": args.detect_every,
+            "faces.detect_size": args.detect_size, "faces.detector_threshold": args.detector_threshold,
+            "faces.lag": args.lag}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

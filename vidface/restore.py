@@ -1,0 +1,210 @@
+"""The face-restoring frame processor: track, align, restore in batches, blend over time, paste.
+
+:func:`face_restorer` turns a loaded :class:`~vidface.models.osdface.OSDFace` and the run's
+:class:`~vidface.config.Settings` into a :data:`~vidface.pipeline.FrameProcessor`::
+
+    frames ─► track_faces (detect, Kalman, fixed-lag look-ahead) ─► align + warp crops
+           ─► batches of crops across frames and faces ─► encode ─► code_distances
+           ─► stabilize_distances ─► prompt_from_distances ─► denoise ─► blend_latents
+           ─► decode ─► paste_faces ─► Frame.with_rgb
+
+Detection/tracking, the model, and paste-back run on three threads joined by bounded queues,
+so the model (a GPU) does not wait for detection, and memory is bounded whatever the length
+of the video: the tracker holds ``faces.lag`` frames, the batcher at most
+``batch_size + MAX_WAITING_FRAMES`` frames, each queue :data:`~vidface.pipeline.QUEUE_FRAMES`.
+
+Frames in which no face is tracked come out as the very same :class:`Frame` object, so their
+pixels reach the encoder bit-exact. Each call of the processor starts afresh (new tracker,
+new temporal state), so one processor serves several videos or segments in turn; the model
+and the detector are shared between calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vidface.config import Settings
+from vidface.faces.align import FaceCrop, face_crop, warp_face
+from vidface.faces.detect import FaceDetector
+from vidface.faces.paste import paste_faces
+from vidface.faces.track import TrackedFace, detector_for, track_faces
+from vidface.io.frames import Frame
+from vidface.models.options import auto_batch_size
+from vidface.models.osdface import OSDFace
+from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion
+from vidface.pipeline import QUEUE_FRAMES, FrameProcessor, _background
+
+__all__ = ["MAX_WAITING_FRAMES", "RestoreStats", "face_restorer", "restore_batch_size"]
+
+MAX_WAITING_FRAMES = 32
+"""Frames the batcher may hold while it waits for more faces to fill a batch: past this (for
+example a long stretch without faces after one face), the partial batch is run."""
+
+
+@dataclass
+class RestoreStats:
+    """Counters a progress display reads while a run goes on (written by the processor)."""
+
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    tracks: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, eq=False)
+class _Decoded:
+    """A frame with its upright RGB picture, converted once for detection and alignment."""
+
+    frame: Frame
+    rgb: np.ndarray
+
+    def to_rgb(self) -> np.ndarray:
+        return self.rgb
+
+
+@dataclass(eq=False)
+class _FrameWork:
+    """One frame on its way through the model: its faces' crops, rows and (later) results.
+
+    crops: uint8 RGB size×size×3 aligned crops, one per face; restored: the model's outputs,
+    uint8 RGB size×size×3, filled in as batches finish; ended: track ids that ended just
+    before this frame (their temporal state is dropped once this frame's batch is done).
+    """
+
+    frame: Frame
+    rgb: np.ndarray | None
+    placements: list[FaceCrop]
+    crops: list[np.ndarray]
+    rows: list[CropRow]
+    ended: list[int]
+    restored: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return len(self.restored) == len(self.crops)
+
+
+def restore_batch_size(model: OSDFace, settings: Settings) -> int:
+    """Faces per model call: the setting, or (0, auto) what fits the device's free memory."""
+    return settings.model.batch_size or auto_batch_size(model.device, model.dtype)
+
+
+def face_restorer(model: OSDFace, settings: Settings, *, detector: FaceDetector | None = None,
+                  stats: RestoreStats | None = None) -> FrameProcessor:
+    """A FrameProcessor that restores every tracked face with `model`.
+
+    settings: faces (detection, tracking), temporal (stabilisation) and model.batch_size are
+        read; the model itself is already loaded with settings.model's device and dtype.
+    detector: the face detector (default: the one settings.faces names, on the model's device
+        for torch-based detectors); built once and shared by every call of the processor.
+    stats: counters updated as frames come out (frames, frames with faces, faces restored).
+    """
+    detector = detector or detector_for(settings.faces, device=str(model.device))
+    batch_size = restore_batch_size(model, settings)
+    counters = stats if stats is not None else RestoreStats()
+
+    def process(frames: Iterator[Frame]) -> Iterator[Frame]:
+        cancel = threading.Event()
+        work = _background(_face_work(frames, detector, settings, model.face_size), cancel, "faces")
+        restored = _background(_run_model(work, model, TemporalStabilizer(settings.temporal), batch_size),
+                               cancel, "model", maxsize=QUEUE_FRAMES)
+        try:
+            for item in restored:
+                counters.frames += 1
+                if not item.crops:
+                    yield item.frame
+                    continue
+                rgb, mask = paste_faces(item.rgb, list(zip(item.restored, item.placements)))
+                counters.frames_with_faces += 1
+                counters.faces += len(item.crops)
+                counters.tracks.update(row.track_id for row in item.rows)
+                yield item.frame.with_rgb(rgb, mask)
+        finally:
+            cancel.set()
+            restored.close()
+            work.close()
+
+    return process
+
+
+def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settings, size: int
+               ) -> Iterator[_FrameWork]:
+    """Track faces (with look-ahead) and cut their aligned crops, frame by frame, in order."""
+    previous: dict[int, np.ndarray] = {}  # track id -> landmarks in the track's previous frame
+    decoded = (_Decoded(frame, frame.to_rgb()) for frame in frames)
+    for item, faces in track_faces(decoded, detector, settings.faces):
+        ended = [track_id for track_id in previous if all(f.track_id != track_id for f in faces)]
+        for track_id in ended:
+            del previous[track_id]
+        if not faces:
+            yield _FrameWork(item.frame, None, [], [], [], ended)
+            continue
+        placements, crops, rows = [], [], []
+        for face in faces:
+            crop = face_crop(face.landmarks, size)
+            placements.append(crop)
+            crops.append(warp_face(item.rgb, crop))
+            rows.append(CropRow(face.track_id, item.frame.index, _motion(previous.get(face.track_id), face)))
+            previous[face.track_id] = face.landmarks
+        yield _FrameWork(item.frame, item.rgb, placements, crops, rows, ended)
+
+
+def _motion(before: np.ndarray | None, face: TrackedFace) -> float:
+    return 0.0 if before is None else landmark_motion(before, face.landmarks, face.box)
+
+
+def _run_model(work: Iterator[_FrameWork], model: OSDFace, stabilizer: TemporalStabilizer,
+               batch_size: int) -> Iterator[_FrameWork]:
+    """Restore the crops of `work` in batches of `batch_size` gathered across frames and
+    faces; yield each frame, in order, once all its faces are restored."""
+    waiting: deque[_FrameWork] = deque()  # frames in order, oldest first
+    queued: list[tuple[_FrameWork, int]] = []  # (frame, face index) not yet restored
+    ending: deque[tuple[int, list[int]]] = deque()  # (frame index, track ids that ended before it)
+
+    def run(count: int) -> None:
+        batch, queued[:] = queued[:count], queued[count:]
+        crops = np.stack([item.crops[i] for item, i in batch])
+        rows = [item.rows[i] for item, i in batch]
+        for (item, _), face in zip(batch, _restore(model, stabilizer, crops, rows)):
+            item.restored.append(face)
+
+    def forget_ended() -> None:
+        # An ended track has no rows from its end frame on: forget it once every earlier row ran.
+        oldest = queued[0][0].frame.index if queued else None
+        while ending and (oldest is None or ending[0][0] <= oldest):
+            stabilizer.forget(ending.popleft()[1])
+
+    for item in work:
+        waiting.append(item)
+        if item.ended:
+            ending.append((item.frame.index, item.ended))
+        queued.extend((item, i) for i in range(len(item.crops)))
+        while len(queued) >= batch_size:
+            run(batch_size)
+        if queued and len(waiting) > MAX_WAITING_FRAMES:
+            run(len(queued))
+        forget_ended()
+        while waiting and waiting[0].done:
+            yield waiting.popleft()
+    while queued:
+        run(min(batch_size, len(queued)))
+    forget_ended()
+    yield from waiting
+
+
+def _restore(model: OSDFace, stabilizer: TemporalStabilizer, crops: np.ndarray, rows: list[CropRow]
+             ) -> list[np.ndarray]:
+    """B×S×S×3 uint8 RGB crops -> B restored S×S×3 uint8 RGB crops, stabilised over time."""
+    images = torch.from_numpy(crops).to(model.device).permute(0, 3, 1, 2).float().div_(255)
+    distances = stabilizer.stabilize_distances(model.code_distances(images), rows)
+    prompt = model.prompt_from_distances(distances)
+    clean = stabilizer.blend_latents(model.denoise(model.encode(images), prompt), rows)
+    restored = model.decode(clean)
+    pixels = restored.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return list(pixels)
