@@ -129,18 +129,22 @@ def build_processor(settings, model, *, stats=None, detector_weights: str | None
 
 
 def load_model(settings, model_name: str = "osdface"):
-    """The loaded restorer for `--model`, or None for `none`; raises WeightsError (one line, nothing
-    written) when the weights are missing."""
+    """The loaded restorer for `--model`, or None for `none`. The weights are found first, before
+    torch and diffusers are imported: missing weights are a one-line WeightsError in a moment,
+    and nothing is written."""
     if model_name == "none":
         return None
+    from vidface.weights import resolve
+
+    options = settings.model
+    location = resolve(options.weights, options.base, options.weights_repo)
     from vidface.models.loading import load_osdface
 
-    return load_osdface(settings.model)
+    return load_osdface(options, location)
 
 
 def run(args: argparse.Namespace) -> int:
     from vidface.pipeline import TimeRange, plan_transcode, transcode
-    from vidface.restore import RestoreStats
 
     settings = build_settings(args)
     plan = plan_transcode(args.input, args.output, encode=settings.encode,
@@ -150,7 +154,11 @@ def run(args: argparse.Namespace) -> int:
         print(describe_plan(plan, settings, args.model))
         return 0
     model = load_model(settings, args.model)
-    stats = RestoreStats()
+    stats = None
+    if model is not None:
+        from vidface.restore import RestoreStats
+
+        stats = RestoreStats()
     processor = build_processor(settings, model, stats=stats, detector_weights=args.detector_weights)
     show = not args.no_progress and sys.stderr.isatty()
     bar = None

@@ -1,0 +1,160 @@
+"""The face-restoring pipeline (vidface.restore) and `vidface restore --model osdface`, with the
+tiny random OSDFace on generated clips of a real face."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from face_clips import Pose, background, degrade, moving_face_clip, render
+from media import read_video, write_video
+from restore_clips import face_core, face_region, frames_of
+from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
+from vidface.cli import build_parser
+from vidface.commands.restore import build_settings
+from vidface.config import Settings, load_settings
+from vidface.metrics import temporal_flicker
+from vidface.restore import RestoreStats, face_restorer
+
+SIZE = (256, 192)  # width, height: faces ~100 px tall, eye distance ~26 px
+
+
+def _settings(**temporal) -> Settings:
+    settings = load_settings()
+    return dataclasses.replace(settings, model=dataclasses.replace(settings.model, batch_size=4),
+                               temporal=dataclasses.replace(settings.temporal, **temporal))
+
+
+def test_faces_are_restored_and_nothing_else_changes(tiny_osdface_model) -> None:
+    clip = moving_face_clip(12, *SIZE, face_free=(0, 9, 10, 11))
+    source = frames_of(clip.frames)
+    stats = RestoreStats()
+    out = list(face_restorer(tiny_osdface_model, _settings(), stats=stats)(iter(source)))
+
+    assert [f.index for f in out] == [f.index for f in source]
+    assert [f.pts for f in out] == [f.pts for f in source]
+    assert stats.frames == 12 and stats.faces == stats.frames_with_faces == 8 and len(stats.tracks) == 1
+    for before, after, truth in zip(source, out, clip.truth):
+        if not truth:  # no face: the very same frame, so its pixels reach the encoder as decoded
+            assert after is before
+            continue
+        old, new = before.to_rgb(), after.to_rgb()
+        (landmarks,) = truth.values()
+        changed = (old != new).any(axis=2)
+        outside = ~face_region(landmarks, changed.shape)
+        assert not changed[outside].any(), f"frame {before.index}: pixels changed outside the face"
+        core = face_core(landmarks, changed.shape)
+        difference = np.abs(old.astype(int) - new.astype(int))[core].mean()
+        assert difference > 4, f"frame {before.index}: face barely changed ({difference:.1f} levels)"
+
+
+def _still_face_frames(count: int, seed: int) -> tuple[list, np.ndarray]:
+    """A still degraded face: the same picture every frame with fresh blur/noise/JPEG."""
+    width, height = SIZE
+    rgb, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
+    rng = np.random.default_rng(seed)
+    return frames_of([degrade(rgb, rng, blur=1.0, noise=6.0, jpeg=50) for _ in range(count)]), landmarks
+
+
+def test_temporal_blending_steadies_a_still_face(tiny_osdface_model) -> None:
+    frames, landmarks = _still_face_frames(12, seed=3)
+    core = face_core(landmarks, (SIZE[1], SIZE[0]))[..., None]
+    flicker = {}
+    for name, strength in (("on", _settings().temporal.strength), ("off", 0.0)):
+        out = face_restorer(tiny_osdface_model, _settings(strength=strength))(iter(frames))
+        pictures = np.stack([frame.to_rgb() for frame in out])
+        flicker[name] = temporal_flicker(pictures[3:], core)
+    ratio = flicker["on"] / flicker["off"]
+    print(f"restored face flicker (frame-to-frame variance in the face) with temporal blending / "
+          f"without: {ratio:.3f} ({flicker['on']:.2f} / {flicker['off']:.2f})")
+    assert ratio < 0.6
+
+
+def test_restore_command_keeps_streams_and_timing(cli, tmp_path: Path, tiny_osdface) -> None:
+    clip = moving_face_clip(10, *SIZE, face_free=(8, 9))
+    source = write_video(tmp_path / "in.mkv", frames=10, size=SIZE, images=np.stack(clip.frames), audio="aac")
+    model = ["--weights", tiny_osdface.release, "--base", tiny_osdface.base, "--device", "cpu", "--dtype", "fp32",
+             "--batch-size", "4"]
+    code, out, err = cli("restore", source, tmp_path / "out.mkv", "--codec", "ffv1", *model)
+    assert code == 0, err
+    assert "8 faces restored in 8 frames" in out
+    assert cli("restore", source, tmp_path / "none.mkv", "--codec", "ffv1", "--model", "none")[0] == 0
+
+    before = read_video(source)
+    restored = read_video(tmp_path / "out.mkv", images=True)
+    passthrough = read_video(tmp_path / "none.mkv", images=True)
+    assert restored.frame_pts == before.frame_pts
+    assert restored.stream_types == before.stream_types == ["video", "audio"]
+    assert [p[0] for p in restored.packets[1]] == [p[0] for p in before.packets[1]]
+    # ffv1 is lossless: outside the faces the restored video is the pass-through, bit for bit
+    for index, (new, old, truth) in enumerate(zip(restored.images, passthrough.images, clip.truth)):
+        changed = (new != old).any(axis=2)
+        if not truth:
+            assert not changed.any(), f"frame {index} has no face but changed"
+            continue
+        (landmarks,) = truth.values()
+        assert not changed[~face_region(landmarks, changed.shape)].any()
+        assert changed[face_core(landmarks, changed.shape)].mean() > 0.5
+
+
+def test_missing_weights_offline_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=4)
+    home = tmp_path / "hf"
+    env = dict(os.environ, HF_HOME=str(home), HF_HUB_OFFLINE="1")
+    for name in ("HF_HUB_CACHE", "VIDFACE_BASE", "VIDFACE_WEIGHTS_REPO"):
+        env.pop(name, None)
+    run = subprocess.run([sys.executable, "-m", "vidface", "restore", str(source), str(tmp_path / "out.mp4")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("vidface: error: model weights missing")
+    assert "--weights" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf") == ["in.mp4"]
+
+
+def _args(*flags: str):
+    return build_parser().parse_args(["restore", "in.mp4", "out.mp4", *flags])
+
+
+def test_settings_layers_preset_config_flags(tmp_path: Path) -> None:
+    default = build_settings(_args())
+    assert default == load_settings("default")
+    archival = build_settings(_args("--preset", "archival"))
+    assert archival.encode.crf == 12 and archival.model.dtype == "fp32" and archival.temporal.strength == 0.7
+
+    config = tmp_path / "run.yaml"
+    config.write_text("encode:\n  crf: 23\n  options: {tune: film}\ntemporal:\n  strength: 0.3\n")
+    layered = build_settings(_args("--preset", "archival", "--config", str(config)))
+    assert layered.encode.crf == 23 and layered.encode.preset == "slow" and layered.temporal.strength == 0.3
+    flags = build_settings(_args("--preset", "archival", "--config", str(config), "--crf", "16", "--temporal",
+                                 "0.5", "--encoder-opt", "g=48", "--lag", "3", "--device", "cpu"))
+    assert flags.encode.crf == 16 and flags.temporal.strength == 0.5 and flags.faces.lag == 3
+    assert flags.encode.options == (("tune", "film"), ("g", "48"))
+    assert flags.model.device == "cpu" and flags.model.dtype == "fp32"  # dtype still from the preset
+    assert not build_settings(_args("--no-temporal")).temporal.enabled
+
+
+@pytest.mark.parametrize("flags, exit_code, words", [
+    (["--temporal", "1.5"], 2, "must be in [0, 1]"),
+    (["--temporal", "0.5", "--no-temporal"], 2, "not allowed with"),
+    (["--preset", "ultrafast"], 2, "invalid choice"),
+])
+def test_bad_settings_flags_are_usage_errors(cli, flags, exit_code, words) -> None:
+    code, _, err = cli("restore", "in.mp4", "out.mp4", *flags)
+    assert code == exit_code and words in err
+
+
+def test_unknown_config_key_is_one_line(cli, tmp_path: Path) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=4)
+    config = tmp_path / "bad.yaml"
+    config.write_text("temporal:\n  strenght: 0.5\n")
+    code, _, err = cli("restore", source, tmp_path / "out.mp4", "--config", config)
+    assert code == 1 and err.count("\n") == 1
+    assert "'temporal.strenght'" in err and "strength" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "in.mp4"]
