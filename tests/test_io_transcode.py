@@ -158,3 +158,18 @@ def test_pass_through_is_bit_exact_with_a_lossless_encoder(tmp_path: Path, cli) 
     for a, b in zip(after, before):
         np.testing.assert_array_equal(a, b)
     assert read_video(output).pix_fmt == "yuv420p10le"
+
+
+def test_quicktime_timecode_survives(tmp_path: Path, cli) -> None:
+    """A QuickTime timecode track (a data stream of no codec FFmpeg can copy) is written again
+    from the video's timecode tag, as the MOV/MP4 muxer does."""
+    source = write_video(tmp_path / "in.mov", frames=12, audio="aac", video_metadata={"timecode": "01:02:03:04"})
+    before = read_video(source)
+    assert before.stream_types == ["video", "audio", "data"]
+    output = tmp_path / "out.mp4"
+    code, _, err = cli("restore", "--model", "none", source, output)
+    assert code == 0, err
+    after = read_video(output)
+    assert after.stream_types == ["video", "audio", "data"]
+    assert after.stream_metadata[0]["timecode"] == "01:02:03:04"
+    assert after.packets[1] == before.packets[1]

@@ -26,7 +26,7 @@ from vidface.errors import InputError, OutputError
 from vidface.io.encode import CopyRange, EncodeOptions, OutputWriter, choose_pix_fmt, output_format
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
-from vidface.io.probe import MediaInfo, StreamInfo, probe
+from vidface.io.probe import UNKNOWN_CODEC, MediaInfo, StreamInfo, probe
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,15 @@ def plan_transcode(
     pix_fmt = choose_pix_fmt(encode, info.video)
     first, stop = frame_range(info, time_range.start, time_range.duration)
     others = [s for s in info.streams if s.index != info.video.index]
-    copied = tuple(s for s in others if keep_audio or s.type != "audio")
+    # Attachments are files, not packets: they are copied whatever their codec.
+    unwritable = [s for s in others if s.codec == UNKNOWN_CODEC and s.type != "attachment"]
+    copied = tuple(s for s in others if (keep_audio or s.type != "audio") and s not in unwritable)
+    video_tags = next(s.metadata for s in info.streams if s.index == info.video.index)
+    for stream in unwritable:
+        if "timecode" in stream.metadata and "timecode" in video_tags:
+            log.info("timecode track #%d is written again from the video's timecode tag", stream.index)
+        else:
+            log.warning("leaving out stream #%d: FFmpeg cannot write its %s codec", stream.index, stream.type)
     dropped = tuple(s for s in others if s not in copied)
     return Plan(info=info, output=output_path, container_format=container_format, encode=encode,
                 pix_fmt=pix_fmt, first_frame=first, stop_frame=stop, copied=copied, dropped=dropped)

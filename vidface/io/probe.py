@@ -12,6 +12,10 @@ import av
 from vidface.errors import InputError
 
 
+UNKNOWN_CODEC = "unknown"
+"""`StreamInfo.codec` of a stream whose codec FFmpeg does not know: readable, never writable."""
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """One stream of the input as the user sees it in `vidface probe`."""
@@ -22,6 +26,7 @@ class StreamInfo:
     language: str | None
     title: str | None
     detail: str
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,7 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
         language=stream.metadata.get("language") or None,
         title=stream.metadata.get("title") or None,
         detail=detail,
+        metadata=dict(stream.metadata),
     )
 
 
@@ -213,7 +219,7 @@ def codec_name(stream: av.stream.Stream) -> str:
     ctx = stream.codec_context
     if ctx is not None and ctx.codec is not None:
         return ctx.codec.canonical_name
-    return getattr(stream, "codec_tag", None) or "unknown"
+    return UNKNOWN_CODEC
 
 
 def _reason(error: av.error.FFmpegError) -> str:
