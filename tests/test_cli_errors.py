@@ -37,7 +37,9 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     unknown = folder / "unknown.mkv"
     unknown.write_bytes(mkv.replace(b"V_MPEG4/ISO/AVC", b"V_MPEG4/ISO/AVX"))  # a codec id nobody knows
     (folder / "clip.mkv").unlink()
+    no_frames = write_video(folder / "no_frames.mkv", frames=0, audio="aac", audio_seconds=0.5)
     return {
+        "zero_frames": (no_frames, "no decodable video frames"),
         "not_a_video": (text, "not a readable video"),
         "zero_bytes": (empty, "empty"),
         "truncated": (truncated, "truncated"),
@@ -47,7 +49,8 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["not_a_video", "zero_bytes", "truncated", "audio_only", "unknown_codec", "missing"])
+@pytest.mark.parametrize("case", ["not_a_video", "zero_bytes", "truncated", "audio_only", "unknown_codec", "missing",
+                                  "zero_frames"])
 def test_bad_input(case: str, tmp_path: Path, cli) -> None:
     source, word = _bad_inputs(tmp_path)[case]
     before = sorted(os.listdir(tmp_path))
