@@ -1,0 +1,212 @@
+"""End-to-end benchmark of `vidface restore` on CPU with the tiny random OSDFace.
+
+    python tools/bench.py fps [--sizes 1280x720 1920x1080] [--seconds 5] [--batch-size 8] [--presets default fast]
+    python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25]
+    python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8]
+
+fps: generates a clip per size (one moving, turning astronaut head about a quarter of the
+  frame tall, degraded, with AAC audio), then times in the same run, one after the other:
+  `vidface restore` (each --preset given, tiny model, CPU) and deface's CLI (its CenterFace detector
+  and blur, libx264) on the same clip, twice: at its default full-size detection and with
+  `--scale` set to vidface's detector size (640 px long side). Prints fps and the ratios
+  vidface / deface. Both run as subprocesses with the same environment (thread settings).
+memory: peak resident memory (max RSS of the subprocess) of `vidface restore` on a short and a
+  long clip of the same content; prints the ratio (long / short).
+temporal: the flicker / ghosting trade-off of --temporal STRENGTH, in-process: on a still
+  degraded face, the frame-to-frame variance of the restored face relative to no blending;
+  on a face that jumps to another expression-like change (the head swaps to a mirrored copy
+  mid-clip while staying in place), the share of the old face left in the frames after the
+  change (ghosting), relative to no blending.
+
+Figures vary +-30 % on a shared machine; compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from face_clips import Pose, background, degrade, render  # noqa: E402
+from media import write_video  # noqa: E402
+
+DEFACE = str(Path(sys.executable).parent / "deface")  # installed next to this Python (the test extra)
+
+
+def face_clip_images(width: int, height: int, fps: int, seed: int = 0):
+    """Frame index -> H×W×3 uint8 RGB: a head about a quarter of the frame tall moving on a
+    4-second loop (drift, bob, ±10° turn, ±15 % scale), degraded (blur, noise, JPEG)."""
+    base = background(width, height)
+    scale = 0.25 * height / 200
+    rng = np.random.default_rng(seed)
+
+    def image(index: int) -> np.ndarray:
+        phase = 2 * np.pi * index / (4 * fps)
+        pose = Pose(width * (0.5 + 0.2 * np.sin(phase)), height * (0.5 + 0.05 * np.sin(2 * phase)),
+                    scale * (1 + 0.15 * np.sin(phase)), 10 * np.sin(phase))
+        rgb, _ = render(base, [pose])
+        return degrade(rgb, rng, blur=1.0, noise=3.0, jpeg=70)
+
+    return image
+
+
+def make_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25) -> Path:
+    frames = int(round(seconds * fps))
+    return write_video(path, frames=frames, size=(width, height), fps=fps, images=face_clip_images(width, height, fps),
+                       audio="aac", codec_options={"preset": "veryfast", "crf": "20"})
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MiB) of one run of `command` (which must succeed)."""
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise SystemExit(f"failed: {' '.join(command)}\n{log.read().decode(errors='replace')[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def tiny_model(folder: Path):
+    from make_tiny_osdface import write_tiny_osdface
+
+    return write_tiny_osdface(folder)
+
+
+def vidface_command(clip: Path, output: Path, model, batch_size: int, extra: list[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "vidface", "restore", str(clip), str(output), "-y", "--no-progress",
+            "--weights", str(model.release), "--base", str(model.base), "--device", "cpu",
+            "--batch-size", str(batch_size), *extra]
+
+
+def bench_fps(args: argparse.Namespace, folder: Path) -> None:
+    model = tiny_model(folder / "tiny")
+    for size in args.sizes:
+        width, height = (int(v) for v in size.split("x"))
+        clip = make_clip(folder / f"clip_{size}.mp4", width, height, args.seconds)
+        frames = int(round(args.seconds * 25))
+        small = f"{640}x{round(640 * height / width)}"
+        runs = {
+            f"vidface --preset {preset}": vidface_command(clip, folder / "vidface.mp4", model, args.batch_size,
+                                                           ["--preset", preset])
+            for preset in args.presets
+        }
+        runs.update({
+            "deface": [DEFACE, str(clip), "-o", str(folder / "deface.mp4"), "--keep-audio",
+                       "--ffmpeg-config", json.dumps({"codec": "libx264"})],
+            f"deface --scale {small}": [DEFACE, str(clip), "-o", str(folder / "deface_small.mp4"), "--keep-audio",
+                                       "--scale", small, "--ffmpeg-config", json.dumps({"codec": "libx264"})],
+        })
+        results = {name: timed(command) for name, command in runs.items()}
+        print(f"{size}, {frames} frames, one face per frame:")
+        for name, (seconds, rss) in results.items():
+            print(f"  {name:28s} {frames / seconds:6.2f} fps  ({seconds:.1f} s, peak {rss:.0f} MiB)")
+        for preset in args.presets:
+            ours = results[f"vidface --preset {preset}"][0]
+            for name in runs:
+                if name.startswith("deface"):
+                    print(f"  vidface --preset {preset} / {name}: {results[name][0] / ours:.2f}x")
+
+
+def bench_memory(args: argparse.Namespace, folder: Path) -> None:
+    model = tiny_model(folder / "tiny")
+    width, height = (int(v) for v in args.size.split("x"))
+    peaks = {}
+    for seconds in (args.short, args.long):
+        clip = make_clip(folder / f"clip_{seconds}.mp4", width, height, seconds, fps=args.fps)
+        wall, peaks[seconds] = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size))
+        print(f"{seconds:5.0f} s clip ({int(seconds * args.fps)} frames, {args.size} at {args.fps} fps): "
+              f"peak {peaks[seconds]:.0f} MiB, {wall:.0f} s")
+    print(f"peak memory long / short: {peaks[args.long] / peaks[args.short]:.3f}")
+
+
+def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
+    import dataclasses
+
+    from vidface.config import load_settings
+    from vidface.metrics import temporal_flicker
+    from vidface.models.loading import load_osdface
+    from vidface.models.options import ModelOptions
+    from vidface.restore import face_restorer
+    from restore_clips import face_core, frames_of
+
+    paths = tiny_model(folder / "tiny")
+    model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
+    width, height, count, change = 256, 192, 24, 12
+    base = background(width, height)
+    pose = Pose(width / 2, height / 2, 0.6, 0.0)
+    face, (landmarks,) = render(base, [pose])
+    # The "new" face: the same head mirrored in place (same landmarks region, other content).
+    mirrored = face.copy()
+    core = face_core(landmarks, (height, width))
+    x1, x2 = np.where(core.any(axis=0))[0][[0, -1]]
+    y1, y2 = np.where(core.any(axis=1))[0][[0, -1]]
+    pad = 12
+    box = (slice(y1 - pad, y2 + pad), slice(x1 - pad, x2 + pad))
+    mirrored[box] = face[box][:, ::-1]
+    rng = np.random.default_rng(0)
+    still = [degrade(face, rng) for _ in range(count)]
+    jump = [degrade(face if i < change else mirrored, rng) for i in range(count)]
+    mask = core[..., None]
+    settings = load_settings()
+
+    def run(images: list[np.ndarray], strength: float) -> np.ndarray:
+        options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, strength=strength),
+                                      model=dataclasses.replace(settings.model, batch_size=8))
+        out = face_restorer(model, options)(iter(frames_of(images)))
+        return np.stack([frame.to_rgb() for frame in out]).astype(np.float64)
+
+    still_off, jump_off = run(still, 0.0), run(jump, 0.0)
+    flicker_off = temporal_flicker(still_off[3:], mask)
+    old_face = jump_off[3:change].mean(axis=0)
+    new_face = jump_off[change + 3:].mean(axis=0)
+
+    def ghost(frames: np.ndarray) -> float:
+        """Share of the old face left in the 3 frames after the change (0: none, 1: all)."""
+        diff = (new_face - old_face)[core]
+        return float(np.mean([((f[core] - new_face[core]) * diff).sum() / -(diff * diff).sum()
+                              for f in frames[change:change + 3]]))
+
+    print(f"{'strength':>8} {'flicker':>8} {'ghost f+0..2':>13}")
+    for strength in args.strengths:
+        still_on, jump_on = run(still, strength), run(jump, strength)
+        ratio = temporal_flicker(still_on[3:], mask) / flicker_off
+        print(f"{strength:8.2f} {ratio:8.3f} {ghost(jump_on) - ghost(jump_off):13.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    fps = sub.add_parser("fps")
+    fps.add_argument("--sizes", nargs="+", default=["1280x720", "1920x1080"])
+    fps.add_argument("--seconds", type=float, default=5.0)
+    fps.add_argument("--batch-size", type=int, default=8)
+    fps.add_argument("--presets", nargs="+", default=["default", "fast"])
+    memory = sub.add_parser("memory")
+    memory.add_argument("--short", type=float, default=10.0)
+    memory.add_argument("--long", type=float, default=300.0)
+    memory.add_argument("--size", default="320x240")
+    memory.add_argument("--fps", type=int, default=25)
+    memory.add_argument("--batch-size", type=int, default=8)
+    temporal = sub.add_parser("temporal")
+    temporal.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.7, 0.8])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vidface-bench-") as tmp:
+        {"fps": bench_fps, "memory": bench_memory, "temporal": bench_temporal}[args.what](args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
