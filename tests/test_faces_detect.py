@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from face_clips import (ASTRONAUT_LANDMARKS, background, crop_error, id_switches, jitter, match_tracks,
+from face_clips import (ASTRONAUT_LANDMARKS, background, crop_error, error_parts, id_switches, jitter, match_tracks,
                         moving_face_clip, shot_cut_clip)
 from vidface.errors import InputError, WeightsError
 from vidface.faces.detect import DETECTORS, create_detector
@@ -62,13 +62,17 @@ def test_bad_names_and_settings_are_one_line_errors() -> None:
 
 
 def test_refinement_cuts_landmark_error_on_small_faces() -> None:
-    clip = moving_face_clip(8, 240, 180, scale=0.4)
+    clip = moving_face_clip(8, 240, 180, scale=0.4)  # eyes ~17 px apart, blurred, noisy, JPEG
+    truth = np.stack([t[0] for t in clip.truth])
     errors = {}
     for refine in (False, True):
         found = [create_detector("centerface", refine=refine).detect(f) for f in clip.frames]
         assert all(len(faces) == 1 for faces in found)
-        errors[refine] = np.mean([crop_error(faces[0].landmarks, t[0]) for faces, t in zip(found, clip.truth)])
-    assert errors[True] < 0.7 * errors[False]
+        estimates = np.stack([faces[0].landmarks for faces in found])
+        errors[refine] = (np.mean([crop_error(e, t) for e, t in zip(estimates, truth)]), error_parts(estimates, truth)[1])
+    total, varying = errors[True]
+    assert total < 0.85 * errors[False][0]
+    assert varying < 0.5 * errors[False][1]  # the frame-to-frame part, which becomes flicker
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from face_clips import Pose, background, crop_error, jitter, moving_face_clip, render  # noqa: E402
+from face_clips import Pose, background, crop_error, error_parts, jitter, moving_face_clip, render  # noqa: E402
 from vidface.faces.detect import create_detector  # noqa: E402
 from vidface.faces.shots import ShotCutDetector  # noqa: E402
 from vidface.faces.track import FaceTracker, TrackerConfig  # noqa: E402
@@ -32,25 +32,62 @@ def frame_with_face(width: int, height: int, scale: float) -> np.ndarray:
     return rgb
 
 
-def ms_per_call(function, argument, repeat: int) -> float:
-    function(argument)  # warm-up
-    start = time.perf_counter()
+def plain_centerface():
+    """A plain onnxruntime CenterFace call (the file as shipped, only its dims made dynamic;
+    default session options; input blob made beforehand): the baseline the detector's times are
+    divided by, measured in the same run, so the ratio means something on a loaded machine."""
+    import onnxruntime
+
+    from vidface.faces.centerface import _INPUT, _OUTPUTS, centerface_model_path, dynamic_model
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(dynamic_model(centerface_model_path()).SerializeToString(),
+                                           options, providers=["CPUExecutionProvider"])
+
+    def run(blob: np.ndarray) -> None:
+        session.run(list(_OUTPUTS), {_INPUT: blob})
+    return run
+
+
+def blob_for(width: int, height: int) -> np.ndarray:
+    """A 1×3×H×W float32 input the size CenterFace sees for a width×height frame (padded to 32)."""
+    return np.random.default_rng(0).uniform(0, 255, (1, 3, -(-height // 32) * 32, -(-width // 32) * 32)).astype(np.float32)
+
+
+def interleaved_ms(calls: dict, repeat: int) -> dict:
+    """Median ms per call of each (function, argument) in `calls`, timed in alternation so that
+    changing load on the machine affects them alike."""
+    times: dict = {name: [] for name in calls}
+    for function, argument in calls.values():
+        function(argument)  # warm-up
     for _ in range(repeat):
-        function(argument)
-    return (time.perf_counter() - start) / repeat * 1000
+        for name, (function, argument) in calls.items():
+            start = time.perf_counter()
+            function(argument)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def detector_speed(repeat: int) -> None:
-    print("detector (CenterFace, onnxruntime CPU), ms per frame with one face:")
+    plain = plain_centerface()
     settings = {"default (640 px, refined)": dict(), "640 px, no refinement": dict(refine=False),
                 "full size, no refinement": dict(max_side=None, refine=False)}
-    for name, options in settings.items():
-        detector = create_detector("centerface", **options)
-        times = [ms_per_call(detector.detect, frame_with_face(w, h, h / 360), repeat)
-                 for w, h in ((1280, 720), (1920, 1080))]
-        print(f"  {name:28s} 720p {times[0]:7.1f}   1080p {times[1]:7.1f}")
-
-
+    detectors = {name: create_detector("centerface", **options) for name, options in settings.items()}
+    print(f"detector (CenterFace, onnxruntime CPU), median ms per frame with one face; load average "
+          f"before: {Path('/proc/loadavg').read_text().split()[0]}")
+    for width, height in ((1280, 720), (1920, 1080)):
+        frame = frame_with_face(width, height, height / 360)
+        small = (640, round(640 * height / width))
+        calls = {"plain": (plain, blob_for(*small)), "plain full": (plain, blob_for(width, height))}
+        calls.update({name: (detector.detect, frame) for name, detector in detectors.items()})
+        ms = interleaved_ms(calls, repeat)
+        print(f"  {height}p: plain onnxruntime call {ms['plain']:.1f} ms at {small[0]}x{small[1]}, "
+              f"{ms['plain full']:.1f} ms at {width}x{height}")
+        for name in settings:
+            base = "plain full" if name.startswith("full") else "plain"
+            print(f"    {name:28s} {ms[name]:7.1f} ms  ({ms[name] / ms[base]:.2f}x the plain call at its input size)")
+    print(f"  load average after: {Path('/proc/loadavg').read_text().split()[0]}")
 
 
 def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float]:
@@ -61,18 +98,6 @@ def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float]:
         out.extend(tracker.update(faces if index % config.detect_every == 0 else None))
     out.extend(tracker.finish())
     return [faces for _, faces in out], (time.perf_counter() - start) / len(detections) * 1000
-
-
-def error_parts(estimates: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """Landmark errors in the true 512 crop (T×5×2), split into their per-landmark mean over the
-    clip (a constant offset: how this detector places landmarks) and what varies frame to frame
-    (what tracking and smoothing act on); both as mean distances in crop pixels."""
-    from vidface.faces.align import face_crop, transform_points
-
-    errors = np.stack([transform_points(face_crop(t).affine, e) - transform_points(face_crop(t).affine, t)
-                       for e, t in zip(estimates, truth)])
-    offset = errors.mean(axis=0)
-    return float(np.linalg.norm(offset, axis=-1).mean()), float(np.linalg.norm(errors - offset, axis=-1).mean())
 
 
 def smoothing_quality(frames: int, degraded: bool) -> None:
@@ -87,7 +112,7 @@ def smoothing_quality(frames: int, degraded: bool) -> None:
     raw_error = np.mean([crop_error(faces[0].landmarks, t) for faces, t in zip(raw, truth) if faces])
     raw_offset, raw_varying = error_parts(measured, truth[[i for i, faces in enumerate(raw) if faces]])
     cuts = ShotCutDetector()
-    cut_ms = ms_per_call(cuts.is_cut, clip.frames[0], 20)
+    cut_ms = interleaved_ms({"cut": (cuts.is_cut, clip.frames[0])}, 20)["cut"]
     run_tracker(raw, TrackerConfig())  # warm-up: imports of filterpy and scipy
     print(f"\nclip: {frames} frames 640x360, head ~{np.linalg.norm(truth[0, 1] - truth[0, 0]):.0f} px eye distance, "
           f"{'blur + noise + JPEG' if degraded else 'clean'}; detector recall {found}/{frames}, "

@@ -83,25 +83,36 @@ class ScaledDetector:
         factor = self.max_side / long_side
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
         small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        back_x, back_y = width / size[0], height / size[1]
-        scale = np.array([back_x, back_y])
-        return [Face(face.box * np.tile(scale, 2), face.landmarks * scale, face.score)
-                for face in self.detector.detect(small)]
+        back = np.array([width / size[0], height / size[1]])
+        return [Face(resized_points(face.box.reshape(2, 2), back).reshape(4), resized_points(face.landmarks, back),
+                     face.score) for face in self.detector.detect(small)]
+
+
+def resized_points(points: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Points (N×2 x, y) in a resized image → the same points in the original image, which is
+    `factor` (x, y) times its size. Pixel centres sit at integer coordinates, as in cv2.resize
+    and cv2.warpAffine: pixel i of the resized image covers original pixels around (i + 0.5) ×
+    factor - 0.5, so plain multiplication would shift everything by (factor - 1) / 2 pixels."""
+    return (np.asarray(points, dtype=np.float64) + 0.5) * factor - 0.5
 
 
 class RefinedDetector:
     """Finds faces with `detector`, then reads each face's landmarks again with `refiner` in
-    upright crops where the face has one canonical size, averaged over sub-pixel shifts.
+    upright crops where the face has one canonical size, averaged over crop positions.
 
     A detector's landmark definitions drift with face size and rotation (CenterFace's by up
-    to 10 px in the 512 crop between a small and a large face), and a stride-4 network's
-    readings depend on where the face falls on its grid. Reading every face at one size,
-    upright, at four grid phases, removes most of both (tools/bench_faces.py measures it).
+    to 10 px in the 512 crop between a small and a large face), and a convolutional network's
+    readings depend on where the face falls on its grids: CenterFace's output has stride 4,
+    but its readings swing by about ±1 px with the face's position modulo 16 and 32 px (its
+    deeper feature maps). Reading every face at one size, upright, at eight positions spread
+    evenly over a 36 px square (steps of 4.5 px, so the stride-4 phases are covered too),
+    removes most of both (tools/bench_faces.py measures it).
     """
 
-    EYE_DISTANCE = 44.0  # eye distance in the refinement crop (the reference photo's, ~43 px)
-    SIDE = 256  # refinement crop side: the face plus the context a detector expects around it
-    SHIFTS = ((0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (2.0, 2.0))  # half-stride grid phases
+    EYE_DISTANCE = 44.0  # eye distance in the refinement crop, in pixels
+    SIDE = 192  # refinement crop side: the face plus the context a detector expects around it
+    # Crop offsets (x, y), pixels: a rank-1 lattice, x = 4.5 i and y = 4.5 (3 i mod 8), centred.
+    SHIFTS = tuple((4.5 * i - 15.75, 4.5 * (3 * i % 8) - 15.75) for i in range(8))
 
     def __init__(self, detector: FaceDetector, refiner: FaceDetector) -> None:
         from vidface.faces.align import FFHQ_TEMPLATE_512
