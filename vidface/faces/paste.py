@@ -47,19 +47,19 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
 
     height, width = frame_rgb.shape[:2]
     mask_total = np.zeros((height, width), dtype=np.float32)
-    if not faces:
-        return frame_rgb.copy(), mask_total
-    weighted = np.zeros((height, width, 3), dtype=np.float32)  # Σ face · its visible weight
-    keep = np.ones((height, width), dtype=np.float32)  # Π (1 - mask): weight left to the frame
-    for crop_rgb, crop in faces:
+    rgb = frame_rgb.copy()
+    placed = [(crop_rgb, crop, roi) for crop_rgb, crop in faces
+              if (roi := _frame_box(crop, width, height)) is not None]
+    if not placed:
+        return rgb, mask_total
+    # Work inside the box all faces reach: the cost follows the faces' size, not the frame's.
+    ux0, uy0 = min(r[0] for _, _, r in placed), min(r[1] for _, _, r in placed)
+    ux1, uy1 = max(r[2] for _, _, r in placed), max(r[3] for _, _, r in placed)
+    area = (uy1 - uy0, ux1 - ux0)
+    weighted = np.zeros((*area, 3), dtype=np.float32)  # Σ face · its visible weight
+    keep = np.ones(area, dtype=np.float32)  # Π (1 - mask): weight left to the frame
+    for crop_rgb, crop, (x0, y0, x1, y1) in placed:
         face = crop_rgb.astype(np.float32) * (1.0 if crop_rgb.dtype == np.uint8 else 255.0)
-        corners = np.array([[0, 0], [crop.size, 0], [0, crop.size], [crop.size, crop.size]], float)
-        frame_corners = transform_points(crop.inverse, corners)
-        x0, y0 = np.floor(frame_corners.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(frame_corners.max(axis=0)).astype(int)
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1 + 1, width), min(y1 + 1, height)
-        if x1 <= x0 or y1 <= y0:
-            continue
         to_roi = crop.inverse.copy()
         to_roi[:, 2] -= (x0, y0)
         roi_size = (x1 - x0, y1 - y0)
@@ -67,11 +67,24 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
                                 borderMode=cv2.BORDER_REPLICATE)
         alpha = cv2.warpAffine(crop_mask(crop.size), to_roi, roi_size, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        roi = (slice(y0, y1), slice(x0, x1))
+        roi = (slice(y0 - uy0, y1 - uy0), slice(x0 - ux0, x1 - ux0))
         weighted[roi] = weighted[roi] * (1.0 - alpha[..., None]) + warped * alpha[..., None]
         keep[roi] *= 1.0 - alpha
-    mask_total = 1.0 - keep
-    covered = mask_total > 0
-    rgb = frame_rgb.copy()
-    rgb[covered] = np.clip(np.rint(weighted[covered] / mask_total[covered, None]), 0, 255).astype(np.uint8)
+    area_mask = 1.0 - keep
+    covered = area_mask > 0
+    blended = np.clip(np.rint(weighted[covered] / area_mask[covered, None]), 0, 255).astype(np.uint8)
+    rgb[uy0:uy1, ux0:ux1][covered] = blended
+    mask_total[uy0:uy1, ux0:ux1] = area_mask
     return rgb, mask_total
+
+
+def _frame_box(crop: FaceCrop, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the frame pixels a crop reaches, clipped to the frame; None if none."""
+    corners = np.array([[0, 0], [crop.size, 0], [0, crop.size], [crop.size, crop.size]], float)
+    frame_corners = transform_points(crop.inverse, corners)
+    x0, y0 = np.floor(frame_corners.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(frame_corners.max(axis=0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1 + 1, width), min(y1 + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return int(x0), int(y0), int(x1), int(y1)
