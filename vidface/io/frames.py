@@ -69,6 +69,9 @@ def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
     return video.height, video.width
 
 
+_BLEND_MARGIN = 16  # pixels around the mask converted with it (> the chroma filter's reach)
+
+
 def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.VideoFrame:
     """Blend `rgb` (H×W×3 uint8 RGB, stored orientation) over `source` by `mask` (H×W float32
     in [0, 1]) in the source's pixel format; samples whose mask footprint is all 0 keep their
@@ -79,21 +82,38 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.V
     fmt = source.format
     if not _blendable(source):
         raise ValueError(f"cannot blend into pixel format {fmt.name}")
-    edited = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+    # Convert and blend only the box around the mask (with a margin, so the RGB -> YUV chroma
+    # filter sees the same neighbours as in a whole-frame conversion): the cost follows the
+    # edited area, not the frame size. The box is aligned to the chroma subsampling.
+    height, width = mask.shape
+    factors = [(-(-height // plane.height), -(-width // plane.width)) for plane in source.planes]
+    step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
+    y0, x0, y1, x1 = 0, 0, height, width
+    if height % step_y == 0 and width % step_x == 0:  # odd sizes convert chroma another way: whole frame
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        y0 = max(0, (int(rows[0]) - _BLEND_MARGIN) // step_y * step_y)
+        x0 = max(0, (int(cols[0]) - _BLEND_MARGIN) // step_x * step_x)
+        y1 = min(height, -(-(int(rows[-1]) + 1 + _BLEND_MARGIN) // step_y) * step_y)
+        x1 = min(width, -(-(int(cols[-1]) + 1 + _BLEND_MARGIN) // step_x) * step_x)
+    edited = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[y0:y1, x0:x1]), format="rgb24").reformat(
         format=fmt.name,
         dst_colorspace=source.colorspace,
         dst_color_range=source.color_range,
     )
+    region = mask[y0:y1, x0:x1]
     result = av.VideoFrame(source.width, source.height, fmt.name)
-    for index, (src_plane, new_plane, out_plane) in enumerate(
-        zip(source.planes, edited.planes, result.planes)
+    for index, ((fy, fx), src_plane, new_plane, out_plane) in enumerate(
+        zip(factors, source.planes, edited.planes, result.planes)
     ):
         src = _plane_array(src_plane, fmt, index)
+        out = _plane_array(out_plane, fmt, index)
+        out[...] = src
+        box = (slice(y0 // fy, -(-y1 // fy)), slice(x0 // fx, -(-x1 // fx)))
+        old = src[box]
         new = _plane_array(new_plane, fmt, index)
-        weight = _pool_mask(mask, src.shape[0], src.shape[1])[:, :, None]
-        blended = src.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight
-        out = np.where(weight > 0, np.rint(blended), src).astype(src.dtype)
-        _plane_array(out_plane, fmt, index)[...] = out
+        weight = _pool_mask(region, old.shape[0], old.shape[1])[:, :, None]
+        blended = old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight
+        out[box] = np.where(weight > 0, np.rint(blended), old).astype(src.dtype)
     result.pts = source.pts
     if source.time_base is not None:
         result.time_base = source.time_base
