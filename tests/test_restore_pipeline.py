@@ -158,3 +158,32 @@ def test_unknown_config_key_is_one_line(cli, tmp_path: Path) -> None:
     assert code == 1 and err.count("\n") == 1
     assert "'temporal.strenght'" in err and "strength" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "in.mp4"]
+
+
+def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> None:
+    """A face in the first frames only, then none: the part-filled batch runs once too many
+    frames wait behind it, so output flows long before the input ends (memory stays bounded)."""
+    from vidface.pipeline import QUEUE_FRAMES
+    from vidface.restore import MAX_WAITING_FRAMES
+
+    count = 100
+    clip = moving_face_clip(count, *SIZE, face_free=tuple(range(4, count)))
+    source = frames_of(clip.frames)
+    pulled = 0
+
+    def feed():
+        nonlocal pulled
+        for frame in source:
+            pulled += 1
+            yield frame
+
+    settings = dataclasses.replace(_settings(), model=dataclasses.replace(_settings().model, batch_size=16))
+    stats = RestoreStats()
+    out = face_restorer(tiny_osdface_model, settings, stats=stats)(feed())
+    first = next(out)
+    at_first = pulled
+    rest = list(out)
+    bound = settings.faces.lag + MAX_WAITING_FRAMES + 2 * QUEUE_FRAMES + 4
+    assert at_first <= bound < count, f"first frame out after {at_first} frames in"
+    assert [f.index for f in [first, *rest]] == list(range(count))
+    assert stats.faces == 4
