@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -229,19 +230,31 @@ def crop_error(estimate: np.ndarray, truth: np.ndarray, size: int = 512) -> floa
                                 - transform_points(true_crop.affine, truth), axis=1).mean())
 
 
-def error_parts(estimates: np.ndarray, truth: np.ndarray, size: int = 512) -> tuple[float, float]:
-    """Landmark errors in the true size×size crop (estimates, truth: T×5×2 frame pixels), split
-    into their per-landmark mean over the clip (a constant offset: how this detector places
-    landmarks) and what varies frame to frame (what tracking and smoothing act on); both as
-    mean distances in crop pixels."""
+class LandmarkErrors(NamedTuple):
+    """Landmark errors over a clip, in pixels of each frame's true size×size crop: `landmark`,
+    the mean distance of each estimated landmark from the true one; `offset`, the mean
+    distance of the per-landmark average error (a constant offset: how this detector places
+    landmarks); `varying`, the mean distance from that average (what changes frame to frame,
+    what tracking and smoothing act on)."""
+
+    landmark: float
+    offset: float
+    varying: float
+
+
+def error_parts(estimates: np.ndarray, truth: np.ndarray, size: int = 512) -> LandmarkErrors:
+    """Errors of landmark estimates against the truth (both T×5×2 frame pixels), measured in
+    the true crop and split as `LandmarkErrors` describes."""
     from vidface.faces.align import face_crop, transform_points
 
     errors = []
     for estimate, true in zip(estimates, truth):
         affine = face_crop(true, size).affine
         errors.append(transform_points(affine, estimate) - transform_points(affine, true))
-    offset = np.mean(errors, axis=0)
-    return float(np.linalg.norm(offset, axis=-1).mean()), float(np.linalg.norm(errors - offset, axis=-1).mean())
+    errors = np.asarray(errors)
+    offset = errors.mean(axis=0)
+    return LandmarkErrors(float(np.linalg.norm(errors, axis=-1).mean()), float(np.linalg.norm(offset, axis=-1).mean()),
+                          float(np.linalg.norm(errors - offset, axis=-1).mean()))
 
 
 def match_tracks(truth: list[dict[int, np.ndarray]], tracked: list[list]) -> dict[int, list[int | None]]:
