@@ -181,6 +181,7 @@ class VideoSummary:
 
     frame_pts: list[Fraction]
     durations: list[Fraction | None]
+    duration: Fraction | None
     pix_fmt: str
     size: tuple[int, int]
     rotation: int
@@ -194,7 +195,8 @@ class VideoSummary:
 
 
 def read_video(path: str | Path, *, images: bool = False) -> VideoSummary:
-    """Decode the first video stream (presentation pts in seconds as Fractions, durations,
+    """Decode the first video stream (presentation pts in seconds as Fractions, frame durations
+    as decoded, the stream's own duration where the container stores one,
     pixel format, stored size, clockwise rotation) and collect every other stream's packets
     (bytes, pts and duration in seconds). images=True also keeps each frame as stored RGB."""
     frame_pts: list[Fraction] = []
@@ -221,6 +223,7 @@ def read_video(path: str | Path, *, images: bool = False) -> VideoSummary:
         return VideoSummary(
             frame_pts=frame_pts,
             durations=durations,
+            duration=video.duration * tb if video.duration else None,
             pix_fmt=video.codec_context.pix_fmt,
             size=(video.codec_context.width, video.codec_context.height),
             rotation=rotation,
