@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except VidfaceError as error:
         print(f"vidface: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("vidface: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print("vidface: interrupted" + (f"; {interrupt}" if str(interrupt) else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAILURE

@@ -5,18 +5,32 @@ prints); `transcode` runs a plan through a `FrameProcessor`. Decoding, processin
 encoding run on separate threads joined by bounded queues, so memory stays flat whatever the
 video's length. OUT is written to a temporary file next to it and renamed only when
 complete; on any failure or interruption the temporary file is removed.
+
+With `resume=Resume(...)` the run is resumable: the video is processed and encoded in
+segments of `Segmenting.frames` frames whose packets are kept, checksummed, in a work folder
+next to OUT (see vidface.resume), and the same call after an interruption continues at the
+first unfinished segment. So that a resumed run gives exactly the frames of a continuous one,
+every segment is processed the same way in every run: a fresh call of the processor is fed
+`warmup` frames before the segment and `lookahead` frames after it, and only the segment's own
+frames are kept. A continuous run decodes once, front to back, keeping those few frames in
+memory; a resumed one seeks to its first needed frame. At the end the segments' packets are
+muxed with the copied streams into OUT.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 import os
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from fractions import Fraction
 from pathlib import Path
 
@@ -72,9 +86,53 @@ class Plan:
 
 @dataclass(frozen=True)
 class TranscodeResult:
+    """frames: frames in OUT; resumed: of those, frames taken from an earlier run's segments."""
+
     output: Path
     frames: int
     seconds: float
+    resumed: int = 0
+
+
+@dataclass(frozen=True)
+class Segmenting:
+    """How a resumable run cuts the video: segments of `frames` frames, each processed with
+    `warmup` frames before it and `lookahead` after it (processed, then dropped).
+
+    Warm-up and look-ahead let a stateful processor (tracker, temporal blending) reach the
+    same state at a segment's edges as in one long pass; they cost (warmup + lookahead) /
+    frames of extra processing. At most `frames` frames of work are lost to an interruption.
+    Defaults: see tools/bench_resume.py, which measures both.
+    """
+
+    frames: int = 600
+    warmup: int = 24
+    lookahead: int = 16
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"segment frames must be >= 1, got {self.frames}")
+        if self.warmup < 0 or self.lookahead < 0:
+            raise ValueError(f"warm-up and look-ahead must be >= 0, got {self.warmup}, {self.lookahead}")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Options of a resumable run (`transcode(..., resume=Resume(...))`).
+
+    key: every setting outside the plan that changes the processed video (processor settings,
+        model weights identity), JSON-serialisable; a work folder made under another key is
+        started over. restart: discard any work folder and start over.
+    """
+
+    key: Mapping[str, Any] = field(default_factory=dict)
+    restart: bool = False
+    segmenting: Segmenting = Segmenting()
+
+
+class ResumableInterrupt(KeyboardInterrupt):
+    """Ctrl-C during a resumable run, after its work folder was kept; the message says how to
+    resume."""
 
 
 def plan_transcode(
@@ -134,31 +192,25 @@ def transcode(
     processor: FrameProcessor = identity,
     *,
     progress: Callable[[int], None] | None = None,
+    resume: Resume | None = None,
 ) -> TranscodeResult:
     """Run `plan`: decode its frame range, pass it through `processor`, encode and mux.
 
     progress: called with the number of frames written so far, after each frame. The output
-    appears at plan.output only when complete.
+    appears at plan.output only when complete. resume: make the run resumable (see the module
+    docstring); the processor is then called once per segment, each call starting afresh.
     """
+    if resume is not None:
+        return _transcode_resumable(plan, processor, resume, progress)
     from vidface.io.decode import decode_frames
 
-    info, video = plan.info, plan.info.video
-    start_pts = video.pts[plan.first_frame] if plan.first_frame else None
-    stop_pts = video.pts[plan.stop_frame] if plan.stop_frame < video.frame_count else None
-    time_base = video.time_base
-    shift = 0 if start_pts is None else start_pts - video.pts[0]
-    copy_range = CopyRange(
-        start=None if start_pts is None else Fraction(start_pts) * time_base,
-        stop=None if stop_pts is None else Fraction(stop_pts) * time_base,
-        shift=shift * time_base,
-    )
-
-    temporary = plan.output.with_name(f".{plan.output.name}.{uuid.uuid4().hex[:8]}.partial")
+    info = plan.info
+    start_pts, stop_pts, _, _ = _timing(plan)
+    temporary = _temporary(plan.output)
     started = time.perf_counter()
     cancel = threading.Event()
     try:
-        with OutputWriter(temporary, plan.container_format, info, plan.encode, plan.pix_fmt,
-                          tuple(s.index for s in plan.copied), copy_range, video_shift=shift) as writer:
+        with _output_writer(plan, temporary) as writer:
             decoded = _background(decode_frames(info.path, start_pts=start_pts, stop_pts=stop_pts),
                                   cancel, "decode")
             processed = _background(processor(decoded), cancel, "process")
@@ -185,6 +237,210 @@ def transcode(
         temporary.unlink(missing_ok=True)
         raise
     return TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started)
+
+
+def _timing(plan: Plan) -> tuple[int | None, int | None, int, CopyRange]:
+    """(start pts, stop pts, video shift, copy range) of the plan's frame range."""
+    video = plan.info.video
+    start_pts = video.pts[plan.first_frame] if plan.first_frame else None
+    stop_pts = video.pts[plan.stop_frame] if plan.stop_frame < video.frame_count else None
+    time_base = video.time_base
+    shift = 0 if start_pts is None else start_pts - video.pts[0]
+    copy_range = CopyRange(
+        start=None if start_pts is None else Fraction(start_pts) * time_base,
+        stop=None if stop_pts is None else Fraction(stop_pts) * time_base,
+        shift=shift * time_base,
+    )
+    return start_pts, stop_pts, shift, copy_range
+
+
+def _temporary(output: Path) -> Path:
+    return output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.partial")
+
+
+def _output_writer(plan: Plan, temporary: Path) -> OutputWriter:
+    _, _, shift, copy_range = _timing(plan)
+    return OutputWriter(temporary, plan.container_format, plan.info, plan.encode, plan.pix_fmt,
+                        tuple(s.index for s in plan.copied), copy_range, video_shift=shift)
+
+
+def segment_ranges(first: int, stop: int, frames: int) -> list[tuple[int, int]]:
+    """Output frame ranges [a, b) of the segments of frames [first, stop), `frames` each (the
+    last one shorter)."""
+    return [(a, min(a + frames, stop)) for a in range(first, stop, frames)]
+
+
+def plan_key(plan: Plan, segmenting: Segmenting) -> dict[str, Any]:
+    """The plan's part of a resumable run's key: what changes the encoded segments."""
+    return {"frames": [plan.first_frame, plan.stop_frame], "container": plan.container_format,
+            "encode": dataclasses.asdict(plan.encode), "pix_fmt": plan.pix_fmt,
+            "segmenting": dataclasses.asdict(segmenting)}
+
+
+def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
+                         progress: Callable[[int], None] | None) -> TranscodeResult:
+    """`transcode` in segments kept in a work folder; see the module docstring."""
+    import hashlib
+
+    from vidface.resume import WorkFolder, run_key, work_folder
+
+    started = time.perf_counter()
+    segmenting = resume.segmenting
+    key = run_key(plan.info.path, {"plan": plan_key(plan, segmenting), "processor": dict(resume.key)})
+    temporary = _temporary(plan.output)
+    work = None
+    try:
+        # OUT's writer is opened first, so a stream OUT cannot hold fails before any work.
+        with _output_writer(plan, temporary) as writer:
+            work = WorkFolder.open(work_folder(plan.output), key, restart=resume.restart)
+            if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
+                raise OutputError(f"the encoder's headers differ from those of the segments in "
+                                  f"{str(work.path)!r}; rerun with --no-resume")
+            # Segment ranges count output positions: 0 is the plan's first frame.
+            ranges = segment_ranges(0, plan.frame_count, segmenting.frames)
+            resumed = sum(record.stop - record.first for record in work.finished)
+            if progress is not None:
+                progress(resumed)
+            if len(work.finished) < len(ranges):
+                _process_segments(plan, processor, segmenting, work, ranges, resumed, progress)
+            frames = _mux_segments(plan, work, writer)
+        os.replace(temporary, plan.output)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if work is not None and not work.finished:
+            work.remove()
+        if isinstance(error, av.error.FFmpegError):
+            raise OutputError(f"writing {str(plan.output)!r} failed ({error}); "
+                              "try another container (.mkv holds the most stream types)") from None
+        if isinstance(error, KeyboardInterrupt) and work is not None and work.finished:
+            done = sum(record.stop - record.first for record in work.finished)
+            raise ResumableInterrupt(f"{done} of {plan.frame_count} frames are kept in {work.path}; "
+                                     "run the same command again to resume") from None
+        raise
+    work.remove()
+    return TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started,
+                           resumed=resumed)
+
+
+def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segmenting, work,
+                      ranges: list[tuple[int, int]], written: int,
+                      progress: Callable[[int], None] | None) -> None:
+    """Process and encode the segments after the finished ones into the work folder."""
+    from vidface.io.decode import decode_frames
+    from vidface.resume import SegmentWriter
+
+    video = plan.info.video
+    todo = ranges[len(work.finished):]
+    first_needed = max(0, todo[0][0] - segmenting.warmup)
+    _, stop_pts, shift, _ = _timing(plan)
+    start = plan.first_frame + first_needed
+    start_pts = video.pts[start] if start else None
+    cancel = threading.Event()
+    decoded = _background(_renumbered(decode_frames(plan.info.path, start_pts=start_pts, stop_pts=stop_pts),
+                                      first_needed), cancel, "decode")
+    window = _FrameWindow(decoded)
+    try:
+        for number, (first, stop) in enumerate(todo, start=len(work.finished)):
+            feed = window.frames(max(0, first - segmenting.warmup), min(plan.frame_count, stop + segmenting.lookahead),
+                                 keep_from=stop - segmenting.warmup)
+            encoder = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
+                                   (), CopyRange(), video_shift=shift)
+            segment = SegmentWriter(work.segment_path(number))
+            try:
+                processed = _background(processor(feed), cancel, "process")
+                try:
+                    for frame in processed:
+                        if first <= frame.index < stop:
+                            segment.write(encoder.encode(frame))
+                            written += 1
+                            if progress is not None:
+                                progress(written)
+                finally:
+                    processed.close()
+                segment.write(encoder.flush_encoder())
+                if encoder.frames_written != stop - first:
+                    if encoder.frames_written == 0:
+                        segment.discard()
+                        break
+                    log.warning("segment %d has %d frames where the input's packets promised %d",
+                                number, encoder.frames_written, stop - first)
+                work.add(segment.finish(number, first, first + encoder.frames_written), encoder.extradata)
+            except BaseException:
+                segment.discard()
+                raise
+            finally:
+                encoder.close(flush=False)
+    finally:
+        cancel.set()
+        decoded.close()
+
+
+def _mux_segments(plan: Plan, work, writer: OutputWriter) -> int:
+    """Mux the finished segments' packets into OUT's writer (the copied streams interleave);
+    return the frame count.
+
+    Decode timestamps are made afresh over the joined segments (`decode_times`, with the
+    largest reorder delay of any segment), so they keep increasing where two separately
+    encoded segments meet, also with B-frames and a variable frame rate.
+    """
+    from vidface.resume import decode_times, read_segment
+
+    frames = sum(record.stop - record.first for record in work.finished)
+    if frames == 0:
+        raise InputError(f"input {str(plan.info.path)!r} gave no video frames in the requested range")
+    if frames != plan.frame_count:
+        log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
+    delay = max(record.reorder_delay for record in work.finished)
+    time_base = plan.info.video.time_base
+    before: list[int] = []  # the largest `delay` pts of the segments so far
+    for record in work.finished:
+        packets = list(read_segment(work.path / record.file))
+        if len(packets) != record.packets:
+            raise OutputError(f"work file {str(work.path / record.file)!r} is truncated; rerun with --no-resume")
+        pts = [packet.pts for packet in packets]
+        dts = decode_times(before + pts, delay)[len(before):]
+        writer.mux_video([dataclasses.replace(packet, dts=stamp).to_av(time_base)
+                          for packet, stamp in zip(packets, dts)])
+        before = sorted(before + pts)[-delay:] if delay else []
+    return frames
+
+
+def _renumbered(frames: Iterator[Frame], first: int) -> Iterator[Frame]:
+    """`frames` with Frame.index counted from `first` (their output position)."""
+    for offset, frame in enumerate(frames):
+        yield dataclasses.replace(frame, index=first + offset)
+
+
+class _FrameWindow:
+    """Hands out consecutive ranges of a frame stream, keeping the few frames that the next
+    range needs again (warm-up and look-ahead), so a continuous run decodes each frame once."""
+
+    def __init__(self, frames: Iterator[Frame]) -> None:
+        self._frames = frames
+        self._kept: deque[Frame] = deque()
+
+    def frames(self, start: int, stop: int, *, keep_from: int) -> Iterator[Frame]:
+        """Frames with index in [start, stop), in order; afterwards only those with index >=
+        keep_from stay in memory. Ranges must not go back before an earlier keep_from."""
+        while self._kept and self._kept[0].index < start:
+            self._kept.popleft()
+        for frame in list(self._kept):
+            if frame.index >= stop:
+                return
+            yield frame
+        last = self._kept[-1].index if self._kept else start - 1
+        while last + 1 < stop:
+            frame = next(self._frames, None)
+            if frame is None:
+                break
+            last = frame.index
+            if frame.index < start:
+                continue
+            if frame.index >= keep_from:
+                self._kept.append(frame)
+            yield frame
+        while self._kept and self._kept[0].index < keep_from:
+            self._kept.popleft()
 
 
 _END = object()

@@ -40,7 +40,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="drop the audio streams (default: copy every one, untouched)")
     parser.add_argument("--dry-run", action="store_true",
                         help="probe IN, print what would be done, write nothing")
+    add_resume_flags(parser)
     add_output_flags(parser)
+
+
+def add_resume_flags(parser: argparse.ArgumentParser) -> None:
+    """Resumable runs: work files next to OUT (.OUT.vidface-work/) until OUT is complete."""
+    group = parser.add_argument_group("resume", "an interrupted run (Ctrl-C, kill, crash) continues where it "
+                                                "stopped when the same command runs again")
+    group.add_argument("--no-resume", action="store_true",
+                       help="discard the work files of an earlier interrupted run and start over")
+    group.add_argument("--segment-frames", type=_positive_int, default=None, metavar="N",
+                       help="frames per resumable segment: at most this much work is lost to an "
+                            "interruption; each segment also processes 40 frames around it "
+                            "(default: 600, ~7%% extra)")
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +90,16 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def _unit_interval(text: str) -> float:
@@ -173,14 +196,37 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(faces=stats.faces, refresh=False)
 
     try:
-        result = transcode(plan, processor, progress=progress if bar else None)
+        result = transcode(plan, processor, progress=progress if bar else None,
+                           resume=resume_options(args, settings))
     finally:
         if bar is not None:
             bar.close()
+    if result.resumed:
+        print(f"{result.output}: resumed, {result.resumed} frames taken from the interrupted run")
     faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if model is not None else ""
     print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
           f"({result.frames / max(result.seconds, 1e-9):.1f} fps)")
     return 0
+
+
+def resume_options(args: argparse.Namespace, settings):
+    """The run's `vidface.pipeline.Resume`: its key holds every setting that changes the restored
+    frames (with the weights' identity) beyond the plan's own (frame range, encoding)."""
+    from vidface.config import settings_to_dict
+    from vidface.pipeline import Resume, Segmenting
+    from vidface.resume import weights_identity
+
+    key: dict[str, object] = {"model": args.model}
+    if args.model != "none":
+        from vidface.weights import resolve
+
+        options = settings.model
+        values = settings_to_dict(settings)
+        values.pop("encode")
+        key.update(settings=values, detector_weights=args.detector_weights,
+                   weights=weights_identity(resolve(options.weights, options.base, options.weights_repo)))
+    segmenting = Segmenting() if args.segment_frames is None else Segmenting(frames=args.segment_frames)
+    return Resume(key=key, restart=args.no_resume, segmenting=segmenting)
 
 
 def describe_plan(plan, settings=None, model_name: str = "none") -> str:

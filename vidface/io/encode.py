@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -151,16 +152,21 @@ class OutputWriter:
     Use as a context manager; `close()` flushes the encoder and the remaining copied packets.
     copy_streams: indices of IN's streams to copy. video_shift: ticks of the video time base
     subtracted from every frame's pts (a preview range starting later than 0 starts at 0).
+
+    `write` is `encode` then `mux_video`; the two halves serve resumable runs, which encode
+    segments apart (`encode`, `flush_encoder` on a writer over an in-memory file that is never
+    muxed) and later mux their packets into OUT with `mux_video`. Writers made with the same
+    format, options and pixel format open identical encoders (same `extradata`).
     """
 
-    def __init__(self, path: Path, container_format: str, info: MediaInfo, options: EncodeOptions,
+    def __init__(self, path: Path | BinaryIO, container_format: str, info: MediaInfo, options: EncodeOptions,
                  pix_fmt: str, copy_streams: tuple[int, ...], copy_range: CopyRange,
                  video_shift: int = 0) -> None:
         self._shift = video_shift
         self._durations: dict[int, int] = {}
         self._frames = 0
         try:
-            self._output = av.open(str(path), mode="w", format=container_format)
+            self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format)
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
         self._input: av.container.InputContainer | None = None
@@ -241,6 +247,11 @@ class OutputWriter:
         The writer takes over `frame.video`: it sets the picture's pts and clears its picture
         type (so the source's keyframe positions are not forced on the encoder).
         """
+        self.mux_video(self.encode(frame))
+
+    def encode(self, frame: Frame) -> list[av.Packet]:
+        """Encode one frame (as `write`) and return the packets the encoder gives back, not muxed,
+        each with its frame's duration."""
         video = frame.video
         if video.format.name != self._stream.pix_fmt:
             video = video.reformat(format=self._stream.pix_fmt)
@@ -249,14 +260,31 @@ class OutputWriter:
         video.pict_type = av.video.frame.PictureType.NONE
         if frame.duration:
             self._durations[video.pts] = frame.duration
-        self._mux_video(self._stream.encode(video))
         self._frames += 1
+        return self._with_durations(self._stream.encode(video))
 
-    def _mux_video(self, packets: list[av.Packet]) -> None:
+    def flush_encoder(self) -> list[av.Packet]:
+        """The packets the encoder still holds (not muxed); call once, after the last frame."""
+        return self._with_durations(self._stream.encode(None))
+
+    def _with_durations(self, packets: list[av.Packet]) -> list[av.Packet]:
         for packet in packets:
             duration = self._durations.pop(packet.pts, None)
             if duration:
                 packet.duration = duration
+        return packets
+
+    @property
+    def extradata(self) -> bytes:
+        """The encoder's global headers (e.g. H.264 SPS/PPS); empty when it has none."""
+        return bytes(self._stream.codec_context.extradata or b"")
+
+    def mux_video(self, packets: list[av.Packet]) -> None:
+        """Mux encoded video packets (decode order) on OUT's video stream, after the copied
+        packets that come earlier in time. Packets from another writer's `encode` must come
+        from an identical encoder (same `extradata`) and carry pts/dts in the video time base."""
+        for packet in packets:
+            packet.stream = self._stream
             if packet.dts is not None:
                 self._mux_copies_until(packet.dts * packet.time_base)
             self._output.mux(packet)
@@ -280,7 +308,7 @@ class OutputWriter:
         """Flush the encoder and the rest of the copied packets (flush=True), then close."""
         try:
             if flush:
-                self._mux_video(self._stream.encode(None))
+                self.mux_video(self.flush_encoder())
                 self._mux_copies_until(None)
         finally:
             if self._input is not None:

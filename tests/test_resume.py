@@ -1,0 +1,225 @@
+"""Resumable runs: killed at any point, a rerun finishes to the frames of an uninterrupted run.
+
+Segments are tiny here (8 frames, 3 warm-up, 2 look-ahead) so a 44-frame clip has six of them;
+the processor is `StatefulBox` (memory and look-ahead), so a segment only comes out the same
+when it is processed from the same warm-up frames in the resumed run as in the continuous one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from media import AudioTrack, read_video, write_video
+from resume_tools import TESTS, StatefulBox, transcode_resumable
+from vidface.io.encode import EncodeOptions
+from vidface.pipeline import ResumableInterrupt, TimeRange
+from vidface.resume import MANIFEST, decode_times, reorder_delay, work_folder
+
+SEGMENT, WARMUP, LOOKAHEAD = 8, 3, 2
+FRAMES = 44  # 5 whole segments and a short one
+
+CODECS = {
+    "libx264": dict(suffix=".mp4", write=dict(audio="aac", bframes=3)),
+    "ffv1": dict(suffix=".mkv", write=dict(audio=AudioTrack("libopus"))),
+}
+
+
+def _same_video(a: Path, b: Path) -> None:
+    """Decoded frames, timestamps, durations and every copied packet are identical."""
+    first, second = read_video(a, images=True), read_video(b, images=True)
+    assert first.frame_pts == second.frame_pts
+    assert first.durations == second.durations
+    assert len(first.images) == len(second.images) > 0
+    for index, (x, y) in enumerate(zip(first.images, second.images)):
+        assert (x == y).all(), f"frame {index} differs"
+    assert first.packets.keys() == second.packets.keys()
+    for stream in first.packets:
+        assert [p[:2] for p in first.packets[stream]] == [p[:2] for p in second.packets[stream]]
+
+
+def _child(source: Path, output: Path, codec: str, *kill: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TESTS / "resume_tools.py"), str(source), str(output),
+                           str(SEGMENT), str(WARMUP), str(LOOKAHEAD), "--codec", codec, *kill],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _finished_segments(output: Path) -> int:
+    return len(json.loads((work_folder(output) / MANIFEST).read_text())["segments"])
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_killed_runs_resume_to_identical_output(codec: str, tmp_path: Path) -> None:
+    """SIGKILL after 1 segment, at a random frame of the 3rd, after 3, while the 5th is written;
+    each rerun goes on from the finished segments, and the last one ends as a continuous run."""
+    spec = CODECS[codec]
+    source = write_video(tmp_path / f"in{spec['suffix']}", frames=FRAMES, **spec["write"])
+    reference = tmp_path / f"reference{spec['suffix']}"
+    transcode_resumable(source, reference, SEGMENT, WARMUP, LOOKAHEAD, encode=EncodeOptions(codec=codec))
+    output = tmp_path / f"out{spec['suffix']}"
+    # a frame that only the 3rd segment's call puts out (not its neighbours' warm-up or look-ahead)
+    random_frame = random.Random(codec).randrange(2 * SEGMENT + LOOKAHEAD, 3 * SEGMENT - WARMUP)
+    kills = [(("--kill-at-call-start", str(1 * SEGMENT - WARMUP)), 1),
+             (("--kill-at-frame", str(random_frame)), 2),
+             (("--kill-at-call-start", str(3 * SEGMENT - WARMUP)), 3),
+             (("--kill-at-frame", str(4 * SEGMENT + SEGMENT // 2)), 4)]
+    for kill, finished in kills:
+        run = _child(source, output, codec, *kill)
+        assert run.returncode == -9, run.stderr
+        assert not output.exists()
+        assert _finished_segments(output) == finished
+        if kill[0] == "--kill-at-frame":
+            # killed mid-segment: its unfinished file is there, and is not taken up
+            assert list(work_folder(output).glob("*.part"))
+    run = _child(source, output, codec)
+    assert run.returncode == 0, run.stderr
+    assert f"frames={FRAMES} resumed={4 * SEGMENT}" in run.stdout
+    assert not work_folder(output).exists()
+    _same_video(output, reference)
+
+
+def _interrupt_at(index: int) -> StatefulBox:
+    def stop(frame_index: int) -> None:
+        if frame_index == index:
+            raise KeyboardInterrupt
+
+    return StatefulBox(on_output=stop)
+
+
+def _interrupted(source: Path, output: Path, at: int = 2 * SEGMENT + LOOKAHEAD + 1, **options) -> None:
+    """A run stopped by Ctrl-C at output frame `at` (only the call of its own segment puts it out)."""
+    with pytest.raises(ResumableInterrupt, match="run the same command again to resume"):
+        transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD, _interrupt_at(at), **options)
+    assert work_folder(output).is_dir() and not output.exists()
+    assert _finished_segments(output) == at // SEGMENT
+
+
+@pytest.mark.parametrize("change", ["input", "settings", "segment_bytes", "segment_truncated", "segment_missing"])
+def test_stale_work_folder_is_started_over(change: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=FRAMES, audio="aac")
+    output = tmp_path / "out.mp4"
+    _interrupted(source, output)
+    options = {}
+    segment = work_folder(output) / "segment-00001.bin"
+    if change == "input":
+        write_video(source, frames=FRAMES, audio="aac", images=lambda i: _flat(96, 64, 20 + i))
+    elif change == "settings":
+        options = dict(encode=EncodeOptions(crf=30))
+    elif change == "segment_bytes":
+        data = bytearray(segment.read_bytes())
+        data[-5] ^= 0xFF
+        segment.write_bytes(bytes(data))
+    elif change == "segment_truncated":
+        segment.write_bytes(segment.read_bytes()[:-10])
+    else:
+        segment.unlink()
+    caplog.set_level(logging.INFO, logger="vidface")
+    result = transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD, **options)
+    assert result.resumed == 0
+    reason = {"input": "different input", "settings": "different settings", "segment_bytes": "checksum",
+              "segment_truncated": "checksum", "segment_missing": "missing"}[change]
+    assert any("starting over" in r.message and reason in r.message for r in caplog.records), caplog.text
+    assert not work_folder(output).exists()
+    reference = tmp_path / "reference.mp4"
+    transcode_resumable(source, reference, SEGMENT, WARMUP, LOOKAHEAD, **options)
+    _same_video(output, reference)
+
+
+def _flat(width: int, height: int, value: int):
+    import numpy as np
+
+    return np.full((height, width, 3), value % 256, np.uint8)
+
+
+def test_vfr_preview_range_resumes_identically(tmp_path: Path) -> None:
+    """Variable frame rate with B-frames, a --start/--duration range, audio: joined segments
+    keep increasing decode times and the range's audio, and a resumed run matches."""
+    source = write_video(tmp_path / "in.mp4", frames=60, vfr=True, bframes=3, audio="aac")
+    window = dict(time_range=TimeRange(start=0.3, duration=1.6))
+    reference = tmp_path / "reference.mp4"
+    transcode_resumable(source, reference, SEGMENT, WARMUP, LOOKAHEAD, **window)
+    output = tmp_path / "out.mp4"
+    _interrupted(source, output, at=3 * SEGMENT + 2, **window)
+    result = transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD, **window)
+    assert result.resumed == 3 * SEGMENT
+    _same_video(output, reference)
+    # the same timestamps and audio as a plain (one-pass) run of the range (MP4 stores frame
+    # durations as decode-time steps, which differ with the encoder's keyframes, so not those)
+    from vidface.pipeline import plan_transcode, transcode
+
+    plain = tmp_path / "plain.mp4"
+    transcode(plan_transcode(source, plain, **window))
+    before, after = read_video(plain), read_video(output)
+    assert after.frame_pts == before.frame_pts
+    assert after.packets == before.packets
+
+
+def test_decode_times_stay_valid_across_segments() -> None:
+    # two segments of a B-frame encoder (decode order), variable spacing
+    first = [0, 9, 3, 1, 6]
+    second = [12, 20, 15, 13, 18]
+    delay = max(reorder_delay(first), reorder_delay(second))
+    assert delay == 2
+    dts = decode_times(first, delay)
+    dts += decode_times(sorted(first)[-delay:] + second, delay)[delay:]
+    assert all(a < b for a, b in zip(dts, dts[1:]))
+    assert all(d <= p for d, p in zip(dts, first + second))
+
+
+def _interrupt_identity(at: int):
+    def interrupted(frames):
+        for frame in frames:
+            if frame.index == at:
+                raise KeyboardInterrupt
+            yield frame
+
+    return interrupted
+
+
+def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default warm-up (24) and look-ahead (16), frame 50 first comes in the call of
+    the 5th 8-frame segment: Ctrl-C there keeps 4 segments."""
+    from vidface import pipeline
+
+    source = write_video(tmp_path / "in.mkv", frames=60, audio="aac")
+    reference = tmp_path / "reference.mkv"
+    assert cli("restore", "--model", "none", source, reference, "--segment-frames", "8")[0] == 0
+    output = tmp_path / "out.mkv"
+    monkeypatch.setattr(pipeline, "identity", _interrupt_identity(50))
+    code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
+    assert code == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "32 of 60 frames" in lines[0] and "run the same command again to resume" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.mkv", "reference.mkv", work_folder(output).name])
+    monkeypatch.undo()
+    code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
+    assert code == 0, err
+    assert "resumed, 32 frames" in out
+    _same_video(output, reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv", "reference.mkv"]
+
+
+def test_cli_no_resume_starts_over(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    from vidface import pipeline
+
+    source = write_video(tmp_path / "in.mp4", frames=40)
+    output = tmp_path / "out.mp4"
+    monkeypatch.setattr(pipeline, "identity", _interrupt_identity(30))
+    assert cli("restore", "--model", "none", source, output, "--segment-frames", "4")[0] == 130
+    assert work_folder(output).is_dir()
+    monkeypatch.undo()
+    caplog.set_level(logging.INFO, logger="vidface")
+    code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "4", "--no-resume")
+    assert code == 0, err
+    assert "resumed" not in out
+    assert any("--no-resume was given" in r.message for r in caplog.records), caplog.text
+    assert len(read_video(output).frame_pts) == 40
+    assert not work_folder(output).exists()

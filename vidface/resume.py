@@ -1,0 +1,303 @@
+"""Work files of a resumable run: a folder next to OUT, a manifest, checksummed video segments.
+
+A resumable run encodes the video in segments of frames, each with a fresh encoder (so each
+starts with a keyframe) and the same settings, and stores each segment's packets in a file of
+its own in the work folder ``.OUT.vidface-work/`` next to OUT. The manifest (JSON, replaced
+atomically) names what the segments were made from — the input's fingerprint and a key of
+every setting that changes the video — and lists each finished segment with its frame range
+and sha256. A later run with the same input and settings reuses the finished segments; any
+mismatch (other input, other settings, a missing, truncated or altered segment) discards the
+whole folder, so segments of different runs are never mixed.
+
+Segment files hold raw packets (pts, dts, duration, keyframe flag, bytes), so timestamps come
+back exactly as the encoder gave them, whatever OUT's container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from vidface import __version__
+from vidface.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+FINGERPRINT_BYTES = 1 << 20
+"""Bytes hashed at each end of the input for its fingerprint (with its size and mtime)."""
+
+_MAGIC = b"vidface-segment 1\n"
+_HEADER = struct.Struct("<qqqBI")  # pts, dts, duration, flags, size
+_NO_TIME = -(1 << 63)
+_KEYFRAME = 1
+
+
+def work_folder(output: Path) -> Path:
+    """The work folder of OUT: hidden, next to it, so it is on the same file system."""
+    return output.with_name(f".{output.name}.vidface-work")
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """What identifies the input's content cheaply: size, mtime and sha256 of its head and tail."""
+    stat = path.stat()
+    with path.open("rb") as file:
+        head = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
+        file.seek(max(0, stat.st_size - FINGERPRINT_BYTES))
+        tail = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head, "tail_sha256": tail}
+
+
+def run_key(input_path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's key: vidface's version, the input's fingerprint, and `settings` (every
+    setting that changes the encoded video, JSON-serialisable)."""
+    return json.loads(json.dumps({"vidface": __version__, "input": fingerprint(input_path),
+                                  "settings": dict(settings)}, sort_keys=True, default=str))
+
+
+def weights_identity(location: Any) -> dict[str, list[list[Any]]]:
+    """Which weights a run uses, cheaply: each file of a `vidface.weights.WeightsLocation`
+    (release and base: a folder or one file) as [relative path, size, mtime], so a changed
+    or replaced file is noticed without reading it."""
+
+    def files(root: Path) -> list[list[Any]]:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        return [[str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, p.stat().st_mtime_ns]
+                for p in paths]
+
+    return {"release": files(Path(location.release)), "base": files(Path(location.base))}
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """A finished segment: output frames [first, stop), its file (in the work folder), the
+    file's sha256, its packet count, and the encoder's reorder delay in packets (how many
+    packets a packet may come before the frames it follows in presentation order)."""
+
+    index: int
+    first: int
+    stop: int
+    file: str
+    sha256: str
+    packets: int
+    reorder_delay: int
+
+
+@dataclass(frozen=True)
+class EncodedPacket:
+    """One encoded video packet as stored in a segment file (times in the video time base)."""
+
+    pts: int | None
+    dts: int | None
+    duration: int
+    keyframe: bool
+    data: bytes
+
+    def to_av(self, time_base: Fraction) -> av.Packet:
+        packet = av.Packet(self.data)
+        packet.pts, packet.dts = self.pts, self.dts
+        packet.duration = self.duration
+        packet.time_base = time_base
+        packet.is_keyframe = self.keyframe
+        return packet
+
+
+class SegmentWriter:
+    """Writes one segment's packets to ``<name>.part``, hashing as it goes; `finish` syncs it
+    to disk and renames it to its final name, so a finished name always holds a whole file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._part = path.with_name(path.name + ".part")
+        self._file = self._part.open("wb")
+        self._hash = hashlib.sha256()
+        self._pts: list[int] = []
+        self.packets = 0
+        self._write(_MAGIC)
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+
+    def write(self, packets: Iterable[av.Packet]) -> None:
+        for packet in packets:
+            data = bytes(packet)
+            flags = _KEYFRAME if packet.is_keyframe else 0
+            self._write(_HEADER.pack(_time(packet.pts), _time(packet.dts), packet.duration or 0, flags, len(data)))
+            self._write(data)
+            if packet.pts is not None:
+                self._pts.append(packet.pts)
+            self.packets += 1
+
+    def finish(self, index: int, first: int, stop: int) -> SegmentRecord:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._part, self.path)
+        return SegmentRecord(index=index, first=first, stop=stop, file=self.path.name,
+                             sha256=self._hash.hexdigest(), packets=self.packets,
+                             reorder_delay=reorder_delay(self._pts))
+
+    def discard(self) -> None:
+        self._file.close()
+        self._part.unlink(missing_ok=True)
+
+
+def read_segment(path: Path) -> Iterator[EncodedPacket]:
+    """The packets of a segment file, in decode order."""
+    with path.open("rb") as file:
+        if file.read(len(_MAGIC)) != _MAGIC:
+            raise OutputError(f"work file {str(path)!r} is not a vidface segment; rerun with --no-resume")
+        while header := file.read(_HEADER.size):
+            pts, dts, duration, flags, size = _HEADER.unpack(header)
+            yield EncodedPacket(pts=None if pts == _NO_TIME else pts, dts=None if dts == _NO_TIME else dts,
+                                duration=duration, keyframe=bool(flags & _KEYFRAME), data=file.read(size))
+
+
+def reorder_delay(pts: list[int]) -> int:
+    """Packets (in decode order, these pts) by which decoding runs ahead of presentation: the
+    largest i - rank(pts[i]); 0 without B-frames."""
+    ranks = {value: rank for rank, value in enumerate(sorted(pts))}
+    return max((i - ranks[value] for i, value in enumerate(pts)), default=0)
+
+
+def decode_times(pts: list[int], delay: int) -> list[int]:
+    """Decode timestamps for packets of these pts (decode order) with reorder delay `delay`:
+    packet i gets the (i - delay)-th smallest pts, and the first `delay` packets the smallest
+    ones moved back by the span of the first `delay` frames (as x264 does). Strictly
+    increasing and never after a packet's pts, across segments made by separate encoders."""
+    ordered = sorted(pts)
+    if not ordered:
+        return []
+    lead = ordered[min(delay, len(ordered) - 1)] - ordered[0]
+    return [ordered[i - delay] if i >= delay else ordered[i] - lead for i in range(len(pts))]
+
+
+class WorkFolder:
+    """The work folder of one run: its manifest and finished segments.
+
+    `open` reuses a folder whose manifest matches `key` and whose segments are intact, and
+    otherwise (or with restart=True) starts it afresh; `finished` lists the reusable segments.
+    """
+
+    def __init__(self, path: Path, key: dict[str, Any], finished: list[SegmentRecord],
+                 extradata_sha256: str | None) -> None:
+        self.path = path
+        self.key = key
+        self.finished = finished
+        self.extradata_sha256 = extradata_sha256
+
+    @classmethod
+    def open(cls, path: Path, key: dict[str, Any], *, restart: bool = False) -> WorkFolder:
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"work path {str(path)!r} is in the way and not a folder; remove it")
+        if path.is_dir():
+            reason = "--no-resume was given" if restart else _stale_reason(path, key)
+            if reason is None:
+                manifest = json.loads((path / MANIFEST).read_text())
+                finished = [SegmentRecord(**record) for record in manifest["segments"]]
+                log.info("resuming from %s: %d segments (%d frames) already done", path, len(finished),
+                         sum(s.stop - s.first for s in finished))
+                return cls(path, key, finished, manifest.get("extradata_sha256"))
+            log.warning("starting over: the work folder %s does not match this run (%s)", path, reason)
+            shutil.rmtree(path)
+        try:
+            path.mkdir()
+        except OSError as error:
+            raise OutputError(f"cannot create work folder {str(path)!r} ({error.strerror}); "
+                              "check the output folder") from None
+        folder = cls(path, key, [], None)
+        folder._save()
+        return folder
+
+    def segment_path(self, index: int) -> Path:
+        return self.path / f"segment-{index:05d}.bin"
+
+    def add(self, record: SegmentRecord, extradata: bytes) -> None:
+        """Record a finished segment (its file already in place) in the manifest."""
+        digest = hashlib.sha256(extradata).hexdigest()
+        if self.extradata_sha256 is None:
+            self.extradata_sha256 = digest
+        elif digest != self.extradata_sha256:
+            raise OutputError(f"the encoder's headers changed between segments in {str(self.path)!r}; "
+                              "rerun with --no-resume")
+        self.finished.append(record)
+        self._save()
+
+    def _save(self) -> None:
+        manifest = {"format": MANIFEST_VERSION, "key": self.key, "extradata_sha256": self.extradata_sha256,
+                    "segments": [asdict(record) for record in self.finished]}
+        temporary = self.path / (MANIFEST + ".part")
+        with temporary.open("w", encoding="utf-8") as file:
+            json.dump(manifest, file, indent=1, sort_keys=True)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path / MANIFEST)
+        _sync_folder(self.path)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _stale_reason(path: Path, key: dict[str, Any]) -> str | None:
+    """Why the work folder cannot be reused for `key`, or None when it can."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        stored = manifest["key"]
+        records = [SegmentRecord(**record) for record in manifest["segments"]]
+    except FileNotFoundError:
+        return "no manifest"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable manifest"
+    if manifest.get("format") != MANIFEST_VERSION:
+        return "work files of another vidface version"
+    if stored != key:
+        changed = sorted(name for name in set(stored) | set(key) if stored.get(name) != key.get(name))
+        return "different " + " and ".join(changed)
+    for number, record in enumerate(records):
+        segment = path / record.file
+        if record.index != number:
+            return "segments out of order"
+        if not segment.is_file():
+            return f"{record.file} is missing"
+        if _sha256(segment) != record.sha256:
+            return f"{record.file} does not match its checksum"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sync_folder(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _time(value: int | None) -> int:
+    return _NO_TIME if value is None else value
