@@ -24,8 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "frames without faces keep their pixels. Settings come from --preset, then "
                     "--config FILE, then the flags given on the command line (later wins).",
     )
-    parser.add_argument("input", metavar="IN", help="input video")
-    parser.add_argument("output", metavar="OUT", help="output video; the container follows its extension")
+    parser.add_argument("input", metavar="IN", help="input video, or a folder of videos (folder mode)")
+    parser.add_argument("output", metavar="OUT",
+                        help="output video, the container following its extension; in folder mode the "
+                             "output folder, where each video keeps its relative path and name")
     parser.add_argument("--model", choices=MODELS, default="osdface",
                         help="face restorer (default: %(default)s; 'none' only re-encodes, to check I/O)")
     parser.add_argument("--preset", choices=PRESETS, default="default",
@@ -41,6 +43,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="probe IN, print what would be done, write nothing")
     add_resume_flags(parser)
+    folder = parser.add_argument_group("folder mode", "IN is a folder: every video in it (by extension: .mp4, "
+                                                      ".mov, .mkv, .webm, .avi, .ts, ...) is restored; other "
+                                                      "files are skipped with a note, existing outputs are "
+                                                      "skipped, a failed file does not stop the others, and "
+                                                      "the exit status is 1 if any failed")
+    folder.add_argument("--recursive", action="store_true", help="also the videos in IN's sub-folders")
+    folder.add_argument("--ext", default=None, metavar="EXT",
+                        help="container of the outputs, e.g. mkv (default: each input's own extension)")
     add_output_flags(parser)
 
 
@@ -167,8 +177,12 @@ def load_model(settings, model_name: str = "osdface"):
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from vidface.pipeline import TimeRange, plan_transcode, transcode
 
+    if Path(args.input).is_dir():
+        return run_folder(args)
     settings = build_settings(args)
     plan = plan_transcode(args.input, args.output, encode=settings.encode,
                           time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
@@ -207,6 +221,63 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
           f"({result.frames / max(result.seconds, 1e-9):.1f} fps)")
     return 0
+
+
+def run_folder(args: argparse.Namespace) -> int:
+    """Folder mode: every video of IN into OUT with one loaded model; a summary table on stdout."""
+    from pathlib import Path
+
+    from vidface.batch import FAILED, find_jobs, run_jobs, summary_table
+    from vidface.pipeline import TimeRange, plan_transcode, transcode
+
+    settings = build_settings(args)
+    jobs, skipped = find_jobs(Path(args.input), Path(args.output), recursive=args.recursive, extension=args.ext)
+    if args.dry_run:
+        for job in jobs:
+            exists = job.output.exists() and not args.overwrite
+            print(f"{job.name} -> {job.output}" + (" (exists: skipped)" if exists else ""))
+        for result in skipped:
+            print(f"{result.name}: skipped, {result.message}")
+        return 0
+    model = load_model(settings, args.model) if jobs else None
+    processor = build_processor(settings, model, detector_weights=args.detector_weights)
+    resume = resume_options(args, settings)
+    show = not args.no_progress and sys.stderr.isatty()
+    files = frames = None
+    if show:
+        from tqdm import tqdm
+
+        files = tqdm(total=len(jobs), unit="file", desc="files", file=sys.stderr, dynamic_ncols=True, position=0)
+
+    def restore(job) -> int:
+        nonlocal frames
+        plan = plan_transcode(job.source, job.output, encode=settings.encode,
+                              time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
+                              keep_audio=not args.no_audio, overwrite=args.overwrite)
+        if show:
+            frames = tqdm(total=plan.frame_count, unit="frame", desc=job.name, file=sys.stderr,
+                          dynamic_ncols=True, position=1, leave=False)
+        try:
+            return transcode(plan, processor, progress=(lambda n: frames.update(n - frames.n)) if show else None,
+                             resume=resume).frames
+        finally:
+            if frames is not None:
+                frames.close()
+
+    results = []
+
+    def done(result) -> None:
+        results.append(result)
+        if files is not None:
+            files.update(1)
+
+    try:
+        run_jobs(jobs, restore, overwrite=args.overwrite, on_done=done)
+    finally:
+        if files is not None:
+            files.close()
+        print(summary_table(sorted(skipped + results, key=lambda r: r.name)), flush=True)
+    return 1 if any(r.status == FAILED for r in results) else 0
 
 
 def resume_options(args: argparse.Namespace, settings):

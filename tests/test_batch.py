@@ -1,0 +1,127 @@
+"""Folder mode: every video of a folder (and sub-folders) restored, the rest skipped, failures
+reported without stopping the batch, finished outputs skipped on a rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from media import read_video, write_video
+from vidface.batch import FileResult, find_jobs, summary_table
+from vidface.resume import work_folder
+
+
+def _folder(root: Path) -> Path:
+    source = root / "in"
+    (source / "day2" / "deep").mkdir(parents=True)
+    write_video(source / "a.mp4", frames=10, audio="aac")
+    write_video(source / "b.mkv", frames=12)
+    write_video(source / "day2" / "c.mov", frames=8)
+    write_video(source / "day2" / "deep" / "d.mp4", frames=6)
+    good = (source / "a.mp4").read_bytes()
+    (source / "broken.mp4").write_bytes(good[: len(good) // 3])  # truncated: fails
+    (source / "notes.txt").write_text("not a video\n")
+    (source / ".hidden.mp4").write_bytes(good)  # hidden files are left alone
+    return source
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    """Summary table rows by file name: [status, frames?, seconds?, message...] split on spaces."""
+    lines = out.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["file", "status"])
+    return {line.split()[0]: line.split()[1:] for line in lines[start + 1:-1]}
+
+
+def test_folder_mode_recursive(tmp_path: Path, cli, caplog) -> None:
+    source, target = _folder(tmp_path), tmp_path / "out"
+    code, out, err = cli("restore", "--model", "none", source, target, "--recursive", "--no-progress")
+    assert code == 1, err  # broken.mp4 failed
+    rows = _rows(out)
+    assert rows["a.mp4"][:2] == ["done", "10"] and rows["b.mkv"][:2] == ["done", "12"]
+    assert rows["day2/c.mov"][:2] == ["done", "8"] and rows["day2/deep/d.mp4"][:2] == ["done", "6"]
+    assert rows["broken.mp4"][0] == "failed" and "truncated" in " ".join(rows["broken.mp4"])
+    assert rows["notes.txt"][0] == "skipped" and "not a video" in " ".join(rows["notes.txt"])
+    assert ".hidden.mp4" not in rows
+    assert out.strip().splitlines()[-1] == "6 files: 4 done, 1 skipped, 1 failed"
+    assert any("broken.mp4" in r.message for r in caplog.records if r.levelname == "ERROR")  # and logged
+    made = sorted(p.relative_to(target).as_posix() for p in target.rglob("*"))
+    assert made == ["a.mp4", "b.mkv", "day2", "day2/c.mov", "day2/deep", "day2/deep/d.mp4"]  # no work files left
+    assert read_video(target / "a.mp4").frame_pts == read_video(source / "a.mp4").frame_pts
+    assert read_video(target / "a.mp4").packets == read_video(source / "a.mp4").packets
+
+    # a rerun skips every finished output and tries the failed file again
+    before = {p: p.stat().st_mtime_ns for p in target.rglob("*.*")}
+    code, out, _ = cli("restore", "--model", "none", source, target, "--recursive")
+    assert code == 1
+    rows = _rows(out)
+    assert all(rows[name][:3] == ["skipped", "output", "exists"]
+               for name in ("a.mp4", "b.mkv", "day2/c.mov", "day2/deep/d.mp4"))
+    assert rows["broken.mp4"][0] == "failed"
+    assert before == {p: p.stat().st_mtime_ns for p in target.rglob("*.*")}
+
+
+def test_folder_mode_top_level_only_with_ext(tmp_path: Path, cli) -> None:
+    source, target = _folder(tmp_path), tmp_path / "out"
+    (source / "broken.mp4").unlink()
+    code, out, err = cli("restore", "--model", "none", source, target, "--ext", "mkv")
+    assert code == 0, err
+    assert sorted(p.name for p in target.iterdir()) == ["a.mkv", "b.mkv"]
+    assert read_video(target / "a.mkv").stream_types == ["video", "audio"]
+    assert "day2" not in out
+
+
+def test_folder_mode_errors_are_one_line(tmp_path: Path, cli) -> None:
+    source = _folder(tmp_path)
+    (tmp_path / "file.mp4").write_bytes(b"x")
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "file.mp4")
+    assert code == 1 and err.startswith("vidface: error: ") and "is a file" in err
+    code, _, err = cli("restore", "--model", "none", source, source)
+    assert code == 1 and "is the input folder" in err
+
+
+def test_find_jobs_leaves_out_its_own_output_folder(tmp_path: Path) -> None:
+    source = _folder(tmp_path)
+    target = source / "restored"
+    target.mkdir()
+    write_video(target / "a.mp4", frames=4)
+    work_folder(target / "b.mkv").mkdir()
+    jobs, skipped = find_jobs(source, target, recursive=True)
+    assert [job.name for job in jobs] == ["a.mp4", "b.mkv", "broken.mp4", "day2/c.mov", "day2/deep/d.mp4"]
+    assert [job.output for job in jobs][:2] == [target / "a.mp4", target / "b.mkv"]
+    assert [r.name for r in skipped] == ["notes.txt"]
+
+
+def test_summary_table_columns() -> None:
+    table = summary_table([FileResult("long/name.mp4", "done", 120, 3.25), FileResult("x.mkv", "failed", 0, 0.5,
+                                                                                     "input is truncated")])
+    lines = table.splitlines()
+    assert lines[0].split() == ["file", "status", "frames", "seconds", "message"]
+    assert lines[1].split() == ["long/name.mp4", "done", "120", "3.2"]
+    assert lines[2].split()[:3] == ["x.mkv", "failed", "0.5"] and lines[2].endswith("input is truncated")
+    assert lines[3] == "2 files: 1 done, 0 skipped, 1 failed"
+
+
+def test_folder_mode_loads_the_model_once(tmp_path: Path, monkeypatch, cli) -> None:
+    """The restorer is built once and called for every video (each call starts afresh)."""
+    from vidface.commands import restore as command
+    from vidface.pipeline import Resume, identity
+
+    loads, calls = [], []
+    monkeypatch.setattr(command, "load_model", lambda settings, name="osdface": loads.append(name) or "model")
+
+    def build(settings, model, **_):
+        assert model == "model"
+
+        def processor(frames):
+            calls.append(1)
+            return identity(frames)
+
+        return processor
+
+    monkeypatch.setattr(command, "build_processor", build)
+    monkeypatch.setattr(command, "resume_options", lambda args, settings: Resume())  # no weights to identify
+    source = _folder(tmp_path)
+    (source / "broken.mp4").unlink()
+    code, out, err = cli("restore", source, tmp_path / "out", "--recursive")
+    assert code == 0, err
+    assert loads == ["osdface"]
+    assert len(calls) == 4  # one segment per video

@@ -1,0 +1,133 @@
+"""Folder mode: restore every video of IN_DIR into OUT_DIR, mirroring relative paths.
+
+`find_jobs` lists the work (videos by extension, see VIDEO_EXTENSIONS; other files are
+skipped with a note), `run_jobs` restores them one after the other with a caller's function
+(which holds the one loaded model), skipping outputs that already exist (an output only
+appears when complete, so a rerun after an interruption does what is left, and each video is
+itself resumable) and going on past a failed file; `summary_table` is the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidface.errors import InputError, OutputError, VidfaceError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts", ".mts", ".m2ts",
+    ".wmv", ".asf", ".flv", ".3gp", ".3g2", ".ogv", ".mxf", ".dv", ".vob", ".y4m", ".nut",
+})
+"""Extensions (lower case) taken as videos in folder mode; every other file is skipped."""
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video to restore: source file, output file, and the source relative to IN_DIR."""
+
+    source: Path
+    output: Path
+    name: str
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What became of one file: status done/skipped/failed, frames written (done), seconds spent."""
+
+    name: str
+    status: str
+    frames: int = 0
+    seconds: float = 0.0
+    message: str = ""
+
+
+def find_jobs(in_dir: Path, out_dir: Path, *, recursive: bool = False, extension: str | None = None
+              ) -> tuple[list[Job], list[FileResult]]:
+    """The videos of in_dir (sorted; with recursive, of its sub-folders too) as jobs writing to
+    the same relative path under out_dir, and the other files as skipped results.
+
+    extension: the outputs' extension (".mkv" or "mkv"); None keeps each input's. Hidden files
+    and folders (vidface's own work files among them) and out_dir itself are left out.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise InputError(f"input folder {str(in_dir)!r} is not a folder; give a folder of videos")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output {str(out_dir)!r} is a file; give a folder for a folder of videos")
+    if out_dir.resolve() == in_dir.resolve() and extension is None:
+        raise OutputError(f"output folder {str(out_dir)!r} is the input folder; choose another folder")
+    suffix = None if extension is None else "." + extension.lstrip(".")
+    outside = out_dir.resolve()
+    jobs: list[Job] = []
+    skipped: list[FileResult] = []
+    pattern = in_dir.rglob("*") if recursive else in_dir.iterdir()
+    for path in sorted(pattern):
+        relative = path.relative_to(in_dir)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        if outside in path.resolve().parents:
+            continue
+        name = relative.as_posix()
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            skipped.append(FileResult(name, SKIPPED, message="not a video (by its extension)"))
+            continue
+        output = out_dir / relative
+        jobs.append(Job(path, output.with_suffix(suffix) if suffix else output, name))
+    return jobs, skipped
+
+
+def run_jobs(jobs: list[Job], restore: Callable[[Job], int], *, overwrite: bool = False,
+             on_done: Callable[[FileResult], None] | None = None) -> list[FileResult]:
+    """Restore each job with `restore(job) -> frames written`, in order; a job whose output
+    exists is skipped (unless overwrite), a job that fails with a VidfaceError (or any other
+    error: a long unattended batch goes on) is recorded as failed. KeyboardInterrupt stops the
+    batch. on_done: called with each job's result as it is known."""
+    results = []
+    for job in jobs:
+        started = time.perf_counter()
+        if job.output.exists() and not overwrite:
+            result = FileResult(job.name, SKIPPED, message="output exists")
+        else:
+            try:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                frames = restore(job)
+                result = FileResult(job.name, DONE, frames, time.perf_counter() - started)
+            except VidfaceError as error:
+                result = FileResult(job.name, FAILED, seconds=time.perf_counter() - started, message=str(error))
+            except OSError as error:
+                result = FileResult(job.name, FAILED, seconds=time.perf_counter() - started,
+                                    message=f"{error.strerror or error}: {error.filename or job.output}")
+            except Exception as error:  # a bug on one file must not end a long batch; the log keeps the trace
+                log.debug("%s failed", job.name, exc_info=True)
+                result = FileResult(job.name, FAILED, seconds=time.perf_counter() - started,
+                                    message=f"internal error: {type(error).__name__}: {error}")
+        if result.status == FAILED:
+            log.error("%s: %s", job.name, result.message)
+        results.append(result)
+        if on_done is not None:
+            on_done(result)
+    return results
+
+
+def summary_table(results: list[FileResult]) -> str:
+    """A plain-text table (file, status, frames, seconds, message) and a totals line."""
+    header = ("file", "status", "frames", "seconds", "message")
+    rows = [(r.name, r.status, str(r.frames) if r.status == DONE else "",
+             f"{r.seconds:.1f}" if r.status != SKIPPED else "", r.message) for r in results]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]),
+                 row[3].rjust(widths[3]), row[4]]
+        return "  ".join(cells).rstrip()
+
+    counts = {status: sum(r.status == status for r in results) for status in (DONE, SKIPPED, FAILED)}
+    total = f"{len(results)} files: {counts[DONE]} done, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
+    return "\n".join([line(header), *(line(row) for row in rows), total])
