@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,16 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, cli, monkeypatch: pytes
     monkeypatch.setattr("sys.stderr", terminal)
     assert cli("restore", "--model", "none", source, tmp_path / "c.mp4", "--no-progress")[0] == 0
     assert "frame/s" not in terminal.getvalue()
+
+
+def test_io_only_run_does_not_load_torch(tmp_path: Path) -> None:
+    """`--model none` checks I/O alone: it must not pay for importing torch (seconds, ~850 MB)."""
+    source = write_video(tmp_path / "in.mp4", frames=6)
+    probe = ("import sys\n"
+             "from vidface.cli import main\n"
+             f"code = main(['restore', '--model', 'none', '--no-progress', {str(source)!r}, "
+             f"{str(tmp_path / 'out.mp4')!r}])\n"
+             "print(code, 'torch' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "0 False"

@@ -14,7 +14,7 @@ import pytest
 
 from vidface.config import PRESETS, Settings, apply_mapping, load_settings, preset_path, read_yaml, settings_to_dict
 from vidface.errors import InputError
-from vidface.models.temporal import TemporalOptions
+from vidface.models.options import TemporalOptions
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,7 @@ from vidface.errors import InputError, VidfaceError
 from vidface.faces.track import TrackerConfig
 from vidface.io.encode import EncodeOptions
 from vidface.models.options import ModelOptions
-from vidface.models.temporal import TemporalOptions
+from vidface.models.options import TemporalOptions
 
 __all__ = [
     "PRESETS",

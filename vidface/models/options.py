@@ -1,4 +1,4 @@
-"""How the restorer runs: device, dtype, batch size, compilation. Shared by every command that
+"""How the restorer runs: device, dtype, batch size, compilation, and temporal stabilisation. Shared by every command that
 restores faces (``vidface faces``, ``vidface restore --model osdface``) and by the settings file.
 Importing this module does not import torch.
 """
@@ -13,7 +13,7 @@ from vidface.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "resolve_device", "resolve_dtype", "torch_dtype"]
+__all__ = ["DTYPES", "ModelOptions", "TemporalOptions", "auto_batch_size", "resolve_device", "resolve_dtype", "torch_dtype"]
 
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -111,3 +111,56 @@ def auto_batch_size(device: torch.device, dtype: torch.dtype) -> int:
     free, _total = torch.cuda.mem_get_info(device)
     per_face = _BYTES_PER_FACE_16BIT * (2 if dtype == torch.float32 else 1)
     return max(1, min(_MAX_AUTO_BATCH, int(free * 0.8) // per_face))
+
+
+@dataclass(frozen=True)
+class TemporalOptions:
+    """Settings of temporal stabilisation (the ``temporal`` section of the settings).
+
+    strength: weight of a track's past in the blended latent when the face is still and the
+        latent barely changes, in [0, 1]; 0 turns all temporal smoothing off (latents, prompts
+        and masks). Measured in tests/test_temporal.py on noisy latents: at the default 0.6 the
+        frame-to-frame variance falls to ~0.15 of its value and a slow change is followed ~1.1
+        frames late; at 0.7, ~0.09 and ~1.6 frames; at 0.8, ~0.05 and ~2.3 frames.
+    motion_scale: face motion (:func:`landmark_motion`: RMS landmark displacement since the
+        previous frame over the longer side of the face box) at which the latent and mask
+        weights have fallen to exp(-1/2) ~ 0.61 of their still-face value; they fall as
+        exp(-(motion / motion_scale)^2 / 2). At 0.08, a face drifting 2% of its size per frame
+        keeps 97% of the weight and one moving 24% keeps 1%.
+    change_scale: how many times the track's usual frame-to-frame latent change (a running
+        median over latent positions, so flicker sets it) a change at one latent position may be
+        before it stops blending: the weight there falls as exp(-(change / (change_scale *
+        usual))^2 / 2). Flicker keeps blending; an expression change, an occlusion or a new
+        face replaces the past where it happens, whatever the model's latent scale. Measured
+        in tests/test_temporal.py: at 2, a change 7x the flicker leaves under 1% ghost.
+    prompt_momentum: weight of a track's past in its running average of the embedder's code
+        distances, in [0, 1); 0 selects codes from each frame alone.
+    mask_momentum: weight of a track's past paste mask (crop coordinates), in [0, 1), scaled by
+        the motion weight.
+    max_gap: frames a track may go unseen before its state is dropped and it starts afresh.
+    """
+
+    strength: float = 0.6
+    motion_scale: float = 0.08
+    change_scale: float = 2.0
+    prompt_momentum: float = 0.8
+    mask_momentum: float = 0.5
+    max_gap: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise InputError(f"temporal strength must be in [0, 1] (0 turns it off), got {self.strength}")
+        for name in ("motion_scale", "change_scale"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise InputError(f"temporal {name} must be > 0, got {value}")
+        for name in ("prompt_momentum", "mask_momentum"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise InputError(f"temporal {name} must be in [0, 1), got {value}")
+        if self.max_gap < 1:
+            raise InputError(f"temporal max_gap must be >= 1 frame, got {self.max_gap}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.strength > 0
