@@ -183,8 +183,9 @@ def _interrupt_identity(at: int):
 
 
 def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the default warm-up (24) and look-ahead (16), frame 50 first comes in the call of
-    the 5th 8-frame segment: Ctrl-C there keeps 4 segments."""
+    """With the default warm-up (32) and look-ahead (the tracker's lag, 8), frame 50 first
+    comes in the call of the 6th 8-frame segment (frames 40-47, fed 8-55): Ctrl-C there keeps
+    5 segments."""
     from vidface import pipeline
 
     source = write_video(tmp_path / "in.mkv", frames=60, audio="aac")
@@ -195,13 +196,13 @@ def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatc
     code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
     assert code == 130
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "32 of 60 frames" in lines[0] and "run the same command again to resume" in lines[0]
+    assert len(lines) == 1 and "40 of 60 frames" in lines[0] and "run the same command again to resume" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["in.mkv", "reference.mkv", work_folder(output).name])
     monkeypatch.undo()
     code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
     assert code == 0, err
-    assert "resumed, 32 frames" in out
+    assert "resumed, 40 frames" in out
     _same_video(output, reference)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv", "reference.mkv"]
 

@@ -102,12 +102,17 @@ class Segmenting:
     Warm-up and look-ahead let a stateful processor (tracker, temporal blending) reach the
     same state at a segment's edges as in one long pass; they cost (warmup + lookahead) /
     frames of extra processing. At most `frames` frames of work are lost to an interruption.
-    Defaults: see tools/bench_resume.py, which measures both.
+    Measured with tools/bench_resume.py (face restorer, tiny model, default settings): next to
+    segment edges the segmented output differs from one continuous pass by 0.001 8-bit levels
+    on average (at most 1) with 32 warm-up frames and a look-ahead of the tracker's lag (8),
+    against 0.03 (at most 9) with 16 warm-up frames and 1.0 (at most 161) with no look-ahead.
+    32 + 8 frames around 900-frame segments is 4.4 % extra model work; the I/O cost of
+    segments (their files, one keyframe each) is within measurement noise.
     """
 
-    frames: int = 600
-    warmup: int = 24
-    lookahead: int = 16
+    frames: int = 900
+    warmup: int = 32
+    lookahead: int = 8
 
     def __post_init__(self) -> None:
         if self.frames < 1:
