@@ -224,3 +224,26 @@ def test_cli_no_resume_starts_over(tmp_path: Path, cli, monkeypatch: pytest.Monk
     assert any("--no-resume was given" in r.message for r in caplog.records), caplog.text
     assert len(read_video(output).frame_pts) == 40
     assert not work_folder(output).exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    """While one run holds OUT, another one (say a second batch over the same folder) gets one
+    line instead of sharing the work folder."""
+    from vidface.errors import OutputError
+
+    source = write_video(tmp_path / "in.mp4", frames=12)
+    output = tmp_path / "out.mp4"
+    held = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
+                             "from vidface.resume import output_lock; from pathlib import Path\n"
+                             "with output_lock(Path(sys.argv[2])):\n print('held', flush=True); time.sleep(60)",
+                             str(TESTS), str(output)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match="another vidface run is writing"):
+            transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD)
+        assert not output.exists() and not work_folder(output).exists()
+    finally:
+        held.kill()
+        held.wait()
+    transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD)  # free again once that run is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]

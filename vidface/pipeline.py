@@ -206,7 +206,10 @@ def transcode(
     docstring); the processor is then called once per segment, each call starting afresh.
     """
     if resume is not None:
-        return _transcode_resumable(plan, processor, resume, progress)
+        from vidface.resume import output_lock
+
+        with output_lock(plan.output):
+            return _transcode_resumable(plan, processor, resume, progress)
     from vidface.io.decode import decode_frames
 
     info = plan.info

@@ -22,6 +22,7 @@ import os
 import shutil
 import struct
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,6 +44,34 @@ _MAGIC = b"vidface-segment 1\n"
 _HEADER = struct.Struct("<qqqBI")  # pts, dts, duration, flags, size
 _NO_TIME = -(1 << 63)
 _KEYFRAME = 1
+
+
+@contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Hold OUT for one run: a second run writing the same OUT (two batch jobs over one folder)
+    gets an OutputError instead of sharing, and mixing, its work files. The lock is an flock
+    on a hidden file next to OUT, released by the system whatever way the run ends; where
+    flock does not exist (Windows) runs are not locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = output.with_name(f".{output.name}.vidface-lock")
+    try:
+        file = path.open("a")
+    except OSError as error:
+        raise OutputError(f"cannot create {str(path)!r} ({error.strerror}); check the output folder") from None
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"another vidface run is writing {str(output)!r}; wait for it to end or "
+                              "choose another output") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def work_folder(output: Path) -> Path:
