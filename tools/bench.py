@@ -1,7 +1,7 @@
 """End-to-end benchmark of `vidface restore` on CPU with the tiny random OSDFace.
 
     python tools/bench.py fps [--sizes 1280x720 1920x1080] [--seconds 5] [--batch-size 8] [--presets default fast]
-    python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25]
+    python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25] [--preset default]
     python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8]
 
 fps: generates a clip per size (one moving, turning astronaut head about a quarter of the
@@ -67,17 +67,19 @@ def make_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25
                        audio="aac", codec_options={"preset": "veryfast", "crf": "20"})
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (MiB) of one run of `command` (which must succeed)."""
-    with tempfile.TemporaryFile() as log:
+def timed(command: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak resident memory (MiB) and stdout of one run of `command` (which must
+    succeed)."""
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryFile() as out:
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        process = subprocess.Popen(command, stdout=out, stderr=log)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             log.seek(0)
             raise SystemExit(f"failed: {' '.join(command)}\n{log.read().decode(errors='replace')[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+        out.seek(0)
+        return seconds, usage.ru_maxrss / 1024, out.read().decode(errors="replace")
 
 
 def tiny_model(folder: Path):
@@ -112,8 +114,10 @@ def bench_fps(args: argparse.Namespace, folder: Path) -> None:
         })
         results = {name: timed(command) for name, command in runs.items()}
         print(f"{size}, {frames} frames, one face per frame:")
-        for name, (seconds, rss) in results.items():
-            print(f"  {name:28s} {frames / seconds:6.2f} fps  ({seconds:.1f} s, peak {rss:.0f} MiB)")
+        for name, (seconds, rss, said) in results.items():
+            # vidface prints its own fps over the transcode alone (after loading the model)
+            own = f"; {said.split('(')[-1].split(')')[0]} without start-up" if name.startswith("vidface") else ""
+            print(f"  {name:28s} {frames / seconds:6.2f} fps  ({seconds:.1f} s, peak {rss:.0f} MiB{own})")
         for preset in args.presets:
             ours = results[f"vidface --preset {preset}"][0]
             for name in runs:
@@ -127,7 +131,8 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> None:
     peaks = {}
     for seconds in (args.short, args.long):
         clip = make_clip(folder / f"clip_{seconds}.mp4", width, height, seconds, fps=args.fps)
-        wall, peaks[seconds] = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size))
+        wall, peaks[seconds], _ = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size,
+                                                     ["--preset", args.preset]))
         print(f"{seconds:5.0f} s clip ({int(seconds * args.fps)} frames, {args.size} at {args.fps} fps): "
               f"peak {peaks[seconds]:.0f} MiB, {wall:.0f} s")
     print(f"peak memory long / short: {peaks[args.long] / peaks[args.short]:.3f}")
@@ -201,6 +206,7 @@ def main() -> None:
     memory.add_argument("--size", default="320x240")
     memory.add_argument("--fps", type=int, default=25)
     memory.add_argument("--batch-size", type=int, default=8)
+    memory.add_argument("--preset", default="default")
     temporal = sub.add_parser("temporal")
     temporal.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.7, 0.8])
     args = parser.parse_args()
