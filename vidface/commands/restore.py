@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.output}: resumed, {result.resumed} frames taken from the interrupted run")
     faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if model is not None else ""
     print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
-          f"({result.frames / max(result.seconds, 1e-9):.1f} fps)")
+          f"({(result.frames - result.resumed) / max(result.seconds, 1e-9):.1f} fps)")
     return 0
 
 
