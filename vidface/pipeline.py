@@ -402,13 +402,13 @@ def _mux_segments(plan: Plan, work, writer: OutputWriter) -> int:
     time_base = plan.info.video.time_base
     before: list[int] = []  # the largest `delay` pts of the segments so far
     for record in work.finished:
-        packets = list(read_segment(work.path / record.file))
-        if len(packets) != record.packets:
-            raise OutputError(f"work file {str(work.path / record.file)!r} is truncated; rerun with --no-resume")
-        pts = [packet.pts for packet in packets]
+        path = work.path / record.file
+        pts = [packet.pts for packet in read_segment(path, data=False)]
+        if len(pts) != record.packets:
+            raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
         dts = decode_times(before + pts, delay)[len(before):]
-        writer.mux_video([dataclasses.replace(packet, dts=stamp).to_av(time_base)
-                          for packet, stamp in zip(packets, dts)])
+        for packet, stamp in zip(read_segment(path), dts):  # one packet in memory at a time
+            writer.mux_video([dataclasses.replace(packet, dts=stamp).to_av(time_base)])
         before = sorted(before + pts)[-delay:] if delay else []
     return frames
 

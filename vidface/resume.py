@@ -184,15 +184,25 @@ class SegmentWriter:
         self._part.unlink(missing_ok=True)
 
 
-def read_segment(path: Path) -> Iterator[EncodedPacket]:
-    """The packets of a segment file, in decode order."""
+def read_segment(path: Path, *, data: bool = True) -> Iterator[EncodedPacket]:
+    """The packets of a segment file, in decode order, one at a time (data=False: timestamps
+    and flags only, with empty data, without reading the packets' bytes)."""
     with path.open("rb") as file:
         if file.read(len(_MAGIC)) != _MAGIC:
             raise OutputError(f"work file {str(path)!r} is not a vidface segment; rerun with --no-resume")
         while header := file.read(_HEADER.size):
+            if len(header) < _HEADER.size:
+                raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
             pts, dts, duration, flags, size = _HEADER.unpack(header)
+            if data:
+                payload = file.read(size)
+                if len(payload) < size:
+                    raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
+            else:
+                payload = b""
+                file.seek(size, os.SEEK_CUR)
             yield EncodedPacket(pts=None if pts == _NO_TIME else pts, dts=None if dts == _NO_TIME else dts,
-                                duration=duration, keyframe=bool(flags & _KEYFRAME), data=file.read(size))
+                                duration=duration, keyframe=bool(flags & _KEYFRAME), data=payload)
 
 
 def reorder_delay(pts: list[int]) -> int:
