@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,6 +41,9 @@ from vidface.io.encode import CopyRange, EncodeOptions, OutputWriter, choose_pix
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.probe import UNKNOWN_CODEC, MediaInfo, StreamInfo, probe
+
+if TYPE_CHECKING:
+    from vidface.resume import WorkFolder
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +333,7 @@ def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
                            resumed=resumed)
 
 
-def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segmenting, work,
+def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segmenting, work: WorkFolder,
                       ranges: list[tuple[int, int]], written: int,
                       progress: Callable[[int], None] | None) -> None:
     """Process and encode the segments after the finished ones into the work folder."""
@@ -383,7 +386,7 @@ def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segment
         decoded.close()
 
 
-def _mux_segments(plan: Plan, work, writer: OutputWriter) -> int:
+def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
     """Mux the finished segments' packets into OUT's writer (the copied streams interleave);
     return the frame count.
 
