@@ -121,7 +121,7 @@ def test_every_preset_loads_and_default_is_the_built_in_defaults() -> None:
 
 def test_layers_file_over_preset_and_flags_over_file(tmp_path: Path) -> None:
     user = write(tmp_path, "temporal:\n  strength: 0.25\n  max_gap: 9\n")
-    settings = load_settings("archival", user, {"temporal.max_gap": 3, "temporal.strength": None})
+    settings = load_settings("archival", user, overrides={"temporal.max_gap": 3, "temporal.strength": None})
     archival = load_settings("archival")
     assert settings.temporal.strength == 0.25  # file over preset
     assert settings.temporal.max_gap == 3  # flag over file
@@ -133,19 +133,19 @@ def test_layers_file_over_preset_and_flags_over_file(tmp_path: Path) -> None:
 def test_config_file_problems_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(InputError, match=r"config file '.*nope\.yaml' does not exist"):
-        load_settings(config_file=missing)
+        load_settings(missing)
     broken = write(tmp_path, "temporal:\n  strength: [0.5\n", "broken.yaml")
     with pytest.raises(InputError, match=r"broken\.yaml' is not valid YAML at line \d+, column \d+"):
-        load_settings(config_file=broken)
+        load_settings(broken)
     listing = write(tmp_path, "- 1\n- 2\n", "list.yaml")
     with pytest.raises(InputError, match=r"must hold a mapping of sections .* got a list"):
-        load_settings(config_file=listing)
+        load_settings(listing)
     typo = write(tmp_path, "temporal:\n  strenght: 0.5\n", "typo.yaml")
     with pytest.raises(InputError, match=r"unknown setting 'temporal\.strenght' in config file '.*typo\.yaml'; "
                                          r"valid keys of 'temporal': change_scale, mask_momentum, max_gap, "):
-        load_settings(config_file=typo)
+        load_settings(typo)
     assert read_yaml(write(tmp_path, "# only a comment\n", "empty.yaml")) == {}
-    assert load_settings(config_file=tmp_path / "empty.yaml") == Settings()
+    assert load_settings(tmp_path / "empty.yaml") == Settings()
 
 
 def test_settings_round_trip_through_a_plain_dict(tmp_path: Path) -> None:

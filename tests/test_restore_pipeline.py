@@ -125,16 +125,16 @@ def _args(*flags: str):
 def test_settings_layers_preset_config_flags(tmp_path: Path) -> None:
     default = build_settings(_args())
     assert default == load_settings("default")
-    archival = build_settings(_args("--preset", "archival"))
+    archival = build_settings(_args("--config", "archival"))
     assert archival.encode.crf == 12 and archival.model.dtype == "fp32" and archival.temporal.strength == 0.7
 
     config = tmp_path / "run.yaml"
     config.write_text("encode:\n  crf: 23\n  options: {tune: film}\ntemporal:\n  strength: 0.3\n")
-    layered = build_settings(_args("--preset", "archival", "--config", str(config)))
+    layered = build_settings(_args("--config", "archival", "--config", str(config)))
     assert layered.encode.crf == 23 and layered.encode.preset == "slow" and layered.temporal.strength == 0.3
-    flags = build_settings(_args("--preset", "archival", "--config", str(config), "--crf", "16", "--temporal",
+    flags = build_settings(_args("--config", "archival", "--config", str(config), "--preset", "veryfast", "--crf", "16", "--temporal",
                                  "0.5", "--encoder-opt", "g=48", "--lag", "3", "--device", "cpu"))
-    assert flags.encode.crf == 16 and flags.temporal.strength == 0.5 and flags.faces.lag == 3
+    assert flags.encode.crf == 16 and flags.encode.preset == "veryfast" and flags.temporal.strength == 0.5 and flags.faces.lag == 3
     assert flags.encode.options == (("tune", "film"), ("g", "48"))
     assert flags.model.device == "cpu" and flags.model.dtype == "fp32"  # dtype still from the preset
     assert not build_settings(_args("--no-temporal")).temporal.enabled
@@ -143,7 +143,7 @@ def test_settings_layers_preset_config_flags(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flags, exit_code, words", [
     (["--temporal", "1.5"], 2, "must be in [0, 1]"),
     (["--temporal", "0.5", "--no-temporal"], 2, "not allowed with"),
-    (["--preset", "ultrafast"], 2, "invalid choice"),
+    (["--config", "ultrafast"], 1, "unknown preset 'ultrafast'"),
 ])
 def test_bad_settings_flags_are_usage_errors(cli, flags, exit_code, words) -> None:
     code, _, err = cli("restore", "in.mp4", "out.mp4", *flags)

@@ -1,13 +1,13 @@
 """Typed settings: one section per stage, from built-in defaults, a preset, a file and flags.
 
 Each stage owns the dataclass of its options in its own module; :class:`Settings` composes them,
-one field (section) per stage. Settings are resolved in four layers, later ones winning:
+one field (section) per stage. Settings are resolved in layers, later ones winning:
 
 1. the dataclasses' built-in defaults (which are the ``default`` preset),
-2. a preset by name (``default``, ``archival``, ``fast``): YAML files shipped inside the package
-   in ``vidface/configs/`` (their one home; installed as package data),
-3. a user's YAML file (``--config FILE``), any subset of the same sections and keys,
-4. command-line flags, as dotted keys (``{"temporal.strength": 0.4}``; None means "not given").
+2. each ``--config`` value in the order given: a preset by name (``default``, ``archival``,
+   ``fast``: YAML files shipped inside the package in ``vidface/configs/``, their one home,
+   installed as package data) or a user's YAML file with any subset of the same sections and keys,
+3. command-line flags, as dotted keys (``{"temporal.strength": 0.4}``; None means "not given").
 
 Every layer is checked against the dataclasses: an unknown key is an error naming it and the
 valid keys, a value of the wrong type an error naming the key, the value and the expected type,
@@ -39,6 +39,7 @@ __all__ = [
     "PRESETS",
     "Settings",
     "apply_mapping",
+    "is_config_file",
     "load_settings",
     "preset_path",
     "read_yaml",
@@ -69,23 +70,25 @@ class Settings:
 def preset_path(name: str) -> Path:
     """The YAML file of a preset shipped with the package."""
     if name not in PRESETS:
-        raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}, or give a YAML file")
     return Path(str(resources.files("vidface").joinpath("configs", f"{name}.yaml")))
 
 
-def load_settings(
-    preset: str = "default",
-    config_file: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Resolve the settings of a run: built-in defaults < preset < config file < flags.
+def load_settings(*configs: str | Path, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Resolve the settings of a run: built-in defaults < the `default` preset < each of
+    `configs` in order < flags.
 
+    configs: preset names (:data:`PRESETS`) or YAML files, as given to ``--config``; a value
+        that names an existing file, or ends in .yaml/.yml, or holds a path separator, is a file.
     overrides: dotted keys to values, e.g. ``{"temporal.strength": 0.4}``; entries whose value
         is None (a flag that was not given) are skipped.
     """
-    settings = apply_mapping(Settings(), read_yaml(preset_path(preset)), f"preset {preset!r}")
-    if config_file is not None:
-        settings = apply_mapping(settings, read_yaml(config_file), f"config file {str(config_file)!r}")
+    settings = apply_mapping(Settings(), read_yaml(preset_path("default")), "preset 'default'")
+    for config in configs:
+        if is_config_file(config):
+            settings = apply_mapping(settings, read_yaml(config), f"config file {str(config)!r}")
+        else:
+            settings = apply_mapping(settings, read_yaml(preset_path(str(config))), f"preset {config!r}")
     if overrides:
         nested: dict[str, Any] = {}
         for key, value in overrides.items():
@@ -98,6 +101,12 @@ def load_settings(
             target[name] = value
         settings = apply_mapping(settings, nested, "the command line")
     return settings
+
+
+def is_config_file(config: str | Path) -> bool:
+    """Whether a ``--config`` value means a YAML file rather than a preset name."""
+    path = Path(config)
+    return path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

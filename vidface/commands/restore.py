@@ -11,18 +11,14 @@ from vidface.commands.track import add_face_flags, face_overrides
 MODELS = ("osdface", "none")
 """Restorers `--model` accepts; `none` passes frames through untouched (an I/O-only run)."""
 
-PRESETS = ("default", "archival", "fast")
-"""Settings presets (vidface/configs/<name>.yaml; the same names as vidface.config.PRESETS)."""
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "restore",
         help="restore every face in a video",
         description="Restore every face in IN and write OUT. Timestamps, frame count, audio, "
                     "subtitles, metadata and rotation are kept; only the video is re-encoded, and "
-                    "frames without faces keep their pixels. Settings come from --preset, then "
-                    "--config FILE, then the flags given on the command line (later wins).",
+                    "frames without faces keep their pixels. Settings come from the default "
+                    "preset, then each --config PRESET|FILE, then the flags given on the command line (later wins).",
     )
     parser.add_argument("input", metavar="IN", help="input video, or a folder of videos (folder mode)")
     parser.add_argument("output", metavar="OUT",
@@ -30,13 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "output folder, where each video keeps its relative path and name")
     parser.add_argument("--model", choices=MODELS, default="osdface",
                         help="face restorer (default: %(default)s; 'none' only re-encodes, to check I/O)")
-    parser.add_argument("--preset", choices=PRESETS, default="default",
-                        help="settings preset (default: %(default)s; archival: best quality, detection "
-                             "in more pixels, fp32, crf 12; fast: detection every 3rd frame, crf 20, "
-                             "x264 veryfast)")
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML settings file over the preset (sections faces, model, temporal, "
-                             "encode; see vidface/configs/default.yaml); flags override it")
+    parser.add_argument("--config", action="append", default=[], metavar="PRESET|FILE",
+                        help="settings: a preset (default, archival: best quality, detection in more "
+                             "pixels, fp32, crf 12; fast: detection every 3rd frame, crf 20, x264 "
+                             "veryfast) or a YAML file with sections faces, model, temporal, encode (see "
+                             "vidface/configs/default.yaml); repeatable, later over earlier, over the "
+                             "default preset; flags override them all")
     add_settings_flags(parser)
     parser.add_argument("--no-audio", action="store_true",
                         help="drop the audio streams (default: copy every one, untouched)")
@@ -81,7 +76,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     encode.add_argument("--crf", type=int, default=None,
                         help="constant quality for x264/x265/AV1/VP9, lower is better and bigger "
                              "(default: 18, visually lossless for x264; archival 12, fast 20)")
-    encode.add_argument("--encoder-preset", default=None, metavar="NAME",
+    encode.add_argument("--preset", default=None, metavar="NAME",
                         help="encoder speed preset, e.g. ultrafast..veryslow for x264 (default: the "
                              "encoder's own, medium for x264; archival slow, fast veryfast)")
     encode.add_argument("--pix-fmt", default=None, metavar="FMT",
@@ -123,19 +118,19 @@ def _unit_interval(text: str) -> float:
 
 
 def build_settings(args: argparse.Namespace):
-    """The run's `vidface.config.Settings`: --preset < --config FILE < flags given."""
+    """The run's `vidface.config.Settings`: default preset < each --config < flags given."""
     import dataclasses
 
     from vidface.config import load_settings
 
     overrides = {
-        "encode.codec": args.codec, "encode.crf": args.crf, "encode.preset": args.encoder_preset,
+        "encode.codec": args.codec, "encode.crf": args.crf, "encode.preset": args.preset,
         "encode.pix_fmt": args.pix_fmt,
         "temporal.strength": 0.0 if args.no_temporal else args.temporal,
         **face_overrides(args),
         **model_overrides(args),
     }
-    settings = load_settings(args.preset, args.config, overrides)
+    settings = load_settings(*args.config, overrides=overrides)
     if args.encoder_opt:
         encode = settings.encode
         settings = dataclasses.replace(settings, encode=dataclasses.replace(
