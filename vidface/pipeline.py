@@ -222,9 +222,9 @@ def transcode(
     cancel = threading.Event()
     try:
         with _output_writer(plan, temporary) as writer:
-            decoded = _background(decode_frames(info.path, start_pts=start_pts, stop_pts=stop_pts),
+            decoded = in_background(decode_frames(info.path, start_pts=start_pts, stop_pts=stop_pts),
                                   cancel, "decode")
-            processed = _background(processor(decoded), cancel, "process")
+            processed = in_background(processor(decoded), cancel, "process")
             try:
                 for frame in processed:
                     writer.write(frame)
@@ -347,7 +347,7 @@ def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segment
     start = plan.first_frame + first_needed
     start_pts = video.pts[start] if start else None
     cancel = threading.Event()
-    decoded = _background(_renumbered(decode_frames(plan.info.path, start_pts=start_pts, stop_pts=stop_pts),
+    decoded = in_background(_renumbered(decode_frames(plan.info.path, start_pts=start_pts, stop_pts=stop_pts),
                                       first_needed), cancel, "decode")
     window = _FrameWindow(decoded)
     try:
@@ -358,7 +358,7 @@ def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segment
                                    (), CopyRange(), video_shift=shift)
             segment = SegmentWriter(work.segment_path(number))
             try:
-                processed = _background(processor(feed), cancel, "process")
+                processed = in_background(processor(feed), cancel, "process")
                 try:
                     for frame in processed:
                         if first <= frame.index < stop:
@@ -462,7 +462,7 @@ class _Failure:
         self.error = error
 
 
-def _background(items: Iterable, cancel: threading.Event, name: str, maxsize: int = QUEUE_FRAMES) -> Iterator:
+def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: int = QUEUE_FRAMES) -> Iterator:
     """Iterate `items` on a thread of its own, through a queue of at most `maxsize` items.
 
     An exception on the thread is re-raised in the consumer; setting `cancel` (or closing

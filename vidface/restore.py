@@ -38,7 +38,7 @@ from vidface.io.frames import Frame
 from vidface.models.options import auto_batch_size
 from vidface.models.osdface import OSDFace
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion
-from vidface.pipeline import QUEUE_FRAMES, FrameProcessor, _background
+from vidface.pipeline import QUEUE_FRAMES, FrameProcessor, in_background
 
 __all__ = ["MAX_WAITING_FRAMES", "RestoreStats", "face_restorer", "restore_batch_size"]
 
@@ -111,8 +111,8 @@ def face_restorer(model: OSDFace, settings: Settings, *, detector: FaceDetector 
 
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
         cancel = threading.Event()
-        work = _background(_face_work(frames, detector, settings, model.face_size), cancel, "faces")
-        restored = _background(_run_model(work, model, TemporalStabilizer(settings.temporal), batch_size),
+        work = in_background(_face_work(frames, detector, settings, model.face_size), cancel, "faces")
+        restored = in_background(_run_model(work, model, TemporalStabilizer(settings.temporal), batch_size),
                                cancel, "model", maxsize=QUEUE_FRAMES)
         try:
             for item in restored:
