@@ -25,17 +25,54 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
     add_logging_flags(parser)
 
 
+def _parsed(text: str, kind: type, expected: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text}") from None
+
+
 def non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _parsed(text, float, "a number >= 0")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    value = _parsed(text, float, "a number > 0")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _parsed(text, int, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _parsed(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1]."""
+    value = _parsed(text, float, "a number in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def open_unit_interval(text: str) -> float:
+    """A number strictly between 0 and 1 (a score threshold)."""
+    value = _parsed(text, float, "a number between 0 and 1")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
 
@@ -108,9 +145,6 @@ def batch_size(text: str) -> int:
     if text == "auto":
         return 0
     try:
-        value = int(text)
-    except ValueError:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text}")
-    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_model_flags, add_output_flags, model_overrides
+from vidface.commands.options import add_model_flags, add_output_flags, model_overrides, positive_int, unit_interval
 from vidface.commands.track import add_face_flags, face_overrides
 
 MODELS = ("osdface", "none")
@@ -55,7 +55,7 @@ def add_resume_flags(parser: argparse.ArgumentParser) -> None:
                                                 "stopped when the same command runs again")
     group.add_argument("--no-resume", action="store_true",
                        help="discard the work files of an earlier interrupted run and start over")
-    group.add_argument("--segment-frames", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--segment-frames", type=positive_int, default=None, metavar="N",
                        help="frames per resumable segment: at most this much work is lost to an "
                             "interruption; each segment also processes the 32 frames before it and "
                             "the tracker's look-ahead (8) after it (default: 900, ~4%% extra work)")
@@ -65,7 +65,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that override the settings (None when not given); read them with `build_settings`."""
     temporal = parser.add_argument_group("temporal stabilisation")
     switch = temporal.add_mutually_exclusive_group()
-    switch.add_argument("--temporal", type=_unit_interval, default=None, metavar="STRENGTH",
+    switch.add_argument("--temporal", type=unit_interval, default=None, metavar="STRENGTH",
                         help="weight of a face's past when it is still, 0-1: more is steadier skin and "
                              "identity, slower to follow change (default: 0.6; archival 0.7)")
     switch.add_argument("--no-temporal", action="store_true",
@@ -95,26 +95,6 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def build_settings(args: argparse.Namespace):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_output_flags
+from vidface.commands.options import add_output_flags, non_negative_int, open_unit_interval, positive_int
 
 
 def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -26,15 +26,15 @@ def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None
     group.add_argument("--detector-weights", default=None, metavar="PATH",
                        help="weights file for a retinaface-* detector (default: the vidface cache "
                             "folder, $XDG_CACHE_HOME/vidface/facexlib)")
-    group.add_argument("--detect-every", type=_positive_int, default=None, metavar="K",
+    group.add_argument("--detect-every", type=positive_int, default=None, metavar="K",
                        help=f"detect faces in every K-th frame, the tracker predicts between "
                             f"(default: {defaults.detect_every}; 2-3 is faster with slightly looser boxes)")
-    group.add_argument("--detect-size", type=_non_negative_int, default=None, metavar="PX",
+    group.add_argument("--detect-size", type=non_negative_int, default=None, metavar="PX",
                        help=f"long side of the downscaled frame the detector sees; 0: full size "
                             f"(default: {defaults.detect_size}; larger finds smaller faces, slower)")
-    group.add_argument("--detector-threshold", type=_unit_interval, default=None, metavar="SCORE",
+    group.add_argument("--detector-threshold", type=open_unit_interval, default=None, metavar="SCORE",
                        help="minimum detection score (default: the detector's own, 0.5 for centerface)")
-    group.add_argument("--lag", type=_non_negative_int, default=None, metavar="FRAMES",
+    group.add_argument("--lag", type=non_negative_int, default=None, metavar="FRAMES",
                        help=f"future frames used to smooth face positions (default: {defaults.lag}; "
                             f"more is steadier, holds more frames in memory)")
     if device:
@@ -131,24 +131,3 @@ def run(args: argparse.Namespace) -> int:
           f"in {result.seconds:.1f} s ({result.frames / max(result.seconds, 1e-9):.1f} fps)"
           + (f"; tracks in {tracks_path}" if tracks_path else ""))
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _unit_interval(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
