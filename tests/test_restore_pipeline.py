@@ -19,7 +19,9 @@ from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.cli import build_parser
 from vidface.commands.restore import build_settings
 from vidface.config import Settings, load_settings
+from vidface.io.encode import EncodeOptions
 from vidface.metrics import temporal_flicker
+from vidface.pipeline import Resume, Segmenting, plan_transcode, transcode
 from vidface.restore import RestoreStats, face_restorer
 
 SIZE = (256, 192)  # width, height: faces ~100 px tall, eye distance ~26 px
@@ -187,3 +189,22 @@ def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> No
     assert at_first <= bound < count, f"first frame out after {at_first} frames in"
     assert [f.index for f in [first, *rest]] == list(range(count))
     assert stats.faces == 4
+
+
+def test_segmented_run_counts_only_the_frames_it_writes(tiny_osdface_model, tmp_path: Path) -> None:
+    """Each segment also processes warm-up frames before it and look-ahead frames after it, then
+    drops them; the counts cover each written frame once, as one continuous pass does."""
+    clip = moving_face_clip(16, *SIZE, face_free=(0, 1, 14, 15))
+    continuous = RestoreStats()
+    for _ in face_restorer(tiny_osdface_model, _settings(), stats=continuous)(iter(frames_of(clip.frames))):
+        pass
+    source = write_video(tmp_path / "in.mkv", frames=16, size=SIZE, images=np.stack(clip.frames), codec="ffv1")
+    plan = plan_transcode(source, tmp_path / "out.mkv", encode=EncodeOptions(codec="ffv1"))
+    stats = RestoreStats()
+    result = transcode(plan, face_restorer(tiny_osdface_model, _settings(), stats=stats),
+                       resume=Resume(segmenting=Segmenting(frames=6, warmup=3, lookahead=2)),  # 3 segments
+                       on_segment=stats.keep)
+
+    assert result.frames == stats.frames == continuous.frames == 16
+    assert continuous.faces >= 12  # the 12 frames with a face (the tracker may hold it a frame longer)
+    assert (stats.faces, stats.frames_with_faces) == (continuous.faces, continuous.frames_with_faces)

@@ -201,18 +201,22 @@ def transcode(
     *,
     progress: Callable[[int], None] | None = None,
     resume: Resume | None = None,
+    on_segment: Callable[[int, int], None] | None = None,
 ) -> TranscodeResult:
     """Run `plan`: decode its frame range, pass it through `processor`, encode and mux.
 
     progress: called with the number of frames written so far, after each frame. The output
     appears at plan.output only when complete. resume: make the run resumable (see the module
     docstring); the processor is then called once per segment, each call starting afresh.
+    on_segment: in a resumable run, called with a segment's kept frames [first, stop) (output
+    positions, as Frame.index) before the processor's call for it starts, so a processor's
+    counters can leave out the warm-up and look-ahead frames it processes and drops.
     """
     if resume is not None:
         from vidface.resume import output_lock
 
         with output_lock(plan.output):
-            return _transcode_resumable(plan, processor, resume, progress)
+            return _transcode_resumable(plan, processor, resume, progress, on_segment)
     from vidface.io.decode import decode_frames
 
     info = plan.info
@@ -289,7 +293,8 @@ def plan_key(plan: Plan, segmenting: Segmenting) -> dict[str, Any]:
 
 
 def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
-                         progress: Callable[[int], None] | None) -> TranscodeResult:
+                         progress: Callable[[int], None] | None,
+                         on_segment: Callable[[int, int], None] | None) -> TranscodeResult:
     """`transcode` in segments kept in a work folder; see the module docstring."""
     import hashlib
 
@@ -313,7 +318,7 @@ def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
             if progress is not None:
                 progress(resumed)
             if len(work.finished) < len(ranges):
-                _process_segments(plan, processor, segmenting, work, ranges, resumed, progress)
+                _process_segments(plan, processor, segmenting, work, ranges, resumed, progress, on_segment)
             frames = _mux_segments(plan, work, writer)
         os.replace(temporary, plan.output)
     except BaseException as error:
@@ -334,8 +339,8 @@ def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
 
 
 def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segmenting, work: WorkFolder,
-                      ranges: list[tuple[int, int]], written: int,
-                      progress: Callable[[int], None] | None) -> None:
+                      ranges: list[tuple[int, int]], written: int, progress: Callable[[int], None] | None,
+                      on_segment: Callable[[int, int], None] | None) -> None:
     """Process and encode the segments after the finished ones into the work folder."""
     from vidface.io.decode import decode_frames
     from vidface.resume import SegmentWriter
@@ -358,6 +363,8 @@ def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segment
                                    (), CopyRange(), video_shift=shift)
             segment = SegmentWriter(work.segment_path(number))
             try:
+                if on_segment is not None:
+                    on_segment(first, stop)
                 processed = in_background(processor(feed), cancel, "process")
                 try:
                     for frame in processed:

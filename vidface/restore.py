@@ -49,12 +49,26 @@ example a long stretch without faces after one face), the partial batch is run."
 
 @dataclass
 class RestoreStats:
-    """Counters a progress display reads while a run goes on (written by the processor)."""
+    """Counters a progress display reads while a run goes on (written by the processor).
+
+    kept: the frames (Frame.index in [first, stop)) that the current call of the processor
+    hands on to the output, or None for all; a resumable run sets it per segment (`keep`), so
+    the warm-up and look-ahead frames each segment processes and drops are not counted.
+    """
 
     frames: int = 0
     frames_with_faces: int = 0
     faces: int = 0
     tracks: set[int] = field(default_factory=set)
+    kept: tuple[int, int] | None = None
+
+    def keep(self, first: int, stop: int) -> None:
+        """Count only frames with index in [first, stop) from now on (fits
+        `vidface.pipeline.transcode`'s on_segment)."""
+        self.kept = (first, stop)
+
+    def counts(self, index: int) -> bool:
+        return self.kept is None or self.kept[0] <= index < self.kept[1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,14 +130,16 @@ def face_restorer(model: OSDFace, settings: Settings, *, detector: FaceDetector 
                                cancel, "model", maxsize=QUEUE_FRAMES)
         try:
             for item in restored:
-                counters.frames += 1
+                counted = counters.counts(item.frame.index)
+                counters.frames += counted
                 if not item.crops:
                     yield item.frame
                     continue
                 rgb, mask = paste_faces(item.rgb, list(zip(item.restored, item.placements)))
-                counters.frames_with_faces += 1
-                counters.faces += len(item.crops)
-                counters.tracks.update(row.track_id for row in item.rows)
+                if counted:
+                    counters.frames_with_faces += 1
+                    counters.faces += len(item.crops)
+                    counters.tracks.update(row.track_id for row in item.rows)
                 yield item.frame.with_rgb(rgb, mask)
         finally:
             cancel.set()

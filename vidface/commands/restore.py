@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = transcode(plan, processor, progress=progress if bar else None,
-                           resume=resume_options(args, settings))
+                           resume=resume_options(args, settings), on_segment=stats.keep if stats else None)
     finally:
         if bar is not None:
             bar.close()
