@@ -2,6 +2,7 @@
 
     python tools/bench.py fps [--sizes 1280x720 1920x1080] [--seconds 5] [--batch-size 8] [--configs default fast]
     python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25] [--config default]
+        [--segment-frames N]
     python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8]
 
 fps: generates a clip per size (one moving, turning astronaut head about a quarter of the
@@ -11,7 +12,8 @@ fps: generates a clip per size (one moving, turning astronaut head about a quart
   `--scale` set to vidface's detector size (640 px long side). Prints fps and the ratios
   vidface / deface. Both run as subprocesses with the same environment (thread settings).
 memory: peak resident memory (max RSS of the subprocess) of `vidface restore` on a short and a
-  long clip of the same content; prints the ratio (long / short).
+  long clip of the same content; prints the ratio (long / short). --segment-frames sets the
+  resumable run's segment length (a value above the long clip's frame count: one segment).
 temporal: the flicker / ghosting trade-off of --temporal STRENGTH, in-process: on a still
   degraded face, the frame-to-frame variance of the restored face relative to no blending;
   on a face that jumps to another expression-like change (the head swaps to a mirrored copy
@@ -131,8 +133,10 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> None:
     peaks = {}
     for seconds in (args.short, args.long):
         clip = make_clip(folder / f"clip_{seconds}.mp4", width, height, seconds, fps=args.fps)
-        wall, peaks[seconds], _ = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size,
-                                                     ["--config", args.config]))
+        extra = ["--config", args.config]
+        if args.segment_frames:
+            extra += ["--segment-frames", str(args.segment_frames)]
+        wall, peaks[seconds], _ = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size, extra))
         print(f"{seconds:5.0f} s clip ({int(seconds * args.fps)} frames, {args.size} at {args.fps} fps): "
               f"peak {peaks[seconds]:.0f} MiB, {wall:.0f} s")
     print(f"peak memory long / short: {peaks[args.long] / peaks[args.short]:.3f}")
@@ -207,6 +211,7 @@ def main() -> None:
     memory.add_argument("--fps", type=int, default=25)
     memory.add_argument("--batch-size", type=int, default=8)
     memory.add_argument("--config", default="default", help="settings preset or file")
+    memory.add_argument("--segment-frames", type=int, default=None, help="frames per resumable segment")
     temporal = sub.add_parser("temporal")
     temporal.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.7, 0.8])
     args = parser.parse_args()
