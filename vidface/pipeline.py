@@ -26,7 +26,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 import av
 
 from vidface.errors import InputError, OutputError
+from vidface.files import atomic_output
 from vidface.io.encode import CopyRange, EncodeOptions, OutputWriter, choose_pix_fmt, output_format
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
@@ -221,36 +221,30 @@ def transcode(
 
     info = plan.info
     start_pts, stop_pts, _, _ = _timing(plan)
-    temporary = _temporary(plan.output)
     started = time.perf_counter()
     cancel = threading.Event()
     try:
-        with _output_writer(plan, temporary) as writer:
-            decoded = in_background(decode_frames(info.path, start_pts=start_pts, stop_pts=stop_pts),
-                                  cancel, "decode")
-            processed = in_background(processor(decoded), cancel, "process")
-            try:
-                for frame in processed:
-                    writer.write(frame)
-                    if progress is not None:
-                        progress(writer.frames_written)
-            finally:
-                cancel.set()
-                processed.close()
-                decoded.close()
-            frames = writer.frames_written
-        if frames == 0:
-            raise InputError(f"input {str(info.path)!r} gave no video frames in the requested range")
-        if frames != plan.frame_count:
-            log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
-        os.replace(temporary, plan.output)
+        with atomic_output(plan.output) as temporary:
+            with _output_writer(plan, temporary) as writer:
+                decoded = in_background(decode_frames(info.path, start_pts=start_pts, stop_pts=stop_pts),
+                                        cancel, "decode")
+                processed = in_background(processor(decoded), cancel, "process")
+                try:
+                    for frame in processed:
+                        writer.write(frame)
+                        if progress is not None:
+                            progress(writer.frames_written)
+                finally:
+                    cancel.set()
+                    processed.close()
+                    decoded.close()
+                frames = writer.frames_written
+            if frames == 0:
+                raise InputError(f"input {str(info.path)!r} gave no video frames in the requested range")
+            if frames != plan.frame_count:
+                log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
     except av.error.FFmpegError as error:
-        temporary.unlink(missing_ok=True)
-        raise OutputError(f"writing {str(plan.output)!r} failed ({error}); "
-                          "try another container (.mkv holds the most stream types)") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        raise _write_failed(plan.output, error) from None
     return TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started)
 
 
@@ -269,8 +263,9 @@ def _timing(plan: Plan) -> tuple[int | None, int | None, int, CopyRange]:
     return start_pts, stop_pts, shift, copy_range
 
 
-def _temporary(output: Path) -> Path:
-    return output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.partial")
+def _write_failed(output: Path, error: av.error.FFmpegError) -> OutputError:
+    return OutputError(f"writing {str(output)!r} failed ({error}); "
+                       "try another container (.mkv holds the most stream types)")
 
 
 def _output_writer(plan: Plan, temporary: Path) -> OutputWriter:
@@ -303,11 +298,10 @@ def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
     started = time.perf_counter()
     segmenting = resume.segmenting
     key = run_key(plan.info.path, {"plan": plan_key(plan, segmenting), "processor": dict(resume.key)})
-    temporary = _temporary(plan.output)
     work = None
     try:
         # OUT's writer is opened first, so a stream OUT cannot hold fails before any work.
-        with _output_writer(plan, temporary) as writer:
+        with atomic_output(plan.output) as temporary, _output_writer(plan, temporary) as writer:
             work = WorkFolder.open(work_folder(plan.output), key, restart=resume.restart)
             if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
                 raise OutputError(f"the encoder's headers differ from those of the segments in "
@@ -320,14 +314,11 @@ def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
             if len(work.finished) < len(ranges):
                 _process_segments(plan, processor, segmenting, work, ranges, resumed, progress, on_segment)
             frames = _mux_segments(plan, work, writer)
-        os.replace(temporary, plan.output)
     except BaseException as error:
-        temporary.unlink(missing_ok=True)
         if work is not None and not work.finished:
             work.remove()
         if isinstance(error, av.error.FFmpegError):
-            raise OutputError(f"writing {str(plan.output)!r} failed ({error}); "
-                              "try another container (.mkv holds the most stream types)") from None
+            raise _write_failed(plan.output, error) from None
         if isinstance(error, KeyboardInterrupt) and work is not None and work.finished:
             done = sum(record.stop - record.first for record in work.finished)
             raise ResumableInterrupt(f"{done} of {plan.frame_count} frames are kept in {work.path}; "

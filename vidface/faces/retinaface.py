@@ -14,7 +14,6 @@ import logging
 import os
 import urllib.error
 import urllib.request
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from vidface.errors import WeightsError
 from vidface.faces.detect import Face
+from vidface.files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +81,20 @@ def resolve_weights(name: str, weights: Path | None = None) -> Path:
 def download(spec: WeightsFile, path: Path, remedy: str) -> None:
     """Fetch spec.url to `path` through a temporary file; keep it only if its SHA-256 matches."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     digest = hashlib.sha256()
     log.warning("downloading %s (%.1f MB) to %s", spec.url, spec.size / 1e6, path.parent)
     try:
-        with urllib.request.urlopen(spec.url, timeout=30) as response, open(temporary, "wb") as out:
+        with atomic_output(path) as temporary, urllib.request.urlopen(spec.url, timeout=30) as response, \
+                open(temporary, "wb") as out:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != spec.sha256:
-            raise WeightsError(f"{spec.url} downloaded with SHA-256 {digest.hexdigest()}, expected "
-                               f"{spec.sha256}; nothing was kept; {remedy}")
-        os.replace(temporary, path)
+            if digest.hexdigest() != spec.sha256:
+                raise WeightsError(f"{spec.url} downloaded with SHA-256 {digest.hexdigest()}, expected "
+                                   f"{spec.sha256}; nothing was kept; {remedy}")
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", None) or error
         raise WeightsError(f"cannot download {spec.filename} ({reason}); {remedy}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 class RetinaFaceDetector:

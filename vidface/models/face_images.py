@@ -4,7 +4,6 @@ model code (what `vidface faces` runs)."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vidface.errors import InputError, OutputError
+from vidface.files import atomic_output
 from vidface.models.options import auto_batch_size
 
 __all__ = ["FaceJob", "plan_faces", "read_face", "restore_faces"]
@@ -82,14 +82,11 @@ def _write_png(face: torch.Tensor, target: Path) -> None:
     from PIL import Image
 
     pixels = (face.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        Image.fromarray(pixels).save(partial, format="PNG")
-        os.replace(partial, target)
+        with atomic_output(target) as partial:
+            Image.fromarray(pixels).save(partial, format="PNG")
     except OSError as error:
         raise OutputError(f"cannot write {target} ({error.strerror or error}); check the folder") from None
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def restore_faces(model, jobs: Sequence[FaceJob], batch_size: int = 0, progress: bool = False) -> int:

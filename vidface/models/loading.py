@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from vidface.errors import WeightsError
+from vidface.files import atomic_output
 from vidface.models.embedder import VisualRepresentationEmbedder
 from vidface.models.options import ModelOptions, resolve_device, resolve_dtype
 from vidface.models.osdface import OSDFace
@@ -403,10 +404,6 @@ def convert_release(release: Path, output: Path, trust_pickle: bool = False) -> 
     tensors.update({f"embedder.{key}": tensor.contiguous() for key, tensor in embedder.state_dict().items()})
     metadata = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION}
     output = Path(output)
-    partial = output.with_name(output.name + ".partial")
-    try:
+    with atomic_output(output) as partial:
         save_file(tensors, str(partial), metadata=metadata)
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
     return output
