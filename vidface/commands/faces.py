@@ -4,10 +4,9 @@ detection: the job of the official inference script, done with vidface's model c
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from vidface.commands.options import add_logging_flags, add_model_flags, model_options
+from vidface.commands.options import add_logging_flags, add_model_flags, add_progress_flag, model_options, show_progress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", metavar="OUT_DIR", type=Path, help="folder for the restored PNGs (created)")
     parser.add_argument("-y", "--overwrite", action="store_true",
                         help="restore and replace images whose output exists (default: skip them)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (it is also off when stderr is not a terminal)")
+    add_progress_flag(parser)
     add_model_flags(parser)
     add_logging_flags(parser)
 
@@ -46,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     model = load_osdface(options)
     args.output.mkdir(parents=True, exist_ok=True)
-    show = not args.no_progress and sys.stderr.isatty()
+    show = show_progress(args)
     count = restore_faces(model, jobs, batch_size=options.batch_size, progress=show)
     print(f"restored {count} face image(s) into {args.output}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:
@@ -12,12 +13,21 @@ def add_logging_flags(parser: argparse.ArgumentParser) -> None:
                         help="less log output on stderr (errors only; repeat for none)")
 
 
+def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (it is also off when stderr is not a terminal)")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """A progress bar on stderr unless --no-progress, or stderr is not a terminal."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
     """Flags of every command that writes a video: overwrite, progress, preview range, logging."""
     parser.add_argument("-y", "--overwrite", action="store_true",
                         help="replace OUT if it exists (default: refuse and exit 1)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (it is also off when stderr is not a terminal)")
+    add_progress_flag(parser)
     parser.add_argument("--start", type=non_negative_float, default=None, metavar="SECONDS",
                         help="first second to process, accurate to the frame (default: 0)")
     parser.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",

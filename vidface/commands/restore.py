@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_model_flags, add_output_flags, model_overrides, positive_int, unit_interval
+from vidface.commands.options import (add_model_flags, add_output_flags, model_overrides, positive_int,
+                                      show_progress, unit_interval)
 from vidface.commands.track import add_face_flags, face_overrides
 
 MODELS = ("osdface", "none")
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
         stats = RestoreStats()
     processor = build_processor(settings, model, stats=stats, detector_weights=args.detector_weights)
-    show = not args.no_progress and sys.stderr.isatty()
+    show = show_progress(args)
     bar = None
     if show:
         from tqdm import tqdm
@@ -217,7 +218,7 @@ def run_folder(args: argparse.Namespace) -> int:
     model = load_model(settings, args.model) if jobs else None
     processor = build_processor(settings, model, detector_weights=args.detector_weights)
     resume = resume_options(args, settings)
-    show = not args.no_progress and sys.stderr.isatty()
+    show = show_progress(args)
     files = frames = None
     if show:
         from tqdm import tqdm

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_output_flags, non_negative_int, open_unit_interval, positive_int
+from vidface.commands.options import add_output_flags, non_negative_int, open_unit_interval, positive_int, show_progress
 
 
 def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             yield frame.with_rgb(drawn, (drawn != rgb).any(axis=2).astype("float32"))
 
     bar = None
-    if not args.no_progress and sys.stderr.isatty():
+    if show_progress(args):
         from tqdm import tqdm
 
         bar = tqdm(total=plan.frame_count, unit="frame", desc="track", file=sys.stderr, dynamic_ncols=True)
