@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vidface.errors import WeightsError
-from vidface.faces import retinaface
+from vidface.faces import facexlib_weights, retinaface
 from vidface.faces.detect import Face, create_detector
 
 
@@ -82,7 +82,7 @@ def test_download_keeps_only_a_file_with_the_right_checksum(cache: Path, monkeyp
 
     torch.save(RetinaFace(network_name="mobile0.25", device=torch.device("cpu")).state_dict(), payload)
     data = payload.getvalue()
-    monkeypatch.setattr(retinaface.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(data))
+    monkeypatch.setattr(facexlib_weights.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(data))
     with pytest.raises(WeightsError, match="SHA-256"):
         retinaface.resolve_weights("retinaface-mobilenet0.25")
     assert not any(cache.iterdir())  # no partial or unverified file left behind
