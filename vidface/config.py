@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import yaml
 
 from vidface.errors import InputError, VidfaceError
+from vidface.faces.paste import PasteOptions
 from vidface.faces.track import TrackerConfig
 from vidface.io.encode import EncodeOptions
 from vidface.models.options import ModelOptions
@@ -58,12 +59,14 @@ class Settings:
     faces: detection cadence, tracking and landmark smoothing (vidface.faces.track).
     model: weights, device, precision and batching of the restorer (vidface.models.options).
     temporal: temporal stabilisation of the restored faces (vidface.models.temporal).
+    paste: the mask restored faces are blended in with (vidface.faces.paste).
     encode: how the video is re-encoded (vidface.io.encode).
     """
 
     faces: TrackerConfig = field(default_factory=TrackerConfig)
     model: ModelOptions = field(default_factory=ModelOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
+    paste: PasteOptions = field(default_factory=PasteOptions)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
 
 

@@ -1,22 +1,57 @@
 """Paste restored crops back into the frame through the inverse alignment, with a soft mask.
 
-The mask is built in crop space (eroded and feathered in proportion to the crop), so after the
-inverse warp it is sized to each face; no crop edge reaches the frame at full weight.
+The mask is built in crop space, so after the inverse warp it is sized to each face. It is the
+feathered square :func:`crop_mask` (eroded and feathered in proportion to the crop), or a
+per-face mask (face parsing, :mod:`vidface.faces.parsing`) multiplied by that square: no crop
+edge reaches the frame at full weight whatever the mask. :class:`PasteOptions` chooses.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from vidface.errors import InputError
 from vidface.faces.align import FaceCrop, transform_points
+from vidface.faces.parsing import PARSE_STRIDE
+
+PASTE_MASKS = ("box", "parsing")
+"""Paste masks: the feathered square of the crop; face parsing of the restored crop."""
 
 # Fractions of the crop side: the mask reaches 0 this far inside the crop edge and its
 # feathered ramp is this wide (facexlib's equivalent is ~1/10 and ~1/20 of the face side).
 _MASK_MARGIN = 0.04
 _MASK_FEATHER = 0.10
+
+
+@dataclass(frozen=True)
+class PasteOptions:
+    """How restored faces are blended into the frame (the ``paste`` section of the settings).
+
+    mask: "box", the feathered square of the aligned crop (no download); or "parsing", the face
+        as BiSeNet parses the restored crop (skin, eyes, brows, nose, mouth, ears; not hair,
+        neck or background) times that square, smoothed over time per face track
+        (``temporal.mask_momentum``). Needs facexlib's parsing_bisenet.pth (53 MB, downloaded
+        once into the vidface cache).
+    parse_size: side, in pixels, of the picture the parser sees (a multiple of 32). 512 is its
+        training size; see tools/bench.py mask for the cost.
+    parsing_weights: the parser's checkpoint file; None: the vidface cache folder.
+    """
+
+    mask: str = "box"
+    parse_size: int = 512
+    parsing_weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask not in PASTE_MASKS:
+            raise InputError(f"unknown paste mask {self.mask!r}; choose one of: {', '.join(PASTE_MASKS)}")
+        if self.parse_size < PARSE_STRIDE or self.parse_size % PARSE_STRIDE:
+            raise InputError(f"paste parse_size must be a positive multiple of {PARSE_STRIDE} pixels, "
+                             f"got {self.parse_size}")
 
 
 @lru_cache(maxsize=4)
@@ -32,13 +67,15 @@ def crop_mask(size: int) -> np.ndarray:
     return mask
 
 
-def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCrop]]
-                ) -> tuple[np.ndarray, np.ndarray]:
+def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCrop]],
+                masks: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blend restored crops into a frame.
 
     frame_rgb: H×W×3 uint8 RGB (displayed orientation). faces: (crop, FaceCrop) pairs, each crop
     size×size×3 RGB, uint8 or float in [0, 1]; pasted in the given order, later over earlier
     (the tracking stage yields faces sorted by track id, so the order is stable over time).
+    masks: one per face, or None for all: a size×size float mask in [0, 1] in crop space (such
+    as a parsed face), used times :func:`crop_mask`; None: :func:`crop_mask` alone.
     Returns (rgb, mask) as `Frame.with_rgb` takes them: rgb H×W×3 uint8 RGB such that
     frame·(1-mask) + rgb·mask is the layered result, and mask H×W float32 in [0, 1], exactly 0
     wherever no face reaches (there rgb equals the frame). No faces: the frame and a zero mask.
@@ -48,24 +85,28 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     height, width = frame_rgb.shape[:2]
     mask_total = np.zeros((height, width), dtype=np.float32)
     rgb = frame_rgb.copy()
-    placed = [(crop_rgb, crop, roi) for crop_rgb, crop in faces
+    if masks is None:
+        masks = [None] * len(faces)
+    if len(masks) != len(faces):
+        raise ValueError(f"got {len(masks)} masks for {len(faces)} faces")
+    placed = [(crop_rgb, crop, _face_mask(crop.size, mask), roi) for (crop_rgb, crop), mask in zip(faces, masks)
               if (roi := _frame_box(crop, width, height)) is not None]
     if not placed:
         return rgb, mask_total
     # Work inside the box all faces reach: the cost follows the faces' size, not the frame's.
-    ux0, uy0 = min(r[0] for _, _, r in placed), min(r[1] for _, _, r in placed)
-    ux1, uy1 = max(r[2] for _, _, r in placed), max(r[3] for _, _, r in placed)
+    ux0, uy0 = min(r[0] for *_, r in placed), min(r[1] for *_, r in placed)
+    ux1, uy1 = max(r[2] for *_, r in placed), max(r[3] for *_, r in placed)
     area = (uy1 - uy0, ux1 - ux0)
     weighted = np.zeros((*area, 3), dtype=np.float32)  # Σ face · its visible weight
     keep = np.ones(area, dtype=np.float32)  # Π (1 - mask): weight left to the frame
-    for crop_rgb, crop, (x0, y0, x1, y1) in placed:
+    for crop_rgb, crop, face_mask, (x0, y0, x1, y1) in placed:
         face = crop_rgb.astype(np.float32) * (1.0 if crop_rgb.dtype == np.uint8 else 255.0)
         to_roi = crop.inverse.copy()
         to_roi[:, 2] -= (x0, y0)
         roi_size = (x1 - x0, y1 - y0)
         warped = cv2.warpAffine(face, to_roi, roi_size, flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(crop_mask(crop.size), to_roi, roi_size, flags=cv2.INTER_LINEAR,
+        alpha = cv2.warpAffine(face_mask, to_roi, roi_size, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         roi = (slice(y0 - uy0, y1 - uy0), slice(x0 - ux0, x1 - ux0))
         weighted[roi] = weighted[roi] * (1.0 - alpha[..., None]) + warped * alpha[..., None]
@@ -76,6 +117,15 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     rgb[uy0:uy1, ux0:ux1][covered] = blended
     mask_total[uy0:uy1, ux0:ux1] = area_mask
     return rgb, mask_total
+
+
+def _face_mask(size: int, mask: np.ndarray | None) -> np.ndarray:
+    """The crop-space mask a face is pasted with: `mask` times the feathered square."""
+    if mask is None:
+        return crop_mask(size)
+    if mask.shape != (size, size):
+        raise ValueError(f"a paste mask must be {size}x{size} like its crop, got shape {mask.shape}")
+    return np.clip(mask, 0.0, 1.0).astype(np.float32) * crop_mask(size)
 
 
 def _frame_box(crop: FaceCrop, width: int, height: int) -> tuple[int, int, int, int] | None:

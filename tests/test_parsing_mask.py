@@ -1,0 +1,110 @@
+"""The face-parsing paste mask (vidface.faces.parsing, paste.mask: parsing), offline: facexlib's
+BiSeNet with random weights, saved as facexlib's file under its real name in a temporary
+vidface cache, loaded through the real path; and its smoothing over time in the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vidface.errors import InputError, WeightsError
+from vidface.faces.align import face_crop
+from vidface.faces.facexlib_weights import cache_dir
+from vidface.faces.parsing import PARSING_WEIGHTS, FaceParser
+from vidface.faces.paste import PasteOptions, crop_mask, paste_faces
+
+from face_clips import ASTRONAUT_LANDMARKS
+
+PARSE_SIZE = 64  # tiny crops in tests: the network sees 64×64 (its features at 8×8)
+
+
+def save_random_bisenet(path: Path, seed: int = 0) -> Path:
+    """A BiSeNet with random weights written as facexlib's parsing_bisenet.pth is (a state dict)."""
+    from facexlib.parsing.bisenet import BiSeNet
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(BiSeNet(num_class=19).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty vidface cache folder for facexlib files; downloads off."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("VIDFACE_OFFLINE", "1")
+    return cache_dir()
+
+
+@pytest.fixture(scope="module")
+def bisenet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_bisenet(tmp_path_factory.mktemp("bisenet") / PARSING_WEIGHTS.filename)
+
+
+def test_cached_weights_load_and_give_soft_masks_of_the_crop_size(cache: Path, bisenet_file: Path) -> None:
+    (cache / PARSING_WEIGHTS.filename).parent.mkdir(parents=True)
+    (cache / PARSING_WEIGHTS.filename).symlink_to(bisenet_file)
+    parser = FaceParser(size=PARSE_SIZE)
+    images = torch.rand(3, 3, 80, 80, generator=torch.Generator().manual_seed(0))
+    masks = parser.face_masks(images)
+    assert masks.shape == (3, 80, 80) and masks.dtype == torch.float32
+    assert float(masks.min()) >= 0.0 and float(masks.max()) <= 1.0
+    assert float(masks.std()) > 1e-3  # depends on the picture, not a constant
+    assert not torch.equal(masks[0], masks[1])
+    # float16 input parses like float32 (the parser runs in float32)
+    torch.testing.assert_close(parser.face_masks(images.half()), parser.face_masks(images.half().float()))
+
+
+def test_missing_or_corrupt_or_foreign_weights_are_one_line_errors(cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(WeightsError) as missing:
+        FaceParser(size=PARSE_SIZE)
+    message = str(missing.value)
+    assert "\n" not in message and PARSING_WEIGHTS.filename in message and "--parsing-weights" in message
+    assert "--paste-mask box" in message and not cache.exists()
+    with pytest.raises(WeightsError, match="does not exist"):
+        FaceParser(size=PARSE_SIZE, weights=tmp_path / "absent.pth")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot read"):
+        FaceParser(size=PARSE_SIZE, weights=garbage)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, foreign)
+    with pytest.raises(WeightsError, match="not a BiSeNet face-parsing checkpoint"):
+        FaceParser(size=PARSE_SIZE, weights=foreign)
+
+
+def test_paste_options_name_valid_values() -> None:
+    with pytest.raises(InputError, match="choose one of: box, parsing"):
+        PasteOptions(mask="oval")
+    with pytest.raises(InputError, match="multiple of 32"):
+        PasteOptions(parse_size=100)
+
+
+def test_paste_takes_a_mask_per_face_times_the_feathered_square() -> None:
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    crop = face_crop(ASTRONAUT_LANDMARKS * 0.4 + 20, 64)
+    face = np.full((64, 64, 3), 255, np.uint8)
+    fixed_rgb, fixed = paste_faces(frame, [(face, crop)])
+    ones_rgb, ones = paste_faces(frame, [(face, crop)], masks=[np.ones((64, 64), np.float32)])
+    np.testing.assert_array_equal(ones, fixed)  # a mask of ones is the square alone
+    np.testing.assert_array_equal(ones_rgb, fixed_rgb)
+    same, _ = paste_faces(frame, [(face, crop)], masks=[None])
+    np.testing.assert_array_equal(same, fixed_rgb)
+
+    half = np.zeros((64, 64), np.float32)
+    half[:, :32] = 1.0  # only the crop's left half
+    rgb, mask = paste_faces(frame, [(face, crop)], masks=[half])
+    assert 0 < mask.sum() < 0.6 * fixed.sum()
+    untouched = mask == 0
+    np.testing.assert_array_equal(rgb[untouched], frame[untouched])
+    assert (fixed[untouched] > 0).any()  # the square would have covered some of it
+    _, none = paste_faces(frame, [(face, crop)], masks=[np.zeros((64, 64), np.float32)])
+    assert not none.any()
+    with pytest.raises(ValueError, match="masks for"):
+        paste_faces(frame, [(face, crop)], masks=[])
+    with pytest.raises(ValueError, match="64x64"):
+        paste_faces(frame, [(face, crop)], masks=[np.ones((32, 32), np.float32)])
