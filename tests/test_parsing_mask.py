@@ -17,18 +17,9 @@ from vidface.faces.parsing import PARSING_WEIGHTS, FaceParser
 from vidface.faces.paste import PasteOptions, crop_mask, paste_faces
 
 from face_clips import ASTRONAUT_LANDMARKS
+from mask_tools import save_random_bisenet
 
 PARSE_SIZE = 64  # tiny crops in tests: the network sees 64×64 (its features at 8×8)
-
-
-def save_random_bisenet(path: Path, seed: int = 0) -> Path:
-    """A BiSeNet with random weights written as facexlib's parsing_bisenet.pth is (a state dict)."""
-    from facexlib.parsing.bisenet import BiSeNet
-
-    torch.manual_seed(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(BiSeNet(num_class=19).state_dict(), path)
-    return path
 
 
 @pytest.fixture
