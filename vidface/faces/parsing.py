@@ -33,7 +33,9 @@ from vidface.faces.facexlib_weights import WeightsFile, load_weights, resolve_fi
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BLUR", "FACE_CLASSES", "PARSE_STRIDE", "PARSING_WEIGHTS", "FaceParser"]
+    from vidface.faces.paste import PasteOptions
+
+__all__ = ["BLUR", "FACE_CLASSES", "PARSE_STRIDE", "PARSING_WEIGHTS", "FaceParser", "parser_for"]
 
 PARSING_WEIGHTS = WeightsFile(
     "bisenet", "parsing_bisenet.pth",
@@ -124,6 +126,13 @@ class FaceParser:
         mask = F.pad(mask, (radius, radius, radius, radius), mode="replicate")
         mask = F.conv2d(mask, kernel.view(1, 1, 1, -1))
         return F.conv2d(mask, kernel.view(1, 1, -1, 1))
+
+
+def parser_for(options: PasteOptions, device: str | torch.device = "cpu") -> FaceParser | None:
+    """The face parser the paste settings ask for (loaded on `device`), or None for the box mask."""
+    if options.mask != "parsing":
+        return None
+    return FaceParser(size=options.parse_size, weights=options.parsing_weights, device=device)
 
 
 def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
