@@ -11,7 +11,9 @@ over time, each with a recursive (exponential) blend against the same track's pa
   are followed without ghosting;
 * the embedder's code distances before the 77 codes are selected
   (:meth:`TemporalStabilizer.stabilize_distances`), so the selection is stable;
-* the soft paste mask in crop coordinates (:meth:`TemporalStabilizer.smooth_masks`).
+* the soft paste mask in crop coordinates (:meth:`TemporalStabilizer.smooth_masks`), when it
+  follows the picture (``paste.mask: parsing``: :class:`vidface.faces.parsing.FaceParser` on
+  the restored crops); the fixed square of the ``box`` mask needs no smoothing.
 
 Every call takes a batch of crops gathered across frames and faces with one :class:`CropRow`
 per batch row. Rows are processed in frame order per track, so a track may appear several
@@ -31,7 +33,7 @@ Use between the steps of :class:`vidface.models.osdface.OSDFace`, per batch of a
     distances = stabilizer.stabilize_distances(model.code_distances(crops), rows)
     clean = model.denoise(model.encode(crops), model.prompt_from_distances(distances))
     restored = model.decode(stabilizer.blend_latents(clean, rows))
-    masks = stabilizer.smooth_masks(crop_masks, rows)   # when masks vary per frame
+    masks = stabilizer.smooth_masks(parser.face_masks(restored), rows)   # paste.mask: parsing
     stabilizer.forget(ended_track_ids)
 """
 
