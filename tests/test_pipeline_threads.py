@@ -1,0 +1,113 @@
+"""`in_background`: stages on reusable worker threads, with cancel, exception hand-off and close."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from vidface.pipeline import in_background
+
+
+def _numbers(count: int, seen: list, closed: threading.Event | None = None, slow_close: float = 0.0):
+    """0..count-1, noting the thread (ident, name) that runs it; `closed` is set on close."""
+    try:
+        current = threading.current_thread()
+        seen.append((threading.get_ident(), current.name))
+        yield from range(count)
+    finally:
+        time.sleep(slow_close)
+        if closed is not None:
+            closed.set()
+
+
+def test_calls_run_on_reused_threads_named_by_stage() -> None:
+    before = threading.active_count()
+    seen: list = []
+    for _ in range(6):
+        cancel = threading.Event()
+        decode = in_background(_numbers(5, seen), cancel, "decode-test")
+        model = in_background((n * 2 for n in decode), cancel, "model-test")
+        assert list(model) == [0, 2, 4, 6, 8]
+        assert not cancel.is_set()
+    assert {name for _, name in seen} == {"vidface-decode-test"}
+    assert len({ident for ident, _ in seen}) == 1  # each round's decode stage ran on the same thread
+    assert threading.active_count() <= before + 2  # two stages ran at once: at most two new threads
+
+
+def test_each_stage_goes_back_to_its_own_thread() -> None:
+    """Two stages running at the same time, call after call, keep their threads."""
+    first: list = []
+    second: list = []
+    for _ in range(4):
+        cancel = threading.Event()
+        a = in_background(_numbers(3, first), cancel, "stage-a")
+        b = in_background(_numbers(3, second), cancel, "stage-b")
+        assert list(zip(a, b)) == [(0, 0), (1, 1), (2, 2)]
+        list(a), list(b)
+    assert len({ident for ident, _ in first}) == 1
+    assert len({ident for ident, _ in second}) == 1
+    assert first[0][0] != second[0][0]
+
+
+def test_an_exception_reaches_the_consumer_and_the_thread_is_reused() -> None:
+    def failing(seen: list):
+        seen.append(threading.get_ident())
+        yield 1
+        raise ValueError("bad frame 2")
+
+    seen: list = []
+    for _ in range(3):
+        items = in_background(failing(seen), threading.Event(), "failing-test")
+        with pytest.raises(ValueError, match="bad frame 2"):
+            assert list(items) == [1]
+    assert len(set(seen)) == 1
+
+
+def test_closing_early_cancels_and_waits_for_the_source_to_close() -> None:
+    cancel = threading.Event()
+    closed = threading.Event()
+    items = in_background(_numbers(10_000, [], closed, slow_close=0.2), cancel, "close-test", maxsize=2)
+    assert next(items) == 0
+    items.close()
+    assert cancel.is_set()  # sibling stages sharing `cancel` stop too
+    assert closed.is_set()  # the source was closed on its thread before close() returned
+
+
+def test_cancel_stops_the_stage_and_the_consumer_ends() -> None:
+    cancel = threading.Event()
+    closed = threading.Event()
+    items = in_background(_numbers(10_000, [], closed), cancel, "cancel-test", maxsize=2)
+    assert next(items) == 0
+    cancel.set()
+    assert len(list(items)) <= 3  # what was already queued, then the end
+    assert closed.is_set()
+
+
+class _SlowToClose:
+    """Three items, then a close() that takes a while (like a decoder releasing its file)."""
+
+    def __init__(self) -> None:
+        self.items = iter(range(3))
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> int:
+        return next(self.items)
+
+    def close(self) -> None:
+        time.sleep(0.2)
+        self.closed.set()
+
+
+def test_a_finished_stage_does_not_cancel_its_siblings() -> None:
+    """The consumer sees the end while the stage is still closing its source: that is a normal
+    end, which must not set the shared cancel (that would stop the other stages mid-run)."""
+    cancel = threading.Event()
+    source = _SlowToClose()
+    assert list(in_background(source, cancel, "end-test")) == [0, 1, 2]
+    assert source.closed.is_set()
+    assert not cancel.is_set()
