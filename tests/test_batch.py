@@ -102,13 +102,14 @@ def test_summary_table_columns() -> None:
 
 def test_folder_mode_loads_the_model_once(tmp_path: Path, monkeypatch, cli) -> None:
     """The restorer is built once and called for every video (each call starts afresh)."""
+    import vidface.restore
     from vidface.commands import restore as command
     from vidface.pipeline import Resume, identity
 
     loads, calls = [], []
-    monkeypatch.setattr(command, "load_model", lambda settings, name="osdface": loads.append(name) or "model")
+    monkeypatch.setattr(command, "load_model", lambda settings: loads.append(1) or "model")
 
-    def build(settings, model, **_):
+    def restorer(model, settings, **_):
         assert model == "model"
 
         def processor(frames):
@@ -117,11 +118,11 @@ def test_folder_mode_loads_the_model_once(tmp_path: Path, monkeypatch, cli) -> N
 
         return processor
 
-    monkeypatch.setattr(command, "build_processor", build)
+    monkeypatch.setattr(vidface.restore, "face_restorer", restorer)
     monkeypatch.setattr(command, "resume_options", lambda args, settings: Resume())  # no weights to identify
     source = _folder(tmp_path)
     (source / "broken.mp4").unlink()
     code, out, err = cli("restore", source, tmp_path / "out", "--recursive")
     assert code == 0, err
-    assert loads == ["osdface"]
+    assert loads == [1]
     assert len(calls) == 4  # one segment per video

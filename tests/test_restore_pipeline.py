@@ -208,3 +208,20 @@ def test_segmented_run_counts_only_the_frames_it_writes(tiny_osdface_model, tmp_
     assert result.frames == stats.frames == continuous.frames == 16
     assert continuous.faces >= 12  # the 12 frames with a face (the tracker may hold it a frame longer)
     assert (stats.faces, stats.frames_with_faces) == (continuous.faces, continuous.frames_with_faces)
+
+
+def test_weights_broken_while_loading_in_background_is_one_line(cli, tmp_path: Path, tiny_osdface) -> None:
+    """The model loads while decoding and detection start; a file that turns out corrupt then
+    stops the run with the loader's one-line error, and no output appears."""
+    import shutil
+
+    release = Path(shutil.copytree(tiny_osdface.release, tmp_path / "release"))
+    lora = next(path for path in release.iterdir() if "lora" in path.name.lower())
+    lora.write_bytes(lora.read_bytes()[:100])
+    clip = moving_face_clip(6, *SIZE)
+    source = write_video(tmp_path / "in.mp4", frames=6, size=SIZE, images=np.stack(clip.frames))
+    code, out, err = cli("restore", source, tmp_path / "out.mp4", "--weights", release, "--base", tiny_osdface.base,
+                         "--device", "cpu", "--no-resume")
+    assert code == 1
+    assert err.strip().count("\n") == 0 and err.startswith("vidface: error: ") and lora.name in err
+    assert not (tmp_path / "out.mp4").exists()

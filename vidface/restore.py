@@ -12,6 +12,8 @@ Detection/tracking, the model, and paste-back run on three threads joined by bou
 so the model (a GPU) does not wait for detection, and memory is bounded whatever the length
 of the video: the tracker holds ``faces.lag`` frames, the batcher at most
 ``batch_size + MAX_WAITING_FRAMES`` frames, each queue :data:`~vidface.pipeline.QUEUE_FRAMES`.
+The model may still be loading when the processor starts (a ``Future``): decoding and
+detection go ahead meanwhile, as far as the queues allow.
 
 Frames in which no face is tracked come out as the very same :class:`Frame` object, so their
 pixels reach the encoder bit-exact. Each call of the processor starts afresh (new tracker,
@@ -24,7 +26,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,10 +39,12 @@ from vidface.faces.detect import FaceDetector
 from vidface.faces.paste import paste_faces
 from vidface.faces.track import TrackedFace, detector_for, track_faces
 from vidface.io.frames import Frame
-from vidface.models.options import auto_batch_size
-from vidface.models.osdface import OSDFace
+from vidface.models.options import auto_batch_size, resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion
 from vidface.pipeline import QUEUE_FRAMES, FrameProcessor, in_background
+
+if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on another thread
+    from vidface.models.osdface import OSDFace
 
 __all__ = ["MAX_WAITING_FRAMES", "RestoreStats", "face_restorer", "restore_batch_size"]
 
@@ -84,24 +90,32 @@ class _Decoded:
 
 @dataclass(eq=False)
 class _FrameWork:
-    """One frame on its way through the model: its faces' crops, rows and (later) results.
+    """One frame on its way through the model: its tracked faces, their crops and results.
 
-    crops: uint8 RGB size×size×3 aligned crops, one per face; restored: the model's outputs,
-    uint8 RGB size×size×3, filled in as batches finish; ended: track ids that ended just
-    before this frame (their temporal state is dropped once this frame's batch is done).
+    faces and rows: one per tracked face; ended: track ids that ended just before this frame
+    (their temporal state is dropped once this frame's batch is done). Filled in by the model
+    stage, which knows the model's face size: placements and crops (uint8 RGB size×size×3
+    aligned crops, one per face), and restored (the model's outputs, uint8 RGB size×size×3) as
+    batches finish.
     """
 
     frame: Frame
     rgb: np.ndarray | None
-    placements: list[FaceCrop]
-    crops: list[np.ndarray]
+    faces: list[TrackedFace]
     rows: list[CropRow]
     ended: list[int]
+    placements: list[FaceCrop] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
     restored: list[np.ndarray] = field(default_factory=list)
+
+    def cut_crops(self, size: int) -> None:
+        """Align every face to the size×size template and cut its crop from the frame."""
+        self.placements = [face_crop(face.landmarks, size) for face in self.faces]
+        self.crops = [warp_face(self.rgb, placement) for placement in self.placements]
 
     @property
     def done(self) -> bool:
-        return len(self.restored) == len(self.crops)
+        return len(self.restored) == len(self.faces)
 
 
 def restore_batch_size(model: OSDFace, settings: Settings) -> int:
@@ -109,36 +123,36 @@ def restore_batch_size(model: OSDFace, settings: Settings) -> int:
     return settings.model.batch_size or auto_batch_size(model.device, model.dtype)
 
 
-def face_restorer(model: OSDFace, settings: Settings, *, detector: FaceDetector | None = None,
-                  stats: RestoreStats | None = None) -> FrameProcessor:
+def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
+                  detector: FaceDetector | None = None, stats: RestoreStats | None = None) -> FrameProcessor:
     """A FrameProcessor that restores every tracked face with `model`.
 
-    settings: faces (detection, tracking), temporal (stabilisation) and model.batch_size are
-        read; the model itself is already loaded with settings.model's device and dtype.
-    detector: the face detector (default: the one settings.faces names, on the model's device
-        for torch-based detectors); built once and shared by every call of the processor.
+    model: loaded with settings.model's device and dtype, or a Future of it (still loading on
+        another thread: the first call of the processor starts decoding and detection at once,
+        and the model stage waits for the model; a loading error is raised from the processor).
+    settings: faces (detection, tracking), temporal (stabilisation) and model.batch_size are read.
+    detector: the face detector (default: the one settings.faces names, on settings.model's
+        device for torch-based detectors); built once and shared by every call of the processor.
     stats: counters updated as frames come out (frames, frames with faces, faces restored).
     """
-    detector = detector or detector_for(settings.faces, device=str(model.device))
-    batch_size = restore_batch_size(model, settings)
+    detector = detector or detector_for(settings.faces, device=str(resolve_device(settings.model.device)))
     counters = stats if stats is not None else RestoreStats()
 
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
         cancel = threading.Event()
-        work = in_background(_face_work(frames, detector, settings, model.face_size), cancel, "faces")
-        restored = in_background(_run_model(work, model, TemporalStabilizer(settings.temporal), batch_size),
-                               cancel, "model", maxsize=QUEUE_FRAMES)
+        work = in_background(_face_work(frames, detector, settings), cancel, "faces")
+        restored = in_background(_run_model(work, model, settings), cancel, "model", maxsize=QUEUE_FRAMES)
         try:
             for item in restored:
                 counted = counters.counts(item.frame.index)
                 counters.frames += counted
-                if not item.crops:
+                if not item.faces:
                     yield item.frame
                     continue
                 rgb, mask = paste_faces(item.rgb, list(zip(item.restored, item.placements)))
                 if counted:
                     counters.frames_with_faces += 1
-                    counters.faces += len(item.crops)
+                    counters.faces += len(item.faces)
                     counters.tracks.update(row.track_id for row in item.rows)
                 yield item.frame.with_rgb(rgb, mask)
         finally:
@@ -149,36 +163,33 @@ def face_restorer(model: OSDFace, settings: Settings, *, detector: FaceDetector 
     return process
 
 
-def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settings, size: int
-               ) -> Iterator[_FrameWork]:
-    """Track faces (with look-ahead) and cut their aligned crops, frame by frame, in order."""
+def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settings) -> Iterator[_FrameWork]:
+    """Track faces (with look-ahead), frame by frame, in order."""
     previous: dict[int, np.ndarray] = {}  # track id -> landmarks in the track's previous frame
     decoded = (_Decoded(frame, frame.to_rgb()) for frame in frames)
     for item, faces in track_faces(decoded, detector, settings.faces):
         ended = [track_id for track_id in previous if all(f.track_id != track_id for f in faces)]
         for track_id in ended:
             del previous[track_id]
-        if not faces:
-            yield _FrameWork(item.frame, None, [], [], [], ended)
-            continue
-        placements, crops, rows = [], [], []
+        rows = []
         for face in faces:
-            crop = face_crop(face.landmarks, size)
-            placements.append(crop)
-            crops.append(warp_face(item.rgb, crop))
             rows.append(CropRow(face.track_id, item.frame.index, _motion(previous.get(face.track_id), face)))
             previous[face.track_id] = face.landmarks
-        yield _FrameWork(item.frame, item.rgb, placements, crops, rows, ended)
+        yield _FrameWork(item.frame, item.rgb if faces else None, faces, rows, ended)
 
 
 def _motion(before: np.ndarray | None, face: TrackedFace) -> float:
     return 0.0 if before is None else landmark_motion(before, face.landmarks, face.box)
 
 
-def _run_model(work: Iterator[_FrameWork], model: OSDFace, stabilizer: TemporalStabilizer,
-               batch_size: int) -> Iterator[_FrameWork]:
-    """Restore the crops of `work` in batches of `batch_size` gathered across frames and
-    faces; yield each frame, in order, once all its faces are restored."""
+def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], settings: Settings
+               ) -> Iterator[_FrameWork]:
+    """Cut the crops of `work` and restore them in batches gathered across frames and faces;
+    yield each frame, in order, once all its faces are restored. Waits here for a model that
+    is still loading."""
+    model = model.result() if isinstance(model, Future) else model
+    stabilizer = TemporalStabilizer(settings.temporal)
+    batch_size = restore_batch_size(model, settings)
     waiting: deque[_FrameWork] = deque()  # frames in order, oldest first
     queued: list[tuple[_FrameWork, int]] = []  # (frame, face index) not yet restored
     ending: deque[tuple[int, list[int]]] = deque()  # (frame index, track ids that ended before it)
@@ -197,6 +208,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace, stabilizer: TemporalS
             stabilizer.forget(ending.popleft()[1])
 
     for item in work:
+        item.cut_crops(model.face_size)
         waiting.append(item)
         if item.ended:
             ending.append((item.frame.index, item.ended))

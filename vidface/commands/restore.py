@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 
 from vidface.commands.options import (add_model_flags, add_output_flags, model_overrides, positive_int,
                                       show_progress, unit_interval)
@@ -119,37 +120,50 @@ def build_settings(args: argparse.Namespace):
     return settings
 
 
-def build_processor(settings, model, *, stats=None, detector_weights: str | None = None):
-    """The FrameProcessor of a run: the identity for model None (`--model none`), else the
-    face restorer with `model` (a loaded OSDFace, shared by every call). stats: a
+def build_processor(settings, model_name: str = "osdface", *, stats=None, detector_weights: str | None = None):
+    """The FrameProcessor of a run: the identity for `--model none`, else the face restorer,
+    shared by every video and segment. Its detector is built first; then the model starts
+    loading on a background thread (`load_model`) while the run goes on. stats: a
     `vidface.restore.RestoreStats` the restorer updates."""
     from vidface.pipeline import identity
 
-    if model is None:
+    if model_name == "none":
         return identity
     from pathlib import Path
 
     from vidface.faces.track import detector_for
+    from vidface.models.options import resolve_device
     from vidface.restore import face_restorer
 
     detector = detector_for(settings.faces, weights=Path(detector_weights) if detector_weights else None,
-                            device=str(model.device))
-    return face_restorer(model, settings, detector=detector, stats=stats)
+                            device=str(resolve_device(settings.model.device)))
+    return face_restorer(load_model(settings), settings, detector=detector, stats=stats)
 
 
-def load_model(settings, model_name: str = "osdface"):
-    """The loaded restorer for `--model`, or None for `none`. The weights are found first, before
-    torch and diffusers are imported: missing weights are a one-line WeightsError in a moment,
+def load_model(settings):
+    """OSDFace as a Future that a background thread fulfils. Loading (importing diffusers,
+    reading the weights: several seconds) overlaps with decoding and detection, which the
+    restorer starts at once; a loading error is raised where the model is awaited. The weights
+    are found first, on this thread: missing weights are a one-line WeightsError in a moment,
     and nothing is written."""
-    if model_name == "none":
-        return None
+    from concurrent.futures import Future
+
     from vidface.weights import resolve
 
     options = settings.model
     location = resolve(options.weights, options.base, options.weights_repo)
-    from vidface.models.loading import load_osdface
+    model: Future = Future()
 
-    return load_osdface(options, location)
+    def load() -> None:
+        from vidface.models.loading import load_osdface
+
+        try:
+            model.set_result(load_osdface(options, location))
+        except BaseException as error:  # raised where the model is awaited
+            model.set_exception(error)
+
+    threading.Thread(target=load, name="vidface-load", daemon=True).start()
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,13 +180,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_plan(plan, settings, args.model))
         return 0
-    model = load_model(settings, args.model)
+    restoring = args.model != "none"
     stats = None
-    if model is not None:
+    if restoring:
         from vidface.restore import RestoreStats
 
         stats = RestoreStats()
-    processor = build_processor(settings, model, stats=stats, detector_weights=args.detector_weights)
+    processor = build_processor(settings, args.model, stats=stats, detector_weights=args.detector_weights)
     show = show_progress(args)
     bar = None
     if show:
@@ -182,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(frames: int) -> None:
         bar.update(frames - bar.n)
-        if model is not None:
+        if restoring:
             bar.set_postfix(faces=stats.faces, refresh=False)
 
     try:
@@ -193,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     if result.resumed:
         print(f"{result.output}: resumed, {result.resumed} frames taken from the interrupted run")
-    faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if model is not None else ""
+    faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if restoring else ""
     print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
           f"({(result.frames - result.resumed) / max(result.seconds, 1e-9):.1f} fps)")
     return 0
@@ -215,8 +229,7 @@ def run_folder(args: argparse.Namespace) -> int:
         for result in skipped:
             print(f"{result.name}: skipped, {result.message}")
         return 0
-    model = load_model(settings, args.model) if jobs else None
-    processor = build_processor(settings, model, detector_weights=args.detector_weights)
+    processor = build_processor(settings, args.model if jobs else "none", detector_weights=args.detector_weights)
     resume = resume_options(args, settings)
     show = show_progress(args)
     files = frames = None
