@@ -4,6 +4,7 @@
     python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25] [--config default]
         [--segment-frames N]
     python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8]
+    python tools/bench.py mask [--parse-sizes 512 256] [--frames 24]
 
 fps: generates a clip per size (one moving, turning astronaut head about a quarter of the
   frame tall, degraded, with AAC audio), then times in the same run, one after the other:
@@ -19,6 +20,13 @@ temporal: the flicker / ghosting trade-off of --temporal STRENGTH, in-process: o
   on a face that jumps to another expression-like change (the head swaps to a mirrored copy
   mid-clip while staying in place), the share of the old face left in the frames after the
   change (ghosting), relative to no blending.
+
+mask: the face-parsing paste mask (--paste-mask parsing; BiSeNet, facexlib's architecture with
+  random weights: the cost does not depend on the weights). Its CPU cost per 512x512 face at
+  each --parse-sizes, next to facexlib's way of running it (all three heads upsampled to
+  512, as FaceRestoreHelper does); then, on a still degraded face (tiny model), the
+  frame-to-frame variance of the mask the faces are pasted with: temporal smoothing on
+  (defaults) and mask smoothing alone (mask_momentum 0 vs default), relative to --no-temporal.
 
 Figures vary +-30 % on a shared machine; compare ratios from one run.
 """
@@ -196,6 +204,75 @@ def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
         print(f"{strength:8.2f} {ratio:8.3f} {ghost(jump_on) - ghost(jump_off):13.3f}")
 
 
+def bench_mask(args: argparse.Namespace, folder: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    from mask_tools import recorded_paste_masks, save_random_bisenet
+    from restore_clips import face_region, frames_of
+    from vidface.config import load_settings
+    from vidface.faces.parsing import FaceParser
+    from vidface.metrics import temporal_flicker
+    from vidface.models.loading import load_osdface
+    from vidface.models.options import ModelOptions
+    from vidface.restore import face_restorer
+
+    weights = save_random_bisenet(folder / "parsing_bisenet.pth")
+    batch = 4
+    images = torch.rand(batch, 3, 512, 512, generator=torch.Generator().manual_seed(0))
+
+    def best_ms(call) -> float:
+        """Best of 5 (after a warm-up), per face."""
+        with torch.inference_mode():
+            call()
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+        return 1000 * min(times) / batch
+
+    parsers = {size: FaceParser(size=size, weights=weights) for size in args.parse_sizes}
+    network = parsers[args.parse_sizes[0]].network
+
+    def facexlib_way() -> None:  # FaceRestoreHelper: network(x)[0] at 512, arg-max (cost is value-free)
+        network(images)[0].argmax(dim=1)
+
+    reference = best_ms(facexlib_way)
+    print(f"face parsing, CPU ({torch.get_num_threads()} threads), batches of {batch} 512x512 crops:")
+    print(f"  facexlib's forward at 512 (3 heads upsampled, arg-max): {reference:7.1f} ms/face")
+    for size, parser in parsers.items():
+        ms = best_ms(lambda: parser.face_masks(images))
+        print(f"  vidface FaceParser at {size:4d} (main head, soft mask):   {ms:7.1f} ms/face "
+              f"({ms / reference:.2f}x facexlib's)")
+
+    paths = tiny_model(folder / "tiny")
+    model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
+    width, height = 256, 192
+    face, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
+    rng = np.random.default_rng(0)
+    frames = frames_of([degrade(face, rng) for _ in range(args.frames)])
+    region = face_region(landmarks, (height, width))
+    settings = load_settings(overrides={"paste.mask": "parsing", "paste.parse_size": 64,
+                                        "paste.parsing_weights": str(weights), "model.batch_size": 8})
+
+    def mask_flicker(**temporal) -> float:
+        options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, **temporal))
+        with recorded_paste_masks() as masks:
+            for _ in face_restorer(model, options)(iter(frames)):
+                pass
+        return temporal_flicker(np.stack(masks[3:]), region)
+
+    off = mask_flicker(strength=0.0)
+    on = mask_flicker()
+    unsmoothed = mask_flicker(mask_momentum=0.0)
+    print(f"paste mask flicker on a still degraded face ({args.frames} frames, tiny model, parser at 64 px):")
+    print(f"  temporal on (defaults) / --no-temporal:           {on / off:.3f}")
+    print(f"  mask_momentum {settings.temporal.mask_momentum} / 0 (latent and prompt smoothing on): "
+          f"{on / unsmoothed:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -214,9 +291,12 @@ def main() -> None:
     memory.add_argument("--segment-frames", type=int, default=None, help="frames per resumable segment")
     temporal = sub.add_parser("temporal")
     temporal.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.7, 0.8])
+    mask = sub.add_parser("mask")
+    mask.add_argument("--parse-sizes", type=int, nargs="+", default=[512, 256])
+    mask.add_argument("--frames", type=int, default=24)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vidface-bench-") as tmp:
-        {"fps": bench_fps, "memory": bench_memory, "temporal": bench_temporal}[args.what](args, Path(tmp))
+        {"fps": bench_fps, "memory": bench_memory, "temporal": bench_temporal, "mask": bench_mask}[args.what](args, Path(tmp))
 
 
 if __name__ == "__main__":

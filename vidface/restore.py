@@ -6,7 +6,7 @@
     frames ─► track_faces (detect, Kalman, fixed-lag look-ahead) ─► align + warp crops
            ─► batches of crops across frames and faces ─► encode ─► code_distances
            ─► stabilize_distances ─► prompt_from_distances ─► denoise ─► blend_latents
-           ─► decode ─► paste_faces ─► Frame.with_rgb
+           ─► decode ─► [face_masks ─► smooth_masks] ─► paste_faces ─► Frame.with_rgb
 
 Detection/tracking, the model, and paste-back run on three threads joined by bounded queues,
 so the model (a GPU) does not wait for detection, and memory is bounded whatever the length
@@ -36,6 +36,7 @@ import torch
 from vidface.config import Settings
 from vidface.faces.align import FaceCrop, face_crop, warp_face
 from vidface.faces.detect import FaceDetector
+from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import paste_faces
 from vidface.faces.track import TrackedFace, detector_for, track_faces
 from vidface.io.frames import Frame
@@ -95,8 +96,9 @@ class _FrameWork:
     faces and rows: one per tracked face; ended: track ids that ended just before this frame
     (their temporal state is dropped once this frame's batch is done). Filled in by the model
     stage, which knows the model's face size: placements and crops (uint8 RGB size×size×3
-    aligned crops, one per face), and restored (the model's outputs, uint8 RGB size×size×3) as
-    batches finish.
+    aligned crops, one per face), and restored (the model's outputs, uint8 RGB size×size×3) and
+    masks (their paste masks, size×size float32 in [0, 1] in crop space, or None for the fixed
+    square of vidface.faces.paste.crop_mask) as batches finish.
     """
 
     frame: Frame
@@ -107,6 +109,7 @@ class _FrameWork:
     placements: list[FaceCrop] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)
     restored: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray | None] = field(default_factory=list)
 
     def cut_crops(self, size: int) -> None:
         """Align every face to the size×size template and cut its crop from the frame."""
@@ -124,24 +127,32 @@ def restore_batch_size(model: OSDFace, settings: Settings) -> int:
 
 
 def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
-                  detector: FaceDetector | None = None, stats: RestoreStats | None = None) -> FrameProcessor:
+                  detector: FaceDetector | None = None, parser: FaceParser | None = None,
+                  stats: RestoreStats | None = None) -> FrameProcessor:
     """A FrameProcessor that restores every tracked face with `model`.
 
     model: loaded with settings.model's device and dtype, or a Future of it (still loading on
         another thread: the first call of the processor starts decoding and detection at once,
         and the model stage waits for the model; a loading error is raised from the processor).
-    settings: faces (detection, tracking), temporal (stabilisation) and model.batch_size are read.
+    settings: faces (detection, tracking), temporal (stabilisation), paste (the mask) and
+        model.batch_size are read.
     detector: the face detector (default: the one settings.faces names, on settings.model's
         device for torch-based detectors); built once and shared by every call of the processor.
+    parser: the face parser that makes each face's paste mask (default: with settings.paste.mask
+        "parsing", one built from settings.paste on settings.model's device; with "box", none:
+        the fixed feathered square). Its masks are smoothed over time per track
+        (temporal.mask_momentum); built once and shared by every call of the processor.
     stats: counters updated as frames come out (frames, frames with faces, faces restored).
     """
-    detector = detector or detector_for(settings.faces, device=str(resolve_device(settings.model.device)))
+    device = resolve_device(settings.model.device)
+    detector = detector or detector_for(settings.faces, device=str(device))
+    parser = parser or parser_for(settings.paste, device)
     counters = stats if stats is not None else RestoreStats()
 
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
         cancel = threading.Event()
         work = in_background(_face_work(frames, detector, settings), cancel, "faces")
-        restored = in_background(_run_model(work, model, settings), cancel, "model", maxsize=QUEUE_FRAMES)
+        restored = in_background(_run_model(work, model, settings, parser), cancel, "model", maxsize=QUEUE_FRAMES)
         try:
             for item in restored:
                 counted = counters.counts(item.frame.index)
@@ -149,7 +160,7 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                 if not item.faces:
                     yield item.frame
                     continue
-                rgb, mask = paste_faces(item.rgb, list(zip(item.restored, item.placements)))
+                rgb, mask = paste_faces(item.rgb, list(zip(item.restored, item.placements)), item.masks)
                 if counted:
                     counters.frames_with_faces += 1
                     counters.faces += len(item.faces)
@@ -182,8 +193,8 @@ def _motion(before: np.ndarray | None, face: TrackedFace) -> float:
     return 0.0 if before is None else landmark_motion(before, face.landmarks, face.box)
 
 
-def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], settings: Settings
-               ) -> Iterator[_FrameWork]:
+def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], settings: Settings,
+               parser: FaceParser | None) -> Iterator[_FrameWork]:
     """Cut the crops of `work` and restore them in batches gathered across frames and faces;
     yield each frame, in order, once all its faces are restored. Waits here for a model that
     is still loading."""
@@ -198,8 +209,9 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         batch, queued[:] = queued[:count], queued[count:]
         crops = np.stack([item.crops[i] for item, i in batch])
         rows = [item.rows[i] for item, i in batch]
-        for (item, _), face in zip(batch, _restore(model, stabilizer, crops, rows)):
+        for (item, _), (face, mask) in zip(batch, _restore(model, stabilizer, parser, crops, rows)):
             item.restored.append(face)
+            item.masks.append(mask)
 
     def forget_ended() -> None:
         # An ended track has no rows from its end frame on: forget it once every earlier row ran.
@@ -226,13 +238,18 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
     yield from waiting
 
 
-def _restore(model: OSDFace, stabilizer: TemporalStabilizer, crops: np.ndarray, rows: list[CropRow]
-             ) -> list[np.ndarray]:
-    """B×S×S×3 uint8 RGB crops -> B restored S×S×3 uint8 RGB crops, stabilised over time."""
+def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser | None, crops: np.ndarray,
+             rows: list[CropRow]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """B×S×S×3 uint8 RGB crops -> B (restored S×S×3 uint8 RGB crop, paste mask) pairs, stabilised
+    over time; the mask (S×S float32 in [0, 1]) is the parsed face of the restored crop, or None
+    without a parser."""
     images = torch.from_numpy(crops).to(model.device).permute(0, 3, 1, 2).float().div_(255)
     distances = stabilizer.stabilize_distances(model.code_distances(images), rows)
     prompt = model.prompt_from_distances(distances)
     clean = stabilizer.blend_latents(model.denoise(model.encode(images), prompt), rows)
     restored = model.decode(clean)
     pixels = restored.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return list(pixels)
+    if parser is None:
+        return [(face, None) for face in pixels]
+    masks = stabilizer.smooth_masks(parser.face_masks(restored), rows).cpu().numpy()
+    return list(zip(pixels, masks))

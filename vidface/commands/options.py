@@ -158,3 +158,26 @@ def batch_size(text: str) -> int:
         return positive_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text}") from None
+
+
+def add_paste_flags(parser: argparse.ArgumentParser) -> None:
+    """How restored faces are pasted (defaults: vidface.faces.paste.PasteOptions); read them
+    back with `paste_overrides`."""
+    from vidface.faces.paste import PASTE_MASKS, PasteOptions
+
+    defaults = PasteOptions()
+    group = parser.add_argument_group("paste-back")
+    group.add_argument("--paste-mask", choices=PASTE_MASKS, default=None,
+                       help=f"which part of each restored crop replaces the frame: box, the crop's feathered "
+                            f"square; parsing, the face alone (skin, eyes, brows, nose, mouth, ears; not hair, "
+                            f"neck or background) as facexlib's BiSeNet parses it, smoothed over time; it "
+                            f"downloads parsing_bisenet.pth (53 MB) once (default: {defaults.mask}; archival "
+                            f"parsing)")
+    group.add_argument("--parsing-weights", default=None, metavar="PATH",
+                       help="parsing_bisenet.pth file for --paste-mask parsing (default: the vidface cache "
+                            "folder, $XDG_CACHE_HOME/vidface/facexlib)")
+
+
+def paste_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The paste flags as settings overrides; None: not given."""
+    return {"paste.mask": args.paste_mask, "paste.parsing_weights": args.parsing_weights}

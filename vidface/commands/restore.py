@@ -6,8 +6,8 @@ import argparse
 import sys
 import threading
 
-from vidface.commands.options import (add_model_flags, add_output_flags, model_overrides, positive_int,
-                                      show_progress, unit_interval)
+from vidface.commands.options import (add_model_flags, add_output_flags, add_paste_flags, model_overrides,
+                                      paste_overrides, positive_int, show_progress, unit_interval)
 from vidface.commands.track import add_face_flags, face_overrides
 
 MODELS = ("osdface", "none")
@@ -88,6 +88,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
                         type=_key_value, help="extra encoder option, repeatable (e.g. tune=film); "
                                               "added to the config file's")
     add_face_flags(parser, device=False)
+    add_paste_flags(parser)
     model = parser.add_argument_group("model")
     add_model_flags(model)
 
@@ -110,6 +111,7 @@ def build_settings(args: argparse.Namespace):
         "encode.pix_fmt": args.pix_fmt,
         "temporal.strength": 0.0 if args.no_temporal else args.temporal,
         **face_overrides(args),
+        **paste_overrides(args),
         **model_overrides(args),
     }
     settings = load_settings(*args.config, overrides=overrides)
@@ -122,7 +124,7 @@ def build_settings(args: argparse.Namespace):
 
 def build_processor(settings, model_name: str = "osdface", *, stats=None, detector_weights: str | None = None):
     """The FrameProcessor of a run: the identity for `--model none`, else the face restorer,
-    shared by every video and segment. Its detector is built first; then the model starts
+    shared by every video and segment. Its detector and face parser are built first; then the model starts
     loading on a background thread (`load_model`) while the run goes on. stats: a
     `vidface.restore.RestoreStats` the restorer updates."""
     from vidface.pipeline import identity
@@ -131,13 +133,16 @@ def build_processor(settings, model_name: str = "osdface", *, stats=None, detect
         return identity
     from pathlib import Path
 
+    from vidface.faces.parsing import parser_for
     from vidface.faces.track import detector_for
     from vidface.models.options import resolve_device
     from vidface.restore import face_restorer
 
+    device = resolve_device(settings.model.device)
     detector = detector_for(settings.faces, weights=Path(detector_weights) if detector_weights else None,
-                            device=str(resolve_device(settings.model.device)))
-    return face_restorer(load_model(settings), settings, detector=detector, stats=stats)
+                            device=str(device))
+    parser = parser_for(settings.paste, device)
+    return face_restorer(load_model(settings), settings, detector=detector, parser=parser, stats=stats)
 
 
 def load_model(settings):
@@ -319,4 +324,4 @@ def _describe_model(settings, model_name: str) -> str:
     return (f"osdface device={model.device} dtype={model.dtype} batch={model.batch_size or 'auto'}; "
             f"faces {faces.detector} every {faces.detect_every} frame(s) at {faces.detect_size or 'full'} px, "
             f"lag {faces.lag}; temporal "
-            + (f"strength {temporal.strength}" if temporal.enabled else "off"))
+            + (f"strength {temporal.strength}" if temporal.enabled else "off") + f"; paste mask {settings.paste.mask}")
