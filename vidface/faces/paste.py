@@ -38,7 +38,10 @@ class PasteOptions:
         (``temporal.mask_momentum``). Needs facexlib's parsing_bisenet.pth (53 MB, downloaded
         once into the vidface cache).
     parse_size: side, in pixels, of the picture the parser sees (a multiple of 32). 512 is its
-        training size; see tools/bench.py mask for the cost.
+        training size and the default: measured with tools/bench.py mask on 2 CPU cores, it
+        costs ~0.3 s per face (256: ~0.08 s), about 1 % of the ~27 s OSDFace itself takes per
+        face there, so a smaller size, whose accuracy the random test weights cannot show,
+        would save little.
     parsing_weights: the parser's checkpoint file; None: the vidface cache folder.
     """
 
