@@ -112,3 +112,25 @@ def test_stage_ends_tracks_at_a_shot_cut(detector) -> None:
     before, after = {p for p in paths[0] if p is not None}, {p for p in paths[1] if p is not None}
     assert len(before) == 1 and len(after) == 1 and before != after
     assert all(len(faces) == 1 for faces in tracked) and id_switches(paths[0]) == 0
+
+
+def test_refinement_in_one_batch_reads_what_one_call_per_crop_reads(detector) -> None:
+    """The refinement crops of all faces in a frame go to CenterFace as one batch; the readings
+    equal those of one call per crop."""
+    from face_clips import Pose, render
+    from vidface.faces.detect import RefinedDetector
+
+    class OneAtATime:  # the refiner without its batch method
+        def __init__(self, backend) -> None:
+            self.backend = backend
+
+        def detect(self, rgb: np.ndarray):
+            return self.backend.detect(rgb)
+
+    frame, _ = render(background(480, 240), [Pose(130, 120, 0.5, 8.0), Pose(350, 110, 0.6, -5.0)])
+    batched = detector.detect(frame)
+    single = RefinedDetector(detector.detector, OneAtATime(detector.refiner)).detect(frame)
+    assert len(batched) == len(single) == 2
+    for a, b in zip(batched, single):
+        np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
+        np.testing.assert_array_equal(a.box, b.box)

