@@ -16,8 +16,7 @@ from vidface.errors import InputError, WeightsError
 from vidface.faces.align import face_crop
 from vidface.faces.facexlib_weights import cache_dir
 from vidface.faces.parsing import PARSING_WEIGHTS, FaceParser
-from vidface.faces.paste import PasteOptions, crop_mask, paste_faces
-
+from vidface.faces.paste import PasteOptions, paste_faces
 from vidface.metrics import temporal_flicker
 from vidface.restore import face_restorer
 
