@@ -63,6 +63,31 @@ class StatefulBox:
         return frame.with_rgb(painted, mask)
 
 
+def interrupting_box(index: int) -> StatefulBox:
+    """A StatefulBox that raises KeyboardInterrupt (Ctrl-C) as output frame `index` comes out."""
+
+    def stop(frame_index: int) -> None:
+        if frame_index == index:
+            raise KeyboardInterrupt
+
+    return StatefulBox(on_output=stop)
+
+
+def same_video(a: Path, b: Path) -> None:
+    """Decoded frames, timestamps, durations and every copied packet are identical."""
+    from media import read_video
+
+    first, second = read_video(a, images=True), read_video(b, images=True)
+    assert first.frame_pts == second.frame_pts
+    assert first.durations == second.durations
+    assert len(first.images) == len(second.images) > 0
+    for index, (x, y) in enumerate(zip(first.images, second.images)):
+        assert (x == y).all(), f"frame {index} differs"
+    assert first.packets.keys() == second.packets.keys()
+    for stream in first.packets:
+        assert [p[:2] for p in first.packets[stream]] == [p[:2] for p in second.packets[stream]]
+
+
 def transcode_resumable(source: Path, output: Path, segment: int, warmup: int, lookahead: int,
                         processor: Callable | None = None, **plan_options):
     """One resumable run of StatefulBox (or `processor`) over source -> output."""

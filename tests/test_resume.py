@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from media import AudioTrack, read_video, write_video
-from resume_tools import TESTS, StatefulBox, transcode_resumable
+from resume_tools import TESTS, interrupting_box, same_video, transcode_resumable
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.io.encode import EncodeOptions
 from vidface.pipeline import ResumableInterrupt, TimeRange
@@ -30,19 +30,6 @@ CODECS = {
     "libx264": dict(suffix=".mp4", write=dict(audio="aac", bframes=3)),
     "ffv1": dict(suffix=".mkv", write=dict(audio=AudioTrack("libopus"))),
 }
-
-
-def _same_video(a: Path, b: Path) -> None:
-    """Decoded frames, timestamps, durations and every copied packet are identical."""
-    first, second = read_video(a, images=True), read_video(b, images=True)
-    assert first.frame_pts == second.frame_pts
-    assert first.durations == second.durations
-    assert len(first.images) == len(second.images) > 0
-    for index, (x, y) in enumerate(zip(first.images, second.images)):
-        assert (x == y).all(), f"frame {index} differs"
-    assert first.packets.keys() == second.packets.keys()
-    for stream in first.packets:
-        assert [p[:2] for p in first.packets[stream]] == [p[:2] for p in second.packets[stream]]
 
 
 def _child(source: Path, output: Path, codec: str, *kill: str) -> subprocess.CompletedProcess:
@@ -82,21 +69,13 @@ def test_killed_runs_resume_to_identical_output(codec: str, tmp_path: Path) -> N
     assert run.returncode == 0, run.stderr
     assert f"frames={FRAMES} resumed={4 * SEGMENT}" in run.stdout
     assert not work_folder(output).exists()
-    _same_video(output, reference)
-
-
-def _interrupt_at(index: int) -> StatefulBox:
-    def stop(frame_index: int) -> None:
-        if frame_index == index:
-            raise KeyboardInterrupt
-
-    return StatefulBox(on_output=stop)
+    same_video(output, reference)
 
 
 def _interrupted(source: Path, output: Path, at: int = 2 * SEGMENT + LOOKAHEAD + 1, **options) -> None:
     """A run stopped by Ctrl-C at output frame `at` (only the call of its own segment puts it out)."""
     with pytest.raises(ResumableInterrupt, match="run the same command again to resume"):
-        transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD, _interrupt_at(at), **options)
+        transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD, interrupting_box(at), **options)
     assert work_folder(output).is_dir() and not output.exists()
     assert _finished_segments(output) == at // SEGMENT
 
@@ -129,7 +108,7 @@ def test_stale_work_folder_is_started_over(change: str, tmp_path: Path, caplog: 
     assert not work_folder(output).exists()
     reference = tmp_path / "reference.mp4"
     transcode_resumable(source, reference, SEGMENT, WARMUP, LOOKAHEAD, **options)
-    _same_video(output, reference)
+    same_video(output, reference)
 
 
 def _flat(width: int, height: int, value: int):
@@ -149,7 +128,7 @@ def test_vfr_preview_range_resumes_identically(tmp_path: Path) -> None:
     _interrupted(source, output, at=3 * SEGMENT + 2, **window)
     result = transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD, **window)
     assert result.resumed == 3 * SEGMENT
-    _same_video(output, reference)
+    same_video(output, reference)
     # the same timestamps and audio as a plain (one-pass) run of the range (MP4 stores frame
     # durations as decode-time steps, which differ with the encoder's keyframes, so not those)
     from vidface.pipeline import plan_transcode, transcode
@@ -204,7 +183,7 @@ def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatc
     code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
     assert code == 0, err
     assert "resumed, 40 frames" in out
-    _same_video(output, reference)
+    same_video(output, reference)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv", "reference.mkv"]
 
 
@@ -281,7 +260,7 @@ def test_face_restorer_resumes_to_identical_output(tmp_path: Path, tiny_osdface_
         transcode_resumable(source, output, segment, warmup, lookahead, interrupted, **encode)
     result = transcode_resumable(source, output, segment, warmup, lookahead, restorer, **encode)
     assert result.resumed == 2 * segment
-    _same_video(output, reference)
+    same_video(output, reference)
     restored = read_video(output, images=True).images
     original = read_video(source, images=True).images
     assert sum((a != b).any() for a, b in zip(restored, original)) >= 20  # faces were restored

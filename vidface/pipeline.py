@@ -13,15 +13,19 @@ first unfinished segment. So that a resumed run gives exactly the frames of a co
 every segment is processed the same way in every run: a fresh call of the processor is fed
 `warmup` frames before the segment and `lookahead` frames after it, and only the segment's own
 frames are kept. A continuous run decodes once, front to back, keeping those few frames in
-memory; a resumed one seeks to its first needed frame. At the end the segments' packets are
-muxed with the copied streams into OUT.
+memory; a resumed one seeks to its first needed frame. Frames are placed by their timestamps
+(`input_frames`), so a seek that lands short of a frame (open GOP) is retried further back,
+and a frame the decoder cannot give leaves a gap instead of shifting the frames after it. At
+the end the segments' packets are muxed with the copied streams into OUT.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import io
+import itertools
 import logging
 import os
 import queue
@@ -219,17 +223,13 @@ def transcode(
 
         with output_lock(plan.output):
             return _transcode_resumable(plan, processor, resume, progress, on_segment)
-    from vidface.io.decode import decode_frames
-
     info = plan.info
-    start_pts, stop_pts, _, _ = _timing(plan)
     started = time.perf_counter()
     cancel = threading.Event()
     try:
         with atomic_output(plan.output) as temporary:
             with _output_writer(plan, temporary) as writer:
-                decoded = in_background(decode_frames(info.path, start_pts=start_pts, stop_pts=stop_pts),
-                                        cancel, "decode")
+                decoded = in_background(input_frames(plan, 0), cancel, "decode")
                 processed = in_background(processor(decoded), cancel, "process")
                 try:
                     for frame in processed:
@@ -338,7 +338,7 @@ def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
                                   f"{str(work.path)!r}; rerun with --no-resume")
             # Segment ranges count output positions: 0 is the plan's first frame.
             ranges = segment_ranges(0, plan.frame_count, segmenting.frames)
-            resumed = sum(record.stop - record.first for record in work.finished)
+            resumed = sum(record.frames for record in work.finished)
             if progress is not None:
                 progress(resumed)
             if len(work.finished) < len(ranges):
@@ -350,7 +350,7 @@ def _transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
         if isinstance(error, av.error.FFmpegError):
             raise _write_failed(plan.output, error) from None
         if isinstance(error, KeyboardInterrupt) and work is not None and work.finished:
-            done = sum(record.stop - record.first for record in work.finished)
+            done = sum(record.frames for record in work.finished)
             raise ResumableInterrupt(f"{done} of {plan.frame_count} frames are kept in {work.path}; "
                                      "run the same command again to resume") from None
         raise
@@ -363,18 +363,13 @@ def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segment
                       ranges: list[tuple[int, int]], written: int, progress: Callable[[int], None] | None,
                       on_segment: Callable[[int, int], None] | None) -> None:
     """Process and encode the segments after the finished ones into the work folder."""
-    from vidface.io.decode import decode_frames
     from vidface.resume import SegmentWriter
 
-    video = plan.info.video
     todo = ranges[len(work.finished):]
     first_needed = max(0, todo[0][0] - segmenting.warmup)
-    _, stop_pts, shift, _ = _timing(plan)
-    start = plan.first_frame + first_needed
-    start_pts = video.pts[start] if start else None
+    _, _, shift, _ = _timing(plan)
     cancel = threading.Event()
-    decoded = in_background(_renumbered(decode_frames(plan.info.path, start_pts=start_pts, stop_pts=stop_pts),
-                                      first_needed), cancel, "decode")
+    decoded = in_background(input_frames(plan, first_needed, resumed=first_needed > 0), cancel, "decode")
     window = _FrameWindow(decoded)
     try:
         for number, (first, stop) in enumerate(todo, start=len(work.finished)):
@@ -397,13 +392,9 @@ def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segment
                 finally:
                     processed.close()
                 segment.write(encoder.flush_encoder())
-                if encoder.frames_written != stop - first:
-                    if encoder.frames_written == 0:
-                        segment.discard()
-                        break
-                    log.warning("segment %d has %d frames where the input's packets promised %d",
-                                number, encoder.frames_written, stop - first)
-                work.add(segment.finish(number, first, first + encoder.frames_written), encoder.extradata)
+                # frames the input could not give leave the segment short (input_frames warned)
+                frames = encoder.frames_written
+                work.add(segment.finish(number, first, stop, frames), encoder.extradata if frames else None)
             except BaseException:
                 segment.discard()
                 raise
@@ -424,7 +415,7 @@ def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
     """
     from vidface.resume import decode_times, read_segment
 
-    frames = sum(record.stop - record.first for record in work.finished)
+    frames = sum(record.frames for record in work.finished)
     if frames == 0:
         raise InputError(f"input {str(plan.info.path)!r} gave no video frames in the requested range")
     if frames != plan.frame_count:
@@ -444,10 +435,106 @@ def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
     return frames
 
 
-def _renumbered(frames: Iterator[Frame], first: int) -> Iterator[Frame]:
-    """`frames` with Frame.index counted from `first` (their output position)."""
-    for offset, frame in enumerate(frames):
-        yield dataclasses.replace(frame, index=first + offset)
+SEEK_BACK = 16
+"""Frames by which a seek first goes further back when the frame sought does not come out
+first; doubled on each further try."""
+
+
+def input_frames(plan: Plan, first: int, *, resumed: bool = False) -> Iterator[Frame]:
+    """The plan's frames from output position `first` to its end, in order, each with
+    Frame.index its output position: the place of its pts among the input's frames (as probed),
+    so a frame the decoder cannot give leaves a gap (warned about) and never shifts the frames
+    after it.
+
+    resumed: the frames must be exactly those an uninterrupted run decodes from the plan's
+    first frame. Decoding from a later keyframe gives the same pictures for intact frames only:
+    a damaged one (flagged corrupt, or missing) depends on where decoding began. So at the
+    first damaged frame the input is decoded again from the uninterrupted run's start, and the
+    rest comes from there.
+    """
+    placed = _placed_frames(plan, first)
+    if resumed:
+        placed = _as_uninterrupted(plan, placed, first)
+    expected = first
+    missing: list[tuple[int, int]] = []  # [first, stop) of each gap
+    for position, frame in placed:
+        if position > expected:
+            missing.append((expected, position))
+            _warn_missing(plan, missing)
+        expected = position + 1
+        yield dataclasses.replace(frame, index=position)
+    if expected < plan.frame_count:
+        missing.append((expected, plan.frame_count))
+        _warn_missing(plan, missing)
+
+
+def _warn_missing(plan: Plan, missing: list[tuple[int, int]]) -> None:
+    """Warn of the first gap in the decoded frames, and then of every tenfold more frames."""
+    count = sum(stop - first for first, stop in missing)
+    if len(missing) == 1:
+        first, stop = missing[0]
+        log.warning("frames %d-%d of %r could not be decoded; they are left out of the output",
+                    first, stop - 1, str(plan.info.path))
+    elif len(str(count)) > len(str(count - (missing[-1][1] - missing[-1][0]))):
+        log.warning("%d frames of %r could not be decoded so far (the latest: %d-%d)", count,
+                    str(plan.info.path), missing[-1][0], missing[-1][1] - 1)
+
+
+def _placed_frames(plan: Plan, first: int) -> Iterator[tuple[int, Frame]]:
+    """(output position, frame) for the frames the decoder gives from position `first` on.
+
+    A seek lands on a keyframe before the frame sought, which is not always enough: in an open
+    GOP the frames shown just before a keyframe are decoded after it from the GOP before it
+    (the decoder drops them after a seek), and some containers (MPEG-PS) seek by estimate. So
+    when the frame sought does not come out first, the seek goes further back and tries again.
+    A frame whose pts the probe did not see, or that comes out of order, is an InputError.
+    """
+    from vidface.io.decode import decode_frames
+
+    video = plan.info.video
+    wanted = plan.first_frame + first
+    if wanted >= plan.stop_frame:
+        return
+    _, stop_pts, _, _ = _timing(plan)
+    back = 0
+    while True:
+        seek = max(0, wanted - back)
+        frames = decode_frames(plan.info.path, start_pts=video.pts[seek] if seek else None, stop_pts=stop_pts)
+        head = next((frame for frame in frames if frame.pts >= video.pts[wanted]), None)
+        if seek == 0 or (head is not None and head.pts == video.pts[wanted]):
+            break
+        frames.close()
+        back = max(2 * back, SEEK_BACK)
+    if head is None:
+        return
+    expected = first
+    try:
+        for frame in itertools.chain([head], frames):
+            index = bisect.bisect_left(video.pts, frame.pts, plan.first_frame, plan.stop_frame)
+            position = index - plan.first_frame
+            if index == plan.stop_frame or video.pts[index] != frame.pts or position < expected:
+                raise InputError(f"input {str(plan.info.path)!r} gave a frame (pts {frame.pts}) that its packets do "
+                                 f"not place after frame {expected - 1}; it may be corrupt: repair or re-encode it")
+            expected = position + 1
+            yield position, frame
+    finally:
+        frames.close()
+
+
+def _as_uninterrupted(plan: Plan, placed: Iterator[tuple[int, Frame]], first: int
+                      ) -> Iterator[tuple[int, Frame]]:
+    """`placed` while its frames are intact; from the first damaged one on (flagged corrupt by
+    the decoder, or missing), the frames of a decode from the plan's first frame instead."""
+    expected = first
+    for position, frame in placed:
+        if position != expected or frame.video.is_corrupt:
+            placed.close()
+            log.info("frame %d of %r is damaged; decoding again from the first frame, as an uninterrupted "
+                     "run does, so that the resumed output is the same", expected, str(plan.info.path))
+            yield from ((p, f) for p, f in _placed_frames(plan, 0) if p >= expected)
+            return
+        expected += 1
+        yield position, frame
 
 
 class _FrameWindow:
@@ -459,8 +546,9 @@ class _FrameWindow:
         self._kept: deque[Frame] = deque()
 
     def frames(self, start: int, stop: int, *, keep_from: int) -> Iterator[Frame]:
-        """Frames with index in [start, stop), in order; afterwards only those with index >=
-        keep_from stay in memory. Ranges must not go back before an earlier keep_from."""
+        """Frames with index in [start, stop), in order (indices may skip: see input_frames);
+        afterwards only those with index >= keep_from stay in memory. Ranges must not go back
+        before an earlier keep_from, nor keep_from pass stop."""
         while self._kept and self._kept[0].index < start:
             self._kept.popleft()
         for frame in list(self._kept):
@@ -477,6 +565,8 @@ class _FrameWindow:
                 continue
             if frame.index >= keep_from:
                 self._kept.append(frame)
+            if frame.index >= stop:  # after frames the input could not give: a later range's
+                break
             yield frame
         while self._kept and self._kept[0].index < keep_from:
             self._kept.popleft()

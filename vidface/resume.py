@@ -36,7 +36,7 @@ from vidface.errors import OutputError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 FINGERPRINT_BYTES = 1 << 20
 """Bytes hashed at each end of the input for its fingerprint (with its size and mtime)."""
 
@@ -111,13 +111,15 @@ def weights_identity(location: Any) -> dict[str, list[list[Any]]]:
 
 @dataclass(frozen=True)
 class SegmentRecord:
-    """A finished segment: output frames [first, stop), its file (in the work folder), the
-    file's sha256, its packet count, and the encoder's reorder delay in packets (how many
-    packets a packet may come before the frames it follows in presentation order)."""
+    """A finished segment: output frames [first, stop), of which it holds `frames` (fewer where
+    the input could not give some), its file (in the work folder), the file's sha256, its
+    packet count, and the encoder's reorder delay in packets (how many packets a packet may
+    come before the frames it follows in presentation order)."""
 
     index: int
     first: int
     stop: int
+    frames: int
     file: str
     sha256: str
     packets: int
@@ -170,12 +172,12 @@ class SegmentWriter:
                 self._pts.append(packet.pts)
             self.packets += 1
 
-    def finish(self, index: int, first: int, stop: int) -> SegmentRecord:
+    def finish(self, index: int, first: int, stop: int, frames: int) -> SegmentRecord:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._part, self.path)
-        return SegmentRecord(index=index, first=first, stop=stop, file=self.path.name,
+        return SegmentRecord(index=index, first=first, stop=stop, frames=frames, file=self.path.name,
                              sha256=self._hash.hexdigest(), packets=self.packets,
                              reorder_delay=reorder_delay(self._pts))
 
@@ -248,7 +250,7 @@ class WorkFolder:
                 manifest = json.loads((path / MANIFEST).read_text())
                 finished = [SegmentRecord(**record) for record in manifest["segments"]]
                 log.info("resuming from %s: %d segments (%d frames) already done", path, len(finished),
-                         sum(s.stop - s.first for s in finished))
+                         sum(s.frames for s in finished))
                 return cls(path, key, finished, manifest.get("extradata_sha256"))
             log.warning("starting over: the work folder %s does not match this run (%s)", path, reason)
             shutil.rmtree(path)
@@ -264,14 +266,16 @@ class WorkFolder:
     def segment_path(self, index: int) -> Path:
         return self.path / f"segment-{index:05d}.bin"
 
-    def add(self, record: SegmentRecord, extradata: bytes) -> None:
-        """Record a finished segment (its file already in place) in the manifest."""
-        digest = hashlib.sha256(extradata).hexdigest()
-        if self.extradata_sha256 is None:
-            self.extradata_sha256 = digest
-        elif digest != self.extradata_sha256:
-            raise OutputError(f"the encoder's headers changed between segments in {str(self.path)!r}; "
-                              "rerun with --no-resume")
+    def add(self, record: SegmentRecord, extradata: bytes | None) -> None:
+        """Record a finished segment (its file already in place) in the manifest; extradata:
+        its encoder's headers (None for a segment without frames, whose encoder never opened)."""
+        if extradata is not None:
+            digest = hashlib.sha256(extradata).hexdigest()
+            if self.extradata_sha256 is None:
+                self.extradata_sha256 = digest
+            elif digest != self.extradata_sha256:
+                raise OutputError(f"the encoder's headers changed between segments in {str(self.path)!r}; "
+                                  "rerun with --no-resume")
         self.finished.append(record)
         self._save()
 
@@ -294,14 +298,14 @@ def _stale_reason(path: Path, key: dict[str, Any]) -> str | None:
     """Why the work folder cannot be reused for `key`, or None when it can."""
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != MANIFEST_VERSION:
+            return "work files of another vidface version"
         stored = manifest["key"]
         records = [SegmentRecord(**record) for record in manifest["segments"]]
     except FileNotFoundError:
         return "no manifest"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "unreadable manifest"
-    if manifest.get("format") != MANIFEST_VERSION:
-        return "work files of another vidface version"
     if stored != key:
         changed = sorted(name for name in set(stored) | set(key) if stored.get(name) != key.get(name))
         return "different " + " and ".join(changed)
