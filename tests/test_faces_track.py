@@ -142,7 +142,7 @@ def test_memory_stays_flat_and_ids_are_per_tracker(path: np.ndarray) -> None:
     assert [t.track_id for t in other._tracks] == [0]
 
 
-@pytest.mark.parametrize("field, value", [("detect_every", 0), ("min_hits", 0), ("lag", -1)])
+@pytest.mark.parametrize("field, value", [("detect_every", 0), ("min_hits", 0), ("lag", -1), ("detect_motion", 0.0)])
 def test_bad_settings_name_the_value(field: str, value: int) -> None:
     with pytest.raises(InputError, match=field.replace("_", "-")):
         TrackerConfig(**{field: value})
@@ -191,3 +191,22 @@ def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndar
     assert [frame for frame, _ in out] == frames
     assert detector.calls == list(range(0, 30, 2))
     assert all(len(faces) == 1 for _, faces in out)
+
+
+@pytest.mark.parametrize("speed, every_frame", [(0.01, False), (0.12, True)])
+def test_detect_every_gives_way_to_fast_motion(path: np.ndarray, speed: float, every_frame: bool) -> None:
+    """With detect_every 2, a face drifting at `speed` face sizes per frame is detected in every
+    other frame when slow, and in every frame (after its track's first detections) when fast."""
+    start = path[0] / 2
+    size = 2.3 * float(np.linalg.norm(start[1] - start[0]))
+    moving = {i: {0: start + (speed * size * i, 0.0)} for i in range(30)}
+    frames = []
+    for i in range(30):
+        rgb = np.full((48, 64, 3), 100, np.uint8)
+        rgb[0, 0, 0] = i
+        frames.append(_Still(rgb))
+    detector = _CountingDetector(moving)
+    out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=2, detect_motion=0.05, lag=4)))
+    assert len(out) == 30 and all(len(faces) == 1 for _, faces in out)
+    later = [i for i in detector.calls if i >= 6]
+    assert later == (list(range(6, 30)) if every_frame else list(range(6, 30, 2)))

@@ -10,8 +10,9 @@ astronaut head moving, scaling, turning; degraded by blur, noise and JPEG, and c
 jitter ratio (RMS second difference of smoothed / raw landmarks; target <= 0.33), crop error
 (how far the 512x512 crop aligned on the estimate is from the crop aligned on the truth, in
 crop pixels; target <= 2 px) and landmark error in the true crop, split into a constant offset
-and a varying part, for --detect-every 1, 2, 3; recall and crop error by face size for the
-detector input sizes.
+and a varying part, for --detect-every 1, 2, 3, and 2, 3 with --detect-motion 0.05 (with the
+share of frames the detector runs on); recall and crop error by face size for the detector
+input sizes.
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the default detector's own averaged reading of the
 clean upright head) carried along the clip's known path; the first line printed re-measures it.
@@ -100,14 +101,20 @@ def detector_speed(repeat: int) -> None:
     print(f"  load average after: {Path('/proc/loadavg').read_text().split()[0]}")
 
 
-def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float]:
+def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float, float]:
+    """Track precomputed detections, using those of the frames where the tracking stage would
+    run the detector; returns the tracked faces per frame, the tracker's ms per frame and the
+    share of frames the detector ran on."""
     tracker = FaceTracker(config)
     out = []
+    runs, since = 0, config.detect_every
     start = time.perf_counter()
-    for index, faces in enumerate(detections):
-        out.extend(tracker.update(faces if index % config.detect_every == 0 else None))
+    for faces in detections:
+        detect = tracker.needs_detection(since)
+        out.extend(tracker.update(faces if detect else None))
+        runs, since = runs + detect, 1 if detect else since + 1
     out.extend(tracker.finish())
-    return [faces for _, faces in out], (time.perf_counter() - start) / len(detections) * 1000
+    return [faces for _, faces in out], (time.perf_counter() - start) / len(detections) * 1000, runs / len(detections)
 
 
 def smoothing_quality(frames: int, degraded: bool) -> None:
@@ -129,8 +136,8 @@ def smoothing_quality(frames: int, degraded: bool) -> None:
           f"raw crop error {raw_error:.2f} px, landmark error {raw_parts.landmark:.2f} px (constant offset "
           f"{raw_parts.offset:.2f}, varying {raw_parts.varying:.2f}); "
           f"shot-cut check {cut_ms:.2f} ms per frame")
-    for every in (1, 2, 3):
-        tracked, ms = run_tracker(raw, TrackerConfig(detect_every=every))
+    for every, motion in ((1, None), (2, None), (3, None), (2, 0.05), (3, 0.05)):
+        tracked, ms, share = run_tracker(raw, TrackerConfig(detect_every=every, detect_motion=motion))
         reported = [faces[0].landmarks if faces else None for faces in tracked]
         recall = sum(r is not None for r in reported) / frames
         smoothed = np.stack([r for r in reported if r is not None])
@@ -139,7 +146,7 @@ def smoothing_quality(frames: int, degraded: bool) -> None:
         parts = error_parts(smoothed, truth[kept])
         ratio = jitter(smoothed) / jitter(measured)
         noise_ratio = jitter(smoothed - truth[kept]) / jitter(measured - truth[[i for i, f in enumerate(raw) if f]])
-        print(f"detect-every {every}: recall {recall:.2f}, tracker {ms:.2f} ms/frame, jitter ratio {ratio:.3f} "
+        print(f"detect-every {every}, detect-motion {motion}: detector on {share:.0%} of frames, recall {recall:.2f}, tracker {ms:.2f} ms/frame, jitter ratio {ratio:.3f} "
               f"(target <= 0.33; true motion alone: {jitter(truth) / jitter(measured):.3f}; "
               f"of the error alone: {noise_ratio:.3f}), "
               f"crop error {error:.2f} px (target <= 2); landmark error in the crop {parts.landmark:.2f} px: "

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_output_flags, non_negative_int, open_unit_interval, positive_int, show_progress
+from vidface.commands.options import (add_output_flags, non_negative_int, open_unit_interval, positive_float,
+                                      positive_int, show_progress)
 
 
 def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -29,6 +30,9 @@ def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None
     group.add_argument("--detect-every", type=positive_int, default=None, metavar="K",
                        help=f"detect faces in every K-th frame, the tracker predicts between "
                             f"(default: {defaults.detect_every}; 2-3 is faster with slightly looser boxes)")
+    group.add_argument("--detect-motion", type=positive_float, default=None, metavar="FRACTION",
+                       help=f"still detect in every frame while a face moves faster than this fraction of its "
+                            f"size per frame (default: {defaults.detect_motion})")
     group.add_argument("--detect-size", type=non_negative_int, default=None, metavar="PX",
                        help=f"long side of the downscaled frame the detector sees; 0: full size "
                             f"(default: {defaults.detect_size}; larger finds smaller faces, slower)")
@@ -55,6 +59,7 @@ def face_config(args: argparse.Namespace):
 def face_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The face flags as settings overrides (``{"faces.lag": 4, ...}``); None: not given."""
     return {"faces.detector": args.detector, "faces.detect_every": args.detect_every,
+            "faces.detect_motion": args.detect_motion,
             "faces.detect_size": args.detect_size, "faces.detector_threshold": args.detector_threshold,
             "faces.lag": args.lag}
 

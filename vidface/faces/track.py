@@ -44,6 +44,9 @@ class TrackerConfig:
         score (None: the detector's own default); refine: read landmarks again in an upright
         crop of canonical size (vidface.faces.detect.RefinedDetector).
     detect_every: run the detector on every k-th frame, predicting between (and always on a cut).
+    detect_motion: with detect_every > 1, run the detector on every frame all the same while a
+        face moves faster than this fraction of its size per frame (its tracked landmark
+        speed), where prediction alone drifts (tools/bench_faces.py); None: never.
     max_misses: detector runs a confirmed track may miss in a row before it ends (it coasts on
         its prediction meanwhile). min_hits: detections before a track is reported.
     lag: future frames used to smooth each frame (the stage's look-ahead).
@@ -58,6 +61,7 @@ class TrackerConfig:
     detector_threshold: float | None = None
     refine: bool = True
     detect_every: int = 1
+    detect_motion: float | None = 0.05
     max_misses: int = 5
     min_hits: int = 2
     lag: int = 8
@@ -76,6 +80,8 @@ class TrackerConfig:
         for name in ("detect_every", "min_hits"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.detect_motion is not None and self.detect_motion <= 0:
+            raise InputError(f"detect-motion must be above 0 (or null: never), got {self.detect_motion}")
         for name in ("max_misses", "lag"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
@@ -179,6 +185,20 @@ class FaceTracker:
         track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1)
         self._next_id += 1
         return track
+
+    def fastest_motion(self) -> float:
+        """The largest landmark speed of a live track, in face sizes per frame (0 if none)."""
+        speeds = [np.linalg.norm(t.kf.x[_DIM_Z + 4:, 0].reshape(5, 2), axis=1).max() / _face_size(t.z())
+                  for t in self._tracks if not t.ended]
+        return float(max(speeds, default=0.0))
+
+    def needs_detection(self, frames_since_detection: int) -> bool:
+        """Whether the detector should run on the next frame, `frames_since_detection` frames
+        after its last run: every `detect_every` frames, and on every frame while a face
+        moves faster than `detect_motion`."""
+        config = self.config
+        return (frames_since_detection >= config.detect_every
+                or (config.detect_motion is not None and self.fastest_motion() > config.detect_motion))
 
     # -- association ------------------------------------------------------------------------
     def _associate(self, tracks: list[_Track], faces: list[Face]) -> tuple[list[tuple[int, int]], list[int]]:
@@ -321,7 +341,7 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
         if cut:
             log.info("shot cut at frame %d: all face tracks end", index)
         faces = None
-        if cut or since_detection >= config.detect_every:
+        if cut or tracker.needs_detection(since_detection):
             faces, since_detection = detector.detect(rgb), 0
         since_detection += 1
         pending.append(frame)
