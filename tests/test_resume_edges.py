@@ -170,3 +170,22 @@ def test_frames_the_decoder_drops_leave_gaps_not_shifts(tmp_path: Path, monkeypa
     for got, index in zip(result.images, kept):  # each frame is nearest to its own source frame
         errors = [np.abs(got.astype(int) - frame.astype(int)).mean() for frame in source.images]
         assert int(np.argmin(errors)) == index
+
+
+def test_a_frame_out_of_place_stops_the_run_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that gives frame 5 twice: no place for the second one, so no guessing."""
+    from vidface.io import decode
+
+    decode_frames = decode.decode_frames
+
+    def repeating(*args, **kwargs):
+        for frame in decode_frames(*args, **kwargs):
+            yield frame
+            if frame.index == 5:
+                yield frame
+
+    monkeypatch.setattr(decode, "decode_frames", repeating)
+    path = write_video(tmp_path / "in.mkv", frames=12)
+    with pytest.raises(InputError, match=r"out of place \(not the timestamp of frame 6 or a later one\)"):
+        transcode_resumable(path, tmp_path / "out.mkv", 8, 3, 2)
+    assert not (tmp_path / "out.mkv").exists()

@@ -513,8 +513,9 @@ def _placed_frames(plan: Plan, first: int) -> Iterator[tuple[int, Frame]]:
             index = bisect.bisect_left(video.pts, frame.pts, plan.first_frame, plan.stop_frame)
             position = index - plan.first_frame
             if index == plan.stop_frame or video.pts[index] != frame.pts or position < expected:
-                raise InputError(f"input {str(plan.info.path)!r} gave a frame (pts {frame.pts}) that its packets do "
-                                 f"not place after frame {expected - 1}; it may be corrupt: repair or re-encode it")
+                raise InputError(f"input {str(plan.info.path)!r} gave a frame at pts {frame.pts} out of place (not the "
+                                 f"timestamp of frame {expected} or a later one); it may be corrupt: repair or "
+                                 "re-encode it")
             expected = position + 1
             yield position, frame
     finally:
