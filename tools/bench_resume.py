@@ -2,6 +2,7 @@
 
     python tools/bench_resume.py io [--size 1280x720] [--seconds 12] [--segments 600 100]
     python tools/bench_resume.py boundary [--warmups 0 4 8 16 24 32] [--lookaheads 0 4 8 16 24]
+    python tools/bench_resume.py memory [--frames 300] [--segments 30] [--size 320x240] [--repeats 2]
 
 io: `vidface restore --model none` in-process on a generated clip with AAC audio: a plain
   one-pass transcode against resumable runs (segments of each given size, no interruption),
@@ -14,6 +15,11 @@ boundary: the face restorer (tiny random OSDFace, CPU) on a moving degraded face
   region of the frames next to segment edges, next to the face's own frame-to-frame change
   in the continuous output. The defaults (vidface.pipeline.Segmenting) are the smallest W and
   L past which the difference stops falling; their extra work is (W + L) / N.
+memory: peak resident memory (max RSS of the subprocess) of `vidface restore` (tiny random
+  OSDFace, CPU, default settings) on one generated face clip, run as one segment and in
+  segments of each given size, interleaved, each --repeats times; prints the peaks and the
+  ratio of each segmented run's mean peak to the one-segment run's. Memory that grows with
+  each segment (threads, allocator) shows here before it shows in a long clip.
 
 Figures vary +-30 % on a shared machine; compare ratios from one run.
 """
@@ -98,6 +104,25 @@ def bench_boundary(args: argparse.Namespace, folder: Path) -> None:
               f"   ({time.perf_counter() - started:.0f} s)")
 
 
+def bench_memory(args: argparse.Namespace, folder: Path) -> None:
+    from bench import make_clip, timed, tiny_model, vidface_command
+
+    model = tiny_model(folder / "tiny")
+    width, height = (int(v) for v in args.size.split("x"))
+    clip = make_clip(folder / "clip.mp4", width, height, args.frames / 25, fps=25)
+    one = args.frames + 1  # segment frames that make the whole clip one segment
+    peaks: dict[int, list[float]] = {}
+    for _ in range(args.repeats):
+        for frames in [one, *args.segments]:
+            _, peak, _ = timed(vidface_command(clip, folder / "out.mp4", model, 8, ["--segment-frames", str(frames)]))
+            peaks.setdefault(frames, []).append(peak)
+    print(f"{args.frames} frames, {args.size}: peak MiB per run")
+    for frames, values in peaks.items():
+        name = "one segment" if frames == one else f"{frames}-frame segments"
+        ratio = np.mean(values) / np.mean(peaks[one])
+        print(f"  {name:22s} {' '.join(f'{v:6.0f}' for v in values)}   mean / one segment: {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -108,9 +133,14 @@ def main() -> None:
     boundary = sub.add_parser("boundary")
     boundary.add_argument("--warmups", type=int, nargs="+", default=[0, 4, 8, 16, 24, 32])
     boundary.add_argument("--lookaheads", type=int, nargs="+", default=[0, 4, 8, 16, 24])
+    memory = sub.add_parser("memory")
+    memory.add_argument("--frames", type=int, default=300)
+    memory.add_argument("--segments", type=int, nargs="+", default=[30])
+    memory.add_argument("--size", default="320x240")
+    memory.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        {"io": bench_io, "boundary": bench_boundary}[args.what](args, Path(folder))
+        {"io": bench_io, "boundary": bench_boundary, "memory": bench_memory}[args.what](args, Path(folder))
 
 
 if __name__ == "__main__":
