@@ -167,7 +167,9 @@ def load_model(settings):
         except BaseException as error:  # raised where the model is awaited
             model.set_exception(error)
 
-    threading.Thread(target=load, name="vidface-load", daemon=True).start()
+    # Not a daemon: a run that fails while the model loads waits for the load to end before the
+    # interpreter exits, since a thread stopped inside torch's native code aborts the process.
+    threading.Thread(target=load, name="vidface-load").start()
     return model
 
 
