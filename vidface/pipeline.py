@@ -157,7 +157,11 @@ def plan_transcode(
     keep_audio: bool = True,
     overwrite: bool = False,
 ) -> Plan:
-    """Probe IN, check OUT and the options; raise InputError/OutputError before any write."""
+    """Probe IN, check OUT and the options; raise InputError/OutputError before any write.
+
+    Also holds the C allocator steady for the run (`steady_allocator`), from here on: before a
+    caller loads its model, whose freed buffers would otherwise raise malloc's threshold."""
+    steady_allocator()
     input_path, output_path = Path(input_path), Path(output_path)
     check_output(input_path, output_path, overwrite=overwrite)
     container_format = output_format(output_path)
