@@ -75,6 +75,16 @@ def test_closing_early_cancels_and_waits_for_the_source_to_close() -> None:
     assert closed.is_set()  # the source was closed on its thread before close() returned
 
 
+def test_closing_before_the_first_item_also_waits_for_the_source_to_close() -> None:
+    """A consumer closed before it took anything (a later stage failed first) still stops the
+    thread and waits for it, so the caller may close what the source reads from right after."""
+    cancel = threading.Event()
+    closed = threading.Event()
+    items = in_background(_numbers(10_000, [], closed, slow_close=0.2), cancel, "unstarted-test", maxsize=2)
+    items.close()
+    assert cancel.is_set() and closed.is_set()
+
+
 def test_cancel_stops_the_stage_and_the_consumer_ends() -> None:
     cancel = threading.Event()
     closed = threading.Event()

@@ -680,8 +680,15 @@ def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: 
 
     _WORKERS.start(name, work)
 
+    ended = False
+
+    def stop() -> None:
+        if not ended:
+            cancel.set()
+        done.wait()
+
     def consume() -> Iterator:
-        ended = False
+        nonlocal ended
         try:
             while True:
                 try:
@@ -698,8 +705,23 @@ def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: 
                     raise item.error
                 yield item
         finally:
-            if not ended:
-                cancel.set()
-            done.wait()
+            stop()
 
-    return consume()
+    return _Consumer(consume(), stop)
+
+
+class _Consumer(Iterator):
+    """The consumer's side of `in_background`. Unlike a bare generator's, its close() also
+    stops and waits for the worker when no item was taken yet (a generator never started skips
+    its `finally`), so whoever owns the worker's source may close that source right after."""
+
+    def __init__(self, items: Iterator, stop: Callable[[], None]) -> None:
+        self._items = items
+        self._stop = stop
+
+    def __next__(self):
+        return next(self._items)
+
+    def close(self) -> None:
+        self._items.close()
+        self._stop()
