@@ -221,7 +221,6 @@ def transcode(
     positions, as Frame.index) before the processor's call for it starts, so a processor's
     counters can leave out the warm-up and look-ahead frames it processes and drops.
     """
-    steady_allocator()
     if resume is not None:
         from vidface.resume import output_lock
 
