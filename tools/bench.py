@@ -36,9 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,36 +56,41 @@ from media import write_video  # noqa: E402
 DEFACE = str(Path(sys.executable).parent / "deface")  # installed next to this Python (the test extra)
 
 
-def face_clip_images(width: int, height: int, fps: int, seed: int = 0):
-    """Frame index -> H×W×3 uint8 RGB: a head about a quarter of the frame tall moving on a
-    4-second loop (drift, bob, ±10° turn, ±15 % scale), degraded (blur, noise, JPEG)."""
+def face_clip_images(width: int, height: int, fps: int, seed: int = 0, faces: int = 1):
+    """Frame index -> H×W×3 uint8 RGB: `faces` heads side by side, each about a quarter of the
+    frame tall, moving on a 4-second loop (drift, bob, ±10° turn, ±15 % scale) out of phase,
+    degraded (blur, noise, JPEG)."""
     base = background(width, height)
     scale = 0.25 * height / 200
     rng = np.random.default_rng(seed)
 
     def image(index: int) -> np.ndarray:
-        phase = 2 * np.pi * index / (4 * fps)
-        pose = Pose(width * (0.5 + 0.2 * np.sin(phase)), height * (0.5 + 0.05 * np.sin(2 * phase)),
-                    scale * (1 + 0.15 * np.sin(phase)), 10 * np.sin(phase))
-        rgb, _ = render(base, [pose])
+        poses = []
+        for face in range(faces):
+            phase = 2 * np.pi * (index / (4 * fps) + face / faces)
+            poses.append(Pose(width * ((face + 0.5) / faces + 0.2 / faces * np.sin(phase)),
+                              height * (0.5 + 0.05 * np.sin(2 * phase)),
+                              scale * (1 + 0.15 * np.sin(phase)), 10 * np.sin(phase)))
+        rgb, _ = render(base, poses)
         return degrade(rgb, rng, blur=1.0, noise=3.0, jpeg=70)
 
     return image
 
 
-def write_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25) -> Path:
+def write_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25, faces: int = 1) -> Path:
     frames = int(round(seconds * fps))
-    return write_video(path, frames=frames, size=(width, height), fps=fps, images=face_clip_images(width, height, fps),
+    return write_video(path, frames=frames, size=(width, height), fps=fps,
+                       images=face_clip_images(width, height, fps, faces=faces),
                        audio="aac", codec_options={"preset": "veryfast", "crf": "20"})
 
 
-def make_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25) -> Path:
+def make_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25, faces: int = 1) -> Path:
     """`write_clip` in a child process, so this one stays small: the peak memory `timed`
     reports for a later run includes this process's resident memory at the fork (Linux keeps
     the maximum across exec), and writing a 5-minute clip here left ~1 GB resident, which
     read as vidface's own peak (+13 % long / short instead of +2 %)."""
     code = (f"import sys; sys.path[:0] = {[str(ROOT / 'tests'), str(ROOT / 'tools')]!r}; from pathlib import Path; "
-            f"from bench import write_clip; write_clip(Path({str(path)!r}), {width}, {height}, {seconds}, {fps})")
+            f"from bench import write_clip; write_clip(Path({str(path)!r}), {width}, {height}, {seconds}, {fps}, {faces})")
     subprocess.run([sys.executable, "-c", code], check=True)
     return path
 
@@ -104,15 +111,16 @@ def timed(command: list[str]) -> tuple[float, float, str]:
         return seconds, usage.ru_maxrss / 1024, out.read().decode(errors="replace")
 
 
-def tiny_model(folder: Path):
+def tiny_model(folder: Path, size: str = "tiny"):
     from make_tiny_osdface import write_tiny_osdface
 
-    return write_tiny_osdface(folder)
+    return write_tiny_osdface(folder, size=size)
 
 
-def vidface_command(clip: Path, output: Path, model, batch_size: int, extra: list[str] = ()) -> list[str]:
+def vidface_command(clip: Path, output: Path, model, batch_size: int, extra: list[str] = (),
+                    device: str = "cpu") -> list[str]:
     return [sys.executable, "-m", "vidface", "restore", str(clip), str(output), "-y", "--no-progress",
-            "--weights", str(model.release), "--base", str(model.base), "--device", "cpu",
+            "--weights", str(model.release), "--base", str(model.base), "--device", device,
             "--batch-size", str(batch_size), *extra]
 
 
@@ -285,6 +293,107 @@ def bench_mask(args: argparse.Namespace, folder: Path) -> None:
           f"{on / unsmoothed:.3f}")
 
 
+class GpuSampler:
+    """GPU utilisation (NVML's: the share of time a kernel was running) and memory in use,
+    sampled every `period` seconds on a thread while in the `with` block; without NVML (no
+    NVIDIA GPU) it records nothing."""
+
+    def __init__(self, index: int = 0, period: float = 0.1):
+        self.index, self.period = index, period
+        self.samples: list[tuple[float, int, float]] = []  # (perf_counter, percent, MiB used)
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "GpuSampler":
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+        except Exception:  # no NVML library or no NVIDIA driver: nothing to sample
+            return self
+        handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+
+        def sample() -> None:
+            while not self._stop.wait(self.period):
+                rates = pynvml.nvmlDeviceGetUtilizationRates(handle)
+                used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+                self.samples.append((time.perf_counter(), rates.gpu, used))
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if hasattr(self, "_thread"):
+            self._thread.join()
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """(mean utilisation %, peak MiB in use) over the samples taken in [start, end]; nan without samples."""
+        inside = [(util, used) for t, util, used in self.samples if start <= t <= end]
+        if not inside:
+            return float("nan"), float("nan")
+        return float(np.mean([u for u, _ in inside])), max(used for _, used in inside)
+
+
+SUMMARY = re.compile(r": (\d+) frames(?:, (\d+) faces restored in \d+ frames)? in ([\d.]+) s")
+
+
+def transcode_window(command: list[str]) -> tuple[int, int, float, float]:
+    """Run `command` (a vidface restore) and read its summary line as it is printed:
+    (frames, faces restored, transcode seconds, perf_counter when the transcode ended). The
+    transcode is the run without start-up (model loading) and exit."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    summary = None
+    for line in process.stdout:
+        match = SUMMARY.search(line)
+        if match:
+            summary = match, time.perf_counter()
+    error = process.stderr.read()
+    if process.wait() != 0 or summary is None:
+        raise SystemExit(f"failed: {' '.join(command)}\n{error[-2000:]}")
+    match, ended = summary
+    return int(match[1]), int(match[2] or 0), float(match[3]), ended
+
+
+def bench_gpu(args: argparse.Namespace, folder: Path) -> None:
+    import torch
+
+    from bench_model import timed as time_model
+    from vidface.models.loading import load_osdface
+    from vidface.models.options import ModelOptions, resolve_device
+
+    device = resolve_device(args.device)
+    start = time.perf_counter()
+    model = tiny_model(folder / "model", size=args.model)
+    width, height = (int(v) for v in args.size.split("x"))
+    clip = make_clip(folder / "clip.mp4", width, height, args.seconds, faces=args.faces)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{name}; {args.model} random-weight model; {args.size} clip, {args.seconds:g} s at 25 fps, "
+          f"{args.faces} faces per frame (written in {time.perf_counter() - start:.0f} s)")
+
+    frames, _, seconds, _ = transcode_window(vidface_command(clip, folder / "out.mp4", model, 1,
+                                                             ["--model", "none"], device=args.device))
+    print(f"  decode + encode alone (--model none):  {frames / seconds:6.1f} fps")
+    restored = {}
+    for batch in args.batch_sizes:
+        with GpuSampler() as sampler:
+            frames, faces, seconds, ended = transcode_window(
+                vidface_command(clip, folder / "out.mp4", model, batch, device=args.device))
+        util, used = sampler.between(ended - seconds, ended)
+        restored[batch] = faces / seconds
+        print(f"  vidface restore, batch {batch:3d}:        {frames / seconds:6.1f} fps, {faces / seconds:7.1f} faces/s, "
+              f"GPU busy {util:5.1f} % of the transcode, peak {used:.0f} MiB on the GPU")
+
+    loaded = load_osdface(ModelOptions(weights=str(model.release), base=str(model.base), device=args.device))
+    size = loaded.face_size
+    crops = torch.rand(max(args.batch_sizes), 3, size, size, generator=torch.Generator().manual_seed(0))
+    for batch in args.batch_sizes:
+        alone, _ = time_model(loaded.restore, crops[:batch].to(device), iterations=3, warmup=1, device=device)
+        print(f"  model alone (OSDFace.restore), batch {batch:3d}: {alone:7.1f} faces/s; "
+              f"end to end / model alone: {restored[batch] / alone:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -306,9 +415,18 @@ def main() -> None:
     mask = sub.add_parser("mask")
     mask.add_argument("--parse-sizes", type=int, nargs="+", default=[512, 256])
     mask.add_argument("--frames", type=int, default=24)
+    gpu = sub.add_parser("gpu")
+    gpu.add_argument("--size", default="1920x1080")
+    gpu.add_argument("--seconds", type=float, default=8.0)
+    gpu.add_argument("--faces", type=int, default=4, help="faces per frame")
+    gpu.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
+    gpu.add_argument("--model", choices=("full", "tiny"), default="full", help="random-weight model size")
+    gpu.add_argument("--device", default="cuda")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vidface-bench-") as tmp:
-        {"fps": bench_fps, "memory": bench_memory, "temporal": bench_temporal, "mask": bench_mask}[args.what](args, Path(tmp))
+        commands = {"fps": bench_fps, "memory": bench_memory, "temporal": bench_temporal, "mask": bench_mask,
+                    "gpu": bench_gpu}
+        commands[args.what](args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -20,19 +20,7 @@ import time
 
 import torch
 
-SD21_BASE_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-)
-SD21_BASE_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=768,
-)
-SD21_BASE_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                           num_train_timesteps=1000, prediction_type="epsilon", clip_sample=False,
-                           set_alpha_to_one=False, steps_offset=1)
+from make_tiny_osdface import SD21_BASE_SCHEDULER, SD21_BASE_UNET, SD21_BASE_VAE  # tools/, beside this script
 
 
 def build_model(device: torch.device, dtype: torch.dtype, channels_last: bool, compile_: bool):
@@ -45,7 +33,7 @@ def build_model(device: torch.device, dtype: torch.dtype, channels_last: bool, c
     torch.manual_seed(0)
     unet, vae = UNet2DConditionModel(**SD21_BASE_UNET), AutoencoderKL(**SD21_BASE_VAE)
     embedder = VisualRepresentationEmbedder()
-    alphas = DDIMScheduler(**SD21_BASE_SCHEDULER).alphas_cumprod
+    alphas = DDIMScheduler.from_config(SD21_BASE_SCHEDULER).alphas_cumprod
     model = OSDFace(unet, vae, embedder, alphas).eval().requires_grad_(False).to(device=device, dtype=dtype)
     if channels_last:
         model.unet.to(memory_format=torch.channels_last)

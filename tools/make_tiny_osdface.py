@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Write a tiny random OSDFace in the official file layout, for tests and quick trials.
+"""Write a tiny random OSDFace in the official file layout, for tests and quick trials, or
+one of the released size for benchmarks.
 
-    python tools/make_tiny_osdface.py OUT_DIR [--lora-style peft|legacy] [--embedder tiny|full]
+    python tools/make_tiny_osdface.py OUT_DIR [--lora-style peft|legacy] [--embedder tiny|full] [--size tiny|full]
 
 OUT_DIR/release/ gets the three release files under their official names, formats and key
 names (pytorch_lora_weights.safetensors with ``unet.``-prefixed LoRA keys on linear and
@@ -14,13 +15,14 @@ config. Images must be multiples of 8 pixels; the tiny model's face size is 64 x
 
 The tiny embedder has the official key names with fewer channels and levels (a 64 x 64 input
 -> 16 x 16 grid, as the official 512 -> 16); ``--embedder full`` writes the released size.
+``--size full`` writes everything at the released size (SD 2.1-base's UNet and VAE, the full
+embedder; 512 x 512 faces, about 3.7 GB): random weights cost the same time as the real ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,16 @@ SD21_BASE_SCHEDULER = {
 }
 TINY_EMBEDDER = {"ch": 32, "ch_mult": (1, 1, 2), "num_res_blocks": 1, "resolution": 64, "z_channels": 64,
                  "n_embed": 1024, "embed_dim": 64}
+SD21_BASE_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+)
+SD21_BASE_VAE = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=768,
+)
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                 "conv1", "conv2", "conv_shortcut")
 LORA_RANK = 4
@@ -58,9 +70,11 @@ class TinyOSDFace:
     base: Path
 
 
-def _tiny_unet():
+def _unet(size: str):
     from diffusers import UNet2DConditionModel
 
+    if size == "full":
+        return UNet2DConditionModel(**SD21_BASE_UNET)
     return UNet2DConditionModel(
         sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -68,9 +82,11 @@ def _tiny_unet():
     )
 
 
-def _tiny_vae():
+def _vae(size: str):
     from diffusers import AutoencoderKL
 
+    if size == "full":
+        return AutoencoderKL(**SD21_BASE_VAE)
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 64), layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
@@ -100,8 +116,10 @@ def lora_state_dict(unet: torch.nn.Module, style: str, generator: torch.Generato
     return state
 
 
-def write_tiny_osdface(out_dir: Path, lora_style: str = "peft", embedder: str = "tiny", seed: int = 0) -> TinyOSDFace:
-    """Write the tiny model under out_dir (see module doc); deterministic for a given seed."""
+def write_tiny_osdface(out_dir: Path, lora_style: str = "peft", embedder: str | None = None, seed: int = 0,
+                       size: str = "tiny") -> TinyOSDFace:
+    """Write the model under out_dir (see module doc); deterministic for a given seed.
+    size: "tiny" or "full" (the UNet and VAE, and the embedder unless `embedder` says otherwise)."""
     from safetensors.torch import save_file
 
     from vidface.models.embedder import VisualRepresentationEmbedder
@@ -113,7 +131,7 @@ def write_tiny_osdface(out_dir: Path, lora_style: str = "peft", embedder: str = 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
 
-    unet, vae = _tiny_unet(), _tiny_vae()
+    unet, vae = _unet(size), _vae(size)
     unet.save_pretrained(base / "unet")
     vae.save_pretrained(base / "vae")
     (base / "scheduler").mkdir(parents=True, exist_ok=True)
@@ -121,7 +139,7 @@ def write_tiny_osdface(out_dir: Path, lora_style: str = "peft", embedder: str = 
 
     save_file(lora_state_dict(unet, lora_style, generator), str(release / LORA_FILE))
 
-    vre = VisualRepresentationEmbedder(**(TINY_EMBEDDER if embedder == "tiny" else {})).eval()
+    vre = VisualRepresentationEmbedder(**(TINY_EMBEDDER if (embedder or size) == "tiny" else {})).eval()
     with torch.no_grad():
         # A dictionary drawn from the encoder's own features on random images (as a trained one
         # would be), so that a face picks many distinct codes, as with the real weights.
@@ -162,11 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="folder to write release/ and base/ into")
     parser.add_argument("--lora-style", choices=("peft", "legacy"), default="peft",
                         help="LoRA key names: peft lora_A/lora_B (default) or legacy lora.down/lora.up")
-    parser.add_argument("--embedder", choices=("tiny", "full"), default="tiny",
-                        help="embedder size: tiny (default, fast) or the released full size")
+    parser.add_argument("--embedder", choices=("tiny", "full"), default=None,
+                        help="embedder size: tiny or the released full size (default: as --size)")
+    parser.add_argument("--size", choices=("tiny", "full"), default="tiny",
+                        help="tiny (default, fast) or the released size of UNet, VAE and embedder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
-    written = write_tiny_osdface(args.out_dir, args.lora_style, args.embedder, args.seed)
+    written = write_tiny_osdface(args.out_dir, args.lora_style, args.embedder, args.seed, args.size)
     print(f"release: {written.release}\nbase: {written.base}")
     return 0
 
