@@ -191,6 +191,39 @@ def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> No
     assert stats.faces == 4
 
 
+def test_a_model_still_loading_is_waited_for_and_the_wait_counted(tiny_osdface_model) -> None:
+    """The restorer takes a Future of the model: frames are decoded and tracked meanwhile, the
+    model stage waits for it, and the wait is reported apart from the work."""
+    import threading
+    import time
+    from concurrent.futures import Future
+
+    clip = moving_face_clip(6, *SIZE)
+    source = frames_of(clip.frames)
+    pulled = 0
+
+    def feed():
+        nonlocal pulled
+        for frame in source:
+            pulled += 1
+            yield frame
+
+    loading: Future = Future()
+    pulled_when_loaded = []
+
+    def load() -> None:
+        time.sleep(0.5)
+        pulled_when_loaded.append(pulled)
+        loading.set_result(tiny_osdface_model)
+
+    threading.Thread(target=load).start()
+    stats = RestoreStats()
+    out = list(face_restorer(loading, _settings(), stats=stats)(feed()))
+    assert [f.index for f in out] == list(range(6)) and stats.faces == 6
+    assert pulled_when_loaded == [6], "decoding did not go on while the model loaded"
+    assert 0.4 <= stats.model_wait < 5.0
+
+
 def test_segmented_run_counts_only_the_frames_it_writes(tiny_osdface_model, tmp_path: Path) -> None:
     """Each segment also processes warm-up frames before it and look-ahead frames after it, then
     drops them; the counts cover each written frame once, as one continuous pass does."""

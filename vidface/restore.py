@@ -24,6 +24,7 @@ and the detector are shared between calls.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -61,6 +62,8 @@ class RestoreStats:
     kept: the frames (Frame.index in [first, stop)) that the current call of the processor
     hands on to the output, or None for all; a resumable run sets it per segment (`keep`), so
     the warm-up and look-ahead frames each segment processes and drops are not counted.
+    model_wait: seconds the model stage spent waiting for the model to load (decoding and
+    detection run meanwhile, as far as their queues allow).
     """
 
     frames: int = 0
@@ -68,6 +71,7 @@ class RestoreStats:
     faces: int = 0
     tracks: set[int] = field(default_factory=set)
     kept: tuple[int, int] | None = None
+    model_wait: float = 0.0
 
     def keep(self, first: int, stop: int) -> None:
         """Count only frames with index in [first, stop) from now on (fits
@@ -152,7 +156,8 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
         cancel = threading.Event()
         work = in_background(_face_work(frames, detector, settings), cancel, "faces")
-        restored = in_background(_run_model(work, model, settings, parser), cancel, "model", maxsize=QUEUE_FRAMES)
+        restored = in_background(_run_model(work, model, settings, parser, counters), cancel, "model",
+                                 maxsize=QUEUE_FRAMES)
         try:
             for item in restored:
                 counted = counters.counts(item.frame.index)
@@ -194,11 +199,14 @@ def _motion(before: np.ndarray | None, face: TrackedFace) -> float:
 
 
 def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], settings: Settings,
-               parser: FaceParser | None) -> Iterator[_FrameWork]:
+               parser: FaceParser | None, counters: RestoreStats) -> Iterator[_FrameWork]:
     """Cut the crops of `work` and restore them in batches gathered across frames and faces;
     yield each frame, in order, once all its faces are restored. Waits here for a model that
-    is still loading."""
-    model = model.result() if isinstance(model, Future) else model
+    is still loading (the wait is added to counters.model_wait)."""
+    if isinstance(model, Future):
+        start = time.perf_counter()
+        model = model.result()
+        counters.model_wait += time.perf_counter() - start
     stabilizer = TemporalStabilizer(settings.temporal)
     batch_size = restore_batch_size(model, settings)
     waiting: deque[_FrameWork] = deque()  # frames in order, oldest first

@@ -215,8 +215,9 @@ def run(args: argparse.Namespace) -> int:
     if result.resumed:
         print(f"{result.output}: resumed, {result.resumed} frames taken from the interrupted run")
     faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if restoring else ""
+    loading = f"; {stats.model_wait:.1f} s of it waiting for the model to load" if restoring else ""
     print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
-          f"({(result.frames - result.resumed) / max(result.seconds, 1e-9):.1f} fps)")
+          f"({(result.frames - result.resumed) / max(result.seconds, 1e-9):.1f} fps{loading})")
     return 0
 
 
