@@ -85,7 +85,8 @@ def occluded_run(detector):
             raw.append(detector.detect(rgb))
             return raw[-1]
 
-    out = list(track_faces((_Rgb(f) for f in clip.frames), Recording(), TrackerConfig()))
+    # Every frame detected, so that raw[i] is frame i's reading.
+    out = list(track_faces((_Rgb(f) for f in clip.frames), Recording(), TrackerConfig(detect_every=1)))
     return clip, raw, out
 
 

@@ -176,7 +176,7 @@ def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndar
         rgb[0, 0, 0] = i  # the frame's index, for the fake detector; no cut between frames
         frames.append(_Still(rgb))
     detector = _CountingDetector({i: {0: path[i] / 10} for i in range(30)})
-    config = TrackerConfig(detect_every=2, lag=4)
+    config = TrackerConfig(detect_every=2, detect_motion=None, lag=4)
     consumed = []
 
     def source():
@@ -189,14 +189,16 @@ def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndar
         assert len(consumed) - len(out) <= config.lag + 1  # bounded look-ahead
         out.append((frame, faces))
     assert [frame for frame, _ in out] == frames
-    assert detector.calls == list(range(0, 30, 2))
+    # frame 1 too: the new track is not confirmed yet (its motion is unknown)
+    assert detector.calls == [0, 1, *range(3, 30, 2)]
     assert all(len(faces) == 1 for _, faces in out)
 
 
 @pytest.mark.parametrize("speed, every_frame", [(0.01, False), (0.12, True)])
 def test_detect_every_gives_way_to_fast_motion(path: np.ndarray, speed: float, every_frame: bool) -> None:
     """With detect_every 2, a face drifting at `speed` face sizes per frame is detected in every
-    other frame when slow, and in every frame (after its track's first detections) when fast."""
+    other frame when slow, and in every frame (after its track's first detections) when fast.
+    Frames 0 and 1 are detected either way (a new track, motion unknown)."""
     start = path[0] / 2
     size = 2.3 * float(np.linalg.norm(start[1] - start[0]))
     moving = {i: {0: start + (speed * size * i, 0.0)} for i in range(30)}
@@ -209,4 +211,41 @@ def test_detect_every_gives_way_to_fast_motion(path: np.ndarray, speed: float, e
     out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=2, detect_motion=0.05, lag=4)))
     assert len(out) == 30 and all(len(faces) == 1 for _, faces in out)
     later = [i for i in detector.calls if i >= 6]
-    assert later == (list(range(6, 30)) if every_frame else list(range(6, 30, 2)))
+    assert later == (list(range(6, 30)) if every_frame else list(range(7, 30, 2)))
+
+
+@pytest.mark.parametrize("every, appears", [(2, 5), (3, 4), (3, 5)])
+def test_a_face_appearing_between_detector_runs_is_tracked_from_its_first_frame(
+        path: np.ndarray, every: int, appears: int) -> None:
+    """With detect_every > 1, a face first seen by a detector run is looked for in the frames
+    the detector skipped before it (still held for the look-ahead), so it is reported from the
+    frame it appeared in; a face already tracked keeps its track and no frame is detected twice."""
+    steady, arriving = path[0] / 2, path[0] / 2 + (80.0, 0.0)
+    truth = {i: {0: steady, **({1: arriving} if i >= appears else {})} for i in range(20)}
+    frames = []
+    for i in range(20):
+        rgb = np.full((48, 64, 3), 100, np.uint8)
+        rgb[0, 0, 0] = i
+        frames.append(_Still(rgb))
+    detector = _CountingDetector(truth)
+    out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=every, detect_motion=None, lag=4)))
+    ids = [sorted(f.track_id for f in faces) for _, faces in out]
+    assert ids == [[0]] * appears + [[0, 1]] * (20 - appears)
+    assert len(detector.calls) == len(set(detector.calls)) < 15  # frames skipped, none detected twice
+
+
+@pytest.mark.parametrize("every, gone", [(2, 7), (2, 8), (3, 10), (3, 11), (3, 12)])
+def test_a_face_leaving_between_detector_runs_is_reported_until_its_last_frame(
+        path: np.ndarray, every: int, gone: int) -> None:
+    """With detect_every > 1, the frames a run skipped before it missed a face are searched:
+    the face is reported in each frame it is in, and never as a predicted ghost after it left."""
+    truth = {i: {0: path[0] / 2} for i in range(gone)}
+    frames = []
+    for i in range(24):
+        rgb = np.full((48, 64, 3), 100, np.uint8)
+        rgb[0, 0, 0] = i
+        frames.append(_Still(rgb))
+    detector = _CountingDetector(truth)
+    out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=every, detect_motion=None, lag=8)))
+    assert [len(faces) for _, faces in out] == [1] * gone + [0] * (24 - gone)
+    assert len(detector.calls) == len(set(detector.calls)) < 24

@@ -29,7 +29,7 @@ def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None
                             "folder, $XDG_CACHE_HOME/vidface/facexlib)")
     group.add_argument("--detect-every", type=positive_int, default=None, metavar="K",
                        help=f"detect faces in every K-th frame, the tracker predicts between "
-                            f"(default: {defaults.detect_every}; 2-3 is faster with slightly looser boxes)")
+                            f"(default: {defaults.detect_every}; 1: every frame; 3 is faster with slightly looser boxes)")
     group.add_argument("--detect-motion", type=positive_float, default=None, metavar="FRACTION",
                        help=f"still detect in every frame while a face moves faster than this fraction of its "
                             f"size per frame (default: {defaults.detect_motion})")

@@ -11,11 +11,12 @@ face 40 px or 400 px wide.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol, TypeVar
+from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
@@ -43,7 +44,10 @@ class TrackerConfig:
         of the downscaled frame the detector sees (0: full size); detector_threshold: minimum
         score (None: the detector's own default); refine: read landmarks again in an upright
         crop of canonical size (vidface.faces.detect.RefinedDetector).
-    detect_every: run the detector on every k-th frame, predicting between (and always on a cut).
+    detect_every: run the detector on every k-th frame, predicting between; it runs on every
+        frame all the same on a cut, while a track is new or missing its face, and while a
+        face moves fast (detect_motion). A face first seen by a run is looked for in the
+        frames skipped before it, so it is tracked from the frame it appeared in.
     detect_motion: with detect_every > 1, run the detector on every frame all the same while a
         face moves faster than this fraction of its size per frame (its tracked landmark
         speed), where prediction alone drifts (tools/bench_faces.py); None: never.
@@ -60,7 +64,7 @@ class TrackerConfig:
     detect_size: int = DEFAULT_MAX_SIDE
     detector_threshold: float | None = None
     refine: bool = True
-    detect_every: int = 1
+    detect_every: int = 2
     detect_motion: float | None = 0.05
     max_misses: int = 5
     min_hits: int = 2
@@ -159,6 +163,7 @@ class FaceTracker:
         self._next_id = 0
         self._frame = -1  # index of the latest frame given to update
         self._emitted = -1  # index of the latest frame returned
+        self._detected = -1  # index of the latest frame the detector ran on
 
     # -- filter -----------------------------------------------------------------------------
     def _noise(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +175,7 @@ class FaceTracker:
         q = np.kron(_ACCEL_BLOCK, np.eye(_DIM_Z)) * (cfg.motion_noise * size) ** 2
         return np.diag(r), q
 
-    def _new_track(self, face: Face) -> _Track:
+    def _new_track(self, face: Face, frame: int) -> _Track:
         from filterpy.kalman import KalmanFilter
 
         z = _measurement(face)
@@ -181,10 +186,62 @@ class FaceTracker:
         kf.x = np.concatenate([z, np.zeros(_DIM_Z)])[:, None]
         velocity_var = (0.05 * _face_size(z)) ** 2
         kf.P = np.diag(np.concatenate([np.diag(r), np.full(_DIM_Z, velocity_var)]))
-        step = _Step(self._frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
+        step = _Step(frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
         track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1)
         self._next_id += 1
         return track
+
+    def _predict(self, track: _Track, frame: int) -> None:
+        """Carry `track` to `frame` (the next one) on its motion model."""
+        _, q = self._noise(track.z())
+        track.kf.predict(Q=q)
+        last = track.steps[-1]
+        last.gain = last.p_post @ _TRANSITION.T @ np.linalg.inv(track.kf.P)
+        track.steps.append(_Step(frame, track.kf.x.copy(), track.kf.x.copy(), track.kf.P.copy(), False, track.score))
+
+    def _correct(self, track: _Track, face: Face) -> None:
+        """Update `track`'s newest step with its detection `face`."""
+        r, _ = self._noise(track.z())
+        track.kf.update(_measurement(face)[:, None], R=r)
+        step = track.steps[-1]
+        step.x_post, step.p_post = track.kf.x.copy(), track.kf.P.copy()
+        step.detected, step.score = True, face.score
+        track.score, track.hits, track.misses, track.first_miss = face.score, track.hits + 1, 0, None
+        track.confirmed = track.confirmed or track.hits >= self.config.min_hits
+
+    def _born(self, face: Face, earlier: Callable[[int], list[Face]] | None) -> _Track:
+        """A track for `face`, first seen in this frame. Where the detector skipped the frames
+        just before (detect_every > 1), `earlier(frame)` runs it on them, newest first, back to
+        its previous run: a face that appeared between two runs is tracked from the frame it
+        appeared in, not from the next run."""
+        history = [face]  # the face in consecutive frames, newest first
+        frame = self._frame - 1
+        while earlier is not None and frame > max(self._detected, self._emitted):
+            match = self._same_face(_measurement(history[-1]), self._untracked(earlier(frame), frame))
+            if match is None:
+                break
+            history.append(match)
+            frame -= 1
+        first = self._frame - len(history) + 1
+        track = self._new_track(history[-1], first)
+        for offset, seen in enumerate(reversed(history[:-1]), start=1):
+            self._predict(track, first + offset)
+            self._correct(track, seen)
+        return track
+
+    def _untracked(self, faces: list[Face], frame: int, besides: _Track | None = None) -> list[Face]:
+        """`faces` (detections in `frame`) less those that the states there of tracks other
+        than `besides` take."""
+        states = [step.x_post[:_DIM_Z, 0] for track in self._tracks if track is not besides
+                  for step in track.steps if step.frame == frame]
+        _, unmatched = self._match(np.array(states), faces)
+        return [faces[i] for i in unmatched]
+
+    def _same_face(self, z: np.ndarray, candidates: list[Face]) -> Face | None:
+        """The face among `candidates` (an adjacent frame's detections) that the face with
+        measurement vector `z` is, within the association gates, or None."""
+        pairs, _ = self._match(z[None], candidates)
+        return candidates[pairs[0][1]] if pairs else None
 
     def fastest_motion(self) -> float:
         """The largest landmark speed of a live track, in face sizes per frame (0 if none)."""
@@ -194,25 +251,32 @@ class FaceTracker:
 
     def needs_detection(self, frames_since_detection: int) -> bool:
         """Whether the detector should run on the next frame, `frames_since_detection` frames
-        after its last run: every `detect_every` frames, and on every frame while a face
-        moves faster than `detect_motion`."""
+        after its last run: every `detect_every` frames, and on every frame while a track is
+        unsettled (not yet confirmed, so its motion is unknown; or missing its face since a
+        detector run, so whether the face is gone is decided within the look-ahead) or while a
+        face moves faster than `detect_motion`."""
         config = self.config
-        return (frames_since_detection >= config.detect_every
+        unsettled = any(not t.ended and (not t.confirmed or t.first_miss is not None) for t in self._tracks)
+        return (frames_since_detection >= config.detect_every or unsettled
                 or (config.detect_motion is not None and self.fastest_motion() > config.detect_motion))
 
     # -- association ------------------------------------------------------------------------
     def _associate(self, tracks: list[_Track], faces: list[Face]) -> tuple[list[tuple[int, int]], list[int]]:
-        """Hungarian matching on (1 - IoU) + normalised landmark distance, within the gates.
-        Returns matched (track index, face index) pairs and unmatched face indices."""
+        """Hungarian matching of tracks' predictions and detections on (1 - IoU) + normalised
+        landmark distance, within the gates. Returns matched (track index, face index) pairs and
+        unmatched face indices."""
+        return self._match(np.array([t.z() for t in tracks]), faces)
+
+    def _match(self, predicted: np.ndarray, faces: list[Face]) -> tuple[list[tuple[int, int]], list[int]]:
+        """`_associate` for measurement vectors (N×14) standing for the tracks."""
         from scipy.optimize import linear_sum_assignment
 
-        if not tracks or not faces:
+        if not len(predicted) or not faces:
             return [], list(range(len(faces)))
-        predicted = np.stack([t.z() for t in tracks])
         measured = np.stack([_measurement(f) for f in faces])
         iou = box_iou(predicted[:, :4], measured[:, :4])
         sizes = np.array([_face_size(z) for z in predicted])
-        offsets = predicted[:, None, 4:].reshape(len(tracks), 1, 5, 2) - measured[None, :, 4:].reshape(1, len(faces), 5, 2)
+        offsets = predicted[:, None, 4:].reshape(len(predicted), 1, 5, 2) - measured[None, :, 4:].reshape(1, len(faces), 5, 2)
         distance = np.linalg.norm(offsets, axis=3).mean(axis=2) / sizes[:, None]
         cost = (1.0 - iou) + distance
         allowed = (iou >= self.config.min_iou) & (distance <= self.config.max_landmark_distance)
@@ -222,44 +286,35 @@ class FaceTracker:
         return pairs, [i for i in range(len(faces)) if i not in matched]
 
     # -- per frame --------------------------------------------------------------------------
-    def update(self, faces: list[Face] | None, cut: bool = False) -> list[tuple[int, list[TrackedFace]]]:
+    def update(self, faces: list[Face] | None, cut: bool = False,
+               earlier: Callable[[int], list[Face]] | None = None) -> list[tuple[int, list[TrackedFace]]]:
         """Advance one frame. faces: this frame's detections (frame pixels), or None where the
         detector did not run (tracks are predicted, no miss is counted). cut: this frame starts
-        a new shot, so every track ends first. Returns (frame index, faces) for every frame that
-        is now final: the frame `lag` frames back, when there is one."""
+        a new shot, so every track ends first. earlier: the detections of an earlier frame of
+        this shot not yet returned, by index (the detector run on it now), so that a new face
+        is looked for in the frames the detector skipped. Returns (frame index, faces) for
+        every frame that is now final: the frame `lag` frames back, when there is one."""
         self._frame += 1
         if cut:
             for track in self._tracks:
                 self._end(track)
         live = [t for t in self._tracks if not t.ended]
         for track in live:
-            _, q = self._noise(track.z())
-            track.kf.predict(Q=q)
-            last = track.steps[-1]
-            last.gain = last.p_post @ _TRANSITION.T @ np.linalg.inv(track.kf.P)
-            track.steps.append(_Step(self._frame, track.kf.x.copy(), track.kf.x.copy(), track.kf.P.copy(),
-                                     False, track.score))
+            self._predict(track, self._frame)
         if faces is not None:
             pairs, unmatched = self._associate(live, faces)
-            matched_tracks = set()
             for ti, fi in pairs:
-                track, face = live[ti], faces[fi]
-                r, _ = self._noise(track.z())
-                track.kf.update(_measurement(face)[:, None], R=r)
-                step = track.steps[-1]
-                step.x_post, step.p_post = track.kf.x.copy(), track.kf.P.copy()
-                step.detected, step.score = True, face.score
-                track.score, track.hits, track.misses, track.first_miss = face.score, track.hits + 1, 0, None
-                track.confirmed = track.confirmed or track.hits >= self.config.min_hits
-                matched_tracks.add(ti)
+                self._correct(live[ti], faces[fi])
+            matched_tracks = {ti for ti, _ in pairs}
             for ti, track in enumerate(live):
                 if ti not in matched_tracks:
                     track.misses += 1
                     if track.first_miss is None:
                         track.first_miss = self._frame
                     if not track.confirmed or track.misses > self.config.max_misses:
-                        self._end(track)
-            self._tracks.extend(self._new_track(faces[fi]) for fi in unmatched)
+                        self._end(track, earlier)
+            self._tracks.extend(self._born(faces[fi], None if cut else earlier) for fi in unmatched)
+            self._detected = self._frame
         return self._release(self._frame - self.config.lag)
 
     def finish(self) -> list[tuple[int, list[TrackedFace]]]:
@@ -268,14 +323,29 @@ class FaceTracker:
             self._end(track)
         return self._release(self._frame)
 
-    def _end(self, track: _Track) -> None:
+    def _end(self, track: _Track, earlier: Callable[[int], list[Face]] | None = None) -> None:
         """End a track. Where the detector looked for the face after its last detection and did
-        not find it, the face was gone: forget what the track predicted from there on."""
+        not find it, the face was gone: forget what the track predicted from there on. In the
+        frames the detector skipped between its last hit and that miss, `earlier` (as for
+        `update`) looks for the face: the track keeps those up to the last one it is found in."""
         if track.ended:
             return
         track.ended = True
-        while track.first_miss is not None and track.steps and track.steps[-1].frame >= track.first_miss:
-            track.steps.pop()
+        first_miss = track.first_miss
+        if first_miss is not None:
+            while track.steps and (track.steps[-1].frame >= first_miss or not track.steps[-1].detected):
+                track.steps.pop()
+            if track.steps and earlier is not None:
+                last = track.steps[-1]
+                track.kf.x, track.kf.P = last.x_post.copy(), last.p_post.copy()
+                frame = last.frame + 1
+                while frame < first_miss and frame > self._emitted:
+                    match = self._same_face(track.z(), self._untracked(earlier(frame), frame, besides=track))
+                    if match is None:
+                        break
+                    self._predict(track, frame)
+                    self._correct(track, match)
+                    frame += 1
         if track.steps:
             track.steps[-1].gain = None
 
@@ -333,7 +403,7 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
     """
     tracker = FaceTracker(config)
     cuts = ShotCutDetector(config.cut_threshold)
-    pending: deque[FrameT] = deque()
+    pending: deque[FrameT] = deque()  # frames given to the tracker and not yet returned, oldest first
     since_detection = config.detect_every  # so the first frame is detected
     for index, frame in enumerate(frames):
         rgb = frame.to_rgb()
@@ -345,7 +415,12 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
             faces, since_detection = detector.detect(rgb), 0
         since_detection += 1
         pending.append(frame)
-        for _, tracked in tracker.update(faces, cut=cut):
+
+        @functools.cache
+        def earlier(frame_index: int) -> list[Face]:
+            return detector.detect(pending[frame_index - index - 1].to_rgb())
+
+        for _, tracked in tracker.update(faces, cut=cut, earlier=earlier):
             yield pending.popleft(), tracked
     for _, tracked in tracker.finish():
         yield pending.popleft(), tracked
