@@ -12,7 +12,8 @@ jitter ratio (RMS second difference of smoothed / raw landmarks; target <= 0.33)
 crop pixels; target <= 2 px) and landmark error in the true crop, split into a constant offset
 and a varying part, for --detect-every 1, 2, 3, and 2, 3 with --detect-motion 0.05 (with the
 share of frames the detector runs on); recall and crop error by face size for the detector
-input sizes.
+input sizes; the faces stage's CPU time on a 720p clip at two speeds of motion, detecting
+every frame and every second frame.
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the default detector's own averaged reading of the
 clean upright head) carried along the clip's known path; the first line printed re-measures it.
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from face_clips import (ASTRONAUT_LANDMARKS, Pose, background, crop_error, error_parts, jitter,  # noqa: E402
                         moving_face_clip, read_reference_landmarks, render)
@@ -178,6 +180,34 @@ def recall_by_size() -> None:
         print(f"  detect-size {str(max_side or 'full'):5s} " + " | ".join(cells))
 
 
+def stage_cpu(frames: int = 125) -> None:
+    """CPU time of the whole faces stage (track_faces with the default detector) on tools/bench.py's
+    720p clip, and on the same clip moving at a quarter of the speed, detecting every frame
+    and with detect-every 2 (its motion rule and its searches of skipped frames)."""
+    from bench import face_clip_images
+    from vidface.faces.track import detector_for, track_faces
+
+    class Picture:
+        def __init__(self, rgb: np.ndarray) -> None:
+            self.rgb = rgb
+
+        def to_rgb(self) -> np.ndarray:
+            return self.rgb
+
+    detector = detector_for(TrackerConfig())
+    print(f"\nfaces stage on {frames} frames of 720p (tools/bench.py's moving head), CPU seconds:")
+    for speed, fps in (("full speed", 25), ("quarter speed", 100)):
+        images = face_clip_images(1280, 720, fps)
+        clip = [Picture(images(i)) for i in range(frames)]
+        cells = []
+        for every in (1, 2):
+            start = time.process_time()
+            out = list(track_faces(iter(clip), detector, TrackerConfig(detect_every=every)))
+            faces = sum(len(f) for _, f in out)
+            cells.append(f"detect-every {every}: {time.process_time() - start:5.1f} s ({faces} faces)")
+        print(f"  {speed:13s} " + " | ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=60, help="frames of the generated clip (default: 60)")
@@ -191,6 +221,7 @@ def main() -> None:
     smoothing_quality(args.frames, degraded=False)
     smoothing_quality(max(args.frames // 3, 8), degraded=True)
     recall_by_size()
+    stage_cpu()
 
 
 if __name__ == "__main__":
