@@ -135,3 +135,32 @@ def test_refinement_in_one_batch_reads_what_one_call_per_crop_reads(detector) ->
     for a, b in zip(batched, single):
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
         np.testing.assert_array_equal(a.box, b.box)
+
+
+def test_fast_faces_between_detector_runs_get_the_refinement_pass_alone(detector) -> None:
+    """With detect-every 2, the frames between full runs in which the face moves fast are read
+    by the refinement pass alone, around the tracker's prediction: no full-frame pass there,
+    and landmarks as accurate as with the detector on every frame."""
+    clip = moving_face_clip(20, 640, 360, scale=1.0, degraded=True)  # fast: its whole path in 20 frames
+    truth = [t[0] for t in clip.truth]
+
+    class Counting:
+        detected = refined = 0
+
+        def detect(self, rgb):
+            Counting.detected += 1
+            return detector.detect(rgb)
+
+        def refine(self, rgb, seeds):
+            Counting.refined += 1
+            return detector.refine(rgb, seeds)
+
+    def crop_errors(config: TrackerConfig, reader) -> float:
+        out = list(track_faces((_Rgb(f) for f in clip.frames), reader, config))
+        assert all(len(faces) == 1 for _, faces in out)
+        return float(np.mean([crop_error(faces[0].landmarks, t) for (_, faces), t in zip(out, truth)]))
+
+    every_frame = crop_errors(TrackerConfig(detect_every=1), detector)
+    between = crop_errors(TrackerConfig(detect_every=2), Counting())
+    assert Counting.refined >= 5 and Counting.detected + Counting.refined == 20
+    assert between <= every_frame + 0.3, f"{between:.2f} px against {every_frame:.2f} px detecting every frame"

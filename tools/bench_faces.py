@@ -37,7 +37,7 @@ from face_clips import (ASTRONAUT_LANDMARKS, Pose, background, crop_error, error
                         moving_face_clip, read_reference_landmarks, render)
 from vidface.faces.detect import create_detector  # noqa: E402
 from vidface.faces.shots import ShotCutDetector  # noqa: E402
-from vidface.faces.track import FaceTracker, TrackerConfig  # noqa: E402
+from vidface.faces.track import DETECT, REFINE, FaceTracker, TrackerConfig  # noqa: E402
 
 
 def frame_with_face(width: int, height: int, scale: float) -> np.ndarray:
@@ -106,8 +106,9 @@ def detector_speed(repeat: int) -> None:
 def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float, float]:
     """Track precomputed detections, using those of the frames where the tracking stage would
     run the detector (its runs, and its searches of skipped frames for a face that appeared or
-    left); returns the tracked faces per frame, the tracker's ms per frame and the share of
-    frames the detector ran on."""
+    left) or the refinement pass alone (for which the same refined readings stand in); returns
+    the tracked faces per frame, the tracker's ms per frame and the share of frames the
+    detector or the refinement ran on."""
     tracker = FaceTracker(config)
     out = []
     detected: set[int] = set()
@@ -119,11 +120,11 @@ def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float, f
     since = config.detect_every
     start = time.perf_counter()
     for index, faces in enumerate(detections):
-        detect = tracker.needs_detection(since)
-        if detect:
+        need = tracker.needs_detection(since)
+        if need is not None:
             detected.add(index)
-        out.extend(tracker.update(faces if detect else None, earlier=earlier))
-        since = 1 if detect else since + 1
+        out.extend(tracker.update(faces if need else None, earlier=earlier, complete=need != REFINE))
+        since = 1 if need == DETECT else since + 1
     out.extend(tracker.finish())
     ms = (time.perf_counter() - start) / len(detections) * 1000
     return [faces for _, faces in out], ms, len(detected) / len(detections)
@@ -158,7 +159,7 @@ def smoothing_quality(frames: int, degraded: bool) -> None:
         parts = error_parts(smoothed, truth[kept])
         ratio = jitter(smoothed) / jitter(measured)
         noise_ratio = jitter(smoothed - truth[kept]) / jitter(measured - truth[[i for i, f in enumerate(raw) if f]])
-        print(f"detect-every {every}, detect-motion {motion}: detector on {share:.0%} of frames, recall {recall:.2f}, tracker {ms:.2f} ms/frame, jitter ratio {ratio:.3f} "
+        print(f"detect-every {every}, detect-motion {motion}: detector or refinement on {share:.0%} of frames, recall {recall:.2f}, tracker {ms:.2f} ms/frame, jitter ratio {ratio:.3f} "
               f"(target <= 0.33; true motion alone: {jitter(truth) / jitter(measured):.3f}; "
               f"of the error alone: {noise_ratio:.3f}), "
               f"crop error {error:.2f} px (target <= 2); landmark error in the crop {parts.landmark:.2f} px: "

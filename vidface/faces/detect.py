@@ -123,36 +123,44 @@ class RefinedDetector:
         self.template = (FFHQ_TEMPLATE_512 - 256.0) * (self.EYE_DISTANCE / template_eyes) + self.SIDE / 2
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Faces in `rgb` (H×W×3 uint8 RGB), landmarks refined; boxes and scores from the first pass.
-        The refinement crops of all faces go to the refiner in one batch where it takes batches."""
+        """Faces in `rgb` (H×W×3 uint8 RGB), landmarks refined; boxes and scores from the first
+        pass (a face no refinement crop finds keeps the first pass's landmarks)."""
+        faces = self.detector.detect(rgb)
+        return [face if refined is None else Face(face.box, refined.landmarks, face.score)
+                for face, refined in zip(faces, self.refine(rgb, faces))]
+
+    def refine(self, rgb: np.ndarray, seeds: Sequence[Face]) -> list[Face | None]:
+        """Each face of `seeds` (roughly placed: a first pass, or a tracker's prediction) read
+        again in the refinement crops of `rgb`: landmarks averaged over the crops, the box moved
+        with them, the crops' mean score; None where no crop finds a face. The crops of all
+        faces go to the refiner in one batch where it takes batches."""
         import cv2
 
-        from vidface.faces.align import similarity_transform
+        from vidface.faces.align import invert_affine, similarity_transform, transform_points
 
-        faces = self.detector.detect(rgb)
-        affines = [similarity_transform(face.landmarks, self.template + shift)
-                   for face in faces for shift in self.SHIFTS]
+        affines = [similarity_transform(seed.landmarks, self.template + shift)
+                   for seed in seeds for shift in self.SHIFTS]
         crops = [cv2.warpAffine(rgb, affine, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT_101) for affine in affines]
         found = detect_each(self.refiner, crops) if crops else []
-        count = len(self.SHIFTS)
-        return [Face(face.box, self._mean_reading(face.landmarks, affines[i * count:(i + 1) * count],
-                                                  found[i * count:(i + 1) * count]), face.score)
-                for i, face in enumerate(faces)]
-
-    def _mean_reading(self, landmarks: np.ndarray, affines: list[np.ndarray], found: list[list[Face]]
-                      ) -> np.ndarray:
-        """The refined landmarks: the mean over the crops (frame pixels) of the face read nearest
-        to where the crop put it; the first pass's landmarks if no crop found one."""
-        from vidface.faces.align import invert_affine, transform_points
-
-        readings = []
-        for shift, affine, faces in zip(self.SHIFTS, affines, found):
-            if faces:
-                target = self.template + shift
-                best = min(faces, key=lambda f: float(np.abs(f.landmarks - target).sum()))
-                readings.append(transform_points(invert_affine(affine), best.landmarks))
-        return np.mean(readings, axis=0) if readings else landmarks
+        refined: list[Face | None] = []
+        for index, seed in enumerate(seeds):
+            readings, scores = [], []
+            for k, shift in enumerate(self.SHIFTS):
+                faces = found[index * len(self.SHIFTS) + k]
+                if faces:
+                    target = self.template + shift
+                    best = min(faces, key=lambda f: float(np.abs(f.landmarks - target).sum()))
+                    readings.append(transform_points(invert_affine(affines[index * len(self.SHIFTS) + k]),
+                                                     best.landmarks))
+                    scores.append(best.score)
+            if not readings:
+                refined.append(None)
+                continue
+            landmarks = np.mean(readings, axis=0)
+            moved = (landmarks - seed.landmarks).mean(axis=0)
+            refined.append(Face(np.asarray(seed.box, float) + np.tile(moved, 2), landmarks, float(np.mean(scores))))
+        return refined
 
 
 def detect_each(detector: FaceDetector, images: Sequence[np.ndarray]) -> list[list[Face]]:

@@ -34,6 +34,8 @@ _MEASURE = np.hstack([np.eye(_DIM_Z), np.zeros((_DIM_Z, _DIM_Z))])
 _ACCEL_BLOCK = np.array([[0.25, 0.5], [0.5, 1.0]])  # discrete white-noise acceleration, dt = 1
 _NO_MATCH = 1e6
 
+DETECT, REFINE = "detect", "refine"  # what FaceTracker.needs_detection asks of a frame
+
 
 @dataclass(frozen=True)
 class TrackerConfig:
@@ -45,12 +47,15 @@ class TrackerConfig:
         score (None: the detector's own default); refine: read landmarks again in an upright
         crop of canonical size (vidface.faces.detect.RefinedDetector).
     detect_every: run the detector on every k-th frame, predicting between; it runs on every
-        frame all the same on a cut, while a track is new or missing its face, and while a
-        face moves fast (detect_motion). A face first seen by a run is looked for in the
-        frames skipped before it, so it is tracked from the frame it appeared in.
-    detect_motion: with detect_every > 1, run the detector on every frame all the same while a
-        face moves faster than this fraction of its size per frame (its tracked landmark
-        speed), where prediction alone drifts (tools/bench_faces.py); None: never.
+        frame all the same on a cut and while a track is new or missing its face. A face first
+        seen by a run is looked for in the frames skipped before it, and a face a run no
+        longer finds in those after its last hit, so it is tracked from the first to the last
+        frame it is in.
+    detect_motion: with detect_every > 1, while a face moves faster than this fraction of its
+        size per frame (its tracked landmark speed), where prediction alone drifts
+        (tools/bench_faces.py), the frames between runs get the refinement pass alone, with
+        the tracks' predictions in place of the full-frame pass (RefinedDetector.refine; with
+        refine off, the detector runs); None: never.
     max_misses: detector runs a confirmed track may miss in a row before it ends (it coasts on
         its prediction meanwhile). min_hits: detections before a track is reported.
     lag: future frames used to smooth each frame (the stage's look-ahead).
@@ -249,16 +254,29 @@ class FaceTracker:
                   for t in self._tracks if not t.ended]
         return float(max(speeds, default=0.0))
 
-    def needs_detection(self, frames_since_detection: int) -> bool:
-        """Whether the detector should run on the next frame, `frames_since_detection` frames
-        after its last run: every `detect_every` frames, and on every frame while a track is
-        unsettled (not yet confirmed, so its motion is unknown; or missing its face since a
-        detector run, so whether the face is gone is decided within the look-ahead) or while a
-        face moves faster than `detect_motion`."""
+    def needs_detection(self, frames_since_detection: int) -> str | None:
+        """What the next frame needs, `frames_since_detection` frames after the detector's last
+        full run: DETECT (a full run) every `detect_every` frames and while a track is unsettled
+        (not yet confirmed, so its motion is unknown; or missing its face since a run, so
+        whether the face is gone is decided within the look-ahead); REFINE (the tracked faces
+        read again where they are predicted, `predicted_faces`) while a face moves faster than
+        `detect_motion`; None: prediction alone."""
         config = self.config
         unsettled = any(not t.ended and (not t.confirmed or t.first_miss is not None) for t in self._tracks)
-        return (frames_since_detection >= config.detect_every or unsettled
-                or (config.detect_motion is not None and self.fastest_motion() > config.detect_motion))
+        if frames_since_detection >= config.detect_every or unsettled:
+            return DETECT
+        if config.detect_motion is not None and self.fastest_motion() > config.detect_motion:
+            return REFINE
+        return None
+
+    def predicted_faces(self) -> list[Face]:
+        """Where the live tracks' faces will be in the next frame, on their motion model."""
+        faces = []
+        for track in self._tracks:
+            if not track.ended:
+                z = (_TRANSITION @ track.kf.x)[:_DIM_Z, 0]
+                faces.append(Face(z[:4].copy(), z[4:].reshape(5, 2).copy(), track.score))
+        return faces
 
     # -- association ------------------------------------------------------------------------
     def _associate(self, tracks: list[_Track], faces: list[Face]) -> tuple[list[tuple[int, int]], list[int]]:
@@ -287,13 +305,16 @@ class FaceTracker:
 
     # -- per frame --------------------------------------------------------------------------
     def update(self, faces: list[Face] | None, cut: bool = False,
-               earlier: Callable[[int], list[Face]] | None = None) -> list[tuple[int, list[TrackedFace]]]:
+               earlier: Callable[[int], list[Face]] | None = None,
+               complete: bool = True) -> list[tuple[int, list[TrackedFace]]]:
         """Advance one frame. faces: this frame's detections (frame pixels), or None where the
         detector did not run (tracks are predicted, no miss is counted). cut: this frame starts
         a new shot, so every track ends first. earlier: the detections of an earlier frame of
         this shot not yet returned, by index (the detector run on it now), so that a new face
-        is looked for in the frames the detector skipped. Returns (frame index, faces) for
-        every frame that is now final: the frame `lag` frames back, when there is one."""
+        is looked for in the frames the detector skipped. complete: False where `faces` are
+        only the tracked faces read again (REFINE): a track they miss counts a miss, but no
+        track starts from them. Returns (frame index, faces) for every frame that is now
+        final: the frame `lag` frames back, when there is one."""
         self._frame += 1
         if cut:
             for track in self._tracks:
@@ -313,8 +334,9 @@ class FaceTracker:
                         track.first_miss = self._frame
                     if not track.confirmed or track.misses > self.config.max_misses:
                         self._end(track, earlier)
-            self._tracks.extend(self._born(faces[fi], None if cut else earlier) for fi in unmatched)
-            self._detected = self._frame
+            if complete:
+                self._tracks.extend(self._born(faces[fi], None if cut else earlier) for fi in unmatched)
+                self._detected = self._frame
         return self._release(self._frame - self.config.lag)
 
     def finish(self) -> list[tuple[int, list[TrackedFace]]]:
@@ -410,8 +432,11 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
         cut = cuts.is_cut(rgb)
         if cut:
             log.info("shot cut at frame %d: all face tracks end", index)
-        faces = None
-        if cut or tracker.needs_detection(since_detection):
+        faces, complete = None, True
+        need = DETECT if cut else tracker.needs_detection(since_detection)
+        if need == REFINE and hasattr(detector, "refine"):
+            faces, complete = [f for f in detector.refine(rgb, tracker.predicted_faces()) if f is not None], False
+        elif need is not None:
             faces, since_detection = detector.detect(rgb), 0
         since_detection += 1
         pending.append(frame)
@@ -420,7 +445,7 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
         def earlier(frame_index: int) -> list[Face]:
             return detector.detect(pending[frame_index - index - 1].to_rgb())
 
-        for _, tracked in tracker.update(faces, cut=cut, earlier=earlier):
+        for _, tracked in tracker.update(faces, cut=cut, earlier=earlier, complete=complete):
             yield pending.popleft(), tracked
     for _, tracked in tracker.finish():
         yield pending.popleft(), tracked
