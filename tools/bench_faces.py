@@ -12,7 +12,8 @@ jitter ratio (RMS second difference of smoothed / raw landmarks; target <= 0.33)
 crop pixels; target <= 2 px) and landmark error in the true crop, split into a constant offset
 and a varying part, for --detect-every 1, 2, 3, and 2, 3 with --detect-motion 0.05 (with the
 share of frames the detector runs on); recall and crop error by face size for the detector
-input sizes; the faces stage's CPU time on a 720p clip at two speeds of motion, detecting
+input sizes; the tracking stage's own crop error and detector use on the fast and slow
+clips; the faces stage's CPU time on a 720p clip at two speeds of motion, detecting
 every frame and every second frame.
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the default detector's own averaged reading of the
@@ -166,6 +167,46 @@ def smoothing_quality(frames: int, degraded: bool) -> None:
               f"constant offset {parts.offset:.2f} px, varying {parts.varying:.2f} px")
 
 
+def stage_accuracy(frames: int) -> None:
+    """The tracking stage itself with the default detector (full-frame runs, refinement-only
+    frames, searches of skipped frames) on the degraded moving-head clip: crop error and the
+    share of frames each pass ran on, detect-every 1 and 2."""
+    from vidface.faces.track import detector_for, track_faces
+
+    clip = moving_face_clip(frames, 640, 360, scale=1.0, degraded=True)
+    detector = detector_for(TrackerConfig())
+
+    class Counting:
+        def __init__(self) -> None:
+            self.detected = self.refined = 0
+
+        def detect(self, rgb: np.ndarray) -> list:
+            self.detected += 1
+            return detector.detect(rgb)
+
+        def refine(self, rgb: np.ndarray, seeds: list) -> list:
+            self.refined += 1
+            return detector.refine(rgb, seeds)
+
+    for every in (1, 2):
+        counting = Counting()
+        out = list(track_faces((Picture(rgb) for rgb in clip.frames), counting, TrackerConfig(detect_every=every)))
+        errors = [crop_error(faces[0].landmarks, truth[0]) for (_, faces), truth in zip(out, clip.truth) if faces]
+        print(f"stage, detect-every {every}: full detector on {counting.detected / frames:.0%} of frames, refinement "
+              f"alone on {counting.refined / frames:.0%}, recall {len(errors) / frames:.2f}, "
+              f"crop error {np.mean(errors):.2f} px")
+
+
+class Picture:
+    """A frame for track_faces: anything with to_rgb()."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+    def to_rgb(self) -> np.ndarray:
+        return self.rgb
+
+
 def recall_by_size() -> None:
     print("\nrecall and raw crop error by face size (720p frames, 12 poses each):")
     for max_side in (640, 960, None):
@@ -187,13 +228,6 @@ def stage_cpu(frames: int = 125) -> None:
     and with detect-every 2 (its motion rule and its searches of skipped frames)."""
     from bench import face_clip_images
     from vidface.faces.track import detector_for, track_faces
-
-    class Picture:
-        def __init__(self, rgb: np.ndarray) -> None:
-            self.rgb = rgb
-
-        def to_rgb(self) -> np.ndarray:
-            return self.rgb
 
     detector = detector_for(TrackerConfig())
     print(f"\nfaces stage on {frames} frames of 720p (tools/bench.py's moving head), CPU seconds:")
@@ -221,6 +255,8 @@ def main() -> None:
     smoothing_quality(args.frames, degraded=True)
     smoothing_quality(args.frames, degraded=False)
     smoothing_quality(max(args.frames // 3, 8), degraded=True)
+    for frames in (max(args.frames // 3, 8), args.frames * 3):
+        stage_accuracy(frames)
     recall_by_size()
     stage_cpu()
 
