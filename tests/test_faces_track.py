@@ -169,12 +169,18 @@ class _CountingDetector:
         return [noisy_face(p, self.rng) for p in self.truth.get(index, {}).values()]
 
 
-def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndarray) -> None:
+def _indexed_frames(count: int) -> list[_Still]:
+    """Plain grey frames carrying their index in pixel (0, 0) for _CountingDetector; no cuts."""
     frames = []
-    for i in range(30):
+    for i in range(count):
         rgb = np.full((48, 64, 3), 100, np.uint8)
-        rgb[0, 0, 0] = i  # the frame's index, for the fake detector; no cut between frames
+        rgb[0, 0, 0] = i
         frames.append(_Still(rgb))
+    return frames
+
+
+def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndarray) -> None:
+    frames = _indexed_frames(30)
     detector = _CountingDetector({i: {0: path[i] / 10} for i in range(30)})
     config = TrackerConfig(detect_every=2, detect_motion=None, lag=4)
     consumed = []
@@ -202,11 +208,7 @@ def test_detect_every_gives_way_to_fast_motion(path: np.ndarray, speed: float, e
     start = path[0] / 2
     size = 2.3 * float(np.linalg.norm(start[1] - start[0]))
     moving = {i: {0: start + (speed * size * i, 0.0)} for i in range(30)}
-    frames = []
-    for i in range(30):
-        rgb = np.full((48, 64, 3), 100, np.uint8)
-        rgb[0, 0, 0] = i
-        frames.append(_Still(rgb))
+    frames = _indexed_frames(30)
     detector = _CountingDetector(moving)
     out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=2, detect_motion=0.05, lag=4)))
     assert len(out) == 30 and all(len(faces) == 1 for _, faces in out)
@@ -222,11 +224,7 @@ def test_a_face_appearing_between_detector_runs_is_tracked_from_its_first_frame(
     frame it appeared in; a face already tracked keeps its track and no frame is detected twice."""
     steady, arriving = path[0] / 2, path[0] / 2 + (80.0, 0.0)
     truth = {i: {0: steady, **({1: arriving} if i >= appears else {})} for i in range(20)}
-    frames = []
-    for i in range(20):
-        rgb = np.full((48, 64, 3), 100, np.uint8)
-        rgb[0, 0, 0] = i
-        frames.append(_Still(rgb))
+    frames = _indexed_frames(20)
     detector = _CountingDetector(truth)
     out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=every, detect_motion=None, lag=4)))
     ids = [sorted(f.track_id for f in faces) for _, faces in out]
@@ -240,11 +238,7 @@ def test_a_face_leaving_between_detector_runs_is_reported_until_its_last_frame(
     """With detect_every > 1, the frames a run skipped before it missed a face are searched:
     the face is reported in each frame it is in, and never as a predicted ghost after it left."""
     truth = {i: {0: path[0] / 2} for i in range(gone)}
-    frames = []
-    for i in range(24):
-        rgb = np.full((48, 64, 3), 100, np.uint8)
-        rgb[0, 0, 0] = i
-        frames.append(_Still(rgb))
+    frames = _indexed_frames(24)
     detector = _CountingDetector(truth)
     out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=every, detect_motion=None, lag=8)))
     assert [len(faces) for _, faces in out] == [1] * gone + [0] * (24 - gone)

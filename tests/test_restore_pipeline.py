@@ -162,6 +162,18 @@ def test_unknown_config_key_is_one_line(cli, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "in.mp4"]
 
 
+class _Feed:
+    """Frames handed out one by one, counting how many were taken (`pulled`)."""
+
+    def __init__(self, frames: list) -> None:
+        self.frames, self.pulled = frames, 0
+
+    def __iter__(self):
+        for frame in self.frames:
+            self.pulled += 1
+            yield frame
+
+
 def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> None:
     """A face in the first frames only, then none: the part-filled batch runs once too many
     frames wait behind it, so output flows long before the input ends (memory stays bounded)."""
@@ -169,21 +181,12 @@ def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> No
     from vidface.restore import MAX_WAITING_FRAMES
 
     count = 100
-    clip = moving_face_clip(count, *SIZE, face_free=tuple(range(4, count)))
-    source = frames_of(clip.frames)
-    pulled = 0
-
-    def feed():
-        nonlocal pulled
-        for frame in source:
-            pulled += 1
-            yield frame
-
+    feed = _Feed(frames_of(moving_face_clip(count, *SIZE, face_free=tuple(range(4, count))).frames))
     settings = dataclasses.replace(_settings(), model=dataclasses.replace(_settings().model, batch_size=16))
     stats = RestoreStats()
-    out = face_restorer(tiny_osdface_model, settings, stats=stats)(feed())
+    out = face_restorer(tiny_osdface_model, settings, stats=stats)(iter(feed))
     first = next(out)
-    at_first = pulled
+    at_first = feed.pulled
     rest = list(out)
     bound = settings.faces.lag + MAX_WAITING_FRAMES + 2 * QUEUE_FRAMES + 4
     assert at_first <= bound < count, f"first frame out after {at_first} frames in"
@@ -198,30 +201,21 @@ def test_a_model_still_loading_is_waited_for_and_the_wait_counted(tiny_osdface_m
     import time
     from concurrent.futures import Future
 
-    clip = moving_face_clip(6, *SIZE)
-    source = frames_of(clip.frames)
-    pulled = 0
-
-    def feed():
-        nonlocal pulled
-        for frame in source:
-            pulled += 1
-            yield frame
-
+    feed = _Feed(frames_of(moving_face_clip(6, *SIZE).frames))
     loading: Future = Future()
     loaded = {}
 
     def load() -> None:  # done once every frame was taken (or after 60 s)
         start = time.perf_counter()
-        while pulled < 6 and time.perf_counter() - start < 60:
+        while feed.pulled < 6 and time.perf_counter() - start < 60:
             time.sleep(0.01)
         time.sleep(0.3)
-        loaded.update(pulled=pulled, seconds=time.perf_counter() - start)
+        loaded.update(pulled=feed.pulled, seconds=time.perf_counter() - start)
         loading.set_result(tiny_osdface_model)
 
     threading.Thread(target=load).start()
     stats = RestoreStats()
-    out = list(face_restorer(loading, _settings(), stats=stats)(feed()))
+    out = list(face_restorer(loading, _settings(), stats=stats)(iter(feed)))
     assert [f.index for f in out] == list(range(6)) and stats.faces == 6
     assert loaded["pulled"] == 6, "decoding did not go on while the model loaded"
     # The model stage waited at least through the load's last 0.3 s, after all frames were in.
