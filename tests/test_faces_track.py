@@ -232,14 +232,27 @@ def test_a_face_appearing_between_detector_runs_is_tracked_from_its_first_frame(
     assert len(detector.calls) == len(set(detector.calls)) < 15  # frames skipped, none detected twice
 
 
-@pytest.mark.parametrize("every, gone", [(2, 7), (2, 8), (3, 10), (3, 11), (3, 12)])
+@pytest.mark.parametrize("every, gone, lag", [(2, 7, 8), (2, 8, 8), (3, 10, 8), (3, 11, 8), (3, 12, 8),
+                                             (3, 10, 4), (3, 11, 4), (2, 7, 1)])
 def test_a_face_leaving_between_detector_runs_is_reported_until_its_last_frame(
-        path: np.ndarray, every: int, gone: int) -> None:
+        path: np.ndarray, every: int, gone: int, lag: int) -> None:
     """With detect_every > 1, the frames a run skipped before it missed a face are searched:
-    the face is reported in each frame it is in, and never as a predicted ghost after it left."""
+    the face is reported in each frame it is in, and never as a predicted ghost after it left,
+    however short the look-ahead (frames wait, a bounded while, until the miss is settled)."""
     truth = {i: {0: path[0] / 2} for i in range(gone)}
     frames = _indexed_frames(24)
     detector = _CountingDetector(truth)
-    out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=every, detect_motion=None, lag=8)))
+    config = TrackerConfig(detect_every=every, detect_motion=None, lag=lag)
+    consumed = []
+
+    def source():
+        for frame in frames:
+            consumed.append(frame)
+            yield frame
+
+    out = []
+    for frame, faces in track_faces(source(), detector, config):
+        assert len(consumed) - len(out) <= max(lag, every + config.max_misses) + 1
+        out.append((frame, faces))
     assert [len(faces) for _, faces in out] == [1] * gone + [0] * (24 - gone)
     assert len(detector.calls) == len(set(detector.calls)) < 24

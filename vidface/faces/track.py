@@ -1,8 +1,9 @@
 """Face tracking: a Kalman filter per face, Hungarian association, fixed-lag RTS smoothing.
 
 `FaceTracker` takes one frame's detections at a time (or None on frames where the detector did
-not run) and returns frames `lag` frames old, whose faces are smoothed with the past and with
-`lag` future frames. `track_faces` is the streaming stage over decoded frames.
+not run) and returns frames `lag` frames old (older while a face that a detector run missed
+may have left), whose faces are smoothed with the past and with `lag` future frames.
+`track_faces` is the streaming stage over decoded frames.
 
 Each track's state is box (x1, y1, x2, y2) and five landmarks, positions and velocities
 (constant-velocity model); noise scales with the face's size, so the same settings hold for a
@@ -58,7 +59,9 @@ class TrackerConfig:
         refine off, the detector runs); None: never.
     max_misses: detector runs a confirmed track may miss in a row before it ends (it coasts on
         its prediction meanwhile). min_hits: detections before a track is reported.
-    lag: future frames used to smooth each frame (the stage's look-ahead).
+    lag: future frames used to smooth each frame (the stage's look-ahead); at least
+        detect_every - 1, or a face leaving between detector runs can go out predicted in a
+        frame it already left.
     landmark_noise, box_noise: detector error, as a fraction of the face size (√box area).
     motion_noise: change of velocity per frame, as a fraction of the face size.
     min_iou, max_landmark_distance: association gates (distance as a fraction of face size).
@@ -150,6 +153,7 @@ class _Track:
     score: float = 0.0
     confirmed: bool = False
     first_miss: int | None = None  # frame of the first detector run that missed it since its last hit
+    last_hit: _Step | None = None  # its latest detected step (kept when the step list has moved on)
     ended: bool = False
 
     def z(self) -> np.ndarray:
@@ -192,7 +196,8 @@ class FaceTracker:
         velocity_var = (0.05 * _face_size(z)) ** 2
         kf.P = np.diag(np.concatenate([np.diag(r), np.full(_DIM_Z, velocity_var)]))
         step = _Step(frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
-        track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1)
+        track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1,
+                       last_hit=step)
         self._next_id += 1
         return track
 
@@ -211,6 +216,7 @@ class FaceTracker:
         step = track.steps[-1]
         step.x_post, step.p_post = track.kf.x.copy(), track.kf.P.copy()
         step.detected, step.score = True, face.score
+        track.last_hit = step
         track.score, track.hits, track.misses, track.first_miss = face.score, track.hits + 1, 0, None
         track.confirmed = track.confirmed or track.hits >= self.config.min_hits
 
@@ -314,7 +320,8 @@ class FaceTracker:
         is looked for in the frames the detector skipped. complete: False where `faces` are
         only the tracked faces read again (REFINE): a track they miss counts a miss, but no
         track starts from them. Returns (frame index, faces) for every frame that is now
-        final: the frame `lag` frames back, when there is one."""
+        final: the frame `lag` frames back, when there is one, and the frames before it that
+        waited for a missed face to be settled (`_settled`)."""
         self._frame += 1
         if cut:
             for track in self._tracks:
@@ -337,7 +344,7 @@ class FaceTracker:
             if complete:
                 self._tracks.extend(self._born(faces[fi], None if cut else earlier) for fi in unmatched)
                 self._detected = self._frame
-        return self._release(self._frame - self.config.lag)
+        return self._release(min(self._frame - self.config.lag, self._settled()))
 
     def finish(self) -> list[tuple[int, list[TrackedFace]]]:
         """End every track and return the frames still held back."""
@@ -353,12 +360,13 @@ class FaceTracker:
         if track.ended:
             return
         track.ended = True
-        first_miss = track.first_miss
+        first_miss, last = track.first_miss, track.last_hit
         if first_miss is not None:
-            while track.steps and (track.steps[-1].frame >= first_miss or not track.steps[-1].detected):
+            while track.steps and track.steps[-1].frame > last.frame:
                 track.steps.pop()
-            if track.steps and earlier is not None:
-                last = track.steps[-1]
+            if earlier is not None:
+                if not track.steps:  # the last hit's frame went out already; the search starts from it
+                    track.steps.append(last)
                 track.kf.x, track.kf.P = last.x_post.copy(), last.p_post.copy()
                 frame = last.frame + 1
                 while frame < first_miss and frame > self._emitted:
@@ -370,6 +378,17 @@ class FaceTracker:
                     frame += 1
         if track.steps:
             track.steps[-1].gain = None
+
+    def _settled(self) -> int:
+        """The latest frame in which every face's presence is known. A track that a detector run
+        missed may have lost its face in any frame after its last hit: its frames from there
+        wait until a hit or its end settles them (the detector runs on every frame meanwhile,
+        so within max_misses + 1 frames), rather than going out with a predicted face."""
+        latest = self._frame
+        for track in self._tracks:
+            if not track.ended and track.first_miss is not None:
+                latest = min(latest, track.last_hit.frame)
+        return latest
 
     # -- output -----------------------------------------------------------------------------
     def _release(self, until: int) -> list[tuple[int, list[TrackedFace]]]:
@@ -418,10 +437,12 @@ FrameT = TypeVar("FrameT", bound=HasRGB)
 def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
                 config: TrackerConfig = TrackerConfig()) -> Iterator[tuple[FrameT, list[TrackedFace]]]:
     """The streaming tracking stage: every frame, in order, with its smoothed faces (sorted by
-    track id), `config.lag` frames after it arrived.
+    track id), `config.lag` frames after it arrived (up to detect_every + max_misses while a
+    face a detector run missed is unsettled).
 
     frames: decoded frames (anything with `to_rgb()` giving H×W×3 uint8 RGB, displayed
-    orientation, such as `vidface.io.frames.Frame`). Holds at most lag + 1 frames.
+    orientation, such as `vidface.io.frames.Frame`). Holds at most
+    max(lag, detect_every + max_misses) + 1 frames.
     """
     tracker = FaceTracker(config)
     cuts = ShotCutDetector(config.cut_threshold)
