@@ -179,10 +179,8 @@ def _indexed_frames(count: int) -> list[_Still]:
     return frames
 
 
-def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndarray) -> None:
-    frames = _indexed_frames(30)
-    detector = _CountingDetector({i: {0: path[i] / 10} for i in range(30)})
-    config = TrackerConfig(detect_every=2, detect_motion=None, lag=4)
+def _tracked_holding_at_most(held: int, frames: list, detector, config: TrackerConfig) -> list:
+    """track_faces' output, checking that it never holds more than `held` frames (look-ahead)."""
     consumed = []
 
     def source():
@@ -192,8 +190,16 @@ def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndar
 
     out = []
     for frame, faces in track_faces(source(), detector, config):
-        assert len(consumed) - len(out) <= config.lag + 1  # bounded look-ahead
+        assert len(consumed) - len(out) <= held
         out.append((frame, faces))
+    return out
+
+
+def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndarray) -> None:
+    frames = _indexed_frames(30)
+    detector = _CountingDetector({i: {0: path[i] / 10} for i in range(30)})
+    config = TrackerConfig(detect_every=2, detect_motion=None, lag=4)
+    out = _tracked_holding_at_most(config.lag + 1, frames, detector, config)
     assert [frame for frame, _ in out] == frames
     # frame 1 too: the new track is not confirmed yet (its motion is unknown)
     assert detector.calls == [0, 1, *range(3, 30, 2)]
@@ -243,16 +249,6 @@ def test_a_face_leaving_between_detector_runs_is_reported_until_its_last_frame(
     frames = _indexed_frames(24)
     detector = _CountingDetector(truth)
     config = TrackerConfig(detect_every=every, detect_motion=None, lag=lag)
-    consumed = []
-
-    def source():
-        for frame in frames:
-            consumed.append(frame)
-            yield frame
-
-    out = []
-    for frame, faces in track_faces(source(), detector, config):
-        assert len(consumed) - len(out) <= max(lag, every + config.max_misses) + 1
-        out.append((frame, faces))
+    out = _tracked_holding_at_most(max(lag, every + config.max_misses) + 1, frames, detector, config)
     assert [len(faces) for _, faces in out] == [1] * gone + [0] * (24 - gone)
     assert len(detector.calls) == len(set(detector.calls)) < 24
