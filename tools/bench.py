@@ -312,6 +312,7 @@ class GpuSampler:
         self.index, self.period = index, period
         self.samples: list[tuple[float, int, float]] = []  # (perf_counter, percent, MiB used)
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "GpuSampler":
         try:
@@ -334,7 +335,7 @@ class GpuSampler:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        if hasattr(self, "_thread"):
+        if self._thread is not None:
             self._thread.join()
 
     def between(self, start: float, end: float) -> tuple[float, float]:

@@ -31,8 +31,9 @@ def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None
                        help=f"detect faces in every K-th frame, the tracker predicts between "
                             f"(default: {defaults.detect_every}; 1: every frame; 3 is faster with slightly looser boxes)")
     group.add_argument("--detect-motion", type=positive_float, default=None, metavar="FRACTION",
-                       help=f"still detect in every frame while a face moves faster than this fraction of its "
-                            f"size per frame (default: {defaults.detect_motion})")
+                       help=f"while a face moves faster than this fraction of its size per frame, the frames "
+                            f"between detector runs still get the landmark refinement, placed by the tracker's "
+                            f"prediction (default: {defaults.detect_motion})")
     group.add_argument("--detect-size", type=non_negative_int, default=None, metavar="PX",
                        help=f"long side of the downscaled frame the detector sees; 0: full size "
                             f"(default: {defaults.detect_size}; larger finds smaller faces, slower)")

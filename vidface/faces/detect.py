@@ -143,16 +143,16 @@ class RefinedDetector:
         crops = [cv2.warpAffine(rgb, affine, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT_101) for affine in affines]
         found = detect_each(self.refiner, crops) if crops else []
+        count = len(self.SHIFTS)
         refined: list[Face | None] = []
         for index, seed in enumerate(seeds):
             readings, scores = [], []
-            for k, shift in enumerate(self.SHIFTS):
-                faces = found[index * len(self.SHIFTS) + k]
+            crops_of_seed = slice(index * count, (index + 1) * count)
+            for shift, affine, faces in zip(self.SHIFTS, affines[crops_of_seed], found[crops_of_seed]):
                 if faces:
                     target = self.template + shift
                     best = min(faces, key=lambda f: float(np.abs(f.landmarks - target).sum()))
-                    readings.append(transform_points(invert_affine(affines[index * len(self.SHIFTS) + k]),
-                                                     best.landmarks))
+                    readings.append(transform_points(invert_affine(affine), best.landmarks))
                     scores.append(best.score)
             if not readings:
                 refined.append(None)
