@@ -71,6 +71,7 @@ def write_video(
     video_metadata: dict[str, str] | None = None,
     codec_options: dict[str, str] | None = None,
     attachments: dict[str, bytes] | None = None,
+    fields: str | None = None,
 ) -> Path:
     """Write a test video and return its path; the container follows the file's extension.
 
@@ -80,6 +81,8 @@ def write_video(
     rotation: clockwise degrees a player turns the picture (stored in the display matrix).
     audio: a codec name, one AudioTrack or several; audio_seconds defaults to the video's length.
     attachments: file name → bytes, attached to a Matroska file (fonts, cover art).
+    fields: "tff" or "bff" marks every frame interlaced with that field order (FFmpeg's setfield
+    filter), for encoders asked to code fields (codec_options flags +ildct+ilme).
     """
     path = Path(path)
     width, height = size
@@ -124,12 +127,13 @@ def write_video(
             subtitle_stream.time_base = Fraction(1, 1000)
             if subtitles.language:
                 subtitle_stream.metadata["language"] = subtitles.language
+        mark = _field_marker(fields, width, height, pix_fmt, time_base) if fields else None
         for index in range(frames):
             rgb = source(index) if callable(source) else source[index]
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=pix_fmt)
             frame.pts = int(video_pts[index])
             frame.time_base = time_base
-            container.mux(video.encode(frame))
+            container.mux(video.encode(mark(frame) if mark else frame))
         container.mux(video.encode())
         for track, stream in audio_streams:
             _write_audio(container, stream, track, audio_seconds if audio_seconds is not None else seconds)
@@ -145,6 +149,25 @@ def write_video(
                 packet.time_base = Fraction(1, 1000)
                 container.mux(packet)
     return path
+
+
+def _field_marker(fields: str, width: int, height: int, pix_fmt: str, time_base: Fraction):
+    """frame -> the same frame marked interlaced with `fields` order ("tff"/"bff"), through a
+    setfield filter graph."""
+    import av.filter
+
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=time_base)
+    setfield, sink = graph.add("setfield", fields), graph.add("buffersink")
+    source.link_to(setfield)
+    setfield.link_to(sink)
+    graph.configure()
+
+    def mark(frame: av.VideoFrame) -> av.VideoFrame:
+        graph.push(frame)
+        return graph.pull()
+
+    return mark
 
 
 def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5) -> Path:
@@ -236,3 +259,29 @@ def read_video(path: str | Path, *, images: bool = False) -> VideoSummary:
                          if s.type == "attachment"},
             images=pictures,
         )
+
+
+def field_orders(path: str | Path) -> str:
+    """Each decoded frame's scan as FFmpeg's showinfo filter reports it, one letter per frame:
+    T (interlaced, top field first), B (bottom field first) or P (progressive). PyAV has no
+    per-frame field order of its own."""
+    import re
+
+    import av.filter
+    import av.logging
+
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture() as logs, av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            graph = av.filter.Graph()
+            source, info, sink = graph.add_buffer(template=stream), graph.add("showinfo"), graph.add("buffersink")
+            source.link_to(info)
+            info.link_to(sink)
+            graph.configure()
+            for frame in container.decode(stream):
+                graph.push(frame)
+                graph.pull()
+    finally:
+        av.logging.set_level(None)
+    return "".join(match.group(1) for _, _, message in logs for match in [re.search(r" i:([TBP])", message)] if match)

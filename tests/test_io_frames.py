@@ -62,13 +62,14 @@ def test_with_rgb_keeps_unmasked_samples_exactly(pix_fmt: str, size: tuple[int, 
     up_h, up_w = (width, height) if rotation in (90, 270) else (height, width)
     mask = np.zeros((up_h, up_w), np.float32)
     mask[up_h // 4: up_h // 2, up_w // 4: up_w // 2] = 1.0  # a block in the upright picture
+    original = _planes(source)
     edited = frame.with_rgb(np.full((up_h, up_w, 3), 255, np.uint8), mask)
 
     assert edited.video.format.name == pix_fmt
     assert (edited.video.width, edited.video.height) == (width, height)
     assert (edited.pts, edited.rotation, edited.index) == (frame.pts, frame.rotation, frame.index)
     stored_mask = np.rot90(mask, k=rotation // 90)
-    for before, after in zip(_planes(source), _planes(edited.video)):
+    for before, after in zip(original, _planes(edited.video)):
         touched = _touched(stored_mask, before.shape[0], before.shape[1])
         np.testing.assert_array_equal(after[~touched], before[~touched])
         assert not np.array_equal(after[touched], before[touched])
@@ -97,8 +98,35 @@ def test_with_rgb_keeps_ten_bit_precision(tmp_path) -> None:
     assert frame.video.format.name == "yuv420p10le"
     mask = np.zeros((48, 64), np.float32)
     mask[:8, :8] = 1
+    before = _planes(frame.video)[0]
     edited = frame.with_rgb(frame.to_rgb(), mask)
-    before, after = _planes(frame.video)[0], _planes(edited.video)[0]
+    after = _planes(edited.video)[0]
     np.testing.assert_array_equal(after[8:, 8:], before[8:, 8:])
     assert after.dtype == np.uint16
     assert np.any(before % 4 != 0)  # genuinely 10-bit content
+
+
+def test_with_rgb_leaves_the_decoders_pictures_and_keeps_the_frames_flags(tmp_path) -> None:
+    """Editing decoded frames in place, as they come out of the decoder, writes into private
+    copies: the pictures the decoder predicts later frames from stay as decoded, so every
+    frame decodes as it does without edits. Each edited frame keeps what the decoder marked
+    on it (here: interlaced)."""
+    path = write_video(tmp_path / "fields.mkv", frames=24, size=(64, 48), codec="libx264",
+                       codec_options={"flags": "+ildct+ilme", "x264-params": "tff=1:bframes=0:keyint=24"})
+    clean = [_planes(frame.video) for frame in decode_frames(path)]
+    mask = np.zeros((48, 64), np.float32)
+    mask[8:40, 8:56] = 1
+    decoded_before_edit = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"  # each picture is predicted from the one just handed out
+        for packet in container.demux(stream):
+            for video in packet.decode():
+                decoded_before_edit.append(_planes(video))
+                edited = _frame(video).with_rgb(np.full((48, 64, 3), 255, np.uint8), mask)
+                assert edited.video.interlaced_frame
+                assert _planes(edited.video)[0][16, 16, 0] > 230
+    assert len(decoded_before_edit) == len(clean) == 24
+    for got, want in zip(decoded_before_edit, clean):
+        for got_plane, want_plane in zip(got, want):
+            np.testing.assert_array_equal(got_plane, want_plane)

@@ -282,7 +282,7 @@ def bench_mask(args: argparse.Namespace, folder: Path) -> None:
     width, height = 256, 192
     face, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
     rng = np.random.default_rng(0)
-    frames = frames_of([degrade(face, rng) for _ in range(args.frames)])
+    images = [degrade(face, rng) for _ in range(args.frames)]
     region = face_region(landmarks, (height, width))
     settings = load_settings(overrides={"paste.mask": "parsing", "paste.parse_size": 64,
                                         "paste.parsing_weights": str(weights), "model.batch_size": 8})
@@ -290,7 +290,7 @@ def bench_mask(args: argparse.Namespace, folder: Path) -> None:
     def mask_flicker(**temporal) -> float:
         options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, **temporal))
         with recorded_paste_masks() as masks:
-            for _ in face_restorer(model, options)(iter(frames)):
+            for _ in face_restorer(model, options)(iter(frames_of(images))):  # edited in place: fresh frames
                 pass
         return temporal_flicker(np.stack(masks[3:]), region)
 

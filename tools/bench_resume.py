@@ -77,13 +77,17 @@ def bench_boundary(args: argparse.Namespace, folder: Path) -> None:
     processor = face_restorer(model, settings)
     width, height, segment, count = 320, 240, 32, 96
     image = face_clip_images(width, height, 25)
-    frames = frames_of([image(i) for i in range(count)])
+    images = [image(i) for i in range(count)]
 
-    def restored(items) -> dict[int, np.ndarray]:
+    def restored(first: int, stop: int) -> dict[int, np.ndarray]:
+        """Frames [first, stop) restored in one call (fresh frames: the restorer edits them in place)."""
+        items = frames_of(images[first:stop])
+        for offset, frame in enumerate(items):
+            items[offset] = dataclasses.replace(frame, index=first + offset, pts=first + offset)
         return {frame.index: frame.to_rgb().astype(np.int16) for frame in processor(iter(items))}
 
-    continuous = restored(frames)
-    changed = np.stack([np.abs(continuous[i] - frames[i].to_rgb()).max(axis=2) > 0 for i in range(count)])
+    continuous = restored(0, count)
+    changed = np.stack([np.abs(continuous[i] - images[i]).max(axis=2) > 0 for i in range(count)])
     region = changed.any(axis=0)  # where the restorer paints faces
     edges = [i for b in range(segment, count, segment) for i in range(b - 3, b + 3)]
     motion = np.mean([np.abs(continuous[i] - continuous[i - 1])[region].mean() for i in edges])
@@ -96,7 +100,7 @@ def bench_boundary(args: argparse.Namespace, folder: Path) -> None:
         segmented: dict[int, np.ndarray] = {}
         for first in range(0, count, segment):
             stop = min(first + segment, count)
-            part = restored(frames[max(0, first - warmup): min(count, stop + lookahead)])
+            part = restored(max(0, first - warmup), min(count, stop + lookahead))
             segmented.update({i: part[i] for i in range(first, stop)})
         diffs = [np.abs(segmented[i] - continuous[i])[region] for i in edges]
         print(f"{warmup:3d} {lookahead:3d} {np.mean([d.mean() for d in diffs]):10.3f} "

@@ -42,7 +42,8 @@ import av
 
 from vidface.errors import InputError, OutputError
 from vidface.files import atomic_output
-from vidface.io.encode import CopyRange, EncodeOptions, OutputWriter, choose_pix_fmt, output_format
+from vidface.io.encode import (INTERLACED_ENCODERS, CopyRange, EncodeOptions, OutputWriter, choose_pix_fmt,
+                               output_format)
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.probe import UNKNOWN_CODEC, MediaInfo, StreamInfo, probe
@@ -169,6 +170,9 @@ def plan_transcode(
     container_format = output_format(output_path)
     info = probe(input_path)
     pix_fmt = choose_pix_fmt(encode, info.video)
+    if info.video.interlaced and encode.codec not in INTERLACED_ENCODERS:
+        log.warning("%s cannot code fields: the interlaced video is written as progressive pictures, "
+                    "each holding both fields; --codec libx264 keeps it interlaced", encode.codec)
     first, stop = frame_range(info, time_range.start, time_range.duration)
     others = [s for s in info.streams if s.index != info.video.index]
     # Attachments are files, not packets: they are copied whatever their codec.
@@ -382,7 +386,7 @@ def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segment
     try:
         for number, (first, stop) in enumerate(todo, start=len(work.finished)):
             feed = window.frames(max(0, first - segmenting.warmup), min(plan.frame_count, stop + segmenting.lookahead),
-                                 keep_from=stop - segmenting.warmup)
+                                 output=(first, stop), keep_from=stop - segmenting.warmup)
             encoder = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
                                    (), CopyRange(), video_shift=shift)
             segment = SegmentWriter(work.segment_path(number))
@@ -548,22 +552,27 @@ def _as_uninterrupted(plan: Plan, placed: Iterator[tuple[int, Frame]], first: in
 
 class _FrameWindow:
     """Hands out consecutive ranges of a frame stream, keeping the few frames that the next
-    range needs again (warm-up and look-ahead), so a continuous run decodes each frame once."""
+    range needs again (warm-up and look-ahead), so a continuous run decodes each frame once.
+
+    A processor may edit the frames it is given in place, so a frame goes out as itself only
+    to the range that outputs it; a range that needs it for warm-up or look-ahead alone gets a
+    copy (`Frame.copy`, without the decoder's flags and side data, which only the encoder reads)."""
 
     def __init__(self, frames: Iterator[Frame]) -> None:
         self._frames = frames
         self._kept: deque[Frame] = deque()
 
-    def frames(self, start: int, stop: int, *, keep_from: int) -> Iterator[Frame]:
+    def frames(self, start: int, stop: int, *, output: tuple[int, int], keep_from: int) -> Iterator[Frame]:
         """Frames with index in [start, stop), in order (indices may skip: see input_frames);
-        afterwards only those with index >= keep_from stay in memory. Ranges must not go back
-        before an earlier keep_from, nor keep_from pass stop."""
+        those with index in [output[0], output[1]) are this range's output. Afterwards only
+        those with index >= keep_from stay in memory, unedited. Ranges must not go back before
+        an earlier keep_from, nor keep_from pass stop."""
         while self._kept and self._kept[0].index < start:
             self._kept.popleft()
-        for frame in list(self._kept):
+        for position, frame in enumerate(list(self._kept)):
             if frame.index >= stop:
                 return
-            yield frame
+            yield self._hand_out(frame, output, kept_at=position)
         last = self._kept[-1].index if self._kept else start - 1
         while last + 1 < stop:
             frame = next(self._frames, None)
@@ -572,13 +581,24 @@ class _FrameWindow:
             last = frame.index
             if frame.index < start:
                 continue
+            kept_at = None
             if frame.index >= keep_from:
+                kept_at = len(self._kept)
                 self._kept.append(frame)
             if frame.index >= stop:  # after frames the input could not give: a later range's
                 break
-            yield frame
+            yield self._hand_out(frame, output, kept_at)
         while self._kept and self._kept[0].index < keep_from:
             self._kept.popleft()
+
+    def _hand_out(self, frame: Frame, output: tuple[int, int], kept_at: int | None) -> Frame:
+        """`frame` for a range with `output`; the kept frame at `kept_at` (if any) stays unedited."""
+        if kept_at is None:
+            return frame
+        if output[0] <= frame.index < output[1]:
+            self._kept[kept_at] = frame.copy()  # its output is this range's; later ranges only warm up on it
+            return frame
+        return frame.copy()
 
 
 _END = object()

@@ -49,6 +49,8 @@ def probe_report(info) -> dict:
             "display_width": video.display_size[0],
             "display_height": video.display_size[1],
             "rotation": video.rotation,
+            "interlaced": video.interlaced,
+            "field_order": video.field_order,
             "pix_fmt": video.pix_fmt,
             "bit_depth": video.bit_depth,
             "fps": round(float(rate), 6) if rate else None,
@@ -64,12 +66,21 @@ def probe_report(info) -> dict:
     }
 
 
+FIELD_ORDER_WORDS = {"tt": "top field first", "bb": "bottom field first", "tb": "top coded first, bottom shown first",
+                     "bt": "bottom coded first, top shown first", "unknown": "field order unknown"}
+
+
+def _scan_type(video: dict) -> str:
+    return f"interlaced ({FIELD_ORDER_WORDS[video['field_order']]})" if video["interlaced"] else "progressive"
+
+
 def format_report(report: dict) -> str:
     video = report["video"]
     lines = [
         f"{report['path']}: {report['format']}, {report['duration']:.3f} s",
         f"video: {video['codec']} {video['width']}x{video['height']} {video['pix_fmt']} "
         f"({video['bit_depth']}-bit), rotation {video['rotation']}, "
+        f"{_scan_type(video)}, "
         f"{video['fps'] or '?'} fps {video['frame_rate']} ({video['frame_rate'] == 'variable' and 'VFR' or 'CFR'}), "
         f"{video['frames']} frames",
     ]

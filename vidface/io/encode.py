@@ -31,6 +31,10 @@ PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset"
                  "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
+# Encoders that code interlaced frames as fields (asked with the ildct/ilme flags; libx264 is
+# also told the field order, which it does not take from the frames). Others code an interlaced
+# source's frames as progressive pictures, each holding both fields.
+INTERLACED_ENCODERS = {"libx264"}
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
 
@@ -115,6 +119,24 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     return choice
 
 
+def interlaced_options(codec: str, field_order: str, options: dict[str, str]) -> dict[str, str]:
+    """`options` plus what makes `codec` code an interlaced source's frames as fields, shown in
+    `field_order` (one of probe.FIELD_ORDERS; unknown: top field first). Options the user gave
+    win; their x264-params are kept after ours.
+
+    x264 codes interlaced video in one thread: with several, about one run in ten gives other
+    bits for the same frames, and a resumed run must encode its segments exactly as an
+    uninterrupted run would."""
+    if codec not in INTERLACED_ENCODERS:
+        return options
+    options = {"flags": "+ildct+ilme", **options}
+    if codec == "libx264":
+        shown_first = "bff" if field_order in ("bb", "tb") else "tff"
+        params = options.get("x264-params")
+        options["x264-params"] = f"{shown_first}=1:threads=1" + (f":{params}" if params else "")
+    return options
+
+
 def output_format(path: Path) -> str:
     """FFmpeg's muxer for OUT's extension, or OutputError listing common ones."""
     extension = path.suffix.lower().lstrip(".")
@@ -185,8 +207,11 @@ class OutputWriter:
     def _add_video_stream(self, info: MediaInfo, options: EncodeOptions, pix_fmt: str) -> av.video.stream.VideoStream:
         video = info.video
         rate = video.average_rate or Fraction(25)
+        codec_options = options.codec_options()
+        if video.interlaced:
+            codec_options = interlaced_options(options.codec, video.field_order, codec_options)
         try:
-            stream = self._output.add_stream(options.codec, rate=rate, options=options.codec_options())
+            stream = self._output.add_stream(options.codec, rate=rate, options=codec_options)
         except (av.error.FFmpegError, ValueError) as error:
             raise OutputError(f"cannot use encoder {options.codec!r} for {self._output.format.name} ({error})") from None
         stream.width, stream.height, stream.pix_fmt = video.width, video.height, pix_fmt
@@ -201,6 +226,8 @@ class OutputWriter:
                 setattr(stream.codec_context, name, getattr(ctx, name))
             if src.sample_aspect_ratio:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
+            if video.interlaced:
+                stream.codec_context.field_order = ctx.field_order
             stream.metadata.update(_kept_tags(src.metadata))
             stream.disposition = src.disposition
         try:

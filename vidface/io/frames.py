@@ -40,12 +40,34 @@ class Frame:
         return float(self.pts * self.time_base)
 
     def to_rgb(self) -> np.ndarray:
-        """The picture as H×W×3 uint8 RGB, upright (rotation applied)."""
-        rgb = self.video.to_ndarray(format="rgb24")
+        """The picture as H×W×3 uint8 RGB, upright (rotation applied). An interlaced picture is
+        converted as one frame, as its `copy` (which has no interlaced flag) is, so a frame and
+        its copy give the same RGB; FFmpeg would otherwise convert the fields apart."""
+        video = self.copy().video if self.video.interlaced_frame else self.video
+        rgb = video.to_ndarray(format="rgb24")
         return np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
 
+    def copy(self) -> Frame:
+        """This frame with a private copy of its picture (samples, timestamp, colour tags; not the
+        decoder's flags and side data), for a second pass over a frame whose first pass may
+        edit it in place (`with_rgb`)."""
+        video = self.video
+        picture = av.VideoFrame(video.width, video.height, video.format.name)
+        for source, target in zip(video.planes, picture.planes):
+            width = min(source.line_size, target.line_size)
+            rows = np.frombuffer(source, np.uint8)[:source.height * source.line_size].reshape(source.height, -1)
+            out = np.frombuffer(target, np.uint8)[:target.height * target.line_size].reshape(target.height, -1)
+            out[:, :width] = rows[:, :width]
+        picture.pts = video.pts
+        if video.time_base is not None:
+            picture.time_base = video.time_base
+        picture.colorspace = video.colorspace
+        picture.color_range = video.color_range
+        return replace(self, video=picture)
+
     def with_rgb(self, rgb: np.ndarray, mask: np.ndarray) -> Frame:
-        """A new Frame whose picture is `rgb` blended over this one by `mask`.
+        """This frame with `rgb` blended over its picture by `mask`, edited in place (`blend_into`),
+        so the picture keeps what the decoder attached to it (field order, captions, ...).
 
         rgb: H×W×3 uint8 RGB, upright. mask: H×W float32 in [0, 1], upright; 1 takes `rgb`.
         The blend is done in the source pixel format, per plane, with the mask averaged over
@@ -60,7 +82,8 @@ class Frame:
         turn = self.rotation // 90
         stored_rgb = np.ascontiguousarray(np.rot90(rgb, k=turn))
         stored_mask = np.clip(np.rot90(mask, k=turn).astype(np.float32), 0.0, 1.0)
-        return replace(self, video=blend_into(self.video, stored_rgb, stored_mask))
+        blend_into(self.video, stored_rgb, stored_mask)
+        return self
 
 
 def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
@@ -75,7 +98,9 @@ _BLEND_MARGIN = 16  # pixels around the mask converted with it (> the chroma fil
 def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.VideoFrame:
     """Blend `rgb` (H×W×3 uint8 RGB, stored orientation) over `source` by `mask` (H×W float32
     in [0, 1]) in the source's pixel format; samples whose mask footprint is all 0 keep their
-    exact stored value. Returns a new frame with the source's format, colour tags and pts.
+    exact stored value. Returns `source`, edited in place: its buffers are made private first
+    (the decoder's reference pictures are untouched), and it keeps everything the decoder
+    attached to it (interlacing and field order, captions and other side data, colour tags).
     """
     if not mask.any():
         return source
@@ -101,25 +126,16 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.V
         dst_color_range=source.color_range,
     )
     region = mask[y0:y1, x0:x1]
-    result = av.VideoFrame(source.width, source.height, fmt.name)
-    for index, ((fy, fx), src_plane, new_plane, out_plane) in enumerate(
-        zip(factors, source.planes, edited.planes, result.planes)
-    ):
-        src = _plane_array(src_plane, fmt, index)
-        out = _plane_array(out_plane, fmt, index)
-        out[...] = src
+    source.make_writable()
+    for index, ((fy, fx), plane, new_plane) in enumerate(zip(factors, source.planes, edited.planes)):
+        out = _plane_array(plane, fmt, index)
         box = (slice(y0 // fy, -(-y1 // fy)), slice(x0 // fx, -(-x1 // fx)))
-        old = src[box]
+        old = out[box]
         new = _plane_array(new_plane, fmt, index)
         weight = _pool_mask(region, old.shape[0], old.shape[1])[:, :, None]
         blended = old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight
-        out[box] = np.where(weight > 0, np.rint(blended), old).astype(src.dtype)
-    result.pts = source.pts
-    if source.time_base is not None:
-        result.time_base = source.time_base
-    result.colorspace = source.colorspace
-    result.color_range = source.color_range
-    return result
+        out[box] = np.where(weight > 0, np.rint(blended), old).astype(out.dtype)
+    return source
 
 
 def _blendable(frame: av.VideoFrame) -> bool:

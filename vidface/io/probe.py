@@ -15,6 +15,10 @@ from vidface.errors import InputError
 UNKNOWN_CODEC = "unknown"
 """`StreamInfo.codec` of a stream whose codec FFmpeg does not know: readable, never writable."""
 
+FIELD_ORDERS = ("unknown", "progressive", "tt", "bb", "tb", "bt")
+"""FFmpeg's field orders (AVFieldOrder) by value, named as ffmpeg -field_order names them: tt and
+bb are top or bottom field first (coded and shown), tb and bt coded one way and shown the other."""
+
 
 @dataclass(frozen=True)
 class StreamInfo:
@@ -34,6 +38,8 @@ class VideoInfo:
     """The video stream vidface decodes (the input's first video stream).
 
     rotation: clockwise degrees that turn the stored picture upright (display matrix).
+    field_order: one of FIELD_ORDERS, as the decoder reports it; interlaced: the frames hold
+    two fields (from the field order, or the first frame's flag where the order is unknown).
     width/height: stored size; `display_size` is the upright size. pts: presentation
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
     """
@@ -48,6 +54,8 @@ class VideoInfo:
     time_base: Fraction
     average_rate: Fraction | None
     pts: tuple[int, ...] = field(repr=False)
+    field_order: str = "progressive"
+    interlaced: bool = False
 
     @property
     def frame_count(self) -> int:
@@ -132,8 +140,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     path = Path(path)
     with open_input(path) as container:
         stream = first_video_stream(container, path)
-        pts, rotation = _scan_video(container, stream, path)
+        pts, first = _scan_video(container, stream, path)
         ctx = stream.codec_context
+        field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         pix_fmt = ctx.pix_fmt or "unknown"
         video = VideoInfo(
             index=stream.index,
@@ -142,10 +151,13 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             height=ctx.height,
             pix_fmt=pix_fmt,
             bit_depth=bit_depth(pix_fmt),
-            rotation=rotation,
+            rotation=clockwise_rotation(first),
             time_base=stream.time_base,
             average_rate=stream.average_rate or stream.guessed_rate,
             pts=pts,
+            field_order=field_order,
+            interlaced=field_order not in ("progressive", "unknown") or (
+                field_order == "unknown" and bool(first.interlaced_frame)),
         )
         streams = tuple(_stream_info(s) for s in container.streams)
         return MediaInfo(
@@ -159,15 +171,16 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 
 
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                path: Path) -> tuple[tuple[int, ...], int]:
-    """All frame pts (sorted) from the packets, and the rotation from the first decoded frame."""
+                path: Path) -> tuple[tuple[int, ...], av.VideoFrame]:
+    """All frame pts (sorted) from the packets, and the first decoded frame (its rotation and
+    interlacing describe the video)."""
     pts: list[int] = []
-    rotation: int | None = None
+    first: av.VideoFrame | None = None
     try:
         for packet in container.demux(stream):
-            if rotation is None:
+            if first is None:
                 for frame in packet.decode():
-                    rotation = clockwise_rotation(frame)
+                    first = frame
                     break
             if packet.size and packet.pts is not None:
                 pts.append(packet.pts)
@@ -175,9 +188,9 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
         raise InputError(
             f"input {str(path)!r} cannot be read to the end ({_reason(error)}); it may be truncated"
         ) from None
-    if not pts or rotation is None:
+    if not pts or first is None:
         raise InputError(f"input {str(path)!r} has no decodable video frames; give a complete video file")
-    return tuple(sorted(pts)), rotation
+    return tuple(sorted(pts)), first
 
 
 def bit_depth(pix_fmt: str) -> int:
