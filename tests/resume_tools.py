@@ -98,6 +98,43 @@ def transcode_resumable(source: Path, output: Path, segment: int, warmup: int, l
                      resume=Resume(segmenting=Segmenting(frames=segment, warmup=warmup, lookahead=lookahead)))
 
 
+RESTORE_SEGMENT, RESTORE_WARMUP = 10, 4  # segments of the face restorer's resume tests
+
+
+def restore_interrupted_and_resumed(source: Path, output: Path, model, **plan_options) -> Path:
+    """`source` through the face restorer (default settings, batches of 4) in resumable segments
+    of RESTORE_SEGMENT frames: an uninterrupted run into `reference<suffix>` next to `output`,
+    then a run into `output` stopped by Ctrl-C in its 3rd segment and a rerun; checks that the
+    rerun resumed after two segments and decodes to the uninterrupted run. Returns the
+    uninterrupted run's file."""
+    import dataclasses
+
+    import pytest
+
+    from vidface.config import load_settings
+    from vidface.pipeline import ResumableInterrupt
+    from vidface.restore import face_restorer
+
+    settings = load_settings()
+    settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, batch_size=4))
+    restorer = face_restorer(model, settings)
+    segments = (RESTORE_SEGMENT, RESTORE_WARMUP, settings.faces.lag)
+    reference = output.with_name(f"reference{output.suffix}")
+    transcode_resumable(source, reference, *segments, restorer, **plan_options)
+
+    def interrupted(frames):
+        for frame in restorer(frames):
+            if frame.index == 2 * RESTORE_SEGMENT + settings.faces.lag:  # put out by the 3rd segment's call only
+                raise KeyboardInterrupt
+            yield frame
+
+    with pytest.raises(ResumableInterrupt):
+        transcode_resumable(source, output, *segments, interrupted, **plan_options)
+    assert transcode_resumable(source, output, *segments, restorer, **plan_options).resumed == 2 * RESTORE_SEGMENT
+    same_video(output, reference)
+    return reference
+
+
 def _kill_self(*_: object) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from media import AudioTrack, read_video, write_video
-from resume_tools import TESTS, interrupting_box, same_video, transcode_resumable
+from resume_tools import TESTS, interrupting_box, restore_interrupted_and_resumed, same_video, transcode_resumable
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.io.encode import EncodeOptions
 from vidface.pipeline import ResumableInterrupt, TimeRange
@@ -232,35 +232,13 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
 def test_face_restorer_resumes_to_identical_output(tmp_path: Path, tiny_osdface_model) -> None:
     """The real processor (tracker look-ahead, temporal blending, batches across frames):
     interrupted in its 3rd segment and resumed, it gives the frames of an uninterrupted run."""
-    import dataclasses
-
     from face_clips import moving_face_clip
-    from vidface.config import load_settings
-    from vidface.restore import face_restorer
 
     clip = moving_face_clip(30, 256, 192)
     source = write_video(tmp_path / "in.mkv", frames=30, size=(256, 192), images=lambda i: clip.frames[i],
                          audio="aac")
-    settings = load_settings()
-    settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, batch_size=4))
-    restorer = face_restorer(tiny_osdface_model, settings)
-    segment, warmup, lookahead = 10, 4, settings.faces.lag
-    encode = dict(encode=EncodeOptions(codec="ffv1"))
-    reference = tmp_path / "reference.mkv"
-    transcode_resumable(source, reference, segment, warmup, lookahead, restorer, **encode)
-
-    def interrupted(frames):
-        for frame in restorer(frames):
-            if frame.index == 2 * segment + lookahead:  # put out by the 3rd segment's call only
-                raise KeyboardInterrupt
-            yield frame
-
     output = tmp_path / "out.mkv"
-    with pytest.raises(ResumableInterrupt):
-        transcode_resumable(source, output, segment, warmup, lookahead, interrupted, **encode)
-    result = transcode_resumable(source, output, segment, warmup, lookahead, restorer, **encode)
-    assert result.resumed == 2 * segment
-    same_video(output, reference)
+    restore_interrupted_and_resumed(source, output, tiny_osdface_model, encode=EncodeOptions(codec="ffv1"))
     restored = read_video(output, images=True).images
     original = read_video(source, images=True).images
     assert sum((a != b).any() for a, b in zip(restored, original)) >= 20  # faces were restored

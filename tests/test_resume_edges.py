@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from media import field_orders, read_video, write_video
-from resume_tools import interrupting_box, same_video, transcode_resumable
+from resume_tools import (RESTORE_SEGMENT, interrupting_box, restore_interrupted_and_resumed, same_video,
+                          transcode_resumable)
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.errors import InputError
 from vidface.pipeline import ResumableInterrupt, TimeRange, plan_transcode, transcode
@@ -208,39 +209,19 @@ def test_interlaced_video_restores_and_resumes_as_fields(source_kind: str, tmp_p
     resumed: the output is the uninterrupted run's, coded interlaced with the source's field
     order in every frame (the restored ones too), with every frame's timestamp and every audio
     packet of the source."""
-    import dataclasses
-
     from face_clips import moving_face_clip
-    from vidface.config import load_settings
     from vidface.io.probe import probe
-    from vidface.restore import face_restorer
 
     kind = INTERLACED[source_kind]
     clip = moving_face_clip(30, 256, 192)
     source = write_video(tmp_path / f"in{kind['suffix']}", frames=30, size=(256, 192), fps=25,
                          images=lambda i: clip.frames[i], **kind["write"])
     assert probe(source).video.interlaced and field_orders(source) == kind["letter"] * 30
-    settings = load_settings()
-    settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, batch_size=4))
-    restorer = face_restorer(tiny_osdface_model, settings)
-    segment, warmup, lookahead = 10, 4, settings.faces.lag
-    reference = tmp_path / "reference.mp4"
-    transcode_resumable(source, reference, segment, warmup, lookahead, restorer)
-
-    def interrupted(frames):
-        for frame in restorer(frames):
-            if frame.index == 2 * segment + lookahead:  # put out by the 3rd segment's call only
-                raise KeyboardInterrupt
-            yield frame
-
     output = tmp_path / "out.mp4"
-    with pytest.raises(ResumableInterrupt):
-        transcode_resumable(source, output, segment, warmup, lookahead, interrupted)
-    assert transcode_resumable(source, output, segment, warmup, lookahead, restorer).resumed == 2 * segment
-    same_video(output, reference)
+    restore_interrupted_and_resumed(source, output, tiny_osdface_model)
     assert probe(output).video.interlaced and field_orders(output) == kind["letter"] * 30
-    plain = tmp_path / "plain.mp4"  # the same encoding of the unrestored frames
-    transcode_resumable(source, plain, segment, warmup, lookahead, lambda frames: frames)
+    plain = tmp_path / "plain.mp4"  # the unrestored frames encoded in the same segments
+    transcode_resumable(source, plain, RESTORE_SEGMENT, 0, 0, lambda frames: frames)
     output_video, plain_images = read_video(output, images=True), read_video(plain, images=True).images
     restored = [np.abs(a.astype(int) - b).max() > 64 for a, b in zip(output_video.images, plain_images)]
     assert sum(restored) >= 20  # the tiny random model's faces are far from the source's
