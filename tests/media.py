@@ -154,20 +154,26 @@ def write_video(
 def _field_marker(fields: str, width: int, height: int, pix_fmt: str, time_base: Fraction):
     """frame -> the same frame marked interlaced with `fields` order ("tff"/"bff"), through a
     setfield filter graph."""
-    import av.filter
-
-    graph = av.filter.Graph()
-    source = graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=time_base)
-    setfield, sink = graph.add("setfield", fields), graph.add("buffersink")
-    source.link_to(setfield)
-    setfield.link_to(sink)
-    graph.configure()
+    graph = _one_filter("setfield", fields, width=width, height=height, format=pix_fmt, time_base=time_base)
 
     def mark(frame: av.VideoFrame) -> av.VideoFrame:
         graph.push(frame)
         return graph.pull()
 
     return mark
+
+
+def _one_filter(name: str, args: str | None = None, **source):
+    """A configured FFmpeg filter graph: frames pushed in (add_buffer's `source` arguments) go
+    through the filter `name` (`args`) to a sink to pull them from."""
+    import av.filter
+
+    graph = av.filter.Graph()
+    buffer, middle, sink = graph.add_buffer(**source), graph.add(name, args), graph.add("buffersink")
+    buffer.link_to(middle)
+    middle.link_to(sink)
+    graph.configure()
+    return graph
 
 
 def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5) -> Path:
@@ -267,18 +273,13 @@ def field_orders(path: str | Path) -> str:
     per-frame field order of its own."""
     import re
 
-    import av.filter
     import av.logging
 
     av.logging.set_level(av.logging.INFO)
     try:
         with av.logging.Capture() as logs, av.open(str(path)) as container:
             stream = container.streams.video[0]
-            graph = av.filter.Graph()
-            source, info, sink = graph.add_buffer(template=stream), graph.add("showinfo"), graph.add("buffersink")
-            source.link_to(info)
-            info.link_to(sink)
-            graph.configure()
+            graph = _one_filter("showinfo", template=stream)
             for frame in container.decode(stream):
                 graph.push(frame)
                 graph.pull()

@@ -13,10 +13,11 @@ from vidface.faces.align import face_crop, transform_points
 from vidface.io.frames import Frame
 
 
-def frames_of(images: list[np.ndarray], pix_fmt: str = "rgb24") -> list[Frame]:
-    """Frames as a decoder would give them (1/24 s apart), pictures stored in `pix_fmt`."""
+def frames_of(images: list[np.ndarray], pix_fmt: str = "rgb24", first: int = 0) -> list[Frame]:
+    """Frames as a decoder would give them (1/24 s apart, numbered from `first`), pictures
+    stored in `pix_fmt`."""
     frames = []
-    for index, rgb in enumerate(images):
+    for index, rgb in enumerate(images, start=first):
         video = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         if pix_fmt != "rgb24":
             video = video.reformat(format=pix_fmt)

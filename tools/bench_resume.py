@@ -81,9 +81,7 @@ def bench_boundary(args: argparse.Namespace, folder: Path) -> None:
 
     def restored(first: int, stop: int) -> dict[int, np.ndarray]:
         """Frames [first, stop) restored in one call (fresh frames: the restorer edits them in place)."""
-        items = frames_of(images[first:stop])
-        for offset, frame in enumerate(items):
-            items[offset] = dataclasses.replace(frame, index=first + offset, pts=first + offset)
+        items = frames_of(images[first:stop], first=first)
         return {frame.index: frame.to_rgb().astype(np.int16) for frame in processor(iter(items))}
 
     continuous = restored(0, count)

@@ -31,9 +31,8 @@ PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset"
                  "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
-# Encoders that code interlaced frames as fields (asked with the ildct/ilme flags; libx264 is
-# also told the field order, which it does not take from the frames). Others code an interlaced
-# source's frames as progressive pictures, each holding both fields.
+# Encoders that vidface asks to code an interlaced source as fields (`interlaced_options`).
+# Others code its frames as progressive pictures, each holding both fields.
 INTERLACED_ENCODERS = {"libx264"}
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
@@ -120,21 +119,20 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
 
 
 def interlaced_options(codec: str, field_order: str, options: dict[str, str]) -> dict[str, str]:
-    """`options` plus what makes `codec` code an interlaced source's frames as fields, shown in
-    `field_order` (one of probe.FIELD_ORDERS; unknown: top field first). Options the user gave
-    win; their x264-params are kept after ours.
+    """`options` plus what makes `codec` (libx264, the one of INTERLACED_ENCODERS) code an
+    interlaced source's frames as fields, shown in `field_order` (one of probe.FIELD_ORDERS;
+    unknown: top field first): the ildct/ilme flags, and the field order, which x264 does not
+    take from the frames. Options the user gave win; their x264-params are kept after ours.
 
     x264 codes interlaced video in one thread: with several, about one run in ten gives other
     bits for the same frames, and a resumed run must encode its segments exactly as an
     uninterrupted run would."""
     if codec not in INTERLACED_ENCODERS:
         return options
-    options = {"flags": "+ildct+ilme", **options}
-    if codec == "libx264":
-        shown_first = "bff" if field_order in ("bb", "tb") else "tff"
-        params = options.get("x264-params")
-        options["x264-params"] = f"{shown_first}=1:threads=1" + (f":{params}" if params else "")
-    return options
+    shown_first = "bff" if field_order in ("bb", "tb") else "tff"
+    params = options.get("x264-params")
+    return {"flags": "+ildct+ilme", **options,
+            "x264-params": f"{shown_first}=1:threads=1" + (f":{params}" if params else "")}
 
 
 def output_format(path: Path) -> str:
