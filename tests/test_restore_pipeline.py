@@ -146,6 +146,7 @@ def test_settings_layers_preset_config_flags(tmp_path: Path) -> None:
     (["--temporal", "1.5"], 2, "must be in [0, 1]"),
     (["--temporal", "0.5", "--no-temporal"], 2, "not allowed with"),
     (["--config", "ultrafast"], 1, "unknown preset 'ultrafast'"),
+    (["--refine-crops", "5"], 2, "invalid choice: 5"),
 ])
 def test_bad_settings_flags_are_usage_errors(cli, flags, exit_code, words) -> None:
     code, _, err = cli("restore", "in.mp4", "out.mp4", *flags)
@@ -195,19 +196,24 @@ def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> No
 
 
 def test_a_model_still_loading_is_waited_for_and_the_wait_counted(tiny_osdface_model) -> None:
-    """The restorer takes a Future of the model: frames are decoded and tracked meanwhile, the
+    """The restorer takes a Future of the model: frames are decoded and tracked meanwhile, past
+    what the queues between the stages hold (the model stage keeps them while it waits), the
     model stage waits for it, and the wait is reported apart from the work."""
     import threading
     import time
     from concurrent.futures import Future
 
-    feed = _Feed(frames_of(moving_face_clip(6, *SIZE).frames))
+    from vidface.pipeline import QUEUE_FRAMES
+
+    settings = _settings()
+    count = settings.faces.lag + 2 * QUEUE_FRAMES + 12
+    feed = _Feed(frames_of(moving_face_clip(count, *SIZE).frames))
     loading: Future = Future()
     loaded = {}
 
     def load() -> None:  # done once every frame was taken (or after 60 s)
         start = time.perf_counter()
-        while feed.pulled < 6 and time.perf_counter() - start < 60:
+        while feed.pulled < count and time.perf_counter() - start < 60:
             time.sleep(0.01)
         time.sleep(0.3)
         loaded.update(pulled=feed.pulled, seconds=time.perf_counter() - start)
@@ -215,9 +221,9 @@ def test_a_model_still_loading_is_waited_for_and_the_wait_counted(tiny_osdface_m
 
     threading.Thread(target=load).start()
     stats = RestoreStats()
-    out = list(face_restorer(loading, _settings(), stats=stats)(iter(feed)))
-    assert [f.index for f in out] == list(range(6)) and stats.faces == 6
-    assert loaded["pulled"] == 6, "decoding did not go on while the model loaded"
+    out = list(face_restorer(loading, settings, stats=stats)(iter(feed)))
+    assert [f.index for f in out] == list(range(count)) and stats.faces == count
+    assert loaded["pulled"] == count, "decoding and tracking stopped while the model loaded"
     # The model stage waited at least through the load's last 0.3 s, after all frames were in.
     assert 0.3 <= stats.model_wait <= loaded["seconds"] + 1
 

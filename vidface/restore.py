@@ -13,7 +13,8 @@ so the model (a GPU) does not wait for detection, and memory is bounded whatever
 of the video: the tracker holds ``faces.lag`` frames, the batcher at most
 ``batch_size + MAX_WAITING_FRAMES`` frames, each queue :data:`~vidface.pipeline.QUEUE_FRAMES`.
 The model may still be loading when the processor starts (a ``Future``): decoding and
-detection go ahead meanwhile, as far as the queues allow.
+detection go ahead meanwhile, the model stage holding up to :data:`LOADING_BUFFER_BYTES` of
+tracked frames until the model is there.
 
 Frames in which no face is tracked come out as the very same :class:`Frame` object, so their
 pixels reach the encoder bit-exact. Each call of the processor starts afresh (new tracker,
@@ -23,6 +24,7 @@ and the detector are shared between calls.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -48,11 +50,16 @@ from vidface.pipeline import QUEUE_FRAMES, FrameProcessor, in_background
 if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on another thread
     from vidface.models.osdface import OSDFace
 
-__all__ = ["MAX_WAITING_FRAMES", "RestoreStats", "face_restorer", "restore_batch_size"]
+__all__ = ["LOADING_BUFFER_BYTES", "MAX_WAITING_FRAMES", "RestoreStats", "face_restorer", "restore_batch_size"]
 
 MAX_WAITING_FRAMES = 32
 """Frames the batcher may hold while it waits for more faces to fill a batch: past this (for
 example a long stretch without faces after one face), the partial batch is run."""
+
+LOADING_BUFFER_BYTES = 256 << 20
+"""RGB picture bytes of tracked frames the model stage takes in while the model still loads,
+so decoding, detection and tracking go on meanwhile instead of stopping once the queues are
+full (importing diffusers alone takes several seconds): 97 frames of 720p, 43 of 1080p."""
 
 
 @dataclass
@@ -205,6 +212,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
     is still loading (the wait is added to counters.model_wait)."""
     if isinstance(model, Future):
         start = time.perf_counter()
+        work = itertools.chain(_while_loading(work, model), work)
         model = model.result()
         counters.model_wait += time.perf_counter() - start
     stabilizer = TemporalStabilizer(settings.temporal)
@@ -244,6 +252,20 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         run(min(batch_size, len(queued)))
     forget_ended()
     yield from waiting
+
+
+def _while_loading(work: Iterator[_FrameWork], model: Future[OSDFace]) -> list[_FrameWork]:
+    """The frames taken from `work` until `model` is loaded (checked after each frame), `work`
+    ends or their RGB pictures reach LOADING_BUFFER_BYTES."""
+    taken: list[_FrameWork] = []
+    size = 0
+    while not model.done() and size < LOADING_BUFFER_BYTES:
+        item = next(work, None)
+        if item is None:
+            break
+        taken.append(item)
+        size += 3 * item.frame.video.width * item.frame.video.height
+    return taken
 
 
 def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser | None, crops: np.ndarray,
