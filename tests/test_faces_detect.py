@@ -11,7 +11,7 @@ import skimage.data
 from face_clips import (ASTRONAUT_LANDMARKS, background, crop_error, error_parts, id_switches, jitter, match_tracks,
                         moving_face_clip, shot_cut_clip)
 from vidface.errors import InputError, WeightsError
-from vidface.faces.detect import DETECTORS, create_detector
+from vidface.faces.detect import DETECTORS, REFINE_POSITIONS, RefinedDetector, create_detector
 from vidface.faces.track import TrackerConfig, track_faces
 
 
@@ -119,7 +119,6 @@ def test_refinement_in_one_batch_reads_what_one_call_per_crop_reads(detector) ->
     """The refinement crops of all faces in a frame go to CenterFace as one batch; the readings
     equal those of one call per crop."""
     from face_clips import Pose, render
-    from vidface.faces.detect import RefinedDetector
 
     class OneAtATime:  # the refiner without its batch method
         def __init__(self, backend) -> None:
@@ -135,6 +134,46 @@ def test_refinement_in_one_batch_reads_what_one_call_per_crop_reads(detector) ->
     for a, b in zip(batched, single):
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
         np.testing.assert_array_equal(a.box, b.box)
+
+
+@pytest.mark.parametrize("crops", sorted(REFINE_POSITIONS))
+def test_refinement_positions_are_centred_and_cover_the_stride_phases(crops: int) -> None:
+    """Each set of crop offsets is a Latin square (every x and every y once), centred, whose x and y
+    offsets fall on the whole of CenterFace's stride-4 grid: no phase gap over 1 px."""
+    offsets = np.array(REFINE_POSITIONS[crops])
+    assert offsets.shape == (crops, 2)
+    np.testing.assert_allclose(offsets.mean(axis=0), 0.0, atol=1e-9)
+    for axis in (0, 1):
+        assert len(set(offsets[:, axis])) == crops
+        phases = np.sort(offsets[:, axis] % 4)
+        assert np.diff(np.append(phases, phases[0] + 4)).max() <= 1.0
+
+
+def test_each_face_is_read_in_as_many_crops_as_asked_and_they_agree(detector) -> None:
+    """RefinedDetector(crops=N) sends N crops per face to the refiner, in one batch; the landmarks
+    averaged over 4 or 6 crops are within half a pixel of those over 8 (photo pixels)."""
+    from face_clips import Pose, render
+
+    class Batches:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def detect(self, rgb: np.ndarray):
+            return detector.refiner.detect(rgb)
+
+        def detect_batch(self, images):
+            self.sizes.append(len(images))
+            return detector.refiner.detect_batch(images)
+
+    frame, _ = render(background(640, 360), [Pose(300, 170, 0.5, 6.0)])
+    readings = {}
+    for crops in REFINE_POSITIONS:
+        refiner = Batches()
+        (face,) = RefinedDetector(detector.detector, refiner, crops).detect(frame)
+        assert refiner.sizes == [crops]
+        readings[crops] = face.landmarks
+    for crops in REFINE_POSITIONS:
+        assert np.linalg.norm(readings[crops] - readings[8], axis=1).max() < 0.5, crops
 
 
 def test_fast_faces_between_detector_runs_get_the_refinement_pass_alone(detector) -> None:

@@ -16,7 +16,7 @@ from vidface.commands.options import (add_output_flags, non_negative_int, open_u
 def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None:
     """Detection and tracking flags (defaults: vidface.faces.track.TrackerConfig). device: add
     the detector's own --device flag (commands that run a model share the model's instead)."""
-    from vidface.faces.detect import DETECTORS
+    from vidface.faces.detect import DETECTORS, REFINE_POSITIONS
     from vidface.faces.track import TrackerConfig
 
     defaults = TrackerConfig()
@@ -34,6 +34,9 @@ def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None
                        help=f"while a face moves faster than this fraction of its size per frame, the frames "
                             f"between detector runs still get the landmark refinement, placed by the tracker's "
                             f"prediction (default: {defaults.detect_motion})")
+    group.add_argument("--refine-crops", type=int, choices=tuple(REFINE_POSITIONS), default=None, metavar="N",
+                       help=f"crops per face the landmarks are read again in, at shifted positions, and averaged "
+                            f"({', '.join(map(str, REFINE_POSITIONS))}; default: {defaults.refine_crops}; more is steadier and slower)")
     group.add_argument("--detect-size", type=non_negative_int, default=None, metavar="PX",
                        help=f"long side of the downscaled frame the detector sees; 0: full size "
                             f"(default: {defaults.detect_size}; larger finds smaller faces, slower)")
@@ -60,7 +63,7 @@ def face_config(args: argparse.Namespace):
 def face_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The face flags as settings overrides (``{"faces.lag": 4, ...}``); None: not given."""
     return {"faces.detector": args.detector, "faces.detect_every": args.detect_every,
-            "faces.detect_motion": args.detect_motion,
+            "faces.detect_motion": args.detect_motion, "faces.refine_crops": args.refine_crops,
             "faces.detect_size": args.detect_size, "faces.detector_threshold": args.detector_threshold,
             "faces.lag": args.lag}
 

@@ -99,7 +99,7 @@ class CenterFaceDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each of `images` (equal-size H×W×3 uint8 RGB) from one network call. For
-        the eight 192 px refinement crops of a face it takes the same CPU time as eight calls,
+        a face's 192 px refinement crops it takes the same CPU time as one call per crop,
         but 0.7x their wall time when both cores are free."""
         height, width = images[0].shape[:2]
         # The network takes RGB in 0..255 at a size divisible by 32: pad bottom/right with zeros,

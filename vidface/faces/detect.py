@@ -96,6 +96,27 @@ def resized_points(points: np.ndarray, factor: np.ndarray) -> np.ndarray:
     return (np.asarray(points, dtype=np.float64) + 0.5) * factor - 0.5
 
 
+def _offsets(step: float, order: tuple[int, ...]) -> tuple[tuple[float, float], ...]:
+    """Crop offsets (x, y) in pixels: x in steps of `step`, y the same steps taken in `order` (a
+    Latin square: each row and column once), centred on 0."""
+    centre = step * (len(order) - 1) / 2
+    return tuple((step * i - centre, step * row - centre) for i, row in enumerate(order))
+
+
+# The refinement's crop positions by their number. Each step (4.5, 5.5, 9 px) is not a multiple
+# of 4, so the positions fall on different phases of CenterFace's stride-4 grid too. Measured
+# (tools/bench_faces.py, degraded moving head, detect-every 2; crop error in 512-crop pixels):
+# 8: 1.10 px on the 60-frame clip, 1.59 px on the fast 20-frame one (its varying part 0.56 px);
+# 6: 1.09 and 1.59 px (0.71 px) at 0.79x the faces stage's CPU time; 4: 1.20 and 1.78 px (0.77 px)
+# at 0.60x.
+REFINE_POSITIONS: dict[int, tuple[tuple[float, float], ...]] = {
+    4: _offsets(9.0, (1, 3, 0, 2)),
+    6: _offsets(5.5, (2, 5, 0, 3, 1, 4)),
+    8: _offsets(4.5, (0, 3, 6, 1, 4, 7, 2, 5)),  # a rank-1 lattice: row 3 i mod 8
+}
+DEFAULT_REFINE_CROPS = 6
+
+
 class RefinedDetector:
     """Finds faces with `detector`, then reads each face's landmarks again with `refiner` in
     upright crops where the face has one canonical size, averaged over crop positions.
@@ -104,21 +125,20 @@ class RefinedDetector:
     to 10 px in the 512 crop between a small and a large face), and a convolutional network's
     readings depend on where the face falls on its grids: CenterFace's output has stride 4,
     but its readings swing by about ±1 px with the face's position modulo 16 and 32 px (its
-    deeper feature maps). Reading every face at one size, upright, at eight positions spread
-    evenly over a 36 px square (steps of 4.5 px, so the stride-4 phases are covered too),
-    removes most of both (tools/bench_faces.py measures it).
+    deeper feature maps). Reading every face at one size, upright, at `crops` positions spread
+    over a square of about 32 px, whose steps also cover the stride-4 phases
+    (`REFINE_POSITIONS`), removes most of both (tools/bench_faces.py measures it).
     """
 
     EYE_DISTANCE = 44.0  # eye distance in the refinement crop, in pixels
     SIDE = 192  # refinement crop side: the face plus the context a detector expects around it
-    # Crop offsets (x, y), pixels: a rank-1 lattice, x = 4.5 i and y = 4.5 (3 i mod 8), centred.
-    SHIFTS = tuple((4.5 * i - 15.75, 4.5 * (3 * i % 8) - 15.75) for i in range(8))
 
-    def __init__(self, detector: FaceDetector, refiner: FaceDetector) -> None:
+    def __init__(self, detector: FaceDetector, refiner: FaceDetector, crops: int = DEFAULT_REFINE_CROPS) -> None:
         from vidface.faces.align import FFHQ_TEMPLATE_512
 
         self.detector = detector
         self.refiner = refiner
+        self.shifts = REFINE_POSITIONS[crops]  # KeyError: TrackerConfig checks the setting
         template_eyes = float(np.linalg.norm(FFHQ_TEMPLATE_512[1] - FFHQ_TEMPLATE_512[0]))
         self.template = (FFHQ_TEMPLATE_512 - 256.0) * (self.EYE_DISTANCE / template_eyes) + self.SIDE / 2
 
@@ -139,16 +159,16 @@ class RefinedDetector:
         from vidface.faces.align import invert_affine, similarity_transform, transform_points
 
         affines = [similarity_transform(seed.landmarks, self.template + shift)
-                   for seed in seeds for shift in self.SHIFTS]
+                   for seed in seeds for shift in self.shifts]
         crops = [cv2.warpAffine(rgb, affine, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT_101) for affine in affines]
         found = detect_each(self.refiner, crops) if crops else []
-        count = len(self.SHIFTS)
+        count = len(self.shifts)
         refined: list[Face | None] = []
         for index, seed in enumerate(seeds):
             readings, scores = [], []
             crops_of_seed = slice(index * count, (index + 1) * count)
-            for shift, affine, faces in zip(self.SHIFTS, affines[crops_of_seed], found[crops_of_seed]):
+            for shift, affine, faces in zip(self.shifts, affines[crops_of_seed], found[crops_of_seed]):
                 if faces:
                     target = self.template + shift
                     best = min(faces, key=lambda f: float(np.abs(f.landmarks - target).sum()))
@@ -172,12 +192,14 @@ def detect_each(detector: FaceDetector, images: Sequence[np.ndarray]) -> list[li
 
 def create_detector(name: str = DEFAULT_DETECTOR, *, threshold: float | None = None,
                     max_side: int | None = DEFAULT_MAX_SIDE, refine: bool = True,
-                    weights: Path | None = None, device: str = "cpu") -> FaceDetector:
+                    refine_crops: int = DEFAULT_REFINE_CROPS, weights: Path | None = None,
+                    device: str = "cpu") -> FaceDetector:
     """Build the detector registered as `name`.
 
     threshold: minimum score (default: the backend's own); max_side: long side of the
     downscaled frame the detector sees (None: full size); refine: read landmarks again in an
-    upright crop of canonical size (see `RefinedDetector`); weights: a weights file that
+    upright crop of canonical size (see `RefinedDetector`) at `refine_crops` positions
+    (`REFINE_POSITIONS`); weights: a weights file that
     overrides the backend's default location (RetinaFace only); device: torch device
     (RetinaFace only; CenterFace runs on onnxruntime's CPU provider).
     """
@@ -190,4 +212,4 @@ def create_detector(name: str = DEFAULT_DETECTOR, *, threshold: float | None = N
     backend = factory(name=name, threshold=spec.default_threshold if threshold is None else threshold,
                       weights=weights, device=device)
     scaled = ScaledDetector(backend, max_side)
-    return RefinedDetector(scaled, backend) if refine else scaled
+    return RefinedDetector(scaled, backend, refine_crops) if refine else scaled

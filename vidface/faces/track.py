@@ -22,7 +22,8 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 import numpy as np
 
 from vidface.errors import InputError
-from vidface.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DETECTORS, Face, FaceDetector, create_detector
+from vidface.faces.detect import (DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_REFINE_CROPS, DETECTORS, REFINE_POSITIONS,
+                                  Face, FaceDetector, create_detector)
 from vidface.faces.geometry import box_iou
 from vidface.faces.shots import ShotCutDetector
 
@@ -45,8 +46,9 @@ class TrackerConfig:
 
     detector: detector name (vidface.faces.detect.DETECTORS); detect_size: long side, in pixels,
         of the downscaled frame the detector sees (0: full size); detector_threshold: minimum
-        score (None: the detector's own default); refine: read landmarks again in an upright
-        crop of canonical size (vidface.faces.detect.RefinedDetector).
+        score (None: the detector's own default); refine: read landmarks again in upright
+        crops of canonical size (vidface.faces.detect.RefinedDetector), at refine_crops positions
+        (4, 6 or 8: more is steadier and slower; vidface.faces.detect.REFINE_POSITIONS).
     detect_every: run the detector on every k-th frame, predicting between; it runs on every
         frame all the same on a cut and while a track is new or missing its face. A face first
         seen by a run is looked for in the frames skipped before it, and a face a run no
@@ -72,6 +74,7 @@ class TrackerConfig:
     detect_size: int = DEFAULT_MAX_SIDE
     detector_threshold: float | None = None
     refine: bool = True
+    refine_crops: int = DEFAULT_REFINE_CROPS
     detect_every: int = 2
     detect_motion: float | None = 0.05
     max_misses: int = 5
@@ -92,6 +95,9 @@ class TrackerConfig:
         for name in ("detect_every", "min_hits"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.refine_crops not in REFINE_POSITIONS:
+            raise InputError(f"refine-crops must be one of {', '.join(map(str, REFINE_POSITIONS))}, "
+                             f"got {self.refine_crops}")
         if self.detect_motion is not None and self.detect_motion <= 0:
             raise InputError(f"detect-motion must be above 0 (or null: never), got {self.detect_motion}")
         for name in ("max_misses", "lag"):
@@ -104,6 +110,7 @@ def detector_for(config: TrackerConfig, *, weights: Path | None = None, device: 
     (RetinaFace); device: torch device (RetinaFace)."""
     return create_detector(config.detector, threshold=config.detector_threshold,
                            max_side=config.detect_size or None, refine=config.refine,
+                           refine_crops=config.refine_crops,
                            weights=weights, device=device)
 
 
