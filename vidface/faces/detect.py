@@ -107,7 +107,7 @@ def _offsets(step: float, order: tuple[int, ...]) -> tuple[tuple[float, float], 
 # of 4, so the positions fall on different phases of CenterFace's stride-4 grid too. Measured
 # (tools/bench_faces.py, degraded moving head, detect-every 2; crop error in 512-crop pixels):
 # 8: 1.10 px on the 60-frame clip, 1.59 px on the fast 20-frame one (its varying part 0.56 px);
-# 6: 1.09 and 1.59 px (0.71 px) at 0.79x the faces stage's CPU time; 4: 1.20 and 1.78 px (0.77 px)
+# 6: 1.09 and 1.59 px (0.72 px) at 0.79x the faces stage's CPU time; 4: 1.20 and 1.78 px (0.77 px)
 # at 0.60x.
 REFINE_POSITIONS: dict[int, tuple[tuple[float, float], ...]] = {
     4: _offsets(9.0, (1, 3, 0, 2)),
