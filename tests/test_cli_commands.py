@@ -57,6 +57,16 @@ def test_dry_run_writes_nothing(tmp_path: Path, cli) -> None:
     assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
 
 
+def test_dry_run_reports_the_faces_settings(tmp_path: Path, cli) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=4)
+    for flags, words in (((), "every 2 frame(s) at 640 px, landmarks refined in 6 crops"),
+                         (("--config", "archival"), "every 1 frame(s) at 1280 px, landmarks refined in 8 crops"),
+                         (("--config", "archival", "--refine-crops", "4"), "landmarks refined in 4 crops")):
+        code, out, err = cli("restore", source, tmp_path / "out.mp4", "--dry-run", *flags)
+        assert code == 0 and words in out, (flags, out, err)
+    assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -326,5 +326,5 @@ def _describe_model(settings, model_name: str) -> str:
     faces, model, temporal = settings.faces, settings.model, settings.temporal
     return (f"osdface device={model.device} dtype={model.dtype} batch={model.batch_size or 'auto'}; "
             f"faces {faces.detector} every {faces.detect_every} frame(s) at {faces.detect_size or 'full'} px, "
-            f"lag {faces.lag}; temporal "
+            f"landmarks refined in {faces.refine_crops if faces.refine else 0} crops, lag {faces.lag}; temporal "
             + (f"strength {temporal.strength}" if temporal.enabled else "off") + f"; paste mask {settings.paste.mask}")
