@@ -215,6 +215,33 @@ def crossing_faces_clip(n_frames: int = 40, width: int = 320, height: int = 240,
 
 # -- measures ------------------------------------------------------------------------------
 
+class Picture:
+    """A frame for track_faces: an RGB picture behind to_rgb()."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+    def to_rgb(self) -> np.ndarray:
+        return self.rgb
+
+
+class CountingPasses:
+    """A refined detector that counts its full-frame runs (`detected`) and its refinement-only
+    passes (`refined`), for the tracking stage's choice between them."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+        self.detected = self.refined = 0
+
+    def detect(self, rgb: np.ndarray) -> list:
+        self.detected += 1
+        return self.detector.detect(rgb)
+
+    def refine(self, rgb: np.ndarray, seeds: list) -> list:
+        self.refined += 1
+        return self.detector.refine(rgb, seeds)
+
+
 def jitter(points: np.ndarray) -> float:
     """RMS second difference of a landmark path (T×5×2, pixels): frame-to-frame shake that a
     smooth motion does not have."""

@@ -8,19 +8,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from face_clips import (ASTRONAUT_LANDMARKS, background, crop_error, error_parts, id_switches, jitter, match_tracks,
-                        moving_face_clip, shot_cut_clip)
+from face_clips import (ASTRONAUT_LANDMARKS, CountingPasses, Picture, background, crop_error, error_parts, id_switches,
+                        jitter, match_tracks, moving_face_clip, shot_cut_clip)
 from vidface.errors import InputError, WeightsError
 from vidface.faces.detect import DETECTORS, REFINE_POSITIONS, RefinedDetector, create_detector
 from vidface.faces.track import TrackerConfig, track_faces
-
-
-class _Rgb:
-    def __init__(self, rgb: np.ndarray) -> None:
-        self.rgb = rgb
-
-    def to_rgb(self) -> np.ndarray:
-        return self.rgb
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +78,7 @@ def occluded_run(detector):
             return raw[-1]
 
     # Every frame detected, so that raw[i] is frame i's reading.
-    out = list(track_faces((_Rgb(f) for f in clip.frames), Recording(), TrackerConfig(detect_every=1)))
+    out = list(track_faces((Picture(f) for f in clip.frames), Recording(), TrackerConfig(detect_every=1)))
     return clip, raw, out
 
 
@@ -107,7 +99,7 @@ def test_stage_recall_accuracy_and_smoothness_on_a_degraded_clip(occluded_run) -
 
 def test_stage_ends_tracks_at_a_shot_cut(detector) -> None:
     clip = shot_cut_clip(n_frames=16, cut=8)
-    out = list(track_faces((_Rgb(f) for f in clip.frames), detector, TrackerConfig(lag=4)))
+    out = list(track_faces((Picture(f) for f in clip.frames), detector, TrackerConfig(lag=4)))
     tracked = [faces for _, faces in out]
     paths = match_tracks(clip.truth, tracked)
     before, after = {p for p in paths[0] if p is not None}, {p for p in paths[1] if p is not None}
@@ -183,23 +175,13 @@ def test_fast_faces_between_detector_runs_get_the_refinement_pass_alone(detector
     clip = moving_face_clip(20, 640, 360, scale=1.0, degraded=True)  # fast: its whole path in 20 frames
     truth = [t[0] for t in clip.truth]
 
-    class Counting:
-        detected = refined = 0
-
-        def detect(self, rgb):
-            Counting.detected += 1
-            return detector.detect(rgb)
-
-        def refine(self, rgb, seeds):
-            Counting.refined += 1
-            return detector.refine(rgb, seeds)
-
     def crop_errors(config: TrackerConfig, reader) -> float:
-        out = list(track_faces((_Rgb(f) for f in clip.frames), reader, config))
+        out = list(track_faces((Picture(f) for f in clip.frames), reader, config))
         assert all(len(faces) == 1 for _, faces in out)
         return float(np.mean([crop_error(faces[0].landmarks, t) for (_, faces), t in zip(out, truth)]))
 
     every_frame = crop_errors(TrackerConfig(detect_every=1), detector)
-    between = crop_errors(TrackerConfig(detect_every=2), Counting())
-    assert Counting.refined >= 5 and Counting.detected + Counting.refined == 20
+    counting = CountingPasses(detector)
+    between = crop_errors(TrackerConfig(detect_every=2), counting)
+    assert counting.refined >= 5 and counting.detected + counting.refined == 20
     assert between <= every_frame + 0.3, f"{between:.2f} px against {every_frame:.2f} px detecting every frame"

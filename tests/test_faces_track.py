@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_clips import crossing_faces_clip, id_switches, jitter, match_tracks, moving_face_path, Pose
+from face_clips import Picture, Pose, crossing_faces_clip, id_switches, jitter, match_tracks, moving_face_path
 from vidface.errors import InputError
 from vidface.faces.detect import Face
 from vidface.faces.track import FaceTracker, TrackerConfig, track_faces
@@ -148,14 +148,6 @@ def test_bad_settings_name_the_value(field: str, value: int) -> None:
         TrackerConfig(**{field: value})
 
 
-class _Still:
-    def __init__(self, rgb: np.ndarray) -> None:
-        self.rgb = rgb
-
-    def to_rgb(self) -> np.ndarray:
-        return self.rgb
-
-
 class _CountingDetector:
     """Sees the clip's truth (so the stage is tested without a network) and counts its calls."""
 
@@ -169,13 +161,13 @@ class _CountingDetector:
         return [noisy_face(p, self.rng) for p in self.truth.get(index, {}).values()]
 
 
-def _indexed_frames(count: int) -> list[_Still]:
+def _indexed_frames(count: int) -> list[Picture]:
     """Plain grey frames carrying their index in pixel (0, 0) for _CountingDetector; no cuts."""
     frames = []
     for i in range(count):
         rgb = np.full((48, 64, 3), 100, np.uint8)
         rgb[0, 0, 0] = i
-        frames.append(_Still(rgb))
+        frames.append(Picture(rgb))
     return frames
 
 

@@ -34,8 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from face_clips import (ASTRONAUT_LANDMARKS, Pose, background, crop_error, error_parts, jitter,  # noqa: E402
-                        moving_face_clip, read_reference_landmarks, render)
+from face_clips import (ASTRONAUT_LANDMARKS, CountingPasses, Picture, Pose, background, crop_error,  # noqa: E402
+                        error_parts, jitter, moving_face_clip, read_reference_landmarks, render)
 from vidface.faces.detect import create_detector  # noqa: E402
 from vidface.faces.shots import ShotCutDetector  # noqa: E402
 from vidface.faces.track import DETECT, REFINE, FaceTracker, TrackerConfig  # noqa: E402
@@ -175,36 +175,13 @@ def stage_accuracy(frames: int) -> None:
 
     clip = moving_face_clip(frames, 640, 360, scale=1.0, degraded=True)
     detector = detector_for(TrackerConfig())
-
-    class Counting:
-        def __init__(self) -> None:
-            self.detected = self.refined = 0
-
-        def detect(self, rgb: np.ndarray) -> list:
-            self.detected += 1
-            return detector.detect(rgb)
-
-        def refine(self, rgb: np.ndarray, seeds: list) -> list:
-            self.refined += 1
-            return detector.refine(rgb, seeds)
-
     for every in (1, 2):
-        counting = Counting()
+        counting = CountingPasses(detector)
         out = list(track_faces((Picture(rgb) for rgb in clip.frames), counting, TrackerConfig(detect_every=every)))
         errors = [crop_error(faces[0].landmarks, truth[0]) for (_, faces), truth in zip(out, clip.truth) if faces]
         print(f"stage, detect-every {every}: full detector on {counting.detected / frames:.0%} of frames, refinement "
               f"alone on {counting.refined / frames:.0%}, recall {len(errors) / frames:.2f}, "
               f"crop error {np.mean(errors):.2f} px")
-
-
-class Picture:
-    """A frame for track_faces: anything with to_rgb()."""
-
-    def __init__(self, rgb: np.ndarray) -> None:
-        self.rgb = rgb
-
-    def to_rgb(self) -> np.ndarray:
-        return self.rgb
 
 
 def recall_by_size() -> None:
