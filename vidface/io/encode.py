@@ -18,7 +18,7 @@ from typing import BinaryIO
 import av
 
 from vidface.errors import OutputError
-from vidface.io.frames import Frame
+from vidface.io.frames import Frame, defined_padding
 from vidface.io.probe import MediaInfo, VideoInfo, bit_depth, codec_name
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 # Encoders that vidface asks to code an interlaced source as fields (`interlaced_options`).
 # Others code its frames as progressive pictures, each holding both fields.
 INTERLACED_ENCODERS = {"libx264"}
+# Muxer flag: no random IDs (Matroska's segment and track UIDs), no library version strings or
+# dates, so the same frames and settings give the same file bytes in every run.
+BITEXACT = {"fflags": "+bitexact"}
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
 
@@ -186,7 +189,8 @@ class OutputWriter:
         self._durations: dict[int, int] = {}
         self._frames = 0
         try:
-            self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format)
+            self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
+                                   container_options=BITEXACT)
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
         self._input: av.container.InputContainer | None = None
@@ -269,8 +273,9 @@ class OutputWriter:
     def write(self, frame: Frame) -> None:
         """Encode one frame (stored orientation; converted to the output pixel format).
 
-        The writer takes over `frame.video`: it sets the picture's pts and clears its picture
-        type (so the source's keyframe positions are not forced on the encoder).
+        The writer takes over `frame.video`: it sets the picture's pts, clears its picture type
+        (so the source's keyframe positions are not forced on the encoder) and zeroes its line
+        padding (`defined_padding`: the encoder must read no byte left undefined).
         """
         self.mux_video(self.encode(frame))
 
@@ -280,6 +285,7 @@ class OutputWriter:
         video = frame.video
         if video.format.name != self._stream.pix_fmt:
             video = video.reformat(format=self._stream.pix_fmt)
+        video = defined_padding(video)
         video.pts = frame.pts - self._shift
         video.time_base = frame.time_base
         video.pict_type = av.video.frame.PictureType.NONE

@@ -138,6 +138,43 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.V
     return source
 
 
+def defined_padding(video: av.VideoFrame) -> av.VideoFrame:
+    """`video` with the bytes between each row's last sample and the next row (line padding) set to
+    zero, for the encoder: every byte of every row it is handed is then defined.
+
+    Why: line padding is memory nobody has to initialise. Frames FFmpeg allocates
+    (`make_writable`, `reformat`, new frames) leave it as malloc returned it, and decoders' SIMD
+    code may store into it; encoders' SIMD code in turn may load whole vectors across a row's end.
+    On machines where both happen (seen with x264 on AVX-512 CPUs), the output depended on the
+    allocator's state: the same input gave other bytes in every run, and a resumed run could not
+    match an uninterrupted one. Rows below the picture are not covered: FFmpeg's frames carry no
+    size for them, and no encoder reading them was found (`tools/repro_uninit_encode.py`).
+
+    Padding that is already all zero (the decoders' pooled buffers start zeroed) is only read.
+    Otherwise a frame the decoder still references is copied first (`make_writable`, which keeps
+    its flags and side data): its padding can hold samples the decoder predicts from, such as
+    the column an odd width crops away. Formats that `blend_into` cannot address (bitstream,
+    palette) pass unchanged.
+    """
+    if not _blendable(video):
+        return video
+    fmt = video.format
+    padding = [_line_padding(plane, fmt, index) for index, plane in enumerate(video.planes)]
+    if not any(area.any() for area in padding):
+        return video
+    video.make_writable()
+    for index, plane in enumerate(video.planes):
+        _line_padding(plane, fmt, index)[:] = 0
+    return video
+
+
+def _line_padding(plane: av.video.plane.VideoPlane, fmt: av.VideoFormat, index: int) -> np.ndarray:
+    """A writable height×bytes view of the plane's line padding (empty when rows are packed)."""
+    used = _plane_array(plane, fmt, index)
+    row_bytes = used.shape[1] * used.shape[2] * used.itemsize
+    return np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)[:, row_bytes:]
+
+
 def _blendable(frame: av.VideoFrame) -> bool:
     """Formats whose planes hold whole samples of one size: planar or packed-per-pixel."""
     fmt = frame.format
