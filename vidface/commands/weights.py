@@ -1,4 +1,5 @@
-"""`vidface weights download|path|convert`: fetch, locate and convert OSDFace's weights."""
+"""`vidface weights download|install|path|verify|convert`: fetch, install, locate, check and
+convert OSDFace's weights."""
 
 from __future__ import annotations
 
@@ -11,46 +12,94 @@ from vidface.commands.options import add_logging_flags, add_weights_flags
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "weights",
-        help="download, locate or convert the OSDFace weights",
-        description="Manage OSDFace's weights: the release files (LoRA, embedder projection, "
-                    "embedder checkpoint) and Stable Diffusion 2.1-base. Hub downloads go to the "
-                    "Hugging Face cache (HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE apply).",
+        help="download, install, locate, verify or convert the OSDFace weights",
+        description="Manage OSDFace's weights: the release files (LoRA, embedder projection, embedder "
+                    "checkpoint) and Stable Diffusion 2.1-base. vidface keeps them in $XDG_CACHE_HOME/vidface "
+                    "(hub files in the Hugging Face cache: HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE apply).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     download = actions.add_parser(
-        "download", help="fetch every file into the Hugging Face cache (for machines that go offline later)",
-        description="Download the OSDFace release files from --weights-repo and SD 2.1-base from --base "
-                    "into the Hugging Face cache, then print where they are. Files already cached are not "
-                    "downloaded again.")
+        "download", help="fetch what is missing now (for a machine that goes offline later)",
+        description="Download what is not on this machine yet, from the pinned sources (`vidface weights "
+                    "path` lists them), checking every file, then print where the weights are. `vidface "
+                    "restore` and `vidface faces` do the same by themselves on first use.")
+    install = actions.add_parser(
+        "install", help="check and install weights fetched by hand",
+        description="Install weights you downloaded yourself: the OSDFace release folder (the authors' Drive "
+                    "folder), a zip of it, a bundle from `vidface weights convert`, and/or a Stable Diffusion "
+                    "2.1-base diffusers folder. Each is loaded strictly (every key and shape), then copied into "
+                    "vidface's cache folder; afterwards `vidface restore IN OUT` needs no model flags.")
+    install.add_argument("paths", nargs="+", metavar="PATH", type=Path, help="folder, zip or bundle")
+    install.add_argument("--link", action="store_true", help="link to the files instead of copying them")
     path = actions.add_parser(
-        "path", help="print where the weights are, without downloading",
-        description="Print the release folder (or bundle) and the base model folder that `vidface faces` "
-                    "and `vidface restore` would use. Looks only at local folders and the cache.")
+        "path", help="show what is installed, where, and the sources that would be tried",
+        description="Print where each part of the weights is (or that it is missing) and the sources a "
+                    "download would try, in order. Looks only at this machine.")
+    verify = actions.add_parser(
+        "verify", help="recheck the installed weights",
+        description="Recheck the installed weights: the release by strict loading, the base's files against "
+                    "their pinned SHA-256. Exits 1 if anything is damaged.")
     convert = actions.add_parser(
         "convert", help="write the release as one pickle-free safetensors bundle",
         description="Check the release files (strictly: every key and shape) and write OSDFace's own "
                     "tensors (UNet LoRA, embedder, projection) to OUT, one safetensors file that loads "
-                    "without pickle: pass it to --weights afterwards.")
+                    "without pickle: pass it to --weights or `vidface weights install` afterwards.")
     convert.add_argument("output", metavar="OUT", type=Path, help="bundle to write, e.g. osdface.safetensors")
     convert.add_argument("-y", "--overwrite", action="store_true", help="replace OUT if it exists")
     add_weights_flags(download, ("base", "weights-repo"))
     add_weights_flags(path, ("weights", "base", "weights-repo"))
     add_weights_flags(convert, ("weights", "weights-repo", "trust-pickle"))
-    for sub in (download, path, convert):
+    for sub in (download, install, path, verify, convert):
         add_logging_flags(sub)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidface import weights
+    return {"convert": _convert, "install": _install, "path": _path, "verify": _verify,
+            "download": _download}[args.action](args)
 
-    if args.action == "convert":
-        return _convert(args)
-    location = weights.resolve(getattr(args, "weights", None), args.base, args.weights_repo,
-                               local_only=args.action == "path")
+
+def _download(args: argparse.Namespace) -> int:
+    from vidface.weights import resolve
+
+    location = resolve(None, args.base, args.weights_repo)
     print(f"release: {location.release}")
     print(f"base: {location.base}")
     return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    from vidface.weights.install import install
+
+    for line in install(args.paths, link=args.link):
+        print(line)
+    return 0
+
+
+def _path(args: argparse.Namespace) -> int:
+    from vidface.downloads import cache_root, offline, offline_reason
+    from vidface.weights import Part, hub, locate
+
+    found = locate(args.weights, args.base, args.weights_repo)
+    for label, part in (("release", found.release), ("base", found.base)):
+        if isinstance(part, Part):
+            print(f"{label}: not on this machine; a download would go to {part.into}")
+            for number, source in enumerate(part.sources, 1):
+                print(f"  {number}. {source.name}: {source.page}")
+        else:
+            print(f"{label}: {part}")
+    print(f"caches: {cache_root()} (vidface), {hub.cache_root()} (hub files)"
+          + (f"; downloads are off ({offline_reason()})" if offline() else ""))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from vidface.weights.install import verify
+
+    lines, sound = verify()
+    for line in lines:
+        print(line)
+    return 0 if sound else 1
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -4,31 +4,26 @@ their download, and their loading into facexlib's network classes.
 A file is looked up in this order: a path the user gives (``--detector-weights``,
 ``--parsing-weights``); the vidface cache folder (``$XDG_CACHE_HOME/vidface/facexlib``, default
 ``~/.cache/vidface/facexlib``); a download from facexlib's GitHub release into that folder,
-kept only if its SHA-256 matches (skipped when HF_HUB_OFFLINE or VIDFACE_OFFLINE is set).
+kept only if its SHA-256 matches (skipped when HF_HUB_OFFLINE or VIDFACE_OFFLINE is set; see
+:mod:`vidface.downloads`).
 facexlib itself never downloads anything or writes into site-packages. Every failure is one
 :class:`~vidface.errors.WeightsError` line naming the file and the remedy.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vidface.downloads import Remote, cache_root, check_free_space, fetch, offline, session
 from vidface.errors import WeightsError
-from vidface.files import atomic_output
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-_OFFLINE_ENV = ("VIDFACE_OFFLINE", "HF_HUB_OFFLINE")
 
 
 @dataclass(frozen=True)
@@ -44,13 +39,7 @@ class WeightsFile:
 
 def cache_dir() -> Path:
     """Where downloaded facexlib weights live: $XDG_CACHE_HOME/vidface/facexlib."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "vidface" / "facexlib"
-
-
-def offline() -> bool:
-    """Downloads are off (VIDFACE_OFFLINE or HF_HUB_OFFLINE set to a true value)."""
-    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no") for name in _OFFLINE_ENV)
+    return cache_root() / "facexlib"
 
 
 def resolve_file(spec: WeightsFile, given: Path | None, *, flag: str, instead: str) -> Path:
@@ -71,27 +60,13 @@ def resolve_file(spec: WeightsFile, given: Path | None, *, flag: str, instead: s
     remedy = f"download {spec.url} to {path} (or pass {flag} PATH), or use {instead}, which needs no download"
     if offline():
         raise WeightsError(f"{spec.filename} is not in {path.parent} and downloads are off (offline); {remedy}")
-    download(spec, path, remedy)
-    return path
-
-
-def download(spec: WeightsFile, path: Path, remedy: str) -> None:
-    """Fetch spec.url to `path` through a temporary file; keep it only if its SHA-256 matches."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
     log.warning("downloading %s (%.1f MB) to %s", spec.url, spec.size / 1e6, path.parent)
+    check_free_space(path.parent, spec.size)
     try:
-        with atomic_output(path) as temporary, urllib.request.urlopen(spec.url, timeout=30) as response, \
-                open(temporary, "wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-            if digest.hexdigest() != spec.sha256:
-                raise WeightsError(f"{spec.url} downloaded with SHA-256 {digest.hexdigest()}, expected "
-                                   f"{spec.sha256}; nothing was kept; {remedy}")
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise WeightsError(f"cannot download {spec.filename} ({reason}); {remedy}") from None
+        fetch(session(), Remote(spec.url, path, spec.filename, "facexlib's GitHub release", spec.size, spec.sha256))
+    except WeightsError as error:
+        raise WeightsError(f"{error}; {remedy}") from None
+    return path
 
 
 def load_weights(model: torch.nn.Module, path: Path, spec: WeightsFile, *, flag: str, kind: str) -> None:

@@ -43,7 +43,7 @@ from vidface.models.osdface import OSDFace
 from vidface.weights import EMBEDDER_FILE, LORA_FILE, PROJECTION_FILE, WeightsLocation, resolve
 
 __all__ = [
-    "BUNDLE_FORMAT", "ReleaseWeights", "build_embedder", "convert_release", "load_base", "load_osdface",
+    "BUNDLE_FORMAT", "ReleaseWeights", "build_embedder", "check_release", "convert_release", "load_base", "load_osdface",
     "merge_lora", "read_release",
 ]
 
@@ -91,6 +91,10 @@ class ReleaseWeights:
 # --- reading files -------------------------------------------------------------------------
 
 
+def _first_line(error: Exception) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0]
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import safe_open
 
@@ -98,7 +102,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         with safe_open(str(path), framework="pt") as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
     except Exception as error:  # safetensors raises its own and OS errors for damaged files
-        raise WeightsError(f"{path} is not a readable safetensors file ({str(error).splitlines()[0]}); "
+        raise WeightsError(f"{path} is not a readable safetensors file ({_first_line(error)}); "
                            f"download it again") from None
 
 
@@ -117,26 +121,27 @@ class _Inert:
 
 def _torch_load(path: Path, trust_pickle: bool) -> object:
     """torch.load with weights_only=True, training-library objects made inert; see module doc."""
-    damaged = (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError)
+    # a damaged or foreign file: torch's unpicklers raise many kinds
+    damaged = (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass
     except damaged as error:
-        raise WeightsError(f"{path} is damaged or not a PyTorch file ({str(error).splitlines()[0]}); "
+        raise WeightsError(f"{path} is damaged or not a PyTorch file ({_first_line(error)}); "
                            f"download it again") from None
     if trust_pickle:
         log.warning("loading %s with full pickle (--trust-pickle)", path)
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except (pickle.UnpicklingError, ImportError, AttributeError, *damaged) as error:
-            raise WeightsError(f"{path} cannot be unpickled ({str(error).splitlines()[0]}); download it "
+            raise WeightsError(f"{path} cannot be unpickled ({_first_line(error)}); download it "
                                f"again") from None
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except damaged as error:
         raise WeightsError(f"{path} holds pickled objects and cannot be inspected safely "
-                           f"({str(error).splitlines()[0]}); if you trust the file, pass --trust-pickle") from None
+                           f"({_first_line(error)}); if you trust the file, pass --trust-pickle") from None
     foreign = [name for name in names if name.split(".")[0] not in _TRAINING_NAMESPACES]
     if foreign:
         raise WeightsError(f"{path} holds pickled objects that cannot be loaded safely ({', '.join(foreign[:3])}); "
@@ -147,7 +152,7 @@ def _torch_load(path: Path, trust_pickle: bool) -> object:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, *damaged) as error:
-            raise WeightsError(f"{path} cannot be loaded safely ({str(error).splitlines()[0]}); if you trust the "
+            raise WeightsError(f"{path} cannot be loaded safely ({_first_line(error)}); if you trust the "
                                f"file, pass --trust-pickle") from None
 
 
@@ -352,7 +357,7 @@ def load_base(base: Path) -> tuple[nn.Module, nn.Module, torch.Tensor]:
         unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=torch.float32)
         vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32)
     except (OSError, ValueError, json.JSONDecodeError) as error:
-        raise WeightsError(f"--base {base}: cannot load SD 2.1-base from it ({str(error).splitlines()[0]})") from None
+        raise WeightsError(f"--base {base}: cannot load SD 2.1-base from it ({_first_line(error)})") from None
     if config.get("prediction_type", "epsilon") != "epsilon":
         raise WeightsError(f"--base {base} predicts {config['prediction_type']}, OSDFace needs an epsilon model: "
                            f"use Stable Diffusion 2.1-base (not 2.1 768-v)")
@@ -389,6 +394,16 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None)
     return model
 
 
+def check_release(release: Path, trust_pickle: bool = False) -> tuple[ReleaseWeights, VisualRepresentationEmbedder]:
+    """Read a release (folder or bundle) and check it strictly: every embedder key with its
+    shape and nothing else, every LoRA key paired. Returns the weights and the built embedder;
+    raises WeightsError naming the first file and key that is wrong."""
+    weights = read_release(release, trust_pickle)
+    embedder = build_embedder(weights)
+    _lora_pairs(weights.lora, str(weights.lora_file))
+    return weights, embedder
+
+
 def convert_release(release: Path, output: Path, trust_pickle: bool = False) -> Path:
     """Write the release's OSDFace tensors as one pickle-free safetensors bundle.
 
@@ -397,9 +412,7 @@ def convert_release(release: Path, output: Path, trust_pickle: bool = False) -> 
     """
     from safetensors.torch import save_file
 
-    weights = read_release(release, trust_pickle)
-    embedder = build_embedder(weights)  # strict check of keys and shapes
-    _lora_pairs(weights.lora, str(weights.lora_file))
+    weights, embedder = check_release(release, trust_pickle)
     tensors = {f"lora.{key}": tensor.contiguous() for key, tensor in weights.lora.items()}
     tensors.update({f"embedder.{key}": tensor.contiguous() for key, tensor in embedder.state_dict().items()})
     metadata = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION}

@@ -29,11 +29,12 @@ class ModelOptions:
     """Where the weights come from and how the restorer runs.
 
     weights: folder with the three OSDFace release files, or a bundle made by
-        ``vidface weights convert``; None: the hub repo ``weights_repo`` through the hub cache.
+        ``vidface weights convert``; None: ``weights_repo`` if set, else the installed release
+        (downloaded on first use; see vidface.weights).
     base: Stable Diffusion 2.1-base as a local diffusers folder or a hub id; None: the
-        VIDFACE_BASE environment variable, else the default hub id (see vidface.weights).
+        VIDFACE_BASE environment variable, else the installed base (see vidface.weights).
     weights_repo: hub repo id holding the release files; None: VIDFACE_WEIGHTS_REPO, else the
-        default (see vidface.weights).
+        authors' Drive folder (see vidface.weights).
     trust_pickle: allow associate_2.ckpt to run arbitrary pickled code when it cannot be read
         safely. Only for files from a trusted source.
     device: "auto" (first CUDA GPU, else CPU), "cpu", "cuda" or "cuda:N".
