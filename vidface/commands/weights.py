@@ -78,14 +78,15 @@ def _install(args: argparse.Namespace) -> int:
 
 def _path(args: argparse.Namespace) -> int:
     from vidface.downloads import cache_root, offline, offline_reason
-    from vidface.weights import Part, hub, locate
+    from vidface.weights import HubRepo, Part, hub, locate
 
     found = locate(args.weights, args.base, args.weights_repo)
     for label, part in (("release", found.release), ("base", found.base)):
         if isinstance(part, Part):
-            print(f"{label}: not on this machine; a download would go to {part.into}")
+            print(f"{label}: not on this machine; a download tries, in order:")
             for number, source in enumerate(part.sources, 1):
-                print(f"  {number}. {source.name}: {source.page}")
+                into = hub.repo_folder(source.repo) if isinstance(source, HubRepo) else part.into
+                print(f"  {number}. {source.name} ({source.page}) into {into}")
         else:
             print(f"{label}: {part}")
     print(f"caches: {cache_root()} (vidface), {hub.cache_root()} (hub files)"

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from vidface.downloads import cache_root, sha256_of
@@ -121,12 +122,9 @@ def verify(catalog: Catalog = DEFAULT_CATALOG) -> tuple[list[str], bool]:
     if release is None:
         lines.append(f"release: not installed ({release_dir()})")
     else:
-        try:
-            check_release(release)
-            lines.append(f"release: ok ({release})")
-        except WeightsError as error:
-            lines.append(f"release: damaged: {error}")
-            sound = False
+        line, ok = _strictly("release", lambda: check_release(release), f"loads strictly ({release})")
+        lines.append(line)
+        sound &= ok
     base = installed_base(catalog)
     if base is None:
         lines.append(f"base: not installed ({base_dir()}, or a pinned mirror in {hub.cache_root()})")
@@ -140,10 +138,17 @@ def verify(catalog: Catalog = DEFAULT_CATALOG) -> tuple[list[str], bool]:
                      f"them and run `vidface weights download`")
         sound = False
     else:
-        try:
-            load_base(base)
-            lines.append(f"base: ok, loads strictly; {', '.join(differing)} differ from the pinned mirror's ({base})")
-        except WeightsError as error:
-            lines.append(f"base: damaged: {error}")
-            sound = False
+        line, ok = _strictly("base", lambda: load_base(base),
+                             f"loads strictly; {', '.join(differing)} differ from the pinned mirror's ({base})")
+        lines.append(line)
+        sound &= ok
     return lines, sound
+
+
+def _strictly(label: str, check: Callable[[], object], ok: str) -> tuple[str, bool]:
+    """A report line for a strict-loading check, and whether it passed."""
+    try:
+        check()
+    except WeightsError as error:
+        return f"{label}: damaged: {error}", False
+    return f"{label}: ok, {ok}", True

@@ -43,6 +43,11 @@ DRIVE_ENDPOINT_ENV = "VIDFACE_DRIVE_ENDPOINT"
 MODELSCOPE_ENDPOINT_ENV = "VIDFACE_MODELSCOPE_ENDPOINT"
 
 
+def _endpoint(variable: str, default: str) -> str:
+    """A service's base URL: the environment variable's value (a mirror, a test server) or the default."""
+    return os.environ.get(variable, default).rstrip("/")
+
+
 @dataclass(frozen=True)
 class PinnedFile:
     """A file of a model folder: its path there, size in bytes and SHA-256 (None: not pinned)."""
@@ -61,7 +66,7 @@ class HubRepo:
 
     @property
     def endpoint(self) -> str:
-        return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        return _endpoint("HF_ENDPOINT", "https://huggingface.co")
 
     def url(self, path: str) -> str:
         return f"{self.endpoint}/{self.repo}/resolve/{self.revision}/{path}"
@@ -84,7 +89,7 @@ class ModelScopeRepo:
 
     @property
     def endpoint(self) -> str:
-        return os.environ.get(MODELSCOPE_ENDPOINT_ENV, "https://www.modelscope.cn").rstrip("/")
+        return _endpoint(MODELSCOPE_ENDPOINT_ENV, "https://www.modelscope.cn")
 
     @property
     def page(self) -> str:
@@ -103,7 +108,7 @@ class DriveFolder:
 
     @property
     def endpoint(self) -> str:
-        return os.environ.get(DRIVE_ENDPOINT_ENV, "https://drive.google.com").rstrip("/")
+        return _endpoint(DRIVE_ENDPOINT_ENV, "https://drive.google.com")
 
     @property
     def listing(self) -> str:
