@@ -123,21 +123,29 @@ def build_settings(args: argparse.Namespace):
 
 
 def build_processor(settings, model_name: str = "osdface", *, stats=None, detector_weights: str | None = None):
-    """The FrameProcessor of a run: the identity for `--model none`, else the face restorer,
-    shared by every video and segment. The model's weights are found (or downloaded) first, so
-    missing weights fail before anything else; the detector and face parser are built next;
-    then the model loads on a background thread (`load_model`) while the run goes on. stats: a
+    """The FrameProcessor of a run: the identity for `--model none`, else the face restorer
+    (`restorer_parts`), shared by every video and segment. stats: a
     `vidface.restore.RestoreStats` the restorer updates."""
     from vidface.pipeline import identity
 
     if model_name == "none":
         return identity
+    from vidface.restore import face_restorer
+
+    model, detector, parser = restorer_parts(settings, detector_weights)
+    return face_restorer(model, settings, detector=detector, parser=parser, stats=stats)
+
+
+def restorer_parts(settings, detector_weights: str | None = None):
+    """(model, detector, parser) of the face restorer. The model's weights are found (or
+    downloaded) first, so missing weights fail before anything else; the detector and face
+    parser are built next; then the model loads on a background thread (`load_model`, a
+    Future) while the run goes on."""
     from pathlib import Path
 
     from vidface.faces.parsing import parser_for
     from vidface.faces.track import detector_for
     from vidface.models.options import resolve_device
-    from vidface.restore import face_restorer
     from vidface.weights import resolve
 
     options = settings.model
@@ -148,7 +156,20 @@ def build_processor(settings, model_name: str = "osdface", *, stats=None, detect
     parser = parser_for(settings.paste, device)
     # Built before the model loads: diffusers creates its modules under a process-wide patch of
     # torch (accelerate's empty-weights init) that would catch modules made on other threads.
-    return face_restorer(load_model(settings, location), settings, detector=detector, parser=parser, stats=stats)
+    return load_model(settings, location), detector, parser
+
+
+def cpu_estimate(plan, settings, model, detector):
+    """On a CPU, the run's time measured and counted before the first frame
+    (`vidface.estimate`); None on a GPU, where the model is no longer most of the run."""
+    from vidface.estimate import estimate
+    from vidface.models.options import resolve_device
+    from vidface.restore import restore_batch_size
+
+    if resolve_device(settings.model.device).type != "cpu" or plan.frame_count == 0:
+        return None
+    loaded = model.result()
+    return estimate(plan, detector, loaded, restore_batch_size(loaded, settings))
 
 
 def load_model(settings, location):
@@ -194,17 +215,36 @@ def run(args: argparse.Namespace) -> int:
         from vidface.restore import RestoreStats
 
         stats = RestoreStats()
-    processor = build_processor(settings, args.model, stats=stats, detector_weights=args.detector_weights)
+    found = None
+    if restoring:
+        from vidface.estimate import describe
+        from vidface.restore import face_restorer
+
+        model, detector, parser = restorer_parts(settings, args.detector_weights)
+        processor = face_restorer(model, settings, detector=detector, parser=parser, stats=stats)
+        found = cpu_estimate(plan, settings, model, detector)
+        if found is not None and args.quiet <= 0:
+            print(f"vidface: {describe(found, plan, 'CPU')}", file=sys.stderr)
+    else:
+        processor = build_processor(settings, args.model)
     show = show_progress(args)
     bar = None
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=plan.frame_count, unit="frame", desc="restore", file=sys.stderr, dynamic_ncols=True)
+        # With an estimate, the time left is counted from the faces still to come, as the
+        # estimate is, instead of from the frame rate so far.
+        bar = tqdm(total=plan.frame_count, unit="frame", desc="restore", file=sys.stderr, dynamic_ncols=True,
+                   bar_format=None if found is None else "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
     def progress(frames: int) -> None:
         bar.update(frames - bar.n)
-        if restoring:
+        if found is not None:
+            from vidface.estimate import duration
+
+            bar.set_postfix_str(f"faces={stats.faces}, ~{duration(found.seconds_left(stats.faces))} left",
+                                refresh=False)
+        elif restoring:
             bar.set_postfix(faces=stats.faces, refresh=False)
 
     try:

@@ -1,0 +1,63 @@
+"""Before the first frame on a CPU, `vidface restore` says how long the run takes: faces counted
+by the detector on sampled frames, seconds per face measured on a warm-up batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from face_clips import moving_face_clip
+from media import write_video
+from tiny_model import tiny_osdface  # noqa: F401 (fixture)
+from vidface.estimate import Estimate, describe, duration, sampled_faces
+from vidface.faces.detect import create_detector
+from vidface.pipeline import plan_transcode
+
+FRAMES = 24
+FACE_FREE = tuple(range(12))  # the face arrives halfway
+
+
+def _clip(tmp_path: Path) -> Path:
+    clip = moving_face_clip(FRAMES, 256, 192, face_free=FACE_FREE)
+    return write_video(tmp_path / "in.mp4", frames=FRAMES, size=(256, 192), images=np.stack(clip.frames))
+
+
+def test_faces_are_counted_on_frames_sampled_over_the_range(tmp_path: Path) -> None:
+    plan = plan_transcode(_clip(tmp_path), tmp_path / "out.mp4")
+    faces, busiest = sampled_faces(plan, create_detector())
+    assert 10 <= faces <= 14  # one face in half of the 24 frames
+    assert busiest >= len(FACE_FREE)
+
+
+def test_a_long_run_suggests_a_preview_where_the_faces_are(tmp_path: Path) -> None:
+    plan = plan_transcode(_clip(tmp_path), tmp_path / "out.mp4")
+    long = Estimate(frames=FRAMES, faces=12, seconds_per_face=30.0, busiest=18)
+    line = describe(long, plan, "CPU")
+    assert line.startswith("restoring on the CPU takes about 6 min 00 s: ~12 faces in 24 frames at 30.0 s per face")
+    start = float(plan.info.video.pts[18] * plan.info.video.time_base)
+    assert f"--start {start:.1f} --duration" in line
+    preview = float(line.rsplit("--duration ", 1)[1])
+    faces_in_preview = preview * 24 * 12 / FRAMES  # 24 fps, half the frames with a face
+    assert faces_in_preview * 30.0 <= 120.0 + 30.0  # about two minutes of work, a face more at most
+    short = Estimate(frames=FRAMES, faces=12, seconds_per_face=0.5, busiest=18)
+    assert "--start" not in describe(short, plan, "CPU")
+    assert long.seconds_left(4) == 8 * 30.0 and long.seconds_left(20) == 0
+
+
+def test_durations_read_as_a_person_would_say_them() -> None:
+    assert [duration(s) for s in (45, 450, 7500)] == ["45 s", "7 min 30 s", "2 h 05 min"]
+
+
+def test_restore_on_a_cpu_says_how_long_before_it_starts(cli, tmp_path: Path, tiny_osdface) -> None:
+    source = _clip(tmp_path)
+    code, out, err = cli("restore", source, tmp_path / "out.mp4", "--weights", tiny_osdface.release,
+                         "--base", tiny_osdface.base, "--device", "cpu", "--no-progress")
+    assert code == 0, err
+    line = next(line for line in err.splitlines() if "restoring on the CPU takes about" in line)
+    estimated = int(line.split("~")[1].split()[0])
+    restored = int(out.split(" faces restored")[0].rsplit(" ", 1)[1])
+    assert abs(estimated - restored) <= 3, (line, out)
+    code, _, err = cli("restore", source, tmp_path / "quiet.mp4", "--weights", tiny_osdface.release,
+                       "--base", tiny_osdface.base, "--device", "cpu", "-q")
+    assert code == 0 and "takes about" not in err
