@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vidface.pipeline import in_background
+from vidface.workers import in_background
 
 
 def _numbers(count: int, seen: list, closed: threading.Event | None = None, slow_close: float = 0.0):

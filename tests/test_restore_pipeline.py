@@ -178,7 +178,7 @@ class _Feed:
 def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> None:
     """A face in the first frames only, then none: the part-filled batch runs once too many
     frames wait behind it, so output flows long before the input ends (memory stays bounded)."""
-    from vidface.pipeline import QUEUE_FRAMES
+    from vidface.workers import QUEUE_FRAMES
     from vidface.restore import MAX_WAITING_FRAMES
 
     count = 100
@@ -203,7 +203,7 @@ def test_a_model_still_loading_is_waited_for_and_the_wait_counted(tiny_osdface_m
     import time
     from concurrent.futures import Future
 
-    from vidface.pipeline import QUEUE_FRAMES
+    from vidface.workers import QUEUE_FRAMES
 
     settings = _settings()
     count = settings.faces.lag + 2 * QUEUE_FRAMES + 12

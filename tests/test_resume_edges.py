@@ -99,9 +99,9 @@ def _decoder_dropping(monkeypatch: pytest.MonkeyPatch, dropped: set[int], *, aft
     """Make the decoder give no picture for the frames of pts `dropped`; with after_seek_past,
     only when decoding starts at a later pts (a damaged frame that comes out only where decoding
     began early enough, as concealment from earlier frames does)."""
-    from vidface.io import decode
+    from vidface.io import placement
 
-    decode_frames = decode.decode_frames
+    decode_frames = placement.decode_frames
 
     def dropping(*args, **kwargs):
         start = kwargs.get("start_pts")
@@ -109,7 +109,7 @@ def _decoder_dropping(monkeypatch: pytest.MonkeyPatch, dropped: set[int], *, aft
             return decode_frames(*args, **kwargs)
         return (frame for frame in decode_frames(*args, **kwargs) if frame.pts not in dropped)
 
-    monkeypatch.setattr(decode, "decode_frames", dropping)
+    monkeypatch.setattr(placement, "decode_frames", dropping)
 
 
 def test_a_damaged_frame_met_after_a_seek_is_decoded_as_the_uninterrupted_run_does(
@@ -176,9 +176,9 @@ def test_frames_the_decoder_drops_leave_gaps_not_shifts(tmp_path: Path, monkeypa
 
 def test_a_frame_out_of_place_stops_the_run_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A decoder that gives frame 5 twice: no place for the second one, so no guessing."""
-    from vidface.io import decode
+    from vidface.io import placement
 
-    decode_frames = decode.decode_frames
+    decode_frames = placement.decode_frames
 
     def repeating(*args, **kwargs):
         for frame in decode_frames(*args, **kwargs):
@@ -186,7 +186,7 @@ def test_a_frame_out_of_place_stops_the_run_in_one_line(tmp_path: Path, monkeypa
             if frame.index == 5:
                 yield frame
 
-    monkeypatch.setattr(decode, "decode_frames", repeating)
+    monkeypatch.setattr(placement, "decode_frames", repeating)
     path = write_video(tmp_path / "in.mkv", frames=12)
     with pytest.raises(InputError, match=r"out of place \(not the timestamp of frame 6 or a later one\)"):
         transcode_resumable(path, tmp_path / "out.mkv", 8, 3, 2)

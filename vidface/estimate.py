@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from vidface.faces.detect import FaceDetector
     from vidface.models.osdface import OSDFace
-    from vidface.pipeline import Plan
+    from vidface.plan import Plan
 
 SAMPLE_FRAMES = 12
 PREVIEW_SECONDS = 120.0  # a run longer than this gets a suggested preview of about this much work

@@ -1,7 +1,7 @@
 """The face-restoring frame processor: track, align, restore in batches, blend over time, paste.
 
 :func:`face_restorer` turns a loaded :class:`~vidface.models.osdface.OSDFace` and the run's
-:class:`~vidface.config.Settings` into a :data:`~vidface.pipeline.FrameProcessor`::
+:class:`~vidface.config.Settings` into a :data:`~vidface.plan.FrameProcessor`::
 
     frames ─► track_faces (detect, Kalman, fixed-lag look-ahead) ─► align + warp crops
            ─► batches of crops across frames and faces ─► encode ─► code_distances
@@ -11,7 +11,7 @@
 Detection/tracking, the model, and paste-back run on three threads joined by bounded queues,
 so the model (a GPU) does not wait for detection, and memory is bounded whatever the length
 of the video: the tracker holds ``faces.lag`` frames, the batcher at most
-``batch_size + MAX_WAITING_FRAMES`` frames, each queue :data:`~vidface.pipeline.QUEUE_FRAMES`.
+``batch_size + MAX_WAITING_FRAMES`` frames, each queue :data:`~vidface.workers.QUEUE_FRAMES`.
 The model may still be loading when the processor starts (a ``Future``): decoding and
 detection go ahead meanwhile, the model stage holding up to :data:`LOADING_BUFFER_BYTES` of
 tracked frames until the model is there.
@@ -45,7 +45,8 @@ from vidface.faces.track import TrackedFace, detector_for, track_faces
 from vidface.io.frames import Frame
 from vidface.models.options import auto_batch_size, resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion
-from vidface.pipeline import QUEUE_FRAMES, FrameProcessor, in_background
+from vidface.plan import FrameProcessor
+from vidface.workers import QUEUE_FRAMES, in_background
 
 if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on another thread
     from vidface.models.osdface import OSDFace

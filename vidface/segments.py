@@ -1,0 +1,221 @@
+"""Resumable transcodes: the video processed and encoded in segments kept in a work folder
+(see vidface.resume), then muxed into OUT.
+
+So that a resumed run gives exactly the frames of a continuous one, every segment is processed
+the same way in every run: a fresh call of the processor is fed `warmup` frames before the
+segment and `lookahead` frames after it, and only the segment's own frames are kept. A
+continuous run decodes once, front to back, keeping those few frames in memory (`_FrameWindow`);
+a resumed one seeks to its first needed frame (`vidface.io.placement.input_frames`). At the end
+the segments' packets are muxed with the copied streams into OUT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import av
+
+from vidface.errors import InputError, OutputError
+from vidface.files import atomic_output
+from vidface.io.encode import CopyRange, OutputWriter
+from vidface.io.frames import Frame
+from vidface.io.placement import input_frames
+from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TranscodeResult, frame_timing,
+                          output_writer, write_failed)
+from vidface.workers import in_background
+
+if TYPE_CHECKING:
+    from vidface.resume import WorkFolder
+
+log = logging.getLogger(__name__)
+
+
+def segment_ranges(first: int, stop: int, frames: int) -> list[tuple[int, int]]:
+    """Output frame ranges [a, b) of the segments of frames [first, stop), `frames` each (the
+    last one shorter)."""
+    return [(a, min(a + frames, stop)) for a in range(first, stop, frames)]
+
+
+def plan_key(plan: Plan, segmenting: Segmenting) -> dict[str, Any]:
+    """The plan's part of a resumable run's key: what changes the encoded segments."""
+    return {"frames": [plan.first_frame, plan.stop_frame], "container": plan.container_format,
+            "encode": dataclasses.asdict(plan.encode), "pix_fmt": plan.pix_fmt,
+            "segmenting": dataclasses.asdict(segmenting)}
+
+
+def transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
+                        progress: Callable[[int], None] | None,
+                         on_segment: Callable[[int, int], None] | None) -> TranscodeResult:
+    """`transcode` in segments kept in a work folder; see the module docstring."""
+    import hashlib
+
+    from vidface.resume import WorkFolder, run_key, work_folder
+
+    started = time.perf_counter()
+    segmenting = resume.segmenting
+    key = run_key(plan.info.path, {"plan": plan_key(plan, segmenting), "processor": dict(resume.key)})
+    work = None
+    try:
+        # OUT's writer is opened first, so a stream OUT cannot hold fails before any work.
+        with atomic_output(plan.output) as temporary, output_writer(plan, temporary) as writer:
+            work = WorkFolder.open(work_folder(plan.output), key, restart=resume.restart)
+            if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
+                raise OutputError(f"the encoder's headers differ from those of the segments in "
+                                  f"{str(work.path)!r}; rerun with --no-resume")
+            # Segment ranges count output positions: 0 is the plan's first frame.
+            ranges = segment_ranges(0, plan.frame_count, segmenting.frames)
+            resumed = sum(record.frames for record in work.finished)
+            if progress is not None:
+                progress(resumed)
+            if len(work.finished) < len(ranges):
+                _process_segments(plan, processor, segmenting, work, ranges, resumed, progress, on_segment)
+            frames = _mux_segments(plan, work, writer)
+    except BaseException as error:
+        if work is not None and not work.finished:
+            work.remove()
+        if isinstance(error, av.error.FFmpegError):
+            raise write_failed(plan.output, error) from None
+        if isinstance(error, KeyboardInterrupt) and work is not None and work.finished:
+            done = sum(record.frames for record in work.finished)
+            raise ResumableInterrupt(f"{done} of {plan.frame_count} frames are kept in {work.path}; "
+                                     "run the same command again to resume") from None
+        raise
+    work.remove()
+    return TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started,
+                           resumed=resumed)
+
+
+def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segmenting, work: WorkFolder,
+                      ranges: list[tuple[int, int]], written: int, progress: Callable[[int], None] | None,
+                      on_segment: Callable[[int, int], None] | None) -> None:
+    """Process and encode the segments after the finished ones into the work folder."""
+    from vidface.resume import SegmentWriter
+
+    todo = ranges[len(work.finished):]
+    first_needed = max(0, todo[0][0] - segmenting.warmup)
+    _, _, shift, _ = frame_timing(plan)
+    cancel = threading.Event()
+    decoded = in_background(input_frames(plan, first_needed, resumed=first_needed > 0), cancel, "decode")
+    window = _FrameWindow(decoded)
+    try:
+        for number, (first, stop) in enumerate(todo, start=len(work.finished)):
+            feed = window.frames(max(0, first - segmenting.warmup), min(plan.frame_count, stop + segmenting.lookahead),
+                                 output=(first, stop), keep_from=stop - segmenting.warmup)
+            encoder = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
+                                   (), CopyRange(), video_shift=shift)
+            segment = SegmentWriter(work.segment_path(number))
+            try:
+                if on_segment is not None:
+                    on_segment(first, stop)
+                processed = in_background(processor(feed), cancel, "process")
+                try:
+                    for frame in processed:
+                        if first <= frame.index < stop:
+                            segment.write(encoder.encode(frame))
+                            written += 1
+                            if progress is not None:
+                                progress(written)
+                finally:
+                    processed.close()
+                segment.write(encoder.flush_encoder())
+                # frames the input could not give leave the segment short (input_frames warned)
+                frames = encoder.frames_written
+                work.add(segment.finish(number, first, stop, frames), encoder.extradata if frames else None)
+            except BaseException:
+                segment.discard()
+                raise
+            finally:
+                encoder.close(flush=False)
+    finally:
+        cancel.set()
+        decoded.close()
+
+
+def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
+    """Mux the finished segments' packets into OUT's writer (the copied streams interleave);
+    return the frame count.
+
+    Decode timestamps are made afresh over the joined segments (`decode_times`, with the
+    largest reorder delay of any segment), so they keep increasing where two separately
+    encoded segments meet, also with B-frames and a variable frame rate.
+    """
+    from vidface.resume import decode_times, read_segment
+
+    frames = sum(record.frames for record in work.finished)
+    if frames == 0:
+        raise InputError(f"input {str(plan.info.path)!r} gave no video frames in the requested range")
+    if frames != plan.frame_count:
+        log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
+    delay = max(record.reorder_delay for record in work.finished)
+    time_base = plan.info.video.time_base
+    before: list[int] = []  # the largest `delay` pts of the segments so far
+    for record in work.finished:
+        path = work.path / record.file
+        pts = [packet.pts for packet in read_segment(path, data=False)]
+        if len(pts) != record.packets:
+            raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
+        dts = decode_times(before + pts, delay)[len(before):]
+        for packet, stamp in zip(read_segment(path), dts):  # one packet in memory at a time
+            writer.mux_video([dataclasses.replace(packet, dts=stamp).to_av(time_base)])
+        before = sorted(before + pts)[-delay:] if delay else []
+    return frames
+
+
+
+class _FrameWindow:
+    """Hands out consecutive ranges of a frame stream, keeping the few frames that the next
+    range needs again (warm-up and look-ahead), so a continuous run decodes each frame once.
+
+    A processor may edit the frames it is given in place, so a frame goes out as itself only
+    to the range that outputs it; a range that needs it for warm-up or look-ahead alone gets a
+    copy (`Frame.copy`, without the decoder's flags and side data, which only the encoder reads)."""
+
+    def __init__(self, frames: Iterator[Frame]) -> None:
+        self._frames = frames
+        self._kept: deque[Frame] = deque()
+
+    def frames(self, start: int, stop: int, *, output: tuple[int, int], keep_from: int) -> Iterator[Frame]:
+        """Frames with index in [start, stop), in order (indices may skip: see input_frames);
+        those with index in [output[0], output[1]) are this range's output. Afterwards only
+        those with index >= keep_from stay in memory, unedited. Ranges must not go back before
+        an earlier keep_from, nor keep_from pass stop."""
+        while self._kept and self._kept[0].index < start:
+            self._kept.popleft()
+        for position, frame in enumerate(list(self._kept)):
+            if frame.index >= stop:
+                return
+            yield self._hand_out(frame, output, kept_at=position)
+        last = self._kept[-1].index if self._kept else start - 1
+        while last + 1 < stop:
+            frame = next(self._frames, None)
+            if frame is None:
+                break
+            last = frame.index
+            if frame.index < start:
+                continue
+            kept_at = None
+            if frame.index >= keep_from:
+                kept_at = len(self._kept)
+                self._kept.append(frame)
+            if frame.index >= stop:  # after frames the input could not give: a later range's
+                break
+            yield self._hand_out(frame, output, kept_at)
+        while self._kept and self._kept[0].index < keep_from:
+            self._kept.popleft()
+
+    def _hand_out(self, frame: Frame, output: tuple[int, int], kept_at: int | None) -> Frame:
+        """`frame` for a range with `output`; the kept frame at `kept_at` (if any) stays unedited."""
+        if kept_at is None:
+            return frame
+        if output[0] <= frame.index < output[1]:
+            self._kept[kept_at] = frame.copy()  # its output is this range's; later ranges only warm up on it
+            return frame
+        return frame.copy()
+
