@@ -100,32 +100,26 @@ def test_summary_table_columns() -> None:
     assert lines[3] == "2 files: 1 done, 0 skipped, 1 failed"
 
 
-def test_folder_mode_loads_the_model_once(tmp_path: Path, monkeypatch, cli) -> None:
+def test_folder_mode_loads_the_restorer_once(tmp_path: Path, monkeypatch, cli) -> None:
     """The restorer is built once and called for every video (each call starts afresh)."""
-    import vidface.restore
-    from vidface.commands import restore as command
-    from vidface.pipeline import Resume, identity
-
-    import vidface.weights
+    import vidface.api
+    from vidface.pipeline import identity
 
     loads, calls = [], []
-    monkeypatch.setattr(vidface.weights, "resolve", lambda *args: "weights")
-    monkeypatch.setattr(command, "load_model", lambda settings, location: loads.append(location) or "model")
 
-    def restorer(model, settings, **_):
-        assert model == "model"
+    def counting(settings, **options):
+        loads.append(options["model"])
 
         def processor(frames):
             calls.append(1)
             return identity(frames)
 
-        return processor
+        return vidface.api.Restorer(settings, "none", processor)  # "none": no weights to identify
 
-    monkeypatch.setattr(vidface.restore, "face_restorer", restorer)
-    monkeypatch.setattr(command, "resume_options", lambda args, settings: Resume())  # no weights to identify
+    monkeypatch.setattr(vidface.api, "load_restorer", counting)
     source = _folder(tmp_path)
     (source / "broken.mp4").unlink()
     code, out, err = cli("restore", source, tmp_path / "out", "--recursive")
     assert code == 0, err
-    assert loads == ["weights"]
+    assert loads == ["osdface"]
     assert len(calls) == 4  # one segment per video

@@ -11,6 +11,7 @@ import pytest
 
 from media import AudioTrack, write_audio_only, write_video
 from vidface import pipeline
+from vidface import plan as planning
 
 
 def _one_line_error(err: str) -> str:
@@ -132,7 +133,7 @@ def test_interrupt_leaves_nothing(tmp_path: Path, cli, monkeypatch: pytest.Monke
                 raise KeyboardInterrupt
             yield frame
 
-    monkeypatch.setattr(pipeline, "identity", interrupted)
+    monkeypatch.setattr(planning, "identity", interrupted)
     code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv")
     assert code == 130 and "interrupted" in err
     assert sorted(os.listdir(tmp_path)) == ["in.mkv"]

@@ -166,13 +166,13 @@ def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatc
     """With the default warm-up (32) and look-ahead (the tracker's lag, 8), frame 50 first
     comes in the call of the 6th 8-frame segment (frames 40-47, fed 8-55): Ctrl-C there keeps
     5 segments."""
-    from vidface import pipeline
+    from vidface import plan
 
     source = write_video(tmp_path / "in.mkv", frames=60, audio="aac")
     reference = tmp_path / "reference.mkv"
     assert cli("restore", "--model", "none", source, reference, "--segment-frames", "8")[0] == 0
     output = tmp_path / "out.mkv"
-    monkeypatch.setattr(pipeline, "identity", _interrupt_identity(50))
+    monkeypatch.setattr(plan, "identity", _interrupt_identity(50))
     code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
     assert code == 130
     lines = err.strip().splitlines()
@@ -189,11 +189,11 @@ def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatc
 
 def test_cli_no_resume_starts_over(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch,
                                    caplog: pytest.LogCaptureFixture) -> None:
-    from vidface import pipeline
+    from vidface import plan
 
     source = write_video(tmp_path / "in.mp4", frames=40)
     output = tmp_path / "out.mp4"
-    monkeypatch.setattr(pipeline, "identity", _interrupt_identity(30))
+    monkeypatch.setattr(plan, "identity", _interrupt_identity(30))
     assert cli("restore", "--model", "none", source, output, "--segment-frames", "4")[0] == 130
     assert work_folder(output).is_dir()
     monkeypatch.undo()

@@ -144,3 +144,24 @@ def test_verify_finds_a_damaged_installed_release(cli, tmp_path, monkeypatch, ti
     (release_dir() / "embedding_change_weights.pth").write_bytes(b"bit rot")
     code, out, _ = cli("weights", "verify")
     assert code == 1 and "release: damaged" in out and "embedding_change_weights.pth" in out
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch, tiny_osdface):
+    """README's Python API example, as written, on installed (tiny) weights."""
+    import re
+
+    import numpy as np
+
+    from face_clips import moving_face_clip
+    from media import write_video
+    from vidface.weights.install import install
+
+    _own_caches(tmp_path, monkeypatch)
+    install([tiny_osdface.release, tiny_osdface.base])
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.search(r"### Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    clip = moving_face_clip(6, 160, 120)
+    write_video(tmp_path / "in.mp4", frames=6, size=(160, 120), images=np.stack(clip.frames))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {})
+    assert (tmp_path / "out.mp4").is_file()

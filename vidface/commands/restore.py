@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 
 from vidface.commands.options import (add_model_flags, add_output_flags, add_paste_flags, model_overrides,
                                       paste_overrides, positive_int, show_progress, unit_interval)
 from vidface.commands.track import add_face_flags, face_overrides
 
-MODELS = ("osdface", "none")
-"""Restorers `--model` accepts; `none` passes frames through untouched (an I/O-only run)."""
+from vidface.api import MODELS
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -122,120 +120,45 @@ def build_settings(args: argparse.Namespace):
     return settings
 
 
-def build_processor(settings, model_name: str = "osdface", *, stats=None, detector_weights: str | None = None):
-    """The FrameProcessor of a run: the identity for `--model none`, else the face restorer
-    (`restorer_parts`), shared by every video and segment. stats: a
-    `vidface.restore.RestoreStats` the restorer updates."""
-    from vidface.pipeline import identity
+def _plan_options(args: argparse.Namespace) -> dict:
+    """The plan's options from the flags (frame range, audio, overwrite), for every file."""
+    from vidface.plan import TimeRange
 
-    if model_name == "none":
-        return identity
-    from vidface.restore import face_restorer
-
-    model, detector, parser = restorer_parts(settings, detector_weights)
-    return face_restorer(model, settings, detector=detector, parser=parser, stats=stats)
+    return dict(time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
+                keep_audio=not args.no_audio, overwrite=args.overwrite)
 
 
-def restorer_parts(settings, detector_weights: str | None = None):
-    """(model, detector, parser) of the face restorer. The model's weights are found (or
-    downloaded) first, so missing weights fail before anything else; the detector and face
-    parser are built next; then the model loads on a background thread (`load_model`, a
-    Future) while the run goes on."""
-    from pathlib import Path
+def _bar(total: int, desc: str, **options):
+    from tqdm import tqdm
 
-    from vidface.faces.parsing import parser_for
-    from vidface.faces.track import detector_for
-    from vidface.models.options import resolve_device
-    from vidface.weights import resolve
-
-    options = settings.model
-    location = resolve(options.weights, options.base, options.weights_repo)
-    device = resolve_device(options.device)
-    detector = detector_for(settings.faces, weights=Path(detector_weights) if detector_weights else None,
-                            device=str(device))
-    parser = parser_for(settings.paste, device)
-    # Built before the model loads: diffusers creates its modules under a process-wide patch of
-    # torch (accelerate's empty-weights init) that would catch modules made on other threads.
-    return load_model(settings, location), detector, parser
-
-
-def cpu_estimate(plan, settings, model, detector):
-    """On a CPU, the run's time measured and counted before the first frame
-    (`vidface.estimate`); None on a GPU, where the model is no longer most of the run."""
-    from vidface.estimate import estimate
-    from vidface.models.options import resolve_device
-    from vidface.restore import restore_batch_size
-
-    if resolve_device(settings.model.device).type != "cpu" or plan.frame_count == 0:
-        return None
-    loaded = model.result()
-    return estimate(plan, detector, loaded, restore_batch_size(loaded, settings))
-
-
-def load_model(settings, location):
-    """OSDFace from the weights at `location` (a `vidface.weights.WeightsLocation`), as a Future
-    that a background thread fulfils. Loading (importing diffusers, reading the weights: several
-    seconds) overlaps with decoding and detection, which the restorer starts at once; a loading
-    error is raised where the model is awaited."""
-    from concurrent.futures import Future
-
-    model: Future = Future()
-
-    def load() -> None:
-        from vidface.models.loading import load_osdface
-
-        try:
-            model.set_result(load_osdface(settings.model, location))
-        except BaseException as error:  # raised where the model is awaited
-            model.set_exception(error)
-
-    # Not a daemon: a run that fails while the model loads waits for the load to end before the
-    # interpreter exits, since a thread stopped inside torch's native code aborts the process.
-    threading.Thread(target=load, name="vidface-load").start()
-    return model
+    return tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True, **options)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vidface.pipeline import TimeRange, plan_transcode, transcode
+    from vidface.api import load_restorer
+    from vidface.plan import plan_transcode
 
     if Path(args.input).is_dir():
         return run_folder(args)
     settings = build_settings(args)
-    plan = plan_transcode(args.input, args.output, encode=settings.encode,
-                          time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
-                          keep_audio=not args.no_audio, overwrite=args.overwrite)
     if args.dry_run:
+        plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
         print(describe_plan(plan, settings, args.model))
         return 0
-    restoring = args.model != "none"
-    stats = None
-    if restoring:
-        from vidface.restore import RestoreStats
-
-        stats = RestoreStats()
-    found = None
-    if restoring:
+    plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
+    restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
+    stats = restorer.stats
+    found = restorer.estimate(plan)
+    if found is not None and args.quiet <= 0:
         from vidface.estimate import describe
-        from vidface.restore import face_restorer
 
-        model, detector, parser = restorer_parts(settings, args.detector_weights)
-        processor = face_restorer(model, settings, detector=detector, parser=parser, stats=stats)
-        found = cpu_estimate(plan, settings, model, detector)
-        if found is not None and args.quiet <= 0:
-            print(f"vidface: {describe(found, plan, 'CPU')}", file=sys.stderr)
-    else:
-        processor = build_processor(settings, args.model)
-    show = show_progress(args)
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        # With an estimate, the time left is counted from the faces still to come, as the
-        # estimate is, instead of from the frame rate so far.
-        bar = tqdm(total=plan.frame_count, unit="frame", desc="restore", file=sys.stderr, dynamic_ncols=True,
-                   bar_format=None if found is None else "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        print(f"vidface: {describe(found, plan, 'CPU')}", file=sys.stderr)
+    # With an estimate, the time left is counted from the faces still to come, as the estimate
+    # is, instead of from the frame rate so far.
+    bar = _bar(plan.frame_count, "restore", bar_format=None if found is None else
+               "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") if show_progress(args) else None
 
     def progress(frames: int) -> None:
         bar.update(frames - bar.n)
@@ -244,19 +167,19 @@ def run(args: argparse.Namespace) -> int:
 
             bar.set_postfix_str(f"faces={stats.faces}, ~{duration(found.seconds_left(stats.faces))} left",
                                 refresh=False)
-        elif restoring:
+        elif stats is not None:
             bar.set_postfix(faces=stats.faces, refresh=False)
 
     try:
-        result = transcode(plan, processor, progress=progress if bar else None,
-                           resume=resume_options(args, settings), on_segment=stats.keep if stats else None)
+        result = restorer.restore(plan, progress=progress if bar else None, restart=args.no_resume,
+                                  segment_frames=args.segment_frames)
     finally:
         if bar is not None:
             bar.close()
     if result.resumed:
         print(f"{result.output}: resumed, {result.resumed} frames taken from the interrupted run")
-    faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if restoring else ""
-    loading = f"; {stats.model_wait:.1f} s of it waiting for the model to load" if restoring else ""
+    faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if stats else ""
+    loading = f"; {stats.model_wait:.1f} s of it waiting for the model to load" if stats else ""
     print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
           f"({(result.frames - result.resumed) / max(result.seconds, 1e-9):.1f} fps{loading})")
     return 0
@@ -266,8 +189,8 @@ def run_folder(args: argparse.Namespace) -> int:
     """Folder mode: every video of IN into OUT with one loaded model; a summary table on stdout."""
     from pathlib import Path
 
+    from vidface.api import load_restorer
     from vidface.batch import FAILED, find_jobs, run_jobs, summary_table
-    from vidface.pipeline import TimeRange, plan_transcode, transcode
 
     settings = build_settings(args)
     jobs, skipped = find_jobs(Path(args.input), Path(args.output), recursive=args.recursive, extension=args.ext)
@@ -278,26 +201,16 @@ def run_folder(args: argparse.Namespace) -> int:
         for result in skipped:
             print(f"{result.name}: skipped, {result.message}")
         return 0
-    processor = build_processor(settings, args.model if jobs else "none", detector_weights=args.detector_weights)
-    resume = resume_options(args, settings)
+    restorer = load_restorer(settings, model=args.model if jobs else "none", detector_weights=args.detector_weights)
     show = show_progress(args)
-    files = frames = None
-    if show:
-        from tqdm import tqdm
-
-        files = tqdm(total=len(jobs), unit="file", desc="files", file=sys.stderr, dynamic_ncols=True, position=0)
+    files = _bar(len(jobs), "files", unit="file", position=0) if show else None
 
     def restore(job) -> int:
-        nonlocal frames
-        plan = plan_transcode(job.source, job.output, encode=settings.encode,
-                              time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
-                              keep_audio=not args.no_audio, overwrite=args.overwrite)
-        if show:
-            frames = tqdm(total=plan.frame_count, unit="frame", desc=job.name, file=sys.stderr,
-                          dynamic_ncols=True, position=1, leave=False)
+        plan = restorer.plan(job.source, job.output, **_plan_options(args))
+        frames = _bar(plan.frame_count, job.name, position=1, leave=False) if show else None
         try:
-            return transcode(plan, processor, progress=(lambda n: frames.update(n - frames.n)) if show else None,
-                             resume=resume).frames
+            return restorer.restore(plan, progress=(lambda n: frames.update(n - frames.n)) if frames else None,
+                                    restart=args.no_resume, segment_frames=args.segment_frames).frames
         finally:
             if frames is not None:
                 frames.close()
@@ -316,26 +229,6 @@ def run_folder(args: argparse.Namespace) -> int:
             files.close()
         print(summary_table(sorted(skipped + results, key=lambda r: r.name)), flush=True)
     return 1 if any(r.status == FAILED for r in results) else 0
-
-
-def resume_options(args: argparse.Namespace, settings):
-    """The run's `vidface.pipeline.Resume`: its key holds every setting that changes the restored
-    frames (with the weights' identity) beyond the plan's own (frame range, encoding)."""
-    from vidface.config import settings_to_dict
-    from vidface.pipeline import Resume, Segmenting
-    from vidface.resume import weights_identity
-
-    key: dict[str, object] = {"model": args.model}
-    if args.model != "none":
-        from vidface.weights import resolve
-
-        options = settings.model
-        values = settings_to_dict(settings)
-        values.pop("encode")
-        key.update(settings=values, detector_weights=args.detector_weights,
-                   weights=weights_identity(resolve(options.weights, options.base, options.weights_repo)))
-    segmenting = Segmenting(frames=args.segment_frames or Segmenting.frames, lookahead=settings.faces.lag)
-    return Resume(key=key, restart=args.no_resume, segmenting=segmenting)
 
 
 def describe_plan(plan, settings=None, model_name: str = "none") -> str:

@@ -1,0 +1,167 @@
+"""vidface's Python API: a ready restorer from settings, run on one file after another.
+
+    from vidface.api import load_restorer
+    from vidface.config import load_settings
+
+    restorer = load_restorer(load_settings("archival"))
+    result = restorer.restore("in.mp4", "out.mp4")
+    print(result.frames, restorer.stats.faces)
+
+`load_restorer` finds (or downloads) the weights, builds the detector and face parser and starts
+loading the model on a background thread, so the first file's decoding and detection begin
+while the model loads. `Restorer.restore` plans, checks and runs one file: resumable in segments
+by default (an interrupted call, run again, goes on where it stopped). `vidface restore`, its
+folder mode and the render farm all run files through this API.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used, so that building the command line stays light
+    from vidface.config import Settings
+    from vidface.estimate import Estimate
+    from vidface.faces.detect import FaceDetector
+    from vidface.models.osdface import OSDFace
+    from vidface.plan import FrameProcessor, Plan, Resume, TimeRange, TranscodeResult
+    from vidface.restore import RestoreStats
+    from vidface.weights import WeightsLocation
+
+__all__ = ["MODELS", "Restorer", "load_restorer"]
+
+MODELS = ("osdface", "none")
+"""Restorers `load_restorer` builds; `none` passes frames through untouched (an I/O-only run)."""
+
+
+@dataclass
+class Restorer:
+    """A face restorer built once and run on many files (see `load_restorer`).
+
+    processor: the FrameProcessor every file goes through. stats: counters the processor
+    updates (faces restored, frames with faces, model wait), over all files; None for `none`.
+    """
+
+    settings: Settings
+    model_name: str
+    processor: FrameProcessor
+    stats: RestoreStats | None = None
+    model: Future[OSDFace] | None = None
+    detector: FaceDetector | None = None
+    weights: WeightsLocation | None = None
+    detector_weights: Path | None = None
+
+    def plan(self, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
+             time_range: TimeRange | None = None, keep_audio: bool = True, overwrite: bool = False) -> Plan:
+        """Probe `source` and check `output` with this restorer's encoding (time_range None: every
+        frame); nothing is written."""
+        from vidface.plan import TimeRange, plan_transcode
+
+        return plan_transcode(source, output, encode=self.settings.encode, time_range=time_range or TimeRange(),
+                              keep_audio=keep_audio, overwrite=overwrite)
+
+    def restore(self, source: str | os.PathLike[str] | Plan, output: str | os.PathLike[str] | None = None, *,
+                progress: Callable[[int], None] | None = None, resume: bool = True, restart: bool = False,
+                segment_frames: int | None = None, **plan_options: Any) -> TranscodeResult:
+        """Restore one file: `source` and `output` paths (planned with `plan_options`, see
+        `plan`), or a Plan. resume: run in resumable segments of `segment_frames` (default
+        Segmenting.frames) kept next to OUT until it is complete; restart: discard an earlier
+        run's segments. progress: called with the frames written so far."""
+        from vidface.pipeline import transcode
+        from vidface.plan import Plan
+
+        plan = source if isinstance(source, Plan) else self.plan(source, output, **plan_options)
+        return transcode(plan, self.processor, progress=progress,
+                         resume=self.resume(restart, segment_frames) if resume else None,
+                         on_segment=self.stats.keep if self.stats is not None else None)
+
+    def resume(self, restart: bool = False, segment_frames: int | None = None) -> Resume:
+        """How a resumable run of this restorer is cut and recognised: its key holds everything
+        that changes the restored frames (model, settings, weights' identity) beyond the plan's own."""
+        from vidface.config import settings_to_dict
+        from vidface.plan import Resume, Segmenting
+        from vidface.resume import weights_identity
+
+        key: dict[str, object] = {"model": self.model_name}
+        if self.model_name != "none":
+            values = settings_to_dict(self.settings)
+            values.pop("encode")
+            key.update(settings=values, detector_weights=str(self.detector_weights) if self.detector_weights else None,
+                       weights=weights_identity(self.weights))
+        segmenting = Segmenting(frames=segment_frames or Segmenting.frames, lookahead=self.settings.faces.lag)
+        return Resume(key=key, restart=restart, segmenting=segmenting)
+
+    def estimate(self, plan: Plan) -> Estimate | None:
+        """On a CPU, the time `plan` takes, measured and counted before its first frame
+        (`vidface.estimate`; waits for the model to load); None on a GPU or for `none`."""
+        if self.model is None or not plan.frame_count:
+            return None
+        from vidface.estimate import estimate
+        from vidface.models.options import resolve_device
+        from vidface.restore import restore_batch_size
+
+        if resolve_device(self.settings.model.device).type != "cpu":
+            return None
+        loaded = self.model.result()
+        return estimate(plan, self.detector, loaded, restore_batch_size(loaded, self.settings))
+
+
+def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
+                  detector_weights: str | os.PathLike[str] | None = None) -> Restorer:
+    """A ready restorer from `settings` (None: the default preset's).
+
+    The weights are found (or downloaded) first, so missing weights fail before anything else;
+    the detector and face parser are built next; then the model loads on a background thread
+    while the caller goes on (its first file's decoding and detection start at once).
+    """
+    from vidface.config import load_settings
+    from vidface.plan import identity
+
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+    settings = settings or load_settings()
+    if model == "none":
+        return Restorer(settings, model, identity)
+    from vidface.faces.parsing import parser_for
+    from vidface.faces.track import detector_for
+    from vidface.models.options import resolve_device
+    from vidface.restore import RestoreStats, face_restorer
+    from vidface.weights import resolve
+
+    options = settings.model
+    location = resolve(options.weights, options.base, options.weights_repo)
+    device = resolve_device(options.device)
+    detector_path = Path(detector_weights) if detector_weights else None
+    detector = detector_for(settings.faces, weights=detector_path, device=str(device))
+    parser = parser_for(settings.paste, device)
+    # Built before the model loads: diffusers creates its modules under a process-wide patch of
+    # torch (accelerate's empty-weights init) that would catch modules made on other threads.
+    loading = load_model(settings, location)
+    stats = RestoreStats()
+    processor = face_restorer(loading, settings, detector=detector, parser=parser, stats=stats)
+    return Restorer(settings, model, processor, stats, loading, detector, location, detector_path)
+
+
+def load_model(settings: Settings, location: WeightsLocation) -> Future[OSDFace]:
+    """OSDFace from the weights at `location`, as a Future that a background thread fulfils.
+    Loading (importing diffusers, reading the weights: several seconds) overlaps with decoding
+    and detection; a loading error is raised where the model is awaited."""
+    model: Future = Future()
+
+    def load() -> None:
+        from vidface.models.loading import load_osdface
+
+        try:
+            model.set_result(load_osdface(settings.model, location))
+        except BaseException as error:  # raised where the model is awaited
+            model.set_exception(error)
+
+    # Not a daemon: a run that fails while the model loads waits for the load to end before the
+    # interpreter exits, since a thread stopped inside torch's native code aborts the process.
+    threading.Thread(target=load, name="vidface-load").start()
+    return model
