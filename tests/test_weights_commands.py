@@ -165,3 +165,16 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, tiny_osdface):
     monkeypatch.chdir(tmp_path)
     exec(compile(example, "README.md", "exec"), {})
     assert (tmp_path / "out.mp4").is_file()
+
+
+def test_a_bundle_of_another_version_is_refused(cli, tmp_path, monkeypatch, tiny_osdface):
+    from safetensors.torch import load_file, save_file
+
+    _own_caches(tmp_path, monkeypatch)
+    bundle = tmp_path / "osdface.safetensors"
+    assert cli("weights", "convert", bundle, "--weights", tiny_osdface.release)[0] == 0
+    with safe_open(str(bundle), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    save_file(load_file(str(bundle)), str(bundle), metadata={**metadata, "version": "2"})
+    code, _out, err = cli("weights", "install", bundle)
+    assert code == 1 and "version 2 bundle" in err and "convert the release again" in err

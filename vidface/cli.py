@@ -16,9 +16,7 @@ import sys
 from vidface import __version__
 from vidface.errors import VidfaceError
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 COMMANDS = ("restore", "probe", "env", "track", "faces", "weights")

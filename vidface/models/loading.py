@@ -191,6 +191,9 @@ def _release_from_bundle(path: Path) -> ReleaseWeights:
     if metadata.get("format") != BUNDLE_FORMAT:
         raise WeightsError(f"{path} is not an OSDFace bundle (metadata format={metadata.get('format')!r}); "
                            f"make one with `vidface weights convert`")
+    if metadata.get("version") != BUNDLE_VERSION:
+        raise WeightsError(f"{path} is a version {metadata.get('version')} bundle, this vidface reads version "
+                           f"{BUNDLE_VERSION}; convert the release again with `vidface weights convert`")
     lora, embedder = {}, {}
     for key, tensor in tensors.items():
         if key.startswith("lora."):
