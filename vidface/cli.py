@@ -74,35 +74,8 @@ def configure_threads() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-MALLOC_MMAP_THRESHOLD = 32 << 20
-"""glibc's largest fixed mmap threshold: blocks below it come from the heap."""
-MALLOC_TRIM_THRESHOLD = 256 << 20
-"""Free memory at the top of a heap that glibc keeps instead of returning it to the system."""
-
-
-def configure_memory() -> None:
-    """Let glibc's malloc reuse freed memory for the per-frame buffers instead of returning it.
-
-    Every frame allocates and frees pictures, crops and network blobs of a few MB. With glibc's
-    defaults such blocks are mmap'ed and unmapped each time (or trimmed off the heap), and each
-    reuse faults in fresh zeroed pages: on a 30 s 720p clip on 2 cores that was 28 s of the
-    run's 250 CPU-s spent in the kernel. With fixed thresholds the blocks stay in the heap
-    (measured: 17.5 s; the faces stage alone 12.0 -> 4.3 s); peak memory did not change. A no-op
-    on a C library without `mallopt` (musl, macOS).
-    """
-    import ctypes
-
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
-    mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
-    mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)
-
-
 def main(argv: list[str] | None = None) -> int:
     configure_threads()
-    configure_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))

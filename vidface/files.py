@@ -1,4 +1,8 @@
-"""Files that appear only when complete."""
+"""Files that appear only when complete: written under a temporary name beside their target and
+renamed into place at the end, removed instead on any error or interruption. With
+``durable=True`` the file's data and then the rename are synced to disk, so that after a power
+cut the target is either the old file or the whole new one (what a resumable run's segments and
+manifest rely on)."""
 
 from __future__ import annotations
 
@@ -7,16 +11,76 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+
+def _temporary_beside(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+
+
+def _put_in_place(temporary: Path, target: Path, durable: bool) -> None:
+    if durable:
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+    os.replace(temporary, target)
+    if durable:
+        sync_folder(target.parent)
 
 
 @contextmanager
-def atomic_output(target: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path next to `target` to write; when the block ends normally it
-    replaces `target`, and on any error or interruption it is removed, so `target` is either
-    untouched or complete."""
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+def atomic_output(target: Path, *, durable: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary path next to `target` for a writer that opens paths itself
+    (PyAV, safetensors); when the block ends normally it replaces `target`, otherwise it is
+    removed, so `target` is either untouched or complete."""
+    temporary = _temporary_beside(target)
     try:
         yield temporary
-        os.replace(temporary, target)
+        _put_in_place(temporary, target, durable)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+class AtomicFile:
+    """An open file that becomes `target` on `commit` (or a normal end of its `with` block) and
+    is removed on `discard` (or an error). temporary: its name while written (default: hidden,
+    unique, beside the target)."""
+
+    def __init__(self, target: Path, mode: str = "wb", *, durable: bool = False, temporary: Path | None = None,
+                 **options: Any) -> None:
+        self.target = Path(target)
+        self.temporary = temporary or _temporary_beside(self.target)
+        self.durable = durable
+        self.file: IO[Any] = open(self.temporary, mode, **options)
+
+    def commit(self) -> None:
+        self.file.close()
+        _put_in_place(self.temporary, self.target, self.durable)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.temporary.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is None and not self.file.closed:
+            self.commit()
+        else:
+            self.discard()
+
+
+def sync_folder(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

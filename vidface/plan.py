@@ -8,7 +8,6 @@ prints); `vidface.pipeline.transcode` runs a plan.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from vidface.io.encode import (INTERLACED_ENCODERS, CopyRange, EncodeOptions, Ou
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.probe import UNKNOWN_CODEC, MediaInfo, StreamInfo, probe
+from vidface.memory import steady_allocator
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ def plan_transcode(
 ) -> Plan:
     """Probe IN, check OUT and the options; raise InputError/OutputError before any write.
 
-    Also holds the C allocator steady for the run (`steady_allocator`), from here on: before a
-    caller loads its model, whose freed buffers would otherwise raise malloc's threshold."""
+    Also holds the C allocator steady for the run (`vidface.memory.steady_allocator`), from here
+    on: before a caller loads its model, whose freed buffers would otherwise move malloc's policy."""
     steady_allocator()
     input_path, output_path = Path(input_path), Path(output_path)
     check_output(input_path, output_path, overwrite=overwrite)
@@ -181,38 +181,6 @@ def check_output(input_path: Path, output_path: Path, *, overwrite: bool) -> Non
     if output_path.exists() and not overwrite:
         raise OutputError(f"output {str(output_path)!r} exists; pass -y to overwrite it")
 
-
-
-
-MMAP_THRESHOLD = 4 * 1024 * 1024
-"""Bytes from which glibc's malloc serves a block by mmap, held fixed. Measured on 720p and
-320x240 clips (tiny model, CPU): glibc's initial 128 KiB made the whole run 10-13 % slower
-(every frame-sized buffer mapped and zeroed anew) for a peak in 30-frame segments of +0.9 %
-over one segment; 4 MiB costs no measurable speed, for +2.7 % (dynamic: up to +10 %)."""
-
-
-@functools.cache
-def steady_allocator() -> None:
-    """Keep glibc's mmap threshold fixed at `MMAP_THRESHOLD`, once per process.
-
-    glibc raises the threshold each time a block above it is freed (up to 32 MiB), so picture-
-    sized buffers (frames, face crops) move from mmap into malloc's heaps, which keep their
-    high-water mark: the peak memory of a long run then creeps up with each new stage
-    (measured: +4 % over the first segments of a resumable run, mostly gone with a fixed threshold).
-    Set as mallopt(M_MMAP_THRESHOLD); left alone where the user set MALLOC_MMAP_THRESHOLD_
-    or the C library has no mallopt (not glibc).
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):  # no C library to open by None (Windows), no mallopt
-        return
-    m_mmap_threshold = -3  # glibc's <malloc.h>
-    if not mallopt(m_mmap_threshold, MMAP_THRESHOLD):
-        log.debug("mallopt(M_MMAP_THRESHOLD) was refused; malloc keeps its dynamic threshold")
 
 
 

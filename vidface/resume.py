@@ -32,6 +32,7 @@ import av
 
 from vidface import __version__
 from vidface.errors import OutputError
+from vidface.files import AtomicFile
 
 log = logging.getLogger(__name__)
 
@@ -147,19 +148,19 @@ class EncodedPacket:
 
 class SegmentWriter:
     """Writes one segment's packets to ``<name>.part``, hashing as it goes; `finish` syncs it
-    to disk and renames it to its final name, so a finished name always holds a whole file."""
+    to disk and renames it to its final name (`vidface.files.AtomicFile`, durable), so a
+    finished name always holds a whole file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._part = path.with_name(path.name + ".part")
-        self._file = self._part.open("wb")
+        self._file = AtomicFile(path, "wb", durable=True, temporary=path.with_name(path.name + ".part"))
         self._hash = hashlib.sha256()
         self._pts: list[int] = []
         self.packets = 0
         self._write(_MAGIC)
 
     def _write(self, data: bytes) -> None:
-        self._file.write(data)
+        self._file.file.write(data)
         self._hash.update(data)
 
     def write(self, packets: Iterable[av.Packet]) -> None:
@@ -173,17 +174,13 @@ class SegmentWriter:
             self.packets += 1
 
     def finish(self, index: int, first: int, stop: int, frames: int) -> SegmentRecord:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._part, self.path)
+        self._file.commit()
         return SegmentRecord(index=index, first=first, stop=stop, frames=frames, file=self.path.name,
                              sha256=self._hash.hexdigest(), packets=self.packets,
                              reorder_delay=reorder_delay(self._pts))
 
     def discard(self) -> None:
-        self._file.close()
-        self._part.unlink(missing_ok=True)
+        self._file.discard()
 
 
 def read_segment(path: Path, *, data: bool = True) -> Iterator[EncodedPacket]:
@@ -282,13 +279,8 @@ class WorkFolder:
     def _save(self) -> None:
         manifest = {"format": MANIFEST_VERSION, "key": self.key, "extradata_sha256": self.extradata_sha256,
                     "segments": [asdict(record) for record in self.finished]}
-        temporary = self.path / (MANIFEST + ".part")
-        with temporary.open("w", encoding="utf-8") as file:
-            json.dump(manifest, file, indent=1, sort_keys=True)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path / MANIFEST)
-        _sync_folder(self.path)
+        with AtomicFile(self.path / MANIFEST, "w", durable=True, encoding="utf-8") as written:
+            json.dump(manifest, written.file, indent=1, sort_keys=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -326,20 +318,6 @@ def _sha256(path: Path) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _sync_folder(path: Path) -> None:
-    """Make a rename in `path` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _time(value: int | None) -> int:

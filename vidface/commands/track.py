@@ -132,7 +132,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             with TracksWriter(tracks_path) as tracks:
                 result = transcode(plan, lambda frames: overlay(frames, tracks), progress=progress)
-                tracks.commit()
     finally:
         if bar is not None:
             bar.close()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 from vidface.errors import OutputError
+from vidface.files import AtomicFile
 from vidface.faces.track import TrackedFace
 
 
@@ -31,29 +30,22 @@ def frame_record(frame: int, pts: int, time: float, faces: list[TrackedFace]) ->
 
 
 class TracksWriter:
-    """Writes records to `path` atomically: a temporary file next to it, renamed by `commit`;
-    leaving the `with` block without commit (an error, Ctrl-C) removes it."""
+    """Writes records to `path` atomically (`vidface.files.AtomicFile`): a temporary file next
+    to it, renamed when the `with` block ends normally, removed on an error or Ctrl-C."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
         try:
-            self._file: IO[str] = open(self._temporary, "w", encoding="utf-8")
+            self._file = AtomicFile(self.path, "w", encoding="utf-8")
         except OSError as error:
             raise OutputError(f"cannot write tracks file {str(self.path)!r}: {error.strerror}") from None
 
-    def __enter__(self) -> "TracksWriter":
+    def __enter__(self) -> TracksWriter:
         return self
 
     def write(self, frame: int, pts: int, time: float, faces: list[TrackedFace]) -> None:
-        self._file.write(json.dumps(frame_record(frame, pts, time, faces), separators=(",", ":")) + "\n")
-
-    def commit(self) -> None:
-        """Close the file and move it to its final name."""
-        self._file.close()
-        os.replace(self._temporary, self.path)
+        self._file.file.write(json.dumps(frame_record(frame, pts, time, faces), separators=(",", ":")) + "\n")
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self._file.close()
-        self._temporary.unlink(missing_ok=True)
+        self._file.__exit__(kind, value, traceback)
