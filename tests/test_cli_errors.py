@@ -168,7 +168,7 @@ def test_subprocess_contract(tmp_path: Path) -> None:
              "for args in (['--help'], ['--version'], ['restore', '--help']):\n"
              "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
              "        main(args)\n"
-             "heavy = [m for m in ('torch', 'diffusers', 'cv2', 'av', 'decord') if m in sys.modules]\n"
+             "heavy = [m for m in ('torch', 'diffusers', 'cv2', 'av') if m in sys.modules]\n"
              "print(','.join(heavy) or 'light')\n")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

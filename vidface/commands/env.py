@@ -50,7 +50,7 @@ def environment() -> dict[str, str]:
                               for name in ENCODERS if name in av.codecs_available) or "none",
         "missing encoders": ", ".join(name for name in ENCODERS if name not in av.codecs_available) or "none",
     }
-    for name in ("torch", "diffusers", "peft", "decord", "numpy", "opencv-python"):
+    for name in ("torch", "diffusers", "peft", "numpy", "opencv-python"):
         report[name] = package(name)
     report.update(_gpu())
     try:
