@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         on_start = lambda index: index == args.kill_at_call_start and _kill_self()  # noqa: E731
     if args.kill_at_frame is not None:
         on_output = lambda index: index == args.kill_at_frame and _kill_self()  # noqa: E731
-    from vidface.io.encode import EncodeOptions
+    from vidface.io.options import EncodeOptions
 
     result = transcode_resumable(args.input, args.output, args.segment, args.warmup, args.lookahead,
                                  StatefulBox(on_start, on_output), encode=EncodeOptions(codec=args.codec))

@@ -33,7 +33,7 @@ def main(work: Path, release: Path, base: Path) -> dict[str, str]:
     from resume_tools import restore_interrupted_and_resumed
     from tiny_model import tiny_options
     from vidface.cli import main as cli
-    from vidface.io.encode import EncodeOptions
+    from vidface.io.options import EncodeOptions
     from vidface.models.loading import load_osdface
     from vidface.pipeline import plan_transcode, transcode
 

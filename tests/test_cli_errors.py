@@ -108,7 +108,7 @@ def test_bad_encoder_settings(tmp_path: Path, cli) -> None:
 
 def test_unknown_x264_preset_is_refused_before_encoding() -> None:
     from vidface.errors import OutputError
-    from vidface.io.encode import EncodeOptions
+    from vidface.io.options import EncodeOptions
 
     with pytest.raises(OutputError, match="unknown libx264 preset 'warpspeed'; choose one of: ultrafast"):
         EncodeOptions(codec="libx264", preset="warpspeed")

@@ -14,7 +14,7 @@ import pytest
 
 from vidface.config import PRESETS, Settings, apply_mapping, load_settings, preset_path, read_yaml, settings_to_dict
 from vidface.errors import InputError
-from vidface.models.options import TemporalOptions
+from vidface.models.temporal import TemporalOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_apply_mapping_converts_and_keeps_unset_values() -> None:
         ({"encode": {"options": ["a"]}}, r"'encode\.options' .* must be a mapping"),
         ({"encode": 5}, r"section 'encode' in test must be a mapping of keys, got 5 \(int\)"),
         ({"encode": {"crf": 80}}, r"crf must be in \[0, 51\], got 80 \(in test\)"),
-        ({"temporal": {"strength": 2}}, r"temporal strength must be in \[0, 1\].*got 2\.0 \(in test\)"),
+        ({"temporal": {"strength": 2}}, r"temporal\.strength must be in \[0, 1\].*got 2\.0 \(in test\)"),
     ],
 )
 def test_bad_settings_are_one_line_errors_naming_key_value_and_fix(mapping: dict, message: str) -> None:

@@ -83,7 +83,7 @@ def test_a_frame_the_decoder_still_predicts_from_is_copied_not_written(tmp_path:
 
 
 def test_the_writer_hands_the_encoder_zeroed_padding(tmp_path: Path) -> None:
-    from vidface.io.encode import EncodeOptions
+    from vidface.io.options import EncodeOptions
     from vidface.pipeline import plan_transcode, transcode
 
     source = write_video(tmp_path / "in.mp4", size=(98, 64), frames=6)

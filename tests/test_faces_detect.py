@@ -12,7 +12,8 @@ from face_clips import (ASTRONAUT_LANDMARKS, CountingPasses, Picture, background
                         jitter, match_tracks, moving_face_clip, shot_cut_clip)
 from vidface.errors import InputError, WeightsError
 from vidface.faces.detect import DETECTORS, REFINE_POSITIONS, RefinedDetector, create_detector
-from vidface.faces.track import TrackerConfig, track_faces
+from vidface.faces.options import FaceOptions
+from vidface.faces.track import track_faces
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def occluded_run(detector):
             return raw[-1]
 
     # Every frame detected, so that raw[i] is frame i's reading.
-    out = list(track_faces((Picture(f) for f in clip.frames), Recording(), TrackerConfig(detect_every=1)))
+    out = list(track_faces((Picture(f) for f in clip.frames), Recording(), FaceOptions(detect_every=1)))
     return clip, raw, out
 
 
@@ -99,7 +100,7 @@ def test_stage_recall_accuracy_and_smoothness_on_a_degraded_clip(occluded_run) -
 
 def test_stage_ends_tracks_at_a_shot_cut(detector) -> None:
     clip = shot_cut_clip(n_frames=16, cut=8)
-    out = list(track_faces((Picture(f) for f in clip.frames), detector, TrackerConfig(lag=4)))
+    out = list(track_faces((Picture(f) for f in clip.frames), detector, FaceOptions(lag=4)))
     tracked = [faces for _, faces in out]
     paths = match_tracks(clip.truth, tracked)
     before, after = {p for p in paths[0] if p is not None}, {p for p in paths[1] if p is not None}
@@ -175,13 +176,13 @@ def test_fast_faces_between_detector_runs_get_the_refinement_pass_alone(detector
     clip = moving_face_clip(20, 640, 360, scale=1.0, degraded=True)  # fast: its whole path in 20 frames
     truth = [t[0] for t in clip.truth]
 
-    def crop_errors(config: TrackerConfig, reader) -> float:
+    def crop_errors(config: FaceOptions, reader) -> float:
         out = list(track_faces((Picture(f) for f in clip.frames), reader, config))
         assert all(len(faces) == 1 for _, faces in out)
         return float(np.mean([crop_error(faces[0].landmarks, t) for (_, faces), t in zip(out, truth)]))
 
-    every_frame = crop_errors(TrackerConfig(detect_every=1), detector)
+    every_frame = crop_errors(FaceOptions(detect_every=1), detector)
     counting = CountingPasses(detector)
-    between = crop_errors(TrackerConfig(detect_every=2), counting)
+    between = crop_errors(FaceOptions(detect_every=2), counting)
     assert counting.refined >= 5 and counting.detected + counting.refined == 20
     assert between <= every_frame + 0.3, f"{between:.2f} px against {every_frame:.2f} px detecting every frame"

@@ -9,7 +9,8 @@ import pytest
 from face_clips import Picture, Pose, crossing_faces_clip, id_switches, jitter, match_tracks, moving_face_path
 from vidface.errors import InputError
 from vidface.faces.detect import Face
-from vidface.faces.track import FaceTracker, TrackerConfig, track_faces
+from vidface.faces.options import FaceOptions
+from vidface.faces.track import FaceTracker, track_faces
 
 
 def noisy_face(points: np.ndarray, rng: np.random.Generator, noise: float = 0.02, score: float = 0.9) -> Face:
@@ -30,7 +31,7 @@ def path_landmarks(poses: list[Pose]) -> np.ndarray:
     return np.stack([sprite_marks @ p.affine()[:, :2].T + p.affine()[:, 2] for p in poses])
 
 
-def run_tracker(detections: list[list[Face] | None], config: TrackerConfig = TrackerConfig(),
+def run_tracker(detections: list[list[Face] | None], config: FaceOptions = FaceOptions(),
                 cuts: set[int] = frozenset()) -> list[list]:
     tracker = FaceTracker(config)
     out: list[tuple[int, list]] = []
@@ -62,7 +63,7 @@ def test_fixed_lag_uses_future_frames(path: np.ndarray) -> None:
     detections = [[noisy_face(points, rng)] for points in path]
     errors = {}
     for lag in (0, 8):
-        tracked = run_tracker(detections, TrackerConfig(lag=lag))
+        tracked = run_tracker(detections, FaceOptions(lag=lag))
         # Without look-ahead a track is reported only from its confirming (second) detection.
         errors[lag] = np.abs(np.stack([f[0].landmarks for f in tracked[1:]]) - path[1:]).mean()
         assert all(len(f) == 1 for f in tracked[1:]) and len(tracked[0]) == (lag > 0)
@@ -73,7 +74,7 @@ def test_coasts_through_missed_frames_without_dropping_the_face(path: np.ndarray
     rng = np.random.default_rng(3)
     missed = set(range(30, 34))
     detections = [[] if i in missed else [noisy_face(p, rng)] for i, p in enumerate(path)]
-    tracked = run_tracker(detections, TrackerConfig(max_misses=5))
+    tracked = run_tracker(detections, FaceOptions(max_misses=5))
     assert all(len(faces) == 1 and faces[0].track_id == 0 for faces in tracked)
     assert [faces[0].detected for faces in tracked[28:36]] == [True, True, False, False, False, False, True, True]
     eyes = np.linalg.norm(path[32, 1] - path[32, 0])
@@ -84,7 +85,7 @@ def test_a_face_gone_longer_than_max_misses_ends_its_track(path: np.ndarray) -> 
     rng = np.random.default_rng(4)
     gone = set(range(30, 45))
     detections = [[] if i in gone else [noisy_face(p, rng)] for i, p in enumerate(path)]
-    tracked = run_tracker(detections, TrackerConfig(max_misses=3, lag=8))
+    tracked = run_tracker(detections, FaceOptions(max_misses=3, lag=8))
     assert all(not tracked[i] for i in gone)  # no predicted ghost where the face was gone
     assert {f.track_id for f in tracked[29]} == {0} and {f.track_id for f in tracked[45]} == {1}
 
@@ -92,7 +93,7 @@ def test_a_face_gone_longer_than_max_misses_ends_its_track(path: np.ndarray) -> 
 def test_detect_every_k_frames_predicts_between(path: np.ndarray) -> None:
     rng = np.random.default_rng(5)
     detections = [[noisy_face(p, rng)] if i % 3 == 0 else None for i, p in enumerate(path)]
-    tracked = run_tracker(detections, TrackerConfig(detect_every=3))
+    tracked = run_tracker(detections, FaceOptions(detect_every=3))
     assert len(path) % 3 == 2  # the clip ends on two frames the detector never looked at
     assert all(len(faces) == 1 and faces[0].track_id == 0 for faces in tracked)
     assert [f[0].detected for f in tracked[:6]] == [True, False, False, True, False, False]
@@ -105,7 +106,7 @@ def test_single_false_detection_is_never_reported(path: np.ndarray) -> None:
     rng = np.random.default_rng(6)
     detections = [[noisy_face(p, rng)] for p in path]
     detections[20] = detections[20] + [noisy_face(path[20] + (300.0, 0.0), rng, score=0.55)]
-    tracked = run_tracker(detections, TrackerConfig(min_hits=2))
+    tracked = run_tracker(detections, FaceOptions(min_hits=2))
     assert all(len(faces) == 1 for faces in tracked)
 
 
@@ -130,7 +131,7 @@ def test_crossing_faces_keep_their_ids() -> None:
 
 def test_memory_stays_flat_and_ids_are_per_tracker(path: np.ndarray) -> None:
     rng = np.random.default_rng(9)
-    config = TrackerConfig(lag=5)
+    config = FaceOptions(lag=5)
     tracker = FaceTracker(config)
     for points in np.concatenate([path] * 5):
         tracker.update([noisy_face(points, rng)])
@@ -144,8 +145,8 @@ def test_memory_stays_flat_and_ids_are_per_tracker(path: np.ndarray) -> None:
 
 @pytest.mark.parametrize("field, value", [("detect_every", 0), ("min_hits", 0), ("lag", -1), ("detect_motion", 0.0)])
 def test_bad_settings_name_the_value(field: str, value: int) -> None:
-    with pytest.raises(InputError, match=field.replace("_", "-")):
-        TrackerConfig(**{field: value})
+    with pytest.raises(InputError, match=rf"faces\.{field} must be"):
+        FaceOptions(**{field: value})
 
 
 class _CountingDetector:
@@ -171,7 +172,7 @@ def _indexed_frames(count: int) -> list[Picture]:
     return frames
 
 
-def _tracked_holding_at_most(held: int, frames: list, detector, config: TrackerConfig) -> list:
+def _tracked_holding_at_most(held: int, frames: list, detector, config: FaceOptions) -> list:
     """track_faces' output, checking that it never holds more than `held` frames (look-ahead)."""
     consumed = []
 
@@ -190,7 +191,7 @@ def _tracked_holding_at_most(held: int, frames: list, detector, config: TrackerC
 def test_stage_yields_every_frame_in_order_with_bounded_look_ahead(path: np.ndarray) -> None:
     frames = _indexed_frames(30)
     detector = _CountingDetector({i: {0: path[i] / 10} for i in range(30)})
-    config = TrackerConfig(detect_every=2, detect_motion=None, lag=4)
+    config = FaceOptions(detect_every=2, detect_motion=None, lag=4)
     out = _tracked_holding_at_most(config.lag + 1, frames, detector, config)
     assert [frame for frame, _ in out] == frames
     # frame 1 too: the new track is not confirmed yet (its motion is unknown)
@@ -208,7 +209,7 @@ def test_detect_every_gives_way_to_fast_motion(path: np.ndarray, speed: float, e
     moving = {i: {0: start + (speed * size * i, 0.0)} for i in range(30)}
     frames = _indexed_frames(30)
     detector = _CountingDetector(moving)
-    out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=2, detect_motion=0.05, lag=4)))
+    out = list(track_faces(iter(frames), detector, FaceOptions(detect_every=2, detect_motion=0.05, lag=4)))
     assert len(out) == 30 and all(len(faces) == 1 for _, faces in out)
     later = [i for i in detector.calls if i >= 6]
     assert later == (list(range(6, 30)) if every_frame else list(range(7, 30, 2)))
@@ -224,7 +225,7 @@ def test_a_face_appearing_between_detector_runs_is_tracked_from_its_first_frame(
     truth = {i: {0: steady, **({1: arriving} if i >= appears else {})} for i in range(20)}
     frames = _indexed_frames(20)
     detector = _CountingDetector(truth)
-    out = list(track_faces(iter(frames), detector, TrackerConfig(detect_every=every, detect_motion=None, lag=4)))
+    out = list(track_faces(iter(frames), detector, FaceOptions(detect_every=every, detect_motion=None, lag=4)))
     ids = [sorted(f.track_id for f in faces) for _, faces in out]
     assert ids == [[0]] * appears + [[0, 1]] * (20 - appears)
     assert len(detector.calls) == len(set(detector.calls)) < 15  # frames skipped, none detected twice
@@ -240,7 +241,7 @@ def test_a_face_leaving_between_detector_runs_is_reported_until_its_last_frame(
     truth = {i: {0: path[0] / 2} for i in range(gone)}
     frames = _indexed_frames(24)
     detector = _CountingDetector(truth)
-    config = TrackerConfig(detect_every=every, detect_motion=None, lag=lag)
+    config = FaceOptions(detect_every=every, detect_motion=None, lag=lag)
     out = _tracked_holding_at_most(max(lag, every + config.max_misses) + 1, frames, detector, config)
     assert [len(faces) for _, faces in out] == [1] * gone + [0] * (24 - gone)
     assert len(detector.calls) == len(set(detector.calls)) < 24

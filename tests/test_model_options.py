@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 
-from vidface.commands.options import add_model_flags, model_options
+from vidface.commands.options import add_option_flags, options_from_flags
 from vidface.errors import InputError
 from vidface.models.options import ModelOptions, auto_batch_size, resolve_device, resolve_dtype
 
@@ -38,12 +38,13 @@ def test_dtype_and_batch_size():
 
 def test_model_flags_build_model_options():
     parser = argparse.ArgumentParser()
-    add_model_flags(parser)
+    add_option_flags(parser, ModelOptions)
     args = parser.parse_args(["--weights", "w", "--base", "b", "--device", "cpu", "--dtype", "bf16",
                               "--batch-size", "8", "--compile", "--no-channels-last", "--trust-pickle"])
-    assert model_options(args) == ModelOptions(weights="w", base="b", weights_repo=None, trust_pickle=True,
+    assert options_from_flags(args, ModelOptions) == ModelOptions(weights="w", base="b", weights_repo=None, trust_pickle=True,
                                                device="cpu", dtype="bf16", batch_size=8, channels_last=False,
                                                compile=True)
-    assert model_options(parser.parse_args(["--batch-size", "auto"])).batch_size == 0
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--batch-size", "0"])
+    assert options_from_flags(parser.parse_args(["--batch-size", "auto"]), ModelOptions).batch_size == 0
+    for bad in ("-1", "many"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--batch-size", bad])

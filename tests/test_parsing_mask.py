@@ -80,7 +80,7 @@ def test_missing_or_corrupt_or_foreign_weights_are_one_line_errors(cache: Path, 
 
 
 def test_paste_options_name_valid_values() -> None:
-    with pytest.raises(InputError, match="choose one of: box, parsing"):
+    with pytest.raises(InputError, match="paste.mask must be one of box, parsing, got .oval."):
         PasteOptions(mask="oval")
     with pytest.raises(InputError, match="multiple of 32"):
         PasteOptions(parse_size=100)

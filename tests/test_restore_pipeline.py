@@ -19,7 +19,7 @@ from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.cli import build_parser
 from vidface.commands.restore import build_settings
 from vidface.config import Settings, load_settings
-from vidface.io.encode import EncodeOptions
+from vidface.io.options import EncodeOptions
 from vidface.metrics import temporal_flicker
 from vidface.pipeline import Resume, Segmenting, plan_transcode, transcode
 from vidface.restore import RestoreStats, face_restorer

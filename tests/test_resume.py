@@ -19,7 +19,7 @@ import pytest
 from media import AudioTrack, read_video, write_video
 from resume_tools import TESTS, interrupting_box, restore_interrupted_and_resumed, same_video, transcode_resumable
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
-from vidface.io.encode import EncodeOptions
+from vidface.io.options import EncodeOptions
 from vidface.pipeline import ResumableInterrupt, TimeRange
 from vidface.resume import MANIFEST, decode_times, reorder_delay, work_folder
 

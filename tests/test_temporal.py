@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from vidface.errors import InputError
 from vidface.metrics import temporal_flicker
 from vidface.models.embedder import select_codes
-from vidface.models.options import TemporalOptions
-from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion
+from vidface.models.temporal import CropRow, TemporalOptions, TemporalStabilizer, landmark_motion
 
 from tiny_model import tiny_osdface, tiny_osdface_model, tiny_osdface_options  # noqa: F401 (fixtures)
 

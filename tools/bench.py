@@ -37,6 +37,9 @@ gpu: the full-size random-weight model (SD 2.1-base UNet and VAE, full embedder;
   window and peak GPU memory in use; next to it, decode + encode alone (--model none) and
   the model alone (OSDFace.restore on random crops at the same batch sizes, in this process).
 
+Each subcommand's results are also written into docs/benchmarks.md (section "bench.py
+SUBCOMMAND"), dated and with the command that made them.
+
 Figures vary +-30 % on a shared machine; compare ratios from one run.
 """
 
@@ -60,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tools"))
 
+from benchmarks_doc import Section  # noqa: E402
 from face_clips import Pose, background, degrade, render  # noqa: E402
 from media import write_video  # noqa: E402
 
@@ -136,48 +140,50 @@ def vidface_command(clip: Path, output: Path, model, batch_size: int, extra: lis
 
 def bench_fps(args: argparse.Namespace, folder: Path) -> None:
     model = tiny_model(folder / "tiny")
-    for size in args.sizes:
-        width, height = (int(v) for v in size.split("x"))
-        clip = make_clip(folder / f"clip_{size}.mp4", width, height, args.seconds)
-        frames = int(round(args.seconds * 25))
-        small = f"{640}x{round(640 * height / width)}"
-        runs = {
-            f"vidface --config {preset}": vidface_command(clip, folder / "vidface.mp4", model, args.batch_size,
-                                                           ["--config", preset])
-            for preset in args.configs
-        }
-        runs.update({
-            "deface": [DEFACE, str(clip), "-o", str(folder / "deface.mp4"), "--keep-audio",
-                       "--ffmpeg-config", json.dumps({"codec": "libx264"})],
-            f"deface --scale {small}": [DEFACE, str(clip), "-o", str(folder / "deface_small.mp4"), "--keep-audio",
-                                       "--scale", small, "--ffmpeg-config", json.dumps({"codec": "libx264"})],
-        })
-        results = {name: timed(command) for name, command in runs.items()}
-        print(f"{size}, {frames} frames, one face per frame:")
-        for name, (seconds, rss, said) in results.items():
-            # vidface prints its own fps over the transcode (start-up and exit not counted)
-            own = f"; transcode {said.split('(')[-1].split(')')[0]}" if name.startswith("vidface") else ""
-            print(f"  {name:28s} {frames / seconds:6.2f} fps  ({seconds:.1f} s, peak {rss:.0f} MiB{own})")
-        for preset in args.configs:
-            ours = results[f"vidface --config {preset}"][0]
-            for name in runs:
-                if name.startswith("deface"):
-                    print(f"  vidface --config {preset} / {name}: {results[name][0] / ours:.2f}x")
+    with Section("bench.py fps") as say:
+        for size in args.sizes:
+            width, height = (int(v) for v in size.split("x"))
+            clip = make_clip(folder / f"clip_{size}.mp4", width, height, args.seconds)
+            frames = int(round(args.seconds * 25))
+            small = f"{640}x{round(640 * height / width)}"
+            runs = {
+                f"vidface --config {preset}": vidface_command(clip, folder / "vidface.mp4", model, args.batch_size,
+                                                               ["--config", preset])
+                for preset in args.configs
+            }
+            runs.update({
+                "deface": [DEFACE, str(clip), "-o", str(folder / "deface.mp4"), "--keep-audio",
+                           "--ffmpeg-config", json.dumps({"codec": "libx264"})],
+                f"deface --scale {small}": [DEFACE, str(clip), "-o", str(folder / "deface_small.mp4"), "--keep-audio",
+                                           "--scale", small, "--ffmpeg-config", json.dumps({"codec": "libx264"})],
+            })
+            results = {name: timed(command) for name, command in runs.items()}
+            say(f"{size}, {frames} frames, one face per frame:")
+            for name, (seconds, rss, said) in results.items():
+                # vidface prints its own fps over the transcode (start-up and exit not counted)
+                own = f"; transcode {said.split('(')[-1].split(')')[0]}" if name.startswith("vidface") else ""
+                say(f"  {name:28s} {frames / seconds:6.2f} fps  ({seconds:.1f} s, peak {rss:.0f} MiB{own})")
+            for preset in args.configs:
+                ours = results[f"vidface --config {preset}"][0]
+                for name in runs:
+                    if name.startswith("deface"):
+                        say(f"  vidface --config {preset} / {name}: {results[name][0] / ours:.2f}x")
 
 
 def bench_memory(args: argparse.Namespace, folder: Path) -> None:
     model = tiny_model(folder / "tiny")
     width, height = (int(v) for v in args.size.split("x"))
     peaks = {}
-    for seconds in (args.short, args.long):
-        clip = make_clip(folder / f"clip_{seconds}.mp4", width, height, seconds, fps=args.fps)
-        extra = ["--config", args.config]
-        if args.segment_frames:
-            extra += ["--segment-frames", str(args.segment_frames)]
-        wall, peaks[seconds], _ = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size, extra))
-        print(f"{seconds:5.0f} s clip ({int(seconds * args.fps)} frames, {args.size} at {args.fps} fps): "
-              f"peak {peaks[seconds]:.0f} MiB, {wall:.0f} s")
-    print(f"peak memory long / short: {peaks[args.long] / peaks[args.short]:.3f}")
+    with Section("bench.py memory") as say:
+        for seconds in (args.short, args.long):
+            clip = make_clip(folder / f"clip_{seconds}.mp4", width, height, seconds, fps=args.fps)
+            extra = ["--config", args.config]
+            if args.segment_frames:
+                extra += ["--segment-frames", str(args.segment_frames)]
+            wall, peaks[seconds], _ = timed(vidface_command(clip, folder / "out.mp4", model, args.batch_size, extra))
+            say(f"{seconds:5.0f} s clip ({int(seconds * args.fps)} frames, {args.size} at {args.fps} fps): "
+                f"peak {peaks[seconds]:.0f} MiB, {wall:.0f} s")
+        say(f"peak memory long / short: {peaks[args.long] / peaks[args.short]:.3f}")
 
 
 def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
@@ -227,11 +233,12 @@ def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
         return float(np.mean([((f[core] - new_face[core]) * diff).sum() / -(diff * diff).sum()
                               for f in frames[change:change + 3]]))
 
-    print(f"{'strength':>8} {'flicker':>8} {'ghost f+0..2':>13}")
-    for strength in args.strengths:
-        still_on, jump_on = run(still, strength), run(jump, strength)
-        ratio = temporal_flicker(still_on[3:], mask) / flicker_off
-        print(f"{strength:8.2f} {ratio:8.3f} {ghost(jump_on) - ghost(jump_off):13.3f}")
+    with Section("bench.py temporal") as say:
+        say(f"{'strength':>8} {'flicker':>8} {'ghost f+0..2':>13}")
+        for strength in args.strengths:
+            still_on, jump_on = run(still, strength), run(jump, strength)
+            ratio = temporal_flicker(still_on[3:], mask) / flicker_off
+            say(f"{strength:8.2f} {ratio:8.3f} {ghost(jump_on) - ghost(jump_off):13.3f}")
 
 
 def bench_mask(args: argparse.Namespace, folder: Path) -> None:
@@ -269,38 +276,39 @@ def bench_mask(args: argparse.Namespace, folder: Path) -> None:
     def facexlib_way() -> None:  # FaceRestoreHelper: network(x)[0] at 512, arg-max (cost is value-free)
         network(images)[0].argmax(dim=1)
 
-    reference = best_ms(facexlib_way)
-    print(f"face parsing, CPU ({torch.get_num_threads()} threads), batches of {batch} 512x512 crops:")
-    print(f"  facexlib's forward at 512 (3 heads upsampled, arg-max): {reference:7.1f} ms/face")
-    for size, parser in parsers.items():
-        ms = best_ms(lambda: parser.face_masks(images))
-        print(f"  vidface FaceParser at {size:4d} (main head, soft mask):   {ms:7.1f} ms/face "
-              f"({ms / reference:.2f}x facexlib's)")
+    with Section("bench.py mask") as say:
+        reference = best_ms(facexlib_way)
+        say(f"face parsing, CPU ({torch.get_num_threads()} threads), batches of {batch} 512x512 crops:")
+        say(f"  facexlib's forward at 512 (3 heads upsampled, arg-max): {reference:7.1f} ms/face")
+        for size, parser in parsers.items():
+            ms = best_ms(lambda: parser.face_masks(images))
+            say(f"  vidface FaceParser at {size:4d} (main head, soft mask):   {ms:7.1f} ms/face "
+                f"({ms / reference:.2f}x facexlib's)")
 
-    paths = tiny_model(folder / "tiny")
-    model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
-    width, height = 256, 192
-    face, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
-    rng = np.random.default_rng(0)
-    images = [degrade(face, rng) for _ in range(args.frames)]
-    region = face_region(landmarks, (height, width))
-    settings = load_settings(overrides={"paste.mask": "parsing", "paste.parse_size": 64,
-                                        "paste.parsing_weights": str(weights), "model.batch_size": 8})
+        paths = tiny_model(folder / "tiny")
+        model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
+        width, height = 256, 192
+        face, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
+        rng = np.random.default_rng(0)
+        images = [degrade(face, rng) for _ in range(args.frames)]
+        region = face_region(landmarks, (height, width))
+        settings = load_settings(overrides={"paste.mask": "parsing", "paste.parse_size": 64,
+                                            "paste.parsing_weights": str(weights), "model.batch_size": 8})
 
-    def mask_flicker(**temporal) -> float:
-        options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, **temporal))
-        with recorded_paste_masks() as masks:
-            for _ in face_restorer(model, options)(iter(frames_of(images))):  # edited in place: fresh frames
-                pass
-        return temporal_flicker(np.stack(masks[3:]), region)
+        def mask_flicker(**temporal) -> float:
+            options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, **temporal))
+            with recorded_paste_masks() as masks:
+                for _ in face_restorer(model, options)(iter(frames_of(images))):  # edited in place: fresh frames
+                    pass
+            return temporal_flicker(np.stack(masks[3:]), region)
 
-    off = mask_flicker(strength=0.0)
-    on = mask_flicker()
-    unsmoothed = mask_flicker(mask_momentum=0.0)
-    print(f"paste mask flicker on a still degraded face ({args.frames} frames, tiny model, parser at 64 px):")
-    print(f"  temporal on (defaults) / --no-temporal:           {on / off:.3f}")
-    print(f"  mask_momentum {settings.temporal.mask_momentum} / 0 (latent and prompt smoothing on): "
-          f"{on / unsmoothed:.3f}")
+        off = mask_flicker(strength=0.0)
+        on = mask_flicker()
+        unsmoothed = mask_flicker(mask_momentum=0.0)
+        say(f"paste mask flicker on a still degraded face ({args.frames} frames, tiny model, parser at 64 px):")
+        say(f"  temporal on (defaults) / --no-temporal:           {on / off:.3f}")
+        say(f"  mask_momentum {settings.temporal.mask_momentum} / 0 (latent and prompt smoothing on): "
+            f"{on / unsmoothed:.3f}")
 
 
 class GpuSampler:
@@ -391,33 +399,34 @@ def bench_gpu(args: argparse.Namespace, folder: Path) -> None:
     width, height = (int(v) for v in args.size.split("x"))
     clip = make_clip(folder / "clip.mp4", width, height, args.seconds, faces=args.faces)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{name}; {args.model} random-weight model; {args.size} clip, {args.seconds:g} s at 25 fps, "
-          f"{args.faces} faces per frame (written in {time.perf_counter() - start:.0f} s)")
+    with Section(f"bench.py gpu ({name}, {args.model} model)") as say:
+        say(f"{name}; {args.model} random-weight model; {args.size} clip, {args.seconds:g} s at 25 fps, "
+            f"{args.faces} faces per frame (written in {time.perf_counter() - start:.0f} s)")
 
-    io_only = transcode_window(vidface_command(clip, folder / "out.mp4", model, 1, ["--model", "none"],
-                                               device=args.device))
-    print(f"  decode + encode alone (--model none): {io_only.frames / io_only.seconds:6.1f} fps")
-    restored = {}
-    for batch in args.batch_sizes:
-        with GpuSampler() as sampler:
-            run = transcode_window(vidface_command(clip, folder / "out.mp4", model, batch, device=args.device))
-        ready = run.ended - run.seconds + run.model_wait
-        util, used = sampler.between(run.ended - run.seconds, run.ended)
-        util_ready, _ = sampler.between(ready, run.ended)
-        working = run.seconds - run.model_wait
-        restored[batch] = run.faces / working
-        print(f"  vidface restore, batch {batch:3d}: {run.frames / run.seconds:5.1f} fps, "
-              f"{run.faces / run.seconds:6.1f} faces/s over the transcode ({run.seconds:.1f} s, GPU busy {util:4.1f} %, "
-              f"peak {used:.0f} MiB on the GPU); after the model loaded ({run.model_wait:.1f} s in): "
-              f"{run.frames / working:5.1f} fps, {restored[batch]:6.1f} faces/s, GPU busy {util_ready:4.1f} %")
+        io_only = transcode_window(vidface_command(clip, folder / "out.mp4", model, 1, ["--model", "none"],
+                                                   device=args.device))
+        say(f"  decode + encode alone (--model none): {io_only.frames / io_only.seconds:6.1f} fps")
+        restored = {}
+        for batch in args.batch_sizes:
+            with GpuSampler() as sampler:
+                run = transcode_window(vidface_command(clip, folder / "out.mp4", model, batch, device=args.device))
+            ready = run.ended - run.seconds + run.model_wait
+            util, used = sampler.between(run.ended - run.seconds, run.ended)
+            util_ready, _ = sampler.between(ready, run.ended)
+            working = run.seconds - run.model_wait
+            restored[batch] = run.faces / working
+            say(f"  vidface restore, batch {batch:3d}: {run.frames / run.seconds:5.1f} fps, "
+                f"{run.faces / run.seconds:6.1f} faces/s over the transcode ({run.seconds:.1f} s, GPU busy {util:4.1f} %, "
+                f"peak {used:.0f} MiB on the GPU); after the model loaded ({run.model_wait:.1f} s in): "
+                f"{run.frames / working:5.1f} fps, {restored[batch]:6.1f} faces/s, GPU busy {util_ready:4.1f} %")
 
-    loaded = load_osdface(ModelOptions(weights=str(model.release), base=str(model.base), device=args.device))
-    size = loaded.face_size
-    crops = torch.rand(max(args.batch_sizes), 3, size, size, generator=torch.Generator().manual_seed(0))
-    for batch in args.batch_sizes:
-        alone, _ = time_model(loaded.restore, crops[:batch].to(device), iterations=3, warmup=1, device=device)
-        print(f"  model alone (OSDFace.restore), batch {batch:3d}: {alone:7.1f} faces/s; "
-              f"end to end after the model loaded / model alone: {restored[batch] / alone:.2f}")
+        loaded = load_osdface(ModelOptions(weights=str(model.release), base=str(model.base), device=args.device))
+        size = loaded.face_size
+        crops = torch.rand(max(args.batch_sizes), 3, size, size, generator=torch.Generator().manual_seed(0))
+        for batch in args.batch_sizes:
+            alone, _ = time_model(loaded.restore, crops[:batch].to(device), iterations=3, warmup=1, device=device)
+            say(f"  model alone (OSDFace.restore), batch {batch:3d}: {alone:7.1f} faces/s; "
+                f"end to end after the model loaded / model alone: {restored[batch] / alone:.2f}")
 
 
 def main() -> None:

@@ -20,6 +20,9 @@ The truth is face_clips.ASTRONAUT_LANDMARKS (the refined detector's own averaged
 crops, of the clean upright head) carried along the clip's known path; the first line printed re-measures it.
 So the errors are the detector's and tracker's inconsistency under motion, scaling, turning,
 resampling and degradation, not a disagreement with human annotation.
+
+The results are also written into docs/benchmarks.md (section "bench_faces.py"), dated and with
+the command that made them.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchmarks_doc import Section  # noqa: E402
 from face_clips import (ASTRONAUT_LANDMARKS, CountingPasses, Picture, Pose, background, crop_error,  # noqa: E402
                         error_parts, jitter, moving_face_clip, read_reference_landmarks, render)
 from vidface.faces.detect import create_detector  # noqa: E402
 from vidface.faces.shots import ShotCutDetector  # noqa: E402
-from vidface.faces.track import DETECT, REFINE, FaceTracker, TrackerConfig  # noqa: E402
+from vidface.faces.options import FaceOptions  # noqa: E402
+from vidface.faces.track import DETECT, REFINE, FaceTracker  # noqa: E402
 
 
 def frame_with_face(width: int, height: int, scale: float) -> np.ndarray:
@@ -83,28 +88,28 @@ def interleaved_ms(calls: dict, repeat: int) -> dict:
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
-def detector_speed(repeat: int) -> None:
+def detector_speed(repeat: int, say: Section) -> None:
     plain = plain_centerface()
     settings = {"default (640 px, refined)": dict(), "640 px, no refinement": dict(refine=False),
                 "full size, no refinement": dict(max_side=None, refine=False)}
     detectors = {name: create_detector("centerface", **options) for name, options in settings.items()}
-    print(f"detector (CenterFace, onnxruntime CPU), median ms per frame with one face; load average "
-          f"before: {Path('/proc/loadavg').read_text().split()[0]}")
+    say(f"detector (CenterFace, onnxruntime CPU), median ms per frame with one face; load average "
+        f"before: {Path('/proc/loadavg').read_text().split()[0]}")
     for width, height in ((1280, 720), (1920, 1080)):
         frame = frame_with_face(width, height, height / 360)
         small = (640, round(640 * height / width))
         calls = {"plain": (plain, blob_for(*small)), "plain full": (plain, blob_for(width, height))}
         calls.update({name: (detector.detect, frame) for name, detector in detectors.items()})
         ms = interleaved_ms(calls, repeat)
-        print(f"  {height}p: plain onnxruntime call {ms['plain']:.1f} ms at {small[0]}x{small[1]}, "
-              f"{ms['plain full']:.1f} ms at {width}x{height}")
+        say(f"  {height}p: plain onnxruntime call {ms['plain']:.1f} ms at {small[0]}x{small[1]}, "
+            f"{ms['plain full']:.1f} ms at {width}x{height}")
         for name in settings:
             base = "plain full" if name.startswith("full") else "plain"
-            print(f"    {name:28s} {ms[name]:7.1f} ms  ({ms[name] / ms[base]:.2f}x the plain call at its input size)")
-    print(f"  load average after: {Path('/proc/loadavg').read_text().split()[0]}")
+            say(f"    {name:28s} {ms[name]:7.1f} ms  ({ms[name] / ms[base]:.2f}x the plain call at its input size)")
+    say(f"  load average after: {Path('/proc/loadavg').read_text().split()[0]}")
 
 
-def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float, float]:
+def run_tracker(detections: list, config: FaceOptions) -> tuple[list, float, float]:
     """Track precomputed detections, using those of the frames where the tracking stage would
     run the detector (its runs, and its searches of skipped frames for a face that appeared or
     left) or the refinement pass alone (for which the same refined readings stand in); returns
@@ -131,7 +136,7 @@ def run_tracker(detections: list, config: TrackerConfig) -> tuple[list, float, f
     return [faces for _, faces in out], ms, len(detected) / len(detections)
 
 
-def smoothing_quality(frames: int, degraded: bool) -> None:
+def smoothing_quality(frames: int, degraded: bool, say: Section) -> None:
     """Tracking quality on the moving-head clip; its whole path (a left-to-right drift, a bob,
     ±12° turn, ±25 % scale) spans `frames` frames, so fewer frames is faster motion."""
     clip = moving_face_clip(frames, 640, 360, scale=1.0, degraded=degraded)
@@ -144,14 +149,15 @@ def smoothing_quality(frames: int, degraded: bool) -> None:
     raw_parts = error_parts(measured, truth[[i for i, faces in enumerate(raw) if faces]])
     cuts = ShotCutDetector()
     cut_ms = interleaved_ms({"cut": (cuts.is_cut, clip.frames[0])}, 20)["cut"]
-    run_tracker(raw, TrackerConfig())  # warm-up: imports of filterpy and scipy
-    print(f"\nclip: {frames} frames 640x360, head ~{np.linalg.norm(truth[0, 1] - truth[0, 0]):.0f} px eye distance, "
-          f"{'blur + noise + JPEG' if degraded else 'clean'}; detector recall {found}/{frames}, "
-          f"raw crop error {raw_error:.2f} px, landmark error {raw_parts.landmark:.2f} px (constant offset "
-          f"{raw_parts.offset:.2f}, varying {raw_parts.varying:.2f}); "
-          f"shot-cut check {cut_ms:.2f} ms per frame")
+    run_tracker(raw, FaceOptions())  # warm-up: imports of filterpy and scipy
+    say("")
+    say(f"clip: {frames} frames 640x360, head ~{np.linalg.norm(truth[0, 1] - truth[0, 0]):.0f} px eye distance, "
+        f"{'blur + noise + JPEG' if degraded else 'clean'}; detector recall {found}/{frames}, "
+        f"raw crop error {raw_error:.2f} px, landmark error {raw_parts.landmark:.2f} px (constant offset "
+        f"{raw_parts.offset:.2f}, varying {raw_parts.varying:.2f}); "
+        f"shot-cut check {cut_ms:.2f} ms per frame")
     for every, motion in ((1, None), (2, None), (3, None), (2, 0.05), (3, 0.05)):
-        tracked, ms, share = run_tracker(raw, TrackerConfig(detect_every=every, detect_motion=motion))
+        tracked, ms, share = run_tracker(raw, FaceOptions(detect_every=every, detect_motion=motion))
         reported = [faces[0].landmarks if faces else None for faces in tracked]
         recall = sum(r is not None for r in reported) / frames
         smoothed = np.stack([r for r in reported if r is not None])
@@ -160,32 +166,33 @@ def smoothing_quality(frames: int, degraded: bool) -> None:
         parts = error_parts(smoothed, truth[kept])
         ratio = jitter(smoothed) / jitter(measured)
         noise_ratio = jitter(smoothed - truth[kept]) / jitter(measured - truth[[i for i, f in enumerate(raw) if f]])
-        print(f"detect-every {every}, detect-motion {motion}: detector or refinement on {share:.0%} of frames, recall {recall:.2f}, tracker {ms:.2f} ms/frame, jitter ratio {ratio:.3f} "
-              f"(target <= 0.33; true motion alone: {jitter(truth) / jitter(measured):.3f}; "
-              f"of the error alone: {noise_ratio:.3f}), "
-              f"crop error {error:.2f} px (target <= 2); landmark error in the crop {parts.landmark:.2f} px: "
-              f"constant offset {parts.offset:.2f} px, varying {parts.varying:.2f} px")
+        say(f"detect-every {every}, detect-motion {motion}: detector or refinement on {share:.0%} of frames, recall {recall:.2f}, tracker {ms:.2f} ms/frame, jitter ratio {ratio:.3f} "
+            f"(target <= 0.33; true motion alone: {jitter(truth) / jitter(measured):.3f}; "
+            f"of the error alone: {noise_ratio:.3f}), "
+            f"crop error {error:.2f} px (target <= 2); landmark error in the crop {parts.landmark:.2f} px: "
+            f"constant offset {parts.offset:.2f} px, varying {parts.varying:.2f} px")
 
 
-def stage_accuracy(frames: int) -> None:
+def stage_accuracy(frames: int, say: Section) -> None:
     """The tracking stage itself with the default detector (full-frame runs, refinement-only
     frames, searches of skipped frames) on the degraded moving-head clip: crop error and the
     share of frames each pass ran on, detect-every 1 and 2."""
     from vidface.faces.track import detector_for, track_faces
 
     clip = moving_face_clip(frames, 640, 360, scale=1.0, degraded=True)
-    detector = detector_for(TrackerConfig())
+    detector = detector_for(FaceOptions())
     for every in (1, 2):
         counting = CountingPasses(detector)
-        out = list(track_faces((Picture(rgb) for rgb in clip.frames), counting, TrackerConfig(detect_every=every)))
+        out = list(track_faces((Picture(rgb) for rgb in clip.frames), counting, FaceOptions(detect_every=every)))
         errors = [crop_error(faces[0].landmarks, truth[0]) for (_, faces), truth in zip(out, clip.truth) if faces]
-        print(f"stage, detect-every {every}: full detector on {counting.detected / frames:.0%} of frames, refinement "
-              f"alone on {counting.refined / frames:.0%}, recall {len(errors) / frames:.2f}, "
-              f"crop error {np.mean(errors):.2f} px")
+        say(f"stage, detect-every {every}: full detector on {counting.detected / frames:.0%} of frames, refinement "
+            f"alone on {counting.refined / frames:.0%}, recall {len(errors) / frames:.2f}, "
+            f"crop error {np.mean(errors):.2f} px")
 
 
-def recall_by_size() -> None:
-    print("\nrecall and raw crop error by face size (720p frames, 12 poses each):")
+def recall_by_size(say: Section) -> None:
+    say("")
+    say("recall and raw crop error by face size (720p frames, 12 poses each):")
     for max_side in (640, 960, None):
         detector = create_detector("centerface", max_side=max_side)
         cells = []
@@ -196,28 +203,29 @@ def recall_by_size() -> None:
             eyes = np.linalg.norm(clip.truth[0][0][1] - clip.truth[0][0][0])
             error = np.mean([crop_error(a, b) for a, b in hits]) if hits else float("nan")
             cells.append(f"eyes {eyes:3.0f}px: {len(hits):2d}/12 {error:5.2f}px")
-        print(f"  detect-size {str(max_side or 'full'):5s} " + " | ".join(cells))
+        say(f"  detect-size {str(max_side or 'full'):5s} " + " | ".join(cells))
 
 
-def stage_cpu(frames: int = 125) -> None:
+def stage_cpu(say: Section, frames: int = 125) -> None:
     """CPU time of the whole faces stage (track_faces with the default detector) on tools/bench.py's
     720p clip, and on the same clip moving at a quarter of the speed, detecting every frame
     and with detect-every 2 (its motion rule and its searches of skipped frames)."""
     from bench import face_clip_images
     from vidface.faces.track import detector_for, track_faces
 
-    detector = detector_for(TrackerConfig())
-    print(f"\nfaces stage on {frames} frames of 720p (tools/bench.py's moving head), CPU seconds:")
+    detector = detector_for(FaceOptions())
+    say("")
+    say(f"faces stage on {frames} frames of 720p (tools/bench.py's moving head), CPU seconds:")
     for speed, fps in (("full speed", 25), ("quarter speed", 100)):
         images = face_clip_images(1280, 720, fps)
         clip = [Picture(images(i)) for i in range(frames)]
         cells = []
         for every in (1, 2):
             start = time.process_time()
-            out = list(track_faces(iter(clip), detector, TrackerConfig(detect_every=every)))
+            out = list(track_faces(iter(clip), detector, FaceOptions(detect_every=every)))
             faces = sum(len(f) for _, f in out)
             cells.append(f"detect-every {every}: {time.process_time() - start:5.1f} s ({faces} faces)")
-        print(f"  {speed:13s} " + " | ".join(cells))
+        say(f"  {speed:13s} " + " | ".join(cells))
 
 
 def main() -> None:
@@ -225,17 +233,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60, help="frames of the generated clip (default: 60)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per detector setting (default: 10)")
     args = parser.parse_args()
-    reading = read_reference_landmarks(create_detector("centerface", refine_crops=8))
-    print(f"truth check: the refined detector's reading (8 crops) of the clean head is within "
-          f"{np.linalg.norm(reading - ASTRONAUT_LANDMARKS, axis=1).max():.2f} px (photo pixels) of ASTRONAUT_LANDMARKS")
-    detector_speed(args.repeat)
-    smoothing_quality(args.frames, degraded=True)
-    smoothing_quality(args.frames, degraded=False)
-    smoothing_quality(max(args.frames // 3, 8), degraded=True)
-    for frames in (max(args.frames // 3, 8), args.frames * 3):
-        stage_accuracy(frames)
-    recall_by_size()
-    stage_cpu()
+    with Section("bench_faces.py") as say:
+        reading = read_reference_landmarks(create_detector("centerface", refine_crops=8))
+        say(f"truth check: the refined detector's reading (8 crops) of the clean head is within "
+            f"{np.linalg.norm(reading - ASTRONAUT_LANDMARKS, axis=1).max():.2f} px (photo pixels) of ASTRONAUT_LANDMARKS")
+        detector_speed(args.repeat, say)
+        smoothing_quality(args.frames, degraded=True, say=say)
+        smoothing_quality(args.frames, degraded=False, say=say)
+        smoothing_quality(max(args.frames // 3, 8), degraded=True, say=say)
+        for frames in (max(args.frames // 3, 8), args.frames * 3):
+            stage_accuracy(frames, say)
+        recall_by_size(say)
+        stage_cpu(say)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Generates a 720p, 30-second clip with AAC audio (PyAV), then times, in the same run:
   ffmpeg -i IN -map 0 -c:v libx264 -crf 18 -preset P -c:a copy OUT
   vidface restore IN OUT --model none --crf 18 --preset P
-and prints both speeds and their ratio (vidface / ffmpeg; 1.0 is parity). The ffmpeg binary
-is only needed here (Debian: apt-get install ffmpeg); vidface itself never calls it.
+and prints both speeds and their ratio (vidface / ffmpeg; 1.0 is parity), which are also
+written into docs/benchmarks.md (section "bench_io.py"), dated and with the command. The ffmpeg
+binary is only needed here (Debian: apt-get install ffmpeg); vidface itself never calls it.
 
     python tools/bench_io.py [--seconds 30] [--preset medium] [--repeat 2] [--keep DIR]
 """
@@ -23,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks_doc import Section  # noqa: E402
 from media import AudioTrack, write_video  # noqa: E402
 
 
@@ -88,11 +91,12 @@ def main() -> int:
     ffmpeg_best, ffmpeg_rss = min(ffmpeg_runs)
     vidface_best, vidface_rss = min(vidface_runs)
     version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout.split(" Copyright")[0]
-    print(f"clip: 1280x720, {frames} frames at {fps} fps, AAC audio; libx264 crf 18 preset {args.preset}")
-    print(f"{version + ':':34s} {ffmpeg_best:7.2f} s {frames / ffmpeg_best:6.1f} fps  peak {ffmpeg_rss:5.0f} MB")
-    print(f"{'vidface restore --model none:':34s} {vidface_best:7.2f} s {frames / vidface_best:6.1f} fps  "
-          f"peak {vidface_rss:5.0f} MB")
-    print(f"ratio vidface/ffmpeg speed: {ffmpeg_best / vidface_best:.2f}x (target >= 0.80x)")
+    with Section("bench_io.py") as say:
+        say(f"clip: 1280x720, {frames} frames at {fps} fps, AAC audio; libx264 crf 18 preset {args.preset}")
+        say(f"{version + ':':34s} {ffmpeg_best:7.2f} s {frames / ffmpeg_best:6.1f} fps  peak {ffmpeg_rss:5.0f} MB")
+        say(f"{'vidface restore --model none:':34s} {vidface_best:7.2f} s {frames / vidface_best:6.1f} fps  "
+            f"peak {vidface_rss:5.0f} MB")
+        say(f"ratio vidface/ffmpeg speed: {ffmpeg_best / vidface_best:.2f}x (target >= 0.80x)")
     if args.keep is None:
         shutil.rmtree(folder)
     return 0

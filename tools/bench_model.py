@@ -11,6 +11,8 @@ official infer.py does per face: fp32, batch 1, a sampled VAE latent, the embedd
 in a Python loop over grid positions. "vidface" is OSDFace.restore: posterior mean, vectorised
 code choice, the chosen dtype, channels-last on GPU, optional torch.compile. Prints one line per
 configuration and the speed-up over the reference style; on CUDA also the peak memory per face.
+The lines are also written into docs/benchmarks.md (section "bench_model.py (DEVICE)"), dated and with
+the command that made them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 
 import torch
 
+from benchmarks_doc import Section  # tools/, beside this script
 from make_tiny_osdface import SD21_BASE_SCHEDULER, SD21_BASE_UNET, SD21_BASE_VAE  # tools/, beside this script
 
 
@@ -110,23 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; face {args.size} x {args.size}; random weights")
+    with Section(f"bench_model.py ({name})") as say:
+        say(f"device: {name}; torch {torch.__version__}; face {args.size} x {args.size}; random weights")
 
-    faces = torch.rand(max(batches), 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    reference = build_model(device, torch.float32, channels_last=False, compile_=False)
-    ref_fps, ref_peak = timed(lambda x: reference_style(reference, x), faces[:1].to(device), args.iterations,
-                              args.warmup, device)
-    print(f"reference-style  fp32  batch  1: {ref_fps:9.3f} faces/s ({1 / ref_fps:7.2f} s/face)  "
-          f"peak {ref_peak:6.0f} MiB/face")
-    del reference
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+        faces = torch.rand(max(batches), 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+        reference = build_model(device, torch.float32, channels_last=False, compile_=False)
+        ref_fps, ref_peak = timed(lambda x: reference_style(reference, x), faces[:1].to(device), args.iterations,
+                                  args.warmup, device)
+        say(f"reference-style  fp32  batch  1: {ref_fps:9.3f} faces/s ({1 / ref_fps:7.2f} s/face)  "
+            f"peak {ref_peak:6.0f} MiB/face")
+        reference = None  # frees the fp32 model (not `del`: the lambda above reads the name)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
-    model = build_model(device, torch_dtype(args.dtype), channels_last=device.type == "cuda", compile_=args.compile)
-    for batch in batches:
-        fps, peak = timed(model.restore, faces[:batch].to(device), args.iterations, args.warmup, device)
-        print(f"vidface          {args.dtype}  batch {batch:2d}: {fps:9.3f} faces/s ({1 / fps:7.2f} s/face)  "
-              f"peak {peak:6.0f} MiB/face  {fps / ref_fps:5.2f}x reference-style")
+        model = build_model(device, torch_dtype(args.dtype), channels_last=device.type == "cuda", compile_=args.compile)
+        for batch in batches:
+            fps, peak = timed(model.restore, faces[:batch].to(device), args.iterations, args.warmup, device)
+            say(f"vidface          {args.dtype}  batch {batch:2d}: {fps:9.3f} faces/s ({1 / fps:7.2f} s/face)  "
+                f"peak {peak:6.0f} MiB/face  {fps / ref_fps:5.2f}x reference-style")
     return 0
 
 

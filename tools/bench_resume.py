@@ -21,6 +21,9 @@ memory: peak resident memory (max RSS of the subprocess) of `vidface restore` (t
   ratio of each segmented run's mean peak to the one-segment run's. Memory that grows with
   each segment (threads, allocator) shows here before it shows in a long clip.
 
+Each subcommand's results are also written into docs/benchmarks.md (section "bench_resume.py
+SUBCOMMAND"), dated and with the command that made them.
+
 Figures vary +-30 % on a shared machine; compare ratios from one run.
 """
 
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tools"))
 
+from benchmarks_doc import Section  # noqa: E402
 from media import write_video  # noqa: E402
 
 
@@ -57,9 +61,10 @@ def bench_io(args: argparse.Namespace, folder: Path) -> None:
             started = time.perf_counter()
             transcode(plan, identity, resume=resume)
             best[name] = min(best[name], time.perf_counter() - started)
-    print(f"{args.size}, {frames} frames, --model none (decode + x264 + audio copy):")
-    for name, seconds in best.items():
-        print(f"  {name:18s} {seconds:6.2f} s  {frames / seconds:6.1f} fps  x{seconds / best['plain']:.3f}")
+    with Section("bench_resume.py io") as say:
+        say(f"{args.size}, {frames} frames, --model none (decode + x264 + audio copy):")
+        for name, seconds in best.items():
+            say(f"  {name:18s} {seconds:6.2f} s  {frames / seconds:6.1f} fps  x{seconds / best['plain']:.3f}")
 
 
 def bench_boundary(args: argparse.Namespace, folder: Path) -> None:
@@ -89,21 +94,22 @@ def bench_boundary(args: argparse.Namespace, folder: Path) -> None:
     region = changed.any(axis=0)  # where the restorer paints faces
     edges = [i for b in range(segment, count, segment) for i in range(b - 3, b + 3)]
     motion = np.mean([np.abs(continuous[i] - continuous[i - 1])[region].mean() for i in edges])
-    print(f"{count} frames, segments of {segment}; face region {region.mean():.1%} of the frame; "
-          f"continuous output's own change between neighbouring frames there: {motion:.2f} levels")
-    print(f"{'W':>3} {'L':>3} {'mean diff':>10} {'max diff':>9} {'extra work at N=600':>20}")
-    grid = [(w, args.lookaheads[-1]) for w in args.warmups] + [(args.warmups[-1], l) for l in args.lookaheads[:-1]]
-    for warmup, lookahead in grid:
-        started = time.perf_counter()
-        segmented: dict[int, np.ndarray] = {}
-        for first in range(0, count, segment):
-            stop = min(first + segment, count)
-            part = restored(max(0, first - warmup), min(count, stop + lookahead))
-            segmented.update({i: part[i] for i in range(first, stop)})
-        diffs = [np.abs(segmented[i] - continuous[i])[region] for i in edges]
-        print(f"{warmup:3d} {lookahead:3d} {np.mean([d.mean() for d in diffs]):10.3f} "
-              f"{max(int(d.max()) for d in diffs):9d} {(warmup + lookahead) / 600:19.1%}"
-              f"   ({time.perf_counter() - started:.0f} s)")
+    with Section("bench_resume.py boundary") as say:
+        say(f"{count} frames, segments of {segment}; face region {region.mean():.1%} of the frame; "
+            f"continuous output's own change between neighbouring frames there: {motion:.2f} levels")
+        say(f"{'W':>3} {'L':>3} {'mean diff':>10} {'max diff':>9} {'extra work at N=600':>20}")
+        grid = [(w, args.lookaheads[-1]) for w in args.warmups] + [(args.warmups[-1], l) for l in args.lookaheads[:-1]]
+        for warmup, lookahead in grid:
+            started = time.perf_counter()
+            segmented: dict[int, np.ndarray] = {}
+            for first in range(0, count, segment):
+                stop = min(first + segment, count)
+                part = restored(max(0, first - warmup), min(count, stop + lookahead))
+                segmented.update({i: part[i] for i in range(first, stop)})
+            diffs = [np.abs(segmented[i] - continuous[i])[region] for i in edges]
+            say(f"{warmup:3d} {lookahead:3d} {np.mean([d.mean() for d in diffs]):10.3f} "
+                f"{max(int(d.max()) for d in diffs):9d} {(warmup + lookahead) / 600:19.1%}"
+                f"   ({time.perf_counter() - started:.0f} s)")
 
 
 def bench_memory(args: argparse.Namespace, folder: Path) -> None:
@@ -118,11 +124,12 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> None:
         for frames in [one, *args.segments]:
             _, peak, _ = timed(vidface_command(clip, folder / "out.mp4", model, 8, ["--segment-frames", str(frames)]))
             peaks.setdefault(frames, []).append(peak)
-    print(f"{args.frames} frames, {args.size}: peak MiB per run")
-    for frames, values in peaks.items():
-        name = "one segment" if frames == one else f"{frames}-frame segments"
-        ratio = np.mean(values) / np.mean(peaks[one])
-        print(f"  {name:22s} {' '.join(f'{v:6.0f}' for v in values)}   mean / one segment: {ratio:.3f}")
+    with Section("bench_resume.py memory") as say:
+        say(f"{args.frames} frames, {args.size}: peak MiB per run")
+        for frames, values in peaks.items():
+            name = "one segment" if frames == one else f"{frames}-frame segments"
+            ratio = np.mean(values) / np.mean(peaks[one])
+            say(f"  {name:22s} {' '.join(f'{v:6.0f}' for v in values)}   mean / one segment: {ratio:.3f}")
 
 
 def main() -> None:

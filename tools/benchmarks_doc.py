@@ -26,6 +26,27 @@ def record(title: str, lines: list[str], doc: Path = DOC) -> None:
     doc.write_text(text.rstrip() + "\n")
 
 
+class Section:
+    """A benchmark's report: each line printed as it comes (`section(line)`), and all of them
+    written into docs/benchmarks.md under `title` when the `with` block ends normally."""
+
+    def __init__(self, title: str, note: str = "") -> None:
+        self.title = title
+        self.note = note
+        self.lines: list[str] = []
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def __enter__(self) -> Section:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            record(self.title, ["```", *self.lines, "```"] + ([self.note] if self.note else []))
+
+
 def _repository_relative(argv: list[str]) -> list[str]:
     script = Path(argv[0]).resolve()
     try:

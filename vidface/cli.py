@@ -68,7 +68,7 @@ def configure_threads() -> None:
     The stages run side by side on threads (decoding, detection on onnxruntime, the model,
     encoding); spinning workers take the cores from the others. Worse, when torch's first
     parallel work runs on a thread other than the main one (the model loads in the background),
-    its spinning pool made the model 5-10x slower on a 2-core machine. Read by OpenMP when torch
+    its spinning pool made the model several times slower on a 2-core machine. Read by OpenMP when torch
     is first imported, so set before any command runs; a value in the environment wins.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

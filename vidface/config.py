@@ -1,7 +1,10 @@
 """Typed settings: one section per stage, from built-in defaults, a preset, a file and flags.
 
-Each stage owns the dataclass of its options in its own module; :class:`Settings` composes them,
-one field (section) per stage. Settings are resolved in layers, later ones winning:
+Each stage owns the dataclass of its options, named ``<Stage>Options``, beside the code it
+configures (vidface.faces.options, vidface.models.options, vidface.models.temporal,
+vidface.faces.paste, vidface.io.options); :class:`Settings` composes them, one field (section) per
+stage. Every setting is written once, as a field with its help, flag and rule
+(:mod:`vidface.fields`): the command-line flags, their help and the checks come from it. Settings are resolved in layers, later ones winning:
 
 1. the dataclasses' built-in defaults (which are the ``default`` preset),
 2. each ``--config`` value in the order given: a preset by name (``default``, ``archival``,
@@ -31,10 +34,10 @@ import yaml
 
 from vidface.errors import InputError, VidfaceError
 from vidface.faces.paste import PasteOptions
-from vidface.faces.track import TrackerConfig
-from vidface.io.encode import EncodeOptions
+from vidface.faces.options import FaceOptions
+from vidface.io.options import EncodeOptions
 from vidface.models.options import ModelOptions
-from vidface.models.options import TemporalOptions
+from vidface.models.temporal import TemporalOptions
 
 __all__ = [
     "PRESETS",
@@ -56,14 +59,14 @@ T = TypeVar("T")
 class Settings:
     """Everything a restore run can be configured with, one section per stage.
 
-    faces: detection cadence, tracking and landmark smoothing (vidface.faces.track).
+    faces: detection cadence, tracking and landmark smoothing (vidface.faces.options).
     model: weights, device, precision and batching of the restorer (vidface.models.options).
     temporal: temporal stabilisation of the restored faces (vidface.models.temporal).
     paste: the mask restored faces are blended in with (vidface.faces.paste).
     encode: how the video is re-encoded (vidface.io.encode).
     """
 
-    faces: TrackerConfig = field(default_factory=TrackerConfig)
+    faces: FaceOptions = field(default_factory=FaceOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     paste: PasteOptions = field(default_factory=PasteOptions)

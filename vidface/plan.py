@@ -19,10 +19,10 @@ from typing import Any
 import av
 
 from vidface.errors import OutputError
-from vidface.io.encode import (INTERLACED_ENCODERS, CopyRange, EncodeOptions, OutputWriter, choose_pix_fmt,
-                               output_format)
+from vidface.io.encode import INTERLACED_ENCODERS, CopyRange, OutputWriter, choose_pix_fmt, output_format
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
+from vidface.io.options import EncodeOptions
 from vidface.io.probe import UNKNOWN_CODEC, MediaInfo, StreamInfo, probe
 from vidface.memory import steady_allocator
 
@@ -83,14 +83,10 @@ class Segmenting:
     Warm-up and look-ahead let a stateful processor (tracker, temporal blending) reach the
     same state at a segment's edges as in one long pass; they cost (warmup + lookahead) /
     frames of extra processing. At most `frames` frames of work are lost to an interruption.
-    Measured with tools/bench_resume.py (face restorer, tiny model): next to segment edges the
-    segmented output differs from one continuous pass by 0.001 8-bit levels on average (at most
-    1) with 32 warm-up frames and a look-ahead of the tracker's lag (8), detecting faces in
-    every frame, against 0.03 (at most 9) with 16 warm-up frames and 1.0 (at most 161) with no
-    look-ahead; with the default detect-every 2, whose cadence starts afresh in each segment,
-    0.035 (at most 10) at 32 and 8, against the face's own change of 7.9 levels per frame.
-    32 + 8 frames around 900-frame segments is 4.4 % extra model work; the I/O cost of
-    segments (their files, one keyframe each) is within measurement noise.
+    The defaults are the smallest warm-up and look-ahead whose segment edges match one
+    continuous pass to well under the face's own frame-to-frame change, and segments long
+    enough to keep that extra work small; tools/bench_resume.py measures both (figures in
+    docs/benchmarks.md).
     """
 
     frames: int = 900

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidface.commands.options import add_logging_flags, add_model_flags, add_progress_flag, model_options, show_progress
+from vidface.commands.options import (add_logging_flags, add_option_flags, add_progress_flag, options_from_flags,
+                                      show_progress)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-y", "--overwrite", action="store_true",
                         help="restore and replace images whose output exists (default: skip them)")
     add_progress_flag(parser)
-    add_model_flags(parser)
+    from vidface.models.options import ModelOptions
+
+    add_option_flags(parser.add_argument_group("model"), ModelOptions)
     add_logging_flags(parser)
 
 
@@ -35,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from vidface.models.face_images import plan_faces, restore_faces
     from vidface.models.loading import load_osdface
 
-    options = model_options(args)
+    from vidface.models.options import ModelOptions
+
+    options = options_from_flags(args, ModelOptions)
     if args.output.exists() and not args.output.is_dir():
         raise OutputError(f"OUT_DIR {args.output} exists and is not a folder; pass a folder")
     jobs = plan_faces(args.input, args.output, overwrite=args.overwrite)

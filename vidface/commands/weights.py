@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidface.commands.options import add_logging_flags, add_weights_flags
+from vidface.commands.options import add_logging_flags, add_option_flags, options_from_flags
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,9 +47,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "without pickle: pass it to --weights or `vidface weights install` afterwards.")
     convert.add_argument("output", metavar="OUT", type=Path, help="bundle to write, e.g. osdface.safetensors")
     convert.add_argument("-y", "--overwrite", action="store_true", help="replace OUT if it exists")
-    add_weights_flags(download, ("base", "weights-repo"))
-    add_weights_flags(path, ("weights", "base", "weights-repo"))
-    add_weights_flags(convert, ("weights", "weights-repo", "trust-pickle"))
+    from vidface.models.options import ModelOptions
+
+    add_option_flags(download, ModelOptions, only=("base", "weights_repo"))
+    add_option_flags(path, ModelOptions, only=("weights", "base", "weights_repo"))
+    add_option_flags(convert, ModelOptions, only=("weights", "weights_repo", "trust_pickle"))
     for sub in (download, install, path, verify, convert):
         add_logging_flags(sub)
 
@@ -59,10 +61,18 @@ def run(args: argparse.Namespace) -> int:
             "download": _download}[args.action](args)
 
 
+def _model(args: argparse.Namespace):
+    """The model options the flags given ask for (weights, base, hub repo, trust-pickle)."""
+    from vidface.models.options import ModelOptions
+
+    return options_from_flags(args, ModelOptions)
+
+
 def _download(args: argparse.Namespace) -> int:
     from vidface.weights import resolve
 
-    location = resolve(None, args.base, args.weights_repo)
+    model = _model(args)
+    location = resolve(None, model.base, model.weights_repo)
     print(f"release: {location.release}")
     print(f"base: {location.base}")
     return 0
@@ -80,7 +90,8 @@ def _path(args: argparse.Namespace) -> int:
     from vidface.downloads import cache_root, offline, offline_reason
     from vidface.weights import HubRepo, Part, hub, locate
 
-    found = locate(args.weights, args.base, args.weights_repo)
+    model = _model(args)
+    found = locate(model.weights, model.base, model.weights_repo)
     for label, part in (("release", found.release), ("base", found.base)):
         if isinstance(part, Part):
             print(f"{label}: not on this machine; a download tries, in order:")
@@ -113,8 +124,9 @@ def _convert(args: argparse.Namespace) -> int:
         raise OutputError(f"{output} exists; pass -y to replace it")
     if not output.parent.is_dir():
         raise OutputError(f"folder {output.parent} does not exist; create it first")
-    release = resolve_release(args.weights, args.weights_repo)
+    model = _model(args)
+    release = resolve_release(model.weights, model.weights_repo)
     if release.is_file():
         raise OutputError(f"{release} is already a bundle; nothing to convert")
-    print(convert_release(release, output, trust_pickle=args.trust_pickle))
+    print(convert_release(release, output, trust_pickle=model.trust_pickle))
     return 0

@@ -68,7 +68,7 @@ def session_options() -> onnxruntime.SessionOptions:
     """onnxruntime settings for CenterFace: full graph optimisation (with `constant_weights`, batch
     norms fold into the convolutions), and worker threads that sleep instead of spinning between
     calls, so the detector does not take CPU from decoding, encoding and the restorer running
-    beside it (spinning made it 1.6x slower on a loaded 2-core machine)."""
+    beside it (spinning made it markedly slower on a loaded 2-core machine)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -79,7 +79,7 @@ def session_options() -> onnxruntime.SessionOptions:
 
 
 class CenterFaceDetector:
-    """CenterFace on onnxruntime's CPU provider (about 20 ms for a 640×480 frame on one core)."""
+    """CenterFace on onnxruntime's CPU provider."""
 
     def __init__(self, *, name: str = "centerface", threshold: float = 0.5,
                  weights: Path | None = None, device: str = "cpu") -> None:
@@ -98,9 +98,9 @@ class CenterFaceDetector:
         return self.detect_batch([rgb])[0]
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in each of `images` (equal-size H×W×3 uint8 RGB) from one network call. For
-        a face's 192 px refinement crops it takes the same CPU time as one call per crop,
-        but 0.7x their wall time when both cores are free."""
+        """Faces in each of `images` (equal-size H×W×3 uint8 RGB) from one network call: for a
+        face's refinement crops, the same CPU time as one call per crop, in less wall time
+        when cores are free."""
         height, width = images[0].shape[:2]
         # The network takes RGB in 0..255 at a size divisible by 32: pad bottom/right with zeros,
         # so coordinates need no rescaling.

@@ -57,8 +57,8 @@ DETECTORS: dict[str, DetectorSpec] = {
         "facexlib RetinaFace MobileNet-0.25: small; weights downloaded once (1.8 MB)"),
 }
 DEFAULT_DETECTOR = "centerface"
-# Long side of the frame the detector sees; measured in tools/bench_faces.py: CenterFace finds
-# faces down to ~20 px eye distance at this size and runs ~4x faster than at 1080p.
+# Long side of the frame the detector sees: small enough to be several times faster than full
+# HD, large enough for CenterFace to find small faces (tools/bench_faces.py; docs/benchmarks.md).
 DEFAULT_MAX_SIDE = 640
 
 
@@ -103,12 +103,9 @@ def _offsets(step: float, order: tuple[int, ...]) -> tuple[tuple[float, float], 
     return tuple((step * i - centre, step * row - centre) for i, row in enumerate(order))
 
 
-# The refinement's crop positions by their number. Each step (4.5, 5.5, 9 px) is not a multiple
-# of 4, so the positions fall on different phases of CenterFace's stride-4 grid too. Measured
-# (tools/bench_faces.py, degraded moving head, detect-every 2; crop error in 512-crop pixels):
-# 8: 1.10 px on the 60-frame clip, 1.59 px on the fast 20-frame one (its varying part 0.56 px);
-# 6: 1.09 and 1.59 px (0.72 px) at 0.79x the faces stage's CPU time; 4: 1.20 and 1.78 px (0.77 px)
-# at 0.60x.
+# The refinement's crop positions by their number. No step is a multiple of 4, so the positions
+# fall on different phases of CenterFace's stride-4 grid too. Fewer crops cost less CPU and are
+# a little less steady (tools/bench_faces.py; docs/benchmarks.md).
 REFINE_POSITIONS: dict[int, tuple[tuple[float, float], ...]] = {
     4: _offsets(9.0, (1, 3, 0, 2)),
     6: _offsets(5.5, (2, 5, 0, 3, 1, 4)),
@@ -121,10 +118,10 @@ class RefinedDetector:
     """Finds faces with `detector`, then reads each face's landmarks again with `refiner` in
     upright crops where the face has one canonical size, averaged over crop positions.
 
-    A detector's landmark definitions drift with face size and rotation (CenterFace's by up
-    to 10 px in the 512 crop between a small and a large face), and a convolutional network's
-    readings depend on where the face falls on its grids: CenterFace's output has stride 4,
-    but its readings swing by about ±1 px with the face's position modulo 16 and 32 px (its
+    A detector's landmark definitions drift with face size and rotation (CenterFace's by
+    several pixels in the 512 crop between a small and a large face), and a convolutional
+    network's readings depend on where the face falls on its grids: CenterFace's output has
+    stride 4, but its readings also swing with the face's position modulo 16 and 32 px (its
     deeper feature maps). Reading every face at one size, upright, at `crops` positions spread
     over a square of about 32 px, whose steps also cover the stride-4 phases
     (`REFINE_POSITIONS`), removes most of both (tools/bench_faces.py measures it).
@@ -138,7 +135,7 @@ class RefinedDetector:
 
         self.detector = detector
         self.refiner = refiner
-        self.shifts = REFINE_POSITIONS[crops]  # KeyError: TrackerConfig checks the setting
+        self.shifts = REFINE_POSITIONS[crops]  # KeyError: FaceOptions checks the setting
         template_eyes = float(np.linalg.norm(FFHQ_TEMPLATE_512[1] - FFHQ_TEMPLATE_512[0]))
         self.template = (FFHQ_TEMPLATE_512 - 256.0) * (self.EYE_DISTANCE / template_eyes) + self.SIDE / 2
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
-from vidface.errors import InputError
 from vidface.faces.align import FaceCrop, transform_points
 from vidface.faces.parsing import PARSE_STRIDE
+from vidface.fields import Rule, check, one_of, option
 
 PASTE_MASKS = ("box", "parsing")
 """Paste masks: the feathered square of the crop; face parsing of the restored crop."""
@@ -31,30 +31,26 @@ _MASK_FEATHER = 0.10
 @dataclass(frozen=True)
 class PasteOptions:
     """How restored faces are blended into the frame (the ``paste`` section of the settings).
+    parse_size: 512 is the parser's training size; parsing costs a small part of what OSDFace
+    itself takes per face (tools/bench.py mask; docs/benchmarks.md), so a smaller size, whose
+    accuracy the random test weights cannot show, would save little."""
 
-    mask: "box", the feathered square of the aligned crop (no download); or "parsing", the face
-        as BiSeNet parses the restored crop (skin, eyes, brows, nose, mouth, ears; not hair,
-        neck or background) times that square, smoothed over time per face track
-        (``temporal.mask_momentum``). Needs facexlib's parsing_bisenet.pth (53 MB, downloaded
-        once into the vidface cache).
-    parse_size: side, in pixels, of the picture the parser sees (a multiple of 32). 512 is its
-        training size and the default: measured with tools/bench.py mask on 2 CPU cores, it
-        costs ~0.3 s per face (256: ~0.08 s), about 1 % of the ~27 s OSDFace itself takes per
-        face there, so a smaller size, whose accuracy the random test weights cannot show,
-        would save little.
-    parsing_weights: the parser's checkpoint file; None: the vidface cache folder.
-    """
+    section: ClassVar[str] = "paste"
 
-    mask: str = "box"
-    parse_size: int = 512
-    parsing_weights: Path | None = None
+    mask: str = option("box", "which part of each restored crop replaces the frame: box, the crop's feathered "
+                       "square; parsing, the face alone (skin, eyes, brows, nose, mouth, ears; not hair, neck or "
+                       "background) as facexlib's BiSeNet parses it, smoothed over time (temporal.mask_momentum); "
+                       "it downloads parsing_bisenet.pth (53 MB) once", flag="--paste-mask",
+                       rule=one_of(PASTE_MASKS))
+    parse_size: int = option(512, "side, in pixels, of the picture the face parser sees (a multiple of 32)",
+                             rule=Rule(lambda v: v >= PARSE_STRIDE and v % PARSE_STRIDE == 0,
+                                       f"a positive multiple of {PARSE_STRIDE}"))
+    parsing_weights: Path | None = option(None, "parsing_bisenet.pth file for --paste-mask parsing (default: the "
+                                          "vidface cache folder, $XDG_CACHE_HOME/vidface/facexlib)",
+                                          flag="--parsing-weights", metavar="PATH")
 
     def __post_init__(self) -> None:
-        if self.mask not in PASTE_MASKS:
-            raise InputError(f"unknown paste mask {self.mask!r}; choose one of: {', '.join(PASTE_MASKS)}")
-        if self.parse_size < PARSE_STRIDE or self.parse_size % PARSE_STRIDE:
-            raise InputError(f"paste parse_size must be a positive multiple of {PARSE_STRIDE} pixels, "
-                             f"got {self.parse_size}")
+        check(self)
 
 
 @lru_cache(maxsize=4)

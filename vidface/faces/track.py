@@ -21,10 +21,9 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
-from vidface.errors import InputError
-from vidface.faces.detect import (DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_REFINE_CROPS, DETECTORS, REFINE_POSITIONS,
-                                  Face, FaceDetector, create_detector)
+from vidface.faces.detect import Face, FaceDetector, create_detector
 from vidface.faces.geometry import box_iou
+from vidface.faces.options import FaceOptions
 from vidface.faces.shots import ShotCutDetector
 
 log = logging.getLogger(__name__)
@@ -39,73 +38,7 @@ _NO_MATCH = 1e6
 DETECT, REFINE = "detect", "refine"  # what FaceTracker.needs_detection asks of a frame
 
 
-@dataclass(frozen=True)
-class TrackerConfig:
-    """Tracking and smoothing settings (defaults measured on the synthetic clips; see
-    tools/bench_faces.py).
-
-    detector: detector name (vidface.faces.detect.DETECTORS); detect_size: long side, in pixels,
-        of the downscaled frame the detector sees (0: full size); detector_threshold: minimum
-        score (None: the detector's own default); refine: read landmarks again in upright
-        crops of canonical size (vidface.faces.detect.RefinedDetector), at refine_crops positions
-        (4, 6 or 8: more is steadier and slower; vidface.faces.detect.REFINE_POSITIONS).
-    detect_every: run the detector on every k-th frame, predicting between; it runs on every
-        frame all the same on a cut and while a track is new or missing its face. A face first
-        seen by a run is looked for in the frames skipped before it, and a face a run no
-        longer finds in those after its last hit, so it is tracked from the first to the last
-        frame it is in.
-    detect_motion: with detect_every > 1, while a face moves faster than this fraction of its
-        size per frame (its tracked landmark speed), where prediction alone drifts
-        (tools/bench_faces.py), the frames between runs get the refinement pass alone, with
-        the tracks' predictions in place of the full-frame pass (RefinedDetector.refine; with
-        refine off, the detector runs); None: never.
-    max_misses: detector runs a confirmed track may miss in a row before it ends (it coasts on
-        its prediction meanwhile). min_hits: detections before a track is reported.
-    lag: future frames used to smooth each frame (the stage's look-ahead); at least
-        detect_every - 1, or a face leaving between detector runs can go out predicted in a
-        frame it already left.
-    landmark_noise, box_noise: detector error, as a fraction of the face size (√box area).
-    motion_noise: change of velocity per frame, as a fraction of the face size.
-    min_iou, max_landmark_distance: association gates (distance as a fraction of face size).
-    cut_threshold: histogram distance at which a frame starts a new shot (ending every track).
-    """
-
-    detector: str = DEFAULT_DETECTOR
-    detect_size: int = DEFAULT_MAX_SIDE
-    detector_threshold: float | None = None
-    refine: bool = True
-    refine_crops: int = DEFAULT_REFINE_CROPS
-    detect_every: int = 2
-    detect_motion: float | None = 0.05
-    max_misses: int = 5
-    min_hits: int = 2
-    lag: int = 8
-    landmark_noise: float = 0.015
-    box_noise: float = 0.04
-    motion_noise: float = 0.01
-    min_iou: float = 0.1
-    max_landmark_distance: float = 0.5
-    cut_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.detector not in DETECTORS:
-            raise InputError(f"unknown detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}")
-        if self.detect_size != 0 and self.detect_size < 32:
-            raise InputError(f"detect-size must be 0 (full size) or at least 32 pixels, got {self.detect_size}")
-        for name in ("detect_every", "min_hits"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.refine_crops not in REFINE_POSITIONS:
-            raise InputError(f"refine-crops must be one of {', '.join(map(str, REFINE_POSITIONS))}, "
-                             f"got {self.refine_crops}")
-        if self.detect_motion is not None and self.detect_motion <= 0:
-            raise InputError(f"detect-motion must be above 0 (or null: never), got {self.detect_motion}")
-        for name in ("max_misses", "lag"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
-
-
-def detector_for(config: TrackerConfig, *, weights: Path | None = None, device: str = "cpu") -> FaceDetector:
+def detector_for(config: FaceOptions, *, weights: Path | None = None, device: str = "cpu") -> FaceDetector:
     """The detector `config` asks for. weights: overrides the detector's weights file
     (RetinaFace); device: torch device (RetinaFace)."""
     return create_detector(config.detector, threshold=config.detector_threshold,
@@ -172,7 +105,7 @@ class FaceTracker:
     """Multi-face tracker with fixed-lag smoothing. Call `update` once per frame, in order,
     even with no detections; it returns the frames that are now final."""
 
-    config: TrackerConfig = field(default_factory=TrackerConfig)
+    config: FaceOptions = field(default_factory=FaceOptions)
 
     def __post_init__(self) -> None:
         self._tracks: list[_Track] = []
@@ -438,7 +371,7 @@ FrameT = TypeVar("FrameT", bound=HasRGB)
 
 
 def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
-                config: TrackerConfig = TrackerConfig()) -> Iterator[tuple[FrameT, list[TrackedFace]]]:
+                config: FaceOptions = FaceOptions()) -> Iterator[tuple[FrameT, list[TrackedFace]]]:
     """The streaming tracking stage: every frame, in order, with its smoothed faces (sorted by
     track id), `config.lag` frames after it arrived (up to detect_every + max_misses while a
     face a detector run missed is unsettled).

@@ -18,19 +18,12 @@ from typing import BinaryIO
 import av
 
 from vidface.errors import OutputError
+from vidface.io.options import EncodeOptions
 from vidface.io.frames import Frame, defined_padding
 from vidface.io.probe import MediaInfo, VideoInfo, bit_depth, codec_name
 
 log = logging.getLogger(__name__)
 
-# Option that sets constant quality / the speed preset, per encoder (absent: not supported).
-CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libvpx-vp9": "crf",
-              "libvpx": "crf", "libaom-av1": "crf", "h264_nvenc": "cq", "hevc_nvenc": "cq",
-              "av1_nvenc": "cq"}
-PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset",
-                 "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
-X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
-                "veryslow", "placebo")
 # Encoders that vidface asks to code an interlaced source as fields (`interlaced_options`).
 # Others code its frames as progressive pictures, each holding both fields.
 INTERLACED_ENCODERS = {"libx264"}
@@ -39,41 +32,6 @@ INTERLACED_ENCODERS = {"libx264"}
 BITEXACT = {"fflags": "+bitexact"}
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """How the video is re-encoded (ffmpeg's -c:v, -crf, -preset, -pix_fmt, -x264-params...).
-
-    crf: constant-quality level for encoders that have one (ignored by the others).
-    preset: encoder speed preset, None for the encoder's default. pix_fmt: None keeps the
-    source's pixel format where the encoder supports it. options: extra encoder options,
-    applied last.
-    """
-
-    codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = None
-    pix_fmt: str | None = None
-    options: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.codec in ("libx264", "libx265") and self.preset is not None and self.preset not in X26X_PRESETS:
-            raise OutputError(f"unknown {self.codec} preset {self.preset!r}; choose one of: {', '.join(X26X_PRESETS)}")
-
-    def codec_options(self) -> dict[str, str]:
-        """The encoder options these settings stand for."""
-        options: dict[str, str] = {}
-        if self.crf is not None and self.codec in CRF_OPTION:
-            options[CRF_OPTION[self.codec]] = str(self.crf)
-            if self.codec.startswith("libvpx"):
-                options["b"] = "0"
-        if self.preset is not None:
-            options[PRESET_OPTION.get(self.codec, "preset")] = self.preset
-        if self.codec == "libx265":
-            options["x265-params"] = "log-level=error"
-        options.update(dict(self.options))
-        return options
 
 
 def video_encoder(name: str) -> av.codec.Codec:

@@ -41,19 +41,60 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from vidface.models.options import TemporalOptions
+from vidface.fields import above, at_least, between, check, option
 
-__all__ = ["CropRow", "TemporalStabilizer", "landmark_motion"]
+if TYPE_CHECKING:  # torch is imported where it is used: the settings (TemporalOptions) stay light
+    import torch
+
+__all__ = ["CropRow", "TemporalOptions", "TemporalStabilizer", "landmark_motion"]
 
 # Changes below this fraction of the latent's standard deviation always count as flicker.
 _MIN_CHANGE = 0.05
 # Weight of the past in a track's running level of frame-to-frame latent change.
 _LEVEL_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class TemporalOptions:
+    """Temporal stabilisation of the restored faces (the ``temporal`` section of the settings).
+
+    motion_scale: motion is :func:`landmark_motion`; the latent and mask weights fall as
+    exp(-(motion / motion_scale)^2 / 2), so a face drifting slowly keeps nearly all of its past
+    and one moving three times motion_scale nearly none. change_scale: the usual change is a
+    running median over latent positions, so flicker sets it; the weight at a position falls
+    as exp(-(change / (change_scale * usual))^2 / 2): flicker keeps blending, while an
+    expression change, an occlusion or a new face replaces the past where it happens, whatever
+    the model's latent scale (tests/test_temporal.py checks that such a change leaves next to
+    no ghost).
+    """
+
+    section: ClassVar[str] = "temporal"
+
+    strength: float = option(0.6, "weight of a face's past when it is still, 0-1: more is steadier skin and "
+                             "identity, slower to follow change; 0 turns all temporal smoothing off (latents, "
+                             "prompts, masks); the trade-off per strength: docs/benchmarks.md",
+                             flag="--temporal", metavar="STRENGTH", rule=between(0, 1, note="0 turns it off"))
+    motion_scale: float = option(0.08, "face motion (landmark shift over face size per frame) at which blending "
+                                 "falls to 0.61 of its still-face weight", rule=above(0))
+    change_scale: float = option(2.0, "latent change, in multiples of the track's usual flicker, at which "
+                                 "blending falls to 0.61", rule=above(0))
+    prompt_momentum: float = option(0.8, "weight of a face's past in its running average of the embedder's "
+                                    "code distances (a stable prompt); 0: codes from each frame alone",
+                                    rule=between(0, 1, upper_open=True))
+    mask_momentum: float = option(0.5, "weight of a face's past paste mask (crop coordinates), scaled by the "
+                                  "motion weight", rule=between(0, 1, upper_open=True))
+    max_gap: int = option(5, "frames a face may go unseen before its history is dropped", rule=at_least(1))
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    @property
+    def enabled(self) -> bool:
+        return self.strength > 0
 
 
 @dataclass(frozen=True)
@@ -102,14 +143,16 @@ class _Entry:
 
 
 # start(current) -> state of tracks that start at this row; current is a float32 (n, ...) stack
-_Start = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+_Start = Callable[["torch.Tensor"], tuple["torch.Tensor", ...]]
 # update(state, current, rows) -> (output, new state); all float32 (n, ...) stacks
-_Update = Callable[[tuple[torch.Tensor, ...], torch.Tensor, Sequence[CropRow]],
-                   tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+_Update = Callable[[tuple["torch.Tensor", ...], "torch.Tensor", Sequence[CropRow]],
+                   tuple["torch.Tensor", tuple["torch.Tensor", ...]]]
 
 
 def _rows_where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row i of `a` where mask[i], else row i of `b`."""
+    import torch
+
     return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
 
 
@@ -127,6 +170,8 @@ class _TrackBank:
     def run(self, values: torch.Tensor, rows: Sequence[CropRow], start: _Start, update: _Update) -> torch.Tensor:
         """Each row of `values` replaced by its track's output (input dtype); rows of tracks that
         start here (births, resets, long gaps) are returned as they are."""
+        import torch
+
         if values.shape[0] != len(rows):
             raise ValueError(f"batch has {values.shape[0]} rows but {len(rows)} CropRows were given")
         waves = self._waves(rows)
@@ -186,6 +231,8 @@ class _TrackBank:
 
 def _motion_weight(rows: Sequence[CropRow], scale: float, device: torch.device) -> torch.Tensor:
     """exp(-(motion/scale)^2 / 2) per row, float32 (n,)."""
+    import torch
+
     motion = torch.tensor([float(row.motion) for row in rows], dtype=torch.float32, device=device)
     return torch.exp(-0.5 * (motion / scale) ** 2)
 
@@ -235,6 +282,8 @@ class TemporalStabilizer:
         distances: B x ... (the embedder's own layout, e.g. B x positions x codes), one row per
             entry of `rows`. Returns the same shape and dtype, to select codes from.
         """
+        import torch
+
         if not self.options.enabled or self.options.prompt_momentum == 0:
             return distances
         momentum = self.options.prompt_momentum
@@ -251,6 +300,8 @@ class TemporalStabilizer:
         masks: B x ... float masks in [0, 1] (e.g. B x 512 x 512 or B x 1 x 512 x 512), one row
             per entry of `rows`. Returns the same shape and dtype, still in [0, 1].
         """
+        import torch
+
         if not self.options.enabled or self.options.mask_momentum == 0:
             return masks
         opts = self.options
@@ -266,6 +317,9 @@ class TemporalStabilizer:
         """Blend against the past; the gate compares each position's change with the track's
         usual frame-to-frame change (`level`, a running median), so flicker blends and real
         change does not, whatever the model's latent scale and noise."""
+        import torch
+        import torch.nn.functional as F
+
         opts = self.options
         previous, level = state
         motion = _motion_weight(rows, opts.motion_scale, current.device).view(-1, 1, 1, 1)
@@ -289,4 +343,6 @@ def _start_running_value(current: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def _start_latent(current: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """A new track's latent state: its latent and an unknown (-1) change level."""
+    import torch
+
     return current, torch.full((current.shape[0],), -1.0, device=current.device)

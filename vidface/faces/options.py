@@ -1,0 +1,65 @@
+"""The options of the faces stage: detection, tracking and smoothing (`FaceOptions`, the
+``faces`` section of the settings), read by vidface.faces.track and vidface.faces.detect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from vidface.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_REFINE_CROPS, DETECTORS, REFINE_POSITIONS
+from vidface.fields import Rule, above, at_least, between, check, one_of, option, zero_or_at_least
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """Detection, tracking and smoothing (the ``faces`` section of the settings). Defaults were
+    chosen on the synthetic clips of tools/bench_faces.py (figures in docs/benchmarks.md).
+
+    detect_every: the detector runs on every frame all the same on a cut and while a track is
+    new or missing its face. A face first seen by a run is looked for in the frames skipped
+    before it, and a face a run no longer finds in those after its last hit, so it is tracked
+    from the first to the last frame it is in. detect_motion: the motion at which prediction
+    alone drifts (tools/bench_faces.py); with refine off, the detector runs instead. lag: at
+    least detect_every - 1, or a face leaving between detector runs can go out predicted in a
+    frame it already left.
+    """
+
+    section: ClassVar[str] = "faces"
+
+    detector: str = option(DEFAULT_DETECTOR, "face detector: " + "; ".join(
+        f"{name}, {spec.description}" for name, spec in DETECTORS.items()), flag="--detector",
+        rule=one_of(DETECTORS))
+    detect_size: int = option(DEFAULT_MAX_SIDE, "long side, in pixels, of the downscaled frame the detector sees; "
+                              "0: full size (larger finds smaller faces, slower)", flag="--detect-size", metavar="PX",
+                              rule=zero_or_at_least(32, "full size"))
+    detector_threshold: float | None = option(None, "minimum detection score (default: the detector's own)",
+                                              flag="--detector-threshold", metavar="SCORE",
+                                              rule=Rule(lambda v: 0 < v < 1, "in (0, 1)"))
+    refine: bool = option(True, "read each face's landmarks again in upright crops of one canonical size "
+                          "(vidface.faces.detect.RefinedDetector)")
+    refine_crops: int = option(DEFAULT_REFINE_CROPS, "crops per face the landmarks are read again in, at shifted "
+                               "positions, and averaged (more is steadier and slower)", flag="--refine-crops",
+                               metavar="N", rule=one_of(REFINE_POSITIONS))
+    detect_every: int = option(2, "detect faces in every K-th frame, the tracker predicts between (1: every frame)",
+                               flag="--detect-every", metavar="K", rule=at_least(1))
+    detect_motion: float | None = option(0.05, "while a face moves faster than this fraction of its size per frame, "
+                                         "the frames between detector runs still get the landmark refinement, "
+                                         "placed by the tracker's prediction (null in a config file: never)",
+                                         flag="--detect-motion", metavar="FRACTION", rule=above(0))
+    max_misses: int = option(5, "detector runs a confirmed track may miss in a row before it ends (it coasts on "
+                             "its prediction meanwhile)", rule=at_least(0))
+    min_hits: int = option(2, "detections before a track is reported", rule=at_least(1))
+    lag: int = option(8, "future frames used to smooth face positions (more is steadier and holds more frames)",
+                      flag="--lag", metavar="FRAMES", rule=at_least(0))
+    landmark_noise: float = option(0.015, "detector error, as a fraction of the face size (square root of the "
+                                   "box area)", rule=above(0))
+    box_noise: float = option(0.04, "the box's detector error, as a fraction of the face size", rule=above(0))
+    motion_noise: float = option(0.01, "change of velocity per frame, as a fraction of the face size", rule=above(0))
+    min_iou: float = option(0.1, "box overlap a detection needs to continue a track", rule=between(0, 1))
+    max_landmark_distance: float = option(0.5, "landmark distance, as a fraction of the face size, a detection "
+                                          "may be from a track's prediction to continue it", rule=above(0))
+    cut_threshold: float = option(0.5, "colour-histogram distance at which a frame starts a new shot (ending "
+                                  "every track)", rule=between(0, 1))
+
+    def __post_init__(self) -> None:
+        check(self)

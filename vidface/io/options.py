@@ -1,0 +1,56 @@
+"""How the video is re-encoded (`EncodeOptions`, the ``encode`` section of the settings), kept
+apart from vidface.io.encode so the settings and the command line load without PyAV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from vidface.errors import OutputError
+from vidface.fields import between, check, option
+
+# Option that sets constant quality / the speed preset, per encoder (absent: not supported).
+CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libvpx-vp9": "crf",
+              "libvpx": "crf", "libaom-av1": "crf", "h264_nvenc": "cq", "hevc_nvenc": "cq",
+              "av1_nvenc": "cq"}
+PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset",
+                 "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How the video is re-encoded (the ``encode`` section of the settings; ffmpeg's -c:v, -crf,
+    -preset, -pix_fmt, -x264-params...)."""
+
+    section: ClassVar[str] = "encode"
+
+    codec: str = option("libx264", "video encoder, as in ffmpeg -c:v (`vidface env` lists them)", flag="--codec")
+    crf: int | None = option(18, "constant quality for x264/x265/AV1/VP9, lower is better and bigger (18 is "
+                             "visually lossless for x264; ignored by encoders without one)", flag="--crf",
+                             rule=between(0, 63))
+    preset: str | None = option(None, "encoder speed preset, e.g. ultrafast..veryslow for x264 (default: the "
+                                "encoder's own, medium for x264)", flag="--preset", metavar="NAME")
+    pix_fmt: str | None = option(None, "output pixel format, e.g. yuv420p10le (default: keep the source's, so "
+                                 "10-bit stays 10-bit)", flag="--pix-fmt", metavar="FMT")
+    options: tuple[tuple[str, str], ...] = option((), "extra encoder options, applied last (--encoder-opt "
+                                                  "KEY=VALUE adds to them)")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.codec in ("libx264", "libx265") and self.preset is not None and self.preset not in X26X_PRESETS:
+            raise OutputError(f"unknown {self.codec} preset {self.preset!r}; choose one of: {', '.join(X26X_PRESETS)}")
+
+    def codec_options(self) -> dict[str, str]:
+        """The encoder options these settings stand for."""
+        options: dict[str, str] = {}
+        if self.crf is not None and self.codec in CRF_OPTION:
+            options[CRF_OPTION[self.codec]] = str(self.crf)
+            if self.codec.startswith("libvpx"):
+                options["b"] = "0"
+        if self.preset is not None:
+            options[PRESET_OPTION.get(self.codec, "preset")] = self.preset
+        if self.codec == "libx265":
+            options["x265-params"] = "log-level=error"
+        options.update(dict(self.options))
+        return options
