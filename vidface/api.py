@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported where used, so that building the command line stay
     from vidface.restore import RestoreStats
     from vidface.weights import WeightsLocation
 
-__all__ = ["MODELS", "Restorer", "load_restorer"]
+__all__ = ["MODELS", "Restorer", "load_restorer", "resume_options"]
 
 MODELS = ("osdface", "none")
 """Restorers `load_restorer` builds; `none` passes frames through untouched (an I/O-only run)."""
@@ -81,20 +81,9 @@ class Restorer:
                          on_segment=self.stats.keep if self.stats is not None else None)
 
     def resume(self, restart: bool = False, segment_frames: int | None = None) -> Resume:
-        """How a resumable run of this restorer is cut and recognised: its key holds everything
-        that changes the restored frames (model, settings, weights' identity) beyond the plan's own."""
-        from vidface.config import settings_to_dict
-        from vidface.plan import Resume, Segmenting
-        from vidface.resume import weights_identity
-
-        key: dict[str, object] = {"model": self.model_name}
-        if self.model_name != "none":
-            values = settings_to_dict(self.settings)
-            values.pop("encode")
-            key.update(settings=values, detector_weights=str(self.detector_weights) if self.detector_weights else None,
-                       weights=weights_identity(self.weights))
-        segmenting = Segmenting(frames=segment_frames or Segmenting.frames, lookahead=self.settings.faces.lag)
-        return Resume(key=key, restart=restart, segmenting=segmenting)
+        """How a resumable run of this restorer is cut and recognised (`resume_options`)."""
+        return resume_options(self.settings, self.model_name, self.weights, self.detector_weights,
+                              restart=restart, segment_frames=segment_frames)
 
     def estimate(self, plan: Plan) -> Estimate | None:
         """On a CPU, the time `plan` takes, measured and counted before its first frame
@@ -109,6 +98,26 @@ class Restorer:
             return None
         loaded = self.model.result()
         return estimate(plan, self.detector, loaded, restore_batch_size(loaded, self.settings))
+
+
+def resume_options(settings: Settings, model: str, weights: WeightsLocation | None,
+                   detector_weights: str | os.PathLike[str] | None = None, *, restart: bool = False,
+                   segment_frames: int | None = None, work_dir: Path | None = None) -> Resume:
+    """How a resumable run is cut and recognised: its key holds everything that changes the
+    restored frames (model, settings, weights' identity) beyond the plan's own, so a run, its
+    resumption and the render farm's workers agree on it."""
+    from vidface.config import settings_to_dict
+    from vidface.plan import Resume, Segmenting
+    from vidface.resume import weights_identity
+
+    key: dict[str, object] = {"model": model}
+    if model != "none":
+        values = settings_to_dict(settings)
+        values.pop("encode")
+        key.update(settings=values, detector_weights=str(detector_weights) if detector_weights else None,
+                   weights=weights_identity(weights))
+    segmenting = Segmenting(frames=segment_frames or Segmenting.frames, lookahead=settings.faces.lag)
+    return Resume(key=key, restart=restart, segmenting=segmenting, work_dir=work_dir)
 
 
 def load_restorer(settings: Settings | None = None, *, model: str = "osdface",

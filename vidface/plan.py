@@ -106,12 +106,14 @@ class Resume:
 
     key: every setting outside the plan that changes the processed video (processor settings,
         model weights identity), JSON-serialisable; a work folder made under another key is
-        started over. restart: discard any work folder and start over.
+        started over. restart: discard any work folder and start over. work_dir: where the
+        work folder goes (None: next to OUT; see vidface.resume.work_folder).
     """
 
     key: Mapping[str, Any] = field(default_factory=dict)
     restart: bool = False
     segmenting: Segmenting = Segmenting()
+    work_dir: Path | None = None
 
 
 class ResumableInterrupt(KeyboardInterrupt):

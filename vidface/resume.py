@@ -75,9 +75,12 @@ def output_lock(output: Path) -> Iterator[None]:
             path.unlink(missing_ok=True)
 
 
-def work_folder(output: Path) -> Path:
-    """The work folder of OUT: hidden, next to it, so it is on the same file system."""
-    return output.with_name(f".{output.name}.vidface-work")
+def work_folder(output: Path, work_dir: Path | None = None) -> Path:
+    """The work folder of OUT: hidden, next to it, so it is on the same file system; or, with
+    `work_dir` (storage the render farm's workers share), in there, named after OUT's path."""
+    if work_dir is None:
+        return output.with_name(f".{output.name}.vidface-work")
+    return Path(work_dir) / f"{output.name}-{hashlib.sha1(str(output.resolve()).encode()).hexdigest()[:12]}.vidface-work"
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
@@ -301,10 +304,10 @@ def _stale_reason(path: Path, key: dict[str, Any]) -> str | None:
     if stored != key:
         changed = sorted(name for name in set(stored) | set(key) if stored.get(name) != key.get(name))
         return "different " + " and ".join(changed)
-    for number, record in enumerate(records):
+    if len({record.index for record in records}) != len(records):
+        return "a segment recorded twice"
+    for record in records:
         segment = path / record.file
-        if record.index != number:
-            return "segments out of order"
         if not segment.is_file():
             return f"{record.file} is missing"
         if _sha256(segment) != record.sha256:

@@ -12,18 +12,21 @@ the segments' packets are muxed with the copied streams into OUT.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
 
 from vidface.errors import InputError, OutputError
-from vidface.files import atomic_output
+from vidface.files import AtomicFile, atomic_output
 from vidface.io.encode import CopyRange, OutputWriter
 from vidface.io.frames import Frame
 from vidface.io.placement import input_frames
@@ -32,7 +35,7 @@ from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segm
 from vidface.workers import in_background
 
 if TYPE_CHECKING:
-    from vidface.resume import WorkFolder
+    from vidface.resume import SegmentRecord, WorkFolder
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +53,45 @@ def plan_key(plan: Plan, segmenting: Segmenting) -> dict[str, Any]:
             "segmenting": dataclasses.asdict(segmenting)}
 
 
-def transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
-                        progress: Callable[[int], None] | None,
-                         on_segment: Callable[[int, int], None] | None) -> TranscodeResult:
-    """`transcode` in segments kept in a work folder; see the module docstring."""
-    import hashlib
+class SegmentedOutput:
+    """One OUT being made of segments: its writer is open, its work folder holds the finished
+    segments (`resumed` frames of them), `pending` are still to do, in any order and by anyone
+    (this process, or the render farm's workers), each recorded with `add`; `segmented_output`
+    muxes them into OUT at the end."""
 
+    def __init__(self, plan: Plan, segmenting: Segmenting, work: WorkFolder, writer: OutputWriter) -> None:
+        self.plan = plan
+        self.segmenting = segmenting
+        self.work = work
+        self.writer = writer
+        # Segment ranges count output positions: 0 is the plan's first frame.
+        self.ranges = segment_ranges(0, plan.frame_count, segmenting.frames)
+        self.resumed = sum(record.frames for record in work.finished)
+        self.result: TranscodeResult | None = None
+
+    def pending(self) -> list[tuple[int, int, int]]:
+        """(segment number, first, stop) of the segments not finished yet, in order."""
+        done = {record.index for record in self.work.finished}
+        return [(number, first, stop) for number, (first, stop) in enumerate(self.ranges) if number not in done]
+
+    def add(self, record: SegmentRecord, extradata: bytes | None, data: bytes | None = None) -> None:
+        """Record a finished segment: its file already in the work folder (`data` None), or its
+        bytes, written there after their checksum is checked."""
+        if data is not None:
+            if hashlib.sha256(data).hexdigest() != record.sha256:
+                raise OutputError(f"segment {record.index} of {str(self.plan.output)!r} arrived damaged "
+                                  f"(checksum mismatch)")
+            with AtomicFile(self.work.path / record.file, "wb", durable=True) as written:
+                written.file.write(data)
+        self.work.add(record, extradata)
+
+
+@contextmanager
+def segmented_output(plan: Plan, resume: Resume) -> Iterator[SegmentedOutput]:
+    """Open OUT's writer and the work folder, yield the run's SegmentedOutput, and when the block
+    ends with every segment finished, mux them into OUT (its `result` is then set). Interrupted,
+    the finished segments are kept for the next run (ResumableInterrupt says so); failed before
+    any finished, the work folder is removed."""
     from vidface.resume import WorkFolder, run_key, work_folder
 
     started = time.perf_counter()
@@ -65,17 +101,15 @@ def transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
     try:
         # OUT's writer is opened first, so a stream OUT cannot hold fails before any work.
         with atomic_output(plan.output) as temporary, output_writer(plan, temporary) as writer:
-            work = WorkFolder.open(work_folder(plan.output), key, restart=resume.restart)
+            work = WorkFolder.open(work_folder(plan.output, resume.work_dir), key, restart=resume.restart)
             if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
                 raise OutputError(f"the encoder's headers differ from those of the segments in "
                                   f"{str(work.path)!r}; rerun with --no-resume")
-            # Segment ranges count output positions: 0 is the plan's first frame.
-            ranges = segment_ranges(0, plan.frame_count, segmenting.frames)
-            resumed = sum(record.frames for record in work.finished)
-            if progress is not None:
-                progress(resumed)
-            if len(work.finished) < len(ranges):
-                _process_segments(plan, processor, segmenting, work, ranges, resumed, progress, on_segment)
+            run = SegmentedOutput(plan, segmenting, work, writer)
+            yield run
+            if run.pending():
+                raise OutputError(f"{len(run.pending())} segments of {str(plan.output)!r} are not finished; "
+                                  "run the same command again")
             frames = _mux_segments(plan, work, writer)
     except BaseException as error:
         if work is not None and not work.finished:
@@ -88,54 +122,98 @@ def transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
                                      "run the same command again to resume") from None
         raise
     work.remove()
-    return TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started,
-                           resumed=resumed)
+    run.result = TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started,
+                                 resumed=run.resumed)
 
 
-def _process_segments(plan: Plan, processor: FrameProcessor, segmenting: Segmenting, work: WorkFolder,
-                      ranges: list[tuple[int, int]], written: int, progress: Callable[[int], None] | None,
+def transcode_resumable(plan: Plan, processor: FrameProcessor, resume: Resume,
+                        progress: Callable[[int], None] | None,
+                        on_segment: Callable[[int, int], None] | None) -> TranscodeResult:
+    """`transcode` in segments kept in a work folder, processed here; see the module docstring."""
+    with segmented_output(plan, resume) as run:
+        if progress is not None:
+            progress(run.resumed)
+        if run.pending():
+            _process_segments(run, processor, progress, on_segment)
+    return run.result
+
+
+def _process_segments(run: SegmentedOutput, processor: FrameProcessor, progress: Callable[[int], None] | None,
                       on_segment: Callable[[int, int], None] | None) -> None:
-    """Process and encode the segments after the finished ones into the work folder."""
-    from vidface.resume import SegmentWriter
-
-    todo = ranges[len(work.finished):]
-    first_needed = max(0, todo[0][0] - segmenting.warmup)
-    _, _, shift, _ = frame_timing(plan)
+    """Process and encode the pending segments into the work folder, decoding the input once
+    from the first frame they need (`_FrameWindow`)."""
+    plan, segmenting, todo = run.plan, run.segmenting, run.pending()
+    first_needed = max(0, todo[0][1] - segmenting.warmup)
     cancel = threading.Event()
     decoded = in_background(input_frames(plan, first_needed, resumed=first_needed > 0), cancel, "decode")
     window = _FrameWindow(decoded)
+    written = run.resumed
+
+    def count(_frame: Frame) -> None:
+        nonlocal written
+        written += 1
+        if progress is not None:
+            progress(written)
+
     try:
-        for number, (first, stop) in enumerate(todo, start=len(work.finished)):
+        for number, first, stop in todo:
             feed = window.frames(max(0, first - segmenting.warmup), min(plan.frame_count, stop + segmenting.lookahead),
                                  output=(first, stop), keep_from=stop - segmenting.warmup)
-            encoder = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
-                                   (), CopyRange(), video_shift=shift)
-            segment = SegmentWriter(work.segment_path(number))
-            try:
-                if on_segment is not None:
-                    on_segment(first, stop)
-                processed = in_background(processor(feed), cancel, "process")
-                try:
-                    for frame in processed:
-                        if first <= frame.index < stop:
-                            segment.write(encoder.encode(frame))
-                            written += 1
-                            if progress is not None:
-                                progress(written)
-                finally:
-                    processed.close()
-                segment.write(encoder.flush_encoder())
-                # frames the input could not give leave the segment short (input_frames warned)
-                frames = encoder.frames_written
-                work.add(segment.finish(number, first, stop, frames), encoder.extradata if frames else None)
-            except BaseException:
-                segment.discard()
-                raise
-            finally:
-                encoder.close(flush=False)
+            if on_segment is not None:
+                on_segment(first, stop)
+            run.add(*encode_segment(plan, processor, feed, number, first, stop, run.work.segment_path(number),
+                                    cancel, count))
     finally:
         cancel.set()
         decoded.close()
+
+
+def segment_feed(plan: Plan, segmenting: Segmenting, first: int, stop: int) -> Iterator[Frame]:
+    """The frames a segment's processor call takes, decoded on their own (seeking, as a resumed
+    run does): its warm-up frames, its own, and its look-ahead."""
+    limit = min(plan.frame_count, stop + segmenting.lookahead)
+    start = max(0, first - segmenting.warmup)
+    frames = input_frames(plan, start, resumed=start > 0)
+    try:
+        for frame in frames:
+            if frame.index >= limit:
+                return
+            yield frame
+    finally:
+        frames.close()
+
+
+def encode_segment(plan: Plan, processor: FrameProcessor, feed: Iterator[Frame], number: int, first: int,
+                   stop: int, path: Path, cancel: threading.Event,
+                   on_frame: Callable[[Frame], None] | None = None) -> tuple[SegmentRecord, bytes | None]:
+    """Run `feed` through a fresh call of `processor`, encode the frames of [first, stop) into
+    the segment file `path` (`vidface.resume.SegmentWriter`); returns its record and its
+    encoder's headers (None when it has no frame). on_frame: called with each frame kept."""
+    from vidface.resume import SegmentWriter
+
+    _, _, shift, _ = frame_timing(plan)
+    encoder = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
+                           (), CopyRange(), video_shift=shift)
+    segment = SegmentWriter(path)
+    try:
+        processed = in_background(processor(feed), cancel, "process")
+        try:
+            for frame in processed:
+                if first <= frame.index < stop:
+                    segment.write(encoder.encode(frame))
+                    if on_frame is not None:
+                        on_frame(frame)
+        finally:
+            processed.close()
+        segment.write(encoder.flush_encoder())
+        # frames the input could not give leave the segment short (input_frames warned)
+        frames = encoder.frames_written
+        return segment.finish(number, first, stop, frames), encoder.extradata if frames else None
+    except BaseException:
+        segment.discard()
+        raise
+    finally:
+        encoder.close(flush=False)
 
 
 def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
@@ -148,15 +226,16 @@ def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
     """
     from vidface.resume import decode_times, read_segment
 
-    frames = sum(record.frames for record in work.finished)
+    records = sorted(work.finished, key=lambda record: record.index)
+    frames = sum(record.frames for record in records)
     if frames == 0:
         raise InputError(f"input {str(plan.info.path)!r} gave no video frames in the requested range")
     if frames != plan.frame_count:
         log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
-    delay = max(record.reorder_delay for record in work.finished)
+    delay = max(record.reorder_delay for record in records)
     time_base = plan.info.video.time_base
     before: list[int] = []  # the largest `delay` pts of the segments so far
-    for record in work.finished:
+    for record in records:
         path = work.path / record.file
         pts = [packet.pts for packet in read_segment(path, data=False)]
         if len(pts) != record.packets:

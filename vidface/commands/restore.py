@@ -37,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="probe IN, print what would be done, write nothing")
     add_resume_flags(parser)
+    add_farm_flags(parser)
     folder = parser.add_argument_group("folder mode", "IN is a folder: every video in it (by extension: .mp4, "
                                                       ".mov, .mkv, .webm, .avi, .ts, ...) is restored; other "
                                                       "files are skipped with a note, existing outputs are "
@@ -58,6 +59,21 @@ def add_resume_flags(parser: argparse.ArgumentParser) -> None:
                        help="frames per resumable segment: at most this much work is lost to an "
                             "interruption; each segment also processes the 32 frames before it and "
                             "the tracker's look-ahead (8) after it (default: 900, a few per cent of extra work)")
+
+
+def add_farm_flags(parser: argparse.ArgumentParser) -> None:
+    """The render farm (vidface.farm): the segments of IN, or of every video of a folder, on Ray."""
+    from pathlib import Path
+
+    group = parser.add_argument_group("render farm", "restore the segments of IN (or of every video in a folder) "
+                                                     "on Ray workers, one per GPU; OUT equals a one-process run's")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on Ray: alone, a Ray started on this machine with its GPUs; auto, or a cluster's "
+                            "HOST:PORT ($RAY_ADDRESS), joins a cluster started with `ray start` (needs "
+                            "pip install \"vidface[farm]\")")
+    group.add_argument("--work-dir", type=Path, default=None, metavar="DIR",
+                       help="storage every worker and this machine share: finished segments are written there "
+                            "(default: workers send them back, and they are kept next to OUT)")
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -129,11 +145,16 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.input).is_dir():
         return run_folder(args)
     settings = build_settings(args)
+    plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
     if args.dry_run:
-        plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
         print(describe_plan(plan, settings, args.model))
         return 0
-    plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
+    if args.ray is not None:
+        [outcome] = _on_farm(args, settings, [plan])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        _say_done(outcome, None)
+        return 0
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
     stats = restorer.stats
     found = restorer.estimate(plan)
@@ -162,13 +183,51 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    _say_done(result, stats)
+    return 0
+
+
+def _say_done(result, stats) -> None:
+    """The summary lines of a finished file (stats: the restorer's counters, if it ran here)."""
     if result.resumed:
         print(f"{result.output}: resumed, {result.resumed} frames taken from the interrupted run")
     faces = f", {stats.faces} faces restored in {stats.frames_with_faces} frames" if stats else ""
     loading = f"; {stats.model_wait:.1f} s of it waiting for the model to load" if stats else ""
     print(f"{result.output}: {result.frames} frames{faces} in {result.seconds:.1f} s "
           f"({(result.frames - result.resumed) / max(result.seconds, 1e-9):.1f} fps{loading})")
-    return 0
+
+
+def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
+    """Restore `plans` on the render farm (`vidface.farm`) with one progress bar; prints what each
+    worker did; returns each plan's TranscodeResult or the error that ended it."""
+    from vidface.api import resume_options
+    from vidface.farm import connect, farm_restore
+
+    connect(args.ray)
+    weights = None
+    if args.model != "none":
+        from vidface.weights import resolve
+
+        weights = resolve(settings.model.weights, settings.model.base, settings.model.weights_repo)
+    resume = resume_options(settings, args.model, weights, args.detector_weights, restart=args.no_resume,
+                            segment_frames=args.segment_frames, work_dir=args.work_dir)
+    bar = _bar(sum(plan.frame_count for plan in plans), "farm") if show_progress(args) else None
+
+    def progress(tally) -> None:
+        bar.update(tally.frames - bar.n)
+        rate = tally.faces / max(tally.seconds, 1e-9)
+        bar.set_postfix_str(f"faces/s {rate:.1f} ({rate / max(len(tally.workers), 1):.1f} per worker)", refresh=False)
+
+    try:
+        outcomes, tally = farm_restore(plans, settings, resume, model=args.model,
+                                       detector_weights=args.detector_weights, progress=progress if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    for name, worker in sorted(tally.workers.items()):
+        print(f"worker {name}: {worker.segments} segments, {worker.frames} frames, {worker.faces} faces "
+              f"in {worker.seconds:.1f} s")
+    return outcomes
 
 
 def run_folder(args: argparse.Namespace) -> int:
@@ -187,6 +246,8 @@ def run_folder(args: argparse.Namespace) -> int:
         for result in skipped:
             print(f"{result.name}: skipped, {result.message}")
         return 0
+    if args.ray is not None:
+        return _folder_on_farm(args, settings, jobs, skipped)
     restorer = load_restorer(settings, model=args.model if jobs else "none", detector_weights=args.detector_weights)
     show = show_progress(args)
     files = _bar(len(jobs), "files", unit="file", position=0) if show else None
@@ -215,6 +276,43 @@ def run_folder(args: argparse.Namespace) -> int:
             files.close()
         print(summary_table(sorted(skipped + results, key=lambda r: r.name)), flush=True)
     return 1 if any(r.status == FAILED for r in results) else 0
+
+
+def _folder_on_farm(args: argparse.Namespace, settings, jobs: list, skipped: list) -> int:
+    """Folder mode on the render farm: every file planned here (one that cannot be read fails
+    at once), then all their segments in one queue; the same summary table as without it."""
+    import time
+
+    from vidface.batch import DONE, FAILED, SKIPPED, FileResult, summary_table
+    from vidface.errors import VidfaceError
+
+    results, planned = [], []
+    for job in jobs:
+        if job.output.exists() and not args.overwrite:
+            results.append(FileResult(job.name, SKIPPED, message="output exists"))
+            continue
+        try:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            planned.append((job, _plan_for(job, settings, args)))
+        except VidfaceError as error:
+            results.append(FileResult(job.name, FAILED, message=str(error)))
+    started = time.perf_counter()
+    outcomes = _on_farm(args, settings, [plan for _, plan in planned]) if planned else []
+    for (job, _), outcome in zip(planned, outcomes):
+        if isinstance(outcome, VidfaceError):
+            results.append(FileResult(job.name, FAILED, seconds=time.perf_counter() - started, message=str(outcome)))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            results.append(FileResult(job.name, DONE, outcome.frames, outcome.seconds))
+    print(summary_table(sorted(skipped + results, key=lambda r: r.name)), flush=True)
+    return 1 if any(r.status == FAILED for r in results) else 0
+
+
+def _plan_for(job, settings, args: argparse.Namespace):
+    from vidface.plan import plan_transcode
+
+    return plan_transcode(job.source, job.output, encode=settings.encode, **_plan_options(args))
 
 
 def describe_plan(plan, settings=None, model_name: str = "none") -> str:

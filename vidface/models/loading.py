@@ -38,7 +38,7 @@ from torch import nn
 from vidface.errors import WeightsError
 from vidface.files import atomic_output
 from vidface.models.embedder import VisualRepresentationEmbedder
-from vidface.models.options import ModelOptions, resolve_device, resolve_dtype
+from vidface.models.options import ModelOptions, cpu_threads, resolve_device, resolve_dtype
 from vidface.models.osdface import OSDFace
 from vidface.weights import EMBEDDER_FILE, LORA_FILE, PROJECTION_FILE, WeightsLocation, resolve
 
@@ -388,6 +388,8 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None)
     unet = merge_lora(unet, release.lora, str(release.lora_file))
     model = OSDFace(unet, vae, embedder, alphas_cumprod).eval().requires_grad_(False)
     model.to(device=device, dtype=dtype)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(options))
     if options.channels_last and device.type == "cuda":
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)

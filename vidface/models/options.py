@@ -14,7 +14,7 @@ from vidface.fields import at_least, check, one_of, option
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "resolve_device", "resolve_dtype", "torch_dtype"]
+__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "cpu_threads", "resolve_device", "resolve_dtype", "torch_dtype"]
 
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -61,9 +61,23 @@ class ModelOptions:
                                  "not used on CPU, where it was slower)", flag="--no-channels-last")
     compile: bool = option(False, "torch.compile the UNet and VAE: slow first batch, faster after (long runs on GPU)",
                            flag="--compile")
+    threads: int = option(0, "CPU threads the model runs on, on a CPU (0: every CPU of the machine); on a CPU its "
+                          "arithmetic depends on the count, so runs with the same count give the same frames (a "
+                          "render farm's workers too)", flag="--threads", metavar="N", rule=at_least(0))
 
     def __post_init__(self) -> None:
         check(self)
+
+
+def cpu_threads(options: ModelOptions) -> int:
+    """The CPU threads a run's model uses: the setting, else every CPU this process may run on
+    (not the environment's OMP_NUM_THREADS, which a render farm's worker gets set to 1)."""
+    import os
+
+    if options.threads:
+        return options.threads
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -1,0 +1,154 @@
+"""The render farm on a local Ray with two CPU workers: its output equals a one-process run's,
+whatever happens to the workers or the driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+
+from face_clips import moving_face_clip
+from media import read_video, write_video
+from resume_tools import same_video
+from tiny_model import tiny_osdface  # noqa: F401 (fixture)
+from vidface.api import load_restorer, resume_options
+from vidface.config import load_settings
+from vidface.farm import farm_restore
+from vidface.plan import plan_transcode
+from vidface.resume import MANIFEST, work_folder
+
+SEGMENT = 10
+FRAMES = 30
+
+
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    """One local Ray for the whole session (2 CPUs: two workers); its address."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def _tiny_settings(tiny):
+    return load_settings(overrides={"model.weights": str(tiny.release), "model.base": str(tiny.base),
+                                    "model.device": "cpu", "model.dtype": "fp32", "model.batch_size": 4})
+
+
+def _face_clip(path: Path) -> Path:
+    clip = moving_face_clip(FRAMES, 160, 120)
+    return write_video(path, frames=FRAMES, size=(160, 120), images=np.stack(clip.frames), audio="aac")
+
+
+@pytest.fixture(scope="module")
+def restored_here(tmp_path_factory, tiny_osdface):
+    """A face clip and its restoration by one process: (settings, source, reference)."""
+    folder = tmp_path_factory.mktemp("farm")
+    settings = _tiny_settings(tiny_osdface)
+    source = _face_clip(folder / "in.mkv")
+    reference = folder / "reference.mkv"
+    load_restorer(settings).restore(source, reference, segment_frames=SEGMENT)
+    return settings, source, reference
+
+
+def _farm(source: Path, output: Path, settings, on_progress=None):
+    from vidface.weights import resolve
+
+    weights = resolve(settings.model.weights, settings.model.base)  # the driver's view, for the resume key
+    resume = resume_options(settings, "osdface", weights, segment_frames=SEGMENT)
+    return farm_restore([plan_transcode(source, output, encode=settings.encode)], settings, resume, workers=2,
+                        progress=on_progress)
+
+
+def test_the_farm_gives_the_frames_of_one_process(cluster, tmp_path: Path, restored_here) -> None:
+    settings, source, reference = restored_here
+    (result,), tally = _farm(source, tmp_path / "out.mkv", settings)
+    assert result.frames == FRAMES
+    same_video(tmp_path / "out.mkv", reference)  # every frame, and the audio packets
+    assert sum(w.segments for w in tally.workers.values()) == 3 and tally.faces >= FRAMES - 5
+    restored = read_video(tmp_path / "out.mkv", images=True).images
+    original = read_video(source, images=True).images
+    assert sum((a != b).any() for a, b in zip(restored, original)) >= FRAMES - 5  # faces were restored
+
+
+def test_a_worker_killed_mid_segment_changes_nothing(cluster, tmp_path: Path, restored_here) -> None:
+    settings, source, reference = restored_here
+    killed = []
+
+    def kill_a_busy_worker(tally) -> None:
+        if not killed and tally.busy:
+            killed.append(next(iter(tally.busy)))
+            os.kill(killed[0], signal.SIGKILL)
+
+    (result,), tally = _farm(source, tmp_path / "out.mkv", settings, kill_a_busy_worker)
+    assert killed and result.frames == FRAMES
+    # every segment was finished, none by the killed worker: the one it held went to another
+    assert sum(w.segments for w in tally.workers.values()) == 3
+    assert not any(name.endswith(f":{killed[0]}") for name in tally.workers)
+    same_video(tmp_path / "out.mkv", reference)
+
+
+def _manifest_segments(output: Path) -> int:
+    try:
+        return len(json.loads((work_folder(output) / MANIFEST).read_text())["segments"])
+    except (OSError, ValueError):
+        return 0
+
+
+def test_a_killed_driver_resumes_on_the_same_command(cluster, tmp_path: Path) -> None:
+    source = write_video(tmp_path / "in.mkv", frames=80, audio="aac")
+    reference = tmp_path / "reference.mkv"
+    load_restorer(model="none").restore(source, reference, segment_frames=8)
+    output = tmp_path / "out.mkv"
+    command = [sys.executable, "-m", "vidface", "restore", str(source), str(output), "--model", "none",
+               "--segment-frames", "8", "--ray", cluster, "--no-progress"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _manifest_segments(output) < 2 and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    kept = _manifest_segments(output)
+    assert 2 <= kept < 10 and not output.exists()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed, {8 * kept} frames" in rerun.stdout
+    same_video(output, reference)
+
+
+def test_a_folder_on_the_farm_reports_each_file(cluster, tmp_path: Path, cli) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mkv", "b.mp4"):
+        write_video(folder / name, frames=20, audio="aac")
+    (folder / "c.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    code, out, err = cli("restore", folder, tmp_path / "out", "--ray", cluster, "--model", "none",
+                         "--segment-frames", "8", "--no-progress")
+    assert code == 1, err
+    lines = out.splitlines()
+    assert lines[-1] == "3 files: 2 done, 0 skipped, 1 failed"
+    assert any(line.startswith("c.mp4") and "failed" in line for line in lines)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.mp4"]
+    for name in ("a.mkv", "b.mp4"):
+        assert read_video(tmp_path / "out" / name).frame_pts == read_video(folder / name).frame_pts
+
+
+@pytest.mark.parametrize("case", ["no ray", "unreachable"])
+def test_the_farm_fails_at_once_in_one_line(case: str, tmp_path: Path) -> None:
+    source = write_video(tmp_path / "in.mp4", frames=4)
+    flags = ["--ray"] if case == "no ray" else ["--ray", "127.0.0.1:9"]
+    blocker = "import sys; sys.modules['ray'] = None; " if case == "no ray" else ""
+    code = (f"{blocker}from vidface.cli import main; raise SystemExit(main({['restore', str(source), str(tmp_path / 'out.mp4'), '--model', 'none', *flags]!r}))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 1 and len(lines) == 1, run.stderr
+    expected = 'pip install "vidface[farm]"' if case == "no ray" else "cannot reach the Ray cluster at 127.0.0.1:9"
+    assert expected in lines[0]
+    assert not (tmp_path / "out.mp4").exists()
