@@ -1,5 +1,5 @@
-"""Before the first frame on a CPU, `vidface restore` says how long the run takes: faces counted
-by the detector on sampled frames, seconds per face measured on a warm-up batch."""
+"""Early in a run on a CPU, `vidface restore` says how long the run takes: faces counted by the
+detector on sampled frames, seconds per face measured on the run's own first batch."""
 
 from __future__ import annotations
 
@@ -43,13 +43,15 @@ def test_a_long_run_suggests_a_preview_where_the_faces_are(tmp_path: Path) -> No
     short = Estimate(frames=FRAMES, faces=12, seconds_per_face=0.5, busiest=18)
     assert "--start" not in describe(short, plan, "CPU")
     assert long.seconds_left(4) == 8 * 30.0 and long.seconds_left(20) == 0
+    assert describe(Estimate(frames=FRAMES, faces=0, seconds_per_face=0.0, busiest=0), plan, "CPU").startswith(
+        "no faces found")
 
 
 def test_durations_read_as_a_person_would_say_them() -> None:
     assert [duration(s) for s in (45, 450, 7500)] == ["45 s", "7 min 30 s", "2 h 05 min"]
 
 
-def test_restore_on_a_cpu_says_how_long_before_it_starts(cli, tmp_path: Path, tiny_osdface) -> None:
+def test_restore_on_a_cpu_says_how_long_it_takes(cli, tmp_path: Path, tiny_osdface) -> None:
     source = _clip(tmp_path)
     code, out, err = cli("restore", source, tmp_path / "out.mp4", "--weights", tiny_osdface.release,
                          "--base", tiny_osdface.base, "--device", "cpu", "--no-progress")

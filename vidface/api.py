@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used, so that building the command line stays light
     from vidface.config import Settings
-    from vidface.estimate import Estimate
+    from vidface.estimate import RunEstimate
     from vidface.faces.detect import FaceDetector
     from vidface.models.osdface import OSDFace
     from vidface.plan import FrameProcessor, Plan, Resume, TimeRange, TranscodeResult
@@ -85,19 +85,18 @@ class Restorer:
         return resume_options(self.settings, self.model_name, self.weights, self.detector_weights,
                               restart=restart, segment_frames=segment_frames)
 
-    def estimate(self, plan: Plan) -> Estimate | None:
-        """On a CPU, the time `plan` takes, measured and counted before its first frame
-        (`vidface.estimate`; waits for the model to load); None on a GPU or for `none`."""
-        if self.model is None or not plan.frame_count:
+    def estimate(self, plan: Plan) -> RunEstimate | None:
+        """On a CPU, the estimate of the run of `plan` about to start (`vidface.estimate`: faces
+        sampled from now on, seconds per face from the run's model batches); None on a GPU or
+        for `none`."""
+        if self.stats is None or not plan.frame_count:
             return None
-        from vidface.estimate import estimate
+        from vidface.estimate import RunEstimate
         from vidface.models.options import resolve_device
-        from vidface.restore import restore_batch_size
 
         if resolve_device(self.settings.model.device).type != "cpu":
             return None
-        loaded = self.model.result()
-        return estimate(plan, self.detector, loaded, restore_batch_size(loaded, self.settings))
+        return RunEstimate(plan, self.detector, self.stats)
 
 
 def resume_options(settings: Settings, model: str, weights: WeightsLocation | None,

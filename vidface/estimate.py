@@ -1,15 +1,17 @@
-"""How long a restore will take where the model is slow (a CPU), said before the first frame.
+"""How long a restore will take where the model is slow (a CPU), said early in the run.
 
-The faces are counted by the detector on frames sampled evenly over the range; the time per
-face is measured on one batch through the loaded model (a warm-up batch, as the run's own
-first one is). On a CPU the model is nearly all of a run's time, so faces times seconds per
-face is the estimate; the progress bar counts the time left the same way, from the faces still
-to come.
+The faces are counted by the detector on frames sampled evenly over the range, on a thread of
+their own while the run starts; the time per face is the run's own model time per face so far,
+known once its first batch (a warm-up batch, with the first call's costs) is through. No frame
+waits for the estimate and no batch is spent on it. On a CPU the model is nearly all of a run's
+time, so faces times seconds per face is the estimate; the progress bar counts the time left the
+same way, from the faces still to come.
 """
 
 from __future__ import annotations
 
-import time
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,8 +19,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from vidface.faces.detect import FaceDetector
-    from vidface.models.osdface import OSDFace
     from vidface.plan import Plan
+    from vidface.restore import RestoreStats
 
 SAMPLE_FRAMES = 12
 PREVIEW_SECONDS = 120.0  # a run longer than this gets a suggested preview of about this much work
@@ -62,20 +64,43 @@ def sampled_faces(plan: Plan, detector: FaceDetector, samples: int = SAMPLE_FRAM
     return round(sum(counts.values()) / len(counts) * plan.frame_count), busiest
 
 
-def seconds_per_face(model: OSDFace, batch_size: int) -> float:
-    """Seconds per face of one batch of `batch_size` faces through `model`."""
-    import torch
+class RunEstimate:
+    """The estimate of one run, made while it goes (start it just before the run): faces sampled
+    on a background thread, seconds per face from `stats`, the counters the run's model updates."""
 
-    crops = torch.full((batch_size, 3, model.face_size, model.face_size), 0.5)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        model.restore(crops)
-    return (time.perf_counter() - start) / batch_size
+    def __init__(self, plan: Plan, detector: FaceDetector, stats: RestoreStats) -> None:
+        self.plan = plan
+        self.stats = stats
+        self.faces_before = stats.faces  # the restorer's counters span every run it made
+        self._sampling: Future[tuple[int, int]] = Future()
+        # A daemon thread: a run that fails or is interrupted exits without waiting for the sample.
+        threading.Thread(target=self._sample, args=(detector,), name="vidface-estimate", daemon=True).start()
 
+    def _sample(self, detector: FaceDetector) -> None:
+        try:
+            self._sampling.set_result(sampled_faces(self.plan, detector))
+        except BaseException as error:  # kept for result(); the run reports its own errors
+            self._sampling.set_exception(error)
 
-def estimate(plan: Plan, detector: FaceDetector, model: OSDFace, batch_size: int) -> Estimate:
-    faces, busiest = sampled_faces(plan, detector)
-    return Estimate(plan.frame_count, faces, seconds_per_face(model, batch_size), busiest)
+    def ready(self) -> Estimate | None:
+        """The estimate once the faces are counted and a batch has been through the model
+        (at once where the sample has no face); None before."""
+        if not self._sampling.done() or self._sampling.exception() is not None:
+            return None
+        faces, busiest = self._sampling.result()
+        if faces and not self.stats.model_faces:
+            return None
+        seconds = self.stats.model_seconds / self.stats.model_faces if self.stats.model_faces else 0.0
+        return Estimate(self.plan.frame_count, faces, seconds, busiest)
+
+    def result(self) -> Estimate | None:
+        """The estimate, waiting for the sample; None where sampling failed or no batch ran."""
+        self._sampling.exception()
+        return self.ready()
+
+    def seconds_left(self) -> float | None:
+        found = self.ready()
+        return None if found is None else found.seconds_left(self.stats.faces - self.faces_before)
 
 
 def duration(seconds: float) -> str:
@@ -90,6 +115,8 @@ def duration(seconds: float) -> str:
 
 def describe(found: Estimate, plan: Plan, device: str) -> str:
     """One line: how long, from what, and a preview to try first when the run is long."""
+    if found.faces == 0:
+        return f"no faces found on frames sampled over the range: little for the model to do on the {device}"
     line = (f"restoring on the {device} takes about {duration(found.seconds)}: ~{found.faces} faces in "
             f"{found.frames} frames at {found.seconds_per_face:.1f} s per face (measured)")
     if found.seconds <= PREVIEW_SECONDS or found.faces == 0:

@@ -71,7 +71,8 @@ class RestoreStats:
     hands on to the output, or None for all; a resumable run sets it per segment (`keep`), so
     the warm-up and look-ahead frames each segment processes and drops are not counted.
     model_wait: seconds the model stage spent waiting for the model to load (decoding and
-    detection run meanwhile, as far as their queues allow).
+    detection run meanwhile, as far as their queues allow). model_seconds, model_faces: time
+    spent in model batches and the faces they restored (warm-up and look-ahead faces too).
     """
 
     frames: int = 0
@@ -80,6 +81,8 @@ class RestoreStats:
     tracks: set[int] = field(default_factory=set)
     kept: tuple[int, int] | None = None
     model_wait: float = 0.0
+    model_seconds: float = 0.0
+    model_faces: int = 0
 
     def keep(self, first: int, stop: int) -> None:
         """Count only frames with index in [first, stop) from now on (fits
@@ -226,7 +229,11 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         batch, queued[:] = queued[:count], queued[count:]
         crops = np.stack([item.crops[i] for item, i in batch])
         rows = [item.rows[i] for item, i in batch]
-        for (item, _), (face, mask) in zip(batch, _restore(model, stabilizer, parser, crops, rows)):
+        started = time.perf_counter()
+        restored = _restore(model, stabilizer, parser, crops, rows)
+        counters.model_seconds += time.perf_counter() - started
+        counters.model_faces += len(batch)
+        for (item, _), (face, mask) in zip(batch, restored):
             item.restored.append(face)
             item.masks.append(mask)
 

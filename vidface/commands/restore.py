@@ -157,32 +157,45 @@ def run(args: argparse.Namespace) -> int:
         return 0
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
     stats = restorer.stats
-    found = restorer.estimate(plan)
-    if found is not None and args.quiet <= 0:
-        from vidface.estimate import describe
-
-        print(f"vidface: {describe(found, plan, 'CPU')}", file=sys.stderr)
+    running = restorer.estimate(plan) if args.quiet <= 0 else None
     # With an estimate, the time left is counted from the faces still to come, as the estimate
     # is, instead of from the frame rate so far.
-    bar = _bar(plan.frame_count, "restore", bar_format=None if found is None else
+    bar = _bar(plan.frame_count, "restore", bar_format=None if running is None else
                "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") if show_progress(args) else None
+    said = False
+
+    def say_estimate(found) -> None:
+        from tqdm import tqdm
+
+        from vidface.estimate import describe
+
+        nonlocal said
+        said = True
+        tqdm.write(f"vidface: {describe(found, plan, 'CPU')}", file=sys.stderr)
 
     def progress(frames: int) -> None:
+        if running is not None and not said and (found := running.ready()) is not None:
+            say_estimate(found)
+        if bar is None:
+            return
         bar.update(frames - bar.n)
-        if found is not None:
+        if running is not None:
             from vidface.estimate import duration
 
-            bar.set_postfix_str(f"faces={stats.faces}, ~{duration(found.seconds_left(stats.faces))} left",
+            left = running.seconds_left()
+            bar.set_postfix_str(f"faces={stats.faces}, " + ("estimating" if left is None else f"~{duration(left)} left"),
                                 refresh=False)
         elif stats is not None:
             bar.set_postfix(faces=stats.faces, refresh=False)
 
     try:
-        result = restorer.restore(plan, progress=progress if bar else None, restart=args.no_resume,
+        result = restorer.restore(plan, progress=progress if bar is not None or running is not None else None, restart=args.no_resume,
                                   segment_frames=args.segment_frames)
     finally:
         if bar is not None:
             bar.close()
+    if running is not None and not said and (found := running.result()) is not None:
+        say_estimate(found)
     _say_done(result, stats)
     return 0
 
