@@ -1,7 +1,7 @@
 """The render farm on this machine: throughput with one worker and with two, and what each
 segment costs beyond its restoration, measured in the same run.
 
-    python tools/bench_farm.py [--seconds 8] [--size 320x240] [--segment-frames 50] [--threads 1]
+    python tools/bench_farm.py [--seconds 16] [--size 320x240] [--segment-frames 100] [--threads 1]
 
 A generated face clip (one moving degraded head, AAC audio) goes through the tiny random OSDFace
 on the CPU: first in one process (vidface's resumable run, the baseline), then on a local Ray
@@ -10,8 +10,9 @@ do not share cores. Prints, per run, the wall time (actors' start included) and 
 segment, the workers' restoring time, the overhead beyond it (scheduling, transfer of the
 encoded bytes, checks) and its share; the driver's final mux per frame; the warm-up and
 look-ahead frames each segment decodes and restores beyond its own; and what these allow on 8,
-64 and 512 GPUs (Amdahl, with a GPU's faces per second from --gpu-faces-per-second), with the
-shortest segment that keeps the overhead under 5 %. The results are also written into docs/benchmarks.md (section
+64 and 512 GPUs (Amdahl, with a GPU's faces per second from --gpu-faces-per-second), for one
+long film and for an archive of many files, with the shortest segment that keeps the overhead
+under 5 %. The results are also written into docs/benchmarks.md (section
 "bench_farm.py"), dated and with the command that made them; docs/scaling.md reads them.
 """
 
@@ -37,9 +38,9 @@ from make_tiny_osdface import write_tiny_osdface  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=16.0)
     parser.add_argument("--size", default="320x240")
-    parser.add_argument("--segment-frames", type=int, default=50)
+    parser.add_argument("--segment-frames", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of each run's model")
     parser.add_argument("--gpu-faces-per-second", type=float, default=25.8,
                         help="one GPU's end-to-end faces per second, for the projection (default: the H100 "
@@ -116,6 +117,13 @@ def main() -> None:
                 say(f"  {length}-frame segments, {gpus:3d} GPUs, one {film}-frame film ({count} segments): "
                     f"{film * per_frame / (parallel + serial):6.1f}x one GPU (final mux {serial:.0f} s of "
                     f"{parallel + serial:.0f} s)")
+        # Many files in one queue: the mux of a finished file runs beside the other files' segments,
+        # so only the extra frames and the overhead of each segment remain.
+        for length in (300, 900):
+            share = length * per_frame / ((length + margin) * per_frame + overhead)
+            say(f"  {length}-frame segments, an archive of many files: "
+                + ", ".join(f"{gpus} GPUs {gpus * share:.0f}x" for gpus in (8, 64, 512)) + " one GPU")
+
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ loaded once per actor) that reads IN itself, restores and encodes a segment, and
 encoded bytes back through Ray's object store, or, with a work folder on shared storage
 (`work_dir`), writes them there. The driver checks each segment against its checksum, records
 it in the work folder's manifest, and when a file's segments are all in, muxes them into OUT
-as a resumed run does. Ray schedules, moves the data and restarts dead workers; vidface only
+as a resumed run does (on a thread of its own, while the workers go on with other files). Ray schedules, moves the data and restarts dead workers; vidface only
 hands out segments and retries a failed one (up to MAX_ATTEMPTS) on another worker.
 
 Killed, the driver leaves each file's finished segments in its work folder: the same command
@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +163,8 @@ class FarmProgress:
     """The whole farm's progress, for a progress bar: frames of all files written or finished,
     of `total`; faces restored; per worker tallies; seconds since the start. overhead: seconds
     the segments spent outside their workers' restoring (scheduling, transfer, checks), summed;
-    muxing: seconds the driver spent muxing finished files."""
+    muxing: seconds the driver spent muxing finished files (on a thread of its own, while the
+    workers go on)."""
 
     total: int
     frames: int = 0
@@ -251,6 +253,9 @@ def _run_jobs(ray, jobs: list[SegmentJob], files: list[_File], settings: Setting
 
     pool = start(count)
     idle = list(pool)
+    # Finished files are muxed on a thread of their own, so that the workers get their next
+    # segments meanwhile; the pool is waited for before the files' work folders are closed.
+    muxer = ThreadPoolExecutor(1, thread_name_prefix="vidface-mux")
     attempts: dict[tuple[int, int], int] = {}
     submitted: dict[tuple[int, int], float] = {}
     running: dict[Any, tuple[Any, int, SegmentJob]] = {}
@@ -302,14 +307,13 @@ def _run_jobs(ray, jobs: list[SegmentJob], files: list[_File], settings: Setting
             tally.faces += done.faces
             entry.pending -= 1
             if entry.pending == 0:
-                started = time.perf_counter()
-                _finish(entry)
-                tally.muxing += time.perf_counter() - started
+                muxer.submit(_finish, entry, tally)
             if progress is not None:
                 progress(tally)
     finally:
         for actor, _ in pool:
             ray.kill(actor, no_restart=True)
+        muxer.shutdown(wait=True, cancel_futures=True)
 
 
 def _retry(job: SegmentJob, attempts: dict[tuple[int, int], int], queue: list[SegmentJob], entry: _File,
@@ -327,8 +331,10 @@ def _retry(job: SegmentJob, attempts: dict[tuple[int, int], int], queue: list[Se
     _close_unfinished(entry.stack, entry.error)
 
 
-def _finish(entry: _File) -> None:
-    """Mux a file whose segments are all in; its result or error is the file's outcome."""
+def _finish(entry: _File, tally: FarmProgress | None = None) -> None:
+    """Mux a file whose segments are all in; its result or error is the file's outcome. The
+    seconds it takes are added to tally.muxing."""
+    started = time.perf_counter()
     try:
         entry.stack.close()
         entry.result = entry.run.result
@@ -336,6 +342,8 @@ def _finish(entry: _File) -> None:
         if isinstance(error, KeyboardInterrupt):
             raise
         entry.error = error
+    if tally is not None:
+        tally.muxing += time.perf_counter() - started
 
 
 def _close_unfinished(stack: ExitStack, error: BaseException | None = None) -> None:
