@@ -215,11 +215,15 @@ def crossing_faces_clip(n_frames: int = 40, width: int = 320, height: int = 240,
 
 # -- measures ------------------------------------------------------------------------------
 
-class Picture:
-    """A frame for track_faces: an RGB picture behind to_rgb()."""
+FPS = 25  # frame rate the clips are played at
 
-    def __init__(self, rgb: np.ndarray) -> None:
+
+class Picture:
+    """A frame for track_faces: an RGB picture behind to_rgb(), the index-th of a clip at FPS."""
+
+    def __init__(self, rgb: np.ndarray, index: int) -> None:
         self.rgb = rgb
+        self.time = index / FPS
 
     def to_rgb(self) -> np.ndarray:
         return self.rgb

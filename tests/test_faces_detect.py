@@ -79,7 +79,7 @@ def occluded_run(detector):
             return raw[-1]
 
     # Every frame detected, so that raw[i] is frame i's reading.
-    out = list(track_faces((Picture(f) for f in clip.frames), Recording(), FaceOptions(detect_every=1)))
+    out = list(track_faces((Picture(f, i) for i, f in enumerate(clip.frames)), Recording(), FaceOptions(detect_every=1)))
     return clip, raw, out
 
 
@@ -100,7 +100,7 @@ def test_stage_recall_accuracy_and_smoothness_on_a_degraded_clip(occluded_run) -
 
 def test_stage_ends_tracks_at_a_shot_cut(detector) -> None:
     clip = shot_cut_clip(n_frames=16, cut=8)
-    out = list(track_faces((Picture(f) for f in clip.frames), detector, FaceOptions(lag=4)))
+    out = list(track_faces((Picture(f, i) for i, f in enumerate(clip.frames)), detector, FaceOptions(lag=4)))
     tracked = [faces for _, faces in out]
     paths = match_tracks(clip.truth, tracked)
     before, after = {p for p in paths[0] if p is not None}, {p for p in paths[1] if p is not None}
@@ -177,7 +177,7 @@ def test_fast_faces_between_detector_runs_get_the_refinement_pass_alone(detector
     truth = [t[0] for t in clip.truth]
 
     def crop_errors(config: FaceOptions, reader) -> float:
-        out = list(track_faces((Picture(f) for f in clip.frames), reader, config))
+        out = list(track_faces((Picture(f, i) for i, f in enumerate(clip.frames)), reader, config))
         assert all(len(faces) == 1 for _, faces in out)
         return float(np.mean([crop_error(faces[0].landmarks, t) for (_, faces), t in zip(out, truth)]))
 

@@ -168,7 +168,7 @@ def _indexed_frames(count: int) -> list[Picture]:
     for i in range(count):
         rgb = np.full((48, 64, 3), 100, np.uint8)
         rgb[0, 0, 0] = i
-        frames.append(Picture(rgb))
+        frames.append(Picture(rgb, i))
     return frames
 
 

@@ -15,7 +15,7 @@ import pytest
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from weights_server import WeightsServer
 from vidface.errors import WeightsError
-from vidface.weights import RELEASE_FILES, base_dir, release_dir, resolve
+from vidface.weights import RELEASE_FILES, release_dir, resolve
 from vidface.weights.sources import Catalog, DriveFolder, HubRepo, PinnedFile
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

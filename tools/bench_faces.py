@@ -183,7 +183,7 @@ def stage_accuracy(frames: int, say: Section) -> None:
     detector = detector_for(FaceOptions())
     for every in (1, 2):
         counting = CountingPasses(detector)
-        out = list(track_faces((Picture(rgb) for rgb in clip.frames), counting, FaceOptions(detect_every=every)))
+        out = list(track_faces((Picture(rgb, i) for i, rgb in enumerate(clip.frames)), counting, FaceOptions(detect_every=every)))
         errors = [crop_error(faces[0].landmarks, truth[0]) for (_, faces), truth in zip(out, clip.truth) if faces]
         say(f"stage, detect-every {every}: full detector on {counting.detected / frames:.0%} of frames, refinement "
             f"alone on {counting.refined / frames:.0%}, recall {len(errors) / frames:.2f}, "
@@ -218,7 +218,7 @@ def stage_cpu(say: Section, frames: int = 125) -> None:
     say(f"faces stage on {frames} frames of 720p (tools/bench.py's moving head), CPU seconds:")
     for speed, fps in (("full speed", 25), ("quarter speed", 100)):
         images = face_clip_images(1280, 720, fps)
-        clip = [Picture(images(i)) for i in range(frames)]
+        clip = [Picture(images(i), i) for i in range(frames)]
         cells = []
         for every in (1, 2):
             start = time.process_time()

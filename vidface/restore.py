@@ -100,6 +100,10 @@ class _Decoded:
     frame: Frame
     rgb: np.ndarray
 
+    @property
+    def time(self) -> float:
+        return self.frame.time
+
     def to_rgb(self) -> np.ndarray:
         return self.rgb
 

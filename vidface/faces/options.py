@@ -58,6 +58,10 @@ class FaceOptions:
     min_iou: float = option(0.1, "box overlap a detection needs to continue a track", rule=between(0, 1))
     max_landmark_distance: float = option(0.5, "landmark distance, as a fraction of the face size, a detection "
                                           "may be from a track's prediction to continue it", rule=above(0))
+    reid_window: float = option(2.0, "seconds a face that vanished (hidden, or out of the frame) keeps its track id: "
+                                "a face that appears within them, looks like it (dlib's face descriptor) and is "
+                                "where it could have moved continues its track (0: never)", flag="--reid-window",
+                                metavar="SECONDS", rule=at_least(0))
     cut_threshold: float = option(0.5, "colour-histogram distance at which a frame starts a new shot (ending "
                                   "every track)", rule=between(0, 1))
 

@@ -8,6 +8,10 @@ may have left), whose faces are smoothed with the past and with `lag` future fra
 Each track's state is box (x1, y1, x2, y2) and five landmarks, positions and velocities
 (constant-velocity model); noise scales with the face's size, so the same settings hold for a
 face 40 px or 400 px wide.
+
+A face that vanishes (hidden by a hand, or out of the frame) ends its track; one that appears
+within `reid_window` seconds, looking like it (vidface.faces.identity) and where it could have
+moved, is taken for its return and continues its track id.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ _TRANSITION = np.block([[np.eye(_DIM_Z), np.eye(_DIM_Z)], [np.zeros((_DIM_Z, _DI
 _MEASURE = np.hstack([np.eye(_DIM_Z), np.zeros((_DIM_Z, _DIM_Z))])
 _ACCEL_BLOCK = np.array([[0.25, 0.5], [0.5, 1.0]])  # discrete white-noise acceleration, dt = 1
 _NO_MATCH = 1e6
+REFRESH_HITS = 25  # a confirmed track's appearance is described again after this many detections
+KEPT_DESCRIPTORS = 4  # a track's latest descriptors, compared with a face that may be its return
+REID_REACH = 3.0  # face sizes per second a vanished face may have moved, beyond one face size
 
 DETECT, REFINE = "detect", "refine"  # what FaceTracker.needs_detection asks of a frame
 
@@ -95,9 +102,24 @@ class _Track:
     first_miss: int | None = None  # frame of the first detector run that missed it since its last hit
     last_hit: _Step | None = None  # its latest detected step (kept when the step list has moved on)
     ended: bool = False
+    seen_at: float = 0.0  # time of its latest detection, in seconds
+    descriptors: list[np.ndarray] = field(default_factory=list)  # its appearance, latest last
+    described_hits: int = 0  # hits when it was last described
+    born: int = 0  # its first frame
+    returned: bool = False  # it continues a vanished track's id
 
     def z(self) -> np.ndarray:
         return self.kf.x[:_DIM_Z, 0]
+
+
+@dataclass(frozen=True, eq=False)
+class _Vanished:
+    """A confirmed track whose face vanished: what a face must look like, and be near, to be it."""
+
+    track_id: int
+    descriptors: list[np.ndarray]
+    z: np.ndarray  # measurement vector at its last detection
+    seen_at: float
 
 
 @dataclass
@@ -113,6 +135,8 @@ class FaceTracker:
         self._frame = -1  # index of the latest frame given to update
         self._emitted = -1  # index of the latest frame returned
         self._detected = -1  # index of the latest frame the detector ran on
+        self._time = 0.0  # time of the latest frame given to update, in seconds
+        self._vanished: list[_Vanished] = []
 
     # -- filter -----------------------------------------------------------------------------
     def _noise(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +161,7 @@ class FaceTracker:
         kf.P = np.diag(np.concatenate([np.diag(r), np.full(_DIM_Z, velocity_var)]))
         step = _Step(frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
         track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1,
-                       last_hit=step)
+                       last_hit=step, born=frame)
         self._next_id += 1
         return track
 
@@ -159,6 +183,7 @@ class FaceTracker:
         track.last_hit = step
         track.score, track.hits, track.misses, track.first_miss = face.score, track.hits + 1, 0, None
         track.confirmed = track.confirmed or track.hits >= self.config.min_hits
+        track.seen_at = self._time
 
     def _born(self, face: Face, earlier: Callable[[int], list[Face]] | None) -> _Track:
         """A track for `face`, first seen in this frame. Where the detector skipped the frames
@@ -248,20 +273,26 @@ class FaceTracker:
     # -- per frame --------------------------------------------------------------------------
     def update(self, faces: list[Face] | None, cut: bool = False,
                earlier: Callable[[int], list[Face]] | None = None,
-               complete: bool = True) -> list[tuple[int, list[TrackedFace]]]:
+               complete: bool = True, time: float | None = None,
+               describe: Callable[[Face], np.ndarray] | None = None) -> list[tuple[int, list[TrackedFace]]]:
         """Advance one frame. faces: this frame's detections (frame pixels), or None where the
         detector did not run (tracks are predicted, no miss is counted). cut: this frame starts
         a new shot, so every track ends first. earlier: the detections of an earlier frame of
         this shot not yet returned, by index (the detector run on it now), so that a new face
         is looked for in the frames the detector skipped. complete: False where `faces` are
         only the tracked faces read again (REFINE): a track they miss counts a miss, but no
-        track starts from them. Returns (frame index, faces) for every frame that is now
+        track starts from them. time: the frame's time in seconds; describe: the appearance
+        descriptor of one of this frame's faces (vidface.faces.identity). With both, a face that
+        vanished can be re-identified. Returns (frame index, faces) for every frame that is now
         final: the frame `lag` frames back, when there is one, and the frames before it that
         waited for a missed face to be settled (`_settled`)."""
         self._frame += 1
+        if time is not None:
+            self._time = time
         if cut:
             for track in self._tracks:
                 self._end(track)
+            self._vanished.clear()  # where a face was says nothing about the next shot
         live = [t for t in self._tracks if not t.ended]
         for track in live:
             self._predict(track, self._frame)
@@ -269,6 +300,10 @@ class FaceTracker:
             pairs, unmatched = self._match(np.array([t.z() for t in live]), faces)
             for ti, fi in pairs:
                 self._correct(live[ti], faces[fi])
+                if describe is not None:
+                    if self._young(live[ti]):
+                        self._reidentify(live[ti], faces[fi], describe)
+                    self._describe(live[ti], faces[fi], describe)
             matched_tracks = {ti for ti, _ in pairs}
             for ti, track in enumerate(live):
                 if ti not in matched_tracks:
@@ -276,9 +311,13 @@ class FaceTracker:
                     if track.first_miss is None:
                         track.first_miss = self._frame
                     if not track.confirmed or track.misses > self.config.max_misses:
-                        self._end(track, earlier)
+                        self._end(track, earlier, reidentifiable=describe is not None)
             if complete:
-                self._tracks.extend(self._born(faces[fi], None if cut else earlier) for fi in unmatched)
+                for fi in unmatched:
+                    track = self._born(faces[fi], None if cut else earlier)
+                    if describe is not None:
+                        self._reidentify(track, faces[fi], describe)
+                    self._tracks.append(track)
                 self._detected = self._frame
         return self._release(min(self._frame - self.config.lag, self._settled()))
 
@@ -288,14 +327,19 @@ class FaceTracker:
             self._end(track)
         return self._release(self._frame)
 
-    def _end(self, track: _Track, earlier: Callable[[int], list[Face]] | None = None) -> None:
+    def _end(self, track: _Track, earlier: Callable[[int], list[Face]] | None = None,
+             reidentifiable: bool = False) -> None:
         """End a track. Where the detector looked for the face after its last detection and did
         not find it, the face was gone: forget what the track predicted from there on. In the
         frames the detector skipped between its last hit and that miss, `earlier` (as for
-        `update`) looks for the face: the track keeps those up to the last one it is found in."""
+        `update`) looks for the face: the track keeps those up to the last one it is found in.
+        reidentifiable: its face vanished within a shot, so a face that returns may continue it."""
         if track.ended:
             return
         track.ended = True
+        if reidentifiable and track.confirmed and track.descriptors:
+            self._vanished.append(_Vanished(track.track_id, track.descriptors, track.last_hit.x_post[:_DIM_Z, 0].copy(),
+                                            track.seen_at))
         first_miss, last = track.first_miss, track.last_hit
         if first_miss is not None:
             while track.steps and track.steps[-1].frame > last.frame:
@@ -314,6 +358,48 @@ class FaceTracker:
                     frame += 1
         if track.steps:
             track.steps[-1].gain = None
+
+    # -- re-identification ------------------------------------------------------------------
+    def _young(self, track: _Track) -> bool:
+        """Whether `track` may still take a vanished track's id: none of its frames is out, nor
+        goes out with this one, and it has not taken one yet. A face coming back into the
+        frame is tried again on each detection while young, as it shows more of itself."""
+        return not track.returned and track.born > self._frame - self.config.lag
+
+    def _describe(self, track: _Track, face: Face, describe: Callable[[Face], np.ndarray]) -> None:
+        """Describe a confirmed track's appearance from its detection `face` when it has no
+        descriptor yet or REFRESH_HITS detections have passed since its last."""
+        if track.confirmed and (not track.descriptors or track.hits - track.described_hits >= REFRESH_HITS):
+            track.descriptors = [*track.descriptors, describe(face)][-KEPT_DESCRIPTORS:]
+            track.described_hits = track.hits
+
+    def _reidentify(self, track: _Track, face: Face, describe: Callable[[Face], np.ndarray]) -> None:
+        """Give the new `track` (first seen as `face`) the id of the vanished track it is the
+        return of: vanished within reid_window, its descriptor within SAME_PERSON_DISTANCE, and
+        no farther from where it was last seen than it could have moved."""
+        from vidface.faces.identity import SAME_PERSON_DISTANCE, descriptor_distance
+
+        window = self.config.reid_window
+        self._vanished = [v for v in self._vanished if self._time - v.seen_at <= window]
+        if not self._vanished:
+            return
+        descriptor = describe(face)
+        z = _measurement(face)
+        best, best_distance = None, SAME_PERSON_DISTANCE
+        for vanished in self._vanished:
+            size = _face_size(vanished.z)
+            reach = size * (1.0 + REID_REACH * (self._time - vanished.seen_at))
+            moved = float(np.hypot(*((z[:2] + z[2:4]) - (vanished.z[:2] + vanished.z[2:4])) / 2))
+            distance = descriptor_distance(descriptor, vanished.descriptors)
+            if moved <= reach and distance <= best_distance:
+                best, best_distance = vanished, distance
+        if best is None:
+            return
+        self._vanished.remove(best)
+        log.info("face %d is back after %.2f s", best.track_id, self._time - best.seen_at)
+        track.track_id, track.returned = best.track_id, True
+        track.descriptors = [*best.descriptors, descriptor][-KEPT_DESCRIPTORS:]
+        track.described_hits = track.hits
 
     def _settled(self) -> int:
         """The latest frame in which every face's presence is known. A track that a detector run
@@ -364,6 +450,8 @@ class FaceTracker:
 
 
 class HasRGB(Protocol):
+    time: float  # presentation time, seconds
+
     def to_rgb(self) -> np.ndarray: ...
 
 
@@ -377,10 +465,15 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
     face a detector run missed is unsettled).
 
     frames: decoded frames (anything with `to_rgb()` giving H×W×3 uint8 RGB, displayed
-    orientation, such as `vidface.io.frames.Frame`). Holds at most
+    orientation, and `time` in seconds, such as `vidface.io.frames.Frame`). Holds at most
     max(lag, detect_every + max_misses) + 1 frames.
     """
     tracker = FaceTracker(config)
+    describer = None
+    if config.reid_window > 0:
+        from vidface.faces.identity import FaceDescriber
+
+        describer = FaceDescriber()
     cuts = ShotCutDetector(config.cut_threshold)
     pending: deque[FrameT] = deque()  # frames given to the tracker and not yet returned, oldest first
     since_detection = config.detect_every  # so the first frame is detected
@@ -402,7 +495,11 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
         def earlier(frame_index: int) -> list[Face]:
             return detector.detect(pending[frame_index - index - 1].to_rgb())
 
-        for _, tracked in tracker.update(faces, cut=cut, earlier=earlier, complete=complete):
+        def describe(face: Face, rgb: np.ndarray = rgb) -> np.ndarray:
+            return describer.describe(rgb, face.box)
+
+        for _, tracked in tracker.update(faces, cut=cut, earlier=earlier, complete=complete, time=frame.time,
+                                         describe=describe if describer is not None else None):
             yield pending.popleft(), tracked
     for _, tracked in tracker.finish():
         yield pending.popleft(), tracked
