@@ -76,3 +76,30 @@ def test_one_face_in_two_clips_is_one_person() -> None:
     vectors = [describer.describe(rgb, detector.detect(rgb)[0].box) for rgb in (one, two)]
     assert vectors[0].shape == (128,)
     assert np.linalg.norm(vectors[0] - vectors[1]) < SAME_PERSON_DISTANCE
+
+
+def _three_shots_clip(shot: int = 20, width: int = 320, height: int = 240) -> Clip:
+    """Shot 1: the head on a soft background; shot 2: a photo with no face; shot 3: the head
+    again, elsewhere and smaller, on the soft background."""
+    rng = np.random.default_rng(2)
+    soft, photo = background(width, height), background(width, height, "coffee")
+    frames, truth = [], []
+    for i in range(3 * shot):
+        if shot <= i < 2 * shot:
+            frames.append(degrade(photo, rng))
+            truth.append({})
+            continue
+        pose = Pose(width * 0.35, height * 0.5, 0.6, 0.0) if i < shot else Pose(width * 0.65, height * 0.45, 0.5, 8.0)
+        rgb, (points,) = render(soft, [pose])
+        frames.append(degrade(rgb, rng))
+        truth.append({0: points})
+    return Clip(frames, truth, cut=shot)
+
+
+def test_one_person_in_shots_one_and_three_has_one_identity() -> None:
+    clip = _three_shots_clip()
+    tracked = _tracked(clip)
+    shot_one, shot_three = tracked[5], tracked[-5]
+    assert len(shot_one) == 1 and len(shot_three) == 1
+    assert shot_one[0].track_id != shot_three[0].track_id  # a cut ends every track
+    assert shot_one[0].identity == shot_three[0].identity == 0

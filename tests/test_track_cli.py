@@ -43,8 +43,8 @@ def test_track_writes_a_qa_video_and_one_json_line_per_frame(cli, tmp_path: Path
             assert line["faces"] == []
             continue
         (face,) = line["faces"]
-        assert set(face) == {"track", "box", "landmarks", "score", "detected"}
-        assert face["track"] == 0 and face["detected"] is True and 0 < face["score"] <= 1
+        assert set(face) == {"track", "identity", "box", "landmarks", "score", "detected"}
+        assert face["track"] == 0 and face["identity"] == 0 and face["detected"] is True and 0 < face["score"] <= 1
         marks = np.array(face["landmarks"])
         assert marks.shape == (5, 2)
         # displayed-frame pixels: the clip's own coordinates, whatever the stored rotation

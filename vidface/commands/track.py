@@ -40,8 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", metavar="OUT", help="output video; the container follows its extension")
     parser.add_argument("--tracks", default=None, metavar="FILE",
                         help="also write the faces as JSON Lines, one line per frame: "
-                             '{"frame", "pts", "time", "faces": [{"track", "box", "landmarks", "score", '
-                             '"detected"}]}, in displayed-frame pixels')
+                             '{"frame", "pts", "time", "faces": [{"track", "identity", "box", "landmarks", '
+                             '"score", "detected"}]}, in displayed-frame pixels; "identity" labels one person '
+                             'across tracks, shot cuts and absences')
     add_face_flags(parser)
     add_output_flags(parser)
 

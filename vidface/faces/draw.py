@@ -15,7 +15,8 @@ _PREDICTED = (160, 160, 160)
 
 def draw_faces(rgb: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
     """A copy of `rgb` (H×W×3 uint8 RGB) with each face's box (its track's colour when
-    detected, grey when predicted), its five landmarks and "#id" drawn."""
+    detected, grey when predicted), its five landmarks and "#track" drawn, with "person N" (its
+    identity label) where the face has one."""
     import cv2
 
     out = rgb.copy()
@@ -28,6 +29,7 @@ def draw_faces(rgb: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
         for (x, y), point_colour in zip(face.landmarks, _POINT_COLOURS):
             cv2.circle(out, (int(round(x)), int(round(y))), radius, point_colour, -1, cv2.LINE_AA)
         scale = max(0.35, thickness * 0.45)
-        cv2.putText(out, f"#{face.track_id}", (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+        label = f"#{face.track_id}" + ("" if face.identity is None else f" person {face.identity}")
+        cv2.putText(out, label, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     colour, thickness, cv2.LINE_AA)
     return out

@@ -11,7 +11,9 @@ face 40 px or 400 px wide.
 
 A face that vanishes (hidden by a hand, or out of the frame) ends its track; one that appears
 within `reid_window` seconds, looking like it (vidface.faces.identity) and where it could have
-moved, is taken for its return and continues its track id.
+moved, is taken for its return and continues its track id. Apart from track ids, every face
+carries an identity label: tracks that look like one person, across shot cuts and long
+absences, share it. Labels count from 0 in the order people first appear.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ _NO_MATCH = 1e6
 REFRESH_HITS = 25  # a confirmed track's appearance is described again after this many detections
 KEPT_DESCRIPTORS = 4  # a track's latest descriptors, compared with a face that may be its return
 REID_REACH = 3.0  # face sizes per second a vanished face may have moved, beyond one face size
+GALLERY_SIZE = 8  # descriptors kept per identity label, latest last
 
 DETECT, REFINE = "detect", "refine"  # what FaceTracker.needs_detection asks of a frame
 
@@ -59,13 +62,15 @@ class TrackedFace:
     """A face in one frame, in that frame's displayed pixels. box: float64 [x1, y1, x2, y2];
     landmarks: float64 5×2 (x, y), template order, smoothed; score: the detector's score (the
     track's last one where it was not detected); detected: whether the detector saw it in this
-    frame (False: the tracker's prediction)."""
+    frame (False: the tracker's prediction); identity: the person's label, shared by every
+    track that looks like them (None where faces are not described)."""
 
     track_id: int
     box: np.ndarray
     landmarks: np.ndarray
     score: float
     detected: bool
+    identity: int | None = None
 
 
 @dataclass(eq=False)
@@ -107,6 +112,7 @@ class _Track:
     described_hits: int = 0  # hits when it was last described
     born: int = 0  # its first frame
     returned: bool = False  # it continues a vanished track's id
+    identity: int | None = None
 
     def z(self) -> np.ndarray:
         return self.kf.x[:_DIM_Z, 0]
@@ -117,6 +123,7 @@ class _Vanished:
     """A confirmed track whose face vanished: what a face must look like, and be near, to be it."""
 
     track_id: int
+    identity: int | None
     descriptors: list[np.ndarray]
     z: np.ndarray  # measurement vector at its last detection
     seen_at: float
@@ -137,6 +144,7 @@ class FaceTracker:
         self._detected = -1  # index of the latest frame the detector ran on
         self._time = 0.0  # time of the latest frame given to update, in seconds
         self._vanished: list[_Vanished] = []
+        self._gallery: list[list[np.ndarray]] = []  # per identity label, descriptors of that person
 
     # -- filter -----------------------------------------------------------------------------
     def _noise(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -317,6 +325,7 @@ class FaceTracker:
                     track = self._born(faces[fi], None if cut else earlier)
                     if describe is not None:
                         self._reidentify(track, faces[fi], describe)
+                        self._describe(track, faces[fi], describe)  # confirmed on its first sight
                     self._tracks.append(track)
                 self._detected = self._frame
         return self._release(min(self._frame - self.config.lag, self._settled()))
@@ -338,8 +347,8 @@ class FaceTracker:
             return
         track.ended = True
         if reidentifiable and track.confirmed and track.descriptors:
-            self._vanished.append(_Vanished(track.track_id, track.descriptors, track.last_hit.x_post[:_DIM_Z, 0].copy(),
-                                            track.seen_at))
+            self._vanished.append(_Vanished(track.track_id, track.identity, track.descriptors,
+                                            track.last_hit.x_post[:_DIM_Z, 0].copy(), track.seen_at))
         first_miss, last = track.first_miss, track.last_hit
         if first_miss is not None:
             while track.steps and track.steps[-1].frame > last.frame:
@@ -368,10 +377,36 @@ class FaceTracker:
 
     def _describe(self, track: _Track, face: Face, describe: Callable[[Face], np.ndarray]) -> None:
         """Describe a confirmed track's appearance from its detection `face` when it has no
-        descriptor yet or REFRESH_HITS detections have passed since its last."""
-        if track.confirmed and (not track.descriptors or track.hits - track.described_hits >= REFRESH_HITS):
-            track.descriptors = [*track.descriptors, describe(face)][-KEPT_DESCRIPTORS:]
-            track.described_hits = track.hits
+        descriptor yet or REFRESH_HITS detections have passed since its last (then the
+        person's gallery learns it too, once the track has its label)."""
+        if not track.confirmed or (track.descriptors and track.hits - track.described_hits < REFRESH_HITS):
+            return
+        descriptor = describe(face)
+        track.descriptors = [*track.descriptors, descriptor][-KEPT_DESCRIPTORS:]
+        track.described_hits = track.hits
+        if track.identity is not None:
+            self._learn(track.identity, [descriptor])
+
+    def _identify(self, track: _Track) -> None:
+        """Label a described track as its first frame goes out (so a face coming back has had
+        its young frames to take a vanished track's id and label): the person in the gallery
+        nearest to any of its descriptors within SAME_PERSON_DISTANCE, or a new person."""
+        from vidface.faces.identity import SAME_PERSON_DISTANCE, descriptor_distance
+
+        if track.identity is not None or not track.descriptors:
+            return
+        distances = [min(descriptor_distance(d, known) for d in track.descriptors) for known in self._gallery]
+        nearest = int(np.argmin(distances)) if distances else -1
+        if nearest >= 0 and distances[nearest] <= SAME_PERSON_DISTANCE:
+            track.identity = nearest
+        else:
+            track.identity = len(self._gallery)
+            self._gallery.append([])
+        self._learn(track.identity, track.descriptors)
+
+    def _learn(self, identity: int, descriptors: list[np.ndarray]) -> None:
+        gallery = self._gallery[identity]
+        gallery[:] = [*gallery, *descriptors][-GALLERY_SIZE:]
 
     def _reidentify(self, track: _Track, face: Face, describe: Callable[[Face], np.ndarray]) -> None:
         """Give the new `track` (first seen as `face`) the id of the vanished track it is the
@@ -397,7 +432,7 @@ class FaceTracker:
             return
         self._vanished.remove(best)
         log.info("face %d is back after %.2f s", best.track_id, self._time - best.seen_at)
-        track.track_id, track.returned = best.track_id, True
+        track.track_id, track.returned, track.identity = best.track_id, True, best.identity
         track.descriptors = [*best.descriptors, descriptor][-KEPT_DESCRIPTORS:]
         track.described_hits = track.hits
 
@@ -428,6 +463,7 @@ class FaceTracker:
         for track in sorted(self._tracks, key=lambda t: t.track_id):
             if not track.confirmed or not track.steps or not track.steps[0].frame <= frame <= track.steps[-1].frame:
                 continue
+            self._identify(track)
             steps = track.steps
             first = steps[0].frame
             smooth = steps[-1].x_post
@@ -437,7 +473,7 @@ class FaceTracker:
             z = smooth[:_DIM_Z, 0]
             step = steps[frame - first]
             out.append(TrackedFace(track.track_id, z[:4].copy(), z[4:].reshape(5, 2).copy(),
-                                   float(step.score), step.detected))
+                                   float(step.score), step.detected, track.identity))
         return out
 
     def _forget(self, frame: int) -> None:
@@ -468,12 +504,10 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
     orientation, and `time` in seconds, such as `vidface.io.frames.Frame`). Holds at most
     max(lag, detect_every + max_misses) + 1 frames.
     """
-    tracker = FaceTracker(config)
-    describer = None
-    if config.reid_window > 0:
-        from vidface.faces.identity import FaceDescriber
+    from vidface.faces.identity import FaceDescriber
 
-        describer = FaceDescriber()
+    tracker = FaceTracker(config)
+    describer = FaceDescriber()
     cuts = ShotCutDetector(config.cut_threshold)
     pending: deque[FrameT] = deque()  # frames given to the tracker and not yet returned, oldest first
     since_detection = config.detect_every  # so the first frame is detected
@@ -499,7 +533,7 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
             return describer.describe(rgb, face.box)
 
         for _, tracked in tracker.update(faces, cut=cut, earlier=earlier, complete=complete, time=frame.time,
-                                         describe=describe if describer is not None else None):
+                                         describe=describe):
             yield pending.popleft(), tracked
     for _, tracked in tracker.finish():
         yield pending.popleft(), tracked
