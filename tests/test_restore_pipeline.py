@@ -78,6 +78,32 @@ def test_temporal_blending_steadies_a_still_face(tiny_osdface_model) -> None:
     assert ratio < 0.6
 
 
+def test_a_face_back_from_behind_a_hand_shows_no_jump(tiny_osdface_model) -> None:
+    """A still face hidden for 12 frames: re-identified on its return, it continues its temporal
+    state, so the restored face changes no more across the gap than between ordinary
+    neighbouring frames; started afresh (no re-identification), it jumps."""
+    images, landmarks = _still_face_images(40, seed=3)
+    hidden = range(14, 26)
+    top_left, bottom_right = (landmarks.min(axis=0) - 30).astype(int), (landmarks.max(axis=0) + 30).astype(int)
+    for index in hidden:
+        images[index][top_left[1]:bottom_right[1], top_left[0]:bottom_right[0]] = 128
+    core = face_core(landmarks, (SIZE[1], SIZE[0]))
+
+    def change_across_the_gap(**faces) -> tuple[float, float]:
+        settings = _settings()
+        settings = dataclasses.replace(settings, faces=dataclasses.replace(settings.faces, **faces))
+        out = face_restorer(tiny_osdface_model, settings)(iter(frames_of([image.copy() for image in images])))
+        pictures = np.stack([frame.to_rgb() for frame in out]).astype(float)
+        ordinary = max(np.abs(pictures[i + 1] - pictures[i])[core].mean() for i in range(4, hidden.start - 1))
+        return float(np.abs(pictures[hidden.stop] - pictures[hidden.start - 1])[core].mean()), ordinary
+
+    back, ordinary = change_across_the_gap()
+    afresh, _ = change_across_the_gap(reid_window=0.0)
+    print(f"restored face change across the gap: {back:.1f} continued, {afresh:.1f} afresh; "
+          f"largest between ordinary neighbours {ordinary:.1f}")
+    assert back <= ordinary < afresh
+
+
 def test_restore_command_keeps_streams_and_timing(cli, tmp_path: Path, tiny_osdface) -> None:
     clip = moving_face_clip(10, *SIZE, face_free=(8, 9))
     source = write_video(tmp_path / "in.mkv", frames=10, size=SIZE, images=np.stack(clip.frames), audio="aac")

@@ -137,6 +137,26 @@ def test_reset_and_birth_start_from_the_current_latent() -> None:
     assert torch.equal(late[0], a)
 
 
+def test_a_returning_face_continues_its_past_when_its_state_is_held() -> None:
+    a, b = smooth_latent(11), smooth_latent(12)
+    b = a + 0.1 * (b - a)
+    gap = TemporalOptions().max_gap + 20
+    held = TemporalStabilizer(forget_stale=False)
+    held.blend_latents(torch.stack([a] * 5), still_rows(5, track_id=1))
+    held.blend_latents(a[None], [CropRow(2, 5 + gap)])  # another face goes on meanwhile
+    assert held.live_tracks == {1, 2}
+    back = held.blend_latents(b[None], [CropRow(1, 5 + gap, returned=True)])
+    assert not torch.equal(back[0], b) and (back[0] - a).abs().mean() < (b - a).abs().mean()
+    far = held.blend_latents(b[None], [CropRow(1, 6 + gap, motion=1.0, returned=True)])
+    assert torch.allclose(far[0], b, atol=1e-6)  # back somewhere else: next to nothing of the past
+    # the same gap without `returned` starts afresh, and a stabiliser that forgets stale state has none
+    assert torch.equal(held.blend_latents(b[None], [CropRow(2, 30 + gap)])[0], b)
+    stale = TemporalStabilizer()
+    stale.blend_latents(torch.stack([a] * 5), still_rows(5, track_id=1))
+    stale.blend_latents(a[None], [CropRow(2, 5 + gap)])
+    assert stale.live_tracks == {2}
+
+
 def random_rows(seed: int, frames: int = 6, tracks: int = 3) -> list[CropRow]:
     """Rows in frame order: in each frame a random subset of tracks, random motion and resets."""
     rng = random.Random(seed)

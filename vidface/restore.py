@@ -195,18 +195,31 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
 
 
 def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settings) -> Iterator[_FrameWork]:
-    """Track faces (with look-ahead), frame by frame, in order."""
-    previous: dict[int, np.ndarray] = {}  # track id -> landmarks in the track's previous frame
+    """Track faces (with look-ahead), frame by frame, in order. A track whose face is gone
+    ends (its temporal state is forgotten) once the tracker can no longer bring it back: after
+    the re-identification window."""
+    seen: dict[int, _Seen] = {}  # track id -> where and when its face was last
     decoded = (_Decoded(frame, frame.to_rgb()) for frame in frames)
     for item, faces in track_faces(decoded, detector, settings.faces):
-        ended = [track_id for track_id in previous if all(f.track_id != track_id for f in faces)]
+        present = {face.track_id for face in faces}
+        ended = [track_id for track_id, last in seen.items()
+                 if track_id not in present and item.frame.time - last.time > settings.faces.reid_window]
         for track_id in ended:
-            del previous[track_id]
+            del seen[track_id]
         rows = []
         for face in faces:
-            rows.append(CropRow(face.track_id, item.frame.index, _motion(previous.get(face.track_id), face)))
-            previous[face.track_id] = face.landmarks
+            last = seen.get(face.track_id)
+            rows.append(CropRow(face.track_id, item.frame.index, _motion(None if last is None else last.landmarks, face),
+                                returned=last is not None and last.index < item.frame.index - 1))
+            seen[face.track_id] = _Seen(item.frame.index, item.frame.time, face.landmarks)
         yield _FrameWork(item.frame, item.rgb if faces else None, faces, rows, ended)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    index: int
+    time: float
+    landmarks: np.ndarray
 
 
 def _motion(before: np.ndarray | None, face: TrackedFace) -> float:
@@ -223,7 +236,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         work = itertools.chain(_while_loading(work, model), work)
         model = model.result()
         counters.model_wait += time.perf_counter() - start
-    stabilizer = TemporalStabilizer(settings.temporal)
+    stabilizer = TemporalStabilizer(settings.temporal, forget_stale=False)
     batch_size = restore_batch_size(model, settings)
     waiting: deque[_FrameWork] = deque()  # frames in order, oldest first
     queued: list[tuple[_FrameWork, int]] = []  # (frame, face index) not yet restored

@@ -19,7 +19,8 @@ Every call takes a batch of crops gathered across frames and faces with one :cla
 per batch row. Rows are processed in frame order per track, so a track may appear several
 times in one batch (consecutive frames); the result equals feeding the rows one by one. A
 track's past is dropped at a shot cut or any other ``reset``, at its birth (a track id not seen
-before, or not seen for more than ``max_gap`` frames), and when :meth:`TemporalStabilizer.forget`
+before, or not seen for more than ``max_gap`` frames, unless it is a face the tracker
+re-identified on its return: ``CropRow.returned``), and when :meth:`TemporalStabilizer.forget`
 is called for a track the tracker ended. State is bounded: one latent, one distance tensor and
 one mask per live track, stored in float32 on the device of the input.
 
@@ -105,13 +106,18 @@ class CropRow:
     frame: the output frame index of the crop (``Frame.index``); strictly increasing per track.
     motion: how far the face moved since the track's previous frame relative to its size, as
         :func:`landmark_motion` measures it; 0 for a still face.
-    reset: forget the track's past at this frame (shot cut, re-identification).
+    reset: forget the track's past at this frame (shot cut).
+    returned: the face is back after vanishing for a while (hidden, or out of the frame; the
+        tracker re-identified it): its past continues however long the gap, weighted by how far
+        it moved since it was last seen (`motion`) and, per position, by how much it changed, so
+        it shows no jump where it returns as it left and starts afresh where it does not.
     """
 
     track_id: int
     frame: int
     motion: float = 0.0
     reset: bool = False
+    returned: bool = False
 
 
 def landmark_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray) -> float:
@@ -159,8 +165,9 @@ def _rows_where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.T
 class _TrackBank:
     """The running state of one quantity for every live track, updated in frame order."""
 
-    def __init__(self, max_gap: int) -> None:
+    def __init__(self, max_gap: int, forget_stale: bool) -> None:
         self.max_gap = max_gap
+        self.forget_stale = forget_stale
         self.entries: dict[int, _Entry] = {}
 
     def forget(self, track_ids: Sequence[int]) -> None:
@@ -199,14 +206,14 @@ class _TrackBank:
                 self.entries[row.track_id] = _Entry(tuple(part[j] for part in state), row.frame)
             out.index_copy_(0, index, new.to(values.dtype))
         newest = max(row.frame for row in rows) if rows else None
-        if newest is not None:
+        if newest is not None and self.forget_stale:
             stale = [tid for tid, entry in self.entries.items() if newest - entry.frame > self.max_gap]
             self.forget(stale)
         return out
 
     def _continues(self, row: CropRow) -> bool:
         entry = self.entries.get(row.track_id)
-        return entry is not None and not row.reset and row.frame - entry.frame <= self.max_gap
+        return entry is not None and not row.reset and (row.returned or row.frame - entry.frame <= self.max_gap)
 
     def _waves(self, rows: Sequence[CropRow]) -> list[list[int]]:
         """Group row indices so wave k holds every track's k-th row; check frame order."""
@@ -244,13 +251,15 @@ class TemporalStabilizer:
     its own per-track state), so the pipeline calls each at its point in the model's forward:
     ``stabilize_distances`` before code selection, ``blend_latents`` after the UNet step,
     ``smooth_masks`` before paste-back. All take the same kind of ``rows``.
+
+    forget_stale: drop a track's state once it has been unseen for max_gap frames. The pipeline
+    turns it off: it forgets a track itself once the tracker can no longer bring it back.
     """
 
-    def __init__(self, options: TemporalOptions | None = None) -> None:
+    def __init__(self, options: TemporalOptions | None = None, *, forget_stale: bool = True) -> None:
         self.options = options or TemporalOptions()
-        self._latents = _TrackBank(self.options.max_gap)
-        self._distances = _TrackBank(self.options.max_gap)
-        self._masks = _TrackBank(self.options.max_gap)
+        self._latents, self._distances, self._masks = (_TrackBank(self.options.max_gap, forget_stale)
+                                                       for _ in range(3))
 
     @property
     def live_tracks(self) -> set[int]:
