@@ -1,4 +1,5 @@
-"""Synthetic face clips with known landmark paths, built from `skimage.data.astronaut()`.
+"""Synthetic face clips with known landmark paths, built from `skimage.data.astronaut()` (and,
+where two different people are needed, matplotlib's sample portrait of Grace Hopper).
 
 A head cut out of the astronaut photo (soft elliptical edge) is warped by a known similarity
 transform per frame onto a background, so the true five landmarks of every face in every frame
@@ -34,6 +35,15 @@ ASTRONAUT_LANDMARKS = np.array([
     [241.88, 144.71],
 ])
 _HEAD = (140, 20, 310, 220)  # x1, y1, x2, y2 of the head cut out of the photo
+# Grace Hopper's five landmarks in matplotlib's grace_hopper.jpg (512×600), read as above (the
+# refined detector, 8 crops, on the clean photo).
+HOPPER_LANDMARKS = np.array([
+    [224.2, 198.5],
+    [309.8, 194.9],
+    [267.1, 241.1],
+    [232.9, 278.5],
+    [304.8, 275.2],
+])
 
 
 @lru_cache(maxsize=1)
@@ -47,6 +57,28 @@ def head_sprite() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     alpha = np.clip((1.0 - radius) / 0.15, 0.0, 1.0)
     landmarks = ASTRONAUT_LANDMARKS - (x1, y1)
     for array in (rgb, alpha, landmarks):
+        array.setflags(write=False)
+    return rgb, alpha, landmarks
+
+
+@lru_cache(maxsize=1)
+def hopper_sprite() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grace Hopper's head as a sprite of head_sprite's size, her face placed where the
+    astronaut's is (a similarity transform of the landmarks), so Poses mean the same for both:
+    a second real person for identity tests."""
+    import matplotlib.cbook
+    from PIL import Image
+
+    from vidface.faces.align import similarity_transform, transform_points
+
+    astronaut, alpha, target = head_sprite()
+    height, width = astronaut.shape[:2]
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as photo:
+        portrait = np.asarray(photo.convert("RGB"))
+    affine = similarity_transform(HOPPER_LANDMARKS, target)
+    rgb = cv2.warpAffine(portrait, affine, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    landmarks = transform_points(affine, HOPPER_LANDMARKS)
+    for array in (rgb, landmarks):
         array.setflags(write=False)
     return rgb, alpha, landmarks
 
@@ -93,17 +125,17 @@ def background(width: int, height: int, kind: str = "gradient") -> np.ndarray:
 Sprite = tuple[np.ndarray, np.ndarray, np.ndarray]  # rgb H×W×3 uint8, alpha H×W float32, landmarks 5×2
 
 
-def render(base: np.ndarray, poses: list[Pose], sprite: Sprite | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+def render(base: np.ndarray, poses: list[Pose], sprites: list[Sprite] | None = None
+           ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Draw heads at `poses` over `base` (later over earlier); their true landmarks.
 
     Pixel centres sit at integer coordinates, as in cv2.warpAffine: sprite pixel (x, y) lands on
-    frame point affine @ (x, y, 1), and so do the landmarks. `sprite` (default: the astronaut
-    head) must have the head sprite's size, since poses are defined on it."""
-    rgb, alpha, landmarks = head_sprite() if sprite is None else sprite
+    frame point affine @ (x, y, 1), and so do the landmarks. `sprites`: one per pose (default:
+    the astronaut head for all), each of the head sprite's size, since poses are defined on it."""
     out = base.astype(np.float32)
     height, width = base.shape[:2]
     truth = []
-    for pose in poses:
+    for pose, (rgb, alpha, landmarks) in zip(poses, sprites or [head_sprite()] * len(poses)):
         matrix = pose.affine()
         warped = cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR).astype(np.float32)
         weight = cv2.warpAffine(alpha, matrix, (width, height), flags=cv2.INTER_LINEAR)[..., None]
@@ -183,6 +215,21 @@ def moving_face_clip(n_frames: int = 40, width: int = 320, height: int = 240, *,
     return Clip(frames, truth, occluded=frozenset(occluded))
 
 
+def leaving_and_returning_clip(n_frames: int = 80, width: int = 320, height: int = 240) -> Clip:
+    """One head moving right, wholly out of the frame, and back in (42 frames with a part of the
+    face outside, 1.7 s)."""
+    rng = np.random.default_rng(1)
+    base = background(width, height)
+    frames, truth = [], []
+    for i in range(n_frames):
+        t = i / (n_frames - 1)
+        rgb, (points,) = render(base, [Pose(width * (0.45 + 0.75 * np.sin(np.pi * t)), height * 0.5, 0.55, 0.0)])
+        frames.append(degrade(rgb, rng))
+        inside = points[:, 0].max() < width and points[:, 0].min() > 0
+        truth.append({0: points} if inside else {})
+    return Clip(frames, truth)
+
+
 def shot_cut_clip(n_frames: int = 30, cut: int = 15, width: int = 320, height: int = 240,
                   seed: int = 0) -> Clip:
     """A head on a soft background, then from frame `cut` on the same head, nearly in the same
@@ -197,9 +244,11 @@ def shot_cut_clip(n_frames: int = 30, cut: int = 15, width: int = 320, height: i
     return Clip(frames, truth, cut=cut)
 
 
-def crossing_faces_clip(n_frames: int = 40, width: int = 320, height: int = 240, seed: int = 0) -> Clip:
+def crossing_faces_clip(n_frames: int = 40, width: int = 320, height: int = 240, seed: int = 0,
+                        people: tuple[Sprite, Sprite] | None = None) -> Clip:
     """Two heads passing each other: face 0 moves right, face 1 moves left (drawn in front),
-    at slightly different heights and scales, overlapping in the middle frames."""
+    at slightly different heights and scales, overlapping in the middle frames. people: their
+    sprites (default: the astronaut twice)."""
     rng = np.random.default_rng(seed)
     base = background(width, height)
     frames, truth = [], []
@@ -207,7 +256,7 @@ def crossing_faces_clip(n_frames: int = 40, width: int = 320, height: int = 240,
         t = i / max(n_frames - 1, 1)
         poses = [Pose(width * (0.2 + 0.6 * t), height * 0.45, 0.55, 5.0),
                  Pose(width * (0.8 - 0.6 * t), height * 0.55, 0.62, -5.0)]
-        rgb, points = render(base, poses)
+        rgb, points = render(base, poses, list(people) if people else None)
         frames.append(degrade(rgb, rng))
         truth.append({0: points[0], 1: points[1]})
     return Clip(frames, truth)

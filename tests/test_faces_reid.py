@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_clips import (FPS, Clip, Picture, Pose, background, degrade, id_switches, match_tracks,
-                        moving_face_clip, render)
+from face_clips import (FPS, Clip, Picture, Pose, background, crossing_faces_clip, degrade, head_sprite,
+                        hopper_sprite, id_switches, leaving_and_returning_clip, match_tracks, moving_face_clip,
+                        render)
 from vidface.faces.detect import create_detector
 from vidface.faces.identity import SAME_PERSON_DISTANCE, FaceDescriber
 from vidface.faces.options import FaceOptions
@@ -27,21 +28,6 @@ def _ids(tracked: list[list]) -> list[int]:
     return seen
 
 
-def _leaving_and_returning_clip(n_frames: int = 80, width: int = 320, height: int = 240) -> Clip:
-    """One head moving right, wholly out of the frame, and back in (42 frames with a part of the
-    face outside, 1.7 s)."""
-    rng = np.random.default_rng(1)
-    base = background(width, height)
-    frames, truth = [], []
-    for i in range(n_frames):
-        t = i / (n_frames - 1)
-        rgb, (points,) = render(base, [Pose(width * (0.45 + 0.75 * np.sin(np.pi * t)), height * 0.5, 0.55, 0.0)])
-        frames.append(degrade(rgb, rng))
-        inside = points[:, 0].max() < width and points[:, 0].min() > 0
-        truth.append({0: points} if inside else {})
-    return Clip(frames, truth)
-
-
 @pytest.mark.parametrize("hidden", [10, 40])
 def test_a_face_hidden_for_a_while_keeps_its_id(hidden: int) -> None:
     clip = moving_face_clip(40 + hidden, occluded=tuple(range(20, 20 + hidden)))
@@ -53,7 +39,7 @@ def test_a_face_hidden_for_a_while_keeps_its_id(hidden: int) -> None:
 
 
 def test_a_face_that_leaves_the_frame_and_comes_back_keeps_its_id() -> None:
-    clip = _leaving_and_returning_clip()
+    clip = leaving_and_returning_clip()
     outside = [i for i, marks in enumerate(clip.truth) if not marks]
     assert FPS <= len(outside) <= 2 * FPS  # out for a while, within the default window of 2 s
     assert len(_ids(_tracked(clip, reid_window=0))) == 2
@@ -68,38 +54,48 @@ def test_a_face_gone_longer_than_the_window_comes_back_new() -> None:
     assert len(_ids(_tracked(clip, reid_window=3.0))) == 1
 
 
-def test_one_face_in_two_clips_is_one_person() -> None:
-    """The same face in two clips (moved, scaled, turned, degraded) is within SAME_PERSON_DISTANCE."""
+def test_the_descriptor_tells_one_person_from_another() -> None:
+    """The astronaut in two clips (moved, scaled, turned, degraded) is within
+    SAME_PERSON_DISTANCE; Grace Hopper, drawn the same way, is not."""
     detector = create_detector()
     describer = FaceDescriber()
-    one, two = moving_face_clip(40, seed=0).frames[5], moving_face_clip(40, seed=3).frames[30]
-    vectors = [describer.describe(rgb, detector.detect(rgb)[0].box) for rgb in (one, two)]
-    assert vectors[0].shape == (128,)
-    assert np.linalg.norm(vectors[0] - vectors[1]) < SAME_PERSON_DISTANCE
+    hopper = crossing_faces_clip(40, people=(hopper_sprite(), hopper_sprite())).frames[0]
+    pictures = [moving_face_clip(40, seed=0).frames[5], moving_face_clip(40, seed=3).frames[30], hopper]
+    astronaut, again, other = (describer.describe(rgb, detector.detect(rgb)[0].box) for rgb in pictures)
+    assert astronaut.shape == (128,)
+    assert np.linalg.norm(astronaut - again) < SAME_PERSON_DISTANCE < np.linalg.norm(astronaut - other)
+
+
+def test_two_people_crossing_keep_their_ids_and_identities() -> None:
+    clip = crossing_faces_clip(60, people=(head_sprite(), hopper_sprite()))
+    tracked = _tracked(clip)
+    paths = match_tracks(clip.truth, tracked)
+    assert [id_switches(path) for path in paths.values()] == [0, 0]
+    identities = [{face.identity for faces in tracked for face in faces if face.track_id == track}
+                  for track in (paths[0][0], paths[1][0])]
+    assert identities in ([{0}, {1}], [{1}, {0}])
 
 
 def _three_shots_clip(shot: int = 20, width: int = 320, height: int = 240) -> Clip:
-    """Shot 1: the head on a soft background; shot 2: a photo with no face; shot 3: the head
-    again, elsewhere and smaller, on the soft background."""
+    """Shot 1: the astronaut on a soft background; shot 2: Grace Hopper on a photo; shot 3: the
+    astronaut again, elsewhere and smaller, on the soft background."""
     rng = np.random.default_rng(2)
     soft, photo = background(width, height), background(width, height, "coffee")
     frames, truth = [], []
     for i in range(3 * shot):
         if shot <= i < 2 * shot:
-            frames.append(degrade(photo, rng))
-            truth.append({})
-            continue
-        pose = Pose(width * 0.35, height * 0.5, 0.6, 0.0) if i < shot else Pose(width * 0.65, height * 0.45, 0.5, 8.0)
-        rgb, (points,) = render(soft, [pose])
+            rgb, (points,) = render(photo, [Pose(width * 0.5, height * 0.5, 0.6, 0.0)], [hopper_sprite()])
+        else:
+            pose = Pose(width * 0.35, height * 0.5, 0.6, 0.0) if i < shot else Pose(width * 0.65, height * 0.45, 0.5, 8.0)
+            rgb, (points,) = render(soft, [pose])
         frames.append(degrade(rgb, rng))
         truth.append({0: points})
     return Clip(frames, truth, cut=shot)
 
 
 def test_one_person_in_shots_one_and_three_has_one_identity() -> None:
-    clip = _three_shots_clip()
-    tracked = _tracked(clip)
-    shot_one, shot_three = tracked[5], tracked[-5]
-    assert len(shot_one) == 1 and len(shot_three) == 1
-    assert shot_one[0].track_id != shot_three[0].track_id  # a cut ends every track
-    assert shot_one[0].identity == shot_three[0].identity == 0
+    tracked = _tracked(_three_shots_clip())
+    shots = [tracked[5], tracked[25], tracked[-5]]
+    assert [len(faces) for faces in shots] == [1, 1, 1]
+    assert len({faces[0].track_id for faces in shots}) == 3  # a cut ends every track
+    assert [faces[0].identity for faces in shots] == [0, 1, 0]

@@ -14,7 +14,11 @@ and a varying part, for --detect-every 1, 2, 3, and 2, 3 with --detect-motion 0.
 share of frames the detector runs on); recall and crop error by face size for the detector
 input sizes; the tracking stage's own crop error and detector use on the fast and slow
 clips; the faces stage's CPU time on a 720p clip at two speeds of motion, detecting
-every frame and every second frame.
+every frame and every second frame; re-identification on generated clips (a face hidden for
+10, 20 and 40 frames, one leaving the frame and coming back, two people crossing): id
+switches and returns that kept their id, with --reid-window 2 and 0; and the face
+descriptor's cost at 720p as a share of the faces stage (section "bench_faces.py identity";
+--identity-only runs these alone).
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the refined detector's own averaged reading, in 8
 crops, of the clean upright head) carried along the clip's known path; the first line printed re-measures it.
@@ -39,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks_doc import Section  # noqa: E402
 from face_clips import (ASTRONAUT_LANDMARKS, CountingPasses, Picture, Pose, background, crop_error,  # noqa: E402
-                        error_parts, jitter, moving_face_clip, read_reference_landmarks, render)
+                        crossing_faces_clip, error_parts, head_sprite, hopper_sprite, id_switches, jitter,
+                        leaving_and_returning_clip, match_tracks, moving_face_clip, read_reference_landmarks,
+                        render)
 from vidface.faces.detect import create_detector  # noqa: E402
 from vidface.faces.shots import ShotCutDetector  # noqa: E402
 from vidface.faces.options import FaceOptions  # noqa: E402
@@ -228,11 +234,79 @@ def stage_cpu(say: Section, frames: int = 125) -> None:
         say(f"  {speed:13s} " + " | ".join(cells))
 
 
+def reidentification(say: Section) -> None:
+    """Id switches along each true face's path, and the returns (a true face seen again after
+    frames without it) that kept their id, with re-identification on and off."""
+    from vidface.faces.track import detector_for, track_faces
+
+    clips = {f"hidden {hidden} frames": moving_face_clip(40 + hidden, occluded=tuple(range(20, 20 + hidden)))
+             for hidden in (10, 20, 40)}
+    clips["out of the frame and back"] = leaving_and_returning_clip()
+    clips["two people crossing"] = crossing_faces_clip(60, people=(head_sprite(), hopper_sprite()))
+    detector = detector_for(FaceOptions())
+    say("")
+    say("re-identification (id switches along the true faces' paths; returns that kept their id):")
+    for window in (2.0, 0.0):
+        cells = []
+        for name, clip in clips.items():
+            frames = (Picture(rgb, i) for i, rgb in enumerate(clip.frames))
+            tracked = [faces for _, faces in track_faces(frames, detector, FaceOptions(reid_window=window))]
+            paths = match_tracks(clip.truth, tracked).values()
+            switches = sum(id_switches(path) for path in paths)
+            returns = kept = 0
+            for path in paths:
+                ids = [(i, track) for i, track in enumerate(path) if track is not None]
+                for (before, old), (after, new) in zip(ids, ids[1:]):
+                    if after > before + 1:
+                        returns += 1
+                        kept += old == new
+            cells.append(f"{name}: {switches} switches, {kept}/{returns} returns kept")
+        say(f"  --reid-window {window:g}: " + "; ".join(cells))
+
+
+def descriptor_cost(say: Section, frames: int = 125) -> None:
+    """CPU time in the face descriptor during the faces stage on a 720p clip of the moving head,
+    hidden for 20 frames twice, so it is described at confirmation, on refreshes and on returns."""
+    from vidface.faces.identity import FaceDescriber
+    from vidface.faces.track import detector_for, track_faces
+
+    hidden = tuple(range(30, 50)) + tuple(range(80, 100))
+    clip = [Picture(rgb, i) for i, rgb in enumerate(moving_face_clip(frames, 1280, 720, scale=1.0, occluded=hidden).frames)]
+    spent = {"seconds": 0.0, "calls": 0}
+    describe = FaceDescriber.describe
+
+    def timed(self, rgb, box):
+        start = time.process_time()
+        try:
+            return describe(self, rgb, box)
+        finally:
+            spent["seconds"] += time.process_time() - start
+            spent["calls"] += 1
+
+    FaceDescriber.describe = timed
+    try:
+        start = time.process_time()
+        list(track_faces(iter(clip), detector_for(FaceOptions()), FaceOptions()))
+        total = time.process_time() - start
+    finally:
+        FaceDescriber.describe = describe
+    say(f"face descriptor in the faces stage ({frames} frames of 720p, the face hidden twice): {spent['calls']} calls, "
+        f"{1000 * spent['seconds'] / max(spent['calls'], 1):.0f} ms each, {spent['seconds']:.2f} s of {total:.1f} s CPU "
+        f"({100 * spent['seconds'] / total:.1f} %)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=60, help="frames of the generated clip (default: 60)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per detector setting (default: 10)")
+    parser.add_argument("--identity-only", action="store_true",
+                        help='only re-identification and the descriptor\'s cost (section "bench_faces.py identity")')
     args = parser.parse_args()
+    with Section("bench_faces.py identity") as say:
+        reidentification(say)
+        descriptor_cost(say)
+    if args.identity_only:
+        return
     with Section("bench_faces.py") as say:
         reading = read_reference_landmarks(create_detector("centerface", refine_crops=8))
         say(f"truth check: the refined detector's reading (8 crops) of the clean head is within "
