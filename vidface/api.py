@@ -28,9 +28,10 @@ if TYPE_CHECKING:  # imported where used, so that building the command line stay
     from vidface.config import Settings
     from vidface.estimate import RunEstimate
     from vidface.faces.detect import FaceDetector
+    from vidface.faces.selection import SelectedFaces
     from vidface.models.osdface import OSDFace
     from vidface.plan import FrameProcessor, Plan, Resume, TimeRange, TranscodeResult
-    from vidface.restore import RestoreStats
+    from vidface.restore import FaceChoice, RestoreStats
     from vidface.weights import WeightsLocation
 
 __all__ = ["MODELS", "Restorer", "load_restorer", "resume_options"]
@@ -55,6 +56,7 @@ class Restorer:
     detector: FaceDetector | None = None
     weights: WeightsLocation | None = None
     detector_weights: Path | None = None
+    choice: FaceChoice | None = None
 
     def plan(self, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
              time_range: TimeRange | None = None, keep_audio: bool = True, overwrite: bool = False) -> Plan:
@@ -67,18 +69,37 @@ class Restorer:
 
     def restore(self, source: str | os.PathLike[str] | Plan, output: str | os.PathLike[str] | None = None, *,
                 progress: Callable[[int], None] | None = None, resume: bool = True, restart: bool = False,
-                segment_frames: int | None = None, **plan_options: Any) -> TranscodeResult:
+                segment_frames: int | None = None, selected: SelectedFaces | None = None,
+                **plan_options: Any) -> TranscodeResult:
         """Restore one file: `source` and `output` paths (planned with `plan_options`, see
         `plan`), or a Plan. resume: run in resumable segments of `segment_frames` (default
         Segmenting.frames) kept next to OUT until it is complete; restart: discard an earlier
-        run's segments. progress: called with the frames written so far."""
+        run's segments. progress: called with the frames written so far. selected: the faces
+        to restore, from `select` (None: every face)."""
         from vidface.pipeline import transcode
         from vidface.plan import Plan
 
         plan = source if isinstance(source, Plan) else self.plan(source, output, **plan_options)
-        return transcode(plan, self.processor, progress=progress,
-                         resume=self.resume(restart, segment_frames) if resume else None,
-                         on_segment=self.stats.keep if self.stats is not None else None)
+        if self.choice is not None:
+            self.choice.selected = selected
+        try:
+            return transcode(plan, self.processor, progress=progress,
+                             resume=self.resume(restart, segment_frames) if resume else None,
+                             on_segment=self.stats.keep if self.stats is not None else None)
+        finally:
+            if self.choice is not None:
+                self.choice.selected = None
+
+    def select(self, plan: Plan, *, seconds: float | None = None) -> SelectedFaces | None:
+        """The faces settings.faces.select takes in `plan` (`vidface.faces.selection`: a pass of
+        the faces stage over its frames, or over the first `seconds` of them); None where every
+        face is restored (`all`, or the `none` model)."""
+        from vidface.faces.selection import ALL, FaceSelection, select_faces
+
+        selection = FaceSelection.parse(self.settings.faces.select)
+        if selection.kind == ALL or self.detector is None:
+            return None
+        return select_faces(plan, self.detector, self.settings.faces, selection, seconds=seconds)
 
     def resume(self, restart: bool = False, segment_frames: int | None = None) -> Resume:
         """How a resumable run of this restorer is cut and recognised (`resume_options`)."""
@@ -138,7 +159,7 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
     from vidface.faces.parsing import parser_for
     from vidface.faces.track import detector_for
     from vidface.models.options import resolve_device
-    from vidface.restore import RestoreStats, face_restorer
+    from vidface.restore import FaceChoice, RestoreStats, face_restorer
     from vidface.weights import resolve
 
     options = settings.model
@@ -150,9 +171,9 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
     # Built before the model loads: diffusers creates its modules under a process-wide patch of
     # torch (accelerate's empty-weights init) that would catch modules made on other threads.
     loading = load_model(settings, location)
-    stats = RestoreStats()
-    processor = face_restorer(loading, settings, detector=detector, parser=parser, stats=stats)
-    return Restorer(settings, model, processor, stats, loading, detector, location, detector_path)
+    stats, choice = RestoreStats(), FaceChoice()
+    processor = face_restorer(loading, settings, detector=detector, parser=parser, stats=stats, choice=choice)
+    return Restorer(settings, model, processor, stats, loading, detector, location, detector_path, choice)
 
 
 def load_model(settings: Settings, location: WeightsLocation) -> Future[OSDFace]:

@@ -49,9 +49,11 @@ from vidface.plan import FrameProcessor
 from vidface.workers import QUEUE_FRAMES, in_background
 
 if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on another thread
+    from vidface.faces.selection import SelectedFaces
     from vidface.models.osdface import OSDFace
 
-__all__ = ["LOADING_BUFFER_BYTES", "MAX_WAITING_FRAMES", "RestoreStats", "face_restorer", "restore_batch_size"]
+__all__ = ["LOADING_BUFFER_BYTES", "MAX_WAITING_FRAMES", "FaceChoice", "RestoreStats", "face_restorer",
+           "restore_batch_size"]
 
 MAX_WAITING_FRAMES = 32
 """Frames the batcher may hold while it waits for more faces to fill a batch: past this (for
@@ -140,6 +142,18 @@ class _FrameWork:
         return len(self.restored) == len(self.faces)
 
 
+@dataclass
+class FaceChoice:
+    """The faces a processor restores in the file it runs on: those the selection pass selected
+    there (vidface.faces.selection), or every face (None). Set per file, as Restorer.restore
+    and the farm's workers do."""
+
+    selected: SelectedFaces | None = None
+
+    def keeps(self, frame: int, face: TrackedFace) -> bool:
+        return self.selected is None or self.selected.selects(frame, face)
+
+
 def restore_batch_size(model: OSDFace, settings: Settings) -> int:
     """Faces per model call: the setting, or (0, auto) what fits the device's free memory."""
     return settings.model.batch_size or auto_batch_size(model.device, model.dtype)
@@ -147,7 +161,7 @@ def restore_batch_size(model: OSDFace, settings: Settings) -> int:
 
 def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                   detector: FaceDetector | None = None, parser: FaceParser | None = None,
-                  stats: RestoreStats | None = None) -> FrameProcessor:
+                  stats: RestoreStats | None = None, choice: FaceChoice | None = None) -> FrameProcessor:
     """A FrameProcessor that restores every tracked face with `model`.
 
     model: loaded with settings.model's device and dtype, or a Future of it (still loading on
@@ -162,15 +176,17 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
         the fixed feathered square). Its masks are smoothed over time per track
         (temporal.mask_momentum); built once and shared by every call of the processor.
     stats: counters updated as frames come out (frames, frames with faces, faces restored).
+    choice: the faces to restore (default: every face).
     """
     device = resolve_device(settings.model.device)
     detector = detector or detector_for(settings.faces, device=str(device))
     parser = parser or parser_for(settings.paste, device)
     counters = stats if stats is not None else RestoreStats()
+    choice = choice or FaceChoice()
 
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
         cancel = threading.Event()
-        work = in_background(_face_work(frames, detector, settings), cancel, "faces")
+        work = in_background(_face_work(frames, detector, settings, choice), cancel, "faces")
         restored = in_background(_run_model(work, model, settings, parser, counters), cancel, "model",
                                  maxsize=QUEUE_FRAMES)
         try:
@@ -194,13 +210,15 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
     return process
 
 
-def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settings) -> Iterator[_FrameWork]:
-    """Track faces (with look-ahead), frame by frame, in order. A track whose face is gone
-    ends (its temporal state is forgotten) once the tracker can no longer bring it back: after
-    the re-identification window."""
+def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settings,
+               choice: FaceChoice) -> Iterator[_FrameWork]:
+    """Track faces (with look-ahead), frame by frame, in order; keep those `choice` restores.
+    A track whose face is gone ends (its temporal state is forgotten) once the tracker can no
+    longer bring it back: after the re-identification window."""
     seen: dict[int, _Seen] = {}  # track id -> where and when its face was last
     decoded = (_Decoded(frame, frame.to_rgb()) for frame in frames)
-    for item, faces in track_faces(decoded, detector, settings.faces):
+    for item, tracked in track_faces(decoded, detector, settings.faces):
+        faces = [face for face in tracked if choice.keeps(item.frame.index, face)]
         present = {face.track_id for face in faces}
         ended = [track_id for track_id, last in seen.items()
                  if track_id not in present and item.frame.time - last.time > settings.faces.reid_window]

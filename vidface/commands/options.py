@@ -63,14 +63,10 @@ def positive_int(text: str) -> int:
     return value
 
 
-
-
-
-
 def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
-                     only: tuple[str, ...] | None = None) -> None:
+                     only: tuple[str, ...] | None = None, leave_out: tuple[str, ...] = ()) -> None:
     """A flag for every field of the options dataclass `cls` that has one (`vidface.fields.option`;
-    with `only`, those fields alone). Each flag stores under "section.field" and defaults to
+    with `only`, those fields alone; never those in `leave_out`). Each flag stores under "section.field" and defaults to
     None (not given), so a preset or a config file can set what a flag leaves out; its value is
     parsed and checked by the field's own rule, and its help ends with the built-in default and
     the presets' values. Read them back with `option_overrides`."""
@@ -81,7 +77,7 @@ def add_option_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, 
     hints = typing.get_type_hints(cls)
     for field in option_fields(cls):
         flag = field.metadata["flag"]
-        if flag is None or (only is not None and field.name not in only):
+        if flag is None or (only is not None and field.name not in only) or field.name in leave_out:
             continue
         dest = f"{cls.section}.{field.name}"
         help_text = field.metadata["help"] + _defaults_note(cls, field)

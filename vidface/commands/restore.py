@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from vidface.commands.options import add_option_flags, add_output_flags, option_overrides, positive_int, show_progress
 from vidface.commands.track import add_face_flags
 
 from vidface.api import MODELS
+
+log = logging.getLogger("vidface")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -93,7 +97,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     encode.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
                         type=_key_value, help="extra encoder option, repeatable (e.g. tune=film); "
                                               "added to the config file's")
-    add_face_flags(parser, device=False)
+    add_face_flags(parser, device=False, selection=True)
     add_option_flags(parser.add_argument_group("paste-back"), PasteOptions)
     add_option_flags(parser.add_argument_group("model"), ModelOptions)
 
@@ -148,7 +152,10 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
     if args.dry_run:
         print(describe_plan(plan, settings, args.model))
+        if args.model != "none":
+            _list_people(plan, settings, args)
         return 0
+    _refuse_selection_on_farm(args, settings)
     if args.ray is not None:
         [outcome] = _on_farm(args, settings, [plan])
         if isinstance(outcome, BaseException):
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
     stats = restorer.stats
+    selected = _select(restorer, plan)
     running = restorer.estimate(plan) if args.quiet <= 0 else None
     # With an estimate, the time left is counted from the faces still to come, as the estimate
     # is, instead of from the frame rate so far.
@@ -189,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(faces=stats.faces, refresh=False)
 
     try:
-        result = restorer.restore(plan, progress=progress if bar is not None or running is not None else None, restart=args.no_resume,
-                                  segment_frames=args.segment_frames)
+        result = restorer.restore(plan, progress=progress if bar is not None or running is not None else None,
+                                  restart=args.no_resume, segment_frames=args.segment_frames, selected=selected)
     finally:
         if bar is not None:
             bar.close()
@@ -198,6 +206,49 @@ def run(args: argparse.Namespace) -> int:
         say_estimate(found)
     _say_done(result, stats)
     return 0
+
+
+DRY_RUN_SECONDS = 60.0  # the sample a dry run lists the people of
+
+
+def _select(restorer, plan):
+    """The faces --faces takes in `plan` (None: every face); a warning where it takes none."""
+    selected = restorer.select(plan)
+    if selected is not None and selected.empty:
+        from vidface.faces.selection import FaceSelection
+
+        log.warning("--faces %s matches no face in %s: it is written unchanged, as with --model none",
+                    FaceSelection.parse(restorer.settings.faces.select), plan.info.path)
+    return selected
+
+
+def _list_people(plan, settings, args: argparse.Namespace) -> None:
+    """--dry-run with --faces: the people of the first DRY_RUN_SECONDS and which are restored."""
+    from pathlib import Path
+
+    from vidface.faces.selection import ALL, FaceSelection, select_faces
+    from vidface.faces.track import detector_for
+
+    selection = FaceSelection.parse(settings.faces.select)
+    if selection.kind == ALL:
+        return
+    detector = detector_for(settings.faces, weights=Path(args.detector_weights) if args.detector_weights else None)
+    selected = select_faces(plan, detector, settings.faces, selection, seconds=DRY_RUN_SECONDS)
+    print(f"faces   {selection}; people in the first {DRY_RUN_SECONDS:g} s:")
+    for person in selected.people:
+        print(f"  person {person.identity}: from {person.first_time:.2f} s, {person.frames} frames: "
+              + ("restored" if person.selected else "left as is"))
+    if not selected.people:
+        print("  none")
+
+
+def _refuse_selection_on_farm(args: argparse.Namespace, settings) -> None:
+    from vidface.faces.selection import ALL
+
+    if args.ray is not None and settings.faces.select != ALL:
+        from vidface.errors import InputError
+
+        raise InputError("--faces other than all does not run on the render farm yet; run it without --ray")
 
 
 def _say_done(result, stats) -> None:
@@ -259,6 +310,7 @@ def run_folder(args: argparse.Namespace) -> int:
         for result in skipped:
             print(f"{result.name}: skipped, {result.message}")
         return 0
+    _refuse_selection_on_farm(args, settings)
     if args.ray is not None:
         return _folder_on_farm(args, settings, jobs, skipped)
     restorer = load_restorer(settings, model=args.model if jobs else "none", detector_weights=args.detector_weights)
@@ -270,7 +322,8 @@ def run_folder(args: argparse.Namespace) -> int:
         frames = _bar(plan.frame_count, job.name, position=1, leave=False) if show else None
         try:
             return restorer.restore(plan, progress=(lambda n: frames.update(n - frames.n)) if frames else None,
-                                    restart=args.no_resume, segment_frames=args.segment_frames).frames
+                                    restart=args.no_resume, segment_frames=args.segment_frames,
+                                    selected=_select(restorer, plan)).frames
         finally:
             if frames is not None:
                 frames.close()

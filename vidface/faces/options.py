@@ -7,7 +7,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vidface.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_REFINE_CROPS, DETECTORS, REFINE_POSITIONS
+from vidface.faces.selection import FaceSelection
 from vidface.fields import Rule, above, at_least, between, check, one_of, option, zero_or_at_least
+
+SELECTION_FIELDS = ("select", "face_match")  # the faces a restore changes; no other command has them
+
+
+def _selection(text: str) -> bool:
+    try:
+        FaceSelection.parse(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,14 @@ class FaceOptions:
                                 "a face that appears within them, looks like it (dlib's face descriptor) and is "
                                 "where it could have moved continues its track (0: never)", flag="--reid-window",
                                 metavar="SECONDS", rule=at_least(0))
+    select: str = option("all", "the faces to restore: all; largest (the largest face of each shot); ID[,ID...] "
+                         "(people by the identity labels vidface track prints); PHOTO[,PHOTO...] (people who "
+                         "match photos of one face each); every other pixel stays as decoded", flag="--faces",
+                         metavar="all|largest|ID,...|PHOTO,...",
+                         rule=Rule(_selection, "all, largest, ID[,ID...] or PHOTO[,PHOTO...]"))
+    face_match: float = option(0.5, "face descriptor distance within which a face matches a --faces photo "
+                               "(smaller is stricter; two photos of one person are mostly within 0.45, of two "
+                               "people mostly beyond 0.6)", flag="--face-match", metavar="DISTANCE", rule=above(0))
     cut_threshold: float = option(0.5, "colour-histogram distance at which a frame starts a new shot (ending "
                                   "every track)", rule=between(0, 1))
 

@@ -63,7 +63,8 @@ class TrackedFace:
     landmarks: float64 5×2 (x, y), template order, smoothed; score: the detector's score (the
     track's last one where it was not detected); detected: whether the detector saw it in this
     frame (False: the tracker's prediction); identity: the person's label, shared by every
-    track that looks like them (None where faces are not described)."""
+    track that looks like them, and descriptor: the track's latest appearance descriptor (None
+    where faces are not described)."""
 
     track_id: int
     box: np.ndarray
@@ -71,6 +72,7 @@ class TrackedFace:
     score: float
     detected: bool
     identity: int | None = None
+    descriptor: np.ndarray | None = None
 
 
 @dataclass(eq=False)
@@ -473,7 +475,8 @@ class FaceTracker:
             z = smooth[:_DIM_Z, 0]
             step = steps[frame - first]
             out.append(TrackedFace(track.track_id, z[:4].copy(), z[4:].reshape(5, 2).copy(),
-                                   float(step.score), step.detected, track.identity))
+                                   float(step.score), step.detected, track.identity,
+                                   track.descriptors[-1] if track.descriptors else None))
         return out
 
     def _forget(self, frame: int) -> None:
