@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import ray
 
-from face_clips import moving_face_clip
+from face_clips import Pose, background, degrade, head_sprite, hopper_sprite, moving_face_clip, render
 from media import read_video, write_video
 from resume_tools import same_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
@@ -93,6 +93,31 @@ def test_a_worker_killed_mid_segment_changes_nothing(cluster, tmp_path: Path, re
     assert sum(w.segments for w in tally.workers.values()) == 3
     assert not any(name.endswith(f":{killed[0]}") for name in tally.workers)
     same_video(tmp_path / "out.mkv", reference)
+
+
+def test_the_farm_restores_the_chosen_faces_as_one_process_does(cluster, tmp_path: Path, tiny_osdface) -> None:
+    settings = load_settings(overrides={"model.weights": str(tiny_osdface.release), "model.base": str(tiny_osdface.base),
+                                        "model.device": "cpu", "model.dtype": "fp32", "model.batch_size": 4,
+                                        "faces.select": "largest", "encode.codec": "ffv1"})
+    rng = np.random.default_rng(0)
+    picture, (small, _) = render(background(256, 192), [Pose(70, 96, 0.35, 0.0), Pose(180, 96, 0.5, 0.0)],
+                                 [head_sprite(), hopper_sprite()])
+    source = write_video(tmp_path / "in.mkv", frames=FRAMES, size=(256, 192), audio="aac", codec="ffv1",
+                         pix_fmt="yuv444p", images=np.stack([degrade(picture, rng) for _ in range(FRAMES)]))
+    restorer = load_restorer(settings)
+    plan = restorer.plan(source, tmp_path / "reference.mkv")
+    selected = restorer.select(plan)
+    restorer.restore(plan, segment_frames=SEGMENT, selected=selected)
+    weights = restorer.weights
+    resume = resume_options(settings, "osdface", weights, segment_frames=SEGMENT)
+    farm_restore([plan_transcode(source, tmp_path / "out.mkv", encode=settings.encode)], settings, resume, workers=2,
+                 selected=[selected])
+    same_video(tmp_path / "out.mkv", tmp_path / "reference.mkv")
+    before, after = (np.stack(read_video(path, images=True).images).astype(int) for path in (source, tmp_path / "out.mkv"))
+    x1, y1 = small.min(axis=0).astype(int)
+    x2, y2 = small.max(axis=0).astype(int)
+    left, right = np.abs(after - before)[:, y1:y2, x1:x2].mean(), np.abs(after - before)[:, y1:y2, x1 + 110:x2 + 110].mean()
+    assert left == 0 and right > 4  # the smaller face on the left stays, the larger one is restored
 
 
 def _manifest_segments(output: Path) -> int:

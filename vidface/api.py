@@ -135,9 +135,24 @@ def resume_options(settings: Settings, model: str, weights: WeightsLocation | No
         values = settings_to_dict(settings)
         values.pop("encode")
         key.update(settings=values, detector_weights=str(detector_weights) if detector_weights else None,
-                   weights=weights_identity(weights))
+                   weights=weights_identity(weights), photos=_photos_identity(settings.faces.select))
     segmenting = Segmenting(frames=segment_frames or Segmenting.frames, lookahead=settings.faces.lag)
     return Resume(key=key, restart=restart, segmenting=segmenting, work_dir=work_dir)
+
+
+def _photos_identity(select: str) -> dict[str, str]:
+    """The --faces photos' contents (SHA-256), so a run resumes only with the same photos."""
+    import hashlib
+
+    from vidface.faces.selection import FaceSelection
+
+    identity = {}
+    for photo in FaceSelection.parse(select).photos:
+        try:
+            identity[photo] = hashlib.sha256(Path(photo).read_bytes()).hexdigest()
+        except OSError:
+            identity[photo] = "unreadable"  # the selection pass says why, in one line
+    return identity
 
 
 def load_restorer(settings: Settings | None = None, *, model: str = "osdface",

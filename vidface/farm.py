@@ -34,6 +34,7 @@ from vidface.errors import VidfaceError
 
 if TYPE_CHECKING:
     from vidface.config import Settings
+    from vidface.faces.selection import SelectedFaces
     from vidface.plan import Plan, Resume, Segmenting, TranscodeResult
     from vidface.resume import SegmentRecord
 
@@ -96,6 +97,7 @@ class SegmentJob:
     first: int
     stop: int
     work_path: Path | None  # the segment's file on shared storage, or None: bytes come back
+    selected: SelectedFaces | None = None  # the faces to restore in its frames (None: every face)
 
     @property
     def frames(self) -> int:
@@ -138,12 +140,18 @@ class _Worker:
         faces_before = stats.faces if stats is not None else 0
         if stats is not None:
             stats.keep(job.first, job.stop)
-        with tempfile.TemporaryDirectory(prefix="vidface-segment-") as scratch:
-            path = job.work_path or Path(scratch) / f"segment-{job.number:05d}.bin"
-            feed = segment_feed(job.plan, job.segmenting, job.first, job.stop)
-            record, extradata = encode_segment(job.plan, self.restorer.processor, feed, job.number, job.first,
-                                               job.stop, path, threading.Event())
-            data = None if job.work_path else path.read_bytes()
+        if self.restorer.choice is not None:
+            self.restorer.choice.selected = job.selected
+        try:
+            with tempfile.TemporaryDirectory(prefix="vidface-segment-") as scratch:
+                path = job.work_path or Path(scratch) / f"segment-{job.number:05d}.bin"
+                feed = segment_feed(job.plan, job.segmenting, job.first, job.stop)
+                record, extradata = encode_segment(job.plan, self.restorer.processor, feed, job.number, job.first,
+                                                   job.stop, path, threading.Event())
+                data = None if job.work_path else path.read_bytes()
+        finally:
+            if self.restorer.choice is not None:
+                self.restorer.choice.selected = None
         faces = (stats.faces - faces_before) if stats is not None else 0
         return SegmentDone(job, record, extradata, data, faces, time.perf_counter() - started, self.name)
 
@@ -195,7 +203,8 @@ class _File:
 
 def farm_restore(plans: list[Plan], settings: Settings, resume: Resume, *, model: str = "osdface",
                  detector_weights: str | None = None, workers: int | None = None,
-                 progress: Callable[[FarmProgress], None] | None = None
+                 progress: Callable[[FarmProgress], None] | None = None,
+                 selected: list[SelectedFaces | None] | None = None
                  ) -> tuple[list[TranscodeResult | BaseException], FarmProgress]:
     """Restore every plan's file on the Ray cluster this process is connected to (`connect`);
     returns, per plan, its TranscodeResult or the error that ended it, and the farm's tallies.
@@ -203,6 +212,7 @@ def farm_restore(plans: list[Plan], settings: Settings, resume: Resume, *, model
     resume: the resumable run's options, the same for every file (key, segmenting, work_dir).
     workers: actors to start (default: one per GPU of the cluster, else one per CPU).
     progress: called after each finished segment.
+    selected: per plan, the faces to restore (`vidface.faces.selection`; None: every face).
     """
     import ray
 
@@ -225,7 +235,9 @@ def farm_restore(plans: list[Plan], settings: Settings, resume: Resume, *, model
                 continue
             tally.frames += entry.run.resumed
         jobs = [SegmentJob(entry.index, entry.plan, resume.segmenting, number, first, stop,
-                           entry.run.work.segment_path(number) if resume.work_dir else None)
+                           entry.run.work.segment_path(number) if resume.work_dir else None,
+                           _segment_selection(selected[entry.index] if selected else None, resume.segmenting,
+                                              first, stop))
                 for entry in files if entry.run is not None for number, first, stop in entry.run.pending()]
         for entry in files:
             entry.pending = sum(job.file == entry.index for job in jobs)
@@ -314,6 +326,14 @@ def _run_jobs(ray, jobs: list[SegmentJob], files: list[_File], settings: Setting
         for actor, _ in pool:
             ray.kill(actor, no_restart=True)
         muxer.shutdown(wait=True, cancel_futures=True)
+
+
+def _segment_selection(selected: SelectedFaces | None, segmenting: Segmenting, first: int,
+                       stop: int) -> SelectedFaces | None:
+    """The part of a file's selection a segment's frames (warm-up and look-ahead too) need."""
+    if selected is None:
+        return None
+    return selected.within(first - segmenting.warmup, stop + segmenting.lookahead)
 
 
 def _retry(job: SegmentJob, attempts: dict[tuple[int, int], int], queue: list[SegmentJob], entry: _File,

@@ -152,10 +152,9 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
     if args.dry_run:
         print(describe_plan(plan, settings, args.model))
-        if args.model != "none":
-            _list_people(plan, settings, args)
+        _list_people(plan, settings, args)
         return 0
-    _refuse_selection_on_farm(args, settings)
+    _check_photos(settings, args)
     if args.ray is not None:
         [outcome] = _on_farm(args, settings, [plan])
         if isinstance(outcome, BaseException):
@@ -213,42 +212,60 @@ DRY_RUN_SECONDS = 60.0  # the sample a dry run lists the people of
 
 def _select(restorer, plan):
     """The faces --faces takes in `plan` (None: every face); a warning where it takes none."""
-    selected = restorer.select(plan)
+    return _warn_if_nobody(restorer.select(plan), restorer.settings, plan)
+
+
+def _warn_if_nobody(selected, settings, plan):
     if selected is not None and selected.empty:
         from vidface.faces.selection import FaceSelection
 
         log.warning("--faces %s matches no face in %s: it is written unchanged, as with --model none",
-                    FaceSelection.parse(restorer.settings.faces.select), plan.info.path)
+                    FaceSelection.parse(settings.faces.select), plan.info.path)
     return selected
+
+
+def _selection_pass(plan, settings, args: argparse.Namespace, seconds: float | None = None):
+    """The faces --faces takes in `plan` (its first `seconds`), found here without a restorer
+    (a dry run, the farm's driver); None for all."""
+    from vidface.faces.selection import ALL, FaceSelection, select_faces
+
+    selection = FaceSelection.parse(settings.faces.select)
+    if selection.kind == ALL or args.model == "none":
+        return None
+    return select_faces(plan, _detector(settings, args), settings.faces, selection, seconds=seconds)
+
+
+def _check_photos(settings, args: argparse.Namespace) -> None:
+    """Read the --faces photos before anything else starts (the model's load among them), so a
+    bad one is a one-line error at once."""
+    from vidface.faces.selection import FaceSelection, reference_descriptors
+
+    photos = FaceSelection.parse(settings.faces.select).photos
+    if photos and args.model != "none":
+        reference_descriptors(photos, _detector(settings, args))
+
+
+def _detector(settings, args: argparse.Namespace):
+    from pathlib import Path
+
+    from vidface.faces.track import detector_for
+
+    return detector_for(settings.faces, weights=Path(args.detector_weights) if args.detector_weights else None)
 
 
 def _list_people(plan, settings, args: argparse.Namespace) -> None:
     """--dry-run with --faces: the people of the first DRY_RUN_SECONDS and which are restored."""
-    from pathlib import Path
+    from vidface.faces.selection import FaceSelection
 
-    from vidface.faces.selection import ALL, FaceSelection, select_faces
-    from vidface.faces.track import detector_for
-
-    selection = FaceSelection.parse(settings.faces.select)
-    if selection.kind == ALL:
+    selected = _selection_pass(plan, settings, args, seconds=DRY_RUN_SECONDS)
+    if selected is None:
         return
-    detector = detector_for(settings.faces, weights=Path(args.detector_weights) if args.detector_weights else None)
-    selected = select_faces(plan, detector, settings.faces, selection, seconds=DRY_RUN_SECONDS)
-    print(f"faces   {selection}; people in the first {DRY_RUN_SECONDS:g} s:")
+    print(f"faces   {FaceSelection.parse(settings.faces.select)}; people in the first {DRY_RUN_SECONDS:g} s:")
     for person in selected.people:
         print(f"  person {person.identity}: from {person.first_time:.2f} s, {person.frames} frames: "
               + ("restored" if person.selected else "left as is"))
     if not selected.people:
         print("  none")
-
-
-def _refuse_selection_on_farm(args: argparse.Namespace, settings) -> None:
-    from vidface.faces.selection import ALL
-
-    if args.ray is not None and settings.faces.select != ALL:
-        from vidface.errors import InputError
-
-        raise InputError("--faces other than all does not run on the render farm yet; run it without --ray")
 
 
 def _say_done(result, stats) -> None:
@@ -275,6 +292,7 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
         weights = resolve(settings.model.weights, settings.model.base, settings.model.weights_repo)
     resume = resume_options(settings, args.model, weights, args.detector_weights, restart=args.no_resume,
                             segment_frames=args.segment_frames, work_dir=args.work_dir)
+    selected = [_warn_if_nobody(_selection_pass(plan, settings, args), settings, plan) for plan in plans]
     bar = _bar(sum(plan.frame_count for plan in plans), "farm") if show_progress(args) else None
 
     def progress(tally) -> None:
@@ -283,8 +301,8 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
         bar.set_postfix_str(f"faces/s {rate:.1f} ({rate / max(len(tally.workers), 1):.1f} per worker)", refresh=False)
 
     try:
-        outcomes, tally = farm_restore(plans, settings, resume, model=args.model,
-                                       detector_weights=args.detector_weights, progress=progress if bar else None)
+        outcomes, tally = farm_restore(plans, settings, resume, model=args.model, detector_weights=args.detector_weights,
+                                       progress=progress if bar else None, selected=selected)
     finally:
         if bar is not None:
             bar.close()
@@ -310,7 +328,7 @@ def run_folder(args: argparse.Namespace) -> int:
         for result in skipped:
             print(f"{result.name}: skipped, {result.message}")
         return 0
-    _refuse_selection_on_farm(args, settings)
+    _check_photos(settings, args)
     if args.ray is not None:
         return _folder_on_farm(args, settings, jobs, skipped)
     restorer = load_restorer(settings, model=args.model if jobs else "none", detector_weights=args.detector_weights)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from vidface.io.frames import Frame
     from vidface.plan import Plan
 
-__all__ = ["ALL", "LARGEST", "FaceSelection", "SelectedFaces", "select_faces"]
+__all__ = ["ALL", "LARGEST", "FaceSelection", "SelectedFaces", "reference_descriptors", "select_faces"]
 
 ALL, LARGEST = "all", "largest"
 SAME_FACE_IOU = 0.5
@@ -85,6 +85,11 @@ class SelectedFaces:
     def empty(self) -> bool:
         return not self.boxes
 
+    def within(self, first: int, stop: int) -> SelectedFaces:
+        """The selection of frames [first, stop) alone (what one segment needs)."""
+        return SelectedFaces({frame: boxes for frame, boxes in self.boxes.items() if first <= frame < stop},
+                             self.people)
+
     def selects(self, frame: int, face: TrackedFace) -> bool:
         """Whether `face`, tracked in frame `frame`, is one the pass selected there."""
         from vidface.faces.geometry import box_iou
@@ -129,7 +134,7 @@ def select_faces(plan: Plan, detector: FaceDetector, options: FaceOptions, selec
     from vidface.faces.track import track_faces
     from vidface.io.placement import input_frames
 
-    references = _reference_descriptors(selection.photos, detector) if selection.kind == "photos" else []
+    references = reference_descriptors(selection.photos, detector) if selection.kind == "photos" else []
     cuts = ShotCutDetector(options.cut_threshold)
     tracks: dict[int, _Track] = {}
     shot = 0
@@ -196,8 +201,9 @@ def _selected(tracks: dict[int, _Track], chosen: set[int]) -> SelectedFaces:
                          sorted(people.values(), key=lambda person: person.identity))
 
 
-def _reference_descriptors(photos: tuple[str, ...], detector: FaceDetector) -> list[np.ndarray]:
-    """One descriptor per photo, each of which must show exactly one face."""
+def reference_descriptors(photos: tuple[str, ...], detector: FaceDetector) -> list[np.ndarray]:
+    """One descriptor per photo, each of which must show exactly one face (else a one-line
+    InputError naming it)."""
     import cv2
 
     from vidface.faces.identity import FaceDescriber
