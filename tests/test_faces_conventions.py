@@ -61,7 +61,7 @@ def test_renderer_draws_a_point_where_its_landmark_lands(pose: Pose) -> None:
     height, width = rgb.shape[:2]
     point = np.array([[71.3, 96.6]])
     dot = (spots(width, height, point, 3.0), np.ones_like(alpha), np.repeat(point, 5, axis=0))
-    frame, (truth,) = render(np.zeros((240, 320, 3), np.uint8), [pose], dot)
+    frame, (truth,) = render(np.zeros((240, 320, 3), np.uint8), [pose], [dot])
     np.testing.assert_allclose(truth[0], transform_points(pose.affine(), point)[0])
     np.testing.assert_allclose(spot_centres(frame)[0], truth[0], atol=0.03)
 
