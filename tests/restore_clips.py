@@ -3,6 +3,8 @@ frame region a face's restoration may reach."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -43,3 +45,53 @@ def face_core(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     hull = cv2.convexHull(np.round(landmarks).astype(np.int32))
     cv2.fillConvexPoly(region, hull, 1)
     return region.astype(bool)
+
+
+@dataclass
+class TemporalProbe:
+    """What temporal blending must steady and what it must follow: a still degraded face with
+    fresh noise in every frame, and the same clip where at frame `change` the face is replaced
+    in place by its mirror image (other content, the same landmarks region)."""
+
+    still: list[np.ndarray]
+    jump: list[np.ndarray]
+    core: np.ndarray  # H×W bool: the middle of the face
+    change: int
+
+    @classmethod
+    def make(cls, width: int = 256, height: int = 192, count: int = 24, change: int = 12, seed: int = 0,
+             scale: float = 0.6) -> TemporalProbe:
+        from face_clips import Pose, background, degrade, render
+
+        face, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, scale, 0.0)])
+        core = face_core(landmarks, (height, width))
+        x1, x2 = np.where(core.any(axis=0))[0][[0, -1]]
+        y1, y2 = np.where(core.any(axis=1))[0][[0, -1]]
+        pad = round(12 * scale / 0.6)
+        box = (slice(y1 - pad, y2 + pad), slice(x1 - pad, x2 + pad))
+        mirrored = face.copy()
+        mirrored[box] = face[box][:, ::-1]
+        rng = np.random.default_rng(seed)
+        still = [degrade(face, rng) for _ in range(count)]
+        jump = [degrade(face if i < change else mirrored, rng) for i in range(count)]
+        return cls(still, jump, core, change)
+
+    def measure(self, run: Callable[[list[np.ndarray], float], np.ndarray], strength: float) -> tuple[float, float]:
+        """(the restored still face's frame-to-frame change at `strength` over strength 0's;
+        the share of the old face left in the 3 frames from the change on, beyond strength 0's).
+        run(images, strength): the restored frames, N×H×W×3 float."""
+        from vidface.metrics import temporal_flicker
+
+        mask = self.core[..., None]
+        still_off, jump_off = run(self.still, 0.0), run(self.jump, 0.0)
+        still_on, jump_on = run(self.still, strength), run(self.jump, strength)
+        old_face = jump_off[3:self.change].mean(axis=0)[self.core]
+        new_face = jump_off[self.change + 3:].mean(axis=0)[self.core]
+        toward_old = old_face - new_face
+
+        def ghost(frames: np.ndarray) -> float:
+            return float(np.mean([((frame[self.core] - new_face) * toward_old).sum() / (toward_old * toward_old).sum()
+                                  for frame in frames[self.change:self.change + 3]]))
+
+        flicker = temporal_flicker(still_on[3:], mask) / temporal_flicker(still_off[3:], mask)
+        return flicker, ghost(jump_on) - ghost(jump_off)

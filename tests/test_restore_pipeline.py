@@ -14,13 +14,12 @@ import pytest
 
 from face_clips import Pose, background, degrade, moving_face_clip, render
 from media import read_video, write_video
-from restore_clips import face_core, face_region, frames_of
+from restore_clips import TemporalProbe, face_core, face_region, frames_of
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.cli import build_parser
 from vidface.commands.restore import build_settings
 from vidface.config import Settings, load_settings
 from vidface.io.options import EncodeOptions
-from vidface.metrics import temporal_flicker
 from vidface.pipeline import Resume, Segmenting, plan_transcode, transcode
 from vidface.restore import RestoreStats, face_restorer
 
@@ -64,18 +63,25 @@ def _still_face_images(count: int, seed: int) -> tuple[list, np.ndarray]:
     return [degrade(rgb, rng, blur=1.0, noise=6.0, jpeg=50) for _ in range(count)], landmarks
 
 
-def test_temporal_blending_steadies_a_still_face(tiny_osdface_model) -> None:
-    images, landmarks = _still_face_images(12, seed=3)
-    core = face_core(landmarks, (SIZE[1], SIZE[0]))[..., None]
-    flicker = {}
-    for name, strength in (("on", _settings().temporal.strength), ("off", 0.0)):
-        out = face_restorer(tiny_osdface_model, _settings(strength=strength))(iter(frames_of(images)))
-        pictures = np.stack([frame.to_rgb() for frame in out])
-        flicker[name] = temporal_flicker(pictures[3:], core)
-    ratio = flicker["on"] / flicker["off"]
-    print(f"restored face flicker (frame-to-frame variance in the face) with temporal blending / "
-          f"without: {ratio:.3f} ({flicker['on']:.2f} / {flicker['off']:.2f})")
-    assert ratio < 0.6
+@pytest.mark.parametrize("seed, size", [(0, (256, 192)), (2, (160, 120)), (4, (384, 288))])
+def test_temporal_blending_steadies_a_still_face_and_follows_a_change(seed, size, tmp_path: Path,
+                                                                     tiny_osdface_model) -> None:
+    """On any random model, not only the tests' own (seed 0): the default strength at least
+    halves a still face's frame-to-frame change, and a face replaced in place comes through
+    within 3 frames (at most 0.2 of the old face left beyond what no blending leaves)."""
+    from tiny_model import tiny_options, write_tiny_osdface
+    from vidface.models.loading import load_osdface
+
+    model = tiny_osdface_model if seed == 0 else load_osdface(tiny_options(write_tiny_osdface(tmp_path, seed=seed)))
+    width, height = size
+
+    def run(images: list[np.ndarray], strength: float) -> np.ndarray:
+        out = face_restorer(model, _settings(strength=strength))(iter(frames_of(images)))
+        return np.stack([frame.to_rgb() for frame in out]).astype(float)
+
+    flicker, ghost = TemporalProbe.make(width, height, scale=0.6 * height / 192).measure(run, _settings().temporal.strength)
+    print(f"model seed {seed}, {width}x{height}: flicker {flicker:.3f} of --no-temporal's, ghost f+0..2 {ghost:.3f}")
+    assert flicker <= 0.5 and ghost <= 0.2
 
 
 def test_a_face_back_from_behind_a_hand_shows_no_jump(tiny_osdface_model) -> None:

@@ -3,7 +3,7 @@
     python tools/bench.py fps [--sizes 1280x720 1920x1080] [--seconds 5] [--batch-size 8] [--configs default fast]
     python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25] [--config default]
         [--segment-frames N]
-    python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8]
+    python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8] [--seeds 1 2 3 4]
     python tools/bench.py mask [--parse-sizes 512 256] [--frames 24]
     python tools/bench.py gpu [--size 1920x1080] [--seconds 8] [--faces 4] [--batch-sizes 8 32] [--model full]
 
@@ -20,7 +20,8 @@ temporal: the flicker / ghosting trade-off of --temporal STRENGTH, in-process: o
   degraded face, the frame-to-frame variance of the restored face relative to no blending;
   on a face that jumps to another expression-like change (the head swaps to a mirrored copy
   mid-clip while staying in place), the share of the old face left in the frames after the
-  change (ghosting), relative to no blending.
+  change (ghosting), relative to no blending. Then both at the default strength on other random
+  tiny models (--seeds) and frame sizes: the blending must not depend on one model's latents.
 
 mask: the face-parsing paste mask (--paste-mask parsing; BiSeNet, facexlib's architecture with
   random weights: the cost does not depend on the weights). Its CPU cost per 512x512 face at
@@ -125,10 +126,10 @@ def timed(command: list[str]) -> tuple[float, float, str]:
         return seconds, usage.ru_maxrss / 1024, out.read().decode(errors="replace")
 
 
-def tiny_model(folder: Path, size: str = "tiny"):
+def tiny_model(folder: Path, size: str = "tiny", seed: int = 0):
     from make_tiny_osdface import write_tiny_osdface
 
-    return write_tiny_osdface(folder, size=size)
+    return write_tiny_osdface(folder, size=size, seed=seed)
 
 
 def vidface_command(clip: Path, output: Path, model, batch_size: int, extra: list[str] = (),
@@ -190,55 +191,44 @@ def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
     import dataclasses
 
     from vidface.config import load_settings
-    from vidface.metrics import temporal_flicker
     from vidface.models.loading import load_osdface
     from vidface.models.options import ModelOptions
     from vidface.restore import face_restorer
-    from restore_clips import face_core, frames_of
+    from restore_clips import TemporalProbe, frames_of
 
-    paths = tiny_model(folder / "tiny")
-    model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
-    width, height, count, change = 256, 192, 24, 12
-    base = background(width, height)
-    pose = Pose(width / 2, height / 2, 0.6, 0.0)
-    face, (landmarks,) = render(base, [pose])
-    # The "new" face: the same head mirrored in place (same landmarks region, other content).
-    mirrored = face.copy()
-    core = face_core(landmarks, (height, width))
-    x1, x2 = np.where(core.any(axis=0))[0][[0, -1]]
-    y1, y2 = np.where(core.any(axis=1))[0][[0, -1]]
-    pad = 12
-    box = (slice(y1 - pad, y2 + pad), slice(x1 - pad, x2 + pad))
-    mirrored[box] = face[box][:, ::-1]
-    rng = np.random.default_rng(0)
-    still = [degrade(face, rng) for _ in range(count)]
-    jump = [degrade(face if i < change else mirrored, rng) for i in range(count)]
-    mask = core[..., None]
     settings = load_settings()
 
-    def run(images: list[np.ndarray], strength: float) -> np.ndarray:
-        options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, strength=strength),
-                                      model=dataclasses.replace(settings.model, batch_size=8))
-        out = face_restorer(model, options)(iter(frames_of(images)))
-        return np.stack([frame.to_rgb() for frame in out]).astype(np.float64)
+    def runner(model):
+        def run(images: list[np.ndarray], strength: float) -> np.ndarray:
+            options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, strength=strength),
+                                          model=dataclasses.replace(settings.model, batch_size=8))
+            out = face_restorer(model, options)(iter(frames_of(images)))
+            return np.stack([frame.to_rgb() for frame in out]).astype(np.float64)
+        return run
 
-    still_off, jump_off = run(still, 0.0), run(jump, 0.0)
-    flicker_off = temporal_flicker(still_off[3:], mask)
-    old_face = jump_off[3:change].mean(axis=0)
-    new_face = jump_off[change + 3:].mean(axis=0)
+    def load(seed: int):
+        paths = tiny_model(folder / f"tiny{seed}", seed=seed)
+        return load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
 
-    def ghost(frames: np.ndarray) -> float:
-        """Share of the old face left in the 3 frames after the change (0: none, 1: all)."""
-        diff = (new_face - old_face)[core]
-        return float(np.mean([((f[core] - new_face[core]) * diff).sum() / -(diff * diff).sum()
-                              for f in frames[change:change + 3]]))
-
+    probe = TemporalProbe.make()
     with Section("bench.py temporal") as say:
+        say("tiny random model (seed 0), 256x192, a still face with fresh noise in every frame; flicker: its "
+            "frame-to-frame change over --no-temporal's; ghost f+0..2: the old face left in the 3 frames after it "
+            "is replaced (its mirror image), beyond --no-temporal's")
         say(f"{'strength':>8} {'flicker':>8} {'ghost f+0..2':>13}")
+        run = runner(load(0))
         for strength in args.strengths:
-            still_on, jump_on = run(still, strength), run(jump, strength)
-            ratio = temporal_flicker(still_on[3:], mask) / flicker_off
-            say(f"{strength:8.2f} {ratio:8.3f} {ghost(jump_on) - ghost(jump_off):13.3f}")
+            flicker, ghost = probe.measure(run, strength)
+            say(f"{strength:8.2f} {flicker:8.3f} {ghost:13.3f}")
+        strength = settings.temporal.strength
+        say("")
+        say(f"default strength {strength} on other random models and sizes (target: flicker <= 0.5):")
+        for seed in args.seeds:
+            run = runner(load(seed))
+            for width, height in ((256, 192), (160, 120), (384, 288)):
+                sized = TemporalProbe.make(width, height, seed=seed, scale=0.6 * height / 192)
+                flicker, ghost = sized.measure(run, strength)
+                say(f"  seed {seed}, {width}x{height}: flicker {flicker:.3f}, ghost f+0..2 {ghost:.3f}")
 
 
 def bench_mask(args: argparse.Namespace, folder: Path) -> None:
@@ -447,6 +437,8 @@ def main() -> None:
     memory.add_argument("--segment-frames", type=int, default=None, help="frames per resumable segment")
     temporal = sub.add_parser("temporal")
     temporal.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.7, 0.8])
+    temporal.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4],
+                          help="other random tiny models the default strength is measured on")
     mask = sub.add_parser("mask")
     mask.add_argument("--parse-sizes", type=int, nargs="+", default=[512, 256])
     mask.add_argument("--frames", type=int, default=24)
