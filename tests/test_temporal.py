@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from vidface.errors import InputError
 from vidface.metrics import temporal_flicker
 from vidface.models.embedder import select_codes
-from vidface.models.temporal import CropRow, TemporalOptions, TemporalStabilizer, landmark_motion
+from vidface.models.temporal import (CropRow, TemporalOptions, TemporalStabilizer, landmark_motion,
+                                     landmark_shape_change)
 
 from tiny_model import tiny_osdface, tiny_osdface_model, tiny_osdface_options  # noqa: F401 (fixtures)
 
@@ -311,6 +312,18 @@ def test_landmark_motion_is_displacement_relative_to_face_size() -> None:
         landmark_motion(landmarks, landmarks[:4], box)
     with pytest.raises(ValueError, match="positive size"):
         landmark_motion(landmarks, landmarks, np.array([5.0, 5, 5, 5]))
+
+
+def test_shape_change_ignores_moves_turns_and_zooms() -> None:
+    landmarks = np.array([[40.0, 50], [60, 50], [50, 60], [42, 70], [58, 70]])
+    box = np.array([30.0, 30, 70, 110])
+    angle = np.radians(20)
+    turned = 1.3 * landmarks @ np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]]) + [90, -15]
+    assert landmark_motion(landmarks, turned, box) > 0.5
+    assert landmark_shape_change(landmarks, turned, box) == pytest.approx(0.0, abs=1e-9)
+    opened = turned.copy()
+    opened[3:] += [0.0, 12.0]  # the mouth opens as well
+    assert landmark_shape_change(landmarks, opened, box) > 0.02
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -22,6 +22,9 @@ temporal: the flicker / ghosting trade-off of --temporal STRENGTH, in-process: o
   mid-clip while staying in place), the share of the old face left in the frames after the
   change (ghosting), relative to no blending. Then both at the default strength on other random
   tiny models (--seeds) and frame sizes: the blending must not depend on one model's latents.
+  Last, a moving face hidden for 10 and 40 frames: how much its restoration changes across the
+  gap, with its temporal state continued (re-identified) and started afresh, against ordinary
+  neighbouring frames.
 
 mask: the face-parsing paste mask (--paste-mask parsing; BiSeNet, facexlib's architecture with
   random weights: the cost does not depend on the weights). Its CPU cost per 512x512 face at
@@ -65,7 +68,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from benchmarks_doc import Section  # noqa: E402
-from face_clips import Pose, background, degrade, render  # noqa: E402
+from face_clips import Pose, background, degrade, moving_face_clip, render  # noqa: E402
 from media import write_video  # noqa: E402
 
 DEFACE = str(Path(sys.executable).parent / "deface")  # installed next to this Python (the test extra)
@@ -199,9 +202,9 @@ def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
     settings = load_settings()
 
     def runner(model):
-        def run(images: list[np.ndarray], strength: float) -> np.ndarray:
+        def run(images: list[np.ndarray], strength: float, faces=settings.faces) -> np.ndarray:
             options = dataclasses.replace(settings, temporal=dataclasses.replace(settings.temporal, strength=strength),
-                                          model=dataclasses.replace(settings.model, batch_size=8))
+                                          model=dataclasses.replace(settings.model, batch_size=8), faces=faces)
             out = face_restorer(model, options)(iter(frames_of(images)))
             return np.stack([frame.to_rgb() for frame in out]).astype(np.float64)
         return run
@@ -229,6 +232,34 @@ def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
                 sized = TemporalProbe.make(width, height, seed=seed, scale=0.6 * height / 192)
                 flicker, ghost = sized.measure(run, strength)
                 say(f"  seed {seed}, {width}x{height}: flicker {flicker:.3f}, ghost f+0..2 {ghost:.3f}")
+        say("")
+        say("a moving face hidden from frame 20 (seed 0, 256x192): mean change of the restored face's middle, in "
+            "its aligned crop (true landmarks), between ordinary neighbours (largest) and across the gap")
+        run = runner(load(0))
+        for hidden in (10, 40):
+            clip = moving_face_clip(40 + hidden, 256, 192, occluded=tuple(range(20, 20 + hidden)))
+            cells = []
+            for name, window in (("continued", settings.faces.reid_window), ("afresh", 0.0)):
+                ordinary, across = _return_change(clip, 20, 20 + hidden, run, window)
+                cells.append(f"{name} {across:5.1f}")
+            say(f"  hidden {hidden:2d} frames: ordinary {ordinary:5.1f}; across the gap " + ", ".join(cells))
+
+
+def _return_change(clip, hidden_from: int, back: int, run, reid_window: float) -> tuple[float, float]:
+    """(largest change between ordinary neighbours before the gap, change across the gap) of the
+    restored face's middle, in aligned crops placed by the true landmarks."""
+    import dataclasses
+
+    from vidface.config import load_settings
+    from vidface.faces.align import face_crop, warp_face
+
+    settings = load_settings()
+    faces = dataclasses.replace(settings.faces, reid_window=reid_window)
+    out = run(clip.frames, settings.temporal.strength, faces=faces)
+    crops = {i: warp_face(out[i].astype(np.uint8), face_crop(truth[0], 64)).astype(float)[20:48, 16:48]
+             for i, truth in enumerate(clip.truth) if truth}
+    ordinary = max(np.abs(crops[i + 1] - crops[i]).mean() for i in range(4, hidden_from - 1))
+    return float(ordinary), float(np.abs(crops[back] - crops[hidden_from - 1]).mean())
 
 
 def bench_mask(args: argparse.Namespace, folder: Path) -> None:

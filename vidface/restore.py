@@ -44,7 +44,7 @@ from vidface.faces.paste import paste_faces
 from vidface.faces.track import TrackedFace, detector_for, track_faces
 from vidface.io.frames import Frame
 from vidface.models.options import auto_batch_size, resolve_device
-from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion
+from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
 from vidface.workers import QUEUE_FRAMES, in_background
 
@@ -227,8 +227,8 @@ def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settin
         rows = []
         for face in faces:
             last = seen.get(face.track_id)
-            rows.append(CropRow(face.track_id, item.frame.index, _motion(None if last is None else last.landmarks, face),
-                                returned=last is not None and last.index < item.frame.index - 1))
+            returned = last is not None and last.index < item.frame.index - 1
+            rows.append(CropRow(face.track_id, item.frame.index, _motion(last, face, returned), returned=returned))
             seen[face.track_id] = _Seen(item.frame.index, item.frame.time, face.landmarks)
         yield _FrameWork(item.frame, item.rgb if faces else None, faces, rows, ended)
 
@@ -240,8 +240,13 @@ class _Seen:
     landmarks: np.ndarray
 
 
-def _motion(before: np.ndarray | None, face: TrackedFace) -> float:
-    return 0.0 if before is None else landmark_motion(before, face.landmarks, face.box)
+def _motion(last: _Seen | None, face: TrackedFace, returned: bool) -> float:
+    """CropRow.motion: from the track's previous frame, or (returned) its shape change since the
+    face was last seen."""
+    if last is None:
+        return 0.0
+    measure = landmark_shape_change if returned else landmark_motion
+    return measure(last.landmarks, face.landmarks, face.box)
 
 
 def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], settings: Settings,

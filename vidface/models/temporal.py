@@ -51,7 +51,7 @@ from vidface.fields import above, at_least, between, check, option
 if TYPE_CHECKING:  # torch is imported where it is used: the settings (TemporalOptions) stay light
     import torch
 
-__all__ = ["CropRow", "TemporalOptions", "TemporalStabilizer", "landmark_motion"]
+__all__ = ["CropRow", "TemporalOptions", "TemporalStabilizer", "landmark_motion", "landmark_shape_change"]
 
 # Changes below this fraction of the latent's standard deviation always count as flicker.
 _MIN_CHANGE = 0.05
@@ -108,9 +108,10 @@ class CropRow:
         :func:`landmark_motion` measures it; 0 for a still face.
     reset: forget the track's past at this frame (shot cut).
     returned: the face is back after vanishing for a while (hidden, or out of the frame; the
-        tracker re-identified it): its past continues however long the gap, weighted by how far
-        it moved since it was last seen (`motion`) and, per position, by how much it changed, so
-        it shows no jump where it returns as it left and starts afresh where it does not.
+        tracker re-identified it): its past continues however long the gap, weighted by how much
+        its shape changed since it was last seen (`motion`: :func:`landmark_shape_change`) and,
+        per position, by how much its crop changed, so it shows no jump where it returns as it
+        left and starts afresh where it does not.
     """
 
     track_id: int
@@ -140,6 +141,22 @@ def landmark_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray) 
     if not size > 0:
         raise ValueError(f"face box must have a positive size, got {box.tolist()}")
     return float(np.sqrt(np.mean(np.sum((current - previous) ** 2, axis=1))) / size)
+
+
+def landmark_shape_change(previous: np.ndarray, current: np.ndarray, box: np.ndarray) -> float:
+    """How far a face's landmarks changed beyond a move, an in-plane turn or a zoom, relative to
+    its size: ``CropRow.motion`` for a face back after a gap (``returned``). Aligned crops undo
+    those three, so only this part of the change tells its past crop from its present one.
+
+    Arguments as for :func:`landmark_motion`; the root-mean-square residual of the least-squares
+    similarity from `previous` onto `current`, over the longer side of the box.
+    """
+    from vidface.faces.align import similarity_transform, transform_points
+
+    previous = np.asarray(previous, dtype=np.float64)
+    current = np.asarray(current, dtype=np.float64)
+    fitted = transform_points(similarity_transform(previous, current), previous)
+    return landmark_motion(fitted, current, box)
 
 
 @dataclass
