@@ -42,7 +42,7 @@ from vidface.faces.detect import FaceDetector
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import paste_faces
 from vidface.faces.track import TrackedFace, detector_for, track_faces
-from vidface.io.frames import Frame
+from vidface.io.frames import Frame, RGBFrame
 from vidface.models.options import auto_batch_size, resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
@@ -93,21 +93,6 @@ class RestoreStats:
 
     def counts(self, index: int) -> bool:
         return self.kept is None or self.kept[0] <= index < self.kept[1]
-
-
-@dataclass(frozen=True, eq=False)
-class _Decoded:
-    """A frame with its upright RGB picture, converted once for detection and alignment."""
-
-    frame: Frame
-    rgb: np.ndarray
-
-    @property
-    def time(self) -> float:
-        return self.frame.time
-
-    def to_rgb(self) -> np.ndarray:
-        return self.rgb
 
 
 @dataclass(eq=False)
@@ -216,7 +201,7 @@ def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settin
     A track whose face is gone ends (its temporal state is forgotten) once the tracker can no
     longer bring it back: after the re-identification window."""
     seen: dict[int, _Seen] = {}  # track id -> where and when its face was last
-    decoded = (_Decoded(frame, frame.to_rgb()) for frame in frames)
+    decoded = (RGBFrame(frame, frame.to_rgb()) for frame in frames)
     for item, tracked in track_faces(decoded, detector, settings.faces):
         faces = [face for face in tracked if choice.keeps(item.frame.index, face)]
         present = {face.track_id for face in faces}

@@ -110,21 +110,6 @@ class _Track:
     descriptors: list[np.ndarray] = field(default_factory=list)
 
 
-@dataclass(frozen=True, eq=False)
-class _Picture:
-    """A frame with its RGB picture, converted once for the tracker and the shot detector."""
-
-    frame: Frame
-    rgb: np.ndarray
-
-    @property
-    def time(self) -> float:
-        return self.frame.time
-
-    def to_rgb(self) -> np.ndarray:
-        return self.rgb
-
-
 def select_faces(plan: Plan, detector: FaceDetector, options: FaceOptions, selection: FaceSelection,
                  *, seconds: float | None = None) -> SelectedFaces:
     """Run the selection pass over `plan`'s frames (the first `seconds` of them, for a dry run)
@@ -132,6 +117,7 @@ def select_faces(plan: Plan, detector: FaceDetector, options: FaceOptions, selec
     read, or shows no face or several, is a one-line InputError naming it."""
     from vidface.faces.shots import ShotCutDetector
     from vidface.faces.track import track_faces
+    from vidface.io.frames import RGBFrame
     from vidface.io.placement import input_frames
 
     references = reference_descriptors(selection.photos, detector) if selection.kind == "photos" else []
@@ -140,7 +126,7 @@ def select_faces(plan: Plan, detector: FaceDetector, options: FaceOptions, selec
     shot = 0
     frames = input_frames(plan, 0)
     try:
-        pictures = (_Picture(frame, frame.to_rgb()) for frame in _until(frames, seconds))
+        pictures = (RGBFrame(frame, frame.to_rgb()) for frame in _until(frames, seconds))
         for picture, faces in track_faces(pictures, detector, options):
             shot += cuts.is_cut(picture.rgb)
             for face in faces:

@@ -86,6 +86,22 @@ class Frame:
         return self
 
 
+@dataclass(frozen=True, eq=False)
+class RGBFrame:
+    """A frame with its upright RGB picture, converted once for the stages that read it
+    (detection, tracking, alignment)."""
+
+    frame: Frame
+    rgb: np.ndarray
+
+    @property
+    def time(self) -> float:
+        return self.frame.time
+
+    def to_rgb(self) -> np.ndarray:
+        return self.rgb
+
+
 def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
     if rotation in (90, 270):
         return video.width, video.height
