@@ -95,3 +95,15 @@ class TemporalProbe:
 
         flicker = temporal_flicker(still_on[3:], mask) / temporal_flicker(still_off[3:], mask)
         return flicker, ghost(jump_on) - ghost(jump_off)
+
+
+def face_middle_change(before: np.ndarray, after: np.ndarray, truth_before: np.ndarray,
+                       truth_after: np.ndarray) -> float:
+    """Mean change of a restored face's middle between two restored frames (H×W×3), compared
+    in its aligned crops placed by the true landmarks (so the face's motion between them does
+    not count, only how its restoration changed)."""
+    from vidface.faces.align import face_crop, warp_face
+
+    crops = [warp_face(np.asarray(frame, np.uint8), face_crop(truth, 64)).astype(float)[20:48, 16:48]
+             for frame, truth in ((before, truth_before), (after, truth_after))]
+    return float(np.abs(crops[1] - crops[0]).mean())

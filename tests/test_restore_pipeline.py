@@ -14,7 +14,7 @@ import pytest
 
 from face_clips import Pose, background, degrade, moving_face_clip, render
 from media import read_video, write_video
-from restore_clips import TemporalProbe, face_core, face_region, frames_of
+from restore_clips import TemporalProbe, face_core, face_middle_change, face_region, frames_of
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.cli import build_parser
 from vidface.commands.restore import build_settings
@@ -108,6 +108,27 @@ def test_a_face_back_from_behind_a_hand_shows_no_jump(tiny_osdface_model) -> Non
     print(f"restored face change across the gap: {back:.1f} continued, {afresh:.1f} afresh; "
           f"largest between ordinary neighbours {ordinary:.1f}")
     assert back <= ordinary < afresh
+
+
+@pytest.mark.parametrize("hidden", [10, 40])
+def test_a_moving_face_back_from_hiding_changes_as_if_never_hidden(hidden: int, tiny_osdface_model) -> None:
+    """A moving face hidden for 10 or 40 frames: its restoration changes across the gap no more
+    than the same face's, never hidden, between the same two frames (the part its own motion
+    causes); started afresh it changes more."""
+    back = 20 + hidden
+    hidden_clip = moving_face_clip(back + 12, *SIZE, occluded=tuple(range(20, back)))
+    shown_clip = moving_face_clip(back + 12, *SIZE)
+
+    def across(clip, **faces) -> float:
+        settings = _settings()
+        settings = dataclasses.replace(settings, faces=dataclasses.replace(settings.faces, **faces))
+        out = [frame.to_rgb() for frame in face_restorer(tiny_osdface_model, settings)(iter(frames_of(clip.frames)))]
+        return face_middle_change(out[19], out[back], clip.truth[19][0], clip.truth[back][0])
+
+    continued, afresh, never = across(hidden_clip), across(hidden_clip, reid_window=0.0), across(shown_clip)
+    print(f"hidden {hidden} frames: restored face change across the gap {continued:.1f} continued, "
+          f"{afresh:.1f} afresh; never hidden {never:.1f}")
+    assert continued <= 1.1 * never < afresh
 
 
 def test_restore_command_keeps_streams_and_timing(cli, tmp_path: Path, tiny_osdface) -> None:
