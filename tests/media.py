@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidface.io.encode import repeatable_options
+
 ImageSource = Callable[[int], np.ndarray] | np.ndarray
 
 
@@ -102,7 +104,8 @@ def write_video(
         if bframes is not None:
             options["bf"] = str(bframes)
         options.update(codec_options or {})
-        video = container.add_stream(codec, rate=fps, options=options)
+        # as vidface encodes: the same test video in every run, whatever the CPU and allocator
+        video = container.add_stream(codec, rate=fps, options=repeatable_options(codec, options))
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         video.time_base = time_base
         video.codec_context.time_base = time_base

@@ -10,6 +10,10 @@ hands every decoded frame to libx264, in child processes under different allocat
                   still holds it (what vidface's encoder does, `vidface.io.frames.defined_padding`)
   rebuilt         every frame rebuilt from its samples (`from_ndarray(to_ndarray())`), so it
                   has no padding and no side data
+  decoded, AVX2   the decoder's frames as they come, x264 limited to AVX2 (x264-params
+                  asm=AVX2: what vidface's encoder does on AVX-512 CPUs,
+                  `vidface.io.encode.repeatable_options`)
+  decoded, no-mbtree  the same, x264 free to use AVX-512 but without its macroblock tree
 
 A way whose output changes with the allocator reads uninitialised memory. A second probe
 encodes frames of its own whose line padding and rows below the picture are filled with 0 and
@@ -36,7 +40,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-WAYS = ("decoded", "zeroed-padding", "rebuilt")
+WAYS = ("decoded", "zeroed-padding", "rebuilt", "decoded, AVX2", "decoded, no-mbtree")
+X264_PARAMS = {"decoded, AVX2": "asm=AVX2", "decoded, no-mbtree": "no-mbtree=1"}
 ALLOCATORS = ((None, "default"), (None, "default again"), ("77", "MALLOC_PERTURB_=77"),
               ("123", "MALLOC_PERTURB_=123"))
 
@@ -85,6 +90,8 @@ def encode_child(clip: Path, way: str, codec: str) -> str:
         encoder = av.CodecContext.create(codec, "w")
         encoder.width, encoder.height, encoder.pix_fmt = stream.width, stream.height, "yuv420p"
         encoder.time_base = stream.time_base
+        if way in X264_PARAMS:
+            encoder.options = {"x264-params": X264_PARAMS[way]}
         for frame in source.decode(stream):
             if way == "zeroed-padding":
                 frame = zero_padding(frame)
@@ -165,7 +172,7 @@ def main() -> None:
             outputs = [run_child(["--codec", args.codec, "--child", str(clip), way], perturb)
                        for perturb, _ in ALLOCATORS]
             verdict = "reproducible" if len(set(outputs)) == 1 else "DIFFERS: reads uninitialised memory"
-            print(f"{way:15s} {verdict:40s} " + "  ".join(f"{name}: {out}" for (_, name), out in zip(ALLOCATORS, outputs)))
+            print(f"{way:19s} {verdict:40s} " + "  ".join(f"{name}: {out}" for (_, name), out in zip(ALLOCATORS, outputs)))
         fills = [run_child(["--codec", args.codec, "--child", str(clip), f"fill={fill}"], None) for fill in (0, 255)]
         verdict = "no" if fills[0] == fills[1] else "YES"
         print(f"encoder reads outside the picture (line padding, rows below): {verdict}  (0: {fills[0]}  255: {fills[1]})")

@@ -79,6 +79,38 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     return choice
 
 
+X264_ENCODERS = {"libx264", "libx264rgb"}
+X264_REPEATABLE_ASM = "AVX2"
+"""The SIMD level x264 is limited to on CPUs with AVX-512 (`repeatable_options`)."""
+
+
+def repeatable_options(codec: str, options: dict[str, str]) -> dict[str, str]:
+    """`options`, plus what makes `codec` give the same bits for the same frames in every run.
+
+    Why: x264's AVX-512 code reads memory it never wrote (seen in its macroblock-tree pass:
+    with x264-params no-mbtree=1 the AVX-512 build is repeatable), so on CPUs with AVX-512 its
+    output depended on what the allocator happened to hand out: the same input gave other bits
+    under another MALLOC_PERTURB_, and a resumed run could not match an uninterrupted one
+    (`tools/repro_uninit_encode.py` shows it). x264's other SIMD levels are bit-exact with its C
+    code, so on such CPUs x264 is limited to AVX2, which gives the bits that machines without
+    AVX-512 give. Options the user gave win: their x264-params are kept after ours (an `asm=` of
+    theirs overrides).
+    """
+    if codec not in X264_ENCODERS or not cpu_has_avx512():
+        return options
+    params = options.get("x264-params")
+    return {**options, "x264-params": f"asm={X264_REPEATABLE_ASM}" + (f":{params}" if params else "")}
+
+
+def cpu_has_avx512() -> bool:
+    """Whether this CPU runs AVX-512 (numpy's runtime detection, which every platform has)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__
+    return bool(__cpu_features__.get("AVX512F"))
+
+
 def interlaced_options(codec: str, field_order: str, options: dict[str, str]) -> dict[str, str]:
     """`options` plus what makes `codec` (libx264, the one of INTERLACED_ENCODERS) code an
     interlaced source's frames as fields, shown in `field_order` (one of probe.FIELD_ORDERS;
@@ -167,7 +199,7 @@ class OutputWriter:
     def _add_video_stream(self, info: MediaInfo, options: EncodeOptions, pix_fmt: str) -> av.video.stream.VideoStream:
         video = info.video
         rate = video.average_rate or Fraction(25)
-        codec_options = options.codec_options()
+        codec_options = repeatable_options(options.codec, options.codec_options())
         if video.interlaced:
             codec_options = interlaced_options(options.codec, video.field_order, codec_options)
         try:

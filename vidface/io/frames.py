@@ -160,11 +160,12 @@ def defined_padding(video: av.VideoFrame) -> av.VideoFrame:
 
     Why: line padding is memory nobody has to initialise. Frames FFmpeg allocates
     (`make_writable`, `reformat`, new frames) leave it as malloc returned it, and decoders' SIMD
-    code may store into it; encoders' SIMD code in turn may load whole vectors across a row's end.
-    On machines where both happen (seen with x264 on AVX-512 CPUs), the output depended on the
-    allocator's state: the same input gave other bytes in every run, and a resumed run could not
-    match an uninterrupted one. Rows below the picture are not covered: FFmpeg's frames carry no
-    size for them, and no encoder reading them was found (`tools/repro_uninit_encode.py`).
+    code may store into it; an encoder whose SIMD code loads whole vectors across a row's end
+    would then give output that depends on the allocator's state. None of the encoders checked
+    does (x264, x265, VP9, FFV1: `tools/repro_uninit_encode.py` fills the padding with 0 and 255
+    and compares; x264's own fault of that kind is inside it: `encode.repeatable_options`), so
+    this guards the encoders not checked, at the cost of reading the padding. Rows below the
+    picture are not covered: FFmpeg's frames carry no size for them.
 
     Padding that is already all zero (the decoders' pooled buffers start zeroed) is only read.
     Otherwise a frame the decoder still references is copied first (`make_writable`, which keeps
