@@ -272,6 +272,7 @@ def _run_jobs(ray, jobs: list[SegmentJob], files: list[_File], settings: Setting
     submitted: dict[tuple[int, int], float] = {}
     running: dict[Any, tuple[Any, int, SegmentJob]] = {}
     queue = list(jobs)
+    finished = False
     try:
         while queue or running:
             while idle and queue:
@@ -322,10 +323,13 @@ def _run_jobs(ray, jobs: list[SegmentJob], files: list[_File], settings: Setting
                 muxer.submit(_finish, entry, tally)
             if progress is not None:
                 progress(tally)
+        finished = True
     finally:
         for actor, _ in pool:
             ray.kill(actor, no_restart=True)
-        muxer.shutdown(wait=True, cancel_futures=True)
+        # Every file whose segments are in is muxed; interrupted, the muxes not begun are left
+        # (those files' finished segments stay for a rerun).
+        muxer.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _segment_selection(selected: SelectedFaces | None, segmenting: Segmenting, first: int,
