@@ -1,4 +1,4 @@
-"""Shared fixtures: run the CLI in-process and capture what it prints."""
+"""Shared fixtures: run the CLI in-process and capture what it prints; a private cache folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ from collections.abc import Callable
 import pytest
 
 from vidface.cli import main
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """vidface's cache folder ($XDG_CACHE_HOME/vidface: downloads, weights hashes) in a folder of
+    the test session, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
 
 
 @pytest.fixture

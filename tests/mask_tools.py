@@ -52,9 +52,9 @@ def recorded_paste_masks() -> Iterator[list[np.ndarray]]:
     paste = vidface.restore.paste_faces
 
     def recording(*args, **kwargs):
-        rgb, mask = paste(*args, **kwargs)
-        masks.append(mask)
-        return rgb, mask
+        pasted = paste(*args, **kwargs)
+        masks.append(pasted.mask)
+        return pasted
 
     vidface.restore.paste_faces = recording
     try:

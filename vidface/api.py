@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # imported where used, so that building the command line stay
     from vidface.faces.selection import SelectedFaces
     from vidface.models.osdface import OSDFace
     from vidface.plan import FrameProcessor, Plan, Resume, TimeRange, TranscodeResult
+    from vidface.provenance import Provenance
     from vidface.restore import FaceChoice, RestoreStats
     from vidface.weights import WeightsLocation
 
@@ -46,6 +47,8 @@ class Restorer:
 
     processor: the FrameProcessor every file goes through. stats: counters the processor
     updates (faces restored, frames with faces, model wait), over all files; None for `none`.
+    provenance: what every OUT it restores records about the run (a container tag and the
+    sidecar OUT.vidface.json, `vidface.provenance`); None for `none`, which alters nothing.
     """
 
     settings: Settings
@@ -57,6 +60,7 @@ class Restorer:
     weights: WeightsLocation | None = None
     detector_weights: Path | None = None
     choice: FaceChoice | None = None
+    provenance: Provenance | None = None
 
     def plan(self, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
              time_range: TimeRange | None = None, keep_audio: bool = True, overwrite: bool = False) -> Plan:
@@ -75,11 +79,14 @@ class Restorer:
         `plan`), or a Plan. resume: run in resumable segments of `segment_frames` (default
         Segmenting.frames) kept next to OUT until it is complete; restart: discard an earlier
         run's segments. progress: called with the frames written so far. selected: the faces
-        to restore, from `select` (None: every face)."""
+        to restore, from `select` (None: every face). OUT gets this restorer's provenance."""
+        from dataclasses import replace
+
         from vidface.pipeline import transcode
         from vidface.plan import Plan
 
         plan = source if isinstance(source, Plan) else self.plan(source, output, **plan_options)
+        plan = replace(plan, provenance=self.provenance)
         if self.choice is not None:
             self.choice.selected = selected
         try:
@@ -161,7 +168,8 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
 
     The weights are found (or downloaded) first, so missing weights fail before anything else;
     the detector and face parser are built next; then the model loads on a background thread
-    while the caller goes on (its first file's decoding and detection start at once).
+    while the caller goes on (its first file's decoding and detection start at once), and
+    meanwhile the weights are hashed for the provenance (once per machine: the hashes are kept).
     """
     from vidface.config import load_settings
     from vidface.plan import identity
@@ -174,6 +182,7 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
     from vidface.faces.parsing import parser_for
     from vidface.faces.track import detector_for
     from vidface.models.options import resolve_device
+    from vidface.provenance import provenance_for
     from vidface.restore import FaceChoice, RestoreStats, face_restorer
     from vidface.weights import resolve
 
@@ -188,7 +197,8 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
     loading = load_model(settings, location)
     stats, choice = RestoreStats(), FaceChoice()
     processor = face_restorer(loading, settings, detector=detector, parser=parser, stats=stats, choice=choice)
-    return Restorer(settings, model, processor, stats, loading, detector, location, detector_path, choice)
+    return Restorer(settings, model, processor, stats, loading, detector, location, detector_path, choice,
+                    provenance_for(settings, model, location))
 
 
 def load_model(settings: Settings, location: WeightsLocation) -> Future[OSDFace]:

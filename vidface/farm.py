@@ -18,6 +18,7 @@ resumes from them, on this cluster or another.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -106,13 +107,15 @@ class SegmentJob:
 
 @dataclass(frozen=True)
 class SegmentDone:
-    """A worker's finished segment: its record and encoder headers, its bytes (None when it was
-    written to shared storage), the faces it restored, and who did it in how long."""
+    """A worker's finished segment: its record and encoder headers, its bytes and its sidecar
+    entries' bytes (None when written to shared storage, or for entries, when the run keeps
+    none), the faces it restored, and who did it in how long."""
 
     job: SegmentJob
     record: SegmentRecord
     extradata: bytes | None
     data: bytes | None
+    edits: bytes | None
     faces: int
     seconds: float
     worker: str
@@ -133,6 +136,7 @@ class _Worker:
     def restore(self, job: SegmentJob) -> SegmentDone:
         import tempfile
 
+        from vidface.resume import edits_path
         from vidface.segments import encode_segment, segment_feed
 
         started = time.perf_counter()
@@ -149,11 +153,12 @@ class _Worker:
                 record, extradata = encode_segment(job.plan, self.restorer.processor, feed, job.number, job.first,
                                                    job.stop, path, threading.Event())
                 data = None if job.work_path else path.read_bytes()
+                edits = None if job.work_path or record.edits_sha256 is None else edits_path(path).read_bytes()
         finally:
             if self.restorer.choice is not None:
                 self.restorer.choice.selected = None
         faces = (stats.faces - faces_before) if stats is not None else 0
-        return SegmentDone(job, record, extradata, data, faces, time.perf_counter() - started, self.name)
+        return SegmentDone(job, record, extradata, data, edits, faces, time.perf_counter() - started, self.name)
 
 
 @dataclass
@@ -213,11 +218,13 @@ def farm_restore(plans: list[Plan], settings: Settings, resume: Resume, *, model
     workers: actors to start (default: one per GPU of the cluster, else one per CPU).
     progress: called after each finished segment.
     selected: per plan, the faces to restore (`vidface.faces.selection`; None: every face).
+    Each OUT gets the run's provenance (`vidface.provenance`), as a one-process run's does.
     """
     import ray
 
     from vidface.segments import segmented_output
 
+    plans = _with_provenance(plans, settings, model)
     files: list[_File] = []
     tally = FarmProgress(total=sum(plan.frame_count for plan in plans))
     with ExitStack() as everything:
@@ -247,6 +254,17 @@ def farm_restore(plans: list[Plan], settings: Settings, resume: Resume, *, model
         if jobs:
             _run_jobs(ray, jobs, files, settings, model, detector_weights, workers, tally, progress)
     return [entry.result if entry.error is None else entry.error for entry in files], tally
+
+
+def _with_provenance(plans: list[Plan], settings: Settings, model: str) -> list[Plan]:
+    if model == "none":
+        return plans
+    from vidface.provenance import provenance_for
+    from vidface.weights import resolve
+
+    options = settings.model
+    provenance = provenance_for(settings, model, resolve(options.weights, options.base, options.weights_repo))
+    return [dataclasses.replace(plan, provenance=provenance) for plan in plans]
 
 
 def _run_jobs(ray, jobs: list[SegmentJob], files: list[_File], settings: Settings, model: str,
@@ -306,7 +324,7 @@ def _run_jobs(ray, jobs: list[SegmentJob], files: list[_File], settings: Setting
             if entry.error is not None:
                 continue
             try:
-                entry.run.add(done.record, done.extradata, done.data)
+                entry.run.add(done.record, done.extradata, done.data, done.edits)
             except VidfaceError as error:
                 _retry(job, attempts, queue, entry, error)
                 continue

@@ -4,7 +4,8 @@
 `transcode` runs a plan through a `FrameProcessor`. Decoding, processing and encoding run on
 separate threads joined by bounded queues (vidface.workers), so memory stays flat whatever the
 video's length. OUT is written to a temporary file next to it and renamed only when complete;
-on any failure or interruption the temporary file is removed. With `resume=Resume(...)` the
+on any failure or interruption the temporary file is removed. A plan with provenance also gets
+its sidecar (vidface.provenance), put in place just before OUT. With `resume=Resume(...)` the
 run is resumable, in segments (vidface.segments).
 """
 
@@ -22,6 +23,7 @@ from vidface.files import atomic_output
 from vidface.io.placement import input_frames
 from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TimeRange, TranscodeResult,
                           check_output, identity, output_writer, plan_transcode, write_failed)
+from vidface.provenance import sidecar_for
 from vidface.workers import in_background
 
 __all__ = ["FrameProcessor", "Plan", "Resume", "ResumableInterrupt", "Segmenting", "TimeRange", "TranscodeResult",
@@ -57,12 +59,14 @@ def transcode(
     started = time.perf_counter()
     cancel = threading.Event()
     try:
-        with atomic_output(plan.output) as temporary:
+        with atomic_output(plan.output) as temporary, sidecar_for(plan) as sidecar:
             with output_writer(plan, temporary) as writer:
                 decoded = in_background(input_frames(plan, 0), cancel, "decode")
                 processed = in_background(processor(decoded), cancel, "process")
                 try:
                     for frame in processed:
+                        if sidecar is not None:
+                            sidecar.add(frame)
                         writer.write(frame)
                         if progress is not None:
                             progress(writer.frames_written)

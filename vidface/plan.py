@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 
@@ -25,6 +25,9 @@ from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import UNKNOWN_CODEC, MediaInfo, StreamInfo, probe
 from vidface.memory import steady_allocator
+
+if TYPE_CHECKING:
+    from vidface.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class Plan:
     stop_frame: int
     copied: tuple[StreamInfo, ...]
     dropped: tuple[StreamInfo, ...] = field(default=())
+    provenance: Provenance | None = None  # a restoring run's: OUT gets its tag and sidecar
 
     @property
     def frame_count(self) -> int:
@@ -159,6 +163,13 @@ def plan_transcode(
                 pix_fmt=pix_fmt, first_frame=first, stop_frame=stop, copied=copied, dropped=dropped)
 
 
+def reading_plan(info: MediaInfo, first: int = 0, stop: int | None = None) -> Plan:
+    """A plan that only reads: `input_frames` over frames [first, stop) of `info`'s input (stop
+    None: to the end), for passes that write no video of it (comparisons, reports)."""
+    return Plan(info=info, output=info.path, container_format="", encode=EncodeOptions(), pix_fmt=info.video.pix_fmt,
+                first_frame=first, stop_frame=info.video.frame_count if stop is None else stop, copied=())
+
+
 def check_output(input_path: Path, output_path: Path, *, overwrite: bool) -> None:
     """OutputError unless OUT can be written: not IN itself, its folder writable, and not
     already there (unless overwrite)."""
@@ -203,7 +214,12 @@ def write_failed(output: Path, error: av.error.FFmpegError) -> OutputError:
 
 
 def output_writer(plan: Plan, temporary: Path) -> OutputWriter:
+    """OUT's writer, tagged with the plan's provenance if it has one."""
+    from vidface.provenance import container_tags
+
     _, _, shift, copy_range = frame_timing(plan)
+    tags = {} if plan.provenance is None else container_tags(plan.container_format, plan.provenance,
+                                                             plan.info.metadata)
     return OutputWriter(temporary, plan.container_format, plan.info, plan.encode, plan.pix_fmt,
-                        tuple(s.index for s in plan.copied), copy_range, video_shift=shift)
+                        tuple(s.index for s in plan.copied), copy_range, video_shift=shift, tags=tags)
 

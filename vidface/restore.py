@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +39,7 @@ import torch
 from vidface.config import Settings
 from vidface.faces.align import FaceCrop, face_crop, warp_face
 from vidface.faces.detect import FaceDetector
+from vidface.faces.export import face_record
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import paste_faces
 from vidface.faces.track import TrackedFace, detector_for, track_faces
@@ -181,18 +182,27 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                 if not item.faces:
                     yield item.frame
                     continue
-                rgb, mask = paste_faces(item.rgb, list(zip(item.restored, item.placements)), item.masks)
+                pasted = paste_faces(item.rgb, list(zip(item.restored, item.placements)), item.masks)
                 if counted:
                     counters.frames_with_faces += 1
                     counters.faces += len(item.faces)
                     counters.tracks.update(row.track_id for row in item.rows)
-                yield item.frame.with_rgb(rgb, mask)
+                frame = item.frame.with_rgb(pasted.rgb, pasted.mask)
+                yield replace(frame, edits=_replaced_faces(frame, item.faces, pasted.regions))
         finally:
             cancel.set()
             restored.close()
             work.close()
 
     return process
+
+
+def _replaced_faces(frame: Frame, faces: list[TrackedFace],
+                    regions: list[tuple[int, int, int, int] | None]) -> tuple[dict, ...]:
+    """Frame.edits for the pasted faces: each face's track record and its region, the pixels
+    that may differ from the decoded frame (vidface.provenance)."""
+    return tuple({**face_record(face), "region": list(frame.blend_reach(region))}
+                 for face, region in zip(faces, regions) if region is not None)
 
 
 def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settings,

@@ -10,7 +10,9 @@ mismatch (other input, other settings, a missing, truncated or altered segment) 
 whole folder, so segments of different runs are never mixed.
 
 Segment files hold raw packets (pts, dts, duration, keyframe flag, bytes), so timestamps come
-back exactly as the encoder gave them, whatever OUT's container.
+back exactly as the encoder gave them, whatever OUT's container. A restoring run also keeps,
+beside each segment, its frames' sidecar entries (`edits_path`, vidface.provenance), checksummed
+with it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from vidface.files import AtomicFile
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 FINGERPRINT_BYTES = 1 << 20
 """Bytes hashed at each end of the input for its fingerprint (with its size and mtime)."""
 
@@ -118,7 +120,8 @@ class SegmentRecord:
     """A finished segment: output frames [first, stop), of which it holds `frames` (fewer where
     the input could not give some), its file (in the work folder), the file's sha256, its
     packet count, and the encoder's reorder delay in packets (how many packets a packet may
-    come before the frames it follows in presentation order)."""
+    come before the frames it follows in presentation order). edits_sha256: the sha256 of its
+    sidecar entries' file (`edits_path`), None for a run that keeps none."""
 
     index: int
     first: int
@@ -128,6 +131,12 @@ class SegmentRecord:
     sha256: str
     packets: int
     reorder_delay: int
+    edits_sha256: str | None = None
+
+
+def edits_path(segment: Path) -> Path:
+    """The file of a segment's sidecar entries, one JSON line per frame with edits."""
+    return segment.with_suffix(".edits.jsonl")
 
 
 @dataclass(frozen=True)
@@ -176,11 +185,18 @@ class SegmentWriter:
                 self._pts.append(packet.pts)
             self.packets += 1
 
-    def finish(self, index: int, first: int, stop: int, frames: int) -> SegmentRecord:
+    def finish(self, index: int, first: int, stop: int, frames: int, edits: list[str] | None = None) -> SegmentRecord:
+        """Put the segment in place, and its sidecar entries (`edits`: lines) beside it."""
+        edits_sha256 = None
+        if edits is not None:
+            data = "".join(edits).encode()
+            with AtomicFile(edits_path(self.path), "wb", durable=True) as written:
+                written.file.write(data)
+            edits_sha256 = hashlib.sha256(data).hexdigest()
         self._file.commit()
         return SegmentRecord(index=index, first=first, stop=stop, frames=frames, file=self.path.name,
                              sha256=self._hash.hexdigest(), packets=self.packets,
-                             reorder_delay=reorder_delay(self._pts))
+                             reorder_delay=reorder_delay(self._pts), edits_sha256=edits_sha256)
 
     def discard(self) -> None:
         self._file.discard()
@@ -312,6 +328,9 @@ def _stale_reason(path: Path, key: dict[str, Any]) -> str | None:
             return f"{record.file} is missing"
         if _sha256(segment) != record.sha256:
             return f"{record.file} does not match its checksum"
+        edits = edits_path(segment)
+        if record.edits_sha256 is not None and (not edits.is_file() or _sha256(edits) != record.edits_sha256):
+            return f"{edits.name} is missing or does not match its checksum"
     return None
 
 

@@ -32,6 +32,7 @@ from vidface.io.frames import Frame
 from vidface.io.placement import input_frames
 from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TranscodeResult, frame_timing,
                           output_writer, write_failed)
+from vidface.provenance import TrackNumbering, entry_line, frame_entry, sidecar_for
 from vidface.workers import in_background
 
 if TYPE_CHECKING:
@@ -74,15 +75,22 @@ class SegmentedOutput:
         done = {record.index for record in self.work.finished}
         return [(number, first, stop) for number, (first, stop) in enumerate(self.ranges) if number not in done]
 
-    def add(self, record: SegmentRecord, extradata: bytes | None, data: bytes | None = None) -> None:
-        """Record a finished segment: its file already in the work folder (`data` None), or its
-        bytes, written there after their checksum is checked."""
-        if data is not None:
-            if hashlib.sha256(data).hexdigest() != record.sha256:
+    def add(self, record: SegmentRecord, extradata: bytes | None, data: bytes | None = None,
+            edits: bytes | None = None) -> None:
+        """Record a finished segment: its files already in the work folder (`data` None), or its
+        bytes and its sidecar entries' bytes (`edits`), written there after their checksums are
+        checked."""
+        from vidface.resume import edits_path
+
+        path = self.work.path / record.file
+        for content, target, digest in ((data, path, record.sha256), (edits, edits_path(path), record.edits_sha256)):
+            if content is None:
+                continue
+            if hashlib.sha256(content).hexdigest() != digest:
                 raise OutputError(f"segment {record.index} of {str(self.plan.output)!r} arrived damaged "
                                   f"(checksum mismatch)")
-            with AtomicFile(self.work.path / record.file, "wb", durable=True) as written:
-                written.file.write(data)
+            with AtomicFile(target, "wb", durable=True) as written:
+                written.file.write(content)
         self.work.add(record, extradata)
 
 
@@ -111,6 +119,7 @@ def segmented_output(plan: Plan, resume: Resume) -> Iterator[SegmentedOutput]:
                 raise OutputError(f"{len(run.pending())} segments of {str(plan.output)!r} are not finished; "
                                   "run the same command again")
             frames = _mux_segments(plan, work, writer)
+            _write_sidecar(plan, work)
     except BaseException as error:
         if work is not None and not work.finished:
             work.remove()
@@ -187,19 +196,23 @@ def encode_segment(plan: Plan, processor: FrameProcessor, feed: Iterator[Frame],
                    stop: int, path: Path, cancel: threading.Event,
                    on_frame: Callable[[Frame], None] | None = None) -> tuple[SegmentRecord, bytes | None]:
     """Run `feed` through a fresh call of `processor`, encode the frames of [first, stop) into
-    the segment file `path` (`vidface.resume.SegmentWriter`); returns its record and its
-    encoder's headers (None when it has no frame). on_frame: called with each frame kept."""
+    the segment file `path` (`vidface.resume.SegmentWriter`, with their sidecar entries where the
+    plan has provenance); returns its record and its encoder's headers (None when it has no
+    frame). on_frame: called with each frame kept."""
     from vidface.resume import SegmentWriter
 
     _, _, shift, _ = frame_timing(plan)
     encoder = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
                            (), CopyRange(), video_shift=shift)
     segment = SegmentWriter(path)
+    edits: list[str] | None = None if plan.provenance is None else []
     try:
         processed = in_background(processor(feed), cancel, "process")
         try:
             for frame in processed:
                 if first <= frame.index < stop:
+                    if edits is not None and frame.edits:
+                        edits.append(entry_line(frame_entry(frame)))
                     segment.write(encoder.encode(frame))
                     if on_frame is not None:
                         on_frame(frame)
@@ -208,7 +221,7 @@ def encode_segment(plan: Plan, processor: FrameProcessor, feed: Iterator[Frame],
         segment.write(encoder.flush_encoder())
         # frames the input could not give leave the segment short (input_frames warned)
         frames = encoder.frames_written
-        return segment.finish(number, first, stop, frames), encoder.extradata if frames else None
+        return segment.finish(number, first, stop, frames, edits), encoder.extradata if frames else None
     except BaseException:
         segment.discard()
         raise
@@ -246,6 +259,19 @@ def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
         before = sorted(before + pts)[-delay:] if delay else []
     return frames
 
+
+def _write_sidecar(plan: Plan, work: WorkFolder) -> None:
+    """OUT's sidecar from the segments' entries, in frame order, with their tracks and people
+    numbered across segments (`TrackNumbering`); none without provenance."""
+    from vidface.resume import edits_path
+
+    with sidecar_for(plan) as sidecar:
+        if sidecar is None:
+            return
+        numbering = TrackNumbering()
+        for record in sorted(work.finished, key=lambda record: record.index):
+            with edits_path(work.path / record.file).open(encoding="utf-8") as lines:
+                sidecar.add_lines(numbering.segment(lines))
 
 
 class _FrameWindow:

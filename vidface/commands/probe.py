@@ -63,7 +63,25 @@ def probe_report(info) -> dict:
              "title": s.title, "detail": s.detail}
             for s in info.streams
         ],
+        "provenance": provenance_report(info),
     }
+
+
+def provenance_report(info) -> dict:
+    """The vidface tag of a restored file and its sidecar (`vidface.provenance`), if any."""
+    import json
+
+    from vidface.provenance import read_tag, sidecar_path
+
+    sidecar = sidecar_path(info.path)
+    report = {"tag": read_tag(info.metadata), "sidecar": str(sidecar) if sidecar.is_file() else None,
+              "frames_replaced": None}
+    if report["sidecar"] is not None:
+        try:
+            report["frames_replaced"] = json.loads(sidecar.read_text(encoding="utf-8"))["frames_replaced"]
+        except (OSError, ValueError, KeyError, TypeError):
+            report["sidecar"] += " (unreadable)"
+    return report
 
 
 FIELD_ORDER_WORDS = {"tt": "top field first", "bb": "bottom field first", "tb": "top coded first, bottom shown first",
@@ -90,4 +108,10 @@ def format_report(report: dict) -> str:
         extra = " ".join(x for x in (stream["detail"], stream["language"] and f"[{stream['language']}]",
                                      stream["title"] and f"\"{stream['title']}\"") if x)
         lines.append(f"stream #{stream['index']}: {stream['type']} {stream['codec']} {extra}".rstrip())
+    provenance = report["provenance"]
+    lines.append(f"restored by: {provenance['tag'] or 'no vidface tag'}")
+    if provenance["sidecar"] is not None:
+        replaced = provenance["frames_replaced"]
+        lines.append(f"sidecar: {provenance['sidecar']}" +
+                     ("" if replaced is None else f" (faces replaced in {replaced} frames)"))
     return "\n".join(lines)

@@ -13,20 +13,20 @@ from vidface.faces.track import TrackedFace
 
 
 def frame_record(frame: int, pts: int, time: float, faces: list[TrackedFace]) -> dict:
-    """One JSON Lines record: {"frame", "pts", "time", "faces": [{"track", "identity", "box",
-    "landmarks", "score", "detected"}]}, coordinates in displayed-frame pixels (2 decimals)."""
+    """One JSON Lines record: {"frame", "pts", "time", "faces": [face_record, ...]}."""
+    return {"frame": frame, "pts": pts, "time": round(time, 6), "faces": [face_record(face) for face in faces]}
+
+
+def face_record(face: TrackedFace) -> dict:
+    """{"track", "identity", "box", "landmarks", "score", "detected"}, coordinates in
+    displayed-frame pixels (2 decimals)."""
     return {
-        "frame": frame,
-        "pts": pts,
-        "time": round(time, 6),
-        "faces": [{
-            "track": face.track_id,
-            "identity": face.identity,
-            "box": [round(float(v), 2) for v in face.box],
-            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
-            "score": round(float(face.score), 4),
-            "detected": bool(face.detected),
-        } for face in faces],
+        "track": face.track_id,
+        "identity": face.identity,
+        "box": [round(float(v), 2) for v in face.box],
+        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+        "score": round(float(face.score), 4),
+        "detected": bool(face.detected),
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
@@ -66,8 +66,18 @@ def crop_mask(size: int) -> np.ndarray:
     return mask
 
 
+class Pasted(NamedTuple):
+    """What `paste_faces` made: rgb and mask as `Frame.with_rgb` takes them, and per face the box
+    (x0, y0, x1, y1, end exclusive) of the frame pixels its mask reaches, or None where it
+    reaches none (a crop wholly outside the frame, or an all-zero mask)."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    regions: list[tuple[int, int, int, int] | None]
+
+
 def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCrop]],
-                masks: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                masks: Sequence[np.ndarray | None] | None = None) -> Pasted:
     """Blend restored crops into a frame.
 
     frame_rgb: H×W×3 uint8 RGB (displayed orientation). faces: (crop, FaceCrop) pairs, each crop
@@ -75,9 +85,9 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     (the tracking stage yields faces sorted by track id, so the order is stable over time).
     masks: one per face, or None for all: a size×size float mask in [0, 1] in crop space (such
     as a parsed face), used times :func:`crop_mask`; None: :func:`crop_mask` alone.
-    Returns (rgb, mask) as `Frame.with_rgb` takes them: rgb H×W×3 uint8 RGB such that
-    frame·(1-mask) + rgb·mask is the layered result, and mask H×W float32 in [0, 1], exactly 0
-    wherever no face reaches (there rgb equals the frame). No faces: the frame and a zero mask.
+    Returns a `Pasted`: rgb H×W×3 uint8 RGB such that frame·(1-mask) + rgb·mask is the layered
+    result, mask H×W float32 in [0, 1], exactly 0 wherever no face reaches (there rgb equals the
+    frame), and each face's region. No faces: the frame and a zero mask.
     """
     import cv2
 
@@ -88,17 +98,19 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
         masks = [None] * len(faces)
     if len(masks) != len(faces):
         raise ValueError(f"got {len(masks)} masks for {len(faces)} faces")
-    placed = [(crop_rgb, crop, _face_mask(crop.size, mask), roi) for (crop_rgb, crop), mask in zip(faces, masks)
-              if (roi := _frame_box(crop, width, height)) is not None]
+    boxes = [_frame_box(crop, width, height) for _, crop in faces]
+    regions: list[tuple[int, int, int, int] | None] = [None] * len(faces)
+    placed = [(index, crop_rgb, crop, _face_mask(crop.size, mask), roi)
+              for index, ((crop_rgb, crop), mask, roi) in enumerate(zip(faces, masks, boxes)) if roi is not None]
     if not placed:
-        return rgb, mask_total
+        return Pasted(rgb, mask_total, regions)
     # Work inside the box all faces reach: the cost follows the faces' size, not the frame's.
     ux0, uy0 = min(r[0] for *_, r in placed), min(r[1] for *_, r in placed)
     ux1, uy1 = max(r[2] for *_, r in placed), max(r[3] for *_, r in placed)
     area = (uy1 - uy0, ux1 - ux0)
     weighted = np.zeros((*area, 3), dtype=np.float32)  # Σ face · its visible weight
     keep = np.ones(area, dtype=np.float32)  # Π (1 - mask): weight left to the frame
-    for crop_rgb, crop, face_mask, (x0, y0, x1, y1) in placed:
+    for index, crop_rgb, crop, face_mask, (x0, y0, x1, y1) in placed:
         face = crop_rgb.astype(np.float32) * (1.0 if crop_rgb.dtype == np.uint8 else 255.0)
         to_roi = crop.inverse.copy()
         to_roi[:, 2] -= (x0, y0)
@@ -107,6 +119,7 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
                                 borderMode=cv2.BORDER_REPLICATE)
         alpha = cv2.warpAffine(face_mask, to_roi, roi_size, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        regions[index] = _reach((1.0 - alpha) < 1.0, x0, y0)  # where it leaves the frame less than all
         roi = (slice(y0 - uy0, y1 - uy0), slice(x0 - ux0, x1 - ux0))
         weighted[roi] = weighted[roi] * (1.0 - alpha[..., None]) + warped * alpha[..., None]
         keep[roi] *= 1.0 - alpha
@@ -115,7 +128,15 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     blended = np.clip(np.rint(weighted[covered] / area_mask[covered, None]), 0, 255).astype(np.uint8)
     rgb[uy0:uy1, ux0:ux1][covered] = blended
     mask_total[uy0:uy1, ux0:ux1] = area_mask
-    return rgb, mask_total
+    return Pasted(rgb, mask_total, regions)
+
+
+def _reach(reached: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int] | None:
+    """The box of the True pixels of `reached` (placed at x0, y0 in the frame), or None."""
+    rows, cols = np.flatnonzero(reached.any(axis=1)), np.flatnonzero(reached.any(axis=0))
+    if not rows.size:
+        return None
+    return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1
 
 
 def _face_mask(size: int, mask: np.ndarray | None) -> np.ndarray:

@@ -9,7 +9,7 @@ demuxer over IN. Nothing is re-encoded except the video; copied packets keep the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -165,6 +165,7 @@ class OutputWriter:
     Use as a context manager; `close()` flushes the encoder and the remaining copied packets.
     copy_streams: indices of IN's streams to copy. video_shift: ticks of the video time base
     subtracted from every frame's pts (a preview range starting later than 0 starts at 0).
+    tags: container tags set over those kept from IN.
 
     `write` is `encode` then `mux_video`; the two halves serve resumable runs, which encode
     segments apart (`encode`, `flush_encoder` on a writer over an in-memory file that is never
@@ -174,7 +175,7 @@ class OutputWriter:
 
     def __init__(self, path: Path | BinaryIO, container_format: str, info: MediaInfo, options: EncodeOptions,
                  pix_fmt: str, copy_streams: tuple[int, ...], copy_range: CopyRange,
-                 video_shift: int = 0) -> None:
+                 video_shift: int = 0, tags: Mapping[str, str] | None = None) -> None:
         self._shift = video_shift
         self._durations: dict[int, int] = {}
         self._frames = 0
@@ -186,6 +187,7 @@ class OutputWriter:
         self._input: av.container.InputContainer | None = None
         try:
             self._output.metadata.update(_kept_tags(info.metadata))
+            self._output.metadata.update(tags or {})
             self._stream = self._add_video_stream(info, options, pix_fmt)
             self._copies: dict[int, av.stream.Stream] = {}
             self._next: av.Packet | None = None

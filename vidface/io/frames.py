@@ -10,8 +10,9 @@ stored value, 10-bit precision included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -24,7 +25,8 @@ class Frame:
     index: 0-based position in the output. pts/duration: in `time_base` units, as decoded
     (duration None when the source does not say). video: the decoded picture in its stored
     orientation and source pixel format. rotation: clockwise degrees (0, 90, 180, 270) that
-    turn the stored picture upright.
+    turn the stored picture upright. edits: what a processor replaced in the picture, as JSON-ready
+    records (the faces a restorer pasted, `vidface.provenance`); empty for an untouched frame.
     """
 
     index: int
@@ -33,6 +35,7 @@ class Frame:
     duration: int | None
     video: av.VideoFrame
     rotation: int = 0
+    edits: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     @property
     def time(self) -> float:
@@ -84,6 +87,20 @@ class Frame:
         stored_mask = np.clip(np.rot90(mask, k=turn).astype(np.float32), 0.0, 1.0)
         blend_into(self.video, stored_rgb, stored_mask)
         return self
+
+    def blend_reach(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """The upright pixels (x0, y0, x1, y1, end exclusive) that `with_rgb` may change when its
+        mask is nonzero only inside `box`: a chroma sample covers several pixels, and changes
+        with any of them, so the box grows by the subsampling less one on each side."""
+        video = self.video
+        step_y = max(-(-video.height // plane.height) for plane in video.planes)
+        step_x = max(-(-video.width // plane.width) for plane in video.planes)
+        if self.rotation in (90, 270):
+            step_x, step_y = step_y, step_x
+        height, width = _upright_size(video, self.rotation)
+        x0, y0, x1, y1 = box
+        return (max(0, x0 - step_x + 1), max(0, y0 - step_y + 1), min(width, x1 + step_x - 1),
+                min(height, y1 + step_y - 1))
 
 
 @dataclass(frozen=True, eq=False)
