@@ -19,7 +19,7 @@ from vidface.errors import VidfaceError
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 
-COMMANDS = ("restore", "compare", "probe", "env", "track", "faces", "weights")
+COMMANDS = ("restore", "compare", "report", "probe", "env", "track", "faces", "weights")
 
 log = logging.getLogger("vidface")
 

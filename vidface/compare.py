@@ -14,7 +14,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from vidface.io.options import EncodeOptions
 from vidface.io.placement import input_frames
 from vidface.io.probe import VideoInfo, probe
 from vidface.pipeline import Plan, TimeRange, TranscodeResult, check_output, plan_transcode, transcode
+from vidface.plan import reading_plan
 
 LAYOUTS = ("side", "split", "wipe")
 
@@ -171,9 +172,7 @@ def plan_compare(
                                 rotation=0, field_order="progressive", interlaced=False)
     plan = dataclasses.replace(plan, info=dataclasses.replace(plan.info, video=video),
                                pix_fmt=choose_pix_fmt(encode, video))
-    before_plan = dataclasses.replace(plan, info=before_info, first_frame=first, stop_frame=stop,
-                                      copied=(), dropped=())
-    return ComparePlan(plan=plan, before=before_plan, layout=layout, label=label)
+    return ComparePlan(plan=plan, before=reading_plan(before_info, first, stop), layout=layout, label=label)
 
 
 def _picture(video: VideoInfo) -> str:
@@ -192,28 +191,41 @@ def compare(plan: ComparePlan, *, progress: Callable[[int], None] | None = None)
 
 
 def _composed(plan: ComparePlan, frames: Iterator[Frame]) -> Iterator[Frame]:
-    before_start = _first_time(plan.before)
-    after_start = _first_time(plan.plan)
-    before_path, after_path = str(plan.before.info.path), str(plan.plan.info.path)
-    with closing(input_frames(plan.before, 0)) as befores:
-        for count, after in enumerate(frames):
-            before = next(befores, None)
-            if before is None:
+    for before, after, seconds in matched_frames(plan.before, plan.plan, frames):
+        rgb = compose(before.to_rgb(), after.to_rgb(), plan.layout, seconds, plan.label)
+        # Converted as OUT's frames are tagged: CMP's stream takes OUT's colour tags.
+        picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format=plan.plan.pix_fmt, dst_colorspace=after.video.colorspace,
+            dst_color_range=after.video.color_range)
+        yield dataclasses.replace(after, video=picture, rotation=0)
+
+
+def matched_frames(before: Plan, after: Plan, afters: Iterator[Frame] | None = None
+                   ) -> Iterator[tuple[Frame, Frame, float]]:
+    """(IN's frame, OUT's frame, seconds from the first) for each pair of frames at the same time
+    from each one's first frame: `before`'s frames (read here) with `afters` (default: `after`'s,
+    read here). A count or a time that differs (by more than TIME_TOLERANCE: another frame rate,
+    a frame one side could not decode) is an InputError."""
+    before_start = _first_time(before)
+    after_start = _first_time(after)
+    before_path, after_path = str(before.info.path), str(after.info.path)
+    with ExitStack() as stack:
+        befores = stack.enter_context(closing(input_frames(before, 0)))
+        if afters is None:
+            afters = stack.enter_context(closing(input_frames(after, 0)))
+        for count, frame in enumerate(afters):
+            previous = next(befores, None)
+            if previous is None:
                 raise InputError(f"{before_path!r} gave {count} frames and {after_path!r} more; "
-                                 "compare needs the same frames")
-            seconds = after.time - after_start
-            if abs(before.time - before_start - seconds) > TIME_TOLERANCE:
-                raise InputError(f"frame {count} of {before_path!r} is at {before.time - before_start:.3f} s and of "
-                                 f"{after_path!r} at {seconds:.3f} s (from each one's first frame); compare needs "
+                                 "IN and OUT need the same frames")
+            seconds = frame.time - after_start
+            if abs(previous.time - before_start - seconds) > TIME_TOLERANCE:
+                raise InputError(f"frame {count} of {before_path!r} is at {previous.time - before_start:.3f} s and of "
+                                 f"{after_path!r} at {seconds:.3f} s (from each one's first frame); IN and OUT need "
                                  "the same timestamps (the same frame rate)")
-            rgb = compose(before.to_rgb(), after.to_rgb(), plan.layout, seconds, plan.label)
-            # Converted as OUT's frames are tagged: CMP's stream takes OUT's colour tags.
-            picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-                format=plan.plan.pix_fmt, dst_colorspace=after.video.colorspace,
-                dst_color_range=after.video.color_range)
-            yield dataclasses.replace(after, video=picture, rotation=0)
+            yield previous, frame, seconds
         if next(befores, None) is not None:
-            raise InputError(f"{before_path!r} gave more frames than {after_path!r}; compare needs the same frames")
+            raise InputError(f"{before_path!r} gave more frames than {after_path!r}; IN and OUT need the same frames")
 
 
 def _first_time(plan: Plan) -> float:

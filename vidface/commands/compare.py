@@ -31,13 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label", action="store_true",
                         help='write "before" and "after" in the top corners of their sides')
     add_option_flags(parser.add_argument_group("encoding"), EncodeOptions)
-    add_output_flags(parser)
-    # The shared flags speak of the video processed; here that is CMP, and the range is IN's.
-    for flag, text in (("-y", "replace CMP if it exists (default: refuse and exit 1)"),
-                       ("--start", "IN's first second to compare, accurate to the frame (default: 0); OUT is "
-                                   "read from its start"),
-                       ("--duration", "seconds of IN to compare from --start (default: to the end)")):
-        parser._option_string_actions[flag].help = text
+    add_output_flags(parser, output="CMP", range_of="IN")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,15 +23,18 @@ def show_progress(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
-def add_output_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags of every command that writes a video: overwrite, progress, preview range, logging."""
+def add_output_flags(parser: argparse.ArgumentParser, *, output: str = "OUT", range_of: str | None = None) -> None:
+    """Flags of every command that writes a file from a video: overwrite `output`, progress,
+    preview range, logging. range_of: the video the range selects, for commands that read two
+    (the other one is read from its start)."""
     parser.add_argument("-y", "--overwrite", action="store_true",
-                        help="replace OUT if it exists (default: refuse and exit 1)")
+                        help=f"replace {output} if it exists (default: refuse and exit 1)")
     add_progress_flag(parser)
+    of, other = (f" of {range_of}", "; the other video is read from its start") if range_of else ("", "")
     parser.add_argument("--start", type=non_negative_float, default=None, metavar="SECONDS",
-                        help="first second to process, accurate to the frame (default: 0)")
+                        help=f"first second{of} to process, accurate to the frame (default: 0){other}")
     parser.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
-                        help="seconds to process from --start (default: to the end)")
+                        help=f"seconds{of} to process from --start (default: to the end)")
     add_logging_flags(parser)
 
 

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from vidface.commands.options import add_option_flags, add_output_flags, option_overrides, positive_int, show_progress
+from vidface.commands.report import check_report_path, gather_with_progress
 from vidface.commands.track import add_face_flags
 
 from vidface.api import MODELS
@@ -40,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="drop the audio streams (default: copy every one, untouched)")
     parser.add_argument("--dry-run", action="store_true",
                         help="probe IN, print what would be done, write nothing")
+    parser.add_argument("--report", metavar="FILE", default=None,
+                        help="afterwards, write the QA report of the run to FILE, one HTML page that opens offline "
+                             "(as `vidface report IN OUT FILE`, with the run's timings); one file, not folder mode")
     add_resume_flags(parser)
     add_farm_flags(parser)
     folder = parser.add_argument_group("folder mode", "IN is a folder: every video in it (by extension: .mp4, "
@@ -146,7 +150,11 @@ def run(args: argparse.Namespace) -> int:
     from vidface.api import load_restorer
     from vidface.plan import plan_transcode
 
+    from vidface.errors import InputError
+
     if Path(args.input).is_dir():
+        if args.report is not None:
+            raise InputError("--report writes the report of one file; run `vidface report IN OUT REPORT` per file")
         return run_folder(args)
     settings = build_settings(args)
     plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
@@ -155,11 +163,16 @@ def run(args: argparse.Namespace) -> int:
         _list_people(plan, settings, args)
         return 0
     _check_photos(settings, args)
+    if args.report is not None:
+        if args.model == "none":
+            raise InputError("--report needs a restoring model: --model none alters no face to report on")
+        check_report_path(args.report, args.input, args.output, overwrite=args.overwrite)
     if args.ray is not None:
         [outcome] = _on_farm(args, settings, [plan])
         if isinstance(outcome, BaseException):
             raise outcome
         _say_done(outcome, None)
+        _write_report(args, outcome, None)
         return 0
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
     stats = restorer.stats
@@ -204,7 +217,25 @@ def run(args: argparse.Namespace) -> int:
     if running is not None and not said and (found := running.result()) is not None:
         say_estimate(found)
     _say_done(result, stats)
+    _write_report(args, result, stats)
     return 0
+
+
+def _write_report(args: argparse.Namespace, result, stats) -> None:
+    """--report: the QA report of the run just done, with its timings."""
+    if args.report is None:
+        return
+    from vidface.report import gather_report, write_report
+
+    timings = {"frames": result.frames, "seconds": round(result.seconds, 1),
+               "fps": round(result.frames / max(result.seconds, 1e-9), 2), "frames resumed": result.resumed}
+    if stats is not None:
+        timings.update({"faces restored": stats.faces, "model load wait (s)": round(stats.model_wait, 1),
+                        "model time (s)": round(stats.model_seconds, 1)})
+    data = gather_with_progress(args, lambda progress: gather_report(args.input, args.output, timings=timings,
+                                                                     progress=progress))
+    write_report(args.report, data)
+    print(f"report: {args.report}")
 
 
 DRY_RUN_SECONDS = 60.0  # the sample a dry run lists the people of

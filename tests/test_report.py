@@ -1,0 +1,174 @@
+"""The QA report: its measures on known clips, its page in a real browser with the network off,
+and its size for a feature film."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from face_clips import Pose, background, degrade, render
+from media import write_video
+from tiny_model import tiny_osdface  # noqa: F401 (fixture)
+from vidface.report import ReportData, SheetFrame, TrackReport, gather_report, render_report
+
+SIZE = (256, 192)
+FRAMES = 16
+BROWSER_REQUIRED = "VIDFACE_REQUIRE_BROWSER"  # CI sets it: there a missing browser fails the test
+
+
+def _face_clip(path: Path, *, flicker: float = 0.0) -> Path:
+    """A still face with fresh noise every frame; flicker: brightness added to and taken from
+    the face in turn, frame by frame (the face alone: the frame's colours stay, so no shot cut)."""
+    width, height = SIZE
+    rgb, _ = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
+    rng = np.random.default_rng(0)
+    face = (slice(height // 2 - 35, height // 2 + 35), slice(width // 2 - 30, width // 2 + 30))
+    frames = []
+    for index in range(FRAMES):
+        frame = degrade(rgb, rng, noise=3.0).astype(float)
+        frame[face] += flicker if index % 2 else -flicker
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return write_video(path, frames=FRAMES, size=SIZE, images=np.stack(frames), audio="aac")
+
+
+def _model(tiny) -> list[str]:
+    return ["--weights", str(tiny.release), "--base", str(tiny.base), "--device", "cpu", "--dtype", "fp32", "--batch-size", "4",
+            "--no-progress"]
+
+
+def _data(html: str) -> dict:
+    return json.loads(re.search(r"<script type='application/json' id='report-data'>(.*?)</script>", html, re.S)
+                      .group(1))
+
+
+@pytest.fixture(scope="module")
+def restored(tmp_path_factory, tiny_osdface):
+    """A still face restored with --report: (folder, IN, OUT, report)."""
+    from vidface.cli import main
+
+    folder = tmp_path_factory.mktemp("report")
+    source = _face_clip(folder / "in.mp4")
+    assert main(["restore", str(source), str(folder / "out.mp4"), *_model(tiny_osdface),
+                 "--report", str(folder / "report.html")]) == 0
+    return folder, source, folder / "out.mp4", folder / "report.html"
+
+
+def test_a_still_face_flickers_little_and_its_restored_track_is_listed(restored, tmp_path: Path, cli) -> None:
+    folder, source, output, report = restored
+    sidecar = json.loads((folder / "out.mp4.vidface.json").read_text())
+    data = _data(report.read_text())
+    (track,) = data["tracks"]
+    assert track["restored"] == sidecar["frames_replaced"] >= FRAMES - 4
+    assert track["flicker_in"] < 3 and track["strength"] > 5  # still noise only; the model changed the face
+    assert track["size"] > 60 and track["jitter"] < 2
+    assert data["frames"] == FRAMES and data["cuts"] == []
+    assert {item["frame"] for item in data["sheet"]} <= set(range(FRAMES)) and data["sheet"]
+    page = report.read_text()
+    assert "frames resumed" in page and sidecar["run"]["weights"]["sha256"] in page  # timings, weights hash
+
+    # the same face flickering: faces from `vidface track`, OUT with nothing restored
+    flickering = _face_clip(tmp_path / "flicker.mp4", flicker=12.0)
+    assert cli("track", flickering, tmp_path / "qa.mp4", "--tracks", tmp_path / "faces.jsonl", "--no-progress")[0] == 0
+    assert cli("restore", flickering, tmp_path / "none.mp4", "--model", "none", "--no-progress")[0] == 0
+    other = gather_report(flickering, tmp_path / "none.mp4", tracks=tmp_path / "faces.jsonl")
+    (face,) = other.tracks
+    assert face.flicker_in > 5 * track["flicker_in"] and face.flicker_in > 15
+    assert not any(face.restored) and face.mean_strength is None and max(face.strength) < 3
+    assert other.run is None and other.faces_from == "tracks file"
+
+
+def test_the_report_command_writes_what_restore_did(restored, tmp_path: Path, cli) -> None:
+    folder, source, output, report = restored
+    code, out, err = cli("report", source, output, tmp_path / "again.html", "--no-progress")
+    assert code == 0, err
+    assert _data((tmp_path / "again.html").read_text())["tracks"] == _data(report.read_text())["tracks"]
+    assert "Timings: not recorded" in (tmp_path / "again.html").read_text()
+
+
+@pytest.mark.parametrize("case", ["no faces", "report is OUT", "exists", "model none", "folder"])
+def test_report_mistakes_are_one_line_errors(case: str, restored, tmp_path: Path, cli, tiny_osdface) -> None:
+    folder, source, output, report = restored
+    bare = tmp_path / "bare.mp4"
+    shutil.copy(output, bare)  # no sidecar beside it
+    commands = {
+        "no faces": (("report", source, bare, tmp_path / "r.html"), "no sidecar"),
+        "report is OUT": (("report", source, output, output), "itself"),
+        "exists": (("report", source, output, report), "exists"),
+        "model none": (("restore", source, tmp_path / "o.mp4", "--model", "none", "--report", tmp_path / "r.html"),
+                       "--report needs a restoring model"),
+        "folder": (("restore", folder, tmp_path / "outs", "--report", tmp_path / "r.html"), "one file"),
+    }
+    args, words = commands[case]
+    before = {path: path.stat().st_mtime_ns for path in (source, output, report)}
+    code, out, err = cli(*args, "--no-progress")
+    assert code == 1 and words in err and len(err.strip().splitlines()) == 1, err
+    assert {path: path.stat().st_mtime_ns for path in before} == before
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "o.mp4").exists()
+
+
+def _browser() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None and os.environ.get(BROWSER_REQUIRED):
+        pytest.fail("headless Chromium is needed for this test (Debian: apt-get install chromium)")
+    return found
+
+
+def test_the_page_renders_offline_in_a_browser(restored, tmp_path: Path) -> None:
+    """Headless Chromium loads the page from a file with the network unreachable: no console
+    message but the page's own count of loaded images, every image loaded, and a screenshot that
+    is not blank. The page references nothing outside itself."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip(f"no Chromium here (CI sets {BROWSER_REQUIRED}, which makes this a failure)")
+    _, _, _, report = restored
+    page = report.read_text()
+    assert not re.search(r"""(src|href)=['"]?(https?:|//)""", page)
+    images = page.count("<img ")
+    assert images >= 5  # timeline, tracks figure, contact sheet crops
+    shot = tmp_path / "shot.png"
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--window-size=1200,2400", f"--screenshot={shot}", "--enable-logging=stderr", "--v=0",
+                          "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+                          f"--user-data-dir={tmp_path / 'profile'}", report.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert len(console) == 1 and f'"vidface report: {images} of {images} images loaded"' in console[0], console
+    picture = cv2.imread(str(shot))
+    assert picture is not None and picture.shape[:2] == (2400, 1200)
+    drawn = (picture < 240).any(axis=2)
+    assert drawn.mean() > 0.05 and picture.std() > 20  # text, figures and crops, not an empty page
+
+
+def test_a_feature_films_page_stays_small() -> None:
+    """150,000 frames, 600 tracks and 16 contact sheet crops: the page stays under 3 MB (figures
+    are binned, the table capped)."""
+    rng = np.random.default_rng(0)
+    frames = 150_000
+    tracks = []
+    for number in range(600):
+        first = int(rng.integers(0, frames - 2000))
+        length = int(rng.integers(20, 2000))
+        track = TrackReport(number, number % 40, frames=list(range(first, first + length)),
+                            detected=list(rng.random(length) < 0.5), restored=[True] * length,
+                            heights=list(rng.uniform(40, 300, length)),
+                            landmarks=list(rng.uniform(0, 1000, (length, 5, 2))),
+                            change_in=list(rng.uniform(0, 10, length - 1)), change_out=list(rng.uniform(0, 5, length - 1)),
+                            strength=list(rng.uniform(0, 30, length)))
+        tracks.append(track)
+    crop = cv2.imencode(".jpg", rng.integers(0, 256, (192, 388, 3), dtype=np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+    sheet = [SheetFrame(i * 9000, i * 360.0, i, "shot", (0, 0, 100, 100), crop.tobytes()) for i in range(16)]
+    data = ReportData(source="film.mkv", output="film-restored.mkv", frames=frames, duration=frames / 25, first_frame=0,
+                      cuts=sorted(rng.choice(frames, 1500, replace=False).tolist()), times=[i / 25 for i in range(frames)],
+                      tracks=tracks, sheet=sheet, faces_from="sidecar")
+    page = render_report(data)
+    assert len(page.encode()) < 3 << 20
+    assert len(_data(page)["tracks"]) == 600 and page.count("<tr>") <= 200 + 40
