@@ -14,7 +14,6 @@ breaks after the server answered is resumed, a few times, without a message each
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidface.errors import WeightsError
+from vidface.files import sha256_of
 
 OFFLINE_ENV = ("VIDFACE_OFFLINE", "HF_HUB_OFFLINE")
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: an offline machine fails fast
@@ -178,14 +178,6 @@ def _check(item: Remote) -> None:
     if problem:
         item.partial.unlink(missing_ok=True)
         raise WeightsError(f"{item.name} from {item.source} {problem}; it was deleted and not used")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextmanager

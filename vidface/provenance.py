@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidface.errors import OutputError
-from vidface.files import AtomicFile
+from vidface.files import AtomicFile, sha256_of
 
 if TYPE_CHECKING:
     from vidface.config import Settings
@@ -139,7 +139,7 @@ def _file_hashes(paths: Mapping[str, Path]) -> dict[str, str]:
         if isinstance(known, list) and known[:2] == stamp:
             hashes[name] = known[2]
             continue
-        hashes[name] = _sha256(path)
+        hashes[name] = sha256_of(path)
         cache[key] = [*stamp, hashes[name]]
         changed = True
     if changed:
@@ -151,13 +151,6 @@ def _file_hashes(paths: Mapping[str, Path]) -> dict[str, str]:
             log.debug("could not keep weights hashes in %s: %s", cache_path, error)
     return hashes
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _canonical(value: Any) -> bytes:

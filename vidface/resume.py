@@ -34,7 +34,7 @@ import av
 
 from vidface import __version__
 from vidface.errors import OutputError
-from vidface.files import AtomicFile
+from vidface.files import AtomicFile, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -326,20 +326,13 @@ def _stale_reason(path: Path, key: dict[str, Any]) -> str | None:
         segment = path / record.file
         if not segment.is_file():
             return f"{record.file} is missing"
-        if _sha256(segment) != record.sha256:
+        if sha256_of(segment) != record.sha256:
             return f"{record.file} does not match its checksum"
         edits = edits_path(segment)
-        if record.edits_sha256 is not None and (not edits.is_file() or _sha256(edits) != record.edits_sha256):
+        if record.edits_sha256 is not None and (not edits.is_file() or sha256_of(edits) != record.edits_sha256):
             return f"{edits.name} is missing or does not match its checksum"
     return None
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _time(value: int | None) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_option_flags, add_output_flags, options_from_flags, show_progress
+from vidface.commands.options import (add_option_flags, add_output_flags, add_pair_arguments, options_from_flags,
+                                      show_progress)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,9 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "--start/--duration select IN's frames, as restore's do: for a preview made with "
                     "`vidface restore IN OUT --start S --duration D`, pass the same S and D.",
     )
-    parser.add_argument("input", metavar="IN", help="the original video")
-    parser.add_argument("restored", metavar="OUT", help="its restored version (e.g. from vidface restore)")
-    parser.add_argument("output", metavar="CMP", help="comparison video to write; the container follows its extension")
+    add_pair_arguments(parser, "CMP", "comparison video to write; the container follows its extension")
     parser.add_argument("--layout", choices=("side", "split", "wipe"), default="side",
                         help="side: IN left, OUT right, twice IN's width; split: IN's size, IN left of a line "
                              "in the middle, OUT right of it; wipe: as split, the line sweeping across the "

@@ -23,6 +23,13 @@ def show_progress(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
+def add_pair_arguments(parser: argparse.ArgumentParser, output: str, output_help: str) -> None:
+    """The positional arguments of a command that reads a video and its restoration: IN OUT `output`."""
+    parser.add_argument("input", metavar="IN", help="the original video")
+    parser.add_argument("restored", metavar="OUT", help="its restoration (e.g. from vidface restore)")
+    parser.add_argument("output", metavar=output, help=output_help)
+
+
 def add_output_flags(parser: argparse.ArgumentParser, *, output: str = "OUT", range_of: str | None = None) -> None:
     """Flags of every command that writes a file from a video: overwrite `output`, progress,
     preview range, logging. range_of: the video the range selects, for commands that read two

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_output_flags, show_progress
+from vidface.commands.options import add_output_flags, add_pair_arguments, show_progress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "OUT's sidecar, OUT.vidface.json). The faces are the sidecar's (those restored), or with "
                     "--tracks those `vidface track` found over the same range (all of them).",
     )
-    parser.add_argument("input", metavar="IN", help="the original video")
-    parser.add_argument("restored", metavar="OUT", help="its restoration")
-    parser.add_argument("output", metavar="REPORT", help="HTML file to write")
+    add_pair_arguments(parser, "REPORT", "HTML file to write")
     parser.add_argument("--tracks", metavar="FILE", default=None,
                         help="faces from `vidface track IN QA --tracks FILE` (same range as OUT), so that faces "
                              "left unrestored are measured too")

@@ -8,8 +8,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidface.downloads import Remote, fetch, request, sha256_of
+from vidface.downloads import Remote, fetch, request
 from vidface.errors import WeightsError
+from vidface.files import sha256_of
 from vidface.weights import Part, drive, hub, remove
 from vidface.weights.sources import DriveFolder, HubRepo, ModelScopeRepo, Source
 

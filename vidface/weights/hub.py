@@ -14,8 +14,9 @@ import os
 import re
 from pathlib import Path
 
-from vidface.downloads import Remote, request, sha256_of
+from vidface.downloads import Remote, request
 from vidface.errors import WeightsError
+from vidface.files import sha256_of
 from vidface.weights.sources import HubRepo, PinnedFile
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")

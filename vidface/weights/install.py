@@ -17,8 +17,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from vidface.downloads import cache_root, sha256_of
+from vidface.downloads import cache_root
 from vidface.errors import WeightsError
+from vidface.files import sha256_of
 from vidface.weights import (
     BUNDLE_FILE, RELEASE_FILES, base_dir, base_problems, hub, installed_base, installed_release, release_dir, remove,
 )
