@@ -17,7 +17,8 @@ import pytest
 from face_clips import Pose, background, degrade, render
 from media import write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
-from vidface.report import ReportData, SheetFrame, TrackReport, gather_report, render_report
+from vidface.report import ReportData, SheetFrame, TrackReport, gather_report
+from vidface.report_page import render_report
 
 SIZE = (256, 192)
 FRAMES = 16

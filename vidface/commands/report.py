@@ -46,7 +46,8 @@ def check_report_path(report, source, restored, *, overwrite: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidface.io.index import frame_range
     from vidface.io.probe import probe
-    from vidface.report import gather_report, write_report
+    from vidface.report import gather_report
+    from vidface.report_page import write_report
 
     check_report_path(args.output, args.input, args.restored, overwrite=args.overwrite)
     first, count = None, None
@@ -69,3 +70,19 @@ def gather_with_progress(args: argparse.Namespace, gather):
 
     with tqdm(unit="frame", desc="report", file=sys.stderr, dynamic_ncols=True) as bar:
         return gather(lambda frames: bar.update(frames - bar.n))
+
+
+def report_of_restore(args: argparse.Namespace, result, stats) -> None:
+    """`vidface restore --report FILE`: the QA report of the run just done, with its timings."""
+    from vidface.report import gather_report
+    from vidface.report_page import write_report
+
+    timings = {"frames": result.frames, "seconds": round(result.seconds, 1),
+               "fps": round(result.frames / max(result.seconds, 1e-9), 2), "frames resumed": result.resumed}
+    if stats is not None:
+        timings.update({"faces restored": stats.faces, "model load wait (s)": round(stats.model_wait, 1),
+                        "model time (s)": round(stats.model_seconds, 1)})
+    data = gather_with_progress(args, lambda progress: gather_report(args.input, args.output, timings=timings,
+                                                                     progress=progress))
+    write_report(args.report, data)
+    print(f"report: {args.report}")

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from vidface.commands.options import add_option_flags, add_output_flags, option_overrides, positive_int, show_progress
-from vidface.commands.report import check_report_path, gather_with_progress
+from vidface.commands.report import check_report_path, report_of_restore
 from vidface.commands.track import add_face_flags
 
 from vidface.api import MODELS
@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(outcome, BaseException):
             raise outcome
         _say_done(outcome, None)
-        _write_report(args, outcome, None)
+        if args.report is not None:
+            report_of_restore(args, outcome, None)
         return 0
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
     stats = restorer.stats
@@ -217,25 +218,9 @@ def run(args: argparse.Namespace) -> int:
     if running is not None and not said and (found := running.result()) is not None:
         say_estimate(found)
     _say_done(result, stats)
-    _write_report(args, result, stats)
+    if args.report is not None:
+        report_of_restore(args, result, stats)
     return 0
-
-
-def _write_report(args: argparse.Namespace, result, stats) -> None:
-    """--report: the QA report of the run just done, with its timings."""
-    if args.report is None:
-        return
-    from vidface.report import gather_report, write_report
-
-    timings = {"frames": result.frames, "seconds": round(result.seconds, 1),
-               "fps": round(result.frames / max(result.seconds, 1e-9), 2), "frames resumed": result.resumed}
-    if stats is not None:
-        timings.update({"faces restored": stats.faces, "model load wait (s)": round(stats.model_wait, 1),
-                        "model time (s)": round(stats.model_seconds, 1)})
-    data = gather_with_progress(args, lambda progress: gather_report(args.input, args.output, timings=timings,
-                                                                     progress=progress))
-    write_report(args.report, data)
-    print(f"report: {args.report}")
 
 
 DRY_RUN_SECONDS = 60.0  # the sample a dry run lists the people of
