@@ -195,7 +195,7 @@ def test_preset_face_settings_build_a_working_detector(preset: str) -> None:
     """Each preset's faces section makes the real detector, and it finds the photo's face."""
     import skimage.data
 
-    from vidface.faces.track import detector_for
+    from vidface.faces.options import detector_for
 
     faces = detector_for(load_settings(preset).faces).detect(skimage.data.astronaut())
     assert len(faces) == 1 and faces[0].score > 0.5

@@ -183,7 +183,8 @@ def stage_accuracy(frames: int, say: Section) -> None:
     """The tracking stage itself with the default detector (full-frame runs, refinement-only
     frames, searches of skipped frames) on the degraded moving-head clip: crop error and the
     share of frames each pass ran on, detect-every 1 and 2."""
-    from vidface.faces.track import detector_for, track_faces
+    from vidface.faces.options import detector_for
+    from vidface.faces.track import track_faces
 
     clip = moving_face_clip(frames, 640, 360, scale=1.0, degraded=True)
     detector = detector_for(FaceOptions())
@@ -217,7 +218,8 @@ def stage_cpu(say: Section, frames: int = 125) -> None:
     720p clip, and on the same clip moving at a quarter of the speed, detecting every frame
     and with detect-every 2 (its motion rule and its searches of skipped frames)."""
     from bench import face_clip_images
-    from vidface.faces.track import detector_for, track_faces
+    from vidface.faces.options import detector_for
+    from vidface.faces.track import track_faces
 
     detector = detector_for(FaceOptions())
     say("")
@@ -237,7 +239,8 @@ def stage_cpu(say: Section, frames: int = 125) -> None:
 def reidentification(say: Section) -> None:
     """Id switches along each true face's path, and the returns (a true face seen again after
     frames without it) that kept their id, with re-identification on and off."""
-    from vidface.faces.track import detector_for, track_faces
+    from vidface.faces.options import detector_for
+    from vidface.faces.track import track_faces
 
     clips = {f"hidden {hidden} frames": moving_face_clip(40 + hidden, occluded=tuple(range(20, 20 + hidden)))
              for hidden in (10, 20, 40)}
@@ -268,7 +271,8 @@ def descriptor_cost(say: Section, frames: int = 125) -> None:
     """CPU time in the face descriptor during the faces stage on a 720p clip of the moving head,
     hidden for 20 frames twice, so it is described at confirmation, on refreshes and on returns."""
     from vidface.faces.identity import FaceDescriber
-    from vidface.faces.track import detector_for, track_faces
+    from vidface.faces.options import detector_for
+    from vidface.faces.track import track_faces
 
     hidden = tuple(range(30, 50)) + tuple(range(80, 100))
     clip = [Picture(rgb, i) for i, rgb in enumerate(moving_face_clip(frames, 1280, 720, scale=1.0, occluded=hidden).frames)]

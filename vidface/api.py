@@ -180,7 +180,7 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
     if model == "none":
         return Restorer(settings, model, identity)
     from vidface.faces.parsing import parser_for
-    from vidface.faces.track import detector_for
+    from vidface.faces.options import detector_for
     from vidface.models.options import resolve_device
     from vidface.provenance import provenance_for
     from vidface.restore import FaceChoice, RestoreStats, face_restorer

@@ -42,7 +42,8 @@ from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import paste_faces
-from vidface.faces.track import TrackedFace, detector_for, track_faces
+from vidface.faces.options import detector_for
+from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.frames import Frame, RGBFrame
 from vidface.models.options import auto_batch_size, resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change

@@ -264,7 +264,7 @@ def _check_photos(settings, args: argparse.Namespace) -> None:
 def _detector(settings, args: argparse.Namespace):
     from pathlib import Path
 
-    from vidface.faces.track import detector_for
+    from vidface.faces.options import detector_for
 
     return detector_for(settings.faces, weights=Path(args.detector_weights) if args.detector_weights else None)
 

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from vidface.errors import OutputError
     from vidface.faces.draw import draw_faces
     from vidface.faces.export import TracksWriter
-    from vidface.faces.track import detector_for, track_faces
+    from vidface.faces.options import detector_for
+    from vidface.faces.track import track_faces
     from vidface.pipeline import TimeRange, check_output, plan_transcode, transcode
 
     from vidface.faces.options import FaceOptions

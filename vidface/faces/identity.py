@@ -18,7 +18,7 @@ import numpy as np
 
 from vidface.errors import VidfaceError
 
-__all__ = ["FaceDescriber", "SAME_PERSON_DISTANCE", "descriptor_distance"]
+__all__ = ["FaceDescriber", "People", "SAME_PERSON_DISTANCE", "descriptor_distance"]
 
 SAME_PERSON_DISTANCE = 0.5
 """Descriptor distance under which two faces are taken for one person. dlib's own threshold is
@@ -65,3 +65,29 @@ class FaceDescriber:
 def descriptor_distance(one: np.ndarray, others: list[np.ndarray]) -> float:
     """The smallest distance from descriptor `one` to any of `others` (inf for none)."""
     return float(min((np.linalg.norm(one - other) for other in others), default=np.inf))
+
+
+class People:
+    """Identity labels, from 0 in order of first appearance, each with its person's latest
+    GALLERY_SIZE descriptors: tracks that look like one person (across shot cuts and long
+    absences) get one label."""
+
+    GALLERY_SIZE = 8
+
+    def __init__(self) -> None:
+        self._gallery: list[list[np.ndarray]] = []
+
+    def label(self, descriptors: list[np.ndarray]) -> int:
+        """The person nearest to any of `descriptors` within SAME_PERSON_DISTANCE, or a new one;
+        their gallery learns the descriptors."""
+        distances = [min(descriptor_distance(d, known) for d in descriptors) for known in self._gallery]
+        nearest = int(np.argmin(distances)) if distances else -1
+        if nearest < 0 or distances[nearest] > SAME_PERSON_DISTANCE:
+            nearest = len(self._gallery)
+            self._gallery.append([])
+        self.learn(nearest, descriptors)
+        return nearest
+
+    def learn(self, person: int, descriptors: list[np.ndarray]) -> None:
+        gallery = self._gallery[person]
+        gallery[:] = [*gallery, *descriptors][-self.GALLERY_SIZE:]

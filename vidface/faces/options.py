@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
-from vidface.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_REFINE_CROPS, DETECTORS, REFINE_POSITIONS
+from vidface.faces.detect import (DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_REFINE_CROPS, DETECTORS, REFINE_POSITIONS,
+                                  FaceDetector, create_detector)
 from vidface.faces.selection import FaceSelection
 from vidface.fields import Rule, above, at_least, between, check, one_of, option, zero_or_at_least
 
@@ -86,3 +88,12 @@ class FaceOptions:
 
     def __post_init__(self) -> None:
         check(self)
+
+
+def detector_for(config: FaceOptions, *, weights: Path | None = None, device: str = "cpu") -> FaceDetector:
+    """The detector `config` asks for. weights: overrides the detector's weights file
+    (RetinaFace); device: torch device (RetinaFace)."""
+    return create_detector(config.detector, threshold=config.detector_threshold,
+                           max_side=config.detect_size or None, refine=config.refine,
+                           refine_crops=config.refine_crops,
+                           weights=weights, device=device)

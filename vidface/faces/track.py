@@ -5,9 +5,7 @@ not run) and returns frames `lag` frames old (older while a face that a detector
 may have left), whose faces are smoothed with the past and with `lag` future frames.
 `track_faces` is the streaming stage over decoded frames.
 
-Each track's state is box (x1, y1, x2, y2) and five landmarks, positions and velocities
-(constant-velocity model); noise scales with the face's size, so the same settings hold for a
-face 40 px or 400 px wide.
+Each track's state is its box and five landmarks, positions and velocities (vidface.faces.motion).
 
 A face that vanishes (hidden by a hand, or out of the frame) ends its track; one that appears
 within `reid_window` seconds, looking like it (vidface.faces.identity) and where it could have
@@ -22,39 +20,26 @@ import functools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
-from vidface.faces.detect import Face, FaceDetector, create_detector
+from vidface.faces.detect import Face, FaceDetector
 from vidface.faces.geometry import box_iou
+from vidface.faces.identity import SAME_PERSON_DISTANCE, FaceDescriber, People, descriptor_distance
+from vidface.faces.motion import (DIM_Z, Step, correct, face_size, measurement, predict, predicted, smoothed,
+                                  start_filter)
 from vidface.faces.options import FaceOptions
 from vidface.faces.shots import ShotCutDetector
 
 log = logging.getLogger(__name__)
 
-_DIM_Z = 14  # box (4) + landmarks (10)
-_DIM_X = 2 * _DIM_Z  # positions, then velocities
-_TRANSITION = np.block([[np.eye(_DIM_Z), np.eye(_DIM_Z)], [np.zeros((_DIM_Z, _DIM_Z)), np.eye(_DIM_Z)]])
-_MEASURE = np.hstack([np.eye(_DIM_Z), np.zeros((_DIM_Z, _DIM_Z))])
-_ACCEL_BLOCK = np.array([[0.25, 0.5], [0.5, 1.0]])  # discrete white-noise acceleration, dt = 1
 _NO_MATCH = 1e6
 REFRESH_HITS = 25  # a confirmed track's appearance is described again after this many detections
 KEPT_DESCRIPTORS = 4  # a track's latest descriptors, compared with a face that may be its return
 REID_REACH = 3.0  # face sizes per second a vanished face may have moved, beyond one face size
-GALLERY_SIZE = 8  # descriptors kept per identity label, latest last
 
 DETECT, REFINE = "detect", "refine"  # what FaceTracker.needs_detection asks of a frame
-
-
-def detector_for(config: FaceOptions, *, weights: Path | None = None, device: str = "cpu") -> FaceDetector:
-    """The detector `config` asks for. weights: overrides the detector's weights file
-    (RetinaFace); device: torch device (RetinaFace)."""
-    return create_detector(config.detector, threshold=config.detector_threshold,
-                           max_side=config.detect_size or None, refine=config.refine,
-                           refine_crops=config.refine_crops,
-                           weights=weights, device=device)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,38 +61,16 @@ class TrackedFace:
 
 
 @dataclass(eq=False)
-class _Step:
-    """One frame of one track: predicted and filtered state, and the RTS gain to the next step."""
-
-    frame: int
-    x_prior: np.ndarray
-    x_post: np.ndarray
-    p_post: np.ndarray
-    detected: bool
-    score: float
-    gain: np.ndarray | None = None  # P_post Fᵀ P_prior(next)⁻¹, set when the next step exists
-
-
-def _measurement(face: Face) -> np.ndarray:
-    return np.concatenate([np.asarray(face.box, float).reshape(4), np.asarray(face.landmarks, float).reshape(10)])
-
-
-def _face_size(z: np.ndarray) -> float:
-    width, height = z[2] - z[0], z[3] - z[1]
-    return float(np.sqrt(max(width, 1.0) * max(height, 1.0)))
-
-
-@dataclass(eq=False)
 class _Track:
     track_id: int
     kf: object  # filterpy.kalman.KalmanFilter
-    steps: deque[_Step]
+    steps: deque[Step]
     hits: int = 1
     misses: int = 0
     score: float = 0.0
     confirmed: bool = False
     first_miss: int | None = None  # frame of the first detector run that missed it since its last hit
-    last_hit: _Step | None = None  # its latest detected step (kept when the step list has moved on)
+    last_hit: Step | None = None  # its latest detected step (kept when the step list has moved on)
     ended: bool = False
     seen_at: float = 0.0  # time of its latest detection, in seconds
     descriptors: list[np.ndarray] = field(default_factory=list)  # its appearance, latest last
@@ -117,7 +80,7 @@ class _Track:
     identity: int | None = None
 
     def z(self) -> np.ndarray:
-        return self.kf.x[:_DIM_Z, 0]
+        return self.kf.x[:DIM_Z, 0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,51 +109,21 @@ class FaceTracker:
         self._detected = -1  # index of the latest frame the detector ran on
         self._time = 0.0  # time of the latest frame given to update, in seconds
         self._vanished: list[_Vanished] = []
-        self._gallery: list[list[np.ndarray]] = []  # per identity label, descriptors of that person
+        self._people = People()
 
-    # -- filter -----------------------------------------------------------------------------
-    def _noise(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(R, Q) for a face whose current measurement vector is z."""
-        size = _face_size(z)
-        cfg = self.config
-        r = np.full(_DIM_Z, (cfg.landmark_noise * size) ** 2)
-        r[:4] = (cfg.box_noise * size) ** 2
-        q = np.kron(_ACCEL_BLOCK, np.eye(_DIM_Z)) * (cfg.motion_noise * size) ** 2
-        return np.diag(r), q
-
+    # -- filter (vidface.faces.motion) -----------------------------------------------------
     def _new_track(self, face: Face, frame: int) -> _Track:
-        from filterpy.kalman import KalmanFilter
-
-        z = _measurement(face)
-        r, _ = self._noise(z)
-        kf = KalmanFilter(dim_x=_DIM_X, dim_z=_DIM_Z)
-        kf.F = _TRANSITION.copy()
-        kf.H = _MEASURE.copy()
-        kf.x = np.concatenate([z, np.zeros(_DIM_Z)])[:, None]
-        velocity_var = (0.05 * _face_size(z)) ** 2
-        kf.P = np.diag(np.concatenate([np.diag(r), np.full(_DIM_Z, velocity_var)]))
-        step = _Step(frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
-        track = _Track(self._next_id, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1,
-                       last_hit=step, born=frame)
+        kf, step = start_filter(face, frame, self.config)
         self._next_id += 1
-        return track
+        return _Track(self._next_id - 1, kf, deque([step]), score=face.score, confirmed=self.config.min_hits <= 1,
+                      last_hit=step, born=frame)
 
     def _predict(self, track: _Track, frame: int) -> None:
-        """Carry `track` to `frame` (the next one) on its motion model."""
-        _, q = self._noise(track.z())
-        track.kf.predict(Q=q)
-        last = track.steps[-1]
-        last.gain = last.p_post @ _TRANSITION.T @ np.linalg.inv(track.kf.P)
-        track.steps.append(_Step(frame, track.kf.x.copy(), track.kf.x.copy(), track.kf.P.copy(), False, track.score))
+        predict(track.kf, track.steps, frame, track.score, self.config)
 
     def _correct(self, track: _Track, face: Face) -> None:
         """Update `track`'s newest step with its detection `face`."""
-        r, _ = self._noise(track.z())
-        track.kf.update(_measurement(face)[:, None], R=r)
-        step = track.steps[-1]
-        step.x_post, step.p_post = track.kf.x.copy(), track.kf.P.copy()
-        step.detected, step.score = True, face.score
-        track.last_hit = step
+        track.last_hit = correct(track.kf, track.steps, face, self.config)
         track.score, track.hits, track.misses, track.first_miss = face.score, track.hits + 1, 0, None
         track.confirmed = track.confirmed or track.hits >= self.config.min_hits
         track.seen_at = self._time
@@ -203,7 +136,7 @@ class FaceTracker:
         history = [face]  # the face in consecutive frames, newest first
         frame = self._frame - 1
         while earlier is not None and frame > max(self._detected, self._emitted):
-            match = self._same_face(_measurement(history[-1]), self._untracked(earlier(frame), frame))
+            match = self._same_face(measurement(history[-1]), self._untracked(earlier(frame), frame))
             if match is None:
                 break
             history.append(match)
@@ -218,7 +151,7 @@ class FaceTracker:
     def _untracked(self, faces: list[Face], frame: int, besides: _Track | None = None) -> list[Face]:
         """`faces` (detections in `frame`) less those that the states there of tracks other
         than `besides` take."""
-        states = [step.x_post[:_DIM_Z, 0] for track in self._tracks if track is not besides
+        states = [step.x_post[:DIM_Z, 0] for track in self._tracks if track is not besides
                   for step in track.steps if step.frame == frame]
         _, unmatched = self._match(np.array(states), faces)
         return [faces[i] for i in unmatched]
@@ -231,7 +164,7 @@ class FaceTracker:
 
     def fastest_motion(self) -> float:
         """The largest landmark speed of a live track, in face sizes per frame (0 if none)."""
-        speeds = [np.linalg.norm(t.kf.x[_DIM_Z + 4:, 0].reshape(5, 2), axis=1).max() / _face_size(t.z())
+        speeds = [np.linalg.norm(t.kf.x[DIM_Z + 4:, 0].reshape(5, 2), axis=1).max() / face_size(t.z())
                   for t in self._tracks if not t.ended]
         return float(max(speeds, default=0.0))
 
@@ -255,7 +188,7 @@ class FaceTracker:
         faces = []
         for track in self._tracks:
             if not track.ended:
-                z = (_TRANSITION @ track.kf.x)[:_DIM_Z, 0]
+                z = predicted(track.kf)
                 faces.append(Face(z[:4].copy(), z[4:].reshape(5, 2).copy(), track.score))
         return faces
 
@@ -268,9 +201,9 @@ class FaceTracker:
 
         if not len(predicted) or not faces:
             return [], list(range(len(faces)))
-        measured = np.stack([_measurement(f) for f in faces])
+        measured = np.stack([measurement(f) for f in faces])
         iou = box_iou(predicted[:, :4], measured[:, :4])
-        sizes = np.array([_face_size(z) for z in predicted])
+        sizes = np.array([face_size(z) for z in predicted])
         offsets = predicted[:, None, 4:].reshape(len(predicted), 1, 5, 2) - measured[None, :, 4:].reshape(1, len(faces), 5, 2)
         distance = np.linalg.norm(offsets, axis=3).mean(axis=2) / sizes[:, None]
         cost = (1.0 - iou) + distance
@@ -350,7 +283,7 @@ class FaceTracker:
         track.ended = True
         if reidentifiable and track.confirmed and track.descriptors:
             self._vanished.append(_Vanished(track.track_id, track.identity, track.descriptors,
-                                            track.last_hit.x_post[:_DIM_Z, 0].copy(), track.seen_at))
+                                            track.last_hit.x_post[:DIM_Z, 0].copy(), track.seen_at))
         first_miss, last = track.first_miss, track.last_hit
         if first_miss is not None:
             while track.steps and track.steps[-1].frame > last.frame:
@@ -387,44 +320,27 @@ class FaceTracker:
         track.descriptors = [*track.descriptors, descriptor][-KEPT_DESCRIPTORS:]
         track.described_hits = track.hits
         if track.identity is not None:
-            self._learn(track.identity, [descriptor])
+            self._people.learn(track.identity, [descriptor])
 
     def _identify(self, track: _Track) -> None:
         """Label a described track as its first frame goes out (so a face coming back has had
-        its young frames to take a vanished track's id and label): the person in the gallery
-        nearest to any of its descriptors within SAME_PERSON_DISTANCE, or a new person."""
-        from vidface.faces.identity import SAME_PERSON_DISTANCE, descriptor_distance
-
-        if track.identity is not None or not track.descriptors:
-            return
-        distances = [min(descriptor_distance(d, known) for d in track.descriptors) for known in self._gallery]
-        nearest = int(np.argmin(distances)) if distances else -1
-        if nearest >= 0 and distances[nearest] <= SAME_PERSON_DISTANCE:
-            track.identity = nearest
-        else:
-            track.identity = len(self._gallery)
-            self._gallery.append([])
-        self._learn(track.identity, track.descriptors)
-
-    def _learn(self, identity: int, descriptors: list[np.ndarray]) -> None:
-        gallery = self._gallery[identity]
-        gallery[:] = [*gallery, *descriptors][-GALLERY_SIZE:]
+        its young frames to take a vanished track's id and label)."""
+        if track.identity is None and track.descriptors:
+            track.identity = self._people.label(track.descriptors)
 
     def _reidentify(self, track: _Track, face: Face, describe: Callable[[Face], np.ndarray]) -> None:
         """Give the new `track` (first seen as `face`) the id of the vanished track it is the
         return of: vanished within reid_window, its descriptor within SAME_PERSON_DISTANCE, and
         no farther from where it was last seen than it could have moved."""
-        from vidface.faces.identity import SAME_PERSON_DISTANCE, descriptor_distance
-
         window = self.config.reid_window
         self._vanished = [v for v in self._vanished if self._time - v.seen_at <= window]
         if not self._vanished:
             return
         descriptor = describe(face)
-        z = _measurement(face)
+        z = measurement(face)
         best, best_distance = None, SAME_PERSON_DISTANCE
         for vanished in self._vanished:
-            size = _face_size(vanished.z)
+            size = face_size(vanished.z)
             reach = size * (1.0 + REID_REACH * (self._time - vanished.seen_at))
             moved = float(np.hypot(*((z[:2] + z[2:4]) - (vanished.z[:2] + vanished.z[2:4])) / 2))
             distance = descriptor_distance(descriptor, vanished.descriptors)
@@ -466,14 +382,8 @@ class FaceTracker:
             if not track.confirmed or not track.steps or not track.steps[0].frame <= frame <= track.steps[-1].frame:
                 continue
             self._identify(track)
-            steps = track.steps
-            first = steps[0].frame
-            smooth = steps[-1].x_post
-            for k in range(len(steps) - 2, frame - first - 1, -1):
-                step, after = steps[k], steps[k + 1]
-                smooth = step.x_post + step.gain @ (smooth - after.x_prior)
-            z = smooth[:_DIM_Z, 0]
-            step = steps[frame - first]
+            z = smoothed(track.steps, frame)
+            step = track.steps[frame - track.steps[0].frame]
             out.append(TrackedFace(track.track_id, z[:4].copy(), z[4:].reshape(5, 2).copy(),
                                    float(step.score), step.detected, track.identity,
                                    track.descriptors[-1] if track.descriptors else None))
@@ -507,8 +417,6 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
     orientation, and `time` in seconds, such as `vidface.io.frames.Frame`). Holds at most
     max(lag, detect_every + max_misses) + 1 frames.
     """
-    from vidface.faces.identity import FaceDescriber
-
     tracker = FaceTracker(config)
     describer = FaceDescriber()
     cuts = ShotCutDetector(config.cut_threshold)
