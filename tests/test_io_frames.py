@@ -90,6 +90,33 @@ def test_with_rgb_blends_partially_and_validates_shapes() -> None:
         frame.with_rgb(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 16), np.float32))
 
 
+def test_a_shared_frame_is_changed_as_a_copy_and_never_encoded(tmp_path) -> None:
+    """Ownership: with_rgb changes an owned frame's picture in place, a shared frame's copy (the
+    other holder still reads the picture unchanged), and the encoder refuses a shared frame."""
+    import dataclasses
+    import io
+
+    from vidface.io.encode import CopyRange, OutputWriter
+    from vidface.io.options import EncodeOptions
+    from vidface.io.probe import probe
+
+    source = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+    owned = _frame(source)
+    shared = dataclasses.replace(owned, shared=True)
+    white, everywhere = np.full((32, 32, 3), 255, np.uint8), np.ones((32, 32), np.float32)
+    changed = shared.with_rgb(white, everywhere)
+    assert changed.video is not source and not changed.shared and changed.to_rgb().min() > 240
+    assert source.to_ndarray(format="rgb24").max() < 15  # the other holder's picture is as it was
+    assert shared.with_rgb(white, np.zeros((32, 32), np.float32)) is shared  # nothing to change, nothing copied
+    assert owned.with_rgb(white, everywhere) is owned and source.to_ndarray(format="rgb24").min() > 240
+
+    info = probe(write_video(tmp_path / "in.mkv", frames=2, size=(32, 32)))
+    with OutputWriter(io.BytesIO(), "matroska", info, EncodeOptions(), "yuv420p", (), CopyRange()) as writer:
+        with pytest.raises(ValueError, match="shared"):
+            writer.encode(shared)
+        assert writer.encode(changed) is not None
+
+
 def test_with_rgb_keeps_ten_bit_precision(tmp_path) -> None:
     """A 10-bit source edited in a corner keeps its 10-bit samples elsewhere: values that
     8-bit RGB could not express survive."""

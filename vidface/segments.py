@@ -278,9 +278,11 @@ class _FrameWindow:
     """Hands out consecutive ranges of a frame stream, keeping the few frames that the next
     range needs again (warm-up and look-ahead), so a continuous run decodes each frame once.
 
-    A processor may edit the frames it is given in place, so a frame goes out as itself only
-    to the range that outputs it; a range that needs it for warm-up or look-ahead alone gets a
-    copy (`Frame.copy`, without the decoder's flags and side data, which only the encoder reads)."""
+    A kept frame goes out as itself only to the range that outputs it, which changes and
+    encodes it: the window keeps a copy for the ranges after (`Frame.copy`, without the
+    decoder's flags and side data, which only the encoder reads). A range that needs a kept
+    frame for warm-up or look-ahead alone gets it shared (`Frame.shared`: a processor changes a
+    copy of it)."""
 
     def __init__(self, frames: Iterator[Frame]) -> None:
         self._frames = frames
@@ -320,7 +322,6 @@ class _FrameWindow:
         if kept_at is None:
             return frame
         if output[0] <= frame.index < output[1]:
-            self._kept[kept_at] = frame.copy()  # its output is this range's; later ranges only warm up on it
+            self._kept[kept_at] = frame.copy()
             return frame
-        return frame.copy()
-
+        return dataclasses.replace(frame, shared=True)

@@ -274,6 +274,8 @@ class OutputWriter:
     def encode(self, frame: Frame) -> list[av.Packet]:
         """Encode one frame (as `write`) and return the packets the encoder gives back, not muxed,
         each with its frame's duration."""
+        if frame.shared:
+            raise ValueError(f"frame {frame.index} is shared: the encoder changes the pictures it is given")
         video = frame.video
         if video.format.name != self._stream.pix_fmt:
             video = video.reformat(format=self._stream.pix_fmt)

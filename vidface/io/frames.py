@@ -27,6 +27,11 @@ class Frame:
     orientation and source pixel format. rotation: clockwise degrees (0, 90, 180, 270) that
     turn the stored picture upright. edits: what a processor replaced in the picture, as JSON-ready
     records (the faces a restorer pasted, `vidface.provenance`); empty for an untouched frame.
+
+    Ownership: a frame's picture belongs to whoever holds the frame, who may change it in place
+    (`with_rgb`; the encoder sets its timestamp and zeroes its padding), unless `shared` says
+    another holder reads the same picture later (a resumable run's next segment warms up on
+    it): then `with_rgb` changes a private copy, and the encoder refuses it.
     """
 
     index: int
@@ -36,6 +41,7 @@ class Frame:
     video: av.VideoFrame
     rotation: int = 0
     edits: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    shared: bool = False
 
     @property
     def time(self) -> float:
@@ -52,8 +58,7 @@ class Frame:
 
     def copy(self) -> Frame:
         """This frame with a private copy of its picture (samples, timestamp, colour tags; not the
-        decoder's flags and side data), for a second pass over a frame whose first pass may
-        edit it in place (`with_rgb`)."""
+        decoder's flags and side data, which only the encoder reads), not shared."""
         video = self.video
         picture = av.VideoFrame(video.width, video.height, video.format.name)
         for source, target in zip(video.planes, picture.planes):
@@ -66,11 +71,12 @@ class Frame:
             picture.time_base = video.time_base
         picture.colorspace = video.colorspace
         picture.color_range = video.color_range
-        return replace(self, video=picture)
+        return replace(self, video=picture, shared=False)
 
     def with_rgb(self, rgb: np.ndarray, mask: np.ndarray) -> Frame:
-        """This frame with `rgb` blended over its picture by `mask`, edited in place (`blend_into`),
-        so the picture keeps what the decoder attached to it (field order, captions, ...).
+        """This frame with `rgb` blended over its picture by `mask`: the picture is changed in
+        place (`blend_into`), so it keeps what the decoder attached to it (field order,
+        captions, ...); a shared frame's picture is copied first (`copy`) and the copy returned.
 
         rgb: H×W×3 uint8 RGB, upright. mask: H×W float32 in [0, 1], upright; 1 takes `rgb`.
         The blend is done in the source pixel format, per plane, with the mask averaged over
@@ -85,8 +91,9 @@ class Frame:
         turn = self.rotation // 90
         stored_rgb = np.ascontiguousarray(np.rot90(rgb, k=turn))
         stored_mask = np.clip(np.rot90(mask, k=turn).astype(np.float32), 0.0, 1.0)
-        blend_into(self.video, stored_rgb, stored_mask)
-        return self
+        frame = self.copy() if self.shared and mask.any() else self
+        blend_into(frame.video, stored_rgb, stored_mask)
+        return frame
 
     def blend_reach(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """The upright pixels (x0, y0, x1, y1, end exclusive) that `with_rgb` may change when its
