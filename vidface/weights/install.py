@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -48,12 +49,27 @@ def install(paths: list[Path], link: bool = False) -> list[str]:
 
 
 def _unzip(path: Path, into: Path) -> Path:
+    """Unpack the zip `path` into `into`, refusing an archive with an entry that would land
+    outside it (an absolute name, `..`) or that is a link: such an archive was not made by
+    zipping a download, and unpacking it as-is would put files where nobody asked."""
     try:
         with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                problem = ("points outside it" if _escapes(entry.filename)
+                           else "is a link" if stat.S_ISLNK(entry.external_attr >> 16) else None)
+                if problem is not None:
+                    raise WeightsError(f"{path} is refused: its entry {entry.filename!r} {problem}; unpack what "
+                                       "you trust by hand and install the folder")
             archive.extractall(into)
     except (zipfile.BadZipFile, OSError) as error:
         raise WeightsError(f"{path} cannot be unpacked ({error}); download it again") from None
     return into
+
+
+def _escapes(name: str) -> bool:
+    """Whether a zip entry's name is absolute or climbs out of the folder it is unpacked into."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or (len(parts[0]) == 2 and parts[0][1] == ":") or ".." in parts
 
 
 def _parts_in(path: Path, depth: int = 0) -> list[tuple[str, Path]]:
