@@ -177,3 +177,29 @@ def test_quicktime_timecode_survives(tmp_path: Path, cli) -> None:
     assert after.stream_types == ["video", "audio", "data"]
     assert after.stream_metadata[0]["timecode"] == "01:02:03:04"
     assert after.packets[1] == before.packets[1]
+
+
+@pytest.mark.parametrize("extension", ["mp4", "m4v", "mkv", "mov", "avi", "ts", "m2ts", "flv", "3gp", "nut", "mxf"])
+def test_every_frame_keeps_its_time_in_every_output_container(extension: str, tmp_path: Path, cli) -> None:
+    """x264 makes B-frames by default; containers that store one time per packet in decode order
+    (AVI) or whose muxer writes no reordering (MXF) get none, so every frame comes out at its own
+    time, measured from the first (to a millisecond: Matroska counts milliseconds)."""
+    source = write_video(tmp_path / "in.mkv", frames=16, size=(96, 64), bframes=3)
+    output = tmp_path / f"out.{extension}"
+    code, out, err = cli("restore", "--model", "none", source, output, "--no-progress")
+    assert code == 0, err
+    before, after = read_video(source).frame_pts, read_video(output).frame_pts
+    assert len(after) == len(before)
+    assert [float(t - after[0]) for t in after] == pytest.approx([float(t - before[0]) for t in before], abs=1.5e-3)
+
+
+def test_an_odd_sized_mjpeg_avi_keeps_every_frame_time_and_the_dry_run_says_why(tmp_path: Path, cli) -> None:
+    """The case that lost two frames' times: odd-sized 4:2:0 becomes 4:4:4 for x264, in AVI."""
+    source = write_video(tmp_path / "in.avi", frames=16, size=(95, 63), codec="mjpeg", pix_fmt="yuvj420p")
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.avi", "--no-progress")
+    assert code == 0, err
+    before, after = read_video(source).frame_pts, read_video(tmp_path / "out.avi").frame_pts
+    # AVI stores no times, only frame order: FFmpeg reads H.264 in AVI one frame late throughout
+    assert [t - after[0] for t in after] == [t - before[0] for t in before]
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "again.avi", "--dry-run")
+    assert "bf=0" in out and "note    no B-frames: AVI keeps a frame's timestamp only" in out

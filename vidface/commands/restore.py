@@ -7,6 +7,7 @@ import logging
 import sys
 
 from vidface.commands.options import add_option_flags, add_output_flags, option_overrides, positive_int, show_progress
+from vidface.commands.dry_run import describe_plan
 from vidface.commands.report import check_report_path, report_of_restore
 from vidface.commands.track import add_face_flags
 
@@ -413,36 +414,3 @@ def _plan_for(job, settings, args: argparse.Namespace):
     from vidface.plan import plan_transcode
 
     return plan_transcode(job.source, job.output, encode=settings.encode, **_plan_options(args))
-
-
-def describe_plan(plan, settings=None, model_name: str = "none") -> str:
-    """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
-    video = plan.info.video
-    first = plan.first_frame
-    lines = [
-        f"input   {plan.info.path} ({plan.info.format_name}, {video.frame_count} frames, "
-        f"{video.duration:.3f} s)",
-        f"video   #{video.index} {video.codec} {video.width}x{video.height} {video.pix_fmt}"
-        + (f" rotated {video.rotation}°" if video.rotation else "")
-        + (" VFR" if video.variable_frame_rate else ""),
-        f"frames  {plan.frame_count} (from frame {first}, "
-        f"{float((video.pts[first] - video.pts[0]) * video.time_base):.3f} s)",
-        f"encode  {plan.encode.codec} {plan.pix_fmt} "
-        + " ".join(f"{k}={v}" for k, v in plan.encode.codec_options().items()),
-        "model   " + _describe_model(settings, model_name),
-    ]
-    lines += [f"copy    #{s.index} {s.type} {s.codec}" + (f" [{s.language}]" if s.language else "")
-              for s in plan.copied]
-    lines += [f"drop    #{s.index} {s.type} {s.codec}" for s in plan.dropped]
-    lines.append(f"output  {plan.output} ({plan.container_format})")
-    return "\n".join(lines)
-
-
-def _describe_model(settings, model_name: str) -> str:
-    if model_name == "none" or settings is None:
-        return "none"
-    faces, model, temporal = settings.faces, settings.model, settings.temporal
-    return (f"osdface device={model.device} dtype={model.dtype} batch={model.batch_size or 'auto'}; "
-            f"faces {faces.detector} every {faces.detect_every} frame(s) at {faces.detect_size or 'full'} px, "
-            f"landmarks refined in {faces.refine_crops if faces.refine else 0} crops, lag {faces.lag}; temporal "
-            + (f"strength {temporal.strength}" if temporal.enabled else "off") + f"; paste mask {settings.paste.mask}")

@@ -79,6 +79,38 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     return choice
 
 
+def video_codec_options(options: EncodeOptions, video: VideoInfo, container_format: str) -> dict[str, str]:
+    """Every option the video encoder is opened with: the settings' own, then what a repeatable
+    output (`repeatable_options`), the container (`in_order_options`) and an interlaced source
+    (`interlaced_options`) need."""
+    codec_options = repeatable_options(options.codec, options.codec_options())
+    codec_options = in_order_options(options.codec, container_format, codec_options)
+    if video.interlaced:
+        codec_options = interlaced_options(options.codec, video.field_order, codec_options)
+    return codec_options
+
+
+IN_ORDER_FORMATS = {"avi": "AVI", "asf": "ASF/WMV", "asf_stream": "ASF/WMV", "mxf": "MXF", "mxf_d10": "MXF",
+                    "mxf_opatom": "MXF"}
+"""Containers (FFmpeg muxer names) whose files keep every frame's timestamp only when the frames
+come in presentation order: AVI and ASF store one time per packet, in decode order, and FFmpeg's
+MXF muxer writes no reordering, so frames an encoder reorders (B-frames) come out at other
+times."""
+
+
+def in_order_options(codec: str, container_format: str, options: dict[str, str]) -> dict[str, str]:
+    """`options`, plus no B-frames for the encoders that make them by default where the container
+    is one of IN_ORDER_FORMATS. A `bf` of the user's own wins (their x265-params come after ours)."""
+    if container_format not in IN_ORDER_FORMATS:
+        return options
+    if codec in X264_ENCODERS or codec.endswith("_nvenc"):
+        return {"bf": "0", **options}
+    if codec == "libx265":
+        params = options.get("x265-params")
+        return {**options, "x265-params": "bframes=0" + (f":{params}" if params else "")}
+    return options
+
+
 X264_ENCODERS = {"libx264", "libx264rgb"}
 X264_REPEATABLE_ASM = "AVX2"
 """The SIMD level x264 is limited to on CPUs with AVX-512 (`repeatable_options`)."""
@@ -144,7 +176,7 @@ def output_format(path: Path) -> str:
             f"cannot tell the container format from output name {path.name!r}; "
             "end it in .mp4, .mkv, .mov or .webm"
         )
-    preferred = {"mkv": "matroska", "mp4": "mp4", "mov": "mov", "webm": "webm", "m4v": "mp4"}
+    preferred = {"mkv": "matroska", "mp4": "mp4", "mov": "mov", "webm": "webm", "m4v": "ipod"}  # not raw m4v
     return preferred.get(extension) if preferred.get(extension) in names else (
         extension if extension in names else names[0])
 
@@ -201,15 +233,17 @@ class OutputWriter:
     def _add_video_stream(self, info: MediaInfo, options: EncodeOptions, pix_fmt: str) -> av.video.stream.VideoStream:
         video = info.video
         rate = video.average_rate or Fraction(25)
-        codec_options = repeatable_options(options.codec, options.codec_options())
-        if video.interlaced:
-            codec_options = interlaced_options(options.codec, video.field_order, codec_options)
+        codec_options = video_codec_options(options, video, self._output.format.name)
         try:
             stream = self._output.add_stream(options.codec, rate=rate, options=codec_options)
         except (av.error.FFmpegError, ValueError) as error:
             raise OutputError(f"cannot use encoder {options.codec!r} for {self._output.format.name} ({error})") from None
         stream.width, stream.height, stream.pix_fmt = video.width, video.height, pix_fmt
         stream.time_base = video.time_base
+        if self._output.format.name == "avi" and video.average_rate and not video.variable_frame_rate:
+            # AVI counts frames: in any finer time base its muxer writes empty frames for the
+            # ticks between, and the last frame came back at its predecessor's time.
+            stream.time_base = 1 / video.average_rate
         stream.codec_context.time_base = video.time_base
         if video.rotation:
             stream.set_display_rotation(-video.rotation)

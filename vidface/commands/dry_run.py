@@ -1,0 +1,41 @@
+"""`vidface restore --dry-run`: what a run would read, encode, copy and drop, written out."""
+
+from __future__ import annotations
+
+
+def describe_plan(plan, settings=None, model_name: str = "none") -> str:
+    """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
+    from vidface.io.encode import IN_ORDER_FORMATS, video_codec_options
+
+    video = plan.info.video
+    first = plan.first_frame
+    lines = [
+        f"input   {plan.info.path} ({plan.info.format_name}, {video.frame_count} frames, "
+        f"{video.duration:.3f} s)",
+        f"video   #{video.index} {video.codec} {video.width}x{video.height} {video.pix_fmt}"
+        + (f" rotated {video.rotation}°" if video.rotation else "")
+        + (" VFR" if video.variable_frame_rate else ""),
+        f"frames  {plan.frame_count} (from frame {first}, "
+        f"{float((video.pts[first] - video.pts[0]) * video.time_base):.3f} s)",
+        f"encode  {plan.encode.codec} {plan.pix_fmt} "
+        + " ".join(f"{k}={v}" for k, v in video_codec_options(plan.encode, video, plan.container_format).items()),
+        "model   " + _describe_model(settings, model_name),
+    ]
+    lines += [f"copy    #{s.index} {s.type} {s.codec}" + (f" [{s.language}]" if s.language else "")
+              for s in plan.copied]
+    lines += [f"drop    #{s.index} {s.type} {s.codec}" for s in plan.dropped]
+    lines.append(f"output  {plan.output} ({plan.container_format})")
+    if plan.container_format in IN_ORDER_FORMATS:
+        lines.append(f"note    no B-frames: {IN_ORDER_FORMATS[plan.container_format]} keeps a frame's timestamp only "
+                     "when frames come in presentation order")
+    return "\n".join(lines)
+
+
+def _describe_model(settings, model_name: str) -> str:
+    if model_name == "none" or settings is None:
+        return "none"
+    faces, model, temporal = settings.faces, settings.model, settings.temporal
+    return (f"osdface device={model.device} dtype={model.dtype} batch={model.batch_size or 'auto'}; "
+            f"faces {faces.detector} every {faces.detect_every} frame(s) at {faces.detect_size or 'full'} px, "
+            f"landmarks refined in {faces.refine_crops if faces.refine else 0} crops, lag {faces.lag}; temporal "
+            + (f"strength {temporal.strength}" if temporal.enabled else "off") + f"; paste mask {settings.paste.mask}")
