@@ -203,3 +203,19 @@ def test_an_odd_sized_mjpeg_avi_keeps_every_frame_time_and_the_dry_run_says_why(
     assert [t - after[0] for t in after] == [t - before[0] for t in before]
     code, out, err = cli("restore", "--model", "none", source, tmp_path / "again.avi", "--dry-run")
     assert "bf=0" in out and "note    no B-frames: AVI keeps a frame's timestamp only" in out
+
+
+@pytest.mark.parametrize("extension", ["mp4", "mkv"])
+def test_tags_that_are_not_utf8_pass_through(extension: str, tmp_path: Path, cli) -> None:
+    """Found by tools/fuzz.py (a corrupted MP4 header): a tag whose bytes are not UTF-8 made
+    opening the file a traceback. It is read, shown by probe, and written to OUT byte for byte."""
+    source = write_video(tmp_path / f"in.{extension}", frames=4, metadata={"title": "Reel 4"})
+    data = source.read_bytes()
+    source.write_bytes(data.replace(b"Reel 4", b"Reel \x94"))
+    for args in (("probe", source), ("probe", source, "--json"),
+                 ("restore", "--model", "none", source, tmp_path / f"out.{extension}", "--no-progress")):
+        code, out, err = cli(*args)
+        assert code == 0, err
+    assert b"Reel \x94" in (tmp_path / f"out.{extension}").read_bytes()
+    code, out, err = cli("probe", source)
+    assert "tag: title=Reel \ufffd" in out.splitlines()

@@ -26,7 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidface.errors import OutputError
+from vidface.errors import InputError, OutputError
 from vidface.files import AtomicFile, sha256_of
 
 if TYPE_CHECKING:
@@ -277,9 +277,13 @@ class SidecarWriter:
             self._file = AtomicFile(self.path, "w", encoding="utf-8")
         except OSError as error:
             raise OutputError(f"cannot write {str(self.path)!r} ({error.strerror}); check the output folder") from None
+        try:
+            size = source.stat().st_size
+        except OSError as error:
+            self._file.discard()
+            raise InputError(f"input {str(source)!r} is gone ({error.strerror})") from None
         head = {"format": SIDECAR_FORMAT, "output": output.name, "tag": provenance.tag,
-                "input": {"name": source.name, "size": source.stat().st_size, "first_frame": first_frame,
-                          "frames": frames},
+                "input": {"name": source.name, "size": size, "first_frame": first_frame, "frames": frames},
                 "run": dict(provenance.details)}
         text = json.dumps(head, indent=1, sort_keys=True)
         self._file.file.write(text[:text.rindex("}")].rstrip() + ',\n "frames": [\n')

@@ -103,7 +103,7 @@ def format_report(report: dict) -> str:
         f"{video['frames']} frames",
     ]
     for key, value in report["metadata"].items():
-        lines.append(f"tag: {key}={value}")
+        lines.append(f"tag: {_shown(key)}={_shown(value)}")
     for stream in report["streams"]:
         extra = " ".join(x for x in (stream["detail"], stream["language"] and f"[{stream['language']}]",
                                      stream["title"] and f"\"{stream['title']}\"") if x)
@@ -115,3 +115,8 @@ def format_report(report: dict) -> str:
         lines.append(f"sidecar: {provenance['sidecar']}" +
                      ("" if replaced is None else f" (faces replaced in {replaced} frames)"))
     return "\n".join(lines)
+
+
+def _shown(text: str) -> str:
+    """A tag for the terminal: bytes that are not UTF-8 (kept as they are in OUT) shown as �."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

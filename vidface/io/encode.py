@@ -20,7 +20,7 @@ import av
 from vidface.errors import OutputError
 from vidface.io.options import EncodeOptions
 from vidface.io.frames import Frame, defined_padding
-from vidface.io.probe import MediaInfo, VideoInfo, bit_depth, codec_name
+from vidface.io.probe import TAG_ERRORS, MediaInfo, VideoInfo, bit_depth, codec_name
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,7 @@ class OutputWriter:
         self._frames = 0
         try:
             self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
+                                   metadata_errors=TAG_ERRORS,
                                    container_options=BITEXACT)
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
@@ -247,7 +248,7 @@ class OutputWriter:
         stream.codec_context.time_base = video.time_base
         if video.rotation:
             stream.set_display_rotation(-video.rotation)
-        with av.open(str(info.path)) as source:
+        with av.open(str(info.path), metadata_errors=TAG_ERRORS) as source:
             src = source.streams[video.index]
             ctx = src.codec_context
             for name in ("color_range", "color_primaries", "color_trc", "colorspace"):
@@ -266,7 +267,7 @@ class OutputWriter:
         return stream
 
     def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange) -> None:
-        self._input = av.open(str(info.path))
+        self._input = av.open(str(info.path), metadata_errors=TAG_ERRORS)
         supported = self._output.supported_codecs
         selected = []
         for index in copy_streams:

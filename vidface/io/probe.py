@@ -92,6 +92,11 @@ class MediaInfo:
     streams: tuple[StreamInfo, ...]
 
 
+TAG_ERRORS = "surrogateescape"
+"""How tags that are not UTF-8 are read and written (PyAV's metadata_errors): their bytes pass
+through to OUT unchanged, where strict decoding refused the whole file."""
+
+
 def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
     """Open IN for reading; raise InputError with one line when it is no usable video."""
     path = Path(path)
@@ -104,7 +109,7 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
     if not os.access(path, os.R_OK):
         raise InputError(f"input {str(path)!r} is not readable; check its permissions")
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", metadata_errors=TAG_ERRORS)
     except av.error.FFmpegError as error:
         raise InputError(
             f"input {str(path)!r} is not a readable video ({_reason(error)}); "
