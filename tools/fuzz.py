@@ -15,7 +15,7 @@ hang (over --timeout), an OUT or temporary file left by a failed run, or a chang
 prints a table (cases tried, passed, failures by kind) and exits 1 if any case failed; with
 --keep it keeps each failing case's folder (input, stderr, command) for a regression test.
 
-    python tools/fuzz.py [--cases 2000] [--seed 0] [--timeout 60] [--keep DIR] [--record]
+    python tools/fuzz.py [--cases 2000] [--seed 0] [--timeout 60] [--keep DIR] [--record] [--only N,N]
 
 --record puts the table into docs/benchmarks.md, dated and with the command.
 """
@@ -214,8 +214,9 @@ def tiny_model(folder: Path) -> tuple[str, ...]:
 
 
 def fuzz(count: int, seed: int, timeout: float, keep: Path | None = None, work: Path | None = None,
-         progress: bool = False) -> tuple[collections.Counter, list[tuple[Case, str]]]:
-    """Run `count` cases; returns (failures by kind, [(case, kind)])."""
+         progress: bool = False, only: set[int] | None = None) -> tuple[collections.Counter, list[tuple[Case, str]]]:
+    """Run `count` cases (or those numbered in `only`, as the same seed makes them); returns
+    (failures by kind, [(case, kind)])."""
     import importlib
 
     for name in PRELOADED:  # imported before forking, so each child starts at once
@@ -227,7 +228,9 @@ def fuzz(count: int, seed: int, timeout: float, keep: Path | None = None, work: 
         model = tiny_model(scratch)
         failures: collections.Counter = collections.Counter()
         found = []
-        for case, data in cases(count, seed, seeds):
+        for case, data in cases(max(only) + 1 if only else count, seed, seeds):
+            if only and case.number not in only:
+                continue
             folder = scratch / f"case-{case.number}"
             kind = run_case(case, data, folder, model, timeout)
             if kind is not None:
@@ -250,10 +253,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a case may take")
     parser.add_argument("--keep", type=Path, help="keep each failing case's folder here")
     parser.add_argument("--record", action="store_true", help="put the table into docs/benchmarks.md")
+    parser.add_argument("--only", type=lambda text: {int(n) for n in text.split(",")}, metavar="N,N,...",
+                        help="run only these cases of the seed's run (a failure found, again)")
     args = parser.parse_args()
     started = time.perf_counter()
-    failures, found = fuzz(args.cases, args.seed, args.timeout, args.keep, progress=True)
-    tried = args.cases
+    failures, found = fuzz(args.cases, args.seed, args.timeout, args.keep, progress=True, only=args.only)
+    tried = len(args.only) if args.only else args.cases
     rows = [f"| cases tried | passed | {' | '.join(KINDS)} |", "|---" * (2 + len(KINDS)) + "|",
             f"| {tried} | {tried - sum(failures.values())} | " + " | ".join(str(failures[k]) for k in KINDS) + " |",
             "", f"Seed {args.seed}, {time.perf_counter() - started:.0f} s, at most {args.timeout:g} s a case; "

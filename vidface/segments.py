@@ -108,18 +108,19 @@ def segmented_output(plan: Plan, resume: Resume) -> Iterator[SegmentedOutput]:
     work = None
     try:
         # OUT's writer is opened first, so a stream OUT cannot hold fails before any work.
-        with atomic_output(plan.output) as temporary, output_writer(plan, temporary) as writer:
-            work = WorkFolder.open(work_folder(plan.output, resume.work_dir), key, restart=resume.restart)
-            if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
-                raise OutputError(f"the encoder's headers differ from those of the segments in "
-                                  f"{str(work.path)!r}; rerun with --no-resume")
-            run = SegmentedOutput(plan, segmenting, work, writer)
-            yield run
-            if run.pending():
-                raise OutputError(f"{len(run.pending())} segments of {str(plan.output)!r} are not finished; "
-                                  "run the same command again")
-            frames = _mux_segments(plan, work, writer)
-            _write_sidecar(plan, work)
+        with atomic_output(plan.output) as temporary:
+            with output_writer(plan, temporary) as writer:
+                work = WorkFolder.open(work_folder(plan.output, resume.work_dir), key, restart=resume.restart)
+                if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
+                    raise OutputError(f"the encoder's headers differ from those of the segments in "
+                                      f"{str(work.path)!r}; rerun with --no-resume")
+                run = SegmentedOutput(plan, segmenting, work, writer)
+                yield run
+                if run.pending():
+                    raise OutputError(f"{len(run.pending())} segments of {str(plan.output)!r} are not finished; "
+                                      "run the same command again")
+                frames = _mux_segments(plan, work, writer)
+            _write_sidecar(plan, work)  # once OUT is whole: it is put in place just before OUT
     except BaseException as error:
         if work is not None and not work.finished:
             work.remove()

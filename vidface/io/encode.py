@@ -274,9 +274,11 @@ class OutputWriter:
             src = self._input.streams[index]
             codec = codec_name(src)
             if src.type in ("audio", "subtitle") and codec and codec not in supported:
+                ways = [] if self._output.format.name == "matroska" else ["write a .mkv instead"]
+                ways += ["pass --no-audio"] if src.type == "audio" else []
                 raise OutputError(
                     f"a {self._output.format.name} file cannot hold stream #{index} ({src.type} {codec}); "
-                    "write a .mkv instead" + (" or pass --no-audio" if src.type == "audio" else "")
+                    + (" or ".join(ways) or "convert that stream with another tool first")
                 )
             if src.type == "attachment":
                 name = src.metadata.get("filename", f"attachment{index}")
