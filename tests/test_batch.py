@@ -123,3 +123,26 @@ def test_folder_mode_loads_the_restorer_once(tmp_path: Path, monkeypatch, cli) -
     assert code == 0, err
     assert loads == ["osdface"]
     assert len(calls) == 4  # one segment per video
+
+
+def test_hostile_folders_are_walked_once_and_named_plainly(tmp_path: Path, cli) -> None:
+    """A symlink loop and a link up the tree are not followed; names with a newline, quotes or
+    bytes that are not UTF-8 are restored under the same names; OUT_DIR inside IN_DIR is left
+    out; the summary table keeps one row per file."""
+    import os
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    data = write_video(folder / "plain.mp4", frames=4).read_bytes()
+    names = [b"new\nline.mp4", b"quote's \"x\".mp4", b"bad\xff name.mp4", b"sub/deep.mp4"]
+    for name in names:
+        (Path(os.fsdecode(os.fsencode(folder) + b"/" + name))).write_bytes(data)
+    os.symlink(".", folder / "sub" / "loop")
+    os.symlink("..", folder / "sub" / "up")
+    code, out, err = cli("restore", folder, folder / "out", "--recursive", "--model", "none", "--no-progress")
+    assert code == 0, err
+    written = sorted(os.fsencode(path.relative_to(folder / "out")) for path in (folder / "out").rglob("*.mp4"))
+    assert written == sorted([b"plain.mp4", *names])
+    lines = out.strip().splitlines()
+    assert lines[-1] == "5 files: 5 done, 0 skipped, 0 failed" and len(lines) == 7  # header, 5 rows, totals
+    assert any(line.startswith("new\\nline.mp4") for line in lines) and any("bad\ufffd name.mp4" in line for line in lines)

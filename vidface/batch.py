@@ -119,7 +119,7 @@ def run_jobs(jobs: list[Job], restore: Callable[[Job], int], *, overwrite: bool 
 def summary_table(results: list[FileResult]) -> str:
     """A plain-text table (file, status, frames, seconds, message) and a totals line."""
     header = ("file", "status", "frames", "seconds", "message")
-    rows = [(r.name, r.status, str(r.frames) if r.status == DONE else "",
+    rows = [(_one_line(r.name), r.status, str(r.frames) if r.status == DONE else "",
              f"{r.seconds:.1f}" if r.status != SKIPPED else "", r.message) for r in results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
 
@@ -131,3 +131,10 @@ def summary_table(results: list[FileResult]) -> str:
     counts = {status: sum(r.status == status for r in results) for status in (DONE, SKIPPED, FAILED)}
     total = f"{len(results)} files: {counts[DONE]} done, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
     return "\n".join([line(header), *(line(row) for row in rows), total])
+
+
+def _one_line(name: str) -> str:
+    """A file name for one row of the table: control characters (a newline in a name) escaped,
+    bytes that are not UTF-8 shown as �."""
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in shown)
