@@ -228,3 +228,36 @@ def test_interlaced_video_restores_and_resumes_as_fields(source_kind: str, tmp_p
     source_video = read_video(source)
     assert output_video.frame_pts == source_video.frame_pts
     assert [p[0] for p in output_video.packets[1]] == [p[0] for p in source_video.packets[1]]
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+@pytest.mark.parametrize("change", ["truncated", "replaced"])
+def test_an_input_changed_while_it_is_read_writes_nothing(change: str, resumable: bool, tmp_path: Path) -> None:
+    """IN truncated in place, or replaced by another file, while the run reads it: one-line
+    InputError, no OUT; and a rerun starts over rather than mixing the two versions."""
+    import os
+
+    from vidface.errors import InputError
+    from vidface.pipeline import Resume, Segmenting, plan_transcode, transcode
+
+    source = write_video(tmp_path / "in.mkv", frames=24)
+    other = write_video(tmp_path / "other.mkv", frames=30, size=(64, 48))
+    output = tmp_path / "out.mkv"
+
+    def changing(frames):
+        for frame in frames:
+            if frame.index == 12:
+                if change == "truncated":
+                    os.truncate(source, source.stat().st_size // 2)
+                else:
+                    os.replace(other, source)
+            yield frame
+
+    resume = Resume(segmenting=Segmenting(frames=8, warmup=2, lookahead=2)) if resumable else None
+    with pytest.raises(InputError, match="changed while it was read"):
+        transcode(plan_transcode(source, output), changing, resume=resume)
+    assert not output.exists()
+    if change == "replaced":  # the rerun reads the new version only (the work folder's key names the old one)
+        assert transcode(plan_transcode(source, output), resume=resume).resumed == 0
+        written = read_video(output)
+        assert len(written.frame_pts) == 30 and written.size == (64, 48)

@@ -55,10 +55,13 @@ def transcode(
 
         with output_lock(plan.output):
             return transcode_resumable(plan, processor, resume, progress, on_segment)
+    from vidface.resume import check_unchanged, fingerprint
+
     info = plan.info
     started = time.perf_counter()
     cancel = threading.Event()
     try:
+        read = fingerprint(info.path)
         with atomic_output(plan.output) as temporary, sidecar_for(plan) as sidecar:
             with output_writer(plan, temporary) as writer:
                 decoded = in_background(input_frames(plan, 0), cancel, "decode")
@@ -75,6 +78,7 @@ def transcode(
                     processed.close()
                     decoded.close()
                 frames = writer.frames_written
+            check_unchanged(info.path, read)
             if frames == 0:
                 raise InputError(f"input {str(info.path)!r} gave no video frames in the requested range")
             if frames != plan.frame_count:

@@ -33,7 +33,7 @@ from typing import Any
 import av
 
 from vidface import __version__
-from vidface.errors import OutputError
+from vidface.errors import InputError, OutputError
 from vidface.files import AtomicFile, sha256_of
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,27 @@ def work_folder(output: Path, work_dir: Path | None = None) -> Path:
 
 def fingerprint(path: Path) -> dict[str, Any]:
     """What identifies the input's content cheaply: size, mtime and sha256 of its head and tail."""
-    stat = path.stat()
-    with path.open("rb") as file:
-        head = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
-        file.seek(max(0, stat.st_size - FINGERPRINT_BYTES))
-        tail = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
+    try:
+        stat = path.stat()
+        with path.open("rb") as file:
+            head = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
+            file.seek(max(0, stat.st_size - FINGERPRINT_BYTES))
+            tail = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
+    except OSError as error:
+        raise InputError(f"input {str(path)!r} cannot be read ({error.strerror})") from None
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head, "tail_sha256": tail}
+
+
+def check_unchanged(path: Path, before: Mapping[str, Any]) -> None:
+    """InputError unless the input's fingerprint is still `before`: a file truncated, rewritten or
+    replaced while it was read may have given frames of two versions, or too few."""
+    try:
+        unchanged = fingerprint(path) == before
+    except InputError:
+        unchanged = False
+    if not unchanged:
+        raise InputError(f"input {str(path)!r} changed while it was read; nothing was written (run again once "
+                         "it is complete)")
 
 
 def run_key(input_path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def segmented_output(plan: Plan, resume: Resume) -> Iterator[SegmentedOutput]:
     ends with every segment finished, mux them into OUT (its `result` is then set). Interrupted,
     the finished segments are kept for the next run (ResumableInterrupt says so); failed before
     any finished, the work folder is removed."""
-    from vidface.resume import WorkFolder, run_key, work_folder
+    from vidface.resume import WorkFolder, check_unchanged, run_key, work_folder
 
     started = time.perf_counter()
     segmenting = resume.segmenting
@@ -120,6 +120,7 @@ def segmented_output(plan: Plan, resume: Resume) -> Iterator[SegmentedOutput]:
                     raise OutputError(f"{len(run.pending())} segments of {str(plan.output)!r} are not finished; "
                                       "run the same command again")
                 frames = _mux_segments(plan, work, writer)
+            check_unchanged(plan.info.path, key["input"])
             _write_sidecar(plan, work)  # once OUT is whole: it is put in place just before OUT
     except BaseException as error:
         if work is not None and not work.finished:
