@@ -16,6 +16,7 @@ folder mode and the render farm all run files through this API.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -49,6 +50,8 @@ class Restorer:
     updates (faces restored, frames with faces, model wait), over all files; None for `none`.
     provenance: what every OUT it restores records about the run (a container tag and the
     sidecar OUT.vidface.json, `vidface.provenance`); None for `none`, which alters nothing.
+    Worked out on first use (the first `restore`, while the model loads): the render farm's
+    workers restore segments of plans that carry the driver's, and never need their own.
     """
 
     settings: Settings
@@ -60,7 +63,14 @@ class Restorer:
     weights: WeightsLocation | None = None
     detector_weights: Path | None = None
     choice: FaceChoice | None = None
-    provenance: Provenance | None = None
+
+    @functools.cached_property
+    def provenance(self) -> Provenance | None:
+        if self.weights is None:
+            return None
+        from vidface.provenance import provenance_for
+
+        return provenance_for(self.settings, self.model_name, self.weights)
 
     def plan(self, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
              time_range: TimeRange | None = None, keep_audio: bool = True, overwrite: bool = False) -> Plan:
@@ -168,8 +178,7 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
 
     The weights are found (or downloaded) first, so missing weights fail before anything else;
     the detector and face parser are built next; then the model loads on a background thread
-    while the caller goes on (its first file's decoding and detection start at once), and
-    meanwhile the weights are hashed for the provenance (once per machine: the hashes are kept).
+    while the caller goes on (its first file's decoding and detection start at once).
     """
     from vidface.config import load_settings
     from vidface.plan import identity
@@ -182,7 +191,6 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
     from vidface.faces.parsing import parser_for
     from vidface.faces.options import detector_for
     from vidface.models.options import resolve_device
-    from vidface.provenance import provenance_for
     from vidface.restore import FaceChoice, RestoreStats, face_restorer
     from vidface.weights import resolve
 
@@ -197,8 +205,7 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
     loading = load_model(settings, location)
     stats, choice = RestoreStats(), FaceChoice()
     processor = face_restorer(loading, settings, detector=detector, parser=parser, stats=stats, choice=choice)
-    return Restorer(settings, model, processor, stats, loading, detector, location, detector_path, choice,
-                    provenance_for(settings, model, location))
+    return Restorer(settings, model, processor, stats, loading, detector, location, detector_path, choice)
 
 
 def load_model(settings: Settings, location: WeightsLocation) -> Future[OSDFace]:

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from vidface.plan import Plan
     from vidface.weights import WeightsLocation
 
-__all__ = ["SIDECAR_SUFFIX", "TAG_KEY", "Provenance", "SidecarWriter", "TrackNumbering", "container_tags", "entry_line", "frame_entry",
-           "package_version", "provenance_for", "read_tag", "sidecar_for", "sidecar_path", "weights_digest"]
+__all__ = ["SIDECAR_SUFFIX", "TAG_KEY", "Provenance", "SidecarWriter", "TrackNumbering", "container_tags",
+           "entry_line", "frame_entry", "package_version", "provenance_for", "read_tag", "sidecar_for", "sidecar_path",
+           "weights_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +105,14 @@ def provenance_for(settings: Settings, model: str, weights: WeightsLocation) -> 
 def weights_digest(weights: WeightsLocation) -> dict[str, Any]:
     """{"sha256": one hash of them all, "files": {name: SHA-256}} of the files the model reads:
     the release (its three files, or a bundle) and the base's UNet, VAE and scheduler."""
-    from vidface.weights import BASE_FILES, RELEASE_FILES
+    from vidface.weights import BASE_FILES, RELEASE_FILES, base_file
 
     release, base = Path(weights.release), Path(weights.base)
     paths = {f"release/{release.name}": release} if release.is_file() else {
         f"release/{name}": release / name for name in RELEASE_FILES}
     for name in BASE_FILES:
-        path = base / name
-        if not path.is_file() and path.suffix == ".safetensors":
-            path = path.with_suffix(".bin")
-        paths[f"base/{Path(name).with_suffix(path.suffix)}"] = path
+        path = base_file(base, name)
+        paths[f"base/{path.relative_to(base)}"] = path
     files = _file_hashes(paths)
     combined = hashlib.sha256("".join(f"{name} {digest}\n" for name, digest in sorted(files.items())).encode())
     return {"sha256": combined.hexdigest(), "files": files}
@@ -150,7 +149,6 @@ def _file_hashes(paths: Mapping[str, Path]) -> dict[str, str]:
         except OSError as error:  # a read-only cache only costs hashing again next time
             log.debug("could not keep weights hashes in %s: %s", cache_path, error)
     return hashes
-
 
 
 def _canonical(value: Any) -> bytes:
@@ -250,20 +248,14 @@ class TrackNumbering:
             yield entry_line(entry)
 
     def _continued(self, frame: int, face: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        from vidface.faces.geometry import box_iou
+
         last_frame, faces = self._ending
-        if last_frame != frame - 1:
+        if last_frame != frame - 1 or not faces:
             return None
-        best = max(faces, key=lambda other: _iou(face["box"], other["box"]), default=None)
-        return best if best is not None and _iou(face["box"], best["box"]) >= self.SAME_FACE_IOU else None
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    return overlap / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap)
+        overlaps = box_iou(face["box"], [other["box"] for other in faces])[0]
+        best = int(overlaps.argmax())
+        return faces[best] if overlaps[best] >= self.SAME_FACE_IOU else None
 
 
 class SidecarWriter:

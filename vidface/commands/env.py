@@ -27,17 +27,10 @@ def run(args: argparse.Namespace) -> int:
 def environment() -> dict[str, str]:
     """Name → value lines describing this installation."""
     import platform
-    from importlib.metadata import PackageNotFoundError, version
-
     import av
 
     import vidface
-
-    def package(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
+    from vidface.provenance import package_version
 
     report = {
         "vidface": vidface.__version__,
@@ -51,7 +44,7 @@ def environment() -> dict[str, str]:
         "missing encoders": ", ".join(name for name in ENCODERS if name not in av.codecs_available) or "none",
     }
     for name in ("torch", "diffusers", "peft", "numpy", "opencv-python"):
-        report[name] = package(name)
+        report[name] = package_version(name)
     report.update(_gpu())
     try:
         from huggingface_hub import constants

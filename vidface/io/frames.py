@@ -100,8 +100,8 @@ class Frame:
         mask is nonzero only inside `box`: a chroma sample covers several pixels, and changes
         with any of them, so the box grows by the subsampling less one on each side."""
         video = self.video
-        step_y = max(-(-video.height // plane.height) for plane in video.planes)
-        step_x = max(-(-video.width // plane.width) for plane in video.planes)
+        factors = _plane_factors(video)
+        step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
         if self.rotation in (90, 270):
             step_x, step_y = step_y, step_x
         height, width = _upright_size(video, self.rotation)
@@ -151,7 +151,7 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.V
     # filter sees the same neighbours as in a whole-frame conversion): the cost follows the
     # edited area, not the frame size. The box is aligned to the chroma subsampling.
     height, width = mask.shape
-    factors = [(-(-height // plane.height), -(-width // plane.width)) for plane in source.planes]
+    factors = _plane_factors(source)
     step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
     y0, x0, y1, x1 = 0, 0, height, width
     if height % step_y == 0 and width % step_x == 0:  # odd sizes convert chroma another way: whole frame
@@ -176,6 +176,11 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.V
         blended = old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight
         out[box] = np.where(weight > 0, np.rint(blended), old).astype(out.dtype)
     return source
+
+
+def _plane_factors(video: av.VideoFrame) -> list[tuple[int, int]]:
+    """Per plane, the picture rows and columns one of its samples covers (chroma subsampling)."""
+    return [(-(-video.height // plane.height), -(-video.width // plane.width)) for plane in video.planes]
 
 
 def defined_padding(video: av.VideoFrame) -> av.VideoFrame:

@@ -37,7 +37,7 @@ from vidface.weights.sources import (
 
 __all__ = [
     "BASE_FILES", "BUNDLE_FILE", "EMBEDDER_FILE", "LORA_FILE", "PROJECTION_FILE", "RELEASE_FILES", "Catalog",
-    "DriveFolder", "Found", "HubRepo", "ModelScopeRepo", "Part", "PinnedFile", "WeightsLocation", "base_dir",
+    "DriveFolder", "Found", "HubRepo", "ModelScopeRepo", "Part", "PinnedFile", "WeightsLocation", "base_dir", "base_file",
     "download", "installed_base", "installed_release", "locate", "missing_error", "release_dir", "remove", "resolve",
     "resolve_release",
 ]
@@ -232,14 +232,18 @@ def _local_release(weights: str) -> Path:
     return path
 
 
+def base_file(base: Path, name: str) -> Path:
+    """The base's file `name` (one of BASE_FILES), or the .bin that stands for a missing
+    .safetensors."""
+    path = base / name
+    if not path.is_file() and path.suffix == ".safetensors":
+        return path.with_suffix(".bin")
+    return path
+
+
 def base_problems(path: Path) -> list[str]:
     """The base files a diffusers folder lacks (a .bin may stand for a .safetensors)."""
-
-    def present(name: str) -> bool:
-        return (path / name).is_file() or (name.endswith(".safetensors") and
-                                           (path / name).with_suffix(".bin").is_file())
-
-    return [name for name in BASE_FILES if not present(name)]
+    return [name for name in BASE_FILES if not base_file(path, name).is_file()]
 
 
 def _local_base(base: str) -> Path | None:
