@@ -215,7 +215,7 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
     output = tmp_path / "out.mp4"
     held = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
                              "from vidface.resume import output_lock; from pathlib import Path\n"
-                             "with output_lock(Path(sys.argv[2])):\n print('held', flush=True); time.sleep(60)",
+                             "with output_lock(Path(sys.argv[2]), overwrite=True):\n print('held', flush=True); time.sleep(60)",
                              str(TESTS), str(output)], stdout=subprocess.PIPE, text=True)
     try:
         assert held.stdout.readline().strip() == "held"

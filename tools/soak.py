@@ -17,7 +17,7 @@ clip of `--short` seconds of the same content. For each model (`none`: decode + 
 
 Peaks are the kernel's (VmHWM, ru_maxrss). Clips and models are made in child processes so this
 process stays small: ru_maxrss of a child counts its parent's resident memory at the fork.
-The figures go to docs/benchmarks.md, section "soak.py --models ...".
+The figures go to docs/benchmarks.md, a section "soak.py SIZE --model MODEL" for each pair.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def sampled_run(clip: Path, output: Path, model: str, folder: Path, every: float
             peak_at_5 = hwm
         elapsed = time.monotonic() - start
         if elapsed >= next_line:
-            say(f"    {elapsed:5.0f} s  video {frame / FPS / 60:5.2f} min  RSS {rss:6.0f} MiB  peak so far {hwm:6.0f} MiB")
+            say(f"  {elapsed:5.0f} s  video {frame / FPS / 60:5.2f} min  RSS {rss:6.0f} MiB  peak so far {hwm:6.0f} MiB")
             next_line += every
     _, status, usage = os.wait4(process.pid, 0)
     os.close(leader)
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=30.0, help="seconds of wall time between RSS lines")
     parser.add_argument("--loop", type=float, default=20.0, help="seconds of distinct content in the long clip")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="vidface-soak-") as tmp, Section(f"soak.py --models {' '.join(args.models)}") as say:
+    with tempfile.TemporaryDirectory(prefix="vidface-soak-") as tmp:
         folder = Path(tmp)
         if "tiny" in args.models:
             in_child(f"from make_tiny_osdface import write_tiny_osdface; from pathlib import Path\n"
@@ -169,18 +169,22 @@ def main() -> None:
             width, height = (int(value) for value in size.split("x"))
             short_clip, long_clip = make_clips(folder, width, height, args.loop, args.short, args.minutes)
             for model in args.models:
-                output = folder / "out.mp4"
-                peak, fps = short_run(WITH_POLICY, short_clip, output, model, folder)
-                glibc_peak, glibc_fps = short_run(WITHOUT_POLICY, short_clip, output, model, folder)
-                say(f"{size}, --model {model}, {args.short:g} s clip: peak {peak:.0f} MiB, {fps:.1f} fps; "
-                    f"glibc's own policy: peak {glibc_peak:.0f} MiB, {glibc_fps:.1f} fps "
-                    f"(speed with the policy / without: {fps / glibc_fps:.2f})")
-                say(f"  {args.minutes:g} min clip, RSS every {args.every:g} s:")
-                run = sampled_run(long_clip, output, model, folder, args.every, say)
-                say(f"  {run['frames']} frames in {run['seconds']:.0f} s; peak at 5 min {run['peak at 5 min']:.0f} MiB "
-                    f"({run['peak at 5 min'] / peak:.3f} x the short clip's), at the end {run['peak at end']:.0f} MiB "
-                    f"({run['peak at end'] / peak:.3f} x)")
+                with Section(f"soak.py {size} --model {model}") as say:
+                    soak(folder, short_clip, long_clip, model, args, say)
 
+
+def soak(folder: Path, short_clip: Path, long_clip: Path, model: str, args: argparse.Namespace, say) -> None:
+    output = folder / "out.mp4"
+    peak, fps = short_run(WITH_POLICY, short_clip, output, model, folder)
+    glibc_peak, glibc_fps = short_run(WITHOUT_POLICY, short_clip, output, model, folder)
+    say(f"--model {model}, {args.short:g} s clip: peak {peak:.0f} MiB, {fps:.1f} fps; "
+        f"glibc's own policy: peak {glibc_peak:.0f} MiB, {glibc_fps:.1f} fps "
+        f"(speed with the policy / without: {fps / glibc_fps:.2f})")
+    say(f"{args.minutes:g} min clip, RSS every {args.every:g} s:")
+    run = sampled_run(long_clip, output, model, folder, args.every, say)
+    say(f"{run['frames']} frames in {run['seconds']:.0f} s; peak at 5 min {run['peak at 5 min']:.0f} MiB "
+        f"({run['peak at 5 min'] / peak:.3f} x the short clip's), at the end {run['peak at end']:.0f} MiB "
+        f"({run['peak at end'] / peak:.3f} x)")
 
 if __name__ == "__main__":
     main()

@@ -153,7 +153,11 @@ def resume_options(settings: Settings, model: str, weights: WeightsLocation | No
         values.pop("encode")
         key.update(settings=values, detector_weights=str(detector_weights) if detector_weights else None,
                    weights=weights_identity(weights), photos=_photos_identity(settings.faces.select))
-    segmenting = Segmenting(frames=segment_frames or Segmenting.frames, lookahead=settings.faces.lag)
+    frames = segment_frames or Segmenting.frames
+    # without a model nothing carries state across frames: a segment needs no warm-up or look-ahead,
+    # and the frames they would hold back are memory that one long pass does not use
+    segmenting = (Segmenting(frames=frames, warmup=0, lookahead=0) if model == "none"
+                  else Segmenting(frames=frames, lookahead=settings.faces.lag))
     return Resume(key=key, restart=restart, segmenting=segmenting, work_dir=work_dir)
 
 

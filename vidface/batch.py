@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidface.errors import InputError, OutputError, VidfaceError
+from vidface.errors import InputError, OutputBusy, OutputError, OutputExists, VidfaceError
+from vidface.resume import discard_finished_work
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +87,25 @@ def find_jobs(in_dir: Path, out_dir: Path, *, recursive: bool = False, extension
 def run_jobs(jobs: list[Job], restore: Callable[[Job], int], *, overwrite: bool = False,
              on_done: Callable[[FileResult], None] | None = None) -> list[FileResult]:
     """Restore each job with `restore(job) -> frames written`, in order; a job whose output
-    exists is skipped (unless overwrite), a job that fails with a VidfaceError (or any other
+    exists is skipped (unless overwrite), and so is one that another run is writing (or wrote
+    meanwhile: two runs over one folder share its files), a job that fails with a VidfaceError (or any other
     error: a long unattended batch goes on) is recorded as failed. KeyboardInterrupt stops the
     batch. on_done: called with each job's result as it is known."""
     results = []
     for job in jobs:
         started = time.perf_counter()
         if job.output.exists() and not overwrite:
+            discard_finished_work(job.output)
             result = FileResult(job.name, SKIPPED, message="output exists")
         else:
             try:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
                 frames = restore(job)
                 result = FileResult(job.name, DONE, frames, time.perf_counter() - started)
+            except OutputExists:
+                result = FileResult(job.name, SKIPPED, message="output exists")
+            except OutputBusy:
+                result = FileResult(job.name, SKIPPED, message="another run is writing it")
             except VidfaceError as error:
                 result = FileResult(job.name, FAILED, seconds=time.perf_counter() - started, message=str(error))
             except OSError as error:

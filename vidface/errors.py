@@ -17,5 +17,13 @@ class OutputError(VidfaceError):
     """The output cannot be written (exists without -y, same as input, unwritable folder...)."""
 
 
+class OutputExists(OutputError):
+    """The output exists and replacing it was not asked for (-y)."""
+
+
+class OutputBusy(OutputError):
+    """Another run is writing the same output (it holds the output's lock)."""
+
+
 class WeightsError(VidfaceError):
     """Model weights are missing, corrupt or do not match the expected layout."""

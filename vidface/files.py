@@ -20,6 +20,13 @@ def _temporary_beside(target: Path) -> Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
 
 
+def owned_temporary(target: Path) -> Path:
+    """The temporary name of a file only one run writes at a time (OUT and its sidecar, under
+    OUT's lock): fixed, so a run killed before its rename leaves a file that the next run of the
+    same OUT writes over, instead of one more hidden file per kill."""
+    return target.with_name(f".{target.name}.vidface-partial")
+
+
 def _put_in_place(temporary: Path, target: Path, durable: bool) -> None:
     if durable:
         with open(temporary, "rb") as written:
@@ -30,11 +37,11 @@ def _put_in_place(temporary: Path, target: Path, durable: bool) -> None:
 
 
 @contextmanager
-def atomic_output(target: Path, *, durable: bool = False) -> Iterator[Path]:
-    """Yield a hidden temporary path next to `target` for a writer that opens paths itself
-    (PyAV, safetensors); when the block ends normally it replaces `target`, otherwise it is
-    removed, so `target` is either untouched or complete."""
-    temporary = _temporary_beside(target)
+def atomic_output(target: Path, *, durable: bool = False, temporary: Path | None = None) -> Iterator[Path]:
+    """Yield a hidden temporary path next to `target` (default: unique) for a writer that opens
+    paths itself (PyAV, safetensors); when the block ends normally it replaces `target`,
+    otherwise it is removed, so `target` is either untouched or complete."""
+    temporary = temporary or _temporary_beside(target)
     try:
         yield temporary
         _put_in_place(temporary, target, durable)

@@ -4,7 +4,8 @@
 `transcode` runs a plan through a `FrameProcessor`. Decoding, processing and encoding run on
 separate threads joined by bounded queues (vidface.workers), so memory stays flat whatever the
 video's length. OUT is written to a temporary file next to it and renamed only when complete;
-on any failure or interruption the temporary file is removed. A plan with provenance also gets
+on any failure or interruption the temporary file is removed. One run at a time writes an OUT
+(`vidface.resume.output_lock`). A plan with provenance also gets
 its sidecar (vidface.provenance), put in place just before OUT. With `resume=Resume(...)` the
 run is resumable, in segments (vidface.segments).
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable
 import av
 
 from vidface.errors import InputError
-from vidface.files import atomic_output
+from vidface.files import atomic_output, owned_temporary
 from vidface.io.placement import input_frames
 from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TimeRange, TranscodeResult,
                           check_output, identity, output_writer, plan_transcode, write_failed)
@@ -50,19 +51,19 @@ def transcode(
     counters can leave out the warm-up and look-ahead frames it processes and drops.
     """
     if resume is not None:
-        from vidface.resume import output_lock
         from vidface.segments import transcode_resumable
 
-        with output_lock(plan.output):
-            return transcode_resumable(plan, processor, resume, progress, on_segment)
-    from vidface.resume import check_unchanged, fingerprint
+        return transcode_resumable(plan, processor, resume, progress, on_segment)
+    from vidface.resume import check_unchanged, fingerprint, output_lock
 
     info = plan.info
     started = time.perf_counter()
     cancel = threading.Event()
     try:
         read = fingerprint(info.path)
-        with atomic_output(plan.output) as temporary, sidecar_for(plan) as sidecar:
+        with output_lock(plan.output, overwrite=plan.overwrite), \
+                atomic_output(plan.output, temporary=owned_temporary(plan.output)) as temporary, \
+                sidecar_for(plan) as sidecar:
             with output_writer(plan, temporary) as writer:
                 decoded = in_background(input_frames(plan, 0), cancel, "decode")
                 processed = in_background(processor(decoded), cancel, "process")

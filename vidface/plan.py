@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from vidface.errors import OutputError
+from vidface.errors import OutputError, OutputExists
 from vidface.io.encode import INTERLACED_ENCODERS, CopyRange, OutputWriter, choose_pix_fmt, output_format
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
@@ -63,6 +63,7 @@ class Plan:
     copied: tuple[StreamInfo, ...]
     dropped: tuple[StreamInfo, ...] = field(default=())
     provenance: Provenance | None = None  # a restoring run's: OUT gets its tag and sidecar
+    overwrite: bool = False  # an existing OUT may be replaced (-y)
 
     @property
     def frame_count(self) -> int:
@@ -160,7 +161,8 @@ def plan_transcode(
             log.warning("leaving out stream #%d: FFmpeg cannot write its %s codec", stream.index, stream.type)
     dropped = tuple(s for s in others if s not in copied)
     return Plan(info=info, output=output_path, container_format=container_format, encode=encode,
-                pix_fmt=pix_fmt, first_frame=first, stop_frame=stop, copied=copied, dropped=dropped)
+                pix_fmt=pix_fmt, first_frame=first, stop_frame=stop, copied=copied, dropped=dropped,
+                overwrite=overwrite)
 
 
 def reading_plan(info: MediaInfo, first: int = 0, stop: int | None = None) -> Plan:
@@ -188,7 +190,10 @@ def check_output(input_path: Path, output_path: Path, *, overwrite: bool) -> Non
     if output_path.is_dir():
         raise OutputError(f"output {str(output_path)!r} is a folder; give a file name")
     if output_path.exists() and not overwrite:
-        raise OutputError(f"output {str(output_path)!r} exists; pass -y to overwrite it")
+        from vidface.resume import discard_finished_work
+
+        discard_finished_work(output_path)
+        raise OutputExists(f"output {str(output_path)!r} exists; pass -y to overwrite it")
 
 
 

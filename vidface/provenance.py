@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidface.errors import InputError, OutputError
-from vidface.files import AtomicFile, sha256_of
+from vidface.files import AtomicFile, owned_temporary, sha256_of
 
 if TYPE_CHECKING:
     from vidface.config import Settings
@@ -266,7 +266,7 @@ class SidecarWriter:
     def __init__(self, output: Path, provenance: Provenance, *, source: Path, first_frame: int, frames: int) -> None:
         self.path = sidecar_path(output)
         try:
-            self._file = AtomicFile(self.path, "w", encoding="utf-8")
+            self._file = AtomicFile(self.path, "w", encoding="utf-8", temporary=owned_temporary(self.path))
         except OSError as error:
             raise OutputError(f"cannot write {str(self.path)!r} ({error.strerror}); check the output folder") from None
         try:

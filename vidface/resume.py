@@ -33,7 +33,7 @@ from typing import Any
 import av
 
 from vidface import __version__
-from vidface.errors import InputError, OutputError
+from vidface.errors import InputError, OutputBusy, OutputError, OutputExists
 from vidface.files import AtomicFile, sha256_of
 
 log = logging.getLogger(__name__)
@@ -50,31 +50,47 @@ _KEYFRAME = 1
 
 
 @contextmanager
-def output_lock(output: Path) -> Iterator[None]:
+def output_lock(output: Path, *, overwrite: bool) -> Iterator[None]:
     """Hold OUT for one run: a second run writing the same OUT (two batch jobs over one folder)
-    gets an OutputError instead of sharing, and mixing, its work files. The lock is an flock
-    on a hidden file next to OUT, released by the system whatever way the run ends; where
-    flock does not exist (Windows) runs are not locked."""
+    gets an OutputBusy error instead of sharing, and mixing, its work files; without
+    `overwrite`, an OUT that another run finished since this one checked it is an OutputExists.
+    The lock is an flock on a hidden file next to OUT, released by the system whatever way the
+    run ends; where flock does not exist (Windows) runs are not locked."""
     try:
         import fcntl
     except ImportError:
         yield
         return
     path = output.with_name(f".{output.name}.vidface-lock")
-    try:
-        file = path.open("a")
-    except OSError as error:
-        raise OutputError(f"cannot create {str(path)!r} ({error.strerror}); check the output folder") from None
-    with file:
+    while True:
+        try:
+            file = path.open("a")
+        except OSError as error:
+            raise OutputError(f"cannot create {str(path)!r} ({error.strerror}); check the output folder") from None
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(f"another vidface run is writing {str(output)!r}; wait for it to end or "
-                              "choose another output") from None
+            file.close()
+            raise OutputBusy(f"another vidface run is writing {str(output)!r}; wait for it to end or "
+                             "choose another output") from None
+        if _same_file(file, path):
+            break
+        file.close()  # the holder removed the lock file as it ended, after this run opened it: lock anew
+    with file:
         try:
+            if output.exists() and not overwrite:
+                raise OutputExists(f"output {str(output)!r} was written by another run meanwhile; pass -y to "
+                                   "overwrite it")
             yield
         finally:
             path.unlink(missing_ok=True)
+
+
+def _same_file(file: Any, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(file.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def work_folder(output: Path, work_dir: Path | None = None) -> Path:
@@ -273,6 +289,7 @@ class WorkFolder:
 
     @classmethod
     def open(cls, path: Path, key: dict[str, Any], *, restart: bool = False) -> WorkFolder:
+        shutil.rmtree(_finished_name(path), ignore_errors=True)
         if path.exists() and not path.is_dir():
             raise OutputError(f"work path {str(path)!r} is in the way and not a folder; remove it")
         if path.is_dir():
@@ -317,7 +334,25 @@ class WorkFolder:
             json.dump(manifest, written.file, indent=1, sort_keys=True)
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the folder: renamed first, in one step, to a name that says its run ended, so a
+        run killed while deleting its files leaves nothing that looks resumable, and the next
+        run of the same OUT (`open`, `discard_finished_work`) finishes the job."""
+        finished = _finished_name(self.path)
+        shutil.rmtree(finished, ignore_errors=True)
+        try:
+            os.replace(self.path, finished)
+        except OSError:
+            finished = self.path
+        shutil.rmtree(finished, ignore_errors=True)
+
+
+def _finished_name(path: Path) -> Path:
+    return path.with_name(path.name + "-ended")
+
+
+def discard_finished_work(output: Path) -> None:
+    """Remove what a run of OUT killed while removing its work folder left behind."""
+    shutil.rmtree(_finished_name(work_folder(output)), ignore_errors=True)
 
 
 def _stale_reason(path: Path, key: dict[str, Any]) -> str | None:

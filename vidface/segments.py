@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import av
 
 from vidface.errors import InputError, OutputError
-from vidface.files import AtomicFile, atomic_output
+from vidface.files import AtomicFile, atomic_output, owned_temporary
 from vidface.io.encode import CopyRange, OutputWriter
 from vidface.io.frames import Frame
 from vidface.io.placement import input_frames
@@ -100,39 +100,40 @@ def segmented_output(plan: Plan, resume: Resume) -> Iterator[SegmentedOutput]:
     ends with every segment finished, mux them into OUT (its `result` is then set). Interrupted,
     the finished segments are kept for the next run (ResumableInterrupt says so); failed before
     any finished, the work folder is removed."""
-    from vidface.resume import WorkFolder, check_unchanged, run_key, work_folder
+    from vidface.resume import WorkFolder, check_unchanged, output_lock, run_key, work_folder
 
     started = time.perf_counter()
     segmenting = resume.segmenting
     key = run_key(plan.info.path, {"plan": plan_key(plan, segmenting), "processor": dict(resume.key)})
-    work = None
-    try:
-        # OUT's writer is opened first, so a stream OUT cannot hold fails before any work.
-        with atomic_output(plan.output) as temporary:
-            with output_writer(plan, temporary) as writer:
-                work = WorkFolder.open(work_folder(plan.output, resume.work_dir), key, restart=resume.restart)
-                if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
-                    raise OutputError(f"the encoder's headers differ from those of the segments in "
-                                      f"{str(work.path)!r}; rerun with --no-resume")
-                run = SegmentedOutput(plan, segmenting, work, writer)
-                yield run
-                if run.pending():
-                    raise OutputError(f"{len(run.pending())} segments of {str(plan.output)!r} are not finished; "
-                                      "run the same command again")
-                frames = _mux_segments(plan, work, writer)
-            check_unchanged(plan.info.path, key["input"])
-            _write_sidecar(plan, work)  # once OUT is whole: it is put in place just before OUT
-    except BaseException as error:
-        if work is not None and not work.finished:
-            work.remove()
-        if isinstance(error, av.error.FFmpegError):
-            raise write_failed(plan.output, error) from None
-        if isinstance(error, KeyboardInterrupt) and work is not None and work.finished:
-            done = sum(record.frames for record in work.finished)
-            raise ResumableInterrupt(f"{done} of {plan.frame_count} frames are kept in {work.path}; "
-                                     "run the same command again to resume") from None
-        raise
-    work.remove()
+    with output_lock(plan.output, overwrite=plan.overwrite):  # held until the work folder is gone
+        work = None
+        try:
+            # OUT's writer is opened first, so a stream OUT cannot hold fails before any work.
+            with atomic_output(plan.output, temporary=owned_temporary(plan.output)) as temporary:
+                with output_writer(plan, temporary) as writer:
+                    work = WorkFolder.open(work_folder(plan.output, resume.work_dir), key, restart=resume.restart)
+                    if work.extradata_sha256 not in (None, hashlib.sha256(writer.extradata).hexdigest()):
+                        raise OutputError(f"the encoder's headers differ from those of the segments in "
+                                          f"{str(work.path)!r}; rerun with --no-resume")
+                    run = SegmentedOutput(plan, segmenting, work, writer)
+                    yield run
+                    if run.pending():
+                        raise OutputError(f"{len(run.pending())} segments of {str(plan.output)!r} are not finished; "
+                                          "run the same command again")
+                    frames = _mux_segments(plan, work, writer)
+                check_unchanged(plan.info.path, key["input"])
+                _write_sidecar(plan, work)  # once OUT is whole: it is put in place just before OUT
+        except BaseException as error:
+            if work is not None and not work.finished:
+                work.remove()
+            if isinstance(error, av.error.FFmpegError):
+                raise write_failed(plan.output, error) from None
+            if isinstance(error, KeyboardInterrupt) and work is not None and work.finished:
+                done = sum(record.frames for record in work.finished)
+                raise ResumableInterrupt(f"{done} of {plan.frame_count} frames are kept in {work.path}; "
+                                         "run the same command again to resume") from None
+            raise
+        work.remove()
     run.result = TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started,
                                  resumed=run.resumed)
 
