@@ -163,9 +163,9 @@ def _interrupt_identity(at: int):
 
 
 def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the default warm-up (32) and look-ahead (the tracker's lag, 8), frame 50 first
-    comes in the call of the 6th 8-frame segment (frames 40-47, fed 8-55): Ctrl-C there keeps
-    5 segments."""
+    """--model none keeps no state across frames, so its segments have no warm-up or look-ahead:
+    frame 50 comes in the call of the 7th 8-frame segment (frames 48-55), and Ctrl-C there keeps
+    6 segments."""
     from vidface import plan
 
     source = write_video(tmp_path / "in.mkv", frames=60, audio="aac")
@@ -176,13 +176,13 @@ def test_cli_ctrl_c_keeps_work_and_rerun_resumes(tmp_path: Path, cli, monkeypatc
     code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
     assert code == 130
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "40 of 60 frames" in lines[0] and "run the same command again to resume" in lines[0]
+    assert len(lines) == 1 and "48 of 60 frames" in lines[0] and "run the same command again to resume" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["in.mkv", "reference.mkv", work_folder(output).name])
     monkeypatch.undo()
     code, out, err = cli("restore", "--model", "none", source, output, "--segment-frames", "8")
     assert code == 0, err
-    assert "resumed, 40 frames" in out
+    assert "resumed, 48 frames" in out
     same_video(output, reference)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv", "reference.mkv"]
 

@@ -66,7 +66,10 @@ class AtomicFile:
         _put_in_place(self.temporary, self.target, self.durable)
 
     def discard(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # flushing what is thrown away failed (a full disk): nothing to keep
+            pass
         self.temporary.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicFile:

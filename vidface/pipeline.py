@@ -84,7 +84,7 @@ def transcode(
                 raise InputError(f"input {str(info.path)!r} gave no video frames in the requested range")
             if frames != plan.frame_count:
                 log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
-    except av.error.FFmpegError as error:
+    except (av.error.FFmpegError, OSError) as error:
         raise write_failed(plan.output, error) from None
     return TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started)
 

@@ -213,7 +213,13 @@ def frame_timing(plan: Plan) -> tuple[int | None, int | None, int, CopyRange]:
     return start_pts, stop_pts, shift, copy_range
 
 
-def write_failed(output: Path, error: av.error.FFmpegError) -> OutputError:
+def write_failed(output: Path, error: Exception) -> OutputError:
+    """The one line for a write of OUT or its work files that failed: the system's reason where
+    there is one (a full disk, a file-size limit, a folder removed; PyAV's errno errors are
+    OSErrors too), else FFmpeg's, which is most often a stream the container cannot hold."""
+    if isinstance(error, OSError) and error.errno:
+        return OutputError(f"writing {str(output)!r} failed ({os.strerror(error.errno)}); run the same command "
+                           "again once that is fixed")
     return OutputError(f"writing {str(output)!r} failed ({error}); "
                        "try another container (.mkv holds the most stream types)")
 

@@ -351,8 +351,22 @@ def _finished_name(path: Path) -> Path:
 
 
 def discard_finished_work(output: Path) -> None:
-    """Remove what a run of OUT killed while removing its work folder left behind."""
-    shutil.rmtree(_finished_name(work_folder(output)), ignore_errors=True)
+    """Remove what a run of an OUT that exists left behind when it was killed after putting OUT
+    in place: its lock file, and its work folder, renamed or not. A work folder whose manifest
+    was written after OUT is not OUT's: it belongs to a later run (with -y) and is kept. Nothing
+    is removed while another run holds OUT."""
+    path = work_folder(output)
+    try:
+        with output_lock(output, overwrite=True):
+            shutil.rmtree(_finished_name(path), ignore_errors=True)
+            try:
+                finished = (path / MANIFEST).stat().st_mtime_ns <= output.stat().st_mtime_ns
+            except OSError:
+                finished = False
+            if finished:
+                shutil.rmtree(path, ignore_errors=True)
+    except OutputError:  # busy, or a folder this user cannot write: nothing of ours to tidy
+        pass
 
 
 def _stale_reason(path: Path, key: dict[str, Any]) -> str | None:

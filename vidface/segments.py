@@ -126,7 +126,7 @@ def segmented_output(plan: Plan, resume: Resume) -> Iterator[SegmentedOutput]:
         except BaseException as error:
             if work is not None and not work.finished:
                 work.remove()
-            if isinstance(error, av.error.FFmpegError):
+            if isinstance(error, (av.error.FFmpegError, OSError)):
                 raise write_failed(plan.output, error) from None
             if isinstance(error, KeyboardInterrupt) and work is not None and work.finished:
                 done = sum(record.frames for record in work.finished)
