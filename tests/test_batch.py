@@ -146,3 +146,31 @@ def test_hostile_folders_are_walked_once_and_named_plainly(tmp_path: Path, cli) 
     lines = out.strip().splitlines()
     assert lines[-1] == "5 files: 5 done, 0 skipped, 0 failed" and len(lines) == 7  # header, 5 rows, totals
     assert any(line.startswith("new\\nline.mp4") for line in lines) and any("bad\ufffd name.mp4" in line for line in lines)
+
+
+def test_a_file_another_run_holds_or_finished_is_skipped(tmp_path: Path) -> None:
+    """Two runs over one folder share it: a file whose OUT another run is writing, or wrote since
+    this run looked, is skipped with a note, not failed, and the batch goes on."""
+    from vidface.batch import SKIPPED, run_jobs
+    from vidface.errors import OutputBusy, OutputExists
+
+    jobs, _ = find_jobs_of(tmp_path, ["busy.mp4", "finished.mp4", "free.mp4"])
+    errors = {"busy.mp4": OutputBusy("held"), "finished.mp4": OutputExists("written meanwhile")}
+
+    def restore(job) -> int:
+        if job.name in errors:
+            raise errors[job.name]
+        return 7
+
+    results = {result.name: result for result in run_jobs(jobs, restore)}
+    assert (results["busy.mp4"].status, results["busy.mp4"].message) == (SKIPPED, "another run is writing it")
+    assert (results["finished.mp4"].status, results["finished.mp4"].message) == (SKIPPED, "output exists")
+    assert (results["free.mp4"].status, results["free.mp4"].frames) == ("done", 7)
+
+
+def find_jobs_of(folder: Path, names: list[str]):
+    videos = folder / "videos"
+    videos.mkdir()
+    for name in names:
+        (videos / name).write_bytes(b"")
+    return find_jobs(videos, folder / "restored")

@@ -14,7 +14,8 @@ So the mmap threshold is held at `MMAP_THRESHOLD` and the trim threshold at `TRI
 once per process, from `vidface.plan.plan_transcode` on (before a caller loads its model, whose
 freed buffers would otherwise move the threshold). A threshold the user set through glibc's
 environment (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) is left alone, and so is a C library
-without mallopt. The figures behind the values are in docs/benchmarks.md (tools/bench.py memory).
+without mallopt. The figures behind the values are in docs/benchmarks.md (tools/bench.py memory;
+tools/soak.py follows a 10-minute video).
 """
 
 from __future__ import annotations

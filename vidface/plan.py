@@ -16,7 +16,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import av
 
 from vidface.errors import OutputError, OutputExists
 from vidface.io.encode import INTERLACED_ENCODERS, CopyRange, OutputWriter, choose_pix_fmt, output_format
