@@ -179,10 +179,11 @@ def test_quicktime_timecode_survives(tmp_path: Path, cli) -> None:
     assert after.packets[1] == before.packets[1]
 
 
-@pytest.mark.parametrize("extension", ["mp4", "m4v", "mkv", "mov", "avi", "ts", "m2ts", "flv", "3gp", "nut", "mxf"])
+@pytest.mark.parametrize("extension", ["mp4", "m4v", "mkv", "mov", "avi", "ts", "m2ts", "flv", "3gp", "nut", "mxf",
+                                       "asf", "wmv"])
 def test_every_frame_keeps_its_time_in_every_output_container(extension: str, tmp_path: Path, cli) -> None:
     """x264 makes B-frames by default; containers that store one time per packet in decode order
-    (AVI) or whose muxer writes no reordering (MXF) get none, so every frame comes out at its own
+    (AVI, ASF) or whose muxer writes no reordering (MXF) get none, so every frame comes out at its own
     time, measured from the first (to a millisecond: Matroska counts milliseconds)."""
     source = write_video(tmp_path / "in.mkv", frames=16, size=(96, 64), bframes=3)
     output = tmp_path / f"out.{extension}"

@@ -210,6 +210,7 @@ class OutputWriter:
                  video_shift: int = 0, tags: Mapping[str, str] | None = None) -> None:
         self._shift = video_shift
         self._durations: dict[int, int] = {}
+        self._time_base = info.video.time_base  # the frames', in which packets are handed back
         self._frames = 0
         try:
             self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
@@ -246,6 +247,10 @@ class OutputWriter:
             # ticks between, and the last frame came back at its predecessor's time.
             stream.time_base = 1 / video.average_rate
         stream.codec_context.time_base = video.time_base
+        if self._output.format.name in ("asf", "asf_stream") and video.average_rate and not video.variable_frame_rate:
+            # ASF's muxer takes a packet's duration from the encoder's time base: in a finer one
+            # it wrote none, and the last frame came back at its predecessor's time.
+            stream.codec_context.time_base = 1 / video.average_rate
         if video.rotation:
             stream.set_display_rotation(-video.rotation)
         with av.open(str(info.path), metadata_errors=TAG_ERRORS) as source:
@@ -331,6 +336,11 @@ class OutputWriter:
 
     def _with_durations(self, packets: list[av.Packet]) -> list[av.Packet]:
         for packet in packets:
+            if packet.time_base != self._time_base:  # an encoder in a coarser time base (ASF's)
+                scale = packet.time_base / self._time_base
+                packet.pts, packet.dts = (None if value is None else round(value * scale)
+                                          for value in (packet.pts, packet.dts))
+                packet.time_base = self._time_base
             duration = self._durations.pop(packet.pts, None)
             if duration:
                 packet.duration = duration
