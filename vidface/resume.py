@@ -337,8 +337,7 @@ class WorkFolder:
         """Remove the folder: renamed first, in one step, to a name that says its run ended, so a
         run killed while deleting its files leaves nothing that looks resumable, and the next
         run of the same OUT (`open`, `discard_finished_work`) finishes the job."""
-        finished = _finished_name(self.path)
-        shutil.rmtree(finished, ignore_errors=True)
+        finished = _finished_name(self.path)  # `open` removed any of an earlier run
         try:
             os.replace(self.path, finished)
         except OSError:
