@@ -22,6 +22,7 @@ from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.api import load_restorer, resume_options
 from vidface.config import load_settings
 from vidface.farm import farm_restore
+from vidface.files import SCRATCH_PREFIX, scratch_folder
 from vidface.plan import plan_transcode
 from vidface.resume import MANIFEST, work_folder
 
@@ -30,9 +31,16 @@ FRAMES = 30
 
 
 @pytest.fixture(scope="session")
-def cluster() -> str:
+def workers_temp(tmp_path_factory) -> Path:
+    """The temporary folder of the session's Ray workers (TMPDIR), where their scratch folders go."""
+    return tmp_path_factory.mktemp("workers-temp")
+
+
+@pytest.fixture(scope="session")
+def cluster(workers_temp: Path) -> str:
     """One local Ray for the whole session (2 CPUs: two workers); its address."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"TMPDIR": str(workers_temp)}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -78,7 +86,8 @@ def test_the_farm_gives_the_frames_of_one_process(cluster, tmp_path: Path, resto
     assert sum((a != b).any() for a, b in zip(restored, original)) >= FRAMES - 5  # faces were restored
 
 
-def test_a_worker_killed_mid_segment_changes_nothing(cluster, tmp_path: Path, restored_here) -> None:
+def test_a_worker_killed_mid_segment_changes_nothing(cluster, workers_temp: Path, tmp_path: Path,
+                                                     restored_here) -> None:
     settings, source, reference = restored_here
     killed = []
 
@@ -93,6 +102,38 @@ def test_a_worker_killed_mid_segment_changes_nothing(cluster, tmp_path: Path, re
     assert sum(w.segments for w in tally.workers.values()) == 3
     assert not any(name.endswith(f":{killed[0]}") for name in tally.workers)
     same_video(tmp_path / "out.mkv", reference)
+    # the killed worker's scratch folder, with its partial segment, went with the next segment begun
+    assert list(workers_temp.glob(SCRATCH_PREFIX + "*")) == []
+
+
+def test_a_scratch_folder_of_a_killed_process_goes_with_the_next_one(tmp_path: Path, monkeypatch) -> None:
+    """The scratch folder a killed process held is removed by the next one made on the machine;
+    one that a live process holds is kept."""
+    import tempfile
+
+    def hold_a_folder(then: str) -> subprocess.Popen:
+        code = ("import os, signal, time; from vidface.files import scratch_folder\n"
+                "with scratch_folder() as folder:\n"
+                "    (folder / 'segment-00001.bin.part').write_bytes(b'x' * 1000)\n"
+                "    print(folder.name, flush=True)\n"
+                f"    {then}\n")
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "TMPDIR": str(tmp_path)})
+
+    killed = hold_a_folder("os.kill(os.getpid(), signal.SIGKILL)")
+    killed_folder = tmp_path / killed.stdout.readline().strip()
+    assert killed.wait() == -signal.SIGKILL and (killed_folder / "segment-00001.bin.part").is_file()
+    alive = hold_a_folder("time.sleep(60)")
+    alive_folder = tmp_path / alive.stdout.readline().strip()
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        with scratch_folder() as mine:
+            assert not killed_folder.exists() and alive_folder.is_dir()
+            assert sorted(tmp_path.glob(SCRATCH_PREFIX + "*")) == sorted([alive_folder, mine])
+        assert not mine.exists()
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 def test_the_farm_restores_the_chosen_faces_as_one_process_does(cluster, tmp_path: Path, tiny_osdface) -> None:

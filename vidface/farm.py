@@ -134,8 +134,7 @@ class _Worker:
         return os.getpid()
 
     def restore(self, job: SegmentJob) -> SegmentDone:
-        import tempfile
-
+        from vidface.files import scratch_folder
         from vidface.resume import edits_path
         from vidface.segments import encode_segment, segment_feed
 
@@ -147,8 +146,8 @@ class _Worker:
         if self.restorer.choice is not None:
             self.restorer.choice.selected = job.selected
         try:
-            with tempfile.TemporaryDirectory(prefix="vidface-segment-") as scratch:
-                path = job.work_path or Path(scratch) / f"segment-{job.number:05d}.bin"
+            with scratch_folder() as scratch:
+                path = job.work_path or scratch / f"segment-{job.number:05d}.bin"
                 feed = segment_feed(job.plan, job.segmenting, job.first, job.stop)
                 record, extradata = encode_segment(job.plan, self.restorer.processor, feed, job.number, job.first,
                                                    job.stop, path, threading.Event())

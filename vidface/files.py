@@ -2,12 +2,15 @@
 renamed into place at the end, removed instead on any error or interruption. With
 ``durable=True`` the file's data and then the rename are synced to disk, so that after a power
 cut the target is either the old file or the whole new one (what a resumable run's segments and
-manifest rely on)."""
+manifest rely on). Scratch folders, for files that are read back and never kept, go where the
+system puts temporary files, and do not outlive a killed process for long."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,3 +107,38 @@ def sha256_of(path: Path) -> str:
         while block := handle.read(4 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+SCRATCH_PREFIX = "vidface-scratch-"
+_SCRATCH_LOCK = ".lock"
+
+
+@contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A private folder in the system's temporary folder, removed when the block ends, and, if
+    its process is killed first (a preempted farm worker), by the next `scratch_folder` on the
+    same machine: each holds an flock on its lock file while in use, which the system releases
+    however the process ends. Where flock does not exist (Windows) a killed process's folder stays."""
+    try:
+        import fcntl
+    except ImportError:
+        with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as folder:
+            yield Path(folder)
+        return
+    root = Path(tempfile.gettempdir())
+    for abandoned in root.glob(SCRATCH_PREFIX + "*"):
+        try:
+            with open(abandoned / _SCRATCH_LOCK, "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(abandoned, ignore_errors=True)
+        except OSError:  # in use, still being made, or another user's
+            continue
+    folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
+    try:
+        # Locked before it is named: a lock file that exists is held, or its holder is dead.
+        with open(folder / (_SCRATCH_LOCK + "-new"), "wb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            os.replace(folder / (_SCRATCH_LOCK + "-new"), folder / _SCRATCH_LOCK)
+            yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
