@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -227,6 +228,39 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
         held.wait()
     transcode_resumable(source, output, SEGMENT, WARMUP, LOOKAHEAD)  # free again once that run is gone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
+def test_the_work_a_farm_run_left_in_work_dir_after_out_goes_with_the_next_command(tmp_path: Path, cli) -> None:
+    """A farm run killed after putting OUT in place leaves its work folder in --work-dir, renamed
+    or not: the same command again, on the file or on its folder, says OUT exists and removes
+    it (before connecting to Ray), and keeps the work folder of a later run (with -y)."""
+    for folder in ("in", "out", "shared"):
+        (tmp_path / folder).mkdir()
+    source = write_video(tmp_path / "in" / "clip.mp4", frames=12)
+    output = tmp_path / "out" / "clip.mp4"
+    assert cli("restore", "--model", "none", source, output)[0] == 0
+    shared = tmp_path / "shared"
+    left = work_folder(output, shared)
+    farm_run = ["--model", "none", "--ray", "127.0.0.1:9", "--work-dir", shared]
+    for one_file in (True, False):
+        for folder in (left, left.with_name(left.name + "-ended")):
+            folder.mkdir()
+            (folder / MANIFEST).write_text("{}")
+            (folder / "segment-00000.bin").write_bytes(b"segment")
+        os.utime(left / MANIFEST, ns=(0, 0))  # written before OUT
+        if one_file:
+            code, _, err = cli("restore", source, output, *farm_run)
+            assert (code, err) == (1, f"vidface: error: output {str(output)!r} exists; pass -y to overwrite it\n")
+        else:
+            code, out, err = cli("restore", source.parent, output.parent, *farm_run)
+            assert code == 0 and "clip.mp4" in out and out.count("output exists") == 1, err
+        assert list(shared.iterdir()) == []
+    left.mkdir()
+    (left / MANIFEST).write_text("{}")  # written after OUT: a later run's
+    assert cli("restore", source, output, *farm_run)[0] == 1
+    assert [p.name for p in shared.iterdir()] == [left.name]
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "other.mp4", "--work-dir", shared)
+    assert code == 1 and err == "vidface: error: --work-dir is the render farm's shared storage; give it with --ray\n"
 
 
 def test_face_restorer_resumes_to_identical_output(tmp_path: Path, tiny_osdface_model) -> None:

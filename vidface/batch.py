@@ -84,6 +84,15 @@ def find_jobs(in_dir: Path, out_dir: Path, *, recursive: bool = False, extension
     return jobs, skipped
 
 
+def already_written(job: Job, *, overwrite: bool, work_dir: Path | None = None) -> FileResult | None:
+    """A job's "output exists" result when its OUT is there and not to be overwritten, after
+    removing what a run killed after writing OUT left (`discard_finished_work`); None to run it."""
+    if overwrite or not job.output.exists():
+        return None
+    discard_finished_work(job.output, work_dir)
+    return FileResult(job.name, SKIPPED, message="output exists")
+
+
 def run_jobs(jobs: list[Job], restore: Callable[[Job], int], *, overwrite: bool = False,
              on_done: Callable[[FileResult], None] | None = None) -> list[FileResult]:
     """Restore each job with `restore(job) -> frames written`, in order; a job whose output
@@ -94,9 +103,8 @@ def run_jobs(jobs: list[Job], restore: Callable[[Job], int], *, overwrite: bool 
     results = []
     for job in jobs:
         started = time.perf_counter()
-        if job.output.exists() and not overwrite:
-            discard_finished_work(job.output)
-            result = FileResult(job.name, SKIPPED, message="output exists")
+        if skipped := already_written(job, overwrite=overwrite):
+            result = skipped
         else:
             try:
                 job.output.parent.mkdir(parents=True, exist_ok=True)

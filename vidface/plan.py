@@ -133,14 +133,16 @@ def plan_transcode(
     time_range: TimeRange = TimeRange(),
     keep_audio: bool = True,
     overwrite: bool = False,
+    work_dir: Path | None = None,
 ) -> Plan:
     """Probe IN, check OUT and the options; raise InputError/OutputError before any write.
+    work_dir: the render farm's work folder (`Resume.work_dir`), for `check_output`.
 
     Also holds the C allocator steady for the run (`vidface.memory.steady_allocator`), from here
     on: before a caller loads its model, whose freed buffers would otherwise move malloc's policy."""
     steady_allocator()
     input_path, output_path = Path(input_path), Path(output_path)
-    check_output(input_path, output_path, overwrite=overwrite)
+    check_output(input_path, output_path, overwrite=overwrite, work_dir=work_dir)
     container_format = output_format(output_path)
     info = probe(input_path)
     pix_fmt = choose_pix_fmt(encode, info.video)
@@ -171,9 +173,10 @@ def reading_plan(info: MediaInfo, first: int = 0, stop: int | None = None) -> Pl
                 first_frame=first, stop_frame=info.video.frame_count if stop is None else stop, copied=())
 
 
-def check_output(input_path: Path, output_path: Path, *, overwrite: bool) -> None:
+def check_output(input_path: Path, output_path: Path, *, overwrite: bool, work_dir: Path | None = None) -> None:
     """OutputError unless OUT can be written: not IN itself, its folder writable, and not
-    already there (unless overwrite)."""
+    already there (unless overwrite); an OUT that is there has what its run left when killed at
+    the end removed (`discard_finished_work`, with the render farm's `work_dir`)."""
     if input_path.exists() and (
         output_path.resolve() == input_path.resolve()
         or (output_path.exists() and os.path.samefile(input_path, output_path))
@@ -191,7 +194,7 @@ def check_output(input_path: Path, output_path: Path, *, overwrite: bool) -> Non
     if output_path.exists() and not overwrite:
         from vidface.resume import discard_finished_work
 
-        discard_finished_work(output_path)
+        discard_finished_work(output_path, work_dir)
         raise OutputExists(f"output {str(output_path)!r} exists; pass -y to overwrite it")
 
 

@@ -349,21 +349,21 @@ def _finished_name(path: Path) -> Path:
     return path.with_name(path.name + "-ended")
 
 
-def discard_finished_work(output: Path) -> None:
+def discard_finished_work(output: Path, work_dir: Path | None = None) -> None:
     """Remove what a run of an OUT that exists left behind when it was killed after putting OUT
-    in place: its lock file, and its work folder, renamed or not. A work folder whose manifest
-    was written after OUT is not OUT's: it belongs to a later run (with -y) and is kept. Nothing
-    is removed while another run holds OUT."""
-    path = work_folder(output)
+    in place: its lock file, and its work folder, renamed or not, next to OUT or in `work_dir`.
+    A work folder whose manifest was written after OUT is not OUT's: it belongs to a later run
+    (with -y) and is kept. Nothing is removed while another run holds OUT."""
     try:
         with output_lock(output, overwrite=True):
-            shutil.rmtree(_finished_name(path), ignore_errors=True)
-            try:
-                finished = (path / MANIFEST).stat().st_mtime_ns <= output.stat().st_mtime_ns
-            except OSError:
-                finished = False
-            if finished:
-                shutil.rmtree(path, ignore_errors=True)
+            for path in {work_folder(output), work_folder(output, work_dir)}:
+                shutil.rmtree(_finished_name(path), ignore_errors=True)
+                try:
+                    finished = (path / MANIFEST).stat().st_mtime_ns <= output.stat().st_mtime_ns
+                except OSError:
+                    finished = False
+                if finished:
+                    shutil.rmtree(path, ignore_errors=True)
     except OutputError:  # busy, or a folder this user cannot write: nothing of ours to tidy
         pass
 

@@ -153,12 +153,14 @@ def run(args: argparse.Namespace) -> int:
 
     from vidface.errors import InputError
 
+    if args.work_dir is not None and args.ray is None:
+        raise InputError("--work-dir is the render farm's shared storage; give it with --ray")
     if Path(args.input).is_dir():
         if args.report is not None:
             raise InputError("--report writes the report of one file; run `vidface report IN OUT REPORT` per file")
         return run_folder(args)
     settings = build_settings(args)
-    plan = plan_transcode(args.input, args.output, encode=settings.encode, **_plan_options(args))
+    plan = plan_transcode(args.input, args.output, encode=settings.encode, work_dir=args.work_dir, **_plan_options(args))
     if args.dry_run:
         print(describe_plan(plan, settings, args.model))
         _list_people(plan, settings, args)
@@ -384,13 +386,13 @@ def _folder_on_farm(args: argparse.Namespace, settings, jobs: list, skipped: lis
     at once), then all their segments in one queue; the same summary table as without it."""
     import time
 
-    from vidface.batch import DONE, FAILED, SKIPPED, FileResult, summary_table
+    from vidface.batch import DONE, FAILED, FileResult, already_written, summary_table
     from vidface.errors import VidfaceError
 
     results, planned = [], []
     for job in jobs:
-        if job.output.exists() and not args.overwrite:
-            results.append(FileResult(job.name, SKIPPED, message="output exists"))
+        if skipped_job := already_written(job, overwrite=args.overwrite, work_dir=args.work_dir):
+            results.append(skipped_job)
             continue
         try:
             job.output.parent.mkdir(parents=True, exist_ok=True)
@@ -413,4 +415,4 @@ def _folder_on_farm(args: argparse.Namespace, settings, jobs: list, skipped: lis
 def _plan_for(job, settings, args: argparse.Namespace):
     from vidface.plan import plan_transcode
 
-    return plan_transcode(job.source, job.output, encode=settings.encode, **_plan_options(args))
+    return plan_transcode(job.source, job.output, encode=settings.encode, work_dir=args.work_dir, **_plan_options(args))
