@@ -194,6 +194,22 @@ def test_every_frame_keeps_its_time_in_every_output_container(extension: str, tm
     assert [float(t - after[0]) for t in after] == pytest.approx([float(t - before[0]) for t in before], abs=1.5e-3)
 
 
+@pytest.mark.parametrize("codec", ["aac", "ac3"])
+def test_broadcast_audio_is_copied_into_mpeg_ts(codec: str, tmp_path: Path, cli) -> None:
+    """MPEG-TS's muxer lists only MP2 as its audio codec, yet carries AAC (as ADTS) and AC-3: the
+    audio is copied, every packet at its time against the video, its payload unchanged."""
+    source = write_video(tmp_path / "in.mkv", frames=16, size=(96, 64), audio=AudioTrack(codec))
+    output = tmp_path / "out.ts"
+    code, out, err = cli("restore", "--model", "none", source, output, "--no-progress")
+    assert code == 0, err
+    before, after = read_video(source), read_video(output)
+    assert after.stream_types == ["video", "audio"]
+    header = 7 if codec == "aac" else 0  # ADTS, which AAC in MPEG-TS needs before each packet
+    assert [data[header:] for data, _, _ in after.packets[1]] == [data for data, _, _ in before.packets[1]]
+    assert [t - after.frame_pts[0] for _, t, _ in after.packets[1]] == pytest.approx(
+        [t - before.frame_pts[0] for _, t, _ in before.packets[1]], abs=1e-4)
+
+
 def test_an_odd_sized_mjpeg_avi_keeps_every_frame_time_and_the_dry_run_says_why(tmp_path: Path, cli) -> None:
     """The case that lost two frames' times: odd-sized 4:2:0 becomes 4:4:4 for x264, in AVI."""
     source = write_video(tmp_path / "in.avi", frames=16, size=(95, 63), codec="mjpeg", pix_fmt="yuvj420p")

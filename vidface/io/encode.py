@@ -8,6 +8,7 @@ demuxer over IN. Nothing is re-encoded except the video; copied packets keep the
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -278,7 +279,8 @@ class OutputWriter:
         for index in copy_streams:
             src = self._input.streams[index]
             codec = codec_name(src)
-            if src.type in ("audio", "subtitle") and codec and codec not in supported:
+            if src.type in ("audio", "subtitle") and codec and codec not in supported and not _holds(
+                    self._output.format.name, src):
                 ways = [] if self._output.format.name == "matroska" else ["write a .mkv instead"]
                 ways += ["pass --no-audio"] if src.type == "audio" else []
                 raise OutputError(
@@ -393,6 +395,21 @@ class OutputWriter:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.close(flush=kind is None)
+
+
+def _holds(container_format: str, stream: av.stream.Stream) -> bool:
+    """Whether FFmpeg's `container_format` muxer takes `stream` as it is: a header written to
+    memory with that stream alone. Asked for codecs missing from its `supported_codecs`, which
+    names only a muxer's defaults where the muxer keeps no list (MPEG-TS: no AAC, no AC-3)."""
+    trial = av.open(io.BytesIO(), "w", format=container_format)
+    try:
+        trial.add_stream_from_template(stream)
+        trial.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError):
+        return False
+    finally:
+        trial.close()
 
 
 def _copied_packets(container: av.container.InputContainer, streams: list[av.stream.Stream],
