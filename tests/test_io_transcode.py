@@ -194,6 +194,29 @@ def test_every_frame_keeps_its_time_in_every_output_container(extension: str, tm
     assert [float(t - after[0]) for t in after] == pytest.approx([float(t - before[0]) for t in before], abs=1.5e-3)
 
 
+@pytest.mark.parametrize("extension", ["mpg", "vob", "m2v"])
+def test_mpeg_program_streams_keep_every_frame_time_with_mpeg2_video(extension: str, tmp_path: Path, cli) -> None:
+    """A program stream marks only the first frame that begins in each pack with its time:
+    readers work out the others from MPEG-2 video (B-frames included), not from H.264, which is
+    refused there in one line before anything is written. DVD's AC-3 audio is copied (a raw
+    .m2v holds video only)."""
+    source = write_video(tmp_path / "in.mkv", frames=16, size=(96, 64), bframes=3, audio=AudioTrack("ac3"))
+    output = tmp_path / f"out.{extension}"
+    audio = ["--no-audio"] if extension == "m2v" else []
+    code, out, err = cli("restore", "--model", "none", source, output, "--no-progress", *audio,
+                         "--codec", "mpeg2video", "--encoder-opt", "b=2M", "--encoder-opt", "bf=2")
+    assert code == 0, err
+    before, after = read_video(source), read_video(output)
+    assert [float(t - after.frame_pts[0]) for t in after.frame_pts] == pytest.approx(
+        [float(t - before.frame_pts[0]) for t in before.frame_pts], abs=1.5e-3)  # Matroska counts milliseconds
+    if not audio:
+        assert [data for data, _, _ in after.packets[1]] == [data for data, _, _ in before.packets[1]]
+    if extension != "m2v":
+        code, out, err = cli("restore", "--model", "none", source, tmp_path / f"h264.{extension}", "--no-progress")
+        assert code == 1 and err.startswith(f"vidface: error: MPEG program streams (") and "--codec mpeg2video" in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mkv", output.name])
+
+
 @pytest.mark.parametrize("codec", ["aac", "ac3"])
 def test_broadcast_audio_is_copied_into_mpeg_ts(codec: str, tmp_path: Path, cli) -> None:
     """MPEG-TS's muxer lists only MP2 as its audio codec, yet carries AAC (as ADTS) and AC-3: the

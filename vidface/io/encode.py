@@ -99,6 +99,12 @@ MXF muxer writes no reordering, so frames an encoder reorders (B-frames) come ou
 times."""
 
 
+PROGRAM_STREAM_FORMATS = {"mpeg", "vob", "svcd", "vcd", "dvd"}
+"""MPEG program stream muxers (.mpg .mpeg .vob). A pack carries the time of the first frame that
+begins in it only, and readers work out the others from the MPEG-1/2 video's own frame rate and
+order; in H.264 they find neither, and frames came back without times."""
+
+
 def in_order_options(codec: str, container_format: str, options: dict[str, str]) -> dict[str, str]:
     """`options`, plus no B-frames for the encoders that make them by default where the container
     is one of IN_ORDER_FORMATS. A `bf` of the user's own wins (their x265-params come after ours)."""
@@ -111,6 +117,9 @@ def in_order_options(codec: str, container_format: str, options: dict[str, str])
         return {**options, "x265-params": "bframes=0" + (f":{params}" if params else "")}
     return options
 
+
+FRAME_COUNTING_ENCODERS = {"mpeg1video", "mpeg2video"}
+"""Encoders whose time base is one frame (`OutputWriter` gives them 1/rate for a constant rate)."""
 
 X264_ENCODERS = {"libx264", "libx264rgb"}
 X264_REPEATABLE_ASM = "AVX2"
@@ -229,6 +238,8 @@ class OutputWriter:
             self._packets: Iterator[av.Packet] = iter(())
             if copy_streams:
                 self._open_copies(info, copy_streams, copy_range)
+            if isinstance(path, Path):
+                self._write_header()
         except BaseException:
             self.close(flush=False)
             raise
@@ -237,6 +248,11 @@ class OutputWriter:
         video = info.video
         rate = video.average_rate or Fraction(25)
         codec_options = video_codec_options(options, video, self._output.format.name)
+        if self._output.format.name in PROGRAM_STREAM_FORMATS and \
+                video_encoder(options.codec).canonical_name not in ("mpeg1video", "mpeg2video"):
+            raise OutputError(f"MPEG program streams ({self._output.format.name}) keep frame times only for MPEG-1/2 "
+                              "video: write a .ts or .mkv, or pass --codec mpeg2video with a bitrate "
+                              "(--encoder-opt b=8M)")
         try:
             stream = self._output.add_stream(options.codec, rate=rate, options=codec_options)
         except (av.error.FFmpegError, ValueError) as error:
@@ -248,9 +264,11 @@ class OutputWriter:
             # ticks between, and the last frame came back at its predecessor's time.
             stream.time_base = 1 / video.average_rate
         stream.codec_context.time_base = video.time_base
-        if self._output.format.name in ("asf", "asf_stream") and video.average_rate and not video.variable_frame_rate:
+        if (self._output.format.name in ("asf", "asf_stream") or options.codec in FRAME_COUNTING_ENCODERS) \
+                and video.average_rate and not video.variable_frame_rate:
             # ASF's muxer takes a packet's duration from the encoder's time base: in a finer one
-            # it wrote none, and the last frame came back at its predecessor's time.
+            # it wrote none, and the last frame came back at its predecessor's time. MPEG-1/2
+            # video codes its frame rate as the time base, which must be one of its rates.
             stream.codec_context.time_base = 1 / video.average_rate
         if video.rotation:
             stream.set_display_rotation(-video.rotation)
@@ -284,7 +302,7 @@ class OutputWriter:
                 ways = [] if self._output.format.name == "matroska" else ["write a .mkv instead"]
                 ways += ["pass --no-audio"] if src.type == "audio" else []
                 raise OutputError(
-                    f"a {self._output.format.name} file cannot hold stream #{index} ({src.type} {codec}); "
+                    f"{self._output.format.name} files cannot hold stream #{index} ({src.type} {codec}); "
                     + (" or ".join(ways) or "convert that stream with another tool first")
                 )
             if src.type == "attachment":
@@ -301,6 +319,19 @@ class OutputWriter:
             selected.append(src)
         if selected:
             self._packets = _copied_packets(self._input, selected, copy_range)
+
+    def _write_header(self) -> None:
+        """Write OUT's header now, before any frame is decoded: a muxer that cannot hold the
+        video (H.264 in Ogg, compressed video in Y4M) says so here, not after the first frames.
+        Other failures (a full disk) go up as they are."""
+        try:
+            self._output.start_encoding()
+        except (av.error.FFmpegError, ValueError):
+            name = self._output.format.name
+            if not _holds(name, self._stream):
+                raise OutputError(f"{name} files cannot hold {self._stream.codec_context.name} video; "
+                                  "choose another --codec or write a .mkv") from None
+            raise
 
     @property
     def frames_written(self) -> int:
