@@ -213,7 +213,7 @@ def test_mpeg_program_streams_keep_every_frame_time_with_mpeg2_video(extension: 
         assert [data for data, _, _ in after.packets[1]] == [data for data, _, _ in before.packets[1]]
     if extension != "m2v":
         code, out, err = cli("restore", "--model", "none", source, tmp_path / f"h264.{extension}", "--no-progress")
-        assert code == 1 and err.startswith(f"vidface: error: MPEG program streams (") and "--codec mpeg2video" in err
+        assert code == 1 and err.startswith("vidface: error: MPEG program streams (") and "--codec mpeg2video" in err
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mkv", output.name])
 
 
