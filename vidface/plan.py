@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 
 from vidface.errors import OutputError, OutputExists
-from vidface.io.encode import INTERLACED_ENCODERS, CopyRange, OutputWriter, choose_pix_fmt, output_format
+from vidface.io.encode import (INTERLACED_ENCODERS, CopyRange, OutputWriter, check_frame_times_kept, choose_pix_fmt,
+                                output_format)
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
@@ -144,6 +145,7 @@ def plan_transcode(
     input_path, output_path = Path(input_path), Path(output_path)
     check_output(input_path, output_path, overwrite=overwrite, work_dir=work_dir)
     container_format = output_format(output_path)
+    check_frame_times_kept(encode.codec, container_format)
     info = probe(input_path)
     pix_fmt = choose_pix_fmt(encode, info.video)
     if info.video.interlaced and encode.codec not in INTERLACED_ENCODERS:

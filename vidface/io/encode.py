@@ -105,6 +105,15 @@ begins in it only, and readers work out the others from the MPEG-1/2 video's own
 order; in H.264 they find neither, and frames came back without times."""
 
 
+def check_frame_times_kept(codec: str, container_format: str) -> None:
+    """OutputError where OUT's container would lose frame times of `codec`'s video (H.264 in an
+    MPEG program stream)."""
+    if container_format in PROGRAM_STREAM_FORMATS and video_encoder(codec).canonical_name not in (
+            "mpeg1video", "mpeg2video"):
+        raise OutputError(f"MPEG program streams ({container_format}) keep frame times only for MPEG-1/2 video: "
+                          "write a .ts or .mkv, or pass --codec mpeg2video with a bitrate (--encoder-opt b=8M)")
+
+
 def in_order_options(codec: str, container_format: str, options: dict[str, str]) -> dict[str, str]:
     """`options`, plus no B-frames for the encoders that make them by default where the container
     is one of IN_ORDER_FORMATS. A `bf` of the user's own wins (their x265-params come after ours)."""
@@ -248,11 +257,6 @@ class OutputWriter:
         video = info.video
         rate = video.average_rate or Fraction(25)
         codec_options = video_codec_options(options, video, self._output.format.name)
-        if self._output.format.name in PROGRAM_STREAM_FORMATS and \
-                video_encoder(options.codec).canonical_name not in ("mpeg1video", "mpeg2video"):
-            raise OutputError(f"MPEG program streams ({self._output.format.name}) keep frame times only for MPEG-1/2 "
-                              "video: write a .ts or .mkv, or pass --codec mpeg2video with a bitrate "
-                              "(--encoder-opt b=8M)")
         try:
             stream = self._output.add_stream(options.codec, rate=rate, options=codec_options)
         except (av.error.FFmpegError, ValueError) as error:
