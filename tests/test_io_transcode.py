@@ -198,8 +198,8 @@ def test_every_frame_keeps_its_time_in_every_output_container(extension: str, tm
 def test_mpeg_program_streams_keep_every_frame_time_with_mpeg2_video(extension: str, tmp_path: Path, cli) -> None:
     """A program stream marks only the first frame that begins in each pack with its time:
     readers work out the others from MPEG-2 video (B-frames included), not from H.264, which is
-    refused there in one line, by --dry-run too, before anything is written. DVD's AC-3 audio is copied (a raw
-    .m2v holds video only)."""
+    refused there in one line, by --dry-run too, before anything is written. DVD's AC-3 audio
+    is copied (a raw .m2v holds video only)."""
     source = write_video(tmp_path / "in.mkv", frames=16, size=(96, 64), bframes=3, audio=AudioTrack("ac3"))
     output = tmp_path / f"out.{extension}"
     audio = ["--no-audio"] if extension == "m2v" else []
