@@ -263,9 +263,10 @@ class OutputWriter:
             raise OutputError(f"cannot use encoder {options.codec!r} for {self._output.format.name} ({error})") from None
         stream.width, stream.height, stream.pix_fmt = video.width, video.height, pix_fmt
         stream.time_base = video.time_base
-        if self._output.format.name == "avi" and video.average_rate and not video.variable_frame_rate:
+        if self._output.format.name in ("avi", "yuv4mpegpipe") and video.average_rate and not video.variable_frame_rate:
             # AVI counts frames: in any finer time base its muxer writes empty frames for the
-            # ticks between, and the last frame came back at its predecessor's time.
+            # ticks between, and the last frame came back at its predecessor's time. Y4M writes
+            # the time base as its frame rate.
             stream.time_base = 1 / video.average_rate
         stream.codec_context.time_base = video.time_base
         if (self._output.format.name in ("asf", "asf_stream") or options.codec in FRAME_COUNTING_ENCODERS) \
