@@ -234,7 +234,7 @@ class OutputWriter:
         try:
             self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
                                    metadata_errors=TAG_ERRORS,
-                                   container_options=BITEXACT)
+                                   container_options=_container_options(container_format))
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
         self._input: av.container.InputContainer | None = None
@@ -431,6 +431,16 @@ class OutputWriter:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.close(flush=kind is None)
+
+
+def _container_options(container_format: str) -> dict[str, str]:
+    """The muxer's options: bitexact, and for AVI, no moving of the streams when a copied one
+    starts before 0 (AAC's priming). AVI writes its first frame at 0 whatever its time, and the
+    muxer's move, a fraction of a frame, put the second frame a frame late; AVI's audio starts at
+    0 whatever its time, so the move changes nothing there."""
+    if container_format == "avi":
+        return {**BITEXACT, "avoid_negative_ts": "disabled"}
+    return BITEXACT
 
 
 def _holds(container_format: str, stream: av.stream.Stream) -> bool:
