@@ -22,7 +22,7 @@ from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.api import load_restorer, resume_options
 from vidface.config import load_settings
 from vidface.farm import farm_restore
-from vidface.files import SCRATCH_PREFIX, scratch_folder
+from vidface.files import SCRATCH_PREFIX
 from vidface.plan import plan_transcode
 from vidface.resume import MANIFEST, work_folder
 
@@ -104,36 +104,6 @@ def test_a_worker_killed_mid_segment_changes_nothing(cluster, workers_temp: Path
     same_video(tmp_path / "out.mkv", reference)
     # the killed worker's scratch folder, with its partial segment, went with the next segment begun
     assert list(workers_temp.glob(SCRATCH_PREFIX + "*")) == []
-
-
-def test_a_scratch_folder_of_a_killed_process_goes_with_the_next_one(tmp_path: Path, monkeypatch) -> None:
-    """The scratch folder a killed process held is removed by the next one made on the machine;
-    one that a live process holds is kept."""
-    import tempfile
-
-    def hold_a_folder(then: str) -> subprocess.Popen:
-        code = ("import os, signal, time; from vidface.files import scratch_folder\n"
-                "with scratch_folder() as folder:\n"
-                "    (folder / 'segment-00001.bin.part').write_bytes(b'x' * 1000)\n"
-                "    print(folder.name, flush=True)\n"
-                f"    {then}\n")
-        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "TMPDIR": str(tmp_path)})
-
-    killed = hold_a_folder("os.kill(os.getpid(), signal.SIGKILL)")
-    killed_folder = tmp_path / killed.stdout.readline().strip()
-    assert killed.wait() == -signal.SIGKILL and (killed_folder / "segment-00001.bin.part").is_file()
-    alive = hold_a_folder("time.sleep(60)")
-    alive_folder = tmp_path / alive.stdout.readline().strip()
-    try:
-        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        with scratch_folder() as mine:
-            assert not killed_folder.exists() and alive_folder.is_dir()
-            assert sorted(tmp_path.glob(SCRATCH_PREFIX + "*")) == sorted([alive_folder, mine])
-        assert not mine.exists()
-    finally:
-        alive.kill()
-        alive.wait()
 
 
 def test_the_farm_restores_the_chosen_faces_as_one_process_does(cluster, tmp_path: Path, tiny_osdface) -> None:

@@ -1,5 +1,6 @@
 """Files that appear only when complete: written under a temporary name beside their target and
-renamed into place at the end, removed instead on any error or interruption. With
+renamed into place at the end, removed instead on any error or interruption (and, where the
+writer was killed, by the next writer of the same target). With
 ``durable=True`` the file's data and then the rename are synced to disk, so that after a power
 cut the target is either the old file or the whole new one (what a resumable run's segments and
 manifest rely on). Scratch folders, for files that are read back and never kept, go where the
@@ -7,10 +8,12 @@ system puts temporary files, and do not outlive a killed process for long."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +22,45 @@ from types import TracebackType
 from typing import IO, Any
 
 
+ABANDONED_AFTER = 60.0
+"""Seconds after its last write that an unlocked temporary counts as abandoned (younger, it may be
+one whose writer has not locked it yet)."""
+
+
 def _temporary_beside(target: Path) -> Path:
+    """A new unique hidden temporary name beside `target`, after removing those a writer of the
+    same target left when it was killed (`_remove_abandoned_temporaries`)."""
+    _remove_abandoned_temporaries(target)
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+
+
+def _remove_abandoned_temporaries(target: Path) -> None:
+    """Remove the unique temporaries of `target` that no live writer holds: each writer keeps an
+    flock on its temporary while it writes (`_hold`), which the system releases however the
+    writer ends. Where flock does not exist (Windows) they stay."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    pattern = f".{glob.escape(target.name)}." + "[0-9a-f]" * 8 + ".partial"
+    for path in target.parent.glob(pattern):
+        try:
+            with open(path, "rb") as file:
+                if time.time() - os.fstat(file.fileno()).st_mtime < ABANDONED_AFTER:
+                    continue
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink()
+        except OSError:  # held by a live writer, gone already, or not this user's
+            continue
+
+
+def _hold(file: IO[Any]) -> None:
+    """Lock an open temporary for as long as it is open (see `_remove_abandoned_temporaries`)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file this process just made: never blocks
 
 
 def owned_temporary(target: Path) -> Path:
@@ -46,8 +86,10 @@ def atomic_output(target: Path, *, durable: bool = False, temporary: Path | None
     otherwise it is removed, so `target` is either untouched or complete."""
     temporary = temporary or _temporary_beside(target)
     try:
-        yield temporary
-        _put_in_place(temporary, target, durable)
+        with open(temporary, "wb") as held:  # the writer opens the same file by its path
+            _hold(held)
+            yield temporary
+            _put_in_place(temporary, target, durable)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -63,6 +105,7 @@ class AtomicFile:
         self.temporary = temporary or _temporary_beside(self.target)
         self.durable = durable
         self.file: IO[Any] = open(self.temporary, mode, **options)
+        _hold(self.file)
 
     def commit(self) -> None:
         self.file.close()
