@@ -239,6 +239,38 @@ def test_broadcast_audio_is_copied_into_mpeg_ts(codec: str, tmp_path: Path, cli)
         [t - before.frame_pts[0] for _, t, _ in before.packets[1]], abs=1e-4)
 
 
+@pytest.mark.parametrize("extension", ["avi", "asf"])
+def test_h264_with_b_frames_in_avi_and_asf_gives_each_frame_its_own_time(extension: str, tmp_path: Path, cli) -> None:
+    """AVI and ASF store one time per packet, in decode order, and H.264 with B-frames is
+    decoded in another order than shown: the decoder's frames came with their packets' times,
+    out of place. Each frame takes its own time: the file gives the pictures and times of the
+    same video read from Matroska, and a preview range and a run in resumable segments, which
+    seek into it, give the same frames as reading it whole."""
+    frames = dict(frames=36, size=(96, 64), bframes=3, codec_options={"g": "12"})
+    reference, source = write_video(tmp_path / "in.mkv", **frames), write_video(tmp_path / f"in.{extension}", **frames)
+
+    def restored(given: Path, name: str, *flags: str):
+        code, out, err = cli("restore", "--model", "none", given, tmp_path / name, "--no-progress", "--codec", "ffv1",
+                             *flags)  # lossless: OUT's pictures are those decoded
+        assert code == 0, err
+        return read_video(tmp_path / name, images=True)
+
+    def times(video) -> list[float]:
+        return [float(t - video.frame_pts[0]) for t in video.frame_pts]
+
+    whole, expected = restored(source, "whole.mkv"), restored(reference, "reference.mkv")
+    assert len(whole.images) == len(expected.images) == 36
+    assert all((a == b).all() for a, b in zip(whole.images, expected.images))
+    assert times(whole) == pytest.approx(times(expected), abs=1.5e-3)
+    segmented = restored(source, "segmented.mkv", "--segment-frames", "8")
+    assert all((a == b).all() for a, b in zip(segmented.images, whole.images)) and segmented.frame_pts == whole.frame_pts
+    part = restored(source, "part.mkv", "--start", "0.6", "--duration", "0.5")
+    first = next(i for i, image in enumerate(whole.images) if (image == part.images[0]).all())
+    assert first >= 12 and len(part.images) == 12  # from a frame after the second keyframe, where it seeks to
+    assert all((a == b).all() for a, b in zip(part.images, whole.images[first:]))
+    assert times(part) == times(whole)[:12]
+
+
 def test_an_odd_sized_mjpeg_avi_keeps_every_frame_time_and_the_dry_run_says_why(tmp_path: Path, cli) -> None:
     """The case that lost two frames' times: odd-sized 4:2:0 becomes 4:4:4 for x264, in AVI."""
     source = write_video(tmp_path / "in.avi", frames=16, size=(95, 63), codec="mjpeg", pix_fmt="yuvj420p")

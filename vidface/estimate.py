@@ -55,7 +55,8 @@ def sampled_faces(plan: Plan, detector: FaceDetector, samples: int = SAMPLE_FRAM
     picks = sorted({int(i) for i in np.linspace(plan.first_frame, plan.stop_frame - 1, min(samples, plan.frame_count))})
     counts = {}
     for index in picks:
-        frame = next(iter(decode_frames(plan.info.path, start_pts=pts[index], stop_pts=pts[index] + 1)), None)
+        frame = next(iter(decode_frames(plan.info.path, start_pts=pts[index], stop_pts=pts[index] + 1,
+                                        video=plan.info.video)), None)
         if frame is not None:
             counts[index] = len(detector.detect(frame.to_rgb()))
     if not counts:

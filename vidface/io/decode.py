@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import av
 
 from vidface.errors import InputError
 from vidface.io.frames import Frame
-from vidface.io.probe import clockwise_rotation, first_video_stream, open_input
+from vidface.io.probe import VideoInfo, clockwise_rotation, first_video_stream, open_input
 
 
 def decode_frames(
@@ -18,13 +19,16 @@ def decode_frames(
     *,
     start_pts: int | None = None,
     stop_pts: int | None = None,
+    video: VideoInfo | None = None,
 ) -> Iterator[Frame]:
     """Yield every frame of IN's first video stream with pts in [start_pts, stop_pts).
 
     pts are in the video stream's time base (None: from the first frame / to the end). A
     start seeks to the keyframe before it and decodes forward, so the range is exact to the
     frame. Frame.index counts from 0 at the first yielded frame. The final empty packet is
-    fed to the decoder too: it flushes the frames a threaded decoder still holds.
+    fed to the decoder too: it flushes the frames a threaded decoder still holds. video: the
+    probe's description of the stream, whose `decode_times` (when IN's packets carry times in
+    decode order) give the frames their own times (`DecodeOrderTimes`).
     """
     path = Path(path)
     with open_input(path) as container:
@@ -36,20 +40,21 @@ def decode_frames(
         index = 0
         last_pts: int | None = None
         last_duration: int | None = None
+        retimed = DecodeOrderTimes(video.pts, video.decode_times) if video and video.decode_times else None
         try:
             for packet in container.demux(stream):
-                for video in packet.decode():
-                    pts = video.pts
+                for picture in packet.decode():
+                    pts = picture.pts if retimed is None else retimed.time_of(picture)
                     if pts is None:
                         pts = 0 if last_pts is None else last_pts + (last_duration or 1)
-                        video.pts = pts
+                    picture.pts = pts
                     if start_pts is not None and pts < start_pts:
                         continue
                     if stop_pts is not None and pts >= stop_pts:
                         return
-                    duration = video.duration or None
+                    duration = picture.duration or None
                     yield Frame(index=index, pts=pts, time_base=time_base, duration=duration,
-                                video=video, rotation=clockwise_rotation(video))
+                                video=picture, rotation=clockwise_rotation(picture))
                     index += 1
                     last_pts, last_duration = pts, duration
         except av.error.FFmpegError as error:
@@ -57,3 +62,41 @@ def decode_frames(
                 f"input {str(path)!r} cannot be decoded after frame {index} "
                 f"({(error.strerror or str(error)).strip()}); it may be truncated or corrupt"
             ) from None
+
+
+class DecodeOrderTimes:
+    """The frames' own times for an input whose packets carry times in decode order (AVI and
+    ASF store one time per packet; H.264 with B-frames is decoded in another order than shown).
+
+    The decoder puts out frames in the order shown, each with the time of the packet it was fed
+    last, `delay` packets (its reordering depth) after that frame's own place: the packet n-th
+    in decode order goes with the frame n - delay places on. The first frame of a decode is a
+    keyframe, whose packet's time is its own: it gives the delay. A frame with no packet time
+    (flushed at the end) takes the place after the previous one. pts: the frames' times, sorted;
+    decode_times: the packets' times in decode order."""
+
+    def __init__(self, pts: tuple[int, ...], decode_times: tuple[int, ...]) -> None:
+        self.pts = pts
+        self.decode_times = decode_times
+        self.delay: int | None = None
+        self.place = -1
+
+    def time_of(self, picture: av.VideoFrame) -> int | None:
+        fed = self._position(self.decode_times, picture.dts)
+        if self.delay is None:
+            own = self._position(self.pts, picture.pts)
+            if own is None or fed is None:
+                return picture.pts
+            self.delay = fed - own
+        place = self.place + 1 if fed is None else fed - self.delay
+        if not 0 <= place < len(self.pts):
+            return picture.pts
+        self.place = place
+        return self.pts[place]
+
+    @staticmethod
+    def _position(times: tuple[int, ...], time: int | None) -> int | None:
+        if time is None:
+            return None
+        index = bisect.bisect_left(times, time)
+        return index if index < len(times) and times[index] == time else None

@@ -85,7 +85,8 @@ def _placed_frames(plan: Plan, first: int) -> Iterator[tuple[int, Frame]]:
     back = 0
     while True:
         seek = max(0, wanted - back)
-        frames = decode_frames(plan.info.path, start_pts=video.pts[seek] if seek else None, stop_pts=stop_pts)
+        frames = decode_frames(plan.info.path, start_pts=video.pts[seek] if seek else None, stop_pts=stop_pts,
+                               video=video)
         head = next((frame for frame in frames if frame.pts >= video.pts[wanted]), None)
         if seek == 0 or (head is not None and head.pts == video.pts[wanted]):
             break

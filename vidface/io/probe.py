@@ -42,6 +42,9 @@ class VideoInfo:
     two fields (from the field order, or the first frame's flag where the order is unknown).
     width/height: stored size; `display_size` is the upright size. pts: presentation
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
+    decode_times: where IN's packets carry their times in decode order rather than the frames'
+    (H.264 with B-frames in AVI or ASF, which store one time per packet), those times as the
+    packets come; None otherwise (see `vidface.io.decode.decode_frames`).
     """
 
     index: int
@@ -56,6 +59,7 @@ class VideoInfo:
     pts: tuple[int, ...] = field(repr=False)
     field_order: str = "progressive"
     interlaced: bool = False
+    decode_times: tuple[int, ...] | None = field(default=None, repr=False)
 
     @property
     def frame_count(self) -> int:
@@ -145,7 +149,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     path = Path(path)
     with open_input(path) as container:
         stream = first_video_stream(container, path)
-        pts, first = _scan_video(container, stream, path)
+        pts, decode_times, first = _scan_video(container, stream, path)
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         pix_fmt = ctx.pix_fmt or "unknown"
@@ -163,6 +167,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             field_order=field_order,
             interlaced=field_order not in ("progressive", "unknown") or (
                 field_order == "unknown" and bool(first.interlaced_frame)),
+            decode_times=decode_times,
         )
         streams = tuple(_stream_info(s) for s in container.streams)
         return MediaInfo(
@@ -176,10 +181,12 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 
 
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                path: Path) -> tuple[tuple[int, ...], av.VideoFrame]:
-    """All frame pts (sorted) from the packets, and the first decoded frame (its rotation and
-    interlacing describe the video)."""
+                path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame]:
+    """All frame pts (sorted) from the packets, the packets' times in decode order where those
+    are not the frames' (`VideoInfo.decode_times`, else None), and the first decoded frame (its
+    rotation and interlacing describe the video)."""
     pts: list[int] = []
+    dts: list[int | None] = []
     first: av.VideoFrame | None = None
     try:
         for packet in container.demux(stream):
@@ -189,13 +196,18 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
                     break
             if packet.size and packet.pts is not None:
                 pts.append(packet.pts)
+                dts.append(packet.dts)
     except av.error.FFmpegError as error:
         raise InputError(
             f"input {str(path)!r} cannot be read to the end ({_reason(error)}); it may be truncated"
         ) from None
     if not pts or first is None:
         raise InputError(f"input {str(path)!r} has no decodable video frames; give a complete video file")
-    return tuple(sorted(pts)), first
+    # A decoder that reorders frames, fed packets whose times only ever grow: the times are
+    # the packets' own, in decode order, and not those of the frames the decoder puts out.
+    in_decode_order = (stream.codec_context.has_b_frames and None not in dts
+                       and all(a < b for a, b in zip(pts, pts[1:])))
+    return tuple(sorted(pts)), tuple(dts) if in_decode_order else None, first
 
 
 def bit_depth(pix_fmt: str) -> int:
