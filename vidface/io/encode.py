@@ -99,6 +99,10 @@ MXF muxer writes no reordering, so frames an encoder reorders (B-frames) come ou
 times."""
 
 
+MPEG_1_2_VIDEO = {"mpeg1video", "mpeg2video"}
+"""The codecs (canonical names) of MPEG-1/2 video, which counts time in frames: their encoders'
+time base is one frame (1/rate, as `OutputWriter` gives them for a constant rate)."""
+
 PROGRAM_STREAM_FORMATS = {"mpeg", "vob", "svcd", "vcd", "dvd"}
 """MPEG program stream muxers (.mpg .mpeg .vob). A pack carries the time of the first frame that
 begins in it only, and readers work out the others from the MPEG-1/2 video's own frame rate and
@@ -108,8 +112,7 @@ order; in H.264 they find neither, and frames came back without times."""
 def check_frame_times_kept(codec: str, container_format: str) -> None:
     """OutputError where OUT's container would lose frame times of `codec`'s video (H.264 in an
     MPEG program stream)."""
-    if container_format in PROGRAM_STREAM_FORMATS and video_encoder(codec).canonical_name not in (
-            "mpeg1video", "mpeg2video"):
+    if container_format in PROGRAM_STREAM_FORMATS and video_encoder(codec).canonical_name not in MPEG_1_2_VIDEO:
         raise OutputError(f"MPEG program streams ({container_format}) keep frame times only for MPEG-1/2 video: "
                           "write a .ts or .mkv, or pass --codec mpeg2video with a bitrate (--encoder-opt b=8M)")
 
@@ -126,9 +129,6 @@ def in_order_options(codec: str, container_format: str, options: dict[str, str])
         return {**options, "x265-params": "bframes=0" + (f":{params}" if params else "")}
     return options
 
-
-FRAME_COUNTING_ENCODERS = {"mpeg1video", "mpeg2video"}
-"""Encoders whose time base is one frame (`OutputWriter` gives them 1/rate for a constant rate)."""
 
 X264_ENCODERS = {"libx264", "libx264rgb"}
 X264_REPEATABLE_ASM = "AVX2"
@@ -263,18 +263,19 @@ class OutputWriter:
             raise OutputError(f"cannot use encoder {options.codec!r} for {self._output.format.name} ({error})") from None
         stream.width, stream.height, stream.pix_fmt = video.width, video.height, pix_fmt
         stream.time_base = video.time_base
-        if self._output.format.name in ("avi", "yuv4mpegpipe") and video.average_rate and not video.variable_frame_rate:
-            # AVI counts frames: in any finer time base its muxer writes empty frames for the
-            # ticks between, and the last frame came back at its predecessor's time. Y4M writes
-            # the time base as its frame rate.
-            stream.time_base = 1 / video.average_rate
         stream.codec_context.time_base = video.time_base
-        if (self._output.format.name in ("asf", "asf_stream") or options.codec in FRAME_COUNTING_ENCODERS) \
-                and video.average_rate and not video.variable_frame_rate:
-            # ASF's muxer takes a packet's duration from the encoder's time base: in a finer one
-            # it wrote none, and the last frame came back at its predecessor's time. MPEG-1/2
-            # video codes its frame rate as the time base, which must be one of its rates.
-            stream.codec_context.time_base = 1 / video.average_rate
+        if video.average_rate and not video.variable_frame_rate:
+            name = self._output.format.name
+            if name in ("avi", "yuv4mpegpipe"):
+                # AVI counts frames: in any finer time base its muxer writes empty frames for the
+                # ticks between, and the last frame came back at its predecessor's time. Y4M
+                # writes the time base as its frame rate.
+                stream.time_base = 1 / video.average_rate
+            if name in ("asf", "asf_stream") or stream.codec_context.codec.canonical_name in MPEG_1_2_VIDEO:
+                # ASF's muxer takes a packet's duration from the encoder's time base: in a finer
+                # one it wrote none, and the last frame came back at its predecessor's time.
+                # MPEG-1/2 video codes its frame rate as the time base, one of its few rates.
+                stream.codec_context.time_base = 1 / video.average_rate
         if video.rotation:
             stream.set_display_rotation(-video.rotation)
         with av.open(str(info.path), metadata_errors=TAG_ERRORS) as source:
