@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidface.io.encode import repeatable_options
+from vidface.io.encoder_setup import repeatable_options
 
 ImageSource = Callable[[int], np.ndarray] | np.ndarray
 

@@ -3,7 +3,7 @@
 Every byte an encoder is handed must be defined: line padding is the part nobody has to
 initialise (`vidface.io.frames.defined_padding`). And an encoder must not read memory of its
 own that it never wrote: x264's AVX-512 code does, so on CPUs with AVX-512 it made outputs
-differ from run to run (`vidface.io.encode.repeatable_options`). The allocator test runs the
+differ from run to run (`vidface.io.encoder_setup.repeatable_options`). The allocator test runs the
 whole set of cases in two child processes whose fresh memory holds different bytes
 (`MALLOC_PERTURB_`), so a machine whose memory happens to be zeroed cannot hide such a read.
 """
@@ -21,8 +21,8 @@ import numpy as np
 
 from media import write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
-from vidface.io import encode
-from vidface.io.encode import repeatable_options
+from vidface.io import encoder_setup
+from vidface.io.encoder_setup import repeatable_options
 from vidface.io.frames import defined_padding
 
 TESTS = Path(__file__).resolve().parent
@@ -127,11 +127,11 @@ def test_outputs_do_not_depend_on_the_allocator(tmp_path: Path, tiny_osdface) ->
 def test_x264_is_limited_to_avx2_where_avx512_runs(monkeypatch) -> None:
     """The limit is added where the CPU runs AVX-512, before the user's own x264-params (an
     `asm=` of theirs, later, wins), for x264 alone."""
-    monkeypatch.setattr(encode, "cpu_has_avx512", lambda: True)
+    monkeypatch.setattr(encoder_setup, "cpu_has_avx512", lambda: True)
     assert repeatable_options("libx264", {"crf": "18"}) == {"crf": "18", "x264-params": "asm=AVX2"}
     assert repeatable_options("libx264", {"x264-params": "asm=0:bframes=2"}) == {
         "x264-params": "asm=AVX2:asm=0:bframes=2"}
     assert repeatable_options("libx265", {"crf": "18"}) == {"crf": "18"}
-    monkeypatch.setattr(encode, "cpu_has_avx512", lambda: False)
+    monkeypatch.setattr(encoder_setup, "cpu_has_avx512", lambda: False)
     assert repeatable_options("libx264", {"crf": "18"}) == {"crf": "18"}
 

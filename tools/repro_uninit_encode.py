@@ -12,7 +12,7 @@ hands every decoded frame to libx264, in child processes under different allocat
                   has no padding and no side data
   decoded, AVX2   the decoder's frames as they come, x264 limited to AVX2 (x264-params
                   asm=AVX2: what vidface's encoder does on AVX-512 CPUs,
-                  `vidface.io.encode.repeatable_options`)
+                  `vidface.io.encoder_setup.repeatable_options`)
   decoded, no-mbtree  the same, x264 free to use AVX-512 but without its macroblock tree
 
 A way whose output changes with the allocator reads uninitialised memory. A second probe

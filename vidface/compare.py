@@ -22,7 +22,7 @@ import av
 import numpy as np
 
 from vidface.errors import InputError
-from vidface.io.encode import choose_pix_fmt
+from vidface.io.encoder_setup import choose_pix_fmt
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions

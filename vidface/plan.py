@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 
 from vidface.errors import OutputError, OutputExists
-from vidface.io.encode import (INTERLACED_ENCODERS, CopyRange, OutputWriter, check_frame_times_kept, choose_pix_fmt,
-                                output_format)
+from vidface.io.encode import CopyRange, OutputWriter
+from vidface.io.encoder_setup import INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt, output_format
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def describe_plan(plan, settings=None, model_name: str = "none") -> str:
     """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
-    from vidface.io.encode import IN_ORDER_FORMATS, video_codec_options
+    from vidface.io.encoder_setup import IN_ORDER_FORMATS, video_codec_options
 
     video = plan.info.video
     first = plan.first_frame

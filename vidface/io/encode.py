@@ -9,7 +9,6 @@ demuxer over IN. Nothing is re-encoded except the video; copied packets keep the
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,185 +18,16 @@ from typing import BinaryIO
 import av
 
 from vidface.errors import OutputError
-from vidface.io.options import EncodeOptions
+from vidface.io.encoder_setup import MPEG_1_2_VIDEO, video_codec_options
 from vidface.io.frames import Frame, defined_padding
-from vidface.io.probe import TAG_ERRORS, MediaInfo, VideoInfo, bit_depth, codec_name
+from vidface.io.options import EncodeOptions
+from vidface.io.probe import TAG_ERRORS, MediaInfo, codec_name
 
-log = logging.getLogger(__name__)
-
-# Encoders that vidface asks to code an interlaced source as fields (`interlaced_options`).
-# Others code its frames as progressive pictures, each holding both fields.
-INTERLACED_ENCODERS = {"libx264"}
 # Muxer flag: no random IDs (Matroska's segment and track UIDs), no library version strings or
 # dates, so the same frames and settings give the same file bytes in every run.
 BITEXACT = {"fflags": "+bitexact"}
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
-
-
-def video_encoder(name: str) -> av.codec.Codec:
-    """The FFmpeg video encoder called `name`, or OutputError naming how to list them."""
-    try:
-        codec = av.codec.Codec(name, "w")
-    except (av.error.FFmpegError, ValueError):
-        codec = None
-    if codec is None or codec.type != "video":
-        raise OutputError(f"unknown video encoder {name!r}; `vidface env` lists the available ones")
-    return codec
-
-
-def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
-    """The pixel format to encode in: the requested one, else the source's if the encoder
-    takes it, else the encoder's closest format (same bit depth and chroma first).
-
-    Odd sizes cannot be 4:2:0/4:2:2-subsampled by x264/x265, so those get 4:4:4 at the same
-    bit depth rather than a changed picture size.
-    """
-    codec = video_encoder(options.codec)
-    supported = [f.name for f in codec.video_formats or ()]
-    if options.pix_fmt is not None:
-        if supported and options.pix_fmt not in supported:
-            raise OutputError(
-                f"encoder {options.codec} cannot encode pixel format {options.pix_fmt!r}; "
-                f"choose one of: {', '.join(supported)}"
-            )
-        return options.pix_fmt
-    wanted = video.pix_fmt
-    odd = video.width % 2 or video.height % 2
-    if odd and options.codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc"):
-        wanted = "yuv444p10le" if video.bit_depth > 8 else "yuv444p"
-    if not supported or wanted in supported:
-        return wanted
-
-    def distance(name: str) -> tuple[int, int]:
-        fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
-        depth = bit_depth(name) - bit_depth(wanted)
-        chroma = (fmt.chroma_width(64), fmt.chroma_height(64)) != (src.chroma_width(64), src.chroma_height(64))
-        return (abs(depth) + (100 if depth < 0 else 0), int(chroma))
-
-    choice = min(supported, key=distance)
-    log.warning("encoder %s cannot keep pixel format %s; encoding as %s", options.codec, wanted, choice)
-    return choice
-
-
-def video_codec_options(options: EncodeOptions, video: VideoInfo, container_format: str) -> dict[str, str]:
-    """Every option the video encoder is opened with: the settings' own, then what a repeatable
-    output (`repeatable_options`), the container (`in_order_options`) and an interlaced source
-    (`interlaced_options`) need."""
-    codec_options = repeatable_options(options.codec, options.codec_options())
-    codec_options = in_order_options(options.codec, container_format, codec_options)
-    if video.interlaced:
-        codec_options = interlaced_options(options.codec, video.field_order, codec_options)
-    return codec_options
-
-
-IN_ORDER_FORMATS = {"avi": "AVI", "asf": "ASF/WMV", "asf_stream": "ASF/WMV", "mxf": "MXF", "mxf_d10": "MXF",
-                    "mxf_opatom": "MXF"}
-"""Containers (FFmpeg muxer names) whose files keep every frame's timestamp only when the frames
-come in presentation order: AVI and ASF store one time per packet, in decode order, and FFmpeg's
-MXF muxer writes no reordering, so frames an encoder reorders (B-frames) come out at other
-times."""
-
-
-MPEG_1_2_VIDEO = {"mpeg1video", "mpeg2video"}
-"""The codecs (canonical names) of MPEG-1/2 video, which counts time in frames: their encoders'
-time base is one frame (1/rate, as `OutputWriter` gives them for a constant rate)."""
-
-PROGRAM_STREAM_FORMATS = {"mpeg", "vob", "svcd", "vcd", "dvd"}
-"""MPEG program stream muxers (.mpg .mpeg .vob). A pack carries the time of the first frame that
-begins in it only, and readers work out the others from the MPEG-1/2 video's own frame rate and
-order; in H.264 they find neither, and frames came back without times."""
-
-
-def check_frame_times_kept(codec: str, container_format: str) -> None:
-    """OutputError where OUT's container would lose frame times of `codec`'s video (H.264 in an
-    MPEG program stream)."""
-    if container_format in PROGRAM_STREAM_FORMATS and video_encoder(codec).canonical_name not in MPEG_1_2_VIDEO:
-        raise OutputError(f"MPEG program streams ({container_format}) keep frame times only for MPEG-1/2 video: "
-                          "write a .ts or .mkv, or pass --codec mpeg2video with a bitrate (--encoder-opt b=8M)")
-
-
-def in_order_options(codec: str, container_format: str, options: dict[str, str]) -> dict[str, str]:
-    """`options`, plus no B-frames for the encoders that make them by default where the container
-    is one of IN_ORDER_FORMATS. A `bf` of the user's own wins (their x265-params come after ours)."""
-    if container_format not in IN_ORDER_FORMATS:
-        return options
-    if codec in X264_ENCODERS or codec.endswith("_nvenc"):
-        return {"bf": "0", **options}
-    if codec == "libx265":
-        params = options.get("x265-params")
-        return {**options, "x265-params": "bframes=0" + (f":{params}" if params else "")}
-    return options
-
-
-X264_ENCODERS = {"libx264", "libx264rgb"}
-X264_REPEATABLE_ASM = "AVX2"
-"""The SIMD level x264 is limited to on CPUs with AVX-512 (`repeatable_options`)."""
-
-
-def repeatable_options(codec: str, options: dict[str, str]) -> dict[str, str]:
-    """`options`, plus what makes `codec` give the same bits for the same frames in every run.
-
-    Why: x264's AVX-512 code reads memory it never wrote (seen in its macroblock-tree pass:
-    with x264-params no-mbtree=1 the AVX-512 build is repeatable), so on CPUs with AVX-512 its
-    output depended on what the allocator happened to hand out: the same input gave other bits
-    under another MALLOC_PERTURB_, and a resumed run could not match an uninterrupted one
-    (`tools/repro_uninit_encode.py` shows it). x264's other SIMD levels are bit-exact with its C
-    code, so on such CPUs x264 is limited to AVX2, which gives the bits that machines without
-    AVX-512 give. Options the user gave win: their x264-params are kept after ours (an `asm=` of
-    theirs overrides).
-    """
-    if codec not in X264_ENCODERS or not cpu_has_avx512():
-        return options
-    params = options.get("x264-params")
-    return {**options, "x264-params": f"asm={X264_REPEATABLE_ASM}" + (f":{params}" if params else "")}
-
-
-def cpu_has_avx512() -> bool:
-    """Whether this CPU runs AVX-512 (numpy's runtime detection, which every platform has)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_features__
-    return bool(__cpu_features__.get("AVX512F"))
-
-
-def interlaced_options(codec: str, field_order: str, options: dict[str, str]) -> dict[str, str]:
-    """`options` plus what makes `codec` (libx264, the one of INTERLACED_ENCODERS) code an
-    interlaced source's frames as fields, shown in `field_order` (one of probe.FIELD_ORDERS;
-    unknown: top field first): the ildct/ilme flags, and the field order, which x264 does not
-    take from the frames. Options the user gave win; their x264-params are kept after ours.
-
-    x264 codes interlaced video in one thread: with several, about one run in ten gives other
-    bits for the same frames, and a resumed run must encode its segments exactly as an
-    uninterrupted run would."""
-    if codec not in INTERLACED_ENCODERS:
-        return options
-    shown_first = "bff" if field_order in ("bb", "tb") else "tff"
-    params = options.get("x264-params")
-    return {"flags": "+ildct+ilme", **options,
-            "x264-params": f"{shown_first}=1:threads=1" + (f":{params}" if params else "")}
-
-
-def output_format(path: Path) -> str:
-    """FFmpeg's muxer for OUT's extension, or OutputError listing common ones."""
-    extension = path.suffix.lower().lstrip(".")
-    names = []
-    for name in sorted(av.formats_available):
-        try:
-            fmt = av.ContainerFormat(name, "w")
-        except (ValueError, av.error.FFmpegError):
-            continue
-        if extension and extension in fmt.extensions:
-            names.append(name)
-    if not names:
-        raise OutputError(
-            f"cannot tell the container format from output name {path.name!r}; "
-            "end it in .mp4, .mkv, .mov or .webm"
-        )
-    preferred = {"mkv": "matroska", "mp4": "mp4", "mov": "mov", "webm": "webm", "m4v": "ipod"}  # not raw m4v
-    return preferred.get(extension) if preferred.get(extension) in names else (
-        extension if extension in names else names[0])
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,7 @@ def defined_padding(video: av.VideoFrame) -> av.VideoFrame:
     code may store into it; an encoder whose SIMD code loads whole vectors across a row's end
     would then give output that depends on the allocator's state. None of the encoders checked
     does (x264, x265, VP9, FFV1: `tools/repro_uninit_encode.py` fills the padding with 0 and 255
-    and compares; x264's own fault of that kind is inside it: `encode.repeatable_options`), so
+    and compares; x264's own fault of that kind is inside it: `encoder_setup.repeatable_options`), so
     this guards the encoders not checked, at the cost of reading the padding. Rows below the
     picture are not covered: FFmpeg's frames carry no size for them.
 
