@@ -21,6 +21,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so what a killed process left stays
+    fcntl = None
+
 
 ABANDONED_AFTER = 60.0
 """Seconds after its last write that an unlocked temporary counts as abandoned (younger, it may be
@@ -35,32 +40,35 @@ def _temporary_beside(target: Path) -> Path:
 
 
 def _remove_abandoned_temporaries(target: Path) -> None:
-    """Remove the unique temporaries of `target` that no live writer holds: each writer keeps an
-    flock on its temporary while it writes (`_hold`), which the system releases however the
-    writer ends. Where flock does not exist (Windows) they stay."""
-    try:
-        import fcntl
-    except ImportError:
-        return
+    """Remove the unique temporaries of `target` that no live writer holds (`_abandoned`) and
+    that are ABANDONED_AFTER old."""
     pattern = f".{glob.escape(target.name)}." + "[0-9a-f]" * 8 + ".partial"
     for path in target.parent.glob(pattern):
-        try:
-            with open(path, "rb") as file:
-                if time.time() - os.fstat(file.fileno()).st_mtime < ABANDONED_AFTER:
-                    continue
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                path.unlink()
-        except OSError:  # held by a live writer, gone already, or not this user's
-            continue
+        if _abandoned(path, idle=ABANDONED_AFTER):
+            path.unlink(missing_ok=True)
 
 
 def _hold(file: IO[Any]) -> None:
-    """Lock an open temporary for as long as it is open (see `_remove_abandoned_temporaries`)."""
+    """Lock an open file for as long as it is open (see `_abandoned`)."""
+    if fcntl is not None:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file this process just made: never blocks
+
+
+def _abandoned(lock: Path, *, idle: float = 0.0) -> bool:
+    """Whether `lock`, a uniquely named file that its process held an flock on while in use
+    (`_hold`), is held by nobody (the system releases the lock however the process ends) and was
+    last written `idle` seconds ago or more. No later process takes such a name, so it stays
+    free. False where flock does not exist, or the file is gone or not this user's."""
+    if fcntl is None:
+        return False
     try:
-        import fcntl
-    except ImportError:
-        return
-    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file this process just made: never blocks
+        with open(lock, "rb") as file:
+            if time.time() - os.fstat(file.fileno()).st_mtime < idle:
+                return False
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+    except OSError:
+        return False
 
 
 def owned_temporary(target: Path) -> Path:
@@ -162,25 +170,19 @@ def scratch_folder() -> Iterator[Path]:
     its process is killed first (a preempted farm worker), by the next `scratch_folder` on the
     same machine: each holds an flock on its lock file while in use, which the system releases
     however the process ends. Where flock does not exist (Windows) a killed process's folder stays."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as folder:
             yield Path(folder)
         return
     root = Path(tempfile.gettempdir())
-    for abandoned in root.glob(SCRATCH_PREFIX + "*"):
-        try:
-            with open(abandoned / _SCRATCH_LOCK, "rb") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(abandoned, ignore_errors=True)
-        except OSError:  # in use, still being made, or another user's
-            continue
+    for folder in root.glob(SCRATCH_PREFIX + "*"):
+        if _abandoned(folder / _SCRATCH_LOCK):  # a folder still being made has no lock file yet
+            shutil.rmtree(folder, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
     try:
         # Locked before it is named: a lock file that exists is held, or its holder is dead.
         with open(folder / (_SCRATCH_LOCK + "-new"), "wb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            _hold(lock)
             os.replace(folder / (_SCRATCH_LOCK + "-new"), folder / _SCRATCH_LOCK)
             yield folder
     finally:
