@@ -86,14 +86,21 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, cli, monkeypatch: pytes
     assert "frame/s" not in terminal.getvalue()
 
 
-def test_io_only_run_does_not_load_torch(tmp_path: Path) -> None:
-    """`--model none` checks I/O alone: it must not pay for importing torch (seconds, ~850 MB)."""
+# What commands that run no model must not import: torch (seconds, ~850 MB), the model's
+# libraries, and torch's compiler stack (which diffusers and torch.export pull in).
+MODEL_STACK = ("torch", "diffusers", "peft", "torch._dynamo", "torch._inductor", "torch.export")
+
+
+@pytest.mark.parametrize("command", [["probe"], ["track", "--no-progress"], ["restore", "--model", "none", "--no-progress"]],
+                         ids=["probe", "track", "model none"])
+def test_commands_without_the_model_do_not_import_it(tmp_path: Path, command: list[str]) -> None:
+    """`probe`, `track` and `--model none` (an I/O check) start without paying for the model's imports."""
     source = write_video(tmp_path / "in.mp4", frames=6)
+    arguments = [*command, str(source)] + ([] if command == ["probe"] else [str(tmp_path / "out.mp4")])
     probe = ("import sys\n"
              "from vidface.cli import main\n"
-             f"code = main(['restore', '--model', 'none', '--no-progress', {str(source)!r}, "
-             f"{str(tmp_path / 'out.mp4')!r}])\n"
-             "print(code, 'torch' in sys.modules)\n")
+             f"code = main({arguments!r})\n"
+             f"print(code, [name for name in {MODEL_STACK!r} if name in sys.modules])\n")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == "0 False"
+    assert run.stdout.strip().splitlines()[-1] == "0 []"
