@@ -51,7 +51,7 @@ def test_merged_lora_equals_hand_merge(tiny_osdface, tiny_osdface_model):
     from diffusers import UNet2DConditionModel
 
     base = UNet2DConditionModel.from_pretrained(tiny_osdface.base, subfolder="unet").state_dict()
-    merged = tiny_osdface_model.unet.state_dict()
+    merged = tiny_osdface_model.noise.unet.state_dict()
     lora = load_file(str(tiny_osdface.release / LORA))
     checked = {"linear": 0, "conv": 0}
     for key, down in lora.items():

@@ -10,17 +10,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from tiny_model import TINY_FACE, tiny_osdface, tiny_osdface_model, tiny_osdface_options  # noqa: F401
+from tiny_model import TINY_FACE, smooth_faces, tiny_osdface, tiny_osdface_model, tiny_osdface_options  # noqa: F401
 from vidface.errors import InputError
 from vidface.models.embedder import select_codes
 from vidface.models.loading import load_osdface
-
-
-def _faces(count: int, seed: int = 0, size: int = TINY_FACE) -> torch.Tensor:
-    """Smooth random RGB images in [0, 1] (low-frequency noise, like blurry faces)."""
-    generator = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(count, 3, size // 16, size // 16, generator=generator)
-    return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
 # --- the reference, re-derived from its source with plain tensor ops --------------------------
@@ -121,7 +114,7 @@ def test_restore_matches_reference_math(tiny_osdface, tiny_osdface_model):
     betas = torch.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, 1000, dtype=torch.float32) ** 2
     alpha = torch.cumprod(1.0 - betas, dim=0).double()[399]
 
-    faces = _faces(2, seed=3, size=32)  # the embedder resizes to its 64 x 64 input, as the reference
+    faces = smooth_faces(2, seed=3, size=32)  # the embedder resizes to its 64 x 64 input, as the reference
     with torch.no_grad():
         for i in range(2):
             lq = faces[i:i + 1] * 2 - 1
@@ -154,7 +147,7 @@ def test_batch_invariance_and_determinism(tiny_osdface_model):
     """Each image gets what it gets alone: the same codes exactly, the same pixels up to the float
     rounding of batch-size-dependent CPU kernels (well under one 8-bit level)."""
     model = tiny_osdface_model
-    faces = _faces(2, seed=5)
+    faces = smooth_faces(2, seed=5)
     batch = model.restore(faces)
     assert torch.equal(batch, model.restore(faces))
     codes = select_codes(model.code_distances(faces), 77)
@@ -167,7 +160,7 @@ def test_batch_invariance_and_determinism(tiny_osdface_model):
 
 def test_split_steps_shapes_and_dtypes(tiny_osdface_model):
     model = tiny_osdface_model
-    faces = _faces(2, seed=7)
+    faces = smooth_faces(2, seed=7)
     latents = model.encode(faces)
     distances = model.code_distances(faces)
     prompt = model.prompt_from_distances(distances)
@@ -184,8 +177,8 @@ def test_split_steps_shapes_and_dtypes(tiny_osdface_model):
 def test_bf16_runs_on_cpu_with_float32_distances(tiny_osdface_options, tiny_osdface_model):
     from dataclasses import replace
 
-    model = load_osdface(replace(tiny_osdface_options, dtype="bf16"))
-    faces = _faces(1, seed=9, size=32)  # bf16 convolutions are slow on CPUs
+    model = load_osdface(replace(tiny_osdface_options, dtype="bf16"), ready=False)
+    faces = smooth_faces(1, seed=9, size=32)  # bf16 convolutions are slow on CPUs
     assert model.dtype == torch.bfloat16
     assert model.embedder.quantize.embedding.weight.dtype == torch.float32
     distances = model.code_distances(faces)

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from vidface.models.options import ModelOptions
 
@@ -49,6 +51,13 @@ def tiny_options(paths, **overrides) -> ModelOptions:
     return ModelOptions(**settings)
 
 
+def smooth_faces(count: int, seed: int = 0, size: int = TINY_FACE) -> torch.Tensor:
+    """Smooth random RGB images in [0, 1] (low-frequency noise, like blurry faces)."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, size // 16, size // 16, generator=generator)
+    return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
 _written: dict[str, object] = {}
 _loaded: dict[str, object] = {}
 
@@ -72,9 +81,10 @@ def tiny_osdface_options(tmp_path_factory) -> ModelOptions:
 
 @pytest.fixture(scope="session")
 def tiny_osdface_model(tmp_path_factory):
-    """The tiny OSDFace loaded on the CPU in float32 (shared: do not modify it)."""
+    """The tiny OSDFace built on the CPU in float32 (shared: do not modify it); built from the
+    weights, not a ready model, so it takes any batch and face size."""
     from vidface.models.loading import load_osdface
 
     if "model" not in _loaded:
-        _loaded["model"] = load_osdface(tiny_options(_session_tiny(tmp_path_factory)))
+        _loaded["model"] = load_osdface(tiny_options(_session_tiny(tmp_path_factory)), ready=False)
     return _loaded["model"]

@@ -37,13 +37,12 @@ def build_model(device: torch.device, dtype: torch.dtype, channels_last: bool, c
     unet, vae = UNet2DConditionModel(**SD21_BASE_UNET), AutoencoderKL(**SD21_BASE_VAE)
     embedder = VisualRepresentationEmbedder()
     alphas = DDIMScheduler.from_config(SD21_BASE_SCHEDULER).alphas_cumprod
-    model = OSDFace(unet, vae, embedder, alphas).eval().requires_grad_(False).to(device=device, dtype=dtype)
-    if channels_last:
-        model.unet.to(memory_format=torch.channels_last)
-        model.vae.to(memory_format=torch.channels_last)
-    if compile_:
-        model.unet.compile()
-        model.vae.compile()
+    model = OSDFace.from_diffusers(unet, vae, embedder, alphas).eval().requires_grad_(False).to(device=device, dtype=dtype)
+    for network in (model.encoder, model.noise, model.decoder):
+        if channels_last:
+            network.to(memory_format=torch.channels_last)
+        if compile_:
+            network.compile()
     return model
 
 
@@ -67,11 +66,14 @@ def reference_style(model, images: torch.Tensor) -> torch.Tensor:
     tokens = torch.zeros(1, 77, codebook.shape[1], device=model.device)
     tokens[0, :len(selected)] = codebook[torch.tensor(selected, device=model.device)]
     prompt = embedder.projection(tokens)
-    latents = model.vae.encode(lq).latent_dist.sample() * model.scaling_factor
-    noise = model.unet(latents, model.timestep, encoder_hidden_states=prompt).sample
+    encoder = model.encoder  # vidface.models.osdface.LatentMean: sampled here, as the reference does
+    mean, log_variance = encoder.quant_conv(encoder.encoder(lq)).chunk(2, dim=1)
+    std = torch.exp(0.5 * log_variance.clamp(-30.0, 20.0))
+    latents = (mean + std * torch.randn_like(mean)) * model.scaling_factor
+    noise = model.noise(latents, prompt)
     alpha = torch.tensor(model.alpha_prod, dtype=torch.float64, device=model.device)
     x0 = ((latents.double() - (1 - alpha).sqrt() * noise.double()) / alpha.sqrt()).float()
-    out = model.vae.decode(x0 / model.scaling_factor).sample.clamp(-1, 1)
+    out = model.decoder(x0 / model.scaling_factor).clamp(-1, 1)
     return (out * 0.5 + 0.5).clamp(0, 1)
 
 

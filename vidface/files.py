@@ -165,16 +165,18 @@ _SCRATCH_LOCK = ".lock"
 
 
 @contextmanager
-def scratch_folder() -> Iterator[Path]:
-    """A private folder in the system's temporary folder, removed when the block ends, and, if
-    its process is killed first (a preempted farm worker), by the next `scratch_folder` on the
-    same machine: each holds an flock on its lock file while in use, which the system releases
-    however the process ends. Where flock does not exist (Windows) a killed process's folder stays."""
+def scratch_folder(root: Path | None = None) -> Iterator[Path]:
+    """A private folder in `root` (default: the system's temporary folder), removed when the
+    block ends, and, if its process is killed first (a preempted farm worker), by the next
+    `scratch_folder` in the same root: each holds an flock on its lock file while in use, which
+    the system releases however the process ends. Where flock does not exist (Windows) a killed
+    process's folder stays. A block may move the folder away (to publish it whole); it should
+    remove the lock file first (see `publish_folder`)."""
+    root = root or Path(tempfile.gettempdir())
     if fcntl is None:
-        with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as folder:
+        with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=root) as folder:
             yield Path(folder)
         return
-    root = Path(tempfile.gettempdir())
     for folder in root.glob(SCRATCH_PREFIX + "*"):
         if _abandoned(folder / _SCRATCH_LOCK):  # a folder still being made has no lock file yet
             shutil.rmtree(folder, ignore_errors=True)
@@ -187,3 +189,17 @@ def scratch_folder() -> Iterator[Path]:
             yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish_folder(scratch: Path, target: Path) -> bool:
+    """Move a complete `scratch_folder` to `target` in one rename (same file system), without its
+    lock file. False, and `scratch` left to its block's cleanup, if `target` already exists (another
+    process published it first)."""
+    (scratch / _SCRATCH_LOCK).unlink(missing_ok=True)  # the flock outlives the name
+    try:
+        os.rename(scratch, target)
+    except OSError:
+        if target.is_dir():
+            return False
+        raise
+    return True

@@ -45,7 +45,7 @@ from vidface.faces.paste import paste_faces
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.frames import Frame, RGBFrame
-from vidface.models.options import auto_batch_size, resolve_device
+from vidface.models.options import resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
 from vidface.workers import QUEUE_FRAMES, in_background
@@ -54,8 +54,7 @@ if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on an
     from vidface.faces.selection import SelectedFaces
     from vidface.models.osdface import OSDFace
 
-__all__ = ["LOADING_BUFFER_BYTES", "MAX_WAITING_FRAMES", "FaceChoice", "RestoreStats", "face_restorer",
-           "restore_batch_size"]
+__all__ = ["LOADING_BUFFER_BYTES", "MAX_WAITING_FRAMES", "FaceChoice", "RestoreStats", "face_restorer"]
 
 MAX_WAITING_FRAMES = 32
 """Frames the batcher may hold while it waits for more faces to fill a batch: past this (for
@@ -141,11 +140,6 @@ class FaceChoice:
         return self.selected is None or self.selected.selects(frame, face)
 
 
-def restore_batch_size(model: OSDFace, settings: Settings) -> int:
-    """Faces per model call: the setting, or (0, auto) what fits the device's free memory."""
-    return settings.model.batch_size or auto_batch_size(model.device, model.dtype)
-
-
 def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                   detector: FaceDetector | None = None, parser: FaceParser | None = None,
                   stats: RestoreStats | None = None, choice: FaceChoice | None = None) -> FrameProcessor:
@@ -154,8 +148,8 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
     model: loaded with settings.model's device and dtype, or a Future of it (still loading on
         another thread: the first call of the processor starts decoding and detection at once,
         and the model stage waits for the model; a loading error is raised from the processor).
-    settings: faces (detection, tracking), temporal (stabilisation), paste (the mask) and
-        model.batch_size are read.
+    settings: faces (detection, tracking), temporal (stabilisation) and paste (the mask) are
+        read; faces go to the model in batches of its batch_size (set where it loaded).
     detector: the face detector (default: the one settings.faces names, on settings.model's
         device for torch-based detectors); built once and shared by every call of the processor.
     parser: the face parser that makes each face's paste mask (default: with settings.paste.mask
@@ -256,7 +250,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         model = model.result()
         counters.model_wait += time.perf_counter() - start
     stabilizer = TemporalStabilizer(settings.temporal, forget_stale=False)
-    batch_size = restore_batch_size(model, settings)
+    batch_size = model.batch_size
     waiting: deque[_FrameWork] = deque()  # frames in order, oldest first
     queued: list[tuple[_FrameWork, int]] = []  # (frame, face index) not yet restored
     ending: deque[tuple[int, list[int]]] = deque()  # (frame index, track ids that ended before it)

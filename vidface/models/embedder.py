@@ -20,10 +20,10 @@ position (the reference's unstable sort leaves them to the backend).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 __all__ = ["VisualRepresentationEmbedder", "select_codes"]
@@ -178,20 +178,24 @@ def select_codes(distances: torch.Tensor, num_codes: int) -> torch.Tensor:
     return selected[:, :num_codes]
 
 
-class VisualRepresentationEmbedder(ModelMixin, ConfigMixin):
+class VisualRepresentationEmbedder(nn.Module):
     """Face image -> prompt embeddings (B x num_codes x prompt_dim), OSDFace's VRE.
 
     The defaults are the released model's configuration: a 6-level encoder (64 channels,
     multipliers 1,2,2,2,4,8, two residual blocks per level, attention at 16 x 16) on 512 x 512
     input, a 1024 x 512 dictionary, 77 codes, 1024-d prompts. The dictionary stays float32 under
     any ``.to(dtype)`` so that distances and the code choice do not depend on the model dtype.
+    A plain torch module (its arguments kept as ``config``), so a ready model loads without diffusers.
     """
 
-    @register_to_config
     def __init__(self, ch: int = 64, ch_mult: tuple[int, ...] = (1, 2, 2, 2, 4, 8), num_res_blocks: int = 2,
                  resolution: int = 512, attn_resolutions: tuple[int, ...] = (16,), z_channels: int = 512,
                  n_embed: int = 1024, embed_dim: int = 512, num_codes: int = 77, prompt_dim: int = 1024) -> None:
         super().__init__()
+        self.config = SimpleNamespace(
+            ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, resolution=resolution,
+            attn_resolutions=tuple(attn_resolutions), z_channels=z_channels, n_embed=n_embed, embed_dim=embed_dim,
+            num_codes=num_codes, prompt_dim=prompt_dim)
         self.encoder = _Encoder(ch, tuple(ch_mult), num_res_blocks, resolution, tuple(attn_resolutions), z_channels)
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
         self.quantize = nn.Module()

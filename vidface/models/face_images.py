@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from vidface.errors import InputError, OutputError
 from vidface.files import atomic_output
-from vidface.models.options import auto_batch_size
 
 __all__ = ["FaceJob", "plan_faces", "read_face", "restore_faces"]
 
@@ -92,11 +91,11 @@ def _write_png(face: torch.Tensor, target: Path) -> None:
 def restore_faces(model, jobs: Sequence[FaceJob], batch_size: int = 0, progress: bool = False) -> int:
     """Restore each job's image with ``model`` (an OSDFace) in batches; returns the count written.
 
-    batch_size: faces per model call; 0 picks one from the device's free memory.
+    batch_size: faces per model call; 0: the model's own batch size.
     """
     from tqdm import tqdm
 
-    batch = batch_size or auto_batch_size(model.device, model.dtype)
+    batch = batch_size or model.batch_size
     bar = tqdm(total=len(jobs), unit="face", disable=not progress)
     written = 0
     for start in range(0, len(jobs), batch):

@@ -38,8 +38,9 @@ from torch import nn
 from vidface.errors import WeightsError
 from vidface.files import atomic_output
 from vidface.models.embedder import VisualRepresentationEmbedder
-from vidface.models.options import ModelOptions, cpu_threads, resolve_device, resolve_dtype
+from vidface.models.options import ModelOptions, auto_batch_size, cpu_threads, resolve_device, resolve_dtype
 from vidface.models.osdface import OSDFace
+from vidface.models.ready import load_ready, ready_folder, save_ready
 from vidface.weights import EMBEDDER_FILE, LORA_FILE, PROJECTION_FILE, WeightsLocation, resolve
 
 __all__ = [
@@ -374,29 +375,59 @@ def load_base(base: Path) -> tuple[nn.Module, nn.Module, torch.Tensor]:
 # --- assembly ------------------------------------------------------------------------------
 
 
-def load_osdface(options: ModelOptions, location: WeightsLocation | None = None) -> OSDFace:
+def load_osdface(options: ModelOptions, location: WeightsLocation | None = None, *, ready: bool = True) -> OSDFace:
     """Resolve the weights (see vidface.weights), build the restorer, move it to the device.
 
     location: already-resolved weights; None resolves options.weights/base/weights_repo.
+    ready: load the ready model of these weights and settings (vidface.models.ready), making it
+        first if there is none; False builds the restorer from the weights, for any batch and
+        image size (a ready model takes face_size faces, padded to its static batch).
+    The model's batch_size is options.batch_size, or what fits the device's free memory.
     """
     location = location or resolve(options.weights, options.base, options.weights_repo)
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
+    batch = options.batch_size or auto_batch_size(device, dtype)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(options))
+    folder = ready_folder(location, device, dtype, batch) if ready else None
+    model = load_ready(folder, device) if folder else None
+    if model is None:
+        model = _build(options, location, device, dtype)
+        if folder:
+            model = _made_ready(model, folder, batch, device)
+    model.batch_size = batch
+    model.static_batch = model.static_batch or options.compile  # fixed shapes: one compilation
+    if options.channels_last and device.type == "cuda":
+        for network in (model.encoder, model.noise, model.decoder):
+            network.to(memory_format=torch.channels_last)
+    if options.compile:
+        for network in (model.encoder, model.noise, model.decoder):
+            network.compile(fullgraph=False)
+    return model
+
+
+def _build(options: ModelOptions, location: WeightsLocation, device: torch.device, dtype: torch.dtype) -> OSDFace:
+    """The restorer from the release and the base, on `device` in `dtype`."""
     release = read_release(location.release, options.trust_pickle)
     embedder = build_embedder(release)
     unet, vae, alphas_cumprod = load_base(location.base)
     unet = merge_lora(unet, release.lora, str(release.lora_file))
-    model = OSDFace(unet, vae, embedder, alphas_cumprod).eval().requires_grad_(False)
-    model.to(device=device, dtype=dtype)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(options))
-    if options.channels_last and device.type == "cuda":
-        model.unet.to(memory_format=torch.channels_last)
-        model.vae.to(memory_format=torch.channels_last)
-    if options.compile:
-        model.unet.compile(fullgraph=False)
-        model.vae.compile(fullgraph=False)
-    return model
+    model = OSDFace.from_diffusers(unet, vae, embedder, alphas_cumprod).eval().requires_grad_(False)
+    return model.to(device=device, dtype=dtype)
+
+
+def _made_ready(model: OSDFace, folder: Path, batch: int, device: torch.device) -> OSDFace:
+    """Save `model` as the ready model `folder` and load it from there (what later runs load),
+    or, where torch.export cannot export it, warn and keep `model`."""
+    log.info("exporting the model to %s, once for these weights and settings", folder)
+    try:
+        save_ready(model, folder, batch)
+    except Exception as error:  # torch.export raises many kinds for what it cannot trace
+        log.warning("the model cannot be exported for fast loading (%s); each run builds it anew",
+                    _first_line(error))
+        return model
+    return load_ready(folder, device) or model
 
 
 def check_release(release: Path, trust_pickle: bool = False) -> tuple[ReleaseWeights, VisualRepresentationEmbedder]:
