@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_model_osdface import _faces, _reference_prompt, _reference_unet
+from test_model_osdface import _reference_prompt, _reference_unet
+from tiny_model import smooth_faces
 from vidface.models.loading import load_osdface
 from vidface.models.options import ModelOptions
 
@@ -25,9 +26,9 @@ pytestmark = pytest.mark.skipif(not (WEIGHTS and BASE), reason="real weights not
 def test_released_weights_match_the_reference_math():
     from diffusers import AutoencoderKL
 
-    model = load_osdface(ModelOptions(weights=WEIGHTS, base=BASE, device="cpu", dtype="fp32"))
+    model = load_osdface(ModelOptions(weights=WEIGHTS, base=BASE, device="cpu", dtype="fp32"), ready=False)
     assert model.face_size == 512 and model.embedder.config.num_codes == 77
-    face = _faces(1, seed=0, size=512)
+    face = smooth_faces(1, seed=0, size=512)
     sd = {k: v.float() for k, v in model.embedder.state_dict().items()}
     vae = AutoencoderKL.from_pretrained(BASE, subfolder="vae").eval()
     unet = _reference_unet(Path(BASE), Path(WEIGHTS) / "pytorch_lora_weights.safetensors")
