@@ -40,7 +40,7 @@ def test_the_scene_puts_crops_across_the_frame_edge() -> None:
     corners = np.array([[0, 0], [SIZE, 0], [0, SIZE], [SIZE, SIZE]], float)
     half_out = transform_points(crops[2].inverse, corners)
     assert half_out[:, 0].min() < -50 and half_out[:, 1].max() > HEIGHT + 50
-    assert paste._frame_box(crops[4], WIDTH, HEIGHT) is None  # wholly outside
+    assert paste.frame_box(crops[4], WIDTH, HEIGHT) is None  # wholly outside
     # Mirroring with or without the edge pixel differs by more than the tolerance here.
     edge_repeated = cv2.warpAffine(frame, crops[2].affine, (SIZE, SIZE), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REFLECT)

@@ -55,6 +55,32 @@ def test_faces_are_restored_and_nothing_else_changes(tiny_osdface_model) -> None
         assert difference > 4, f"frame {before.index}: face barely changed ({difference:.1f} levels)"
 
 
+@pytest.mark.parametrize("mask", ["box", "parsing"])
+def test_faces_on_the_device_match_opencv(mask: str, tiny_osdface_model, tmp_path: Path) -> None:
+    """Crops cut and faces pasted with torch (a GPU run's way, here on the CPU) give OpenCV's
+    frames within a level or two: the crops are the same whole levels but for a rare one-level
+    difference, the paste the same. The random face parser's masks amplify those a little."""
+    from mask_tools import save_random_bisenet
+
+    settings = _settings()
+    if mask == "parsing":
+        settings = dataclasses.replace(settings, paste=dataclasses.replace(
+            settings.paste, mask=mask, parse_size=64, parsing_weights=save_random_bisenet(tmp_path / "bisenet.pth")))
+    clip = moving_face_clip(8, *SIZE, face_free=(7,))
+    frames = {}
+    for on_device in (False, True):
+        restorer = face_restorer(tiny_osdface_model, settings, faces_on_device=on_device)
+        frames[on_device] = [frame.to_rgb().astype(int) for frame in restorer(iter(frames_of(clip.frames)))]
+    for index, (opencv, torch_side, old) in enumerate(zip(frames[False][:7], frames[True], clip.frames)):
+        assert np.abs(opencv - old).mean() > 2, f"frame {index}: the face was not restored"
+        difference = np.abs(torch_side - opencv)
+        if mask == "box":
+            assert difference.max() <= 2, f"frame {index}"
+        else:  # pasting with the box mask instead would differ by 2 levels on average, 30 at the 99th percentile
+            assert difference.mean() < 0.25 and np.percentile(difference, 99) <= 3, f"frame {index}"
+    assert (frames[True][7] == clip.frames[7]).all()
+
+
 def _still_face_images(count: int, seed: int) -> tuple[list, np.ndarray]:
     """A still degraded face: the same picture every frame with fresh blur/noise/JPEG."""
     width, height = SIZE

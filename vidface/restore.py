@@ -16,6 +16,10 @@ The model may still be loading when the processor starts (a ``Future``): decodin
 detection go ahead meanwhile, the model stage holding up to :data:`LOADING_BUFFER_BYTES` of
 tracked frames until the model is there.
 
+On a GPU the faces stay on the device (``faces_on_device``): each frame with faces is uploaded
+once, its crops are cut and the restored faces pasted back there (vidface.faces.torch_warp);
+on a CPU OpenCV does both.
+
 Frames in which no face is tracked come out as the very same :class:`Frame` object, so their
 pixels reach the encoder bit-exact. Each call of the processor starts afresh (new tracker,
 new temporal state), so one processor serves several videos or segments in turn; the model
@@ -41,7 +45,9 @@ from vidface.faces.align import FaceCrop, face_crop, warp_face
 from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
 from vidface.faces.parsing import FaceParser, parser_for
-from vidface.faces.paste import paste_faces
+from vidface.faces.paste import Pasted, paste_faces
+from vidface.faces.torch_warp import paste_faces as paste_faces_on_device
+from vidface.faces.torch_warp import warp_faces
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.frames import Frame, RGBFrame
@@ -102,10 +108,12 @@ class _FrameWork:
 
     faces and rows: one per tracked face; ended: track ids that ended just before this frame
     (their temporal state is dropped once this frame's batch is done). Filled in by the model
-    stage, which knows the model's face size: placements and crops (uint8 RGB size×size×3
-    aligned crops, one per face), and restored (the model's outputs, uint8 RGB size×size×3) and
-    masks (their paste masks, size×size float32 in [0, 1] in crop space, or None for the fixed
-    square of vidface.faces.paste.crop_mask) as batches finish.
+    stage, which knows the model's face size: placements and crops (aligned crops, one per face),
+    and restored (the model's outputs) and masks (their paste masks in crop space, or None for
+    the fixed square of vidface.faces.paste.crop_mask) as batches finish. With OpenCV: crops and
+    restored uint8 RGB size×size×3 arrays, masks size×size float32 arrays in [0, 1]; with the
+    faces on the device: `on_device` the frame's RGB there, crops and restored float 3×size×size
+    tensors in [0, 1], masks size×size tensors.
     """
 
     frame: Frame
@@ -116,12 +124,25 @@ class _FrameWork:
     placements: list[FaceCrop] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)
     restored: list[np.ndarray] = field(default_factory=list)
-    masks: list[np.ndarray | None] = field(default_factory=list)
+    masks: list[np.ndarray | torch.Tensor | None] = field(default_factory=list)
+    on_device: torch.Tensor | None = None
 
-    def cut_crops(self, size: int) -> None:
-        """Align every face to the size×size template and cut its crop from the frame."""
+    def cut_crops(self, size: int, device: torch.device | None) -> None:
+        """Align every face to the size×size template and cut its crop from the frame: with
+        OpenCV, or (given a device) there, from one upload of the frame."""
         self.placements = [face_crop(face.landmarks, size) for face in self.faces]
-        self.crops = [warp_face(self.rgb, placement) for placement in self.placements]
+        if device is None or not self.faces:
+            self.crops = [warp_face(self.rgb, placement) for placement in self.placements]
+        else:
+            self.on_device = torch.from_numpy(self.rgb).to(device)
+            self.crops = list(warp_faces(self.on_device, self.placements))
+
+    def paste(self) -> Pasted:
+        """The restored faces pasted into the frame, where the crops were cut."""
+        if self.on_device is None:
+            return paste_faces(self.rgb, list(zip(self.restored, self.placements)), self.masks)
+        masks = None if self.masks[0] is None else torch.stack(self.masks)
+        return paste_faces_on_device(self.on_device, torch.stack(self.restored), self.placements, masks)
 
     @property
     def done(self) -> bool:
@@ -142,7 +163,8 @@ class FaceChoice:
 
 def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                   detector: FaceDetector | None = None, parser: FaceParser | None = None,
-                  stats: RestoreStats | None = None, choice: FaceChoice | None = None) -> FrameProcessor:
+                  stats: RestoreStats | None = None, choice: FaceChoice | None = None,
+                  faces_on_device: bool | None = None) -> FrameProcessor:
     """A FrameProcessor that restores every tracked face with `model`.
 
     model: loaded with settings.model's device and dtype, or a Future of it (still loading on
@@ -158,18 +180,21 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
         (temporal.mask_momentum); built once and shared by every call of the processor.
     stats: counters updated as frames come out (frames, frames with faces, faces restored).
     choice: the faces to restore (default: every face).
+    faces_on_device: cut the crops and paste the faces with torch on the model's device (default:
+        on a GPU; on a CPU, OpenCV is faster).
     """
     device = resolve_device(settings.model.device)
     detector = detector or detector_for(settings.faces, device=str(device))
     parser = parser or parser_for(settings.paste, device)
     counters = stats if stats is not None else RestoreStats()
     choice = choice or FaceChoice()
+    crops_device = device if (device.type == "cuda" if faces_on_device is None else faces_on_device) else None
 
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
         cancel = threading.Event()
         work = in_background(_face_work(frames, detector, settings, choice), cancel, "faces")
-        restored = in_background(_run_model(work, model, settings, parser, counters), cancel, "model",
-                                 maxsize=QUEUE_FRAMES)
+        restored = in_background(_run_model(work, model, settings, parser, counters, crops_device), cancel,
+                                 "model", maxsize=QUEUE_FRAMES)
         try:
             for item in restored:
                 counted = counters.counts(item.frame.index)
@@ -177,7 +202,7 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                 if not item.faces:
                     yield item.frame
                     continue
-                pasted = paste_faces(item.rgb, list(zip(item.restored, item.placements)), item.masks)
+                pasted = item.paste()
                 if counted:
                     counters.frames_with_faces += 1
                     counters.faces += len(item.faces)
@@ -240,10 +265,12 @@ def _motion(last: _Seen | None, face: TrackedFace, returned: bool) -> float:
 
 
 def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], settings: Settings,
-               parser: FaceParser | None, counters: RestoreStats) -> Iterator[_FrameWork]:
-    """Cut the crops of `work` and restore them in batches gathered across frames and faces;
-    yield each frame, in order, once all its faces are restored. Waits here for a model that
-    is still loading (the wait is added to counters.model_wait)."""
+               parser: FaceParser | None, counters: RestoreStats,
+               crops_device: torch.device | None) -> Iterator[_FrameWork]:
+    """Cut the crops of `work` (on `crops_device`, else with OpenCV) and restore them in batches
+    gathered across frames and faces; yield each frame, in order, once all its faces are
+    restored. Waits here for a model that is still loading (the wait is added to
+    counters.model_wait)."""
     if isinstance(model, Future):
         start = time.perf_counter()
         work = itertools.chain(_while_loading(work, model), work)
@@ -257,10 +284,14 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
 
     def run(count: int) -> None:
         batch, queued[:] = queued[:count], queued[count:]
-        crops = np.stack([item.crops[i] for item, i in batch])
+        crops = [item.crops[i] for item, i in batch]
+        if crops_device is None:
+            images = torch.from_numpy(np.stack(crops)).to(model.device).permute(0, 3, 1, 2).float().div_(255)
+        else:
+            images = torch.stack(crops)
         rows = [item.rows[i] for item, i in batch]
         started = time.perf_counter()
-        restored = _restore(model, stabilizer, parser, crops, rows)
+        restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None)
         counters.model_seconds += time.perf_counter() - started
         counters.model_faces += len(batch)
         for (item, _), (face, mask) in zip(batch, restored):
@@ -274,7 +305,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
             stabilizer.forget(ending.popleft()[1])
 
     for item in work:
-        item.cut_crops(model.face_size)
+        item.cut_crops(model.face_size, crops_device)
         waiting.append(item)
         if item.ended:
             ending.append((item.frame.index, item.ended))
@@ -306,18 +337,21 @@ def _while_loading(work: Iterator[_FrameWork], model: Future[OSDFace]) -> list[_
     return taken
 
 
-def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser | None, crops: np.ndarray,
-             rows: list[CropRow]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """B×S×S×3 uint8 RGB crops -> B (restored S×S×3 uint8 RGB crop, paste mask) pairs, stabilised
-    over time; the mask (S×S float32 in [0, 1]) is the parsed face of the restored crop, or None
-    without a parser."""
-    images = torch.from_numpy(crops).to(model.device).permute(0, 3, 1, 2).float().div_(255)
+def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser | None, images: torch.Tensor,
+             rows: list[CropRow], on_host: bool) -> list[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor | None]]:
+    """B×3×S×S float RGB crops in [0, 1] -> B (restored face, paste mask) pairs, stabilised over
+    time; the mask (S×S in [0, 1]) is the parsed face of the restored crop, or None without a
+    parser. on_host: as S×S×3 uint8 RGB and float32 arrays; else tensors on the model's device
+    (3×S×S float RGB in [0, 1] and S×S)."""
     distances = stabilizer.stabilize_distances(model.code_distances(images), rows)
     prompt = model.prompt_from_distances(distances)
     clean = stabilizer.blend_latents(model.denoise(model.encode(images), prompt), rows)
     restored = model.decode(clean)
-    pixels = restored.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    if parser is None:
-        return [(face, None) for face in pixels]
-    masks = stabilizer.smooth_masks(parser.face_masks(restored), rows).cpu().numpy()
-    return list(zip(pixels, masks))
+    masks = None if parser is None else stabilizer.smooth_masks(parser.face_masks(restored), rows)
+    levels = restored.mul(255).round_()  # whole levels either way, so both pastes get the same faces
+    if on_host:
+        restored = levels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        masks = None if masks is None else masks.cpu().numpy()
+    else:
+        restored = levels.div_(255)
+    return list(zip(restored, [None] * len(restored) if masks is None else masks))

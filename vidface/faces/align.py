@@ -21,7 +21,7 @@ FFHQ_TEMPLATE_512 = np.array([
 
 Border = Literal["reflect", "constant"]
 # Grey of facexlib's constant padding; used only with border="constant".
-_PAD_GREY_RGB = (132, 133, 135)
+PAD_GREY_RGB = (132, 133, 135)
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +82,7 @@ def warp_face(rgb: np.ndarray, crop: FaceCrop, border: Border = "reflect") -> np
     if border == "reflect":
         mode, value = cv2.BORDER_REFLECT_101, 0
     elif border == "constant":
-        mode, value = cv2.BORDER_CONSTANT, _PAD_GREY_RGB
+        mode, value = cv2.BORDER_CONSTANT, PAD_GREY_RGB
     else:
         raise ValueError(f"border must be 'reflect' or 'constant', got {border!r}")
     return cv2.warpAffine(rgb, crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR,

@@ -98,7 +98,7 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
         masks = [None] * len(faces)
     if len(masks) != len(faces):
         raise ValueError(f"got {len(masks)} masks for {len(faces)} faces")
-    boxes = [_frame_box(crop, width, height) for _, crop in faces]
+    boxes = [frame_box(crop, width, height) for _, crop in faces]
     regions: list[tuple[int, int, int, int] | None] = [None] * len(faces)
     placed = [(index, crop_rgb, crop, _face_mask(crop.size, mask), roi)
               for index, ((crop_rgb, crop), mask, roi) in enumerate(zip(faces, masks, boxes)) if roi is not None]
@@ -109,7 +109,9 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     ux1, uy1 = max(r[2] for *_, r in placed), max(r[3] for *_, r in placed)
     area = (uy1 - uy0, ux1 - ux0)
     weighted = np.zeros((*area, 3), dtype=np.float32)  # Σ face · its visible weight
-    keep = np.ones(area, dtype=np.float32)  # Π (1 - mask): weight left to the frame
+    # The faces' joint weight 1 - Π (1 - mask), summed as mask · (1 - so far): where the masks are
+    # tiny, 1 minus a product near 1 would cancel to a few float32 steps and make rgb (Σ / weight) noise.
+    area_mask = np.zeros(area, dtype=np.float32)
     for index, crop_rgb, crop, face_mask, (x0, y0, x1, y1) in placed:
         face = crop_rgb.astype(np.float32) * (1.0 if crop_rgb.dtype == np.uint8 else 255.0)
         to_roi = crop.inverse.copy()
@@ -119,11 +121,10 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
                                 borderMode=cv2.BORDER_REPLICATE)
         alpha = cv2.warpAffine(face_mask, to_roi, roi_size, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        regions[index] = _reach((1.0 - alpha) < 1.0, x0, y0)  # where it leaves the frame less than all
+        regions[index] = _reach(alpha > 0, x0, y0)
         roi = (slice(y0 - uy0, y1 - uy0), slice(x0 - ux0, x1 - ux0))
         weighted[roi] = weighted[roi] * (1.0 - alpha[..., None]) + warped * alpha[..., None]
-        keep[roi] *= 1.0 - alpha
-    area_mask = 1.0 - keep
+        area_mask[roi] += alpha * (1.0 - area_mask[roi])
     covered = area_mask > 0
     blended = np.clip(np.rint(weighted[covered] / area_mask[covered, None]), 0, 255).astype(np.uint8)
     rgb[uy0:uy1, ux0:ux1][covered] = blended
@@ -148,7 +149,7 @@ def _face_mask(size: int, mask: np.ndarray | None) -> np.ndarray:
     return np.clip(mask, 0.0, 1.0).astype(np.float32) * crop_mask(size)
 
 
-def _frame_box(crop: FaceCrop, width: int, height: int) -> tuple[int, int, int, int] | None:
+def frame_box(crop: FaceCrop, width: int, height: int) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1): the frame pixels a crop reaches, clipped to the frame; None if none."""
     corners = np.array([[0, 0], [crop.size, 0], [0, crop.size], [crop.size, crop.size]], float)
     frame_corners = transform_points(crop.inverse, corners)

@@ -14,13 +14,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidface.faces.align import _PAD_GREY_RGB, Border, FaceCrop
-from vidface.faces.paste import Pasted, _frame_box, crop_mask
+from vidface.faces.align import PAD_GREY_RGB, Border, FaceCrop
+from vidface.faces.paste import Pasted, frame_box, crop_mask
 
 
 def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = "reflect") -> torch.Tensor:
     """Cut every aligned face out of `frame` (H×W×3 uint8 RGB, any device) in one sampling pass:
-    N×3×S×S float32 RGB in [0, 1] on the frame's device, S the crops' common size.
+    N×3×S×S float32 RGB in [0, 1] on the frame's device, S the crops' common size, in whole
+    levels like OpenCV's uint8 crops: the restorer's code choice is discrete, and would turn a
+    fraction of a level into a different face.
 
     Pixel for pixel :func:`vidface.faces.align.warp_face`: bilinear, and where a crop reaches
     outside the frame "reflect" mirrors it (OpenCV's BORDER_REFLECT_101), "constant" fills grey.
@@ -49,7 +51,7 @@ def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = 
     faces = sampled.view(3, len(crops), size, size).transpose(0, 1).contiguous()
     if border == "constant":
         faces.add_(grey)
-    return faces.clamp_(0.0, 255.0).div_(255.0)
+    return faces.clamp_(0.0, 255.0).round_().div_(255.0)
 
 
 def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[FaceCrop],
@@ -70,7 +72,7 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
                          f"got {tuple(restored.shape)}")
     if masks is not None and masks.shape != (count, size, size):
         raise ValueError(f"masks must be {count}x{size}x{size} like the crops, got {tuple(masks.shape)}")
-    boxes = [_frame_box(crop, width, height) for crop in crops]
+    boxes = [frame_box(crop, width, height) for crop in crops]
     regions: list[tuple[int, int, int, int] | None] = [None] * count
     placed = [index for index, box in enumerate(boxes) if box is not None]
     if not placed:
@@ -93,17 +95,17 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
     alphas = F.grid_sample(face_masks[:, None], grid, mode="bilinear", padding_mode="zeros",
                            align_corners=True)[:, 0]
     weighted = torch.zeros((3, uy1 - uy0, ux1 - ux0), dtype=torch.float32, device=frame.device)
-    keep = torch.ones((uy1 - uy0, ux1 - ux0), dtype=torch.float32, device=frame.device)  # Π (1 - mask)
+    # 1 - Π (1 - mask) summed as in vidface.faces.paste: exact where the masks are tiny.
+    area_mask = torch.zeros((uy1 - uy0, ux1 - ux0), dtype=torch.float32, device=frame.device)
     reaches = []
     for k, index in enumerate(placed):
         x0, y0, x1, y1 = boxes[index]
         alpha = alphas[k, :y1 - y0, :x1 - x0]
-        reaches.append(_reach(1.0 - alpha < 1.0, x0, y0))
+        reaches.append(_reach(alpha > 0, x0, y0))
         rows, cols = slice(y0 - uy0, y1 - uy0), slice(x0 - ux0, x1 - ux0)
         face = warped[k, :, :y1 - y0, :x1 - x0]
         weighted[:, rows, cols] = weighted[:, rows, cols] * (1.0 - alpha) + face * alpha
-        keep[rows, cols] *= 1.0 - alpha
-    area_mask = 1.0 - keep
+        area_mask[rows, cols] += alpha * (1.0 - area_mask[rows, cols])
     covered = area_mask > 0
     blended = torch.round(weighted / torch.where(covered, area_mask, 1.0)).clamp_(0, 255).to(torch.uint8)
     rgb = frame.clone()
@@ -148,7 +150,7 @@ def _reach(reached: torch.Tensor, x0: int, y0: int) -> torch.Tensor:
 @lru_cache(maxsize=8)
 def _grey(device: torch.device) -> torch.Tensor:
     """The constant border's grey, 1×3×1×1 float32 levels on a device."""
-    return torch.tensor(_PAD_GREY_RGB, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return torch.tensor(PAD_GREY_RGB, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
 
 @lru_cache(maxsize=8)
