@@ -212,7 +212,8 @@ def bench_temporal(args: argparse.Namespace, folder: Path) -> None:
 
     def load(seed: int):
         paths = tiny_model(folder / f"tiny{seed}", seed=seed)
-        return load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
+        return load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"),
+                            ready=False)
 
     probe = TemporalProbe.make()
     with Section("bench.py temporal") as say:
@@ -298,7 +299,8 @@ def bench_mask(args: argparse.Namespace, folder: Path) -> None:
                 f"({ms / reference:.2f}x facexlib's)")
 
         paths = tiny_model(folder / "tiny")
-        model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
+        model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"),
+                             ready=False)
         width, height = 256, 192
         face, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
         rng = np.random.default_rng(0)
@@ -432,7 +434,8 @@ def bench_gpu(args: argparse.Namespace, folder: Path) -> None:
                 f"peak {used:.0f} MiB on the GPU); after the model loaded ({run.model_wait:.1f} s in): "
                 f"{run.frames / working:5.1f} fps, {restored[batch]:6.1f} faces/s, GPU busy {util_ready:4.1f} %")
 
-        loaded = load_osdface(ModelOptions(weights=str(model.release), base=str(model.base), device=args.device))
+        loaded = load_osdface(ModelOptions(weights=str(model.release), base=str(model.base), device=args.device),
+                              ready=False)
         size = loaded.face_size
         crops = torch.rand(max(args.batch_sizes), 3, size, size, generator=torch.Generator().manual_seed(0))
         for batch in args.batch_sizes:

@@ -76,7 +76,8 @@ def bench_boundary(args: argparse.Namespace, folder: Path) -> None:
     from vidface.restore import face_restorer
 
     paths = tiny_model(folder / "tiny")
-    model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"))
+    model = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu", dtype="fp32"),
+                         ready=False)
     settings = load_settings()
     settings = dataclasses.replace(settings, model=dataclasses.replace(settings.model, batch_size=8))
     processor = face_restorer(model, settings)

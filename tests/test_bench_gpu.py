@@ -1,0 +1,73 @@
+"""tools/bench_gpu.py's smoke run on the CPU (tiny model, batch 2): a faces/s figure for every lever
+that runs, eager fp32 exactly equal to itself, bf16 close to it but not equal, a lever that cannot
+run (CUDA graphs on a CPU) or that fails as one line while the run goes on and exits 0, and the
+end-to-end step's two runs (the first makes the ready model, the second loads it)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+QUICK = ["--device", "cpu", "--quick", "--no-record"]
+FIGURES = re.compile(r"^  (?P<label>\S.*?)\s+batch\s+2: warm-up\s+[\d.]+ s,\s+(?P<fps>[\d.]+) faces/s, .*"
+                     r"vs eager fp32: max (?P<max>[\d.]+), mean (?P<mean>[\d.]+) levels$", re.M)
+# A lever's configuration that raises, as a compile error would: main() with it patched in.
+BROKEN_BF16 = """
+import sys
+sys.path.insert(0, {tools!r})
+import bench_gpu
+configure = bench_gpu.configure
+def broken(reference, lever):
+    if lever.label == "eager bf16":
+        raise RuntimeError("no kernel for this\\nsecond line of the error")
+    return configure(reference, lever)
+bench_gpu.configure = broken
+raise SystemExit(bench_gpu.main(sys.argv[1:]))
+"""
+
+
+def figures(stdout: str) -> dict[str, tuple[float, float, float]]:
+    """Lever label -> (faces/s, max, mean difference to eager fp32 in 8-bit levels)."""
+    return {m["label"]: (float(m["fps"]), float(m["max"]), float(m["mean"])) for m in FIGURES.finditer(stdout)}
+
+
+def run(command: list[str]) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_levers_parity_and_levers_that_cannot_run() -> None:
+    """A faces/s figure and parity for every lever that runs; one that fails (as a compile error
+    would) or is unavailable on a CPU is one line, and the run goes on to exit 0."""
+    out = run([sys.executable, "-c", BROKEN_BF16.format(tools=str(TOOLS)), *QUICK, "--skip-end-to-end",
+               "--levers", "eager-fp32,bf16,channels-last,cudagraphs"])
+    found = figures(out)
+    assert set(found) == {"eager fp32", "+ channels_last"}, out
+    assert all(fps > 0 for fps, _, _ in found.values()), out
+    assert found["eager fp32"][1:] == (0.0, 0.0), out  # the reference against itself: the same bits
+    _, largest, mean = found["+ channels_last"]  # on top of bf16 (the levers add up), whose setup ran
+    assert 0 < largest < 64 and 0 < mean < 10, out
+    assert re.search(r"^  eager bf16\s*: failed: RuntimeError: no kernel for this$", out, re.M), out
+    assert "second line of the error" not in out, out
+    assert len(re.findall(r"^  \+ CUDA graphs\s*: unavailable on cpu \(CUDA graphs\)$", out, re.M)) == 1, out
+    assert re.search(r"^  knee: batch [24] \(", out, re.M), out
+    assert "end to end: skipped (--skip-end-to-end)" in out, out
+
+
+def test_bf16_parity_and_end_to_end() -> None:
+    """bf16 restores the same faces within its rounding; the end-to-end step's first run makes
+    the ready model and the second loads it, each with its figures."""
+    out = run([sys.executable, str(TOOLS / "bench_gpu.py"), *QUICK, "--levers", "eager-fp32,bf16"])
+    _, largest, mean = figures(out)["eager bf16"]
+    assert 0 < largest < 64 and 0 < mean < 10, out  # bf16 rounds, but restores the same faces
+    runs = re.findall(r"^  (first|second) run .*: model ready ([\d.]+) s after the start .* after that ([\d.]+) "
+                      r"faces/s \((\d+) faces.*end to end / model alone ([\d.]+)$", out, re.M)
+    assert [r[0] for r in runs] == ["first", "second"], out
+    assert all(float(ready) > 0 and float(fps) > 0 and int(faces) > 0 and float(ratio) > 0
+               for _, ready, fps, faces, ratio in runs), out

@@ -1,0 +1,424 @@
+#!/usr/bin/env python
+"""The levers of the OSDFace restorer's GPU throughput, measured in one run bounded in time.
+
+On the GPU machine (full-size random-weight model, batch 32, within --budget-s 480 s: it fits a
+10-minute command on an H100 or H200), and the smoke run on a CPU (tiny model, batch 2):
+
+    python tools/bench_gpu.py
+    python tools/bench_gpu.py --device cpu --quick --no-record
+
+1. Model alone: OSDFace.restore on random crops (fixed seed), random weights built as vidface
+   builds them (LoRA merged). Per lever, each on top of the one before: warm-up seconds
+   (compilation included) apart from the steady faces/s; % of --peak-tflops (FLOPs per face
+   counted with FlopCounterMode on eager fp32 at batch 1); peak GPU memory per face; parity
+   against eager fp32 (max and mean |difference| of the restored faces, in 8-bit levels).
+   Levers: eager-fp32, bf16, channels-last, compile (mode default), autotune
+   (max-autotune-no-cudagraphs), cudagraphs (max-autotune), all (cudagraphs, fused QKV
+   projections, inductor's conv_1x1_as_mm, cuDNN's autotuner). Compiled with static shapes: the
+   networks OSDFace runs (VAE encoder, UNet, VAE decoder); the embedder stays eager.
+2. Faces/s against batch size (--batches, up to the first out-of-memory) for the fastest lever,
+   or the fastest eager one when compiling anew per batch size would not fit the time left; the
+   knee (the smallest batch within 5 % of the best) is the auto batch size to use.
+3. End to end: `vidface restore` (default dtype and layout, --batch) on a generated clip of
+   moving faces, twice: the first run makes the ready model (in a temporary cache), the second
+   loads it. Per run: process start to model ready, faces/s after that, NVML GPU utilisation,
+   and the ratio to the model alone at the same batch, dtype and layout.
+
+Each step checks the time left and prints "skipped: budget" rather than starting without time;
+one that runs past its share is stopped (SIGALRM) with the same line. The levers leave
+--end-to-end-s and --knee-s to the later steps, and each takes at most --lever-cap-s. A lever
+that fails prints one line and the next one runs. All printed lines also go into docs/benchmarks.md (section
+"bench_gpu.py (DEVICE)") unless --no-record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import gc
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+import torch._dynamo
+
+from bench import GpuSampler, make_clip, tiny_model, transcode_window, vidface_command  # tools/, beside this script
+from bench_model import timed
+from benchmarks_doc import Section
+from make_tiny_osdface import TinyOSDFace
+
+T = TypeVar("T")
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One configuration; `extra`: fused QKV projections, inductor's conv_1x1_as_mm, cuDNN's autotuner."""
+
+    label: str
+    dtype: torch.dtype
+    channels_last: bool = False
+    mode: str | None = None  # torch.compile's; None: eager
+    extra: bool = False
+
+
+LEVERS = {
+    "eager-fp32": Lever("eager fp32", torch.float32),
+    "bf16": Lever("eager bf16", torch.bfloat16),
+    "channels-last": Lever("+ channels_last", torch.bfloat16, True),
+    "compile": Lever("+ torch.compile", torch.bfloat16, True, "default"),
+    "autotune": Lever("+ max-autotune", torch.bfloat16, True, "max-autotune-no-cudagraphs"),
+    "cudagraphs": Lever("+ CUDA graphs", torch.bfloat16, True, "max-autotune"),
+    "all": Lever("all levers", torch.bfloat16, True, "max-autotune", extra=True),
+}
+CPU_LEVERS = ("eager-fp32", "bf16", "channels-last")
+DEFAULTS = {  # (GPU run, --quick) for the arguments not given
+    "model": ("full", "tiny"), "batch": (32, 2), "batches": ([8, 16, 32, 48, 64], [2, 4]), "warmup": (2, 1),
+    "iterations": (5, 1), "size": ("1920x1080", "640x360"), "seconds": (4.0, 2.0), "faces": (4, 2),
+}
+
+
+class OutOfTime(BaseException):
+    """A step ran past the seconds it was given. Not an Exception, as KeyboardInterrupt is not: what
+    torch.compile catches as a compile error (and then retries or falls back from) it must pass on."""
+
+
+class Budget:
+    """The seconds left of --budget-s, and a hard stop for a step that runs past its share."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self, keep: float = 0.0) -> float:
+        """Seconds left once `keep` (what later steps need) is set aside."""
+        return self.end - time.monotonic() - keep
+
+    @contextlib.contextmanager
+    def limit(self, seconds: float) -> Iterator[None]:
+        """OutOfTime in the `with` block after `seconds` (SIGALRM: the main thread only)."""
+        def stop(*_: object) -> None:
+            raise OutOfTime
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass(frozen=True)
+class Measured:
+    warmup_s: float
+    faces_per_s: float
+    mib_per_face: float  # nan off CUDA
+    parity: tuple[float, float] | None  # (max, mean) |restored - eager fp32| in 8-bit levels
+
+
+def stopped(error: BaseException) -> bool:
+    """Whether `error` is Budget.limit's stop, raised as it is or wrapped by torch.compile."""
+    return isinstance(error, OutOfTime) or "OutOfTime" in str(error)
+
+
+def release() -> None:
+    """Free what the last step left: models, compiled code, CUDA graphs, cached GPU memory."""
+    gc.collect()
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def attempt(say: Say, label: str, seconds: float, budget: Budget, step: Callable[[], T]) -> T | None:
+    """`step()` within `seconds`; a failure or an overrun is one printed line, not the end of the run."""
+    if seconds <= 0:
+        say(f"{label}: skipped: budget")
+        return None
+    try:
+        with budget.limit(seconds):
+            return step()
+    except (Exception, SystemExit, OutOfTime) as error:  # SystemExit: how bench.py says a subprocess failed
+        text = str(error).strip() or type(error).__name__
+        line = text.splitlines()[-1] if isinstance(error, SystemExit) else \
+            f"{type(error).__name__}: {text.splitlines()[0]}"
+        say(f"{label}: skipped: budget (stopped after {seconds:.0f} s)" if stopped(error) else
+            f"{label}: failed: {line[:240]}")
+    finally:
+        release()
+    return None
+
+
+def configure(reference: torch.nn.Module, lever: Lever) -> torch.nn.Module:
+    """The lever's model: the fp32 reference itself for eager fp32, else a copy in the lever's
+    dtype, layout and compilation (static shapes: one graph per batch size)."""
+    if lever == LEVERS["eager-fp32"]:
+        return reference
+    model = copy.deepcopy(reference).to(dtype=lever.dtype)
+    networks = (model.encoder, model.noise, model.decoder)
+    if lever.channels_last:
+        for network in networks:
+            network.to(memory_format=torch.channels_last)
+    if lever.extra:  # diffusers' fuse_qkv_projections, on the networks' attention layers
+        from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
+
+        for attention in (m for network in networks for m in network.modules() if isinstance(m, Attention)):
+            attention.fuse_projections(fuse=True)
+            attention.set_processor(FusedAttnProcessor2_0())
+    if lever.mode:
+        for network in networks:
+            network.compile(mode=lever.mode, dynamic=False)
+    return model
+
+
+@contextlib.contextmanager
+def lever_settings(lever: Lever) -> Iterator[None]:
+    """The `extra` lever's global settings, while its model compiles and runs."""
+    import torch._inductor.config as inductor
+
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = benchmark or lever.extra
+    try:
+        with inductor.patch(conv_1x1_as_mm=lever.extra):
+            yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def measure(model: torch.nn.Module, crops: torch.Tensor, reference: torch.Tensor | None, args: argparse.Namespace,
+            device: torch.device) -> Measured:
+    """Warm-up calls (compilation, CUDA graph capture) timed apart from the steady ones; parity
+    from the last call's faces."""
+    outputs: list[torch.Tensor] = []
+
+    def run(images: torch.Tensor) -> None:
+        outputs[:] = [model.restore(images)]
+
+    warm, _ = timed(run, crops, args.warmup, 0, device)
+    faces_per_s, mib = timed(run, crops, args.iterations, 0, device)
+    parity = None
+    if reference is not None:
+        diff = (outputs[0] - reference).abs() * 255
+        parity = diff.max().item(), diff.mean().item()
+    return Measured(args.warmup * len(crops) / warm, faces_per_s, mib, parity)
+
+
+def describe(label: str, batch: int, result: Measured, flops: float, args: argparse.Namespace) -> str:
+    percent = 100 * result.faces_per_s * flops / (args.peak_tflops * 1e12)
+    memory = "" if math.isnan(result.mib_per_face) else f", {result.mib_per_face:5.0f} MiB/face"
+    parity = "" if result.parity is None else \
+        f"; vs eager fp32: max {result.parity[0]:.2f}, mean {result.parity[1]:.3f} levels"
+    return (f"{label} batch {batch:3d}: warm-up {result.warmup_s:6.1f} s, {result.faces_per_s:8.2f} faces/s, "
+            f"{percent:5.1f} % of peak{memory}{parity}")
+
+
+def knee(args: argparse.Namespace, device: torch.device, reference: torch.nn.Module, results: dict[str, Measured],
+         flops: float, budget: Budget, say: Say) -> None:
+    """Step 2: faces/s against batch size for the fastest lever (see the module doc), and the knee."""
+    name = max(results, key=lambda n: results[n].faces_per_s)
+    others = [b for b in args.batches if b != args.batch]
+    eager = [n for n in results if LEVERS[n].mode is None]
+    if LEVERS[name].mode and eager and results[name].warmup_s * len(others) > budget.left(args.end_to_end_s):
+        fastest = max(eager, key=lambda n: results[n].faces_per_s)
+        say(f"{LEVERS[name].label} compiles anew for each batch size (~{results[name].warmup_s:.0f} s each, "
+            f"{len(others)} sizes): more than the time left; the knee of {LEVERS[fastest].label} instead")
+        name = fastest
+    lever = LEVERS[name]
+    say(f"faces/s against batch size, {lever.label}:")
+    model = configure(reference, lever)
+    size = reference.face_size
+    crops = torch.rand(max(args.batches), 3, size, size, generator=torch.Generator().manual_seed(1))
+    points: dict[int, Measured] = {}
+    with lever_settings(lever):
+        for index, batch in enumerate(args.batches):
+            if batch == args.batch:
+                points[batch] = results[name]
+                say(describe(" ", batch, points[batch], flops, args).split(";")[0] + " (measured above)")
+                continue
+            try:
+                points[batch] = measure(model, crops[:batch].to(device), None, args, device)
+            except (Exception, OutOfTime) as error:  # the cache is emptied after this step (attempt)
+                oom = isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+                if not (stopped(error) or oom):
+                    raise
+                say(f"  batches {' '.join(map(str, args.batches[index:]))}: skipped: budget" if stopped(error)
+                    else f"  batch {batch:3d}: out of memory; larger batches not tried")
+                break
+            say(describe(" ", batch, points[batch], flops, args))
+    if points:
+        top = max(points, key=lambda b: points[b].faces_per_s)
+        best = min(b for b in points if points[b].faces_per_s >= 0.95 * points[top].faces_per_s)
+        memory = "" if math.isnan(points[best].mib_per_face) else f", {points[best].mib_per_face:.0f} MiB/face"
+        say(f"  knee: batch {best} ({points[best].faces_per_s:.2f} faces/s{memory}; the smallest within 5 % of the "
+            f"best, {points[top].faces_per_s:.2f} at batch {top}): the auto batch size for this lever")
+
+
+def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFace, budget: Budget,
+                say: Say) -> dict[str, Measured]:
+    """Steps 1 and 2; returns each lever's figures at --batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vidface.models.loading import load_osdface
+    from vidface.models.options import ModelOptions
+
+    def load() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, float]:
+        options = ModelOptions(weights=str(paths.release), base=str(paths.base), device=args.device, dtype="fp32",
+                               batch_size=args.batch, channels_last=False)
+        model = load_osdface(options, ready=False)  # built from the weights: any dtype, batch and layout
+        size = model.face_size
+        crops = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+        with FlopCounterMode(display=False) as counter:
+            model.restore(crops[:1])
+        return model, crops, model.restore(crops), counter.get_total_flops()
+
+    loaded = attempt(say, "eager fp32 reference", budget.left(args.end_to_end_s), budget, load)
+    if loaded is None:
+        return {}
+    reference, crops, expected, flops = loaded
+    which = "H100/H200 SXM dense bf16, the default" if args.peak_tflops == 989 else "--peak-tflops"
+    say(f"model alone, {reference.face_size} px faces: {flops / 1e9:.1f} GFLOP per face (FlopCounterMode, eager fp32, "
+        f"batch 1); % of peak against {args.peak_tflops:g} TFLOP/s ({which})")
+    results: dict[str, Measured] = {}
+    for name in args.levers:
+        lever = LEVERS[name]
+        label = f"  {lever.label:16s}"
+        if lever.mode == "max-autotune" and device.type != "cuda":
+            say(f"{label}: unavailable on {device.type} (CUDA graphs)")
+            continue
+
+        def run(lever: Lever = lever) -> Measured:
+            with lever_settings(lever):
+                return measure(configure(reference, lever), crops, expected, args, device)
+
+        result = attempt(say, label, min(args.lever_cap_s, budget.left(args.end_to_end_s + args.knee_s)), budget, run)
+        if result is not None:
+            results[name] = result
+            say(describe(label, args.batch, result, flops, args))
+    if results:
+        attempt(say, "faces/s against batch size", budget.left(args.end_to_end_s), budget,
+                lambda: knee(args, device, reference, results, flops, budget, say))
+    return results
+
+
+def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFace, folder: Path,
+               alone: dict[str, Measured], budget: Budget, say: Say) -> None:
+    """Step 3: `vidface restore` as a subprocess, twice; coreutils' timeout ends it with the budget."""
+    width, height = (int(v) for v in args.size.split("x"))
+    clip = make_clip(folder / "clip.mp4", width, height, args.seconds, faces=args.faces)
+    os.environ["XDG_CACHE_HOME"] = str(folder / "cache")  # the ready model: made by the first run, loaded by the next
+    same = "channels-last" if device.type == "cuda" else "eager-fp32"
+    say(f"end to end: vidface restore, {args.size}, {args.seconds:g} s at 25 fps, {args.faces} moving faces, batch "
+        f"{args.batch}, default dtype and layout; ratio to the model alone: {LEVERS[same].label}")
+    took = 0.0
+    for which in ("first run (makes the ready model)", "second run (loads it)"):
+        if budget.left() < took:
+            say(f"  {which}: skipped: budget")
+            break
+        command = ["timeout", "--kill-after=5", str(max(1, int(budget.left()))),
+                   *vidface_command(clip, folder / "out.mp4", paths, args.batch, device=args.device)]
+        with GpuSampler() as sampler:
+            launched = time.perf_counter()
+            try:
+                run = transcode_window(command)
+            except SystemExit:
+                if budget.left() <= 1:  # ended by `timeout`
+                    raise OutOfTime from None
+                raise
+        took = time.perf_counter() - launched
+        ready = run.ended - run.seconds + run.model_wait
+        working = run.seconds - run.model_wait
+        util, used = sampler.between(ready, run.ended)
+        faces_per_s = run.faces / working
+        gpu = "n/a" if math.isnan(util) else f"{util:.0f} %, peak {used:.0f} MiB in use"
+        ratio = f"{faces_per_s / alone[same].faces_per_s:.2f}" if same in alone else "n/a (lever not measured)"
+        say(f"  {which}: model ready {ready - launched:.1f} s after the start ({run.model_wait:.1f} s of the transcode "
+            f"waiting for it); after that {faces_per_s:.2f} faces/s ({run.faces} faces, {run.frames / working:.1f} "
+            f"fps), GPU busy {gpu}; end to end / model alone {ratio}")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    def names(text: str) -> list[str]:
+        unknown = [n for n in text.split(",") if n not in LEVERS]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown lever {unknown[0]}; choose from {', '.join(LEVERS)}")
+        return [n for n in LEVERS if n in text.split(",")]
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
+    add("--model", choices=("full", "tiny"), help="random-weight model size (default: full)")
+    add("--batch", type=int, help="faces per call for the levers and end to end (default: 32)")
+    add("--batches", type=int, nargs="+", help="batch sizes for the knee (default: 8 16 32 48 64)")
+    add("--levers", type=names, help=f"comma-separated, of {','.join(LEVERS)} (default: all on a GPU, "
+        f"{','.join(CPU_LEVERS)} on a CPU)")
+    add("--warmup", type=int, help="untimed calls per configuration (default: 2)")
+    add("--iterations", type=int, help="timed calls per configuration (default: 5)")
+    add("--peak-tflops", type=float, default=989.0, help="for %% of peak (default: 989, H100/H200 SXM dense bf16)")
+    add("--budget-s", type=float, default=480.0, help="seconds for everything (default: 480)")
+    add("--end-to-end-s", type=float, default=180.0, help="seconds kept for end to end (default: 180)")
+    add("--knee-s", type=float, default=60.0, help="seconds the levers leave for the knee (default: 60)")
+    add("--lever-cap-s", type=float, default=240.0, help="most seconds for one lever, compiling included (default: 240)")
+    add("--size", help="end-to-end clip size (default: 1920x1080)")
+    add("--seconds", type=float, help="end-to-end clip length (default: 4)")
+    add("--faces", type=int, help="moving faces per frame in the clip (default: 4)")
+    add("--skip-end-to-end", action="store_true", help="the model alone only")
+    add("--quick", action="store_true", help="smoke run: tiny model, batch 2, batches 2 4, 1 warm-up and 1 timed "
+        "call, a 640x360 2 s clip with 2 faces")
+    add("--no-record", dest="record", action="store_false", help="print only, leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    for key, values in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, values[args.quick])
+    args.batches = sorted(set(args.batches))
+    if args.warmup < 1 or args.iterations < 1:
+        parser.error("--warmup and --iterations must be at least 1 (compiled models compile in the warm-up)")
+    if args.skip_end_to_end:
+        args.end_to_end_s = 0.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vidface.errors import InputError
+    from vidface.models.options import resolve_device
+
+    args = parse(argv)
+    try:
+        device = resolve_device(args.device)
+    except InputError as error:
+        raise SystemExit(f"bench_gpu.py: {error}") from None
+    args.levers = args.levers or list(LEVERS if device.type == "cuda" else CPU_LEVERS)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    section = Section(f"bench_gpu.py ({name})")
+    budget = Budget(args.budget_s)
+    with section if args.record else contextlib.nullcontext(section) as say:
+        say(f"{name}; torch {torch.__version__} (CUDA {torch.version.cuda}); {args.model} random-weight OSDFace; batch "
+            f"{args.batch}; {args.warmup} warm-up + {args.iterations} timed calls per lever; budget {args.budget_s:g} s; "
+            f"fp32 matmul precision {torch.get_float32_matmul_precision()}, cuDNN TF32 "
+            f"{'on' if torch.backends.cudnn.allow_tf32 else 'off'}")
+        with tempfile.TemporaryDirectory(prefix="vidface-bench-gpu-") as tmp:
+            folder = Path(tmp)
+            paths = attempt(say, "writing the random-weight model", budget.left(), budget,
+                            lambda: tiny_model(folder / "model", size=args.model))
+            if paths is None:
+                return 1
+            alone = model_alone(args, device, paths, budget, say)
+            release()  # the reference model, now out of scope
+            if args.skip_end_to_end:
+                say("end to end: skipped (--skip-end-to-end)")
+            else:  # 10 s past the budget, so that `timeout` ends vidface before the alarm ends the wait
+                left = budget.left()
+                attempt(say, "end to end", left + 10 if left > 0 else 0, budget,
+                        lambda: end_to_end(args, device, paths, folder, alone, budget, say))
+        say(f"done in {args.budget_s - budget.left():.0f} s of the {args.budget_s:g} s budget")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Start-up: seconds from a fresh process's start until the model is ready, built from the weights
+against the ready model (vidface.models.ready), measured in the same run; and the start of the
+commands that load no model.
+
+    python tools/bench_startup.py [--models tiny full] [--device cpu] [--dtype bf16] [--repeats 3]
+
+For each random-weight model (tools/make_tiny_osdface.py: "tiny" the test model, "full" the
+released architecture), a fresh Python process imports torch and vidface and runs
+`load_osdface`, three ways: "built" (ready=False: diffusers and peft imported, the networks
+built in float32, the LoRA merged, then cast and moved), "ready, first run" (built, exported
+and saved, then loaded from the export) and "ready" (loaded from the export: torch alone). The
+figure is the best of --repeats runs of each (first run: once), from the process's start (its
+interpreter start-up included) to the model on the device. Then `vidface --help`, `vidface probe`
+and `vidface restore --model none --help`, which import no model. The lines are written into
+docs/benchmarks.md (section "bench_startup.py (DEVICE)"), dated and with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks_doc import Section  # tools/, beside this script
+from make_tiny_osdface import write_tiny_osdface  # tools/, beside this script
+
+LOAD = """import time, sys
+started = float(sys.argv[1])
+from vidface.models.loading import load_osdface
+from vidface.models.options import ModelOptions
+model = load_osdface(ModelOptions(weights=sys.argv[2], base=sys.argv[3], device=sys.argv[4], dtype=sys.argv[5]),
+                     ready=sys.argv[6] == "ready")
+if model.device.type == "cuda":
+    import torch
+    torch.cuda.synchronize(model.device)
+print(time.time() - started, "diffusers" in sys.modules)
+"""
+
+
+def model_ready_seconds(model, device: str, dtype: str, way: str, cache: Path) -> tuple[float, bool]:
+    """Seconds from a fresh process's start to its model on the device, and whether it imported diffusers."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    run = subprocess.run([sys.executable, "-c", LOAD, repr(time.time()), str(model.release), str(model.base),
+                          device, dtype, way], capture_output=True, text=True, env=env, check=False)
+    if run.returncode != 0:
+        raise SystemExit(f"loading failed:\n{run.stderr[-2000:]}")
+    seconds, imported = run.stdout.split()[-2:]
+    return float(seconds), imported == "True"
+
+
+def command_seconds(arguments: list[str], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "vidface", *arguments], capture_output=True, check=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["tiny", "full"], choices=["tiny", "full"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="bf16", help="fp32, fp16 or bf16 (default bf16, a GPU's default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vidface-startup-") as tmp, \
+            Section(f"bench_startup.py ({args.device})") as say:
+        folder = Path(tmp)
+        say(f"process start to model ready on {args.device} in {args.dtype}, best of {args.repeats}:")
+        for size in args.models:
+            model = write_tiny_osdface(folder / size, size=size)
+            cache = folder / f"cache-{size}"
+            built = min(model_ready_seconds(model, args.device, args.dtype, "built", cache)[0]
+                        for _ in range(args.repeats))
+            first, _ = model_ready_seconds(model, args.device, args.dtype, "ready", cache)
+            ready = [model_ready_seconds(model, args.device, args.dtype, "ready", cache) for _ in range(args.repeats)]
+            best = min(seconds for seconds, _ in ready)
+            imported = any(diffusers for _, diffusers in ready)
+            say(f"  {size:4s} model: built {built:6.2f} s; ready, first run {first:6.2f} s; "
+                f"ready {best:6.2f} s ({'imports' if imported else 'no'} diffusers); built / ready: {built / best:.2f}x")
+            shutil.rmtree(cache, ignore_errors=True)
+        clip = folder / "clip.mp4"
+        sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests")]
+        from media import write_video  # tests/: a short clip with audio
+
+        write_video(clip, frames=10, audio="aac")
+        say("commands that load no model (process start to exit):")
+        for arguments in (["--help"], ["probe", str(clip)], ["restore", "--model", "none", "--help"]):
+            say(f"  vidface {' '.join(a if a != str(clip) else 'clip.mp4' for a in arguments):28s} "
+                f"{command_seconds(arguments, args.repeats):5.2f} s")
+
+
+if __name__ == "__main__":
+    main()
