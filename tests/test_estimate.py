@@ -28,6 +28,7 @@ def test_faces_are_counted_on_frames_sampled_over_the_range(tmp_path: Path) -> N
     faces, busiest = sampled_faces(plan, create_detector())
     assert 10 <= faces <= 14  # one face in half of the 24 frames
     assert busiest >= len(FACE_FREE)
+    assert sampled_faces(plan, create_detector(), sequential=0) == (faces, busiest)  # each sample by a seek
 
 
 def test_a_long_run_suggests_a_preview_where_the_faces_are(tmp_path: Path) -> None:

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from vidface.restore import RestoreStats
 
 SAMPLE_FRAMES = 12
+SEQUENTIAL_FRAMES = 300
+"""Up to this many frames in the range, the samples are read in one pass: seeking to each one
+decodes from the keyframe before it, which in a short clip (one keyframe, or a few) costs many
+times the whole range."""
 PREVIEW_SECONDS = 120.0  # a run longer than this gets a suggested preview of about this much work
 
 
@@ -44,21 +48,26 @@ class Estimate:
         return max(0, self.faces - faces_done) * self.seconds_per_face
 
 
-def sampled_faces(plan: Plan, detector: FaceDetector, samples: int = SAMPLE_FRAMES) -> tuple[int, int]:
+def sampled_faces(plan: Plan, detector: FaceDetector, samples: int = SAMPLE_FRAMES,
+                  sequential: int = SEQUENTIAL_FRAMES) -> tuple[int, int]:
     """(faces expected in the plan's frames, the sampled frame with the most faces), from the
-    detector on up to `samples` frames spread evenly over the range."""
+    detector on up to `samples` frames spread evenly over the range, read in one pass where the
+    range has at most `sequential` frames, else each by a seek."""
     from vidface.io.decode import decode_frames
 
     if plan.frame_count <= 0:
         return 0, plan.first_frame
     pts = plan.info.video.pts
     picks = sorted({int(i) for i in np.linspace(plan.first_frame, plan.stop_frame - 1, min(samples, plan.frame_count))})
-    counts = {}
-    for index in picks:
-        frame = next(iter(decode_frames(plan.info.path, start_pts=pts[index], stop_pts=pts[index] + 1,
-                                        video=plan.info.video)), None)
-        if frame is not None:
-            counts[index] = len(detector.detect(frame.to_rgb()))
+    wanted = {pts[index]: index for index in picks}
+    if plan.frame_count <= sequential:
+        every = decode_frames(plan.info.path, start_pts=pts[picks[0]], stop_pts=pts[picks[-1]] + 1,
+                              video=plan.info.video)
+        sampled = (frame for frame in every if frame.pts in wanted)
+    else:
+        sampled = (next(iter(decode_frames(plan.info.path, start_pts=pts[index], stop_pts=pts[index] + 1,
+                                           video=plan.info.video)), None) for index in picks)
+    counts = {wanted[frame.pts]: len(detector.detect(frame.to_rgb())) for frame in sampled if frame is not None}
     if not counts:
         return 0, plan.first_frame
     busiest = max(counts, key=lambda index: counts[index])

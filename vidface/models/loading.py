@@ -395,7 +395,7 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None,
     if model is None:
         model = _build(options, location, device, dtype)
         if folder:
-            model = _made_ready(model, folder, batch, device)
+            model = _made_ready(model, folder, batch)
     model.batch_size = batch
     model.static_batch = model.static_batch or options.compile  # fixed shapes: one compilation
     if options.channels_last and device.type == "cuda":
@@ -417,9 +417,10 @@ def _build(options: ModelOptions, location: WeightsLocation, device: torch.devic
     return model.to(device=device, dtype=dtype)
 
 
-def _made_ready(model: OSDFace, folder: Path, batch: int, device: torch.device) -> OSDFace:
-    """Save `model` as the ready model `folder` and load it from there (what later runs load),
-    or, where torch.export cannot export it, warn and keep `model`."""
+def _made_ready(model: OSDFace, folder: Path, batch: int) -> OSDFace:
+    """Save `model` as the ready model `folder` and return it with the ready model's static batch
+    (its export runs the same operations: the same faces), or, where torch.export cannot export
+    it, warn and return it as it is."""
     log.info("exporting the model to %s, once for these weights and settings", folder)
     try:
         save_ready(model, folder, batch)
@@ -427,7 +428,8 @@ def _made_ready(model: OSDFace, folder: Path, batch: int, device: torch.device) 
         log.warning("the model cannot be exported for fast loading (%s); each run builds it anew",
                     _first_line(error))
         return model
-    return load_ready(folder, device) or model
+    model.static_batch = True
+    return model
 
 
 def check_release(release: Path, trust_pickle: bool = False) -> tuple[ReleaseWeights, VisualRepresentationEmbedder]:
