@@ -9,7 +9,7 @@ import torch
 
 from vidface.commands.options import add_option_flags, options_from_flags
 from vidface.errors import InputError
-from vidface.models.options import ModelOptions, auto_batch_size, resolve_device, resolve_dtype
+from vidface.models.options import ModelOptions, auto_batch_size, resolve_device, resolve_dtype, torch_dtype
 
 
 def test_device_names():
@@ -48,3 +48,12 @@ def test_model_flags_build_model_options():
     for bad in ("-1", "many"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--batch-size", bad])
+
+
+@pytest.mark.parametrize("free_gib, dtype, batch", [(80, "bf16", 32), (24, "bf16", 16), (12, "bf16", 8), (4, "bf16", 2),
+                                                    (1, "bf16", 1), (24, "fp32", 8)])
+def test_auto_batch_is_a_power_of_two_that_fits(monkeypatch, free_gib, dtype, batch):
+    """What a GPU with this much free memory gets: the model's weights set aside, 700 MiB a face in
+    16-bit (twice in fp32), a power of two at most 32, so nearby amounts give the same batch."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free_gib * 2**30, 80 * 2**30))
+    assert auto_batch_size(torch.device("cuda"), torch_dtype(dtype)) == batch

@@ -124,8 +124,9 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def auto_batch_size(device: torch.device, dtype: torch.dtype) -> int:
     """Faces per call that fit in the device's free memory once the model is loaded (it is
-    called before: the batch is part of what a ready model is made for); 1 on CPU, where more
-    gains nothing."""
+    called before: the batch is part of what a ready model is made for), rounded down to a power
+    of two, so that a little more or less free memory gives the same batch and the same ready
+    model; 1 on CPU, where more gains nothing."""
     import torch
 
     if device.type != "cuda":
@@ -133,4 +134,5 @@ def auto_batch_size(device: torch.device, dtype: torch.dtype) -> int:
     free, _total = torch.cuda.mem_get_info(device)
     scale = 2 if dtype == torch.float32 else 1
     left = free - _MODEL_BYTES_16BIT * scale
-    return max(1, min(_MAX_AUTO_BATCH, int(left * 0.8) // (_BYTES_PER_FACE_16BIT * scale)))
+    fits = max(1, min(_MAX_AUTO_BATCH, int(left * 0.8) // (_BYTES_PER_FACE_16BIT * scale)))
+    return 1 << (fits.bit_length() - 1)
