@@ -87,7 +87,7 @@ def save_ready(model: OSDFace, folder: Path, batch: int) -> None:
             torch.export.save(program, partial / f"{name}.pt2")
         save_file({key: value.contiguous() for key, value in model.embedder.state_dict().items()},
                   str(partial / "embedder.safetensors"))
-        constants = {"format": _FORMAT, "batch": batch, "device": str(model.device), "timestep": model.timestep,
+        constants = {"format": _FORMAT, "batch": batch, "timestep": model.timestep,
                      "alpha_prod": model.alpha_prod, "scaling_factor": model.scaling_factor,
                      "size_multiple": model.size_multiple, "embedder": vars(config)}
         (partial / "model.json").write_text(json.dumps(constants, indent=1))
@@ -123,6 +123,8 @@ def _output_shape(program: torch.export.ExportedProgram) -> tuple[int, ...]:
 
 def _load_program(path: Path, device: torch.device) -> nn.Module:
     program = torch.export.load(path)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     saved = next(iter(program.state_dict.values())).device
     if saved != device:  # another GPU of the same kind: its device constants move too
         program = torch.export.passes.move_to_device_pass(program, device)
