@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from tiny_model import tiny_osdface, tiny_osdface_model, tiny_osdface_options  # noqa: F401
 from vidface.errors import WeightsError
-from vidface.models.loading import build_embedder, convert_release, load_osdface, read_release
+from vidface.models.loading import build_embedder, convert_release, load_osdface
+from vidface.models.release import read_release
 
 LORA = "pytorch_lora_weights.safetensors"
 PROJECTION = "embedding_change_weights.pth"
