@@ -162,7 +162,7 @@ def configure(reference: torch.nn.Module, lever: Lever) -> torch.nn.Module:
     if lever == LEVERS["eager-fp32"]:
         return reference
     model = copy.deepcopy(reference).to(dtype=lever.dtype)
-    networks = (model.encoder, model.noise, model.decoder)
+    networks = model.networks
     if lever.channels_last:
         for network in networks:
             network.to(memory_format=torch.channels_last)

@@ -38,7 +38,7 @@ def build_model(device: torch.device, dtype: torch.dtype, channels_last: bool, c
     embedder = VisualRepresentationEmbedder()
     alphas = DDIMScheduler.from_config(SD21_BASE_SCHEDULER).alphas_cumprod
     model = OSDFace.from_diffusers(unet, vae, embedder, alphas).eval().requires_grad_(False).to(device=device, dtype=dtype)
-    for network in (model.encoder, model.noise, model.decoder):
+    for network in model.networks:
         if channels_last:
             network.to(memory_format=torch.channels_last)
         if compile_:

@@ -122,8 +122,8 @@ class _FrameWork:
     rows: list[CropRow]
     ended: list[int]
     placements: list[FaceCrop] = field(default_factory=list)
-    crops: list[np.ndarray] = field(default_factory=list)
-    restored: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray | torch.Tensor] = field(default_factory=list)
+    restored: list[np.ndarray | torch.Tensor] = field(default_factory=list)
     masks: list[np.ndarray | torch.Tensor | None] = field(default_factory=list)
     on_device: torch.Tensor | None = None
 
@@ -338,7 +338,8 @@ def _while_loading(work: Iterator[_FrameWork], model: Future[OSDFace]) -> list[_
 
 
 def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser | None, images: torch.Tensor,
-             rows: list[CropRow], on_host: bool) -> list[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor | None]]:
+             rows: list[CropRow], on_host: bool
+             ) -> list[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor | None]]:
     """B×3×S×S float RGB crops in [0, 1] -> B (restored face, paste mask) pairs, stabilised over
     time; the mask (S×S in [0, 1]) is the parsed face of the restored crop, or None without a
     parser. on_host: as S×S×3 uint8 RGB and float32 arrays; else tensors on the model's device

@@ -223,10 +223,10 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None,
     model.batch_size = batch
     model.static_batch = model.static_batch or options.compile  # fixed shapes: one compilation
     if options.channels_last and device.type == "cuda":
-        for network in (model.encoder, model.noise, model.decoder):
+        for network in model.networks:
             network.to(memory_format=torch.channels_last)
     if options.compile:
-        for network in (model.encoder, model.noise, model.decoder):
+        for network in model.networks:
             network.compile(fullgraph=False)
     return model
 

@@ -128,6 +128,11 @@ class OSDFace(nn.Module):
                    size_multiple=size_multiple, timestep=timestep)
 
     @property
+    def networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """The three networks that run on images and latents (what a layout change or compilation applies to)."""
+        return self.encoder, self.noise, self.decoder
+
+    @property
     def device(self) -> torch.device:
         return next(self.noise.parameters()).device
 

@@ -60,9 +60,9 @@ def _weight_files(location: WeightsLocation) -> list[Path]:
 def ready_folder(location: WeightsLocation, device: torch.device, dtype: torch.dtype, batch: int) -> Path:
     """Where the ready model for these weights and settings lives (whether or not it exists)."""
     identity = [_FORMAT, __version__, torch.__version__, device.type, str(dtype), str(batch)]
-    for path in _weight_files(location):
-        stat = path.resolve().stat()
-        identity.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    for path in map(Path.resolve, _weight_files(location)):
+        stat = path.stat()
+        identity.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
     return ready_root() / hashlib.sha256("\n".join(identity).encode()).hexdigest()[:24]
 
 
