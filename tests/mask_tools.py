@@ -51,9 +51,12 @@ def recorded_paste_masks() -> Iterator[list[np.ndarray]]:
     masks: list[np.ndarray] = []
     paste = vidface.restore.paste_faces
 
-    def recording(*args, **kwargs):
-        pasted = paste(*args, **kwargs)
-        masks.append(pasted.mask)
+    def recording(frame_rgb, *args, **kwargs):
+        pasted = paste(frame_rgb, *args, **kwargs)
+        whole = np.zeros(frame_rgb.shape[:2], np.float32)
+        (x, y), (height, width) = pasted.origin, pasted.mask.shape
+        whole[y:y + height, x:x + width] = pasted.mask
+        masks.append(whole)
         return pasted
 
     vidface.restore.paste_faces = recording

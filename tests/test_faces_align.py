@@ -41,7 +41,7 @@ def test_warp_then_paste_reproduces_the_face(width: int, height: int) -> None:
     crop = face_crop(landmarks)
     face = warp_face(frame, crop)
     assert face.shape == (512, 512, 3) and face.dtype == np.uint8
-    rgb, mask, _ = paste_faces(frame, [(face, crop)])
+    rgb, mask, _, _ = paste_faces(frame, [(face, crop)])
     inside = mask > 0.99
     assert inside.sum() > 1000
     error = np.abs(rgb.astype(int) - frame.astype(int))[inside]
@@ -62,7 +62,7 @@ def test_face_partly_outside_the_frame_is_padded() -> None:
     grey = constant[200:300, :outside_x].reshape(-1, 3)
     assert np.all(grey == grey[0]) and tuple(grey[0]) == (132, 133, 135)
     assert reflected[200:300, :outside_x].std() > 5  # mirrored picture, not a flat fill
-    rgb, mask, _ = paste_faces(frame, [(reflected, crop)])
+    rgb, mask, _, _ = paste_faces(frame, [(reflected, crop)])
     assert rgb.shape == frame.shape and mask.shape == frame.shape[:2]
     with pytest.raises(ValueError):
         warp_face(frame, crop, border="wrap")  # type: ignore[arg-type]
@@ -78,7 +78,7 @@ def test_paste_mask_is_soft_zero_at_the_crop_edge_and_sized_to_the_face() -> Non
     for scale in (0.3, 0.6):
         _, (landmarks,) = render(frame, [Pose(160, 120, scale, 0.0)])
         crop = face_crop(landmarks)
-        _, pasted, _ = paste_faces(frame, [(np.zeros((512, 512, 3), np.uint8), crop)])
+        _, pasted, _, _ = paste_faces(frame, [(np.zeros((512, 512, 3), np.uint8), crop)])
         areas.append(float(pasted.sum()))
     # The ramp is a tenth of the crop wide: for this face (eye distance ~26 px) ~10 px.
     assert np.abs(np.diff(pasted, axis=0)).max() < 0.2 and np.abs(np.diff(pasted, axis=1)).max() < 0.2
@@ -87,7 +87,7 @@ def test_paste_mask_is_soft_zero_at_the_crop_edge_and_sized_to_the_face() -> Non
 
 def test_frame_without_faces_passes_unchanged() -> None:
     frame = background(96, 64)
-    rgb, mask, _ = paste_faces(frame, [])
+    rgb, mask, _, _ = paste_faces(frame, [])
     np.testing.assert_array_equal(rgb, frame)
     assert mask.shape == (64, 96) and not mask.any()
 
@@ -98,17 +98,17 @@ def test_overlapping_faces_paste_in_the_given_order() -> None:
     red, blue = np.zeros((512, 512, 3), np.uint8), np.zeros((512, 512, 3), np.uint8)
     red[..., 0], blue[..., 2] = 255, 255
     faces = [(red, face_crop(a)), (blue, face_crop(b))]
-    rgb, mask, _ = paste_faces(frame, faces)
-    again, _, _ = paste_faces(frame, faces)
+    rgb, mask, _, _ = paste_faces(frame, faces)
+    again, _, _, _ = paste_faces(frame, faces)
     np.testing.assert_array_equal(rgb, again)
     centre = (120, 165)  # where both masks are 1: the later face wins
     assert mask[centre] == pytest.approx(1.0) and tuple(rgb[centre]) == (0, 0, 255)
-    swapped, _, _ = paste_faces(frame, faces[::-1])
+    swapped, _, _, _ = paste_faces(frame, faces[::-1])
     assert tuple(swapped[centre]) == (255, 0, 0)
     # What Frame.with_rgb makes of (rgb, mask) is the layered result: layer by hand and compare.
     layered = frame.astype(np.float64)
     for colour, crop in faces:
-        _, m, _ = paste_faces(frame, [(colour, crop)])
+        _, m, _, _ = paste_faces(frame, [(colour, crop)])
         layered = layered * (1 - m[..., None]) + colour[0, 0].astype(np.float64) * m[..., None]
     blended = frame * (1 - mask[..., None]) + rgb * mask[..., None].astype(np.float64)
     assert np.abs(blended - layered).max() <= 1.0
@@ -133,12 +133,41 @@ def test_each_face_region_is_the_box_its_mask_reaches() -> None:
     assert not pasted.mask[outside].any()
 
 
+@pytest.mark.parametrize("context", [0, 7, 400])
+def test_a_patch_with_context_is_the_whole_paste_around_the_faces(context: int) -> None:
+    """paste_faces(context=N) gives the part of the whole-frame paste that the faces reach, N
+    frame pixels around it (within the frame); outside the patch the whole paste's mask is 0."""
+    frame = background(320, 240)
+    _, landmarks = render(frame, [Pose(120, 120, 0.5, 25.0), Pose(300, 100, 0.5, 0.0), Pose(900, 100, 0.5, 0.0)])
+    faces = [(np.full((512, 512, 3), 200, np.uint8), face_crop(points)) for points in landmarks]
+    whole = paste_faces(frame, faces)
+    patch = paste_faces(frame, faces, context=context)
+    reached = [region for region in whole.regions if region is not None]
+    x0, y0 = min(r[0] for r in reached), min(r[1] for r in reached)
+    x1, y1 = max(r[2] for r in reached), max(r[3] for r in reached)
+    assert patch.origin[0] <= max(0, x0 - context) and patch.origin[1] <= max(0, y0 - context)
+    height, width = patch.mask.shape
+    assert patch.origin[0] + width >= min(320, x1 + context) and patch.origin[1] + height >= min(240, y1 + context)
+    if context < 400:
+        assert width < 320 and height < 240
+    else:
+        assert patch.origin == (0, 0) and (height, width) == (240, 320)
+    rows, cols = slice(patch.origin[1], patch.origin[1] + height), slice(patch.origin[0], patch.origin[0] + width)
+    np.testing.assert_array_equal(patch.rgb, whole.rgb[rows, cols])
+    np.testing.assert_array_equal(patch.mask, whole.mask[rows, cols])
+    outside = whole.mask.copy()
+    outside[rows, cols] = 0
+    assert not outside.any() and patch.regions == whole.regions
+    nothing = paste_faces(frame, faces[2:], context=context)
+    assert nothing.rgb.shape == (0, 0, 3) and nothing.mask.shape == (0, 0) and nothing.regions == [None]
+
+
 def test_float_crops_in_unit_range_paste_like_uint8() -> None:
     frame, (landmarks,) = render(background(160, 120), [Pose(80, 60, 0.4, 0.0)])
     crop = face_crop(landmarks)
     face = warp_face(frame, crop)
-    as_uint8, _, _ = paste_faces(frame, [(face, crop)])
-    as_float, _, _ = paste_faces(frame, [(face.astype(np.float32) / 255.0, crop)])
+    as_uint8, _, _, _ = paste_faces(frame, [(face, crop)])
+    as_float, _, _, _ = paste_faces(frame, [(face.astype(np.float32) / 255.0, crop)])
     assert np.abs(as_uint8.astype(int) - as_float.astype(int)).max() <= 1
 
 

@@ -114,6 +114,13 @@ def test_paste_faces_matches_the_numpy_paste(with_masks: bool, device: str) -> N
                                   torch.from_numpy(restored).permute(0, 3, 1, 2).to(device) / 255, crops,
                                   None if masks is None else torch.from_numpy(masks).to(device))
     assert_pasted_alike(ours, theirs, frame)
+    patch = torch_warp.paste_faces(torch.from_numpy(frame.copy()).to(device),
+                                   torch.from_numpy(restored).permute(0, 3, 1, 2).to(device) / 255, crops,
+                                   None if masks is None else torch.from_numpy(masks).to(device), context=5)
+    (x, y), (height, width) = patch.origin, patch.mask.shape
+    assert width < frame.shape[1] or height < frame.shape[0]
+    np.testing.assert_array_equal(patch.rgb, ours.rgb[y:y + height, x:x + width])
+    np.testing.assert_array_equal(patch.mask, ours.mask[y:y + height, x:x + width])
     assert theirs.regions[4] is None and all(region is not None for region in theirs.regions[:4])
     assert theirs.regions[2][0] == 0 and theirs.regions[2][3] == HEIGHT  # clipped to the frame
     x0, y0, x1, y1 = theirs.regions[0]

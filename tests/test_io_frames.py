@@ -10,7 +10,7 @@ import pytest
 
 from media import moving_pattern, write_video
 from vidface.io.decode import decode_frames
-from vidface.io.frames import Frame
+from vidface.io.frames import BLEND_CONTEXT, Frame
 
 
 def _frame(video: av.VideoFrame, rotation: int = 0) -> Frame:
@@ -86,8 +86,45 @@ def test_with_rgb_blends_partially_and_validates_shapes() -> None:
     assert abs(int(half.to_rgb().mean()) - 100) <= 3
     with pytest.raises(ValueError, match="rgb must be"):
         frame.with_rgb(np.zeros((16, 32, 3), np.uint8), np.zeros((32, 32), np.float32))
-    with pytest.raises(ValueError, match="mask must be"):
-        frame.with_rgb(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 16), np.float32))
+    with pytest.raises(ValueError, match="mask must be"):  # a patch reaching past the picture's edge
+        frame.with_rgb(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), np.float32), origin=(20, 0))
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "size", "rotation", "context"),
+    [("yuv420p", (128, 96), 0, BLEND_CONTEXT), ("yuv420p10le", (128, 96), 90, BLEND_CONTEXT),
+     ("nv12", (128, 96), 180, BLEND_CONTEXT), ("yuv444p", (128, 96), 270, BLEND_CONTEXT),
+     ("yuv420p", (128, 96), 90, 2), ("yuv420p", (127, 95), 270, BLEND_CONTEXT)],
+)
+def test_a_patch_blends_as_the_whole_picture_does(pix_fmt: str, size: tuple[int, int], rotation: int, context: int,
+                                                  monkeypatch) -> None:
+    """with_rgb of a patch (the pasted faces and `context` pixels around them) changes the
+    picture exactly as the whole picture with the patch in place does: with BLEND_CONTEXT
+    pixels around its mask the patch alone is converted; with less context, or an odd-sized
+    picture (whose chroma converts as a whole), the picture's own RGB fills in."""
+    width, height = size
+    rng = np.random.default_rng(1)
+    source = av.VideoFrame.from_ndarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+                                        format="rgb24").reformat(format=pix_fmt)
+    frame = _frame(source, rotation)
+    original = _planes(source)
+    upright = frame.to_rgb()
+    up_h, up_w = upright.shape[:2]
+    x0, y0, x1, y1 = 41, 37, 63, 55  # the mask's box, upright: odd corners, off the chroma grid
+    mask = np.zeros((up_h, up_w), np.float32)
+    mask[y0:y1, x0:x1] = rng.uniform(0.2, 1.0, (y1 - y0, x1 - x0))
+    painted = upright.copy()
+    painted[y0:y1, x0:x1] = rng.integers(0, 256, (y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    whole = frame.copy().with_rgb(painted, mask)
+
+    px0, py0, px1, py1 = max(0, x0 - context), max(0, y0 - context), min(up_w, x1 + context), min(up_h, y1 + context)
+    fills_in = context < BLEND_CONTEXT or width % 2 or height % 2
+    if not fills_in:
+        monkeypatch.setattr(Frame, "to_rgb", lambda self: pytest.fail("the patch should have been enough"))
+    patched = frame.with_rgb(painted[py0:py1, px0:px1], mask[py0:py1, px0:px1], origin=(px0, py0))
+    for ours, reference in zip(_planes(patched.video), _planes(whole.video)):
+        np.testing.assert_array_equal(ours, reference)
+    assert any(not np.array_equal(a, b) for a, b in zip(_planes(patched.video), original))
 
 
 def test_a_shared_frame_is_changed_as_a_copy_and_never_encoded(tmp_path) -> None:

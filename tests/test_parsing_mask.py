@@ -91,21 +91,21 @@ def test_paste_takes_a_mask_per_face_times_the_feathered_square() -> None:
     frame = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8)
     crop = face_crop(ASTRONAUT_LANDMARKS * 0.4 + 20, 64)
     face = np.full((64, 64, 3), 255, np.uint8)
-    fixed_rgb, fixed, _ = paste_faces(frame, [(face, crop)])
-    ones_rgb, ones, _ = paste_faces(frame, [(face, crop)], masks=[np.ones((64, 64), np.float32)])
+    fixed_rgb, fixed, _, _ = paste_faces(frame, [(face, crop)])
+    ones_rgb, ones, _, _ = paste_faces(frame, [(face, crop)], masks=[np.ones((64, 64), np.float32)])
     np.testing.assert_array_equal(ones, fixed)  # a mask of ones is the square alone
     np.testing.assert_array_equal(ones_rgb, fixed_rgb)
-    same, _, _ = paste_faces(frame, [(face, crop)], masks=[None])
+    same, _, _, _ = paste_faces(frame, [(face, crop)], masks=[None])
     np.testing.assert_array_equal(same, fixed_rgb)
 
     half = np.zeros((64, 64), np.float32)
     half[:, :32] = 1.0  # only the crop's left half
-    rgb, mask, _ = paste_faces(frame, [(face, crop)], masks=[half])
+    rgb, mask, _, _ = paste_faces(frame, [(face, crop)], masks=[half])
     assert 0 < mask.sum() < 0.6 * fixed.sum()
     untouched = mask == 0
     np.testing.assert_array_equal(rgb[untouched], frame[untouched])
     assert (fixed[untouched] > 0).any()  # the square would have covered some of it
-    _, none, _ = paste_faces(frame, [(face, crop)], masks=[np.zeros((64, 64), np.float32)])
+    _, none, _, _ = paste_faces(frame, [(face, crop)], masks=[np.zeros((64, 64), np.float32)])
     assert not none.any()
     with pytest.raises(ValueError, match="masks for"):
         paste_faces(frame, [(face, crop)], masks=[])

@@ -50,7 +50,7 @@ from vidface.faces.torch_warp import paste_faces as paste_faces_on_device
 from vidface.faces.torch_warp import warp_faces
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
-from vidface.io.frames import Frame, RGBFrame
+from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
 from vidface.models.options import resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
@@ -138,11 +138,13 @@ class _FrameWork:
             self.crops = list(warp_faces(self.on_device, self.placements))
 
     def paste(self) -> Pasted:
-        """The restored faces pasted into the frame, where the crops were cut."""
+        """The restored faces pasted into the frame, where the crops were cut: the patch they reach."""
         if self.on_device is None:
-            return paste_faces(self.rgb, list(zip(self.restored, self.placements)), self.masks)
+            return paste_faces(self.rgb, list(zip(self.restored, self.placements)), self.masks,
+                               context=BLEND_CONTEXT)
         masks = None if self.masks[0] is None else torch.stack(self.masks)
-        return paste_faces_on_device(self.on_device, torch.stack(self.restored), self.placements, masks)
+        return paste_faces_on_device(self.on_device, torch.stack(self.restored), self.placements, masks,
+                                     context=BLEND_CONTEXT)
 
     @property
     def done(self) -> bool:
@@ -207,7 +209,7 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                     counters.frames_with_faces += 1
                     counters.faces += len(item.faces)
                     counters.tracks.update(row.track_id for row in item.rows)
-                frame = item.frame.with_rgb(pasted.rgb, pasted.mask)
+                frame = item.frame.with_rgb(pasted.rgb, pasted.mask, pasted.origin)
                 yield replace(frame, edits=_replaced_faces(frame, item.faces, pasted.regions))
         finally:
             cancel.set()

@@ -67,17 +67,30 @@ def crop_mask(size: int) -> np.ndarray:
 
 
 class Pasted(NamedTuple):
-    """What `paste_faces` made: rgb and mask as `Frame.with_rgb` takes them, and per face the box
-    (x0, y0, x1, y1, end exclusive) of the frame pixels its mask reaches, or None where it
-    reaches none (a crop wholly outside the frame, or an all-zero mask)."""
+    """What `paste_faces` made: rgb and mask as `Frame.with_rgb` takes them, a patch of the frame
+    whose top-left pixel is at `origin` (x, y) (the whole frame at (0, 0), or the part the faces
+    reach with some context around it); and per face the box (x0, y0, x1, y1, end exclusive) of
+    the frame pixels its mask reaches, or None where it reaches none (a crop wholly outside the
+    frame, or an all-zero mask)."""
 
     rgb: np.ndarray
     mask: np.ndarray
+    origin: tuple[int, int]
     regions: list[tuple[int, int, int, int] | None]
 
 
+def patch_box(boxes: Sequence[tuple[int, int, int, int]], context: int | None, width: int,
+              height: int) -> tuple[int, int, int, int]:
+    """The frame pixels (x0, y0, x1, y1) a `Pasted` patch covers: the box every face box reaches,
+    grown by `context` pixels on each side within the frame; None: the whole frame."""
+    if context is None or not boxes:
+        return (0, 0, width, height) if context is None else (0, 0, 0, 0)
+    return (max(0, min(b[0] for b in boxes) - context), max(0, min(b[1] for b in boxes) - context),
+            min(width, max(b[2] for b in boxes) + context), min(height, max(b[3] for b in boxes) + context))
+
+
 def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCrop]],
-                masks: Sequence[np.ndarray | None] | None = None) -> Pasted:
+                masks: Sequence[np.ndarray | None] | None = None, *, context: int | None = None) -> Pasted:
     """Blend restored crops into a frame.
 
     frame_rgb: H×W×3 uint8 RGB (displayed orientation). faces: (crop, FaceCrop) pairs, each crop
@@ -85,15 +98,17 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     (the tracking stage yields faces sorted by track id, so the order is stable over time).
     masks: one per face, or None for all: a size×size float mask in [0, 1] in crop space (such
     as a parsed face), used times :func:`crop_mask`; None: :func:`crop_mask` alone.
-    Returns a `Pasted`: rgb H×W×3 uint8 RGB such that frame·(1-mask) + rgb·mask is the layered
-    result, mask H×W float32 in [0, 1], exactly 0 wherever no face reaches (there rgb equals the
-    frame), and each face's region. No faces: the frame and a zero mask.
+    context: None for the whole frame, else the patch covers only the faces and this many frame
+    pixels around them (a blend that reads neighbours needs them: `vidface.io.frames.BLEND_CONTEXT`),
+    so the cost follows the faces' size, not the frame's.
+    Returns a `Pasted`: rgb h×w×3 uint8 RGB such that frame·(1-mask) + rgb·mask is the layered
+    result, mask h×w float32 in [0, 1], exactly 0 wherever no face reaches (there rgb equals the
+    frame), and each face's region. No faces: the frame (an empty patch with a context) and a
+    zero mask.
     """
     import cv2
 
     height, width = frame_rgb.shape[:2]
-    mask_total = np.zeros((height, width), dtype=np.float32)
-    rgb = frame_rgb.copy()
     if masks is None:
         masks = [None] * len(faces)
     if len(masks) != len(faces):
@@ -102,8 +117,11 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     regions: list[tuple[int, int, int, int] | None] = [None] * len(faces)
     placed = [(index, crop_rgb, crop, _face_mask(crop.size, mask), roi)
               for index, ((crop_rgb, crop), mask, roi) in enumerate(zip(faces, masks, boxes)) if roi is not None]
+    px0, py0, px1, py1 = patch_box([roi for *_, roi in placed], context, width, height)
+    rgb = frame_rgb[py0:py1, px0:px1].copy()
+    mask_total = np.zeros(rgb.shape[:2], dtype=np.float32)
     if not placed:
-        return Pasted(rgb, mask_total, regions)
+        return Pasted(rgb, mask_total, (px0, py0), regions)
     # Work inside the box all faces reach: the cost follows the faces' size, not the frame's.
     ux0, uy0 = min(r[0] for *_, r in placed), min(r[1] for *_, r in placed)
     ux1, uy1 = max(r[2] for *_, r in placed), max(r[3] for *_, r in placed)
@@ -127,9 +145,10 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
         area_mask[roi] += alpha * (1.0 - area_mask[roi])
     covered = area_mask > 0
     blended = np.clip(np.rint(weighted[covered] / area_mask[covered, None]), 0, 255).astype(np.uint8)
-    rgb[uy0:uy1, ux0:ux1][covered] = blended
-    mask_total[uy0:uy1, ux0:ux1] = area_mask
-    return Pasted(rgb, mask_total, regions)
+    union = (slice(uy0 - py0, uy1 - py0), slice(ux0 - px0, ux1 - px0))
+    rgb[union][covered] = blended
+    mask_total[union] = area_mask
+    return Pasted(rgb, mask_total, (px0, py0), regions)
 
 
 def _reach(reached: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int] | None:

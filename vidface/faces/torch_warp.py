@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from vidface.faces.align import PAD_GREY_RGB, Border, FaceCrop
-from vidface.faces.paste import Pasted, frame_box, crop_mask
+from vidface.faces.paste import Pasted, crop_mask, frame_box, patch_box
 
 
 def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = "reflect") -> torch.Tensor:
@@ -55,13 +55,14 @@ def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = 
 
 
 def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[FaceCrop],
-                masks: torch.Tensor | None = None) -> Pasted:
+                masks: torch.Tensor | None = None, *, context: int | None = None) -> Pasted:
     """Blend restored crops into a frame on its device, as :func:`vidface.faces.paste.paste_faces`.
 
     frame: H×W×3 uint8 RGB; restored: N×3×S×S float RGB in [0, 1], one per crop, on the frame's
     device, pasted in order, later over earlier; masks: N×S×S float in [0, 1] in crop space, used
-    times :func:`vidface.faces.paste.crop_mask`, or None for that square alone. Returns the same
-    `Pasted` (numpy arrays on the host, copied once at the end).
+    times :func:`vidface.faces.paste.crop_mask`, or None for that square alone; context: as
+    there (a patch is all that is copied to the host). Returns the same `Pasted` (numpy arrays on
+    the host, copied once at the end).
     """
     _check_frame(frame)
     height, width = frame.shape[:2]
@@ -75,8 +76,10 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
     boxes = [frame_box(crop, width, height) for crop in crops]
     regions: list[tuple[int, int, int, int] | None] = [None] * count
     placed = [index for index, box in enumerate(boxes) if box is not None]
+    px0, py0, px1, py1 = patch_box([boxes[i] for i in placed], context, width, height)
     if not placed:
-        return Pasted(frame.to("cpu", copy=True).numpy(), np.zeros((height, width), np.float32), regions)
+        patch = frame[py0:py1, px0:px1].to("cpu", copy=True).numpy()
+        return Pasted(patch, np.zeros(patch.shape[:2], np.float32), (px0, py0), regions)
     square = _device_crop_mask(size, frame.device)
     face_masks = square[None] if masks is None else masks.float().clamp(0.0, 1.0) * square
     face_masks = face_masks.expand(count, size, size)
@@ -108,13 +111,14 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
         area_mask[rows, cols] += alpha * (1.0 - area_mask[rows, cols])
     covered = area_mask > 0
     blended = torch.round(weighted / torch.where(covered, area_mask, 1.0)).clamp_(0, 255).to(torch.uint8)
-    rgb = frame.clone()
-    rgb[uy0:uy1, ux0:ux1] = torch.where(covered[..., None], blended.permute(1, 2, 0), rgb[uy0:uy1, ux0:ux1])
-    mask = torch.zeros((height, width), dtype=torch.float32, device=frame.device)
-    mask[uy0:uy1, ux0:ux1] = area_mask
+    rgb = frame[py0:py1, px0:px1].clone()
+    union = (slice(uy0 - py0, uy1 - py0), slice(ux0 - px0, ux1 - px0))
+    rgb[union] = torch.where(covered[..., None], blended.permute(1, 2, 0), rgb[union])
+    mask = torch.zeros((py1 - py0, px1 - px0), dtype=torch.float32, device=frame.device)
+    mask[union] = area_mask
     for index, (x0, y0, x1, y1, reached) in zip(placed, torch.stack(reaches).cpu().tolist()):
         regions[index] = (x0, y0, x1, y1) if reached else None
-    return Pasted(rgb.cpu().numpy(), mask.cpu().numpy(), regions)
+    return Pasted(rgb.cpu().numpy(), mask.cpu().numpy(), (px0, py0), regions)
 
 
 def _check_frame(frame: torch.Tensor) -> None:

@@ -73,26 +73,43 @@ class Frame:
         picture.color_range = video.color_range
         return replace(self, video=picture, shared=False)
 
-    def with_rgb(self, rgb: np.ndarray, mask: np.ndarray) -> Frame:
+    def with_rgb(self, rgb: np.ndarray, mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> Frame:
         """This frame with `rgb` blended over its picture by `mask`: the picture is changed in
         place (`blend_into`), so it keeps what the decoder attached to it (field order,
         captions, ...); a shared frame's picture is copied first (`copy`) and the copy returned.
 
-        rgb: H×W×3 uint8 RGB, upright. mask: H×W float32 in [0, 1], upright; 1 takes `rgb`.
-        The blend is done in the source pixel format, per plane, with the mask averaged over
-        each chroma sample's footprint: wherever the mask is 0 (for chroma: over the whole
-        footprint) the stored sample values are kept exactly, at the source's bit depth.
+        rgb: h×w×3 uint8 RGB, upright, a patch of the picture whose top-left pixel is at `origin`
+        (x, y) in upright pixels (the whole picture at (0, 0)). mask: h×w float32 in [0, 1]; 1
+        takes `rgb`. The blend is done in the source pixel format, per plane, with the mask
+        averaged over each chroma sample's footprint: wherever the mask is 0 (for chroma: over
+        the whole footprint) the stored sample values are kept exactly, at the source's bit depth.
+        The blend converts the picture around the mask (`blend_box`): a patch that holds
+        BLEND_CONTEXT pixels of the picture around its mask is used as it is, else the picture's
+        own RGB fills in.
         """
         height, width = _upright_size(self.video, self.rotation)
-        if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"rgb must be {height}x{width}x3 uint8, got {rgb.shape} {rgb.dtype}")
-        if mask.shape != (height, width):
-            raise ValueError(f"mask must be {height}x{width}, got {mask.shape}")
+        x, y = origin
+        if mask.ndim != 2 or not (0 <= x and 0 <= y and x + mask.shape[1] <= width and y + mask.shape[0] <= height):
+            raise ValueError(f"mask must be a 2-D patch inside the {height}x{width} picture, "
+                             f"got shape {mask.shape} at {origin}")
+        if rgb.shape != (*mask.shape, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be {mask.shape[0]}x{mask.shape[1]}x3 uint8 like the mask, "
+                             f"got {rgb.shape} {rgb.dtype}")
         turn = self.rotation // 90
         stored_rgb = np.ascontiguousarray(np.rot90(rgb, k=turn))
         stored_mask = np.clip(np.rot90(mask, k=turn).astype(np.float32), 0.0, 1.0)
-        frame = self.copy() if self.shared and mask.any() else self
-        blend_into(frame.video, stored_rgb, stored_mask)
+        stored_origin = _stored_origin(origin, mask.shape, turn, (height, width))
+        if not stored_mask.any():
+            return self
+        frame = self.copy() if self.shared else self
+        if not _inside(blend_box(frame.video, stored_mask, stored_origin), stored_origin, stored_mask.shape):
+            whole = np.rot90(frame.to_rgb(), k=turn).copy()
+            whole_mask = np.zeros(whole.shape[:2], np.float32)
+            ox, oy = stored_origin
+            rows, cols = slice(oy, oy + stored_mask.shape[0]), slice(ox, ox + stored_mask.shape[1])
+            whole[rows, cols], whole_mask[rows, cols] = stored_rgb, stored_mask
+            stored_rgb, stored_mask, stored_origin = whole, whole_mask, (0, 0)
+        blend_into(frame.video, stored_rgb, stored_mask, stored_origin)
         return frame
 
     def blend_reach(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -133,41 +150,61 @@ def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
 
 
 _BLEND_MARGIN = 16  # pixels around the mask converted with it (> the chroma filter's reach)
+BLEND_CONTEXT = _BLEND_MARGIN + 3
+"""Pixels of the picture around a mask that `blend_into` reads: the margin, and the rounding of
+its box to the chroma samples (up to 4 pixels a sample)."""
 
 
-def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.VideoFrame:
-    """Blend `rgb` (H×W×3 uint8 RGB, stored orientation) over `source` by `mask` (H×W float32
-    in [0, 1]) in the source's pixel format; samples whose mask footprint is all 0 keep their
-    exact stored value. Returns `source`, edited in place: its buffers are made private first
-    (the decoder's reference pictures are untouched), and it keeps everything the decoder
-    attached to it (interlacing and field order, captions and other side data, colour tags).
+def blend_box(source: av.VideoFrame, mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int]:
+    """The pixels (x0, y0, x1, y1, end exclusive; stored orientation) that `blend_into` converts
+    for `mask` (a patch at `origin`, with some nonzero value): the box around the mask with a
+    margin, so the RGB -> YUV chroma filter sees the same neighbours as in a whole-frame
+    conversion, aligned to the chroma subsampling; the whole picture where its size is odd
+    (odd sizes convert chroma another way)."""
+    height, width = source.height, source.width
+    factors = _plane_factors(source)
+    step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
+    if height % step_y or width % step_x:
+        return 0, 0, width, height
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    ox, oy = origin
+    return (max(0, (ox + int(cols[0]) - _BLEND_MARGIN) // step_x * step_x),
+            max(0, (oy + int(rows[0]) - _BLEND_MARGIN) // step_y * step_y),
+            min(width, -(-(ox + int(cols[-1]) + 1 + _BLEND_MARGIN) // step_x) * step_x),
+            min(height, -(-(oy + int(rows[-1]) + 1 + _BLEND_MARGIN) // step_y) * step_y))
+
+
+def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
+               origin: tuple[int, int] = (0, 0)) -> av.VideoFrame:
+    """Blend `rgb` (h×w×3 uint8 RGB, stored orientation, a patch whose top-left pixel is at
+    `origin` (x, y), the whole picture at (0, 0)) over `source` by `mask` (h×w float32 in [0, 1])
+    in the source's pixel format; samples whose mask footprint is all 0 keep their exact stored
+    value. The patch must hold the pixels `blend_box` names. Returns `source`, edited in place:
+    its buffers are made private first (the decoder's reference pictures are untouched), and it
+    keeps everything the decoder attached to it (interlacing and field order, captions and
+    other side data, colour tags).
     """
     if not mask.any():
         return source
     fmt = source.format
     if not _blendable(source):
         raise ValueError(f"cannot blend into pixel format {fmt.name}")
-    # Convert and blend only the box around the mask (with a margin, so the RGB -> YUV chroma
-    # filter sees the same neighbours as in a whole-frame conversion): the cost follows the
-    # edited area, not the frame size. The box is aligned to the chroma subsampling.
-    height, width = mask.shape
-    factors = _plane_factors(source)
-    step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
-    y0, x0, y1, x1 = 0, 0, height, width
-    if height % step_y == 0 and width % step_x == 0:  # odd sizes convert chroma another way: whole frame
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        y0 = max(0, (int(rows[0]) - _BLEND_MARGIN) // step_y * step_y)
-        x0 = max(0, (int(cols[0]) - _BLEND_MARGIN) // step_x * step_x)
-        y1 = min(height, -(-(int(rows[-1]) + 1 + _BLEND_MARGIN) // step_y) * step_y)
-        x1 = min(width, -(-(int(cols[-1]) + 1 + _BLEND_MARGIN) // step_x) * step_x)
-    edited = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[y0:y1, x0:x1]), format="rgb24").reformat(
+    # Convert and blend only the box around the mask: the cost follows the edited area, not the
+    # frame size.
+    x0, y0, x1, y1 = blend_box(source, mask, origin)
+    if not _inside((x0, y0, x1, y1), origin, mask.shape):
+        raise ValueError(f"the patch at {origin} of shape {mask.shape} does not hold the pixels the blend "
+                         f"converts, {(x0, y0, x1, y1)}")
+    ox, oy = origin
+    patch = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
+    edited = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[patch]), format="rgb24").reformat(
         format=fmt.name,
         dst_colorspace=source.colorspace,
         dst_color_range=source.color_range,
     )
-    region = mask[y0:y1, x0:x1]
+    region = mask[patch]
     source.make_writable()
-    for index, ((fy, fx), plane, new_plane) in enumerate(zip(factors, source.planes, edited.planes)):
+    for index, ((fy, fx), plane, new_plane) in enumerate(zip(_plane_factors(source), source.planes, edited.planes)):
         out = _plane_array(plane, fmt, index)
         box = (slice(y0 // fy, -(-y1 // fy)), slice(x0 // fx, -(-x1 // fx)))
         old = out[box]
@@ -176,6 +213,20 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray) -> av.V
         blended = old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight
         out[box] = np.where(weight > 0, np.rint(blended), old).astype(out.dtype)
     return source
+
+
+def _inside(box: tuple[int, int, int, int], origin: tuple[int, int], shape: tuple[int, ...]) -> bool:
+    """Whether `box` (x0, y0, x1, y1) lies in the patch of `shape` (h, w) at `origin` (x, y)."""
+    (ox, oy), (height, width) = origin, shape[:2]
+    return ox <= box[0] and oy <= box[1] and box[2] <= ox + width and box[3] <= oy + height
+
+
+def _stored_origin(origin: tuple[int, int], shape: tuple[int, ...], turn: int,
+                   upright: tuple[int, int]) -> tuple[int, int]:
+    """The top-left pixel (x, y), in the stored picture, of an h×w patch at `origin` in the
+    upright (H, W) picture, stored as np.rot90(upright, k=turn) stores it."""
+    (x, y), (h, w), (height, width) = origin, shape[:2], upright
+    return [(x, y), (y, width - x - w), (width - x - w, height - y - h), (height - y - h, x)][turn % 4]
 
 
 def _plane_factors(video: av.VideoFrame) -> list[tuple[int, int]]:
