@@ -11,7 +11,7 @@ from face_clips import moving_face_clip
 from media import write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.estimate import Estimate, describe, duration, sampled_faces
-from vidface.faces.detect import create_detector
+from vidface.faces.detect import ScaledDetector, create_detector, first_pass
 from vidface.pipeline import plan_transcode
 
 FRAMES = 24
@@ -29,6 +29,10 @@ def test_faces_are_counted_on_frames_sampled_over_the_range(tmp_path: Path) -> N
     assert 10 <= faces <= 14  # one face in half of the 24 frames
     assert busiest >= len(FACE_FREE)
     assert sampled_faces(plan, create_detector(), sequential=0) == (faces, busiest)  # each sample by a seek
+    # The run's estimate counts with the first pass alone: the same faces, without the refinement.
+    counter = first_pass(create_detector())
+    assert isinstance(counter, ScaledDetector) and first_pass(counter) is counter
+    assert sampled_faces(plan, counter) == (faces, busiest)
 
 
 def test_a_long_run_suggests_a_preview_where_the_faces_are(tmp_path: Path) -> None:

@@ -130,11 +130,12 @@ class Restorer:
         if self.stats is None or not plan.frame_count:
             return None
         from vidface.estimate import RunEstimate
+        from vidface.faces.detect import first_pass
         from vidface.models.options import resolve_device
 
         if resolve_device(self.settings.model.device).type != "cpu":
             return None
-        return RunEstimate(plan, self.detector, self.stats)
+        return RunEstimate(plan, first_pass(self.detector), self.stats)
 
 
 def resume_options(settings: Settings, model: str, weights: WeightsLocation | None,
