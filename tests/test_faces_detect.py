@@ -3,6 +3,9 @@ whole tracking stage end to end with it."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import skimage.data
 from face_clips import (ASTRONAUT_LANDMARKS, CountingPasses, Picture, background, crop_error, error_parts, id_switches,
                         jitter, match_tracks, moving_face_clip, shot_cut_clip)
 from vidface.errors import InputError, WeightsError
+from vidface.faces import centerface
 from vidface.faces.detect import DETECTORS, REFINE_POSITIONS, RefinedDetector, create_detector
 from vidface.faces.options import FaceOptions
 from vidface.faces.track import track_faces
@@ -30,6 +34,30 @@ def test_finds_the_astronaut_with_landmarks_in_template_order(detector) -> None:
     assert marks[:2, 1].max() < marks[2, 1] < marks[3:, 1].min()  # eyes, nose, mouth
     x1, y1, x2, y2 = faces[0].box
     assert x1 < marks[:, 0].min() and marks[:, 0].max() < x2 and y1 < marks[:, 1].min() and marks[:, 1].max() < y2
+
+
+def test_the_prepared_graph_is_made_once_and_again_when_damaged(tmp_path, monkeypatch, caplog) -> None:
+    """CenterFace's graph with symbolic dimensions is kept in the cache after the first detector,
+    so later ones skip onnx's graph editing; a damaged file is made again, with a warning, and a
+    cache that cannot be written gives the graph's bytes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = centerface.centerface_model_path()
+    reference = centerface.CenterFaceDetector().detect(skimage.data.astronaut())
+    prepared = centerface.prepared_model(model)
+    assert isinstance(prepared, Path) and list((tmp_path / "cache" / "vidface" / "centerface").iterdir()) == [prepared]
+    with monkeypatch.context() as patch:
+        patch.setattr(centerface, "dynamic_model", lambda path: pytest.fail("the graph was edited again"))
+        assert centerface.prepared_model(model) == prepared
+        again = centerface.CenterFaceDetector().detect(skimage.data.astronaut())
+    assert len(again) == len(reference) == 1 and np.array_equal(again[0].landmarks, reference[0].landmarks)
+    prepared.write_bytes(b"not a graph")
+    with caplog.at_level(logging.WARNING, logger="vidface.faces.centerface"):
+        repaired = centerface.CenterFaceDetector().detect(skimage.data.astronaut())
+    assert "cannot be read" in caplog.text and np.array_equal(repaired[0].landmarks, reference[0].landmarks)
+    assert prepared.stat().st_size > 1_000_000
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    assert isinstance(centerface.prepared_model(model), bytes)
 
 
 def test_downscaled_detection_maps_back_to_frame_pixels() -> None:

