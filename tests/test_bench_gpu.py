@@ -1,7 +1,8 @@
 """tools/bench_gpu.py's smoke run on the CPU (tiny model, batch 2): a faces/s figure for every lever
 that runs, eager fp32 exactly equal to itself, bf16 close to it but not equal, a lever that cannot
-run (CUDA graphs on a CPU) or that fails as one line while the run goes on and exits 0, and the
-end-to-end step's two runs (the first makes the ready model, the second loads it)."""
+run (CUDA graphs on a CPU) or that fails as one line while the run goes on and exits 0, CenterFace
+on both runtimes, and the end-to-end step's two runs (the first makes the ready model, the second
+loads it)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def test_levers_parity_and_levers_that_cannot_run() -> None:
     assert len(re.findall(r"^  \+ CUDA graphs\s*: unavailable on cpu \(CUDA graphs\)$", out, re.M)) == 1, out
     assert re.search(r"^  knee: batch [24] \(", out, re.M), out
     assert "end to end: skipped (--skip-end-to-end)" in out, out
+    detection = re.findall(r"^  (640x360 frame|6 refinement crops)\s+onnxruntime \(CPU\) [\d.]+, torch \(cpu\) [\d.]+; "
+                           r"onnxruntime / torch [\d.]+x; max \|difference\| (\S+)$", out, re.M)
+    assert [what for what, _ in detection] == ["640x360 frame", "6 refinement crops"], out
+    assert all(float(difference) < 1e-3 for _, difference in detection), out  # the same graph on both runtimes
 
 
 def test_bf16_parity_and_end_to_end() -> None:

@@ -60,6 +60,33 @@ def test_the_prepared_graph_is_made_once_and_again_when_damaged(tmp_path, monkey
     assert isinstance(centerface.prepared_model(model), bytes)
 
 
+def test_centerface_in_torch_matches_onnxruntime() -> None:
+    """The torch runtime (a GPU's) runs the same prepared graph: the same outputs to float
+    rounding on a random batch, the same face, landmarks and score on the astronaut."""
+    on_onnxruntime, in_torch = centerface.CenterFaceDetector(), centerface.CenterFaceDetector(runtime="torch")
+    blob = np.random.default_rng(0).uniform(0, 255, (2, 3, 96, 128)).astype(np.float32)
+    for ours, reference in zip(in_torch._run(blob), on_onnxruntime._run(blob)):
+        assert ours.shape == reference.shape == (2, ours.shape[1], 24, 32)
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-3)
+    photo = skimage.data.astronaut()
+    [ours], [reference] = in_torch.detect(photo), on_onnxruntime.detect(photo)
+    assert np.abs(ours.landmarks - reference.landmarks).max() < 0.01 and ours.score == pytest.approx(reference.score)
+    with pytest.raises(ValueError, match="CPU here"):
+        centerface.CenterFaceDetector(runtime="onnxruntime", device="cuda")
+
+
+def test_a_graph_with_operators_torch_does_not_run_is_refused() -> None:
+    from onnx import TensorProto, helper
+
+    from vidface.faces.centerface_torch import CenterFaceNetwork
+
+    graph = helper.make_graph([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2])], "pool",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 2])])
+    with pytest.raises(WeightsError, match="operators torch cannot run here: MaxPool"):
+        CenterFaceNetwork(helper.make_model(graph).SerializeToString())
+
+
 def test_downscaled_detection_maps_back_to_frame_pixels() -> None:
     big = cv2.resize(skimage.data.astronaut(), (1280, 1280), interpolation=cv2.INTER_CUBIC)
     faces = create_detector("centerface", max_side=512, refine=False).detect(big)

@@ -63,4 +63,6 @@ def test_track_refuses_to_overwrite_and_leaves_nothing(cli, tmp_path: Path, clip
     assert code == 1 and "--tracks" in err
     code, _, err = cli("track", source, tmp_path / "out.mp4", "--detect-every", "0")
     assert code == 2 and "--detect-every" in err
+    code, _, err = cli("track", source, tmp_path / "out.mp4", "--device", "cuda:99")  # the detector's device
+    assert code == 1 and "'cuda:99'" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "t.jsonl"]

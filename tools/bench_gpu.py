@@ -24,6 +24,10 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    loads it. Per run: process start to model ready, faces/s after that, NVML GPU utilisation,
    and the ratio to the model alone at the same batch, dtype and layout.
 
+4. Detection: CenterFace per call on a 640x360 frame (the full-frame pass) and on one face's six
+   192x192 refinement crops, on onnxruntime's CPU provider and in torch on the device, with the
+   largest difference of their outputs.
+
 Each step checks the time left and prints "skipped: budget" rather than starting without time;
 one that runs past its share is stopped (SIGALRM) with the same line. The levers leave
 --end-to-end-s and --knee-s to the later steps, and each takes at most --lever-cap-s. A lever
@@ -343,6 +347,36 @@ def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFac
             f"fps), GPU busy {gpu}; end to end / model alone {ratio}")
 
 
+def detection(device: torch.device, say: Say) -> None:
+    """CenterFace's milliseconds per call on each runtime (best of 10, after 3 untimed calls; the
+    outputs come back to the host, so each call is complete when timed)."""
+    import numpy as np
+
+    from vidface.faces.centerface import CenterFaceDetector
+
+    rng = np.random.default_rng(0)
+    inputs = {"640x360 frame": rng.uniform(0, 255, (1, 3, 384, 640)).astype(np.float32),
+              "6 refinement crops": rng.uniform(0, 255, (6, 3, 192, 192)).astype(np.float32)}
+    runtimes = {"onnxruntime (CPU)": CenterFaceDetector(),
+                f"torch ({device})": CenterFaceDetector(device=str(device), runtime="torch")}
+    say("detection (CenterFace, ms per call):")
+    for what, blob in inputs.items():
+        outputs, times = [], []
+        for detector in runtimes.values():
+            for _ in range(3):
+                outputs_now = detector._run(blob)
+            best = math.inf
+            for _ in range(10):
+                start = time.perf_counter()
+                detector._run(blob)
+                best = min(best, time.perf_counter() - start)
+            outputs.append(outputs_now)
+            times.append(best * 1000)
+        difference = max(float(np.abs(a - b).max()) for a, b in zip(outputs[0], outputs[1]))
+        say(f"  {what:20s} " + ", ".join(f"{label} {ms:.2f}" for label, ms in zip(runtimes, times))
+            + f"; onnxruntime / torch {times[0] / times[1]:.2f}x; max |difference| {difference:.2g}")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     def names(text: str) -> list[str]:
         unknown = [n for n in text.split(",") if n not in LEVERS]
@@ -369,6 +403,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--seconds", type=float, help="end-to-end clip length (default: 4)")
     add("--faces", type=int, help="moving faces per frame in the clip (default: 4)")
     add("--skip-end-to-end", action="store_true", help="the model alone only")
+    add("--detection-s", type=float, default=30.0, help="seconds for the detection step (default: 30; 0 skips it)")
     add("--quick", action="store_true", help="smoke run: tiny model, batch 2, batches 2 4, 1 warm-up and 1 timed "
         "call, a 640x360 2 s clip with 2 faces")
     add("--no-record", dest="record", action="store_false", help="print only, leave docs/benchmarks.md alone")
@@ -408,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                             lambda: tiny_model(folder / "model", size=args.model))
             if paths is None:
                 return 1
+            attempt(say, "detection", min(args.detection_s, budget.left()), budget, lambda: detection(device, say))
             alone = model_alone(args, device, paths, budget, say)
             release()  # the reference model, now out of scope
             if args.skip_end_to_end:

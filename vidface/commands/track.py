@@ -25,7 +25,7 @@ def add_face_flags(parser: argparse.ArgumentParser, device: bool = True, selecti
                             "folder, $XDG_CACHE_HOME/vidface/facexlib)")
     if device:
         group.add_argument("--device", default="cpu",
-                           help="torch device for retinaface-* detectors, e.g. cuda (default: %(default)s)")
+                           help="torch device the detector runs on, e.g. cuda (default: %(default)s)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         check_output(Path(args.input), tracks_path, overwrite=args.overwrite)
         if tracks_path.resolve() == plan.output.resolve():
             raise OutputError(f"--tracks {str(tracks_path)!r} is the output video; choose another name")
+    if args.device != "cpu":  # checked against this machine (a GPU asked for and missing: one line)
+        from vidface.models.options import resolve_device
+
+        args.device = str(resolve_device(args.device))
     detector = detector_for(config, weights=Path(args.detector_weights) if args.detector_weights else None,
                             device=args.device)
     faces_seen = set()

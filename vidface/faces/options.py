@@ -92,7 +92,7 @@ class FaceOptions:
 
 def detector_for(config: FaceOptions, *, weights: Path | None = None, device: str = "cpu") -> FaceDetector:
     """The detector `config` asks for. weights: overrides the detector's weights file
-    (RetinaFace); device: torch device (RetinaFace)."""
+    (RetinaFace); device: the torch device it runs on (CenterFace: onnxruntime on the CPU, torch elsewhere)."""
     return create_detector(config.detector, threshold=config.detector_threshold,
                            max_side=config.detect_size or None, refine=config.refine,
                            refine_crops=config.refine_crops,
