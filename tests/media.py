@@ -179,6 +179,17 @@ def _one_filter(name: str, args: str | None = None, **source):
     return graph
 
 
+def damaged_video(path: Path) -> Path:
+    """An MP4 that decodes until its middle and then fails (FFmpeg refuses a broken packet): 60
+    frames (GOPs of 15, B-frames) with 400 random bytes written over the middle of the file."""
+    path = write_video(path, frames=60, size=(160, 96), bframes=3, codec_options={"g": "15"})
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2
+    data[at:at + 400] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
 def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5) -> Path:
     """A file with one audio stream and no video (for "no video stream" checks)."""
     path = Path(path)

@@ -16,7 +16,7 @@ import pytest
 import ray
 
 from face_clips import Pose, background, degrade, head_sprite, hopper_sprite, moving_face_clip, render
-from media import read_video, write_video
+from media import damaged_video, read_video, write_video
 from resume_tools import same_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.api import load_restorer, resume_options
@@ -174,6 +174,22 @@ def test_a_folder_on_the_farm_reports_each_file(cluster, tmp_path: Path, cli) ->
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.mp4"]
     for name in ("a.mkv", "b.mp4"):
         assert read_video(tmp_path / "out" / name).frame_pts == read_video(folder / name).frame_pts
+
+
+def test_a_folder_file_the_selection_pass_cannot_read_fails_alone(cluster, tmp_path: Path, cli, tiny_osdface) -> None:
+    """--faces runs a selection pass over each file before the farm starts: a file that cannot be
+    decoded to the end fails in the summary table, as a file that cannot be planned does."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    damaged_video(folder / "damaged.mp4")
+    code, out, err = cli("restore", folder, tmp_path / "out", "--ray", cluster, "--weights", tiny_osdface.release,
+                         "--base", tiny_osdface.base, "--device", "cpu", "--faces", "largest", "--no-progress")
+    assert code == 1, err
+    lines = out.splitlines()
+    assert lines[-1] == "1 files: 0 done, 0 skipped, 1 failed", out
+    assert any(line.startswith("damaged.mp4") and "failed" in line and "cannot be decoded after frame" in line
+               for line in lines), out
+    assert not any((tmp_path / "out").glob("*.mp4"))
 
 
 @pytest.mark.parametrize("case", ["no ray", "unreachable"])

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from media import field_orders, read_video, write_video
+from media import damaged_video, field_orders, read_video, write_video
 from resume_tools import (RESTORE_SEGMENT, interrupting_box, restore_interrupted_and_resumed, same_video,
                           transcode_resumable)
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
@@ -84,16 +84,6 @@ def test_preview_starting_on_an_open_gop_leading_frame(tmp_path: Path) -> None:
     assert int(np.argmin(errors)) == first
 
 
-def _damaged(tmp_path: Path, suffix: str) -> Path:
-    """60 frames (GOPs of 15, B-frames) with 400 random bytes written over the middle."""
-    path = write_video(tmp_path / f"in{suffix}", frames=60, size=(160, 96), bframes=3, codec_options={"g": "15"})
-    data = bytearray(path.read_bytes())
-    at = len(data) // 2
-    data[at:at + 400] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-    return path
-
-
 def _decoder_dropping(monkeypatch: pytest.MonkeyPatch, dropped: set[int], *, after_seek_past: int | None = None
                       ) -> None:
     """Make the decoder give no picture for the frames of pts `dropped`; with after_seek_past,
@@ -137,7 +127,7 @@ def test_a_damaged_frame_met_after_a_seek_is_decoded_as_the_uninterrupted_run_do
 def test_undecodable_data_stops_every_run_in_one_line(tmp_path: Path) -> None:
     """A damaged MP4 whose broken packet FFmpeg refuses: the run stops with one line (the
     segments before it kept), and so does the resumed one; no output appears."""
-    path = _damaged(tmp_path, ".mp4")
+    path = damaged_video(tmp_path / "in.mp4")
     output = tmp_path / "out.mp4"
     for _ in range(2):
         with pytest.raises(InputError, match=r"cannot be decoded after frame \d+ .*corrupt") as error:

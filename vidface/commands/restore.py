@@ -299,8 +299,10 @@ def _say_done(result, stats) -> None:
 
 def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
     """Restore `plans` on the render farm (`vidface.farm`) with one progress bar; prints what each
-    worker did; returns each plan's TranscodeResult or the error that ended it."""
+    worker did; returns each plan's TranscodeResult or the error that ended it (its selection
+    pass's among them: the other plans go on)."""
     from vidface.api import resume_options
+    from vidface.errors import VidfaceError
     from vidface.farm import connect, farm_restore
 
     connect(args.ray)
@@ -311,8 +313,17 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
         weights = resolve(settings.model.weights, settings.model.base, settings.model.weights_repo)
     resume = resume_options(settings, args.model, weights, args.detector_weights, restart=args.no_resume,
                             segment_frames=args.segment_frames, work_dir=args.work_dir)
-    selected = [_warn_if_nobody(_selection_pass(plan, settings, args), settings, plan) for plan in plans]
-    bar = _bar(sum(plan.frame_count for plan in plans), "farm") if show_progress(args) else None
+    outcomes: dict[int, object] = {}
+    selected = {}
+    for index, plan in enumerate(plans):
+        try:
+            selected[index] = _warn_if_nobody(_selection_pass(plan, settings, args), settings, plan)
+        except VidfaceError as error:  # a file that cannot be read to the end
+            outcomes[index] = error
+    if not selected:
+        return [outcomes[index] for index in range(len(plans))]
+    farmed = list(selected)
+    bar = _bar(sum(plans[index].frame_count for index in farmed), "farm") if show_progress(args) else None
 
     def progress(tally) -> None:
         bar.update(tally.frames - bar.n)
@@ -320,15 +331,17 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
         bar.set_postfix_str(f"faces/s {rate:.1f} ({rate / max(len(tally.workers), 1):.1f} per worker)", refresh=False)
 
     try:
-        outcomes, tally = farm_restore(plans, settings, resume, model=args.model, detector_weights=args.detector_weights,
-                                       progress=progress if bar else None, selected=selected)
+        results, tally = farm_restore([plans[index] for index in farmed], settings, resume, model=args.model,
+                                      detector_weights=args.detector_weights, progress=progress if bar else None,
+                                      selected=[selected[index] for index in farmed])
     finally:
         if bar is not None:
             bar.close()
+    outcomes.update(zip(farmed, results))
     for name, worker in sorted(tally.workers.items()):
         print(f"worker {name}: {worker.segments} segments, {worker.frames} frames, {worker.faces} faces "
               f"in {worker.seconds:.1f} s")
-    return outcomes
+    return [outcomes[index] for index in range(len(plans))]
 
 
 def run_folder(args: argparse.Namespace) -> int:
