@@ -142,3 +142,6 @@ def test_only_the_most_recent_ready_models_stay(ready_cache, tiny_osdface_option
     kept = _ready_folders(ready_cache)
     assert len(kept) == ready.KEEP
     assert [path for path in old if path in kept] == old[:ready.KEEP - 1]  # the newest of the old ones
+    listed = ready.ready_models()  # what `vidface weights path` counts: most recently used first, with sizes
+    assert [folder for folder, _ in listed[1:]] == old[:ready.KEEP - 1] and listed[0][0] not in old
+    assert listed[0][1] > 1000 and all(size == 2 for _, size in listed[1:])  # the old ones: "{}"

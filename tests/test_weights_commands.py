@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def test_path_prints_local_folders(cli, tiny_osdface):
     code, out, err = cli("weights", "path", "--weights", tiny_osdface.release, "--base", tiny_osdface.base)
     assert code == 0, err
     assert out.splitlines()[:2] == [f"release: {tiny_osdface.release}", f"base: {tiny_osdface.base}"]
+    assert re.match(r"ready models: \d+ in \S+/vidface/ready \([\d.]+ [MG]B; made from the weights", out.splitlines()[2])
 
 
 def test_path_names_a_missing_release_file(cli, tmp_path, tiny_osdface):

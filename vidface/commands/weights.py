@@ -88,7 +88,8 @@ def _install(args: argparse.Namespace) -> int:
 
 def _path(args: argparse.Namespace) -> int:
     from vidface.downloads import cache_root, offline, offline_reason
-    from vidface.weights import HubRepo, Part, hub, locate
+    from vidface.models.ready import KEEP, ready_models, ready_root
+    from vidface.weights import HubRepo, Part, hub, locate, size_text
 
     model = _model(args)
     found = locate(model.weights, model.base, model.weights_repo)
@@ -100,6 +101,10 @@ def _path(args: argparse.Namespace) -> int:
                 print(f"  {number}. {source.name} ({source.page}) into {into}")
         else:
             print(f"{label}: {part}")
+    ready = ready_models()
+    print(f"ready models: {len(ready)} in {ready_root()} ({size_text(sum(size for _, size in ready))}; made from "
+          f"the weights on a first run with each dtype, device kind and batch size, the {KEEP} most recently used "
+          "kept; delete the folder to free the space)")
     print(f"caches: {cache_root()} (vidface), {hub.cache_root()} (hub files)"
           + (f"; downloads are off ({offline_reason()})" if offline() else ""))
     return 0

@@ -23,17 +23,21 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from vidface import __version__
 from vidface.downloads import cache_root
 from vidface.files import publish_folder, scratch_folder
-from vidface.models.embedder import VisualRepresentationEmbedder
-from vidface.models.osdface import OSDFace
 from vidface.weights import RELEASE_FILES, WeightsLocation
 
-__all__ = ["KEEP", "load_ready", "ready_folder", "save_ready"]
+if TYPE_CHECKING:  # torch is imported where a model is made or loaded: listing them needs none of it
+    import torch
+    from torch import nn
+
+    from vidface.models.embedder import VisualRepresentationEmbedder
+    from vidface.models.osdface import OSDFace
+
+__all__ = ["KEEP", "load_ready", "ready_folder", "ready_models", "save_ready"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,14 @@ def ready_root() -> Path:
     return cache_root() / "ready"
 
 
+def ready_models() -> list[tuple[Path, int]]:
+    """The ready models on this machine, most recently used first, each with its size in bytes."""
+    root = ready_root()
+    folders = [path for path in root.iterdir() if (path / "model.json").is_file()] if root.is_dir() else []
+    folders.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+    return [(folder, sum(file.stat().st_size for file in folder.iterdir() if file.is_file())) for folder in folders]
+
+
 def _weight_files(location: WeightsLocation) -> list[Path]:
     release = location.release
     files = [release] if release.is_file() else [release / name for name in RELEASE_FILES]
@@ -59,6 +71,8 @@ def _weight_files(location: WeightsLocation) -> list[Path]:
 
 def ready_folder(location: WeightsLocation, device: torch.device, dtype: torch.dtype, batch: int) -> Path:
     """Where the ready model for these weights and settings lives (whether or not it exists)."""
+    import torch
+
     identity = [_FORMAT, __version__, torch.__version__, device.type, str(dtype), str(batch)]
     for path in map(Path.resolve, _weight_files(location)):
         stat = path.stat()
@@ -71,6 +85,8 @@ def save_ready(model: OSDFace, folder: Path, batch: int) -> None:
 
     Raises what torch.export raises for a network it cannot export; writes nothing then.
     """
+    import torch
+
     size = model.face_size
     images = torch.zeros(batch, 3, size, size, device=model.device, dtype=model.dtype)
     encoder = torch.export.export(model.encoder, (images,))
@@ -98,6 +114,8 @@ def save_ready(model: OSDFace, folder: Path, batch: int) -> None:
 def load_ready(folder: Path, device: torch.device) -> OSDFace | None:
     """The ready model in `folder` on `device`, or None if there is none. A damaged or
     unreadable one is removed (and None returned), so the next run writes it again."""
+    from vidface.models.osdface import OSDFace
+
     if not (folder / "model.json").is_file():
         return None
     try:
@@ -122,6 +140,8 @@ def _output_shape(program: torch.export.ExportedProgram) -> tuple[int, ...]:
 
 
 def _load_program(path: Path, device: torch.device) -> nn.Module:
+    import torch
+
     program = torch.export.load(path)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -132,7 +152,10 @@ def _load_program(path: Path, device: torch.device) -> nn.Module:
 
 
 def _load_embedder(path: Path, config: dict, device: torch.device) -> VisualRepresentationEmbedder:
+    import torch
     from safetensors.torch import load_file
+
+    from vidface.models.embedder import VisualRepresentationEmbedder
 
     with torch.device("meta"):  # no random initialisation: every weight comes from the file
         embedder = VisualRepresentationEmbedder(**config)
@@ -143,7 +166,5 @@ def _load_embedder(path: Path, config: dict, device: torch.device) -> VisualRepr
 def _forget_old(keep: Path) -> None:
     """Remove all but the KEEP most recently used ready models, `keep` (just written) among them."""
     keep.touch()
-    folders = [path for path in ready_root().iterdir() if path.is_dir() and (path / "model.json").is_file()]
-    folders.sort(key=lambda path: path.stat().st_mtime, reverse=True)
-    for old in folders[KEEP:]:
+    for old, _ in ready_models()[KEEP:]:
         shutil.rmtree(old, ignore_errors=True)

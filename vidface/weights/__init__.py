@@ -39,7 +39,7 @@ __all__ = [
     "BASE_FILES", "BUNDLE_FILE", "EMBEDDER_FILE", "LORA_FILE", "PROJECTION_FILE", "RELEASE_FILES", "Catalog",
     "DriveFolder", "Found", "HubRepo", "ModelScopeRepo", "Part", "PinnedFile", "WeightsLocation", "base_dir", "base_file",
     "download", "installed_base", "installed_release", "locate", "missing_error", "release_dir", "remove", "resolve",
-    "resolve_release",
+    "resolve_release", "size_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def download(parts: list[Part], catalog: Catalog = DEFAULT_CATALOG) -> None:
         raise missing_error([p for p in parts if p.name in failures],
                             "; ".join(dict.fromkeys(r for reasons in failures.values() for r in reasons)))
     total = sum(plan.size for plan in plans)
-    log.warning("downloading the model weights once (%s): %s", _size(total),
+    log.warning("downloading the model weights once (%s): %s", size_text(total),
                 "; ".join(f"{plan.part.name} from {plan.source.name} into {plan.folder}" for plan in plans))
     for folder, size in _by_disk(plans).items():
         check_free_space(folder, size)
@@ -197,7 +197,8 @@ def _by_disk(plans) -> dict[Path, int]:
     return needed
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
+    """A byte count for people: "1.23 GB", "45.6 MB"."""
     return f"{count / 1e9:.2f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
 
 
