@@ -10,9 +10,12 @@ import numpy as np
 from face_clips import moving_face_clip
 from media import write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
-from vidface.estimate import Estimate, describe, duration, sampled_faces
+from vidface.estimate import Estimate, RunEstimate, describe, duration, sampled_faces
 from vidface.faces.detect import ScaledDetector, create_detector, first_pass
+from vidface.faces.selection import SelectedFaces
 from vidface.pipeline import plan_transcode
+from vidface.plan import TimeRange
+from vidface.restore import RestoreStats
 
 FRAMES = 24
 FACE_FREE = tuple(range(12))  # the face arrives halfway
@@ -33,6 +36,25 @@ def test_faces_are_counted_on_frames_sampled_over_the_range(tmp_path: Path) -> N
     counter = first_pass(create_detector())
     assert isinstance(counter, ScaledDetector) and first_pass(counter) is counter
     assert sampled_faces(plan, counter) == (faces, busiest)
+
+
+def test_faces_the_selection_chose_are_counted_not_sampled(tmp_path: Path) -> None:
+    """With --faces, the estimate counts the faces the selection pass chose (output frame indices
+    in the selection, input indices in the estimate: a --start range shifts them) and samples
+    nothing: its detector is never called."""
+    class Untouched:
+        def detect(self, rgb):
+            raise AssertionError("the selection's faces are counted, not sampled")
+
+    box = np.array([[10.0, 10.0, 50.0, 50.0]])
+    selected = SelectedFaces({3: np.concatenate([box, box + 60]), 4: box, 9: box})
+    plan = plan_transcode(_clip(tmp_path), tmp_path / "out.mp4", time_range=TimeRange(start=0.25))
+    assert plan.first_frame == 6
+    stats = RestoreStats(model_seconds=2.0, model_faces=4)
+    found = RunEstimate(plan, Untouched(), stats, selected).ready()
+    assert found == Estimate(frames=plan.frame_count, faces=4, seconds_per_face=0.5, busiest=9)
+    nobody = RunEstimate(plan, Untouched(), RestoreStats(), SelectedFaces()).ready()
+    assert nobody is not None and nobody.faces == 0
 
 
 def test_a_long_run_suggests_a_preview_where_the_faces_are(tmp_path: Path) -> None:

@@ -123,10 +123,10 @@ class Restorer:
         return resume_options(self.settings, self.model_name, self.weights, self.detector_weights,
                               restart=restart, segment_frames=segment_frames)
 
-    def estimate(self, plan: Plan) -> RunEstimate | None:
+    def estimate(self, plan: Plan, selected: SelectedFaces | None = None) -> RunEstimate | None:
         """On a CPU, the estimate of the run of `plan` about to start (`vidface.estimate`: faces
-        sampled from now on, seconds per face from the run's model batches); None on a GPU or
-        for `none`."""
+        sampled from now on, or counted in `selected`, the faces `select` chose; seconds per face
+        from the run's model batches); None on a GPU or for `none`."""
         if self.stats is None or not plan.frame_count:
             return None
         from vidface.estimate import RunEstimate
@@ -135,7 +135,7 @@ class Restorer:
 
         if resolve_device(self.settings.model.device).type != "cpu":
             return None
-        return RunEstimate(plan, first_pass(self.detector), self.stats)
+        return RunEstimate(plan, first_pass(self.detector), self.stats, selected)
 
 
 def resume_options(settings: Settings, model: str, weights: WeightsLocation | None,

@@ -1,7 +1,7 @@
 """How long a restore will take where the model is slow (a CPU), said early in the run.
 
 The faces are counted by the detector on frames sampled evenly over the range, on a thread of
-their own while the run starts; the time per face is the run's own model time per face so far,
+their own while the run starts (where `--faces` chose some, the selection pass has counted them); the time per face is the run's own model time per face so far,
 known once its first batch (a warm-up batch, with the first call's costs) is through. No frame
 waits for the estimate and no batch is spent on it. On a CPU the model is nearly all of a run's
 time, so faces times seconds per face is the estimate; the progress bar counts the time left the
@@ -19,6 +19,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from vidface.faces.detect import FaceDetector
+    from vidface.faces.selection import SelectedFaces
     from vidface.plan import Plan
     from vidface.restore import RestoreStats
 
@@ -74,15 +75,29 @@ def sampled_faces(plan: Plan, detector: FaceDetector, samples: int = SAMPLE_FRAM
     return round(sum(counts.values()) / len(counts) * plan.frame_count), busiest
 
 
+def selected_faces(plan: Plan, selected: SelectedFaces) -> tuple[int, int]:
+    """(faces the selection pass chose in the plan's frames, the input index of the frame with the
+    most of them): what `sampled_faces` estimates, counted."""
+    if not selected.boxes:
+        return 0, plan.first_frame
+    busiest = max(selected.boxes, key=lambda index: len(selected.boxes[index]))
+    return sum(len(boxes) for boxes in selected.boxes.values()), plan.first_frame + busiest
+
+
 class RunEstimate:
     """The estimate of one run, made while it goes (start it just before the run): faces sampled
-    on a background thread, seconds per face from `stats`, the counters the run's model updates."""
+    on a background thread, or counted in `selected` (the faces `--faces` chose), seconds per face
+    from `stats`, the counters the run's model updates."""
 
-    def __init__(self, plan: Plan, detector: FaceDetector, stats: RestoreStats) -> None:
+    def __init__(self, plan: Plan, detector: FaceDetector, stats: RestoreStats,
+                 selected: SelectedFaces | None = None) -> None:
         self.plan = plan
         self.stats = stats
         self.faces_before = stats.faces  # the restorer's counters span every run it made
         self._sampling: Future[tuple[int, int]] = Future()
+        if selected is not None:
+            self._sampling.set_result(selected_faces(plan, selected))
+            return
         # A daemon thread: a run that fails or is interrupted exits without waiting for the sample.
         threading.Thread(target=self._sample, args=(detector,), name="vidface-estimate", daemon=True).start()
 

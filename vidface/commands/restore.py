@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
     stats = restorer.stats
     selected = _select(restorer, plan)
-    running = restorer.estimate(plan) if args.quiet <= 0 else None
+    running = restorer.estimate(plan, selected) if args.quiet <= 0 else None
     # With an estimate, the time left is counted from the faces still to come, as the estimate
     # is, instead of from the frame rate so far.
     bar = _bar(plan.frame_count, "restore", bar_format=None if running is None else
