@@ -19,7 +19,7 @@ import numpy as np
 from vidface.downloads import cache_root
 from vidface.errors import WeightsError
 from vidface.files import AtomicFile
-from vidface.faces.detect import Face
+from vidface.faces.detect import Face, detector_stream
 from vidface.faces.geometry import nms
 
 if TYPE_CHECKING:
@@ -145,11 +145,12 @@ class CenterFaceDetector:
             from vidface.faces.centerface_torch import CenterFaceNetwork
 
             network = CenterFaceNetwork(prepared_model(centerface_model_path())).to(device).eval()
+            stream = detector_stream(device)
 
             def run(blob: np.ndarray) -> list[np.ndarray]:
-                with torch.inference_mode():
+                with torch.inference_mode(), torch.cuda.stream(stream):
                     outputs = network(torch.from_numpy(blob).to(device))
-                return [output.float().cpu().numpy() for output in outputs]
+                    return [output.float().cpu().numpy() for output in outputs]
 
             self._run = run
         else:

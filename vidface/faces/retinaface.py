@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidface.faces.detect import Face
+from vidface.faces.detect import Face, detector_stream
 from vidface.faces.facexlib_weights import WeightsFile, load_weights, resolve_file
 
 _RELEASE = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
@@ -50,6 +50,7 @@ class RetinaFaceDetector:
             model = RetinaFace(network_name=spec.network, half=False, phase="test", device=self.device)
         load_weights(model, path, spec, flag=_FLAG, kind=f"RetinaFace {spec.network}")
         self.model = model.to(self.device).eval()
+        self.stream = detector_stream(device)
         self.threshold = threshold
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -57,7 +58,7 @@ class RetinaFaceDetector:
         import torch
 
         bgr = np.ascontiguousarray(rgb[..., ::-1])  # facexlib subtracts BGR means
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.cuda.stream(self.stream):
             found = self.model.detect_faces(bgr, conf_threshold=self.threshold, use_origin_size=True)
         return [Face(row[:4].astype(np.float64), row[5:15].reshape(5, 2).astype(np.float64), float(row[4]))
                 for row in np.asarray(found)]
