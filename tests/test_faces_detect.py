@@ -65,7 +65,7 @@ def test_centerface_in_torch_matches_onnxruntime() -> None:
     rounding on a random batch, the same face, landmarks and score on the astronaut."""
     on_onnxruntime, in_torch = centerface.CenterFaceDetector(), centerface.CenterFaceDetector(runtime="torch")
     blob = np.random.default_rng(0).uniform(0, 255, (2, 3, 96, 128)).astype(np.float32)
-    for ours, reference in zip(in_torch._run(blob), on_onnxruntime._run(blob)):
+    for ours, reference in zip(in_torch.network_outputs(blob), on_onnxruntime.network_outputs(blob)):
         assert ours.shape == reference.shape == (2, ours.shape[1], 24, 32)
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-3)
     photo = skimage.data.astronaut()

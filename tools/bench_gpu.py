@@ -364,11 +364,11 @@ def detection(device: torch.device, say: Say) -> None:
         outputs, times = [], []
         for detector in runtimes.values():
             for _ in range(3):
-                outputs_now = detector._run(blob)
+                outputs_now = detector.network_outputs(blob)
             best = math.inf
             for _ in range(10):
                 start = time.perf_counter()
-                detector._run(blob)
+                detector.network_outputs(blob)
                 best = min(best, time.perf_counter() - start)
             outputs.append(outputs_now)
             times.append(best * 1000)

@@ -124,7 +124,8 @@ def session_options() -> onnxruntime.SessionOptions:
 class CenterFaceDetector:
     """CenterFace on onnxruntime's CPU provider, or on a GPU (any torch device but the CPU) in
     torch (`vidface.faces.centerface_torch`). runtime: "onnxruntime" or "torch" (default: by the
-    device)."""
+    device). network_outputs: the network on an N×3×H×W float32 blob (RGB in 0..255, sides
+    multiples of 32) -> its four outputs as numpy arrays."""
 
     def __init__(self, *, name: str = "centerface", threshold: float = 0.5,
                  weights: Path | None = None, device: str = "cpu", runtime: str | None = None) -> None:
@@ -137,7 +138,7 @@ class CenterFaceDetector:
             if device != "cpu":
                 raise ValueError(f"onnxruntime runs CenterFace on the CPU here, not on {device!r}")
             session = _session(centerface_model_path(), session_options())
-            self._run: Callable[[np.ndarray], list[np.ndarray]] = (
+            self.network_outputs: Callable[[np.ndarray], list[np.ndarray]] = (
                 lambda blob: session.run(list(_OUTPUTS), {_INPUT: blob}))
         elif runtime == "torch":
             import torch
@@ -152,7 +153,7 @@ class CenterFaceDetector:
                     outputs = network(torch.from_numpy(blob).to(device))
                     return [output.float().cpu().numpy() for output in outputs]
 
-            self._run = run
+            self.network_outputs = run
         else:
             raise ValueError(f"unknown CenterFace runtime {runtime!r}: onnxruntime or torch")
         self.threshold = threshold
@@ -172,7 +173,7 @@ class CenterFaceDetector:
         blob = np.zeros((len(images), 3, padded_h, padded_w), dtype=np.float32)
         for row, rgb in zip(blob, images):
             row[:, :height, :width] = np.moveaxis(rgb, 2, 0)
-        heatmap, log_size, offset, landmarks = self._run(blob)
+        heatmap, log_size, offset, landmarks = self.network_outputs(blob)
         return [decode(heatmap[i, 0], log_size[i], offset[i], landmarks[i], self.threshold, (height, width))
                 for i in range(len(images))]
 
