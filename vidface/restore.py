@@ -54,7 +54,7 @@ from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
 from vidface.models.options import resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
-from vidface.workers import QUEUE_FRAMES, in_background
+from vidface.workers import QUEUE_FRAMES, in_background, stage_stream
 
 if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on another thread
     from vidface.faces.selection import SelectedFaces
@@ -113,7 +113,8 @@ class _FrameWork:
     the fixed square of vidface.faces.paste.crop_mask) as batches finish. With OpenCV: crops and
     restored uint8 RGB size×size×3 arrays, masks size×size float32 arrays in [0, 1]; with the
     faces on the device: `on_device` the frame's RGB there, crops and restored float 3×size×size
-    tensors in [0, 1], masks size×size tensors.
+    tensors in [0, 1], masks size×size tensors; on a GPU, `restored_event` marks the end of the
+    batch that restored its last face (on the model's stream), which the paste waits for.
     """
 
     frame: Frame
@@ -126,6 +127,7 @@ class _FrameWork:
     restored: list[np.ndarray | torch.Tensor] = field(default_factory=list)
     masks: list[np.ndarray | torch.Tensor | None] = field(default_factory=list)
     on_device: torch.Tensor | None = None
+    restored_event: torch.cuda.Event | None = None
 
     def cut_crops(self, size: int, device: torch.device | None) -> None:
         """Align every face to the size×size template and cut its crop from the frame: with
@@ -137,14 +139,19 @@ class _FrameWork:
             self.on_device = torch.from_numpy(self.rgb).to(device)
             self.crops = list(warp_faces(self.on_device, self.placements))
 
-    def paste(self) -> Pasted:
-        """The restored faces pasted into the frame, where the crops were cut: the patch they reach."""
+    def paste(self, stream: torch.cuda.Stream | None = None) -> Pasted:
+        """The restored faces pasted into the frame, where the crops were cut: the patch they reach.
+        stream: on a GPU, the paste's own stream (`stage_stream`), which waits for the faces'
+        batch alone; the paste's copy to the host ends its work there."""
         if self.on_device is None:
             return paste_faces(self.rgb, list(zip(self.restored, self.placements)), self.masks,
                                context=BLEND_CONTEXT)
-        masks = None if self.masks[0] is None else torch.stack(self.masks)
-        return paste_faces_on_device(self.on_device, torch.stack(self.restored), self.placements, masks,
-                                     context=BLEND_CONTEXT)
+        with torch.cuda.stream(stream):
+            if stream is not None and self.restored_event is not None:
+                stream.wait_event(self.restored_event)
+            masks = None if self.masks[0] is None else torch.stack(self.masks)
+            return paste_faces_on_device(self.on_device, torch.stack(self.restored), self.placements, masks,
+                                         context=BLEND_CONTEXT)
 
     @property
     def done(self) -> bool:
@@ -197,6 +204,7 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
         work = in_background(_face_work(frames, detector, settings, choice), cancel, "faces")
         restored = in_background(_run_model(work, model, settings, parser, counters, crops_device), cancel,
                                  "model", maxsize=QUEUE_FRAMES)
+        paste_stream = None if crops_device is None else stage_stream(crops_device)
         try:
             for item in restored:
                 counted = counters.counts(item.frame.index)
@@ -204,7 +212,7 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
                 if not item.faces:
                     yield item.frame
                     continue
-                pasted = item.paste()
+                pasted = item.paste(paste_stream)
                 if counted:
                     counters.frames_with_faces += 1
                     counters.faces += len(item.faces)
@@ -294,6 +302,11 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         rows = [item.rows[i] for item, i in batch]
         started = time.perf_counter()
         restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None)
+        if crops_device is not None and crops_device.type == "cuda":
+            finished = torch.cuda.Event()
+            finished.record()
+            for item, _ in batch:
+                item.restored_event = finished
         counters.model_seconds += time.perf_counter() - started
         counters.model_faces += len(batch)
         for (item, _), (face, mask) in zip(batch, restored):

@@ -19,8 +19,9 @@ import numpy as np
 from vidface.downloads import cache_root
 from vidface.errors import WeightsError
 from vidface.files import AtomicFile
-from vidface.faces.detect import Face, detector_stream
+from vidface.faces.detect import Face
 from vidface.faces.geometry import nms
+from vidface.workers import stage_stream
 
 if TYPE_CHECKING:
     import onnx
@@ -146,7 +147,7 @@ class CenterFaceDetector:
             from vidface.faces.centerface_torch import CenterFaceNetwork
 
             network = CenterFaceNetwork(prepared_model(centerface_model_path())).to(device).eval()
-            stream = detector_stream(device)
+            stream = stage_stream(device)
 
             def run(blob: np.ndarray) -> list[np.ndarray]:
                 with torch.inference_mode(), torch.cuda.stream(stream):

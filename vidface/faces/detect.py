@@ -180,15 +180,6 @@ class RefinedDetector:
         return refined
 
 
-def detector_stream(device: str):
-    """A CUDA stream of its own for a detector on a GPU, None elsewhere: on the default stream
-    the detector's kernels would queue behind the restorer's batches, which another thread
-    issues meanwhile (`torch.cuda.stream(None)` changes nothing)."""
-    import torch
-
-    return torch.cuda.Stream(device) if torch.device(device).type == "cuda" else None
-
-
 def first_pass(detector: FaceDetector) -> FaceDetector:
     """`detector` without the landmark refinement, for where only the faces' number or boxes
     matter (the refinement costs about as much again as the first pass)."""

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vidface.faces.detect import Face, detector_stream
+from vidface.faces.detect import Face
 from vidface.faces.facexlib_weights import WeightsFile, load_weights, resolve_file
+from vidface.workers import stage_stream
 
 _RELEASE = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
 WEIGHTS = {
@@ -50,7 +51,7 @@ class RetinaFaceDetector:
             model = RetinaFace(network_name=spec.network, half=False, phase="test", device=self.device)
         load_weights(model, path, spec, flag=_FLAG, kind=f"RetinaFace {spec.network}")
         self.model = model.to(self.device).eval()
-        self.stream = detector_stream(device)
+        self.stream = stage_stream(device)
         self.threshold = threshold
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
