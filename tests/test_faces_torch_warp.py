@@ -157,3 +157,24 @@ def test_bad_arguments_are_refused() -> None:
         torch_warp.paste_faces(pixels, torch.zeros((2, 3, SIZE, SIZE)), crops)
     with pytest.raises(ValueError):
         torch_warp.paste_faces(pixels, torch.zeros((len(crops), 3, SIZE, SIZE)), crops, torch.ones((1, SIZE, SIZE)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_uploaded_frames_are_the_frames_as_they_were_at_upload(device: str) -> None:
+    """More frames than the uploader's pinned buffers, each changed on the host right after its
+    upload: every device copy holds the frame as it was, and a new frame size is taken in. On the
+    CPU the upload is the frame itself, no copy."""
+    rng = np.random.default_rng(3)
+    uploader = torch_warp.FrameUploader(torch.device(device))
+    frames = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(2 * uploader.BUFFERS + 1)]
+    frames.append(rng.integers(0, 256, (HEIGHT // 2, WIDTH, 3), dtype=np.uint8))
+    expected = [frame.copy() for frame in frames]
+    uploaded = []
+    for frame in frames:
+        uploaded.append(uploader.upload(frame))
+        if device != "cpu":
+            frame[...] = 0
+    assert np.shares_memory(uploaded[0].cpu().numpy(), frames[0]) == (device == "cpu")
+    for on_device, frame in zip(uploaded, expected):
+        assert on_device.device.type == device
+        np.testing.assert_array_equal(on_device.cpu().numpy(), frame)

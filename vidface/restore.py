@@ -46,8 +46,8 @@ from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import Pasted, paste_faces
+from vidface.faces.torch_warp import FrameUploader, warp_faces
 from vidface.faces.torch_warp import paste_faces as paste_faces_on_device
-from vidface.faces.torch_warp import warp_faces
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
@@ -129,14 +129,14 @@ class _FrameWork:
     on_device: torch.Tensor | None = None
     restored_event: torch.cuda.Event | None = None
 
-    def cut_crops(self, size: int, device: torch.device | None) -> None:
+    def cut_crops(self, size: int, uploader: FrameUploader | None) -> None:
         """Align every face to the size×size template and cut its crop from the frame: with
-        OpenCV, or (given a device) there, from one upload of the frame."""
+        OpenCV, or (given an uploader) on its device, from one upload of the frame."""
         self.placements = [face_crop(face.landmarks, size) for face in self.faces]
-        if device is None or not self.faces:
+        if uploader is None or not self.faces:
             self.crops = [warp_face(self.rgb, placement) for placement in self.placements]
         else:
-            self.on_device = torch.from_numpy(self.rgb).to(device)
+            self.on_device = uploader.upload(self.rgb)
             self.crops = list(warp_faces(self.on_device, self.placements))
 
     def paste(self, stream: torch.cuda.Stream | None = None) -> Pasted:
@@ -319,8 +319,9 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         while ending and (oldest is None or ending[0][0] <= oldest):
             stabilizer.forget(ending.popleft()[1])
 
+    uploader = None if crops_device is None else FrameUploader(crops_device)
     for item in work:
-        item.cut_crops(model.face_size, crops_device)
+        item.cut_crops(model.face_size, uploader)
         waiting.append(item)
         if item.ended:
             ending.append((item.frame.index, item.ended))

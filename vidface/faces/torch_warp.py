@@ -18,6 +18,38 @@ from vidface.faces.align import PAD_GREY_RGB, Border, FaceCrop
 from vidface.faces.paste import Pasted, crop_mask, frame_box, patch_box
 
 
+class FrameUploader:
+    """Frames to a device, one upload each. On a GPU through a ring of pinned host buffers, so the
+    copy is queued on the current stream without waiting for the work queued before it (a copy
+    from pageable memory waits for it: the restorer's batch in flight); a buffer is refilled only
+    once its last copy is done. On the CPU the frame itself (no copy: do not change it after)."""
+
+    BUFFERS = 4
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._buffers: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
+        self._next = 0
+
+    def upload(self, rgb: np.ndarray) -> torch.Tensor:
+        """H×W×3 uint8 RGB -> the same tensor on the device."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(rgb).to(self.device)
+        if not self._buffers or self._buffers[0][0].shape != rgb.shape:
+            self._buffers = [(torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=True), None)
+                             for _ in range(self.BUFFERS)]
+        buffer, copied = self._buffers[self._next]
+        if copied is not None:
+            copied.synchronize()
+        buffer.numpy()[...] = rgb
+        frame = buffer.to(self.device, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self._buffers[self._next] = (buffer, done)
+        self._next = (self._next + 1) % self.BUFFERS
+        return frame
+
+
 def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = "reflect") -> torch.Tensor:
     """Cut every aligned face out of `frame` (H×W×3 uint8 RGB, any device) in one sampling pass:
     N×3×S×S float32 RGB in [0, 1] on the frame's device, S the crops' common size, in whole
