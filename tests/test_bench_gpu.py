@@ -67,12 +67,13 @@ def test_levers_parity_and_levers_that_cannot_run() -> None:
 
 def test_bf16_parity_and_end_to_end() -> None:
     """bf16 restores the same faces within its rounding; the end-to-end step's first run makes
-    the ready model and the second loads it, each with its figures."""
+    the ready model, the second loads it and the third cuts and pastes the faces with OpenCV,
+    each with its figures."""
     out = run([sys.executable, str(TOOLS / "bench_gpu.py"), *QUICK, "--levers", "eager-fp32,bf16"])
     _, largest, mean = figures(out)["eager bf16"]
     assert 0 < largest < 64 and 0 < mean < 10, out  # bf16 rounds, but restores the same faces
-    runs = re.findall(r"^  (first|second) run .*: model ready ([\d.]+) s after the start .* after that ([\d.]+) "
+    runs = re.findall(r"^  (first|second|third) run .*: model ready ([\d.]+) s after the start .* after that ([\d.]+) "
                       r"faces/s \((\d+) faces.*end to end / model alone ([\d.]+)$", out, re.M)
-    assert [r[0] for r in runs] == ["first", "second"], out
+    assert [r[0] for r in runs] == ["first", "second", "third"], out
     assert all(float(ready) > 0 and float(fps) > 0 and int(faces) > 0 and float(ratio) > 0
                for _, ready, fps, faces, ratio in runs), out
