@@ -15,6 +15,7 @@ import torch
 
 from tiny_model import smooth_faces, tiny_osdface, tiny_osdface_model, tiny_osdface_options  # noqa: F401
 from vidface.models import ready
+from vidface.models.graph_file import GraphNetwork
 from vidface.models.loading import load_osdface
 from vidface.models.osdface import OSDFace
 from vidface.weights import WeightsLocation
@@ -36,11 +37,12 @@ def test_ready_model_restores_as_the_built_model(ready_cache, tiny_osdface_optio
     made = load_osdface(options)  # builds and exports
     [folder] = _ready_folders(ready_cache)
     assert sorted(path.name for path in folder.iterdir()) == [
-        "decoder.pt2", "embedder.safetensors", "encoder.pt2", "model.json", "noise.pt2"]
+        "decoder.json", "decoder.safetensors", "embedder.safetensors", "encoder.json", "encoder.safetensors",
+        "model.json", "noise.json", "noise.safetensors"]
     loaded = load_osdface(options)  # from the folder
     assert _ready_folders(ready_cache) == [folder]
     faces = smooth_faces(5, seed=11)  # a batch of 3 and one of 2, padded to 3
-    assert isinstance(loaded.noise, torch.fx.GraphModule) and not isinstance(made.noise, torch.fx.GraphModule)
+    assert isinstance(loaded.noise, GraphNetwork) and not isinstance(made.noise, GraphNetwork)
     for model in (made, loaded):
         assert model.static_batch and model.batch_size == 3
     restored = loaded.restore(faces)
@@ -72,14 +74,16 @@ def test_padded_last_batch_gives_the_unpadded_faces(tiny_osdface_model):
 
 
 def test_a_ready_model_loads_without_diffusers(ready_cache, tiny_osdface, tiny_osdface_options):
-    """A later run loads the ready model with torch alone: diffusers and peft stay unimported."""
+    """A later run loads the ready model with torch alone: diffusers, peft and torch's export and
+    compiler stack (dynamo, inductor, sympy) stay unimported."""
     load_osdface(tiny_osdface_options)
     code = ("import sys\n"
             "from vidface.models.loading import load_osdface\n"
             "from vidface.models.options import ModelOptions\n"
             f"model = load_osdface(ModelOptions(weights={str(tiny_osdface.release)!r}, base={str(tiny_osdface.base)!r}, "
             "device='cpu', dtype='fp32'))\n"
-            "print(model.static_batch, [name for name in ('diffusers', 'peft') if name in sys.modules])\n")
+            "print(model.static_batch, [name for name in ('diffusers', 'peft', 'torch._dynamo', 'torch._inductor', "
+            "'sympy', 'torch.export.pt2_archive') if name in sys.modules])\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "XDG_CACHE_HOME": str(ready_cache.parent.parent)})
     assert run.returncode == 0, run.stderr[-2000:]
@@ -91,12 +95,12 @@ def test_a_damaged_ready_model_is_made_again(ready_cache, tiny_osdface_options, 
     [folder] = _ready_folders(ready_cache)
     faces = smooth_faces(2, seed=14)
     expected = first.restore(faces)
-    (folder / "noise.pt2").write_bytes((folder / "noise.pt2").read_bytes()[:1000])
+    (folder / "noise.safetensors").write_bytes((folder / "noise.safetensors").read_bytes()[:1000])
     with caplog.at_level(logging.WARNING, logger="vidface.models.ready"):
         again = load_osdface(tiny_osdface_options)
     assert "cannot be loaded" in caplog.text and "made again" in caplog.text
     assert torch.equal(again.restore(faces), expected)
-    assert (folder / "noise.pt2").stat().st_size > 1000
+    assert (folder / "noise.safetensors").stat().st_size > 1000
 
 
 def test_a_model_that_cannot_be_exported_is_built_each_time(ready_cache, tiny_osdface_options, tiny_osdface_model,

@@ -199,7 +199,10 @@ class VisualRepresentationEmbedder(nn.Module):
         self.encoder = _Encoder(ch, tuple(ch_mult), num_res_blocks, resolution, tuple(attn_resolutions), z_channels)
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
         self.quantize = nn.Module()
-        self.quantize.embedding = nn.Embedding(n_embed, embed_dim)
+        codebook = torch.empty(n_embed, embed_dim)
+        if not codebook.is_meta:  # nn.Embedding's own draw; on the meta device (built to load weights
+            nn.init.normal_(codebook)  # into) there is nothing to draw, and normal_ would import torch._dynamo
+        self.quantize.embedding = nn.Embedding.from_pretrained(codebook, freeze=False)
         self.projection = _Projection(embed_dim, prompt_dim)
 
     def _apply(self, fn, recurse=True):  # torch.nn.Module's hook behind .to(), .half(), .cuda()

@@ -7,9 +7,10 @@ holds the merged networks in their final dtype and loads its weights straight on
 Its programs take exactly ``batch`` faces of the model's face size (a static batch: OSDFace
 pads the last batch), the fixed shapes that compilation and CUDA graphs want too.
 
-Layout: ``$XDG_CACHE_HOME/vidface/ready/<key>/`` holds ``encoder.pt2``, ``noise.pt2`` and
-``decoder.pt2`` (exported programs, weights included), ``embedder.safetensors`` and
-``model.json`` (the constants and the embedder's configuration). The key covers what the
+Layout: ``$XDG_CACHE_HOME/vidface/ready/<key>/`` holds ``encoder``, ``noise`` and ``decoder``
+as graph files (`vidface.models.graph_file`: ``.json`` and ``.safetensors``; a load needs neither
+torch.export's stack nor its deserialiser), ``embedder.safetensors`` and ``model.json`` (the
+constants and the embedder's configuration). The key covers what the
 programs depend on: the weight files (path, size, modification time), dtype, device kind, batch,
 and the torch and vidface versions. A folder appears whole (written aside, then renamed); the
 :data:`KEEP` most recently used stay.
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 KEEP = 3
 """Ready models kept (about 2 GB each at full size in 16-bit): a machine's usual settings, and a change."""
 
-_FORMAT = "1"
+_FORMAT = "2"
 _NETWORKS = ("encoder", "noise", "decoder")
 _BASE_PARTS = ("unet", "vae", "scheduler")
 
@@ -83,9 +84,12 @@ def ready_folder(location: WeightsLocation, device: torch.device, dtype: torch.d
 def save_ready(model: OSDFace, folder: Path, batch: int) -> None:
     """Export `model`'s networks at `batch` faces and write them as the ready model `folder`.
 
-    Raises what torch.export raises for a network it cannot export; writes nothing then.
+    Raises what torch.export raises for a network it cannot export, and ValueError for one whose
+    graph a graph file cannot hold; writes nothing then.
     """
     import torch
+
+    from vidface.models.graph_file import save_graph
 
     size = model.face_size
     images = torch.zeros(batch, 3, size, size, device=model.device, dtype=model.dtype)
@@ -100,7 +104,7 @@ def save_ready(model: OSDFace, folder: Path, batch: int) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     with scratch_folder(folder.parent) as partial:
         for name, program in programs.items():
-            torch.export.save(program, partial / f"{name}.pt2")
+            save_graph(program, partial / f"{name}.json")
         save_file({key: value.contiguous() for key, value in model.embedder.state_dict().items()},
                   str(partial / "embedder.safetensors"))
         constants = {"format": _FORMAT, "batch": batch, "timestep": model.timestep,
@@ -120,7 +124,7 @@ def load_ready(folder: Path, device: torch.device) -> OSDFace | None:
         return None
     try:
         constants = json.loads((folder / "model.json").read_text())
-        networks = [_load_program(folder / f"{name}.pt2", device) for name in _NETWORKS]
+        networks = [_load_network(folder / f"{name}.json", device) for name in _NETWORKS]
         embedder = _load_embedder(folder / "embedder.safetensors", constants["embedder"], device)
         model = OSDFace(*networks, embedder, alpha_prod=constants["alpha_prod"],
                         scaling_factor=constants["scaling_factor"], size_multiple=constants["size_multiple"],
@@ -139,16 +143,14 @@ def _output_shape(program: torch.export.ExportedProgram) -> tuple[int, ...]:
     return tuple(output.args[0][0].meta["val"].shape)
 
 
-def _load_program(path: Path, device: torch.device) -> nn.Module:
+def _load_network(path: Path, device: torch.device) -> nn.Module:
     import torch
 
-    program = torch.export.load(path)
+    from vidface.models.graph_file import load_graph
+
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    saved = next(iter(program.state_dict.values())).device
-    if saved != device:  # another GPU of the same kind: its device constants move too
-        program = torch.export.passes.move_to_device_pass(program, device)
-    return program.module()
+    return load_graph(path, device)
 
 
 def _load_embedder(path: Path, config: dict, device: torch.device) -> VisualRepresentationEmbedder:
