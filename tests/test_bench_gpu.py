@@ -1,8 +1,8 @@
 """tools/bench_gpu.py's smoke run on the CPU (tiny model, batch 2): a faces/s figure for every lever
 that runs, eager fp32 exactly equal to itself, bf16 close to it but not equal, a lever that cannot
 run (CUDA graphs on a CPU) or that fails as one line while the run goes on and exits 0, CenterFace
-on both runtimes, and the end-to-end step's two runs (the first makes the ready model, the second
-loads it)."""
+on both runtimes, decode and encode in software (hardware video: a figure or one line), and the
+end-to-end step's three runs."""
 
 from __future__ import annotations
 
@@ -63,6 +63,11 @@ def test_levers_parity_and_levers_that_cannot_run() -> None:
                            r"onnxruntime / torch [\d.]+x; max \|difference\| (\S+)$", out, re.M)
     assert [what for what, _ in detection] == ["640x360 frame", "6 refinement crops"], out
     assert all(float(difference) < 1e-3 for _, difference in detection), out  # the same graph on both runtimes
+    video = dict(re.findall(r"^  ((?:decode|encode), .+?)\s{2,}(\d.*|unavailable \(.*\))$", out, re.M))
+    assert list(video) == ["decode, software", "decode, NVDEC", "encode, libx264 crf 18", "encode, h264_nvenc cq 18"], out
+    for way in ("decode, software", "encode, libx264 crf 18"):  # every machine has these
+        fps, cpu_ms = re.fullmatch(r"([\d.]+) fps,\s+([\d.]+) CPU ms per frame", video[way]).groups()
+        assert float(fps) > 0 and float(cpu_ms) > 0, out
 
 
 def test_bf16_parity_and_end_to_end() -> None:

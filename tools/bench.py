@@ -13,8 +13,9 @@ fps: generates a clip per size (one moving, turning astronaut head about a quart
   and blur, libx264) on the same clip, twice: at its default full-size detection and with
   `--scale` set to vidface's detector size (640 px long side). Prints fps and the ratios
   vidface / deface. Both run as subprocesses with the same environment (thread settings). The
-  ready model (vidface.models.ready) is made before the timed runs, in a cache of the benchmark's
-  own, as a user's usual run finds it (tools/bench_startup.py measures the first run).
+  ready model (vidface.models.ready) and the CenterFace graph are made before the timed runs, in a
+  cache of the benchmark's own, as a user's usual run finds them (tools/bench_startup.py measures
+  the first run).
 memory: peak resident memory (max RSS of the subprocess) of `vidface restore` on a short and a
   long clip of the same content; prints the ratio (long / short). --segment-frames sets the
   resumable run's segment length (a value above the long clip's frame count: one segment).
@@ -139,9 +140,11 @@ def tiny_model(folder: Path, size: str = "tiny", seed: int = 0):
 
 
 def make_ready_model(model, batch_size: int, device: str = "cpu") -> None:
-    """Export the model as the timed `vidface restore` runs load it (vidface.models.ready), so
-    they measure a user's usual run, not the first one with these weights and settings."""
+    """Export the model as the timed `vidface restore` runs load it (vidface.models.ready), and
+    prepare the CenterFace graph they read (vidface.faces.centerface), so that they measure a
+    user's usual run, not the first one with these weights and settings."""
     code = ("from vidface.models.loading import load_osdface; from vidface.models.options import ModelOptions; "
+            "from vidface.faces.centerface import CenterFaceDetector; CenterFaceDetector(); "
             f"load_osdface(ModelOptions(weights={str(model.release)!r}, base={str(model.base)!r}, device={device!r}, "
             f"batch_size={batch_size}))")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -29,6 +29,10 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
 4. Detection: CenterFace per call on a 640x360 frame (the full-frame pass) and on one face's six
    192x192 refinement crops, on onnxruntime's CPU provider and in torch on the device, with the
    largest difference of their outputs.
+5. Video: the end-to-end clip decoded in software and by NVDEC (PyAV's CUDA hwaccel, frames
+   brought to host memory), and its frames encoded by libx264 (vidface's default, crf 18) and by
+   h264_nvenc (cq 18): frames per second and the CPU milliseconds each frame costs, the share of
+   the CPU that hardware video would give to detection. A way the machine lacks is one line.
 
 Each step checks the time left and prints "skipped: budget" rather than starting without time;
 one that runs past its share is stopped (SIGALRM) with the same line. The levers leave
@@ -322,11 +326,9 @@ FACES_ON_HOST = ("import functools, sys\n"
                  "sys.exit(main(sys.argv[1:]))\n")
 
 
-def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFace, folder: Path,
+def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFace, folder: Path, clip: Path,
                alone: dict[str, Measured], budget: Budget, say: Say) -> None:
-    """Step 3: `vidface restore` as a subprocess, twice; coreutils' timeout ends it with the budget."""
-    width, height = (int(v) for v in args.size.split("x"))
-    clip = make_clip(folder / "clip.mp4", width, height, args.seconds, faces=args.faces)
+    """Step 3: `vidface restore` as a subprocess, three times; coreutils' timeout ends it with the budget."""
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")  # the ready model: made by the first run, loaded by the next
     same = "channels-last" if device.type == "cuda" else "eager-fp32"
     say(f"end to end: vidface restore, {args.size}, {args.seconds:g} s at 25 fps, {args.faces} moving faces, batch "
@@ -390,6 +392,50 @@ def detection(device: torch.device, say: Say) -> None:
             + f"; onnxruntime / torch {times[0] / times[1]:.2f}x; max |difference| {difference:.2g}")
 
 
+def video(clip: Path, say: Say) -> None:
+    """Step 5: each way alone, over the whole clip; CPU time is the process's, all threads."""
+    import av
+    from av.codec.hwaccel import HWAccel
+
+    def timed_frames(work: Callable[[], int]) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        frames = work()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return frames / wall, cpu * 1000 / frames
+
+    def decode(hwaccel: HWAccel | None) -> int:
+        with av.open(str(clip), hwaccel=hwaccel) as container:
+            return sum(1 for _ in container.decode(video=0))
+
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        frames = [frame.reformat(format="yuv420p") for frame in container.decode(stream)]
+        rate = stream.average_rate
+
+    def encode(codec: str, options: dict[str, str]) -> int:
+        context = av.CodecContext.create(codec, "w")
+        context.width, context.height, context.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        context.time_base, context.framerate, context.options = 1 / rate, rate, options
+        for index, frame in enumerate(frames):
+            frame.pts = index
+            context.encode(frame)
+        context.encode(None)
+        return len(frames)
+
+    ways = {"decode, software": lambda: decode(None),
+            "decode, NVDEC": lambda: decode(HWAccel(device_type="cuda", allow_software_fallback=False)),
+            "encode, libx264 crf 18": lambda: encode("libx264", {"crf": "18"}),
+            "encode, h264_nvenc cq 18": lambda: encode("h264_nvenc", {"cq": "18"})}
+    say(f"video ({clip.name}, {len(frames)} frames of {frames[0].width}x{frames[0].height}; PyAV {av.__version__}):")
+    for label, work in ways.items():
+        try:
+            fps, cpu_ms = timed_frames(work)
+        except (av.FFmpegError, OSError, ValueError) as error:  # no such device or encoder on this machine
+            say(f"  {label:26s} unavailable ({type(error).__name__}: {str(error).splitlines()[0][:120]})")
+            continue
+        say(f"  {label:26s} {fps:7.1f} fps, {cpu_ms:6.2f} CPU ms per frame")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     def names(text: str) -> list[str]:
         unknown = [n for n in text.split(",") if n not in LEVERS]
@@ -417,6 +463,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--faces", type=int, help="moving faces per frame in the clip (default: 4)")
     add("--skip-end-to-end", action="store_true", help="the model alone only")
     add("--detection-s", type=float, default=30.0, help="seconds for the detection step (default: 30; 0 skips it)")
+    add("--video-s", type=float, default=30.0, help="seconds for the video step (default: 30; 0 skips it)")
     add("--quick", action="store_true", help="smoke run: tiny model, batch 2, batches 2 4, 1 warm-up and 1 timed "
         "call, a 640x360 2 s clip with 2 faces")
     add("--no-record", dest="record", action="store_false", help="print only, leave docs/benchmarks.md alone")
@@ -456,7 +503,13 @@ def main(argv: list[str] | None = None) -> int:
                             lambda: tiny_model(folder / "model", size=args.model))
             if paths is None:
                 return 1
+            width, height = (int(v) for v in args.size.split("x"))
+            clip = attempt(say, "writing the clip", budget.left(), budget,
+                           lambda: make_clip(folder / "clip.mp4", width, height, args.seconds, faces=args.faces))
+            if clip is None:
+                return 1
             attempt(say, "detection", min(args.detection_s, budget.left()), budget, lambda: detection(device, say))
+            attempt(say, "video", min(args.video_s, budget.left()), budget, lambda: video(clip, say))
             alone = model_alone(args, device, paths, budget, say)
             release()  # the reference model, now out of scope
             if args.skip_end_to_end:
@@ -464,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             else:  # 10 s past the budget, so that `timeout` ends vidface before the alarm ends the wait
                 left = budget.left()
                 attempt(say, "end to end", left + 10 if left > 0 else 0, budget,
-                        lambda: end_to_end(args, device, paths, folder, alone, budget, say))
+                        lambda: end_to_end(args, device, paths, folder, clip, alone, budget, say))
         say(f"done in {args.budget_s - budget.left():.0f} s of the {args.budget_s:g} s budget")
     return 0
 
