@@ -317,6 +317,28 @@ def test_a_model_still_loading_is_waited_for_and_the_wait_counted(tiny_osdface_m
     assert 0.3 <= stats.model_wait <= loaded["seconds"] + 1
 
 
+def test_the_wait_counts_the_model_not_the_frames_upstream(tiny_osdface_model) -> None:
+    """A model that loads while the first frames are still on their way (a slow decoder) kept
+    nothing waiting: the wait ends when the load does, not when the next frame comes."""
+    import threading
+    import time
+    from concurrent.futures import Future
+
+    clip = moving_face_clip(6, *SIZE)
+
+    def slow_frames():
+        for frame in frames_of(clip.frames):
+            time.sleep(0.4)
+            yield frame
+
+    loading: Future = Future()
+    threading.Timer(0.05, loading.set_result, (tiny_osdface_model,)).start()
+    stats = RestoreStats()
+    out = list(face_restorer(loading, _settings(), stats=stats)(slow_frames()))
+    assert len(out) == 6 and stats.faces == 6
+    assert stats.model_wait < 0.3  # the load's 0.05 s, and not the 0.4 s to the first frame
+
+
 def test_segmented_run_counts_only_the_frames_it_writes(tiny_osdface_model, tmp_path: Path) -> None:
     """Each segment also processes warm-up frames before it and look-ahead frames after it, then
     drops them; the counts cover each written frame once, as one continuous pass does."""

@@ -32,7 +32,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -79,8 +79,8 @@ class RestoreStats:
     kept: the frames (Frame.index in [first, stop)) that the current call of the processor
     hands on to the output, or None for all; a resumable run sets it per segment (`keep`), so
     the warm-up and look-ahead frames each segment processes and drops are not counted.
-    model_wait: seconds the model stage spent waiting for the model to load (decoding and
-    detection run meanwhile, as far as their queues allow). model_seconds, model_faces: time
+    model_wait: seconds from the model stage's start until the model had loaded (decoding and
+    detection run meanwhile, as far as their queues allow; 0 where it loaded first). model_seconds, model_faces: time
     spent in model batches and the faces they restored (warm-up and look-ahead faces too).
     """
 
@@ -283,9 +283,10 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
     counters.model_wait)."""
     if isinstance(model, Future):
         start = time.perf_counter()
+        loaded = _load_end(model)
         work = itertools.chain(_while_loading(work, model), work)
         model = model.result()
-        counters.model_wait += time.perf_counter() - start
+        counters.model_wait += max(0.0, loaded() - start)
     stabilizer = TemporalStabilizer(settings.temporal, forget_stale=False)
     batch_size = model.batch_size
     waiting: deque[_FrameWork] = deque()  # frames in order, oldest first
@@ -337,6 +338,25 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         run(min(batch_size, len(queued)))
     forget_ended()
     yield from waiting
+
+
+def _load_end(model: Future[OSDFace]) -> Callable[[], float]:
+    """When (perf_counter) `model` finished loading, for the caller to read once it has its result.
+    Timed as the Future completes, not when a stage next looks: a stage that is waiting for frames
+    from upstream when the model arrives was not waiting for the model."""
+    ended: list[float] = []
+    noted = threading.Event()
+
+    def note(_: Future) -> None:
+        ended.append(time.perf_counter())
+        noted.set()
+
+    model.add_done_callback(note)  # runs at once where the model has loaded already
+
+    def read() -> float:
+        noted.wait()  # the callback runs just after result() is released
+        return ended[0]
+    return read
 
 
 def _while_loading(work: Iterator[_FrameWork], model: Future[OSDFace]) -> list[_FrameWork]:
