@@ -27,7 +27,8 @@ _ENUMS = {"dtype": torch.dtype, "layout": torch.layout, "memory_format": torch.m
 
 
 def save_graph(program: torch.export.ExportedProgram, path: Path) -> None:
-    """Write `program` as ``path`` (the graph, JSON) and ``path.safetensors`` (its tensors).
+    """Write `program` as `path` (the graph, JSON) and `path` with the suffix ``.safetensors``
+    (its tensors): ``noise.json`` and ``noise.safetensors``.
 
     Raises ValueError for a node or argument kind the file cannot hold.
     """
