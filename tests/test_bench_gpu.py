@@ -64,7 +64,8 @@ def test_levers_parity_and_levers_that_cannot_run() -> None:
     assert [what for what, _ in detection] == ["640x360 frame", "6 refinement crops"], out
     assert all(float(difference) < 1e-3 for _, difference in detection), out  # the same graph on both runtimes
     video = dict(re.findall(r"^  ((?:decode|encode), .+?)\s{2,}(\d.*|unavailable \(.*\))$", out, re.M))
-    assert list(video) == ["decode, software", "decode, NVDEC", "encode, libx264 crf 18", "encode, h264_nvenc cq 18"], out
+    assert list(video) == ["decode, software", "decode, NVDEC", "encode, libx264 crf 18",
+                           "encode, h264_nvenc cq 18"], out
     for way in ("decode, software", "encode, libx264 crf 18"):  # every machine has these
         fps, cpu_ms = re.fullmatch(r"([\d.]+) fps,\s+([\d.]+) CPU ms per frame", video[way]).groups()
         assert float(fps) > 0 and float(cpu_ms) > 0, out

@@ -80,8 +80,9 @@ class RestoreStats:
     hands on to the output, or None for all; a resumable run sets it per segment (`keep`), so
     the warm-up and look-ahead frames each segment processes and drops are not counted.
     model_wait: seconds from the model stage's start until the model had loaded (decoding and
-    detection run meanwhile, as far as their queues allow; 0 where it loaded first). model_seconds, model_faces: time
-    spent in model batches and the faces they restored (warm-up and look-ahead faces too).
+    detection run meanwhile, as far as their queues allow; 0 where it loaded first).
+    model_seconds, model_faces: time spent in model batches and the faces they restored
+    (warm-up and look-ahead faces too).
     """
 
     frames: int = 0

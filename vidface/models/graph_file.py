@@ -42,7 +42,7 @@ def save_graph(program: torch.export.ExportedProgram, path: Path) -> None:
             value = node.meta["val"]
             inputs.append({"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")})
         elif node.op == "get_attr":
-            value = _attribute(module, node.target)
+            value = operator.attrgetter(node.target)(module)
             if not isinstance(value, torch.Tensor):
                 raise ValueError(f"{node.target} is a {type(value).__name__}, not a tensor")
             tensors[node.target] = value.detach().contiguous()
@@ -108,12 +108,6 @@ class GraphNetwork(nn.Module):
                              f"exported {self.inputs}")
         (output,) = self.graph(*tensors)
         return output
-
-
-def _attribute(module: nn.Module, target: str):
-    for name in target.split("."):
-        module = getattr(module, name)
-    return module
 
 
 def _target_name(target) -> str:
