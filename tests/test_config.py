@@ -12,7 +12,8 @@ from typing import Literal
 
 import pytest
 
-from vidface.config import PRESETS, Settings, apply_mapping, load_settings, preset_path, read_yaml, settings_to_dict
+from vidface.config import (PRESETS, Settings, apply_mapping, load_settings, preset_path, read_preset, read_yaml,
+                            settings_to_dict)
 from vidface.errors import InputError
 from vidface.models.temporal import TemporalOptions
 
@@ -117,6 +118,15 @@ def test_every_preset_loads_and_default_is_the_built_in_defaults() -> None:
     assert archival.model.dtype == "fp32" and default.model.dtype == fast.model.dtype == "auto"
     with pytest.raises(InputError, match="unknown preset 'best'; choose one of: default, archival, fast"):
         load_settings("best")
+
+
+def test_a_preset_is_read_as_its_file_says_and_a_change_to_one_reading_stays_there() -> None:
+    for name in PRESETS:
+        assert read_preset(name) == read_yaml(preset_path(name))
+    changed = read_preset("fast")
+    changed["faces"]["lag"] = 99
+    assert read_preset("fast")["faces"]["lag"] == read_yaml(preset_path("fast"))["faces"]["lag"] != 99
+    assert load_settings("fast").faces.lag != 99
 
 
 def test_layers_file_over_preset_and_flags_over_file(tmp_path: Path) -> None:

@@ -20,8 +20,10 @@ that also name where the value came from.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -46,6 +48,7 @@ __all__ = [
     "is_config_file",
     "load_settings",
     "preset_path",
+    "read_preset",
     "read_yaml",
     "settings_to_dict",
 ]
@@ -80,6 +83,18 @@ def preset_path(name: str) -> Path:
     return Path(str(resources.files("vidface").joinpath("configs", f"{name}.yaml")))
 
 
+def read_preset(name: str) -> dict[str, Any]:
+    """A preset's sections, a copy of the file's mapping parsed once per process: building the
+    command line's help notes every flag where a preset differs, and PyYAML parsing the files
+    again for each of them made the parser a noticeable part of every command's start-up."""
+    return copy.deepcopy(_parsed_preset(name))
+
+
+@functools.cache
+def _parsed_preset(name: str) -> dict[str, Any]:
+    return read_yaml(preset_path(name))
+
+
 def load_settings(*configs: str | Path, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Resolve the settings of a run: built-in defaults < the `default` preset < each of
     `configs` in order < flags.
@@ -89,12 +104,12 @@ def load_settings(*configs: str | Path, overrides: Mapping[str, Any] | None = No
     overrides: dotted keys to values, e.g. ``{"temporal.strength": 0.4}``; entries whose value
         is None (a flag that was not given) are skipped.
     """
-    settings = apply_mapping(Settings(), read_yaml(preset_path("default")), "preset 'default'")
+    settings = apply_mapping(Settings(), read_preset("default"), "preset 'default'")
     for config in configs:
         if is_config_file(config):
             settings = apply_mapping(settings, read_yaml(config), f"config file {str(config)!r}")
         else:
-            settings = apply_mapping(settings, read_yaml(preset_path(str(config))), f"preset {config!r}")
+            settings = apply_mapping(settings, read_preset(str(config)), f"preset {config!r}")
     if overrides:
         nested: dict[str, Any] = {}
         for key, value in overrides.items():

@@ -149,13 +149,13 @@ def _flag_parser(field, kind: type, rule):
 
 def _defaults_note(cls: type, field) -> str:
     """' (default: X; archival: Y, fast: Z)': the built-in default and where a preset differs."""
-    from vidface.config import PRESETS, preset_path, read_yaml
+    from vidface.config import PRESETS, read_preset
 
     default = field.default
     shown = [] if default is None or default == () else [f"default: {_show(default)}"]
     others = []
     for preset in PRESETS[1:]:
-        section = read_yaml(preset_path(preset)).get(cls.section) or {}
+        section = read_preset(preset).get(cls.section) or {}
         if field.name in section and section[field.name] != default:
             others.append(f"{preset}: {_show(section[field.name])}")
     parts = shown + ([", ".join(others)] if others else [])
