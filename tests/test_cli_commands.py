@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from media import AudioTrack, Subtitles, write_video
@@ -104,3 +105,26 @@ def test_commands_without_the_model_do_not_import_it(tmp_path: Path, command: li
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_the_program_exits_with_mains_code_after_its_output_is_complete(tmp_path: Path) -> None:
+    """`vidface` (vidface.cli.program) freezes the garbage collector's objects only once `main` has
+    returned: the output is whole, the summary printed, the code main's own."""
+    source = write_video(tmp_path / "in.mp4", frames=12, audio="aac")
+    output = tmp_path / "out.mp4"
+    child = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+             f"sys.argv = ['vidface', 'restore', {str(source)!r}, {str(output)!r}, '--model', 'none',"
+             " '--no-progress']\n"
+             "from vidface.cli import program\n"
+             "program()\n")
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    summary, frozen = run.stdout.strip().splitlines()
+    assert summary.startswith(f"{output}: 12 frames") and frozen == "frozen at exit: True"
+    with av.open(str(output)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 12
+        assert [stream.type for stream in container.streams] == ["video", "audio"]
+    failed = subprocess.run([sys.executable, "-m", "vidface", "restore", str(tmp_path / "missing.mp4"),
+                             str(tmp_path / "other.mp4")], capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and not (tmp_path / "other.mp4").exists()

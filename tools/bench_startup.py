@@ -14,8 +14,12 @@ figure is the best of --repeats runs of each (first run: once), from the process
 interpreter start-up included) to the model on the device. Then the default detector (CenterFace
 on onnxruntime), from the process's start: on a first run, which prepares its graph (importing
 onnx) into the cache, and on later runs, which read the prepared graph. Last, `vidface --help`,
-`vidface probe` and `vidface restore --model none --help`, which import no model. The lines are written into
-docs/benchmarks.md (section "bench_startup.py (DEVICE)"), dated and with the command.
+`vidface probe` and `vidface restore --model none --help`, which import no model. And the exit of a
+short restore with the tiny model: from its summary line (printed once the output is complete) to
+the process's end, for the `vidface` program and for `vidface.cli.main` called alone, which leaves
+the cyclic garbage collector's passes of the interpreter's teardown in (vidface.cli.program). The
+lines are written into docs/benchmarks.md (section "bench_startup.py (DEVICE)"), dated and with
+the command.
 """
 
 from __future__ import annotations
@@ -83,6 +87,25 @@ def command_seconds(arguments: list[str], repeats: int) -> float:
     return best
 
 
+EXITS = {"vidface": ["-m", "vidface"],
+         "vidface.cli.main alone": ["-c", "import sys; from vidface.cli import main; sys.exit(main())"]}
+
+
+def exit_seconds(way: list[str], arguments: list[str], cache: Path, repeats: int) -> float:
+    """Best of `repeats`: seconds from the summary line of `python WAY ARGUMENTS` (a restore) to its process's end."""
+    best = float("inf")
+    for _ in range(repeats):
+        process = subprocess.Popen([sys.executable, *way, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+        process.stdout.readline()
+        said = time.perf_counter()
+        _, errors = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"the restore failed:\n{errors.decode(errors='replace')[-2000:]}")
+        best = min(best, time.perf_counter() - said)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["tiny", "full"], choices=["tiny", "full"])
@@ -120,6 +143,14 @@ def main() -> None:
         for arguments in (["--help"], ["probe", str(clip)], ["restore", "--model", "none", "--help"]):
             say(f"  vidface {' '.join(a if a != str(clip) else 'clip.mp4' for a in arguments):28s} "
                 f"{command_seconds(arguments, args.repeats):5.2f} s")
+        model = write_tiny_osdface(folder / "exit", size="tiny")
+        restore = ["restore", str(clip), str(folder / "out.mp4"), "-y", "-q", "--no-progress", "--weights",
+                   str(model.release), "--base", str(model.base), "--device", args.device, "--dtype", args.dtype]
+        exits = {name: exit_seconds(way, restore, folder / "cache-exit", args.repeats) for name, way in EXITS.items()}
+        say(f"a restore's exit (tiny model, summary line to process end), best of {args.repeats}:")
+        for name, seconds in exits.items():
+            say(f"  {name:28s} {seconds:5.2f} s")
+        say(f"  vidface.cli.main alone / vidface: {exits['vidface.cli.main alone'] / exits['vidface']:.2f}x")
 
 
 if __name__ == "__main__":

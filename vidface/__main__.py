@@ -1,3 +1,3 @@
-from vidface.cli import main
+from vidface.cli import program
 
-raise SystemExit(main())
+program()

@@ -8,6 +8,7 @@ Each subcommand lives in `vidface/commands/<name>.py` with `add_parser(subparser
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -92,5 +93,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def program() -> None:
+    """The `vidface` program (the console script and `python -m vidface`): `main`, then exit.
+
+    Before the interpreter exits, the objects that the imports made (about 180,000 for torch
+    alone) are frozen out of the cyclic garbage collector. Tearing the modules down, the
+    interpreter would otherwise run full collections over all of them, which took a noticeable
+    part of a short run (tools/bench_startup.py). Nothing is left undone: the standard streams,
+    logging and atexit handlers are flushed and run as usual, every output was closed before
+    `main` returned, and the memory goes back to the system with the process. `main` itself
+    stays free of it, for callers that live on (tests, the render farm's workers).
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    program()
