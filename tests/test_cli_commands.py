@@ -47,6 +47,9 @@ def test_env_works_without_gpu(cli) -> None:
         assert key in fields, key
     assert "libx264" in fields["encoders"]
     assert "libavcodec" in fields["ffmpeg libraries"]
+    from vidface.machine import cpu_has
+
+    assert fields["cpu model precision"].startswith("bf16" if cpu_has("AVX512BF16") else "fp32")
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, cli) -> None:

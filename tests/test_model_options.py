@@ -24,9 +24,21 @@ def test_device_names():
             resolve_device("cuda:0")
 
 
+@pytest.mark.parametrize("bf16_instructions, auto", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_a_cpu_is_bf16_where_it_has_bf16_instructions(monkeypatch, bf16_instructions, auto):
+    import vidface.machine
+
+    def cpu_has(feature: str) -> bool:
+        assert feature == "AVX512BF16"
+        return bf16_instructions
+
+    monkeypatch.setattr(vidface.machine, "cpu_has", cpu_has)
+    assert resolve_dtype("auto", torch.device("cpu")) == auto
+    assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
+
+
 def test_dtype_and_batch_size():
     cpu = torch.device("cpu")
-    assert resolve_dtype("auto", cpu) == torch.float32
     assert resolve_dtype("bf16", cpu) == torch.bfloat16
     assert resolve_dtype("fp16", cpu) == torch.float16
     assert auto_batch_size(cpu, torch.float32) == 1

@@ -149,3 +149,22 @@ def test_only_the_most_recent_ready_models_stay(ready_cache, tiny_osdface_option
     listed = ready.ready_models()  # what `vidface weights path` counts: most recently used first, with sizes
     assert [folder for folder, _ in listed[1:]] == old[:ready.KEEP - 1] and listed[0][0] not in old
     assert listed[0][1] > 1000 and all(size == 2 for _, size in listed[1:])  # the old ones: "{}"
+
+
+def test_on_a_cpu_bf16_runs_in_channels_last_and_fp32_does_not(ready_cache, tiny_osdface_options):
+    """oneDNN's bf16 kernels are faster on NHWC; in fp32 on a CPU the layout gains nothing, so it stays."""
+    def layouts(**settings) -> set[bool]:
+        model = load_osdface(replace(tiny_osdface_options, batch_size=2, **settings))
+        return {weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+                for network in model.networks for weight in network.parameters()
+                if weight.dim() == 4 and weight.shape[-1] > 1}  # a 1x1 kernel is both layouts at once
+
+    assert layouts(dtype="bf16") == {True}
+    assert layouts(dtype="bf16", channels_last=False) == {False}
+    assert layouts(dtype="fp32") == {False}
+    faces = smooth_faces(2, seed=3)
+    exact = load_osdface(replace(tiny_osdface_options, batch_size=2, dtype="fp32")).restore(faces)
+    errors = {layout: (load_osdface(replace(tiny_osdface_options, batch_size=2, dtype="bf16", channels_last=layout))
+                       .restore(faces).float() - exact).abs().mean() for layout in (True, False)}
+    # Other kernels round otherwise, but the layout adds no error of its own to bf16's.
+    assert errors[True] < 1.25 * errors[False] < 0.05

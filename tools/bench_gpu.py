@@ -508,8 +508,12 @@ def main(argv: list[str] | None = None) -> int:
                            lambda: make_clip(folder / "clip.mp4", width, height, args.seconds, faces=args.faces))
             if clip is None:
                 return 1
-            attempt(say, "detection", min(args.detection_s, budget.left()), budget, lambda: detection(device, say))
-            attempt(say, "video", min(args.video_s, budget.left()), budget, lambda: video(clip, say))
+            for label, seconds, step in (("detection", args.detection_s, lambda: detection(device, say)),
+                                         ("video", args.video_s, lambda: video(clip, say))):
+                if seconds == 0:
+                    say(f"{label}: skipped (--{label}-s 0)")
+                else:
+                    attempt(say, label, min(seconds, budget.left()), budget, step)
             alone = model_alone(args, device, paths, budget, say)
             release()  # the reference model, now out of scope
             if args.skip_end_to_end:

@@ -46,6 +46,10 @@ def environment() -> dict[str, str]:
     for name in ("torch", "diffusers", "peft", "numpy", "opencv-python"):
         report[name] = package_version(name)
     report.update(_gpu())
+    from vidface.machine import cpu_has
+
+    report["cpu model precision"] = ("bf16 (the CPU has bf16 instructions)" if cpu_has("AVX512BF16")
+                                     else "fp32 (the CPU has no bf16 instructions)") + " with --dtype auto"
     try:
         from huggingface_hub import constants
 

@@ -139,12 +139,10 @@ def repeatable_options(codec: str, options: dict[str, str]) -> dict[str, str]:
 
 
 def cpu_has_avx512() -> bool:
-    """Whether this CPU runs AVX-512 (numpy's runtime detection, which every platform has)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_features__
-    return bool(__cpu_features__.get("AVX512F"))
+    """Whether this CPU runs AVX-512."""
+    from vidface.machine import cpu_has
+
+    return cpu_has("AVX512F")
 
 
 def interlaced_options(codec: str, field_order: str, options: dict[str, str]) -> dict[str, str]:

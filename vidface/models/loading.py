@@ -222,7 +222,7 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None,
             model = _made_ready(model, folder, batch)
     model.batch_size = batch
     model.static_batch = model.static_batch or options.compile  # fixed shapes: one compilation
-    if options.channels_last and device.type == "cuda":
+    if options.channels_last and (device.type == "cuda" or dtype == torch.bfloat16):
         for network in model.networks:
             network.to(memory_format=torch.channels_last)
     if options.compile:

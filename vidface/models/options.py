@@ -55,12 +55,14 @@ class ModelOptions:
     device: str = option("auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N (CPU works, slowly: "
                          "`vidface restore` says how long a CPU run takes before it starts)", flag="--device",
                          metavar="DEVICE")
-    dtype: str = option("auto", "model precision: auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), fp32, "
-                        "fp16 or bf16", flag="--dtype", rule=one_of(("auto", *DTYPES)))
+    dtype: str = option("auto", "model precision: auto (bf16 on GPUs that have it, else fp16; on CPU bf16 where it "
+                        "has bf16 instructions, AVX512-BF16 or AMX, else fp32), fp32, fp16 or bf16", flag="--dtype",
+                        rule=one_of(("auto", *DTYPES)))
     batch_size: int = option(0, "faces per model call, or auto (0 in files): as many as fit in free GPU memory, 1 on "
                              "CPU", flag="--batch-size", metavar="N|auto", parse=parse_batch_size, rule=at_least(0))
-    channels_last: bool = option(True, "NHWC memory layout for the UNet and VAE on GPUs (faster on tensor cores; "
-                                 "not used on CPU, where it was slower)", flag="--no-channels-last")
+    channels_last: bool = option(True, "NHWC memory layout for the UNet and VAE on GPUs and in bf16 on CPUs (faster "
+                                 "on tensor cores and in oneDNN's bf16 kernels; not used in fp32 on CPU, where it "
+                                 "gains nothing)", flag="--no-channels-last")
     compile: bool = option(False, "torch.compile the UNet and VAE: slow first batch, faster after (long runs on GPU)",
                            flag="--compile")
     threads: int = option(0, "CPU threads the model runs on, on a CPU (0: every CPU of the machine); on a CPU its "
@@ -112,14 +114,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """torch dtype for a --dtype name; "auto" picks bf16/fp16 on a GPU and fp32 on a CPU."""
+    """torch dtype for a --dtype name. "auto" picks bf16 on a GPU (fp16 where bf16 is missing), and
+    on a CPU bf16 where it has bf16 instructions (AVX512-BF16, which CPUs with AMX have too), else
+    fp32: there oneDNN runs the model's convolutions and matrix products in bf16 natively, more than
+    twice as fast as in fp32 (tools/bench_gpu.py on a CPU); elsewhere bf16 is emulated and slower."""
     import torch
+
+    from vidface.machine import cpu_has
 
     if name != "auto":
         return torch_dtype(name)
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has("AVX512BF16") else torch.float32
 
 
 def auto_batch_size(device: torch.device, dtype: torch.dtype) -> int:
