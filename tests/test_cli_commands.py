@@ -49,7 +49,7 @@ def test_env_works_without_gpu(cli) -> None:
     assert "libavcodec" in fields["ffmpeg libraries"]
     from vidface.machine import cpu_has
 
-    assert fields["cpu model precision"].startswith("bf16" if cpu_has("AVX512BF16") else "fp32")
+    assert fields["cpu model precision"] == ("bf16" if cpu_has("AVX512BF16") else "fp32") + " with --dtype auto"
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, cli) -> None:

@@ -46,10 +46,6 @@ def environment() -> dict[str, str]:
     for name in ("torch", "diffusers", "peft", "numpy", "opencv-python"):
         report[name] = package_version(name)
     report.update(_gpu())
-    from vidface.machine import cpu_has
-
-    report["cpu model precision"] = ("bf16 (the CPU has bf16 instructions)" if cpu_has("AVX512BF16")
-                                     else "fp32 (the CPU has no bf16 instructions)") + " with --dtype auto"
     try:
         from huggingface_hub import constants
 
@@ -73,4 +69,8 @@ def _gpu() -> dict[str, str]:
         info["gpu"] = "Apple MPS"
     else:
         info["gpu"] = "none (CPU only)"
+    from vidface.models.options import DTYPES, resolve_dtype, torch_dtype
+
+    on_cpu = resolve_dtype("auto", torch.device("cpu"))
+    info["cpu model precision"] = next(name for name in DTYPES if torch_dtype(name) == on_cpu) + " with --dtype auto"
     return info

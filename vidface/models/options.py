@@ -116,8 +116,8 @@ def resolve_device(name: str) -> torch.device:
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """torch dtype for a --dtype name. "auto" picks bf16 on a GPU (fp16 where bf16 is missing), and
     on a CPU bf16 where it has bf16 instructions (AVX512-BF16, which CPUs with AMX have too), else
-    fp32: there oneDNN runs the model's convolutions and matrix products in bf16 natively, more than
-    twice as fast as in fp32 (tools/bench_gpu.py on a CPU); elsewhere bf16 is emulated and slower."""
+    fp32: there oneDNN runs the model's convolutions and matrix products in bf16 natively, faster
+    than in fp32 (tools/bench_gpu.py measures it on a CPU); elsewhere bf16 is emulated and slower."""
     import torch
 
     from vidface.machine import cpu_has
