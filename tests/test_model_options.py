@@ -37,6 +37,23 @@ def test_auto_dtype_on_a_cpu_is_bf16_where_it_has_bf16_instructions(monkeypatch,
     assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
 
 
+@pytest.mark.parametrize("device, dtype, compiled, nhwc", [
+    ("cuda", torch.bfloat16, False, False),  # eager on a GPU: NCHW (its GroupNorms are slower in NHWC)
+    ("cuda", torch.bfloat16, True, True),
+    ("cuda", torch.float16, True, True),
+    ("cpu", torch.bfloat16, False, True),  # oneDNN's bf16 kernels
+    ("cpu", torch.bfloat16, True, True),
+    ("cpu", torch.float32, False, False),
+    ("cpu", torch.float32, True, False),
+])
+def test_the_layout_is_nhwc_only_where_it_is_faster(device, dtype, compiled, nhwc):
+    from vidface.models.loading import uses_channels_last
+
+    options = ModelOptions(compile=compiled)
+    assert uses_channels_last(options, torch.device(device), dtype) is nhwc
+    assert uses_channels_last(ModelOptions(compile=compiled, channels_last=False), torch.device(device), dtype) is False
+
+
 def test_dtype_and_batch_size():
     cpu = torch.device("cpu")
     assert resolve_dtype("bf16", cpu) == torch.bfloat16

@@ -318,6 +318,18 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
     return results
 
 
+def default_lever(device: torch.device) -> str | None:
+    """The eager lever that `vidface restore` runs with its defaults on `device` (--dtype auto,
+    its layout rule), or None where no lever is it (fp16 on a GPU without bf16)."""
+    from vidface.models.loading import uses_channels_last
+    from vidface.models.options import ModelOptions, resolve_dtype
+
+    dtype = resolve_dtype("auto", device)
+    layout = uses_channels_last(ModelOptions(), device, dtype)
+    return next((name for name, lever in LEVERS.items()
+                 if lever.mode is None and lever.dtype == dtype and lever.channels_last == layout), None)
+
+
 # `vidface` with the restorer's faces_on_device off: crops cut and faces pasted with OpenCV.
 FACES_ON_HOST = ("import functools, sys\n"
                  "import vidface.restore\n"
@@ -330,9 +342,10 @@ def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFac
                alone: dict[str, Measured], budget: Budget, say: Say) -> None:
     """Step 3: `vidface restore` as a subprocess, three times; coreutils' timeout ends it with the budget."""
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")  # the ready model: made by the first run, loaded by the next
-    same = "channels-last" if device.type == "cuda" else "eager-fp32"
+    same = default_lever(device)
     say(f"end to end: vidface restore, {args.size}, {args.seconds:g} s at 25 fps, {args.faces} moving faces, batch "
-        f"{args.batch}, default dtype and layout; ratio to the model alone: {LEVERS[same].label}")
+        f"{args.batch}, default dtype and layout; ratio to the model alone: "
+        f"{LEVERS[same].label if same else 'none of the levers is vidface default here'}")
     took = 0.0
     restore = vidface_command(clip, folder / "out.mp4", paths, args.batch, device=args.device)
     runs = {"first run (makes the ready model)": restore, "second run (loads it)": restore,

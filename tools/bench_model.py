@@ -9,7 +9,7 @@ The architecture is the released one (SD 2.1-base UNet and VAE, the 29 M-paramet
 the weights are random, which costs the same as the real ones. "reference-style" is what the
 official infer.py does per face: fp32, batch 1, a sampled VAE latent, the embedder's code choice
 in a Python loop over grid positions. "vidface" is OSDFace.restore: posterior mean, vectorised
-code choice, the chosen dtype, channels-last on GPU, optional torch.compile. Prints one line per
+code choice, the chosen dtype, the layout vidface picks for it, optional torch.compile. Prints one line per
 configuration and the speed-up over the reference style; on CUDA also the peak memory per face.
 The lines are also written into docs/benchmarks.md (section "bench_model.py (DEVICE)"), dated and with
 the command that made them.
@@ -101,7 +101,8 @@ def timed(run, images: torch.Tensor, iterations: int, warmup: int, device: torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vidface.models.options import DTYPES, resolve_device, torch_dtype
+    from vidface.models.loading import uses_channels_last
+    from vidface.models.options import DTYPES, ModelOptions, resolve_device, torch_dtype
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-        model = build_model(device, torch_dtype(args.dtype), channels_last=device.type == "cuda", compile_=args.compile)
+        dtype = torch_dtype(args.dtype)
+        layout = uses_channels_last(ModelOptions(compile=args.compile), device, dtype)
+        model = build_model(device, dtype, channels_last=layout, compile_=args.compile)
         for batch in batches:
             fps, peak = timed(model.restore, faces[:batch].to(device), args.iterations, args.warmup, device)
             say(f"vidface          {args.dtype}  batch {batch:2d}: {fps:9.3f} faces/s ({1 / fps:7.2f} s/face)  "

@@ -25,7 +25,8 @@ from vidface.models.ready import load_ready, ready_folder, save_ready
 from vidface.models.release import BUNDLE_FORMAT, BUNDLE_VERSION, ReleaseWeights, first_line, read_release
 from vidface.weights import LORA_FILE, WeightsLocation, resolve
 
-__all__ = ["build_embedder", "check_release", "convert_release", "load_base", "load_osdface", "merge_lora"]
+__all__ = ["build_embedder", "check_release", "convert_release", "load_base", "load_osdface", "merge_lora",
+           "uses_channels_last"]
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +223,22 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None,
             model = _made_ready(model, folder, batch)
     model.batch_size = batch
     model.static_batch = model.static_batch or options.compile  # fixed shapes: one compilation
-    if options.channels_last and (device.type == "cuda" or dtype == torch.bfloat16):
+    if uses_channels_last(options, device, dtype):
         for network in model.networks:
             network.to(memory_format=torch.channels_last)
     if options.compile:
         for network in model.networks:
             network.compile(fullgraph=False)
     return model
+
+
+def uses_channels_last(options: ModelOptions, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the UNet and VAE run in NHWC (options.channels_last allowing it): on a GPU when
+    compiled, on a CPU in bf16 (oneDNN's bf16 kernels). Eager on a GPU they stay NCHW, where
+    PyTorch runs the UNet's GroupNorms slower in NHWC (tools/bench_gpu.py measures both)."""
+    if not options.channels_last:
+        return False
+    return options.compile if device.type == "cuda" else dtype == torch.bfloat16
 
 
 def _build(options: ModelOptions, location: WeightsLocation, device: torch.device, dtype: torch.dtype) -> OSDFace:
