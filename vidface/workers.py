@@ -16,15 +16,10 @@ def stage_stream(device):
     """A CUDA stream of its own for a stage's GPU work (a `torch.cuda.Stream`), None off a GPU:
     on the default stream, which every thread shares, a stage's kernels and copies would queue
     behind the restorer's batches that another thread issues meanwhile. `torch.cuda.stream(None)`
-    changes nothing, so callers use the result either way.
-
-    The stream has a higher priority than the restorer's: detection and the paste are a few
-    small kernels each frame that the pipeline waits for, and at equal priority each of them
-    waits for the restorer's kernel in flight to finish all its blocks, so the model starves
-    for frames; at a higher one the GPU schedules them as soon as any multiprocessor frees."""
+    changes nothing, so callers use the result either way."""
     import torch
 
-    return torch.cuda.Stream(device, priority=-1) if torch.device(device).type == "cuda" else None
+    return torch.cuda.Stream(device) if torch.device(device).type == "cuda" else None
 
 
 _END = object()
