@@ -2,7 +2,7 @@
 that runs, eager fp32 exactly equal to itself, bf16 close to it but not equal, a lever that cannot
 run (CUDA graphs on a CPU) or that fails as one line while the run goes on and exits 0, CenterFace
 on both runtimes, decode and encode in software (hardware video: a figure or one line), and the
-end-to-end step's three runs."""
+end-to-end step's four runs, and vidface's default lever beside a thread busy in Python."""
 
 from __future__ import annotations
 
@@ -72,14 +72,19 @@ def test_levers_parity_and_levers_that_cannot_run() -> None:
 
 
 def test_bf16_parity_and_end_to_end() -> None:
-    """bf16 restores the same faces within its rounding; the end-to-end step's first run makes
-    the ready model, the second loads it and the third cuts and pastes the faces with OpenCV,
-    each with its figures."""
-    out = run([sys.executable, str(TOOLS / "bench_gpu.py"), *QUICK, "--levers", "eager-fp32,bf16"])
+    """bf16 restores the same faces within its rounding; vidface's default lever (bf16 in NHWC
+    or eager fp32, by the CPU) alone and beside a busy Python thread at both switch intervals;
+    the end-to-end step's first run makes the ready model, the second loads it, the third cuts
+    and pastes the faces with OpenCV and the fourth has the short switch interval, each with its
+    figures."""
+    out = run([sys.executable, str(TOOLS / "bench_gpu.py"), *QUICK, "--levers", "eager-fp32,bf16,channels-last"])
     _, largest, mean = figures(out)["eager bf16"]
     assert 0 < largest < 64 and 0 < mean < 10, out  # bf16 rounds, but restores the same faces
-    runs = re.findall(r"^  (first|second|third) run .*: model ready ([\d.]+) s after the start .* after that ([\d.]+) "
+    runs = re.findall(r"^  (first|second|third|fourth) run .*: model ready ([\d.]+) s after the start .* after that ([\d.]+) "
                       r"faces/s \((\d+) faces.*end to end / model alone ([\d.]+)$", out, re.M)
-    assert [r[0] for r in runs] == ["first", "second", "third"], out
+    assert [r[0] for r in runs] == ["first", "second", "third", "fourth"], out
     assert all(float(ready) > 0 and float(fps) > 0 and int(faces) > 0 and float(ratio) > 0
                for _, ready, fps, faces, ratio in runs), out
+    busy = re.findall(r"^  ([\d.]+) ms: alone ([\d.]+) faces/s, beside it ([\d.]+) \(([\d.]+)x\)$", out, re.M)
+    assert [milliseconds for milliseconds, *_ in busy] == ["5", "0.2"], out
+    assert all(float(alone) > 0 and float(beside) > 0 for _, alone, beside, _ in busy), out

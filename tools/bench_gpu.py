@@ -12,18 +12,21 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    (compilation included) apart from the steady faces/s; % of --peak-tflops (FLOPs per face
    counted with FlopCounterMode on eager fp32 at batch 1); peak GPU memory per face; parity
    against eager fp32 (max and mean |difference| of the restored faces, in 8-bit levels).
-   Levers: eager-fp32, bf16, channels-last, compile (mode default), autotune
-   (max-autotune-no-cudagraphs), cudagraphs (max-autotune), all (cudagraphs, fused QKV
-   projections, inductor's conv_1x1_as_mm, cuDNN's autotuner). Compiled with static shapes: the
-   networks OSDFace runs (VAE encoder, UNet, VAE decoder); the embedder stays eager.
+   Levers: eager-fp32, bf16, channels-last, compile (mode default), cudagraphs
+   (reduce-overhead), autotune (max-autotune: CUDA graphs and autotuned kernels), all (autotune,
+   fused QKV projections, inductor's conv_1x1_as_mm, cuDNN's autotuner). Compiled with static
+   shapes: the networks OSDFace runs (VAE encoder, UNet, VAE decoder); the embedder stays eager.
+   Then vidface's default (eager) lever beside a thread busy in Python, as the pipeline's other
+   stages are: each eager operation gives up the GIL and waits to take it back, up to the
+   interpreter's switch interval (sys.setswitchinterval), at 5 ms (Python's default) and 0.2 ms.
 2. Faces/s against batch size (--batches, up to the first out-of-memory) for the fastest lever,
    or the fastest eager one when compiling anew per batch size would not fit the time left; the
    knee (the smallest batch within 5 % of the best) is the auto batch size to use.
 3. End to end: `vidface restore` (default dtype and layout, --batch) on a generated clip of
-   moving faces, three times: the first run makes the ready model (in a temporary cache), the
+   moving faces, four times: the first run makes the ready model (in a temporary cache), the
    second loads it, the third loads it too but cuts the crops and pastes the faces with OpenCV
    on the CPU, as a CPU run does (on a GPU they stay on the device: pinned uploads, the paste on
-   a stream of its own). Per run: process start to model ready, faces/s after that, NVML GPU
+   a stream of its own), the fourth is the second with the GIL's switch interval at 0.2 ms. Per run: process start to model ready, faces/s after that, NVML GPU
    utilisation, and the ratio to the model alone at the same batch, dtype and layout.
 
 4. Detection: CenterFace per call on a 640x360 frame (the full-frame pass) and on one face's six
@@ -52,6 +55,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -86,11 +90,13 @@ LEVERS = {
     "bf16": Lever("eager bf16", torch.bfloat16),
     "channels-last": Lever("+ channels_last", torch.bfloat16, True),
     "compile": Lever("+ torch.compile", torch.bfloat16, True, "default"),
-    "autotune": Lever("+ max-autotune", torch.bfloat16, True, "max-autotune-no-cudagraphs"),
-    "cudagraphs": Lever("+ CUDA graphs", torch.bfloat16, True, "max-autotune"),
+    "cudagraphs": Lever("+ CUDA graphs", torch.bfloat16, True, "reduce-overhead"),
+    "autotune": Lever("+ max-autotune", torch.bfloat16, True, "max-autotune"),
     "all": Lever("all levers", torch.bfloat16, True, "max-autotune", extra=True),
 }
 CPU_LEVERS = ("eager-fp32", "bf16", "channels-last")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+SWITCH_INTERVALS_MS = (5.0, 0.2)
 DEFAULTS = {  # (GPU run, --quick) for the arguments not given
     "model": ("full", "tiny"), "batch": (32, 2), "batches": ([8, 16, 32, 48, 64], [2, 4]), "warmup": (2, 1),
     "iterations": (5, 1), "size": ("1920x1080", "640x360"), "seconds": (4.0, 2.0), "faces": (4, 2),
@@ -300,7 +306,7 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
     for name in args.levers:
         lever = LEVERS[name]
         label = f"  {lever.label:16s}"
-        if lever.mode == "max-autotune" and device.type != "cuda":
+        if lever.mode in CUDA_GRAPH_MODES and device.type != "cuda":
             say(f"{label}: unavailable on {device.type} (CUDA graphs)")
             continue
 
@@ -312,10 +318,49 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
         if result is not None:
             results[name] = result
             say(describe(label, args.batch, result, flops, args))
+    default = default_lever(device)
+    if default in results:
+        attempt(say, "beside a busy Python thread", budget.left(args.end_to_end_s), budget,
+                lambda: beside_busy_python(reference, LEVERS[default], crops, args, device, say))
     if results:
         attempt(say, "faces/s against batch size", budget.left(args.end_to_end_s), budget,
                 lambda: knee(args, device, reference, results, flops, budget, say))
     return results
+
+
+def busy_python(stop: threading.Event) -> None:
+    """Pure-Python loops and small numpy operations, as the tracker and the paste stage run."""
+    import numpy as np
+
+    values = np.zeros(100)
+    while not stop.is_set():
+        total = 0
+        for i in range(1000):
+            total += i
+        values = values + total
+
+
+def beside_busy_python(reference: torch.nn.Module, lever: Lever, crops: torch.Tensor, args: argparse.Namespace,
+                       device: torch.device, say: Say) -> None:
+    """`lever`'s faces/s alone and beside a thread busy in Python, at each of SWITCH_INTERVALS_MS."""
+    model = configure(reference, lever)
+    previous = sys.getswitchinterval()
+    say(f"{lever.label}, batch {args.batch}, beside a thread busy in Python (the GIL's switch interval):")
+    try:
+        for milliseconds in SWITCH_INTERVALS_MS:
+            sys.setswitchinterval(milliseconds / 1000)
+            alone = measure(model, crops, None, args, device).faces_per_s
+            stop = threading.Event()
+            thread = threading.Thread(target=busy_python, args=(stop,), daemon=True)
+            thread.start()
+            try:
+                beside = measure(model, crops, None, args, device).faces_per_s
+            finally:
+                stop.set()
+                thread.join()
+            say(f"  {milliseconds:g} ms: alone {alone:.2f} faces/s, beside it {beside:.2f} ({beside / alone:.2f}x)")
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def default_lever(device: torch.device) -> str | None:
@@ -336,11 +381,15 @@ FACES_ON_HOST = ("import functools, sys\n"
                  "vidface.restore.face_restorer = functools.partial(vidface.restore.face_restorer, faces_on_device=False)\n"
                  "from vidface.cli import main\n"
                  "sys.exit(main(sys.argv[1:]))\n")
+# `vidface` with the GIL's switch interval at the shortest of SWITCH_INTERVALS_MS.
+SHORT_SWITCH = (f"import sys\nsys.setswitchinterval({min(SWITCH_INTERVALS_MS) / 1000!r})\n"
+                "from vidface.cli import main\n"
+                "sys.exit(main(sys.argv[1:]))\n")
 
 
 def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFace, folder: Path, clip: Path,
                alone: dict[str, Measured], budget: Budget, say: Say) -> None:
-    """Step 3: `vidface restore` as a subprocess, three times; coreutils' timeout ends it with the budget."""
+    """Step 3: `vidface restore` as a subprocess, four times; coreutils' timeout ends it with the budget."""
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")  # the ready model: made by the first run, loaded by the next
     same = default_lever(device)
     say(f"end to end: vidface restore, {args.size}, {args.seconds:g} s at 25 fps, {args.faces} moving faces, batch "
@@ -349,7 +398,9 @@ def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFac
     took = 0.0
     restore = vidface_command(clip, folder / "out.mp4", paths, args.batch, device=args.device)
     runs = {"first run (makes the ready model)": restore, "second run (loads it)": restore,
-            "third run (crops and paste on the CPU)": [sys.executable, "-c", FACES_ON_HOST, *restore[3:]]}
+            "third run (crops and paste on the CPU)": [sys.executable, "-c", FACES_ON_HOST, *restore[3:]],
+            f"fourth run (switch interval {min(SWITCH_INTERVALS_MS):g} ms)": [sys.executable, "-c", SHORT_SWITCH,
+                                                                          *restore[3:]]}
     for which, vidface in runs.items():
         if budget.left() < took:
             say(f"  {which}: skipped: budget")
