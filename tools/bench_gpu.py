@@ -26,8 +26,9 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    moving faces, four times: the first run makes the ready model (in a temporary cache), the
    second loads it, the third loads it too but cuts the crops and pastes the faces with OpenCV
    on the CPU, as a CPU run does (on a GPU they stay on the device: pinned uploads, the paste on
-   a stream of its own), the fourth is the second with the GIL's switch interval at 0.2 ms. Per run: process start to model ready, faces/s after that, NVML GPU
-   utilisation, and the ratio to the model alone at the same batch, dtype and layout.
+   a stream of its own), the fourth is the second with the GIL's switch interval at 0.2 ms. Per
+   run: process start to model ready, faces/s after that, NVML GPU utilisation, and the ratio to
+   the model alone at the same batch, dtype and layout.
 
 4. Detection: CenterFace per call on a 640x360 frame (the full-frame pass) and on one face's six
    192x192 refinement crops, on onnxruntime's CPU provider and in torch on the device, with the
@@ -392,9 +393,9 @@ def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFac
     """Step 3: `vidface restore` as a subprocess, four times; coreutils' timeout ends it with the budget."""
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")  # the ready model: made by the first run, loaded by the next
     same = default_lever(device)
+    against = LEVERS[same].label if same else "none of the levers is vidface's default here"
     say(f"end to end: vidface restore, {args.size}, {args.seconds:g} s at 25 fps, {args.faces} moving faces, batch "
-        f"{args.batch}, default dtype and layout; ratio to the model alone: "
-        f"{LEVERS[same].label if same else 'none of the levers is vidface default here'}")
+        f"{args.batch}, default dtype and layout; ratio to the model alone: {against}")
     took = 0.0
     restore = vidface_command(clip, folder / "out.mp4", paths, args.batch, device=args.device)
     runs = {"first run (makes the ready model)": restore, "second run (loads it)": restore,

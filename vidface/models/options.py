@@ -61,8 +61,8 @@ class ModelOptions:
     batch_size: int = option(0, "faces per model call, or auto (0 in files): as many as fit in free GPU memory, 1 on "
                              "CPU", flag="--batch-size", metavar="N|auto", parse=parse_batch_size, rule=at_least(0))
     channels_last: bool = option(True, "NHWC memory layout for the UNet and VAE where it is faster: compiled on GPUs, "
-                                 "in bf16 on CPUs (oneDNN's bf16 kernels); eager on GPUs and in fp32 on CPUs they "
-                                 "stay NCHW, which is faster there", flag="--no-channels-last")
+                                 "in bf16 on CPUs (oneDNN's bf16 kernels); they stay NCHW eager on GPUs (NHWC is "
+                                 "slower there) and in fp32 on CPUs (no faster)", flag="--no-channels-last")
     compile: bool = option(False, "torch.compile the UNet and VAE: slow first batch, faster after (long runs on GPU)",
                            flag="--compile")
     threads: int = option(0, "CPU threads the model runs on, on a CPU (0: every CPU of the machine); on a CPU its "
