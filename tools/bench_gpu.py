@@ -16,9 +16,10 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    (reduce-overhead), autotune (max-autotune: CUDA graphs and autotuned kernels), all (autotune,
    fused QKV projections, inductor's conv_1x1_as_mm, cuDNN's autotuner). Compiled with static
    shapes: the networks OSDFace runs (VAE encoder, UNet, VAE decoder); the embedder stays eager.
-   Then vidface's default (eager) lever beside a thread busy in Python, as the pipeline's other
-   stages are: each eager operation gives up the GIL and waits to take it back, up to the
-   interpreter's switch interval (sys.setswitchinterval), at 5 ms (Python's default) and 0.2 ms.
+   Compiled levers are also timed beside a thread busy in Python, as the pipeline's other stages
+   are; so is vidface's default (eager) lever, at GIL switch intervals (sys.setswitchinterval) of
+   5 ms (Python's default) and 0.2 ms: each eager operation gives up the GIL and waits to take it
+   back, up to the switch interval.
 2. Faces/s against batch size (--batches, up to the first out-of-memory) for the fastest lever,
    or the fastest eager one when compiling anew per batch size would not fit the time left; the
    knee (the smallest batch within 5 % of the best) is the auto batch size to use.
@@ -140,6 +141,7 @@ class Measured:
     faces_per_s: float
     mib_per_face: float  # nan off CUDA
     parity: tuple[float, float] | None  # (max, mean) |restored - eager fp32| in 8-bit levels
+    beside_busy: float | None = None  # faces/s beside a thread busy in Python
 
 
 def stopped(error: BaseException) -> bool:
@@ -211,9 +213,9 @@ def lever_settings(lever: Lever) -> Iterator[None]:
 
 
 def measure(model: torch.nn.Module, crops: torch.Tensor, reference: torch.Tensor | None, args: argparse.Namespace,
-            device: torch.device) -> Measured:
+            device: torch.device, busy: bool = False) -> Measured:
     """Warm-up calls (compilation, CUDA graph capture) timed apart from the steady ones; parity
-    from the last call's faces."""
+    from the last call's faces; busy: the steady calls once more beside a thread busy in Python."""
     outputs: list[torch.Tensor] = []
 
     def run(images: torch.Tensor) -> None:
@@ -225,7 +227,11 @@ def measure(model: torch.nn.Module, crops: torch.Tensor, reference: torch.Tensor
     if reference is not None:
         diff = (outputs[0] - reference).abs() * 255
         parity = diff.max().item(), diff.mean().item()
-    return Measured(args.warmup * len(crops) / warm, faces_per_s, mib, parity)
+    beside = None
+    if busy:
+        with busy_python_thread():
+            beside, _ = timed(run, crops, args.iterations, 0, device)
+    return Measured(args.warmup * len(crops) / warm, faces_per_s, mib, parity, beside)
 
 
 def describe(label: str, batch: int, result: Measured, flops: float, args: argparse.Namespace) -> str:
@@ -233,6 +239,8 @@ def describe(label: str, batch: int, result: Measured, flops: float, args: argpa
     memory = "" if math.isnan(result.mib_per_face) else f", {result.mib_per_face:5.0f} MiB/face"
     parity = "" if result.parity is None else \
         f"; vs eager fp32: max {result.parity[0]:.2f}, mean {result.parity[1]:.3f} levels"
+    if result.beside_busy is not None:
+        memory += f", beside a busy Python thread {result.beside_busy:.2f} ({result.beside_busy / result.faces_per_s:.2f}x)"
     return (f"{label} batch {batch:3d}: warm-up {result.warmup_s:6.1f} s, {result.faces_per_s:8.2f} faces/s, "
             f"{percent:5.1f} % of peak{memory}{parity}")
 
@@ -313,7 +321,7 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
 
         def run(lever: Lever = lever) -> Measured:
             with lever_settings(lever):
-                return measure(configure(reference, lever), crops, expected, args, device)
+                return measure(configure(reference, lever), crops, expected, args, device, busy=lever.mode is not None)
 
         result = attempt(say, label, min(args.lever_cap_s, budget.left(args.end_to_end_s + args.knee_s)), budget, run)
         if result is not None:
@@ -329,16 +337,29 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
     return results
 
 
-def busy_python(stop: threading.Event) -> None:
-    """Pure-Python loops and small numpy operations, as the tracker and the paste stage run."""
+@contextlib.contextmanager
+def busy_python_thread() -> Iterator[None]:
+    """A thread busy in Python while in the block: pure-Python loops and small numpy operations,
+    as the tracker and the paste stage run."""
     import numpy as np
 
-    values = np.zeros(100)
-    while not stop.is_set():
-        total = 0
-        for i in range(1000):
-            total += i
-        values = values + total
+    stop = threading.Event()
+
+    def busy() -> None:
+        values = np.zeros(100)
+        while not stop.is_set():
+            total = 0
+            for i in range(1000):
+                total += i
+            values = values + total
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def beside_busy_python(reference: torch.nn.Module, lever: Lever, crops: torch.Tensor, args: argparse.Namespace,
@@ -350,15 +371,8 @@ def beside_busy_python(reference: torch.nn.Module, lever: Lever, crops: torch.Te
     try:
         for milliseconds in SWITCH_INTERVALS_MS:
             sys.setswitchinterval(milliseconds / 1000)
-            alone = measure(model, crops, None, args, device).faces_per_s
-            stop = threading.Event()
-            thread = threading.Thread(target=busy_python, args=(stop,), daemon=True)
-            thread.start()
-            try:
-                beside = measure(model, crops, None, args, device).faces_per_s
-            finally:
-                stop.set()
-                thread.join()
+            result = measure(model, crops, None, args, device, busy=True)
+            alone, beside = result.faces_per_s, result.beside_busy
             say(f"  {milliseconds:g} ms: alone {alone:.2f} faces/s, beside it {beside:.2f} ({beside / alone:.2f}x)")
     finally:
         sys.setswitchinterval(previous)
