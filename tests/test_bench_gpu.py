@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -47,7 +48,7 @@ def test_levers_parity_and_levers_that_cannot_run() -> None:
     """A faces/s figure and parity for every lever that runs; one that fails (as a compile error
     would) or is unavailable on a CPU is one line, and the run goes on to exit 0."""
     out = run([sys.executable, "-c", BROKEN_BF16.format(tools=str(TOOLS)), *QUICK, "--skip-end-to-end",
-               "--levers", "eager-fp32,bf16,channels-last,cudagraphs"])
+               "--levers", "eager-fp32,bf16,channels-last,ready-graphs,cudagraphs"])
     found = figures(out)
     assert set(found) == {"eager fp32", "+ channels_last"}, out
     assert all(fps > 0 for fps, _, _ in found.values()), out
@@ -57,6 +58,7 @@ def test_levers_parity_and_levers_that_cannot_run() -> None:
     assert re.search(r"^  eager bf16\s*: failed: RuntimeError: no kernel for this$", out, re.M), out
     assert "second line of the error" not in out, out
     assert len(re.findall(r"^  \+ CUDA graphs\s*: unavailable on cpu \(CUDA graphs\)$", out, re.M)) == 1, out
+    assert len(re.findall(r"^  ready graphs\s*: unavailable on cpu \(CUDA graphs\)$", out, re.M)) == 1, out
     assert re.search(r"^  knee: batch [24] \(", out, re.M), out
     assert "end to end: skipped (--skip-end-to-end)" in out, out
     detection = re.findall(r"^  (640x360 frame|6 refinement crops)\s+onnxruntime \(CPU\) [\d.]+, torch \(cpu\) [\d.]+; "
@@ -88,3 +90,33 @@ def test_bf16_parity_and_end_to_end() -> None:
     busy = re.findall(r"^  ([\d.]+) ms: alone ([\d.]+) faces/s, beside it ([\d.]+) \(([\d.]+)x\)$", out, re.M)
     assert [milliseconds for milliseconds, *_ in busy] == ["5", "0.2"], out
     assert all(float(alone) > 0 and float(beside) > 0 for _, alone, beside, _ in busy), out
+
+
+def test_the_ready_lever_runs_the_exported_networks() -> None:
+    """The ready-graphs lever's model holds the ready model's exported networks (each wrapped for
+    CUDA graph replay, which needs a GPU): called directly, they restore what the lever's eager
+    bf16 model restores, to within a level (the same operations; bf16 itself is 30 levels off fp32)."""
+    import copy
+
+    import torch
+
+    sys.path.insert(0, str(TOOLS))
+    import bench_gpu
+    from bench import tiny_model
+
+    from vidface.models.graph_file import GraphNetwork
+    from vidface.models.loading import load_osdface
+    from vidface.models.options import ModelOptions
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = tiny_model(Path(folder) / "model")
+        reference = load_osdface(ModelOptions(weights=str(paths.release), base=str(paths.base), device="cpu",
+                                              dtype="fp32", batch_size=2, channels_last=False), ready=False)
+    ready = bench_gpu.configure(reference, bench_gpu.LEVERS["ready-graphs"])
+    assert all(isinstance(network, bench_gpu.GraphReplay) and isinstance(network.network, GraphNetwork)
+               for network in ready.networks)
+    ready.encoder, ready.noise, ready.decoder = (network.network for network in ready.networks)
+    eager = copy.deepcopy(reference).to(dtype=torch.bfloat16)
+    crops = torch.rand(2, 3, reference.face_size, reference.face_size, generator=torch.Generator().manual_seed(0))
+    difference = (ready.restore(crops) - eager.restore(crops)).abs().max().item() * 255
+    assert difference < 1, difference

@@ -12,9 +12,11 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    (compilation included) apart from the steady faces/s; % of --peak-tflops (FLOPs per face
    counted with FlopCounterMode on eager fp32 at batch 1); peak GPU memory per face; parity
    against eager fp32 (max and mean |difference| of the restored faces, in 8-bit levels).
-   Levers: eager-fp32, bf16, channels-last, compile (mode default), cudagraphs
-   (reduce-overhead), autotune (max-autotune: CUDA graphs and autotuned kernels), all (autotune,
-   fused QKV projections, inductor's conv_1x1_as_mm, cuDNN's autotuner). Compiled with static
+   Levers: eager-fp32, bf16, channels-last, ready-graphs (bf16 NCHW, exported as vidface's ready
+   model is and each network replayed as a CUDA graph; not on top of channels-last), compile
+   (mode default, on top of channels-last), cudagraphs (reduce-overhead), autotune (max-autotune:
+   CUDA graphs and autotuned kernels), all (autotune, fused QKV projections, inductor's
+   conv_1x1_as_mm, cuDNN's autotuner). Compiled with static
    shapes: the networks OSDFace runs (VAE encoder, UNet, VAE decoder); the embedder stays eager.
    Compiled levers are also timed beside a thread busy in Python, as the pipeline's other stages
    are; so is vidface's default (eager) lever, at GIL switch intervals (sys.setswitchinterval) of
@@ -78,26 +80,32 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Lever:
-    """One configuration; `extra`: fused QKV projections, inductor's conv_1x1_as_mm, cuDNN's autotuner."""
+    """One configuration; `extra`: fused QKV projections, inductor's conv_1x1_as_mm, cuDNN's autotuner;
+    `ready`: the networks exported as vidface's ready model is, each replayed as a CUDA graph."""
 
     label: str
     dtype: torch.dtype
     channels_last: bool = False
     mode: str | None = None  # torch.compile's; None: eager
     extra: bool = False
+    ready: bool = False
+
+    @property
+    def cuda_graphs(self) -> bool:
+        return self.ready or self.mode in ("reduce-overhead", "max-autotune")
 
 
 LEVERS = {
     "eager-fp32": Lever("eager fp32", torch.float32),
     "bf16": Lever("eager bf16", torch.bfloat16),
     "channels-last": Lever("+ channels_last", torch.bfloat16, True),
+    "ready-graphs": Lever("ready graphs", torch.bfloat16, ready=True),
     "compile": Lever("+ torch.compile", torch.bfloat16, True, "default"),
     "cudagraphs": Lever("+ CUDA graphs", torch.bfloat16, True, "reduce-overhead"),
     "autotune": Lever("+ max-autotune", torch.bfloat16, True, "max-autotune"),
     "all": Lever("all levers", torch.bfloat16, True, "max-autotune", extra=True),
 }
 CPU_LEVERS = ("eager-fp32", "bf16", "channels-last")
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 SWITCH_INTERVALS_MS = (5.0, 0.2)
 DEFAULTS = {  # (GPU run, --quick) for the arguments not given
     "model": ("full", "tiny"), "batch": (32, 2), "batches": ([8, 16, 32, 48, 64], [2, 4]), "warmup": (2, 1),
@@ -182,6 +190,8 @@ def configure(reference: torch.nn.Module, lever: Lever) -> torch.nn.Module:
     if lever == LEVERS["eager-fp32"]:
         return reference
     model = copy.deepcopy(reference).to(dtype=lever.dtype)
+    if lever.ready:
+        return ready_with_cuda_graphs(model)
     networks = model.networks
     if lever.channels_last:
         for network in networks:
@@ -196,6 +206,46 @@ def configure(reference: torch.nn.Module, lever: Lever) -> torch.nn.Module:
         for network in networks:
             network.compile(mode=lever.mode, dynamic=False)
     return model
+
+
+class GraphReplay(torch.nn.Module):
+    """`network` captured in a CUDA graph at its first call and replayed after: one launch per
+    call, whatever its operation count (inputs of that call's shapes only)."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.graph is None:
+            self.inputs = [tensor.clone() for tensor in inputs]
+            side = torch.cuda.Stream()  # warm-up off the capturing stream, as torch.cuda.graph asks
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.network(*self.inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.output = self.network(*self.inputs)
+        for slot, tensor in zip(self.inputs, inputs):
+            slot.copy_(tensor)
+        self.graph.replay()
+        return self.output.clone()  # the next replay writes over self.output
+
+
+def ready_with_cuda_graphs(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` as vidface's ready model runs it (its networks exported at its batch size, loaded
+    from the graph files), each network replayed as a CUDA graph."""
+    from vidface.models.ready import load_ready, save_ready
+
+    with tempfile.TemporaryDirectory(prefix="vidface-bench-ready-") as folder:
+        save_ready(model, Path(folder) / "ready", model.batch_size)
+        ready = load_ready(Path(folder) / "ready", model.device)
+    if ready is None:
+        raise RuntimeError("the exported model could not be loaded back")
+    ready.encoder, ready.noise, ready.decoder = (GraphReplay(network) for network in ready.networks)
+    return ready
 
 
 @contextlib.contextmanager
@@ -248,6 +298,11 @@ def describe(label: str, batch: int, result: Measured, flops: float, args: argpa
 def knee(args: argparse.Namespace, device: torch.device, reference: torch.nn.Module, results: dict[str, Measured],
          flops: float, budget: Budget, say: Say) -> None:
     """Step 2: faces/s against batch size for the fastest lever (see the module doc), and the knee."""
+    exported = {n: r for n, r in results.items() if not LEVERS[n].ready}  # exported for --batch alone
+    if not exported:
+        say("faces/s against batch size: no lever that runs at any batch size was measured")
+        return
+    results = exported
     name = max(results, key=lambda n: results[n].faces_per_s)
     others = [b for b in args.batches if b != args.batch]
     eager = [n for n in results if LEVERS[n].mode is None]
@@ -315,13 +370,14 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
     for name in args.levers:
         lever = LEVERS[name]
         label = f"  {lever.label:16s}"
-        if lever.mode in CUDA_GRAPH_MODES and device.type != "cuda":
+        if lever.cuda_graphs and device.type != "cuda":
             say(f"{label}: unavailable on {device.type} (CUDA graphs)")
             continue
 
         def run(lever: Lever = lever) -> Measured:
             with lever_settings(lever):
-                return measure(configure(reference, lever), crops, expected, args, device, busy=lever.mode is not None)
+                busy = lever.mode is not None or lever.ready
+                return measure(configure(reference, lever), crops, expected, args, device, busy=busy)
 
         result = attempt(say, label, min(args.lever_cap_s, budget.left(args.end_to_end_s + args.knee_s)), budget, run)
         if result is not None:
