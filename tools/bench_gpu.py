@@ -16,15 +16,16 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    model is and each network replayed as a CUDA graph; not on top of channels-last), compile
    (mode default, on top of channels-last), cudagraphs (reduce-overhead), autotune (max-autotune:
    CUDA graphs and autotuned kernels), all (autotune, fused QKV projections, inductor's
-   conv_1x1_as_mm, cuDNN's autotuner). Compiled with static
-   shapes: the networks OSDFace runs (VAE encoder, UNet, VAE decoder); the embedder stays eager.
-   Compiled levers are also timed beside a thread busy in Python, as the pipeline's other stages
-   are; so is vidface's default (eager) lever, at GIL switch intervals (sys.setswitchinterval) of
-   5 ms (Python's default) and 0.2 ms: each eager operation gives up the GIL and waits to take it
-   back, up to the switch interval.
-2. Faces/s against batch size (--batches, up to the first out-of-memory) for the fastest lever,
-   or the fastest eager one when compiling anew per batch size would not fit the time left; the
-   knee (the smallest batch within 5 % of the best) is the auto batch size to use.
+   conv_1x1_as_mm, cuDNN's autotuner). Compiled with static shapes: the networks OSDFace runs
+   (VAE encoder, UNet, VAE decoder); the embedder stays eager.
+   Compiled levers and ready-graphs are also timed beside a thread busy in Python, as the
+   pipeline's other stages are; so is vidface's default (eager) lever, at GIL switch intervals
+   (sys.setswitchinterval) of 5 ms (Python's default) and 0.2 ms: each eager operation gives up
+   the GIL and waits to take it back, up to the switch interval.
+2. Faces/s against batch size (--batches, up to the first out-of-memory) for the fastest lever
+   (ready-graphs aside: it is exported for --batch alone), or the fastest eager one when
+   compiling anew per batch size would not fit the time left; the knee (the smallest batch
+   within 5 % of the best) is the auto batch size to use.
 3. End to end: `vidface restore` (default dtype and layout, --batch) on a generated clip of
    moving faces, four times: the first run makes the ready model (in a temporary cache), the
    second loads it, the third loads it too but cuts the crops and pastes the faces with OpenCV
@@ -298,11 +299,10 @@ def describe(label: str, batch: int, result: Measured, flops: float, args: argpa
 def knee(args: argparse.Namespace, device: torch.device, reference: torch.nn.Module, results: dict[str, Measured],
          flops: float, budget: Budget, say: Say) -> None:
     """Step 2: faces/s against batch size for the fastest lever (see the module doc), and the knee."""
-    exported = {n: r for n, r in results.items() if not LEVERS[n].ready}  # exported for --batch alone
-    if not exported:
+    results = {n: r for n, r in results.items() if not LEVERS[n].ready}  # the ready lever runs at --batch alone
+    if not results:
         say("faces/s against batch size: no lever that runs at any batch size was measured")
         return
-    results = exported
     name = max(results, key=lambda n: results[n].faces_per_s)
     others = [b for b in args.batches if b != args.batch]
     eager = [n for n in results if LEVERS[n].mode is None]
