@@ -82,8 +82,8 @@ def test_bf16_parity_and_end_to_end() -> None:
     out = run([sys.executable, str(TOOLS / "bench_gpu.py"), *QUICK, "--levers", "eager-fp32,bf16,channels-last"])
     _, largest, mean = figures(out)["eager bf16"]
     assert 0 < largest < 64 and 0 < mean < 10, out  # bf16 rounds, but restores the same faces
-    runs = re.findall(r"^  (first|second|third|fourth) run .*: model ready ([\d.]+) s after the start .* after that ([\d.]+) "
-                      r"faces/s \((\d+) faces.*end to end / model alone ([\d.]+)$", out, re.M)
+    runs = re.findall(r"^  (first|second|third|fourth) run .*: model ready ([\d.]+) s after the start .* after that "
+                      r"([\d.]+) faces/s \((\d+) faces.*end to end / model alone ([\d.]+)$", out, re.M)
     assert [r[0] for r in runs] == ["first", "second", "third", "fourth"], out
     assert all(float(ready) > 0 and float(fps) > 0 and int(faces) > 0 and float(ratio) > 0
                for _, ready, fps, faces, ratio in runs), out

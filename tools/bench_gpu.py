@@ -291,7 +291,8 @@ def describe(label: str, batch: int, result: Measured, flops: float, args: argpa
     parity = "" if result.parity is None else \
         f"; vs eager fp32: max {result.parity[0]:.2f}, mean {result.parity[1]:.3f} levels"
     if result.beside_busy is not None:
-        memory += f", beside a busy Python thread {result.beside_busy:.2f} ({result.beside_busy / result.faces_per_s:.2f}x)"
+        ratio = result.beside_busy / result.faces_per_s
+        memory += f", beside a busy Python thread {result.beside_busy:.2f} ({ratio:.2f}x)"
     return (f"{label} batch {batch:3d}: warm-up {result.warmup_s:6.1f} s, {result.faces_per_s:8.2f} faces/s, "
             f"{percent:5.1f} % of peak{memory}{parity}")
 
