@@ -447,16 +447,18 @@ def default_lever(device: torch.device) -> str | None:
                  if lever.mode is None and lever.dtype == dtype and lever.channels_last == layout), None)
 
 
+def vidface_program(setup: str) -> str:
+    """`python -c` source that runs `setup` (lines of Python, `sys` imported), then `vidface` with
+    the command line's arguments."""
+    return f"import sys\n{setup}from vidface.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
 # `vidface` with the restorer's faces_on_device off: crops cut and faces pasted with OpenCV.
-FACES_ON_HOST = ("import functools, sys\n"
-                 "import vidface.restore\n"
-                 "vidface.restore.face_restorer = functools.partial(vidface.restore.face_restorer, faces_on_device=False)\n"
-                 "from vidface.cli import main\n"
-                 "sys.exit(main(sys.argv[1:]))\n")
+FACES_ON_HOST = vidface_program(
+    "import functools\nimport vidface.restore\n"
+    "vidface.restore.face_restorer = functools.partial(vidface.restore.face_restorer, faces_on_device=False)\n")
 # `vidface` with the GIL's switch interval at the shortest of SWITCH_INTERVALS_MS.
-SHORT_SWITCH = (f"import sys\nsys.setswitchinterval({min(SWITCH_INTERVALS_MS) / 1000!r})\n"
-                "from vidface.cli import main\n"
-                "sys.exit(main(sys.argv[1:]))\n")
+SHORT_SWITCH = vidface_program(f"sys.setswitchinterval({min(SWITCH_INTERVALS_MS) / 1000!r})\n")
 
 
 def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFace, folder: Path, clip: Path,
