@@ -92,6 +92,10 @@ class Lever:
     ready: bool = False
 
     @property
+    def eager(self) -> bool:
+        return self.mode is None and not self.ready
+
+    @property
     def cuda_graphs(self) -> bool:
         return self.ready or self.mode in ("reduce-overhead", "max-autotune")
 
@@ -306,7 +310,7 @@ def knee(args: argparse.Namespace, device: torch.device, reference: torch.nn.Mod
         return
     name = max(results, key=lambda n: results[n].faces_per_s)
     others = [b for b in args.batches if b != args.batch]
-    eager = [n for n in results if LEVERS[n].mode is None]
+    eager = [n for n in results if LEVERS[n].eager]
     if LEVERS[name].mode and eager and results[name].warmup_s * len(others) > budget.left(args.end_to_end_s):
         fastest = max(eager, key=lambda n: results[n].faces_per_s)
         say(f"{LEVERS[name].label} compiles anew for each batch size (~{results[name].warmup_s:.0f} s each, "
@@ -377,8 +381,7 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
 
         def run(lever: Lever = lever) -> Measured:
             with lever_settings(lever):
-                busy = lever.mode is not None or lever.ready
-                return measure(configure(reference, lever), crops, expected, args, device, busy=busy)
+                return measure(configure(reference, lever), crops, expected, args, device, busy=not lever.eager)
 
         result = attempt(say, label, min(args.lever_cap_s, budget.left(args.end_to_end_s + args.knee_s)), budget, run)
         if result is not None:
@@ -444,7 +447,7 @@ def default_lever(device: torch.device) -> str | None:
     dtype = resolve_dtype("auto", device)
     layout = uses_channels_last(ModelOptions(), device, dtype)
     return next((name for name, lever in LEVERS.items()
-                 if lever.mode is None and lever.dtype == dtype and lever.channels_last == layout), None)
+                 if lever.eager and lever.dtype == dtype and lever.channels_last == layout), None)
 
 
 def vidface_program(setup: str) -> str:
