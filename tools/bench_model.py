@@ -9,8 +9,9 @@ The architecture is the released one (SD 2.1-base UNet and VAE, the 29 M-paramet
 the weights are random, which costs the same as the real ones. "reference-style" is what the
 official infer.py does per face: fp32, batch 1, a sampled VAE latent, the embedder's code choice
 in a Python loop over grid positions. "vidface" is OSDFace.restore: posterior mean, vectorised
-code choice, the chosen dtype, the layout vidface picks for it, optional torch.compile. Prints one line per
-configuration and the speed-up over the reference style; on CUDA also the peak memory per face.
+code choice, the chosen dtype, the layout vidface picks for it, optional torch.compile. Prints one
+line per configuration and the speed-up over the reference style; on CUDA also the peak memory
+per face.
 The lines are also written into docs/benchmarks.md (section "bench_model.py (DEVICE)"), dated and with
 the command that made them.
 """
