@@ -91,6 +91,50 @@ def test_faces_on_the_device_match_opencv(mask: str, device: str, tiny_osdface_m
     assert (frames[True][7] == clip.frames[7]).all()
 
 
+@pytest.mark.parametrize("ready", [False, True], ids=["eager", "ready"])
+def test_the_model_stage_never_waits_for_the_gpu(ready: bool, tiny_osdface_model, tmp_path: Path) -> None:
+    """On a GPU the model stage's steady work (upload frames, cut their crops, restore a batch
+    with the stabiliser and the parser) only queues work there: torch's sync debug mode raises at
+    any copy or call that waits for the GPU, which would leave it idle while the host catches up."""
+    import copy
+
+    import torch
+
+    from mask_tools import save_random_bisenet
+    from vidface.faces.align import face_crop
+    from vidface.faces.parsing import FaceParser
+    from vidface.faces.torch_warp import FrameUploader, warp_faces
+    from vidface.models.ready import load_ready, save_ready
+    from vidface.models.temporal import CropRow, TemporalStabilizer
+    from vidface.restore import _restore
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    device = torch.device("cuda")
+    model = copy.deepcopy(tiny_osdface_model).to(device)
+    if ready:
+        save_ready(model, tmp_path / "ready", batch=2)
+        model = load_ready(tmp_path / "ready", device)
+    parser = FaceParser(size=64, weights=save_random_bisenet(tmp_path / "bisenet.pth"), device=device)
+    stabilizer = TemporalStabilizer(forget_stale=False)
+    clip = moving_face_clip(4, *SIZE)
+    uploader = FrameUploader(device)
+
+    def restore(frames: tuple[int, int]) -> list:
+        crops = [warp_faces(uploader.upload(clip.frames[i]), [face_crop(clip.truth[i][0], model.face_size)])[0]
+                 for i in frames]
+        return _restore(model, stabilizer, parser, torch.stack(crops), [CropRow(0, i, 0.01) for i in frames],
+                        on_host=False)
+
+    restore((0, 1))  # what is made once: cached tensors, pinned buffers, the track's state
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        restored = restore((2, 3))  # the track continues: the stabiliser's blending runs
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(0 < face.mean().item() < 1 and mask is not None for face, mask in restored)
+
+
 def _still_face_images(count: int, seed: int) -> tuple[list, np.ndarray]:
     """A still degraded face: the same picture every frame with fresh blur/noise/JPEG."""
     width, height = SIZE

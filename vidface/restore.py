@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from vidface.config import Settings
+from vidface.devices import stage_stream, to_device
 from vidface.faces.align import FaceCrop, face_crop, warp_face
 from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
@@ -54,7 +55,7 @@ from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
 from vidface.models.options import resolve_device
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
-from vidface.workers import QUEUE_FRAMES, in_background, stage_stream
+from vidface.workers import QUEUE_FRAMES, in_background
 
 if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on another thread
     from vidface.faces.selection import SelectedFaces
@@ -298,7 +299,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         batch, queued[:] = queued[:count], queued[count:]
         crops = [item.crops[i] for item, i in batch]
         if crops_device is None:
-            images = torch.from_numpy(np.stack(crops)).to(model.device).permute(0, 3, 1, 2).float().div_(255)
+            images = to_device(np.stack(crops), model.device, torch.uint8).permute(0, 3, 1, 2).float().div_(255)
         else:
             images = torch.stack(crops)
         rows = [item.rows[i] for item, i in batch]

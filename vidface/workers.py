@@ -12,16 +12,6 @@ QUEUE_FRAMES = 16
 """Frames buffered between two stages (decoded frames are a few MB each at 1080p)."""
 
 
-def stage_stream(device):
-    """A CUDA stream of its own for a stage's GPU work (a `torch.cuda.Stream`), None off a GPU:
-    on the default stream, which every thread shares, a stage's kernels and copies would queue
-    behind the restorer's batches that another thread issues meanwhile. `torch.cuda.stream(None)`
-    changes nothing, so callers use the result either way."""
-    import torch
-
-    return torch.cuda.Stream(device) if torch.device(device).type == "cuda" else None
-
-
 _END = object()
 
 

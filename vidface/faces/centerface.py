@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from vidface.devices import stage_stream
 from vidface.downloads import cache_root
 from vidface.errors import WeightsError
 from vidface.files import AtomicFile
 from vidface.faces.detect import Face
 from vidface.faces.geometry import nms
-from vidface.workers import stage_stream
 
 if TYPE_CHECKING:
     import onnx

@@ -80,6 +80,8 @@ class FaceParser:
         self.network = network.to(self.device).eval()
         self._mean = torch.tensor(_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(_STD, device=self.device).view(1, 3, 1, 1)
+        # On the device once: indexing with a list would copy it there, waiting for the GPU, per batch.
+        self._face_classes = torch.tensor(FACE_CLASSES, device=self.device)
         self._blur = _gaussian_kernel(BLUR * size / 8, self.device)
 
     def face_masks(self, images: torch.Tensor) -> torch.Tensor:
@@ -102,7 +104,7 @@ class FaceParser:
                 pixels = F.interpolate(pixels, size=(self.size, self.size), mode="bilinear",
                                        align_corners=False, antialias=self.size < max(height, width))
             logits = self._main_head((pixels - self._mean) / self._std)
-            face = logits.softmax(dim=1)[:, list(FACE_CLASSES)].sum(dim=1, keepdim=True)
+            face = logits.softmax(dim=1).index_select(1, self._face_classes).sum(dim=1, keepdim=True)
             face = self._blurred(face)
             face = F.interpolate(face, size=(height, width), mode="bilinear", align_corners=False)
             return face.squeeze(1).clamp_(0.0, 1.0)

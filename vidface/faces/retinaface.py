@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vidface.devices import stage_stream
 from vidface.faces.detect import Face
 from vidface.faces.facexlib_weights import WeightsFile, load_weights, resolve_file
-from vidface.workers import stage_stream
 
 _RELEASE = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
 WEIGHTS = {

@@ -14,20 +14,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidface.devices import stage_stream, to_device
 from vidface.faces.align import PAD_GREY_RGB, Border, FaceCrop
 from vidface.faces.paste import Pasted, crop_mask, frame_box, patch_box
 
 
 class FrameUploader:
-    """Frames to a device, one upload each. On a GPU through a ring of pinned host buffers, so the
-    copy is queued on the current stream without waiting for the work queued before it (a copy
-    from pageable memory waits for it: the restorer's batch in flight); a buffer is refilled only
-    once its last copy is done. On the CPU the frame itself (no copy: do not change it after)."""
+    """Frames to a device, one upload each. On a GPU the copies run on a stream of their own from
+    a ring of pinned host buffers: queued behind earlier uploads alone, not behind the restorer's
+    batch in flight, and the caller's stream waits for each copy before it uses the frame; a
+    buffer is refilled only once its last copy is done. On the CPU the frame itself (no copy: do
+    not change it after)."""
 
     BUFFERS = 4
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self._stream = stage_stream(device)
         self._buffers: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
         self._next = 0
 
@@ -42,9 +45,13 @@ class FrameUploader:
         if copied is not None:
             copied.synchronize()
         buffer.numpy()[...] = rgb
-        frame = buffer.to(self.device, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
+        with torch.cuda.stream(self._stream):
+            frame = buffer.to(self.device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        user = torch.cuda.current_stream(self.device)
+        user.wait_event(done)
+        frame.record_stream(user)  # made on the copy stream, used on the caller's
         self._buffers[self._next] = (buffer, done)
         self._next = (self._next + 1) % self.BUFFERS
         return frame
@@ -168,7 +175,7 @@ def _grid(affines: Sequence[np.ndarray], origins: Sequence[tuple[int, int]], hei
     theta *= (2.0 / np.maximum([source_width - 1, source_height - 1], 1))[None, :, None]
     theta[:, :, 2] -= 1.0
     # Elementwise rather than a matmul, which may run in reduced precision (TF32) on a GPU.
-    theta = torch.as_tensor(theta, dtype=torch.float32, device=device)[:, None, None]
+    theta = to_device(theta, device, torch.float32)[:, None, None]
     xs = torch.arange(width, dtype=torch.float32, device=device).view(1, 1, -1, 1)
     ys = torch.arange(height, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     return theta[..., 0] * xs + theta[..., 1] * ys + theta[..., 2]

@@ -68,7 +68,9 @@ class NoisePrediction(nn.Module):
         self.timestep = timestep
 
     def forward(self, latents: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        return self.unet(latents, self.timestep, encoder_hidden_states=prompt).sample
+        # As a tensor made on the device: diffusers copies a number there, which waits for the GPU.
+        timestep = torch.full((1,), self.timestep, dtype=torch.long, device=latents.device)
+        return self.unet(latents, timestep, encoder_hidden_states=prompt).sample
 
 
 class LatentDecoder(nn.Module):
@@ -197,7 +199,7 @@ class OSDFace(nn.Module):
         """
         latents = latents.to(self.device, self.dtype)
         noise = self._run(self.noise, latents, prompt.to(self.device, self.dtype))
-        alpha = torch.tensor(self.alpha_prod, dtype=torch.float64, device=self.device)
+        alpha = torch.full((), self.alpha_prod, dtype=torch.float64, device=self.device)  # filled there: no copy
         clean = (latents.double() - (1 - alpha).sqrt() * noise.double()) / alpha.sqrt()
         return clean.float().to(self.dtype)
 

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from vidface.devices import to_device
 from vidface.fields import above, at_least, between, check, option
 
 if TYPE_CHECKING:  # torch is imported where it is used: the settings (TemporalOptions) stay light
@@ -201,7 +202,7 @@ class _TrackBank:
         waves = self._waves(rows)
         out = torch.empty_like(values)
         for wave in waves:
-            index = torch.tensor(wave, device=values.device)
+            index = to_device(wave, values.device, torch.long)
             current = values.index_select(0, index).float()
             wave_rows = [rows[i] for i in wave]
             continuing = [self._continues(row) for row in wave_rows]
@@ -216,7 +217,7 @@ class _TrackBank:
                     for k, fresh in enumerate(state)
                 )
                 updated, updated_state = update(previous, current, wave_rows)
-                keep = torch.tensor(continuing, device=values.device)
+                keep = to_device(continuing, values.device, torch.bool)
                 new = _rows_where(keep, updated, current)
                 state = tuple(_rows_where(keep, u, f) for u, f in zip(updated_state, state))
             for j, row in enumerate(wave_rows):
@@ -257,7 +258,7 @@ def _motion_weight(rows: Sequence[CropRow], scale: float, device: torch.device) 
     """exp(-(motion/scale)^2 / 2) per row, float32 (n,)."""
     import torch
 
-    motion = torch.tensor([float(row.motion) for row in rows], dtype=torch.float32, device=device)
+    motion = to_device([float(row.motion) for row in rows], device, torch.float32)
     return torch.exp(-0.5 * (motion / scale) ** 2)
 
 
