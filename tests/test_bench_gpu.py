@@ -2,7 +2,8 @@
 that runs, eager fp32 exactly equal to itself, bf16 close to it but not equal, a lever that cannot
 run (CUDA graphs on a CPU) or that fails as one line while the run goes on and exits 0, CenterFace
 on both runtimes, decode and encode in software (hardware video: a figure or one line), and the
-end-to-end step's four runs, and vidface's default lever beside a thread busy in Python."""
+end-to-end step's four runs, and vidface's default lever beside a thread busy in Python and as
+the restorer runs it."""
 
 from __future__ import annotations
 
@@ -90,6 +91,9 @@ def test_bf16_parity_and_end_to_end() -> None:
     busy = re.findall(r"^  ([\d.]+) ms: alone ([\d.]+) faces/s, beside it ([\d.]+) \(([\d.]+)x\)$", out, re.M)
     assert [milliseconds for milliseconds, *_ in busy] == ["5", "0.2"], out
     assert all(float(alone) > 0 and float(beside) > 0 for _, alone, beside, _ in busy), out
+    restorer = re.search(r"^[^\n]*, batch 2, as the restorer runs it \(2 tracks through the temporal stabiliser\): "
+                         r"([\d.]+) faces/s against ([\d.]+) alone \(([\d.]+)x\)$", out, re.M)
+    assert restorer and all(float(figure) > 0 for figure in restorer.groups()), out
 
 
 def test_the_ready_lever_runs_the_exported_networks() -> None:

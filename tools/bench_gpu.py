@@ -21,7 +21,8 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    Compiled levers and ready-graphs are also timed beside a thread busy in Python, as the
    pipeline's other stages are; so is vidface's default (eager) lever, at GIL switch intervals
    (sys.setswitchinterval) of 5 ms (Python's default) and 0.2 ms: each eager operation gives up
-   the GIL and waits to take it back, up to the switch interval.
+   the GIL and waits to take it back, up to the switch interval. The default lever is also timed
+   as the restorer runs it, through the temporal stabiliser on --faces tracks, against itself alone.
 2. Faces/s against batch size (--batches, up to the first out-of-memory) for the fastest lever
    (ready-graphs aside: it is exported for --batch alone), or the fastest eager one when
    compiling anew per batch size would not fit the time left; the knee (the smallest batch
@@ -55,6 +56,7 @@ import argparse
 import contextlib
 import copy
 import gc
+import itertools
 import math
 import os
 import signal
@@ -391,6 +393,8 @@ def model_alone(args: argparse.Namespace, device: torch.device, paths: TinyOSDFa
     if default in results:
         attempt(say, "beside a busy Python thread", budget.left(args.end_to_end_s), budget,
                 lambda: beside_busy_python(reference, LEVERS[default], crops, args, device, say))
+        attempt(say, "as the restorer runs it", budget.left(args.end_to_end_s), budget,
+                lambda: restorer_batches(reference, LEVERS[default], crops, args, device, say))
     if results:
         attempt(say, "faces/s against batch size", budget.left(args.end_to_end_s), budget,
                 lambda: knee(args, device, reference, results, flops, budget, say))
@@ -436,6 +440,29 @@ def beside_busy_python(reference: torch.nn.Module, lever: Lever, crops: torch.Te
             say(f"  {milliseconds:g} ms: alone {alone:.2f} faces/s, beside it {beside:.2f} ({beside / alone:.2f}x)")
     finally:
         sys.setswitchinterval(previous)
+
+
+def restorer_batches(reference: torch.nn.Module, lever: Lever, crops: torch.Tensor, args: argparse.Namespace,
+                     device: torch.device, say: Say) -> None:
+    """`lever`'s model alone and as the restorer runs it (vidface.restore's batch: the temporal
+    stabiliser on --faces tracks that go on from batch to batch, the faces left on the device),
+    timed in turn: what the restorer adds to each batch, apart from the pipeline's other stages."""
+    from vidface.models.temporal import CropRow, TemporalStabilizer
+    from vidface.restore import _restore
+
+    model = configure(reference, lever)
+    stabilizer = TemporalStabilizer(forget_stale=False)
+    first_frames = itertools.count(0, math.ceil(len(crops) / args.faces))
+
+    def restore(images: torch.Tensor) -> None:
+        first = next(first_frames)
+        rows = [CropRow(i % args.faces, first + i // args.faces, 0.01) for i in range(len(images))]
+        _restore(model, stabilizer, None, images, rows, on_host=False)
+
+    alone, _ = timed(model.restore, crops, args.iterations, args.warmup, device)
+    restorer, _ = timed(restore, crops, args.iterations, args.warmup, device)
+    say(f"{lever.label}, batch {len(crops)}, as the restorer runs it ({args.faces} tracks through the temporal "
+        f"stabiliser): {restorer:.2f} faces/s against {alone:.2f} alone ({restorer / alone:.2f}x)")
 
 
 def default_lever(device: torch.device) -> str | None:
