@@ -2,8 +2,8 @@
 that runs, eager fp32 exactly equal to itself, bf16 close to it but not equal, a lever that cannot
 run (CUDA graphs on a CPU) or that fails as one line while the run goes on and exits 0, CenterFace
 on both runtimes, decode and encode in software (hardware video: a figure or one line), and the
-end-to-end step's four runs, and vidface's default lever beside a thread busy in Python and as
-the restorer runs it."""
+end-to-end step's four runs and the ready model's start-up phases, and vidface's default lever
+beside a thread busy in Python and as the restorer runs it."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def test_bf16_parity_and_end_to_end() -> None:
     or eager fp32, by the CPU) alone and beside a busy Python thread at both switch intervals;
     the end-to-end step's first run makes the ready model, the second loads it, the third cuts
     and pastes the faces with OpenCV and the fourth has the short switch interval, each with its
-    figures."""
+    figures; then a fresh process loads the ready model (no diffusers) and restores a batch, its
+    phases in order."""
     out = run([sys.executable, str(TOOLS / "bench_gpu.py"), *QUICK, "--levers", "eager-fp32,bf16,channels-last"])
     _, largest, mean = figures(out)["eager bf16"]
     assert 0 < largest < 64 and 0 < mean < 10, out  # bf16 rounds, but restores the same faces
@@ -88,6 +89,12 @@ def test_bf16_parity_and_end_to_end() -> None:
     assert [r[0] for r in runs] == ["first", "second", "third", "fourth"], out
     assert all(float(ready) > 0 and float(fps) > 0 and int(faces) > 0 and float(ratio) > 0
                for _, ready, fps, faces, ratio in runs), out
+    phases = re.search(r"^  the ready model in a fresh process, from its start \(no diffusers\): torch imported ([\d.]+) s, "
+                       r"vidface imported ([\d.]+) s, device ready ([\d.]+) s, model ready ([\d.]+) s, "
+                       r"first batch restored ([\d.]+) s$", out, re.M)
+    assert phases and 0 < float(phases[1]) <= float(phases[5]), out
+    seconds = [float(figure) for figure in phases.groups()]
+    assert seconds == sorted(seconds), out
     busy = re.findall(r"^  ([\d.]+) ms: alone ([\d.]+) faces/s, beside it ([\d.]+) \(([\d.]+)x\)$", out, re.M)
     assert [milliseconds for milliseconds, *_ in busy] == ["5", "0.2"], out
     assert all(float(alone) > 0 and float(beside) > 0 for _, alone, beside, _ in busy), out

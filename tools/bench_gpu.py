@@ -33,7 +33,9 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
    on the CPU, as a CPU run does (on a GPU they stay on the device: pinned uploads, the paste on
    a stream of its own), the fourth is the second with the GIL's switch interval at 0.2 ms. Per
    run: process start to model ready, faces/s after that, NVML GPU utilisation, and the ratio to
-   the model alone at the same batch, dtype and layout.
+   the model alone at the same batch, dtype and layout. Then the ready model's start-up in a
+   fresh process, phase by phase (tools/bench_startup.py): torch and vidface imported, the
+   device's context, the model loaded, its first batch restored.
 
 4. Detection: CenterFace per call on a 640x360 frame (the full-frame pass) and on one face's six
    192x192 refinement crops, on onnxruntime's CPU provider and in torch on the device, with the
@@ -74,6 +76,7 @@ import torch._dynamo
 
 from bench import GpuSampler, make_clip, tiny_model, transcode_window, vidface_command  # tools/, beside this script
 from bench_model import timed
+from bench_startup import model_startup
 from benchmarks_doc import Section
 from make_tiny_osdface import TinyOSDFace
 
@@ -114,6 +117,7 @@ LEVERS = {
 }
 CPU_LEVERS = ("eager-fp32", "bf16", "channels-last")
 SWITCH_INTERVALS_MS = (5.0, 0.2)
+STARTUP_S = 30  # what the ready model's start-up phases may take, once the end-to-end runs are done
 DEFAULTS = {  # (GPU run, --quick) for the arguments not given
     "model": ("full", "tiny"), "batch": (32, 2), "batches": ([8, 16, 32, 48, 64], [2, 4]), "warmup": (2, 1),
     "iterations": (5, 1), "size": ("1920x1080", "640x360"), "seconds": (4.0, 2.0), "faces": (4, 2),
@@ -493,7 +497,8 @@ SHORT_SWITCH = vidface_program(f"sys.setswitchinterval({min(SWITCH_INTERVALS_MS)
 
 def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFace, folder: Path, clip: Path,
                alone: dict[str, Measured], budget: Budget, say: Say) -> None:
-    """Step 3: `vidface restore` as a subprocess, four times; coreutils' timeout ends it with the budget."""
+    """Step 3: `vidface restore` as a subprocess, four times (coreutils' timeout ends it with the
+    budget), then the ready model's start-up phases."""
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")  # the ready model: made by the first run, loaded by the next
     same = default_lever(device)
     against = LEVERS[same].label if same else "none of the levers is vidface's default here"
@@ -528,6 +533,12 @@ def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFac
         say(f"  {which}: model ready {ready - launched:.1f} s after the start ({run.model_wait:.1f} s of the transcode "
             f"waiting for it); after that {faces_per_s:.2f} faces/s ({run.faces} faces, {run.frames / working:.1f} "
             f"fps), GPU busy {gpu}; end to end / model alone {ratio}")
+    if budget.left() < STARTUP_S:
+        say("  the ready model's start-up phases: skipped: budget")
+        return
+    startup = model_startup(paths, args.device, "auto", "ready", folder / "cache", args.batch, first_batch=True)
+    made = "imported diffusers: the ready model was missing" if startup.imported_diffusers else "no diffusers"
+    say(f"  the ready model in a fresh process, from its start ({made}): {startup.phases()}")
 
 
 def detection(device: torch.device, say: Say) -> None:

@@ -11,7 +11,9 @@ released architecture), a fresh Python process imports torch and vidface and run
 built in float32, the LoRA merged, then cast and moved), "ready, first run" (built, exported
 and saved, then loaded from the export) and "ready" (loaded from the export: torch alone). The
 figure is the best of --repeats runs of each (first run: once), from the process's start (its
-interpreter start-up included) to the model on the device. Then the default detector (CenterFace
+interpreter start-up included) to the model on the device; the best "ready" run's phases follow
+(torch imported, vidface imported, the device ready: on a GPU its CUDA context, then the model).
+tools/bench_gpu.py times the same phases on a GPU, with the first batch restored after. Then the default detector (CenterFace
 on onnxruntime), from the process's start: on a first run, which prepares its graph (importing
 onnx) into the cache, and on later runs, which read the prepared graph. Last, `vidface --help`,
 `vidface probe` and `vidface restore --model none --help`, which import no model. And the exit of a
@@ -25,39 +27,73 @@ the command.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks_doc import Section  # tools/, beside this script
 from make_tiny_osdface import write_tiny_osdface  # tools/, beside this script
 
-LOAD = """import time, sys
+LOAD = """import json, sys, time
 started = float(sys.argv[1])
+marks = {}
+def mark(phase):
+    marks[phase] = time.time() - started
+import torch
+mark("torch imported")
 from vidface.models.loading import load_osdface
-from vidface.models.options import ModelOptions
-model = load_osdface(ModelOptions(weights=sys.argv[2], base=sys.argv[3], device=sys.argv[4], dtype=sys.argv[5]),
-                     ready=sys.argv[6] == "ready")
-if model.device.type == "cuda":
-    import torch
-    torch.cuda.synchronize(model.device)
-print(time.time() - started, "diffusers" in sys.modules)
+from vidface.models.options import ModelOptions, resolve_device
+mark("vidface imported")
+device = resolve_device(sys.argv[4])
+if device.type == "cuda":
+    torch.cuda.mem_get_info(device)  # the CUDA context: load_osdface would make it otherwise
+mark("device ready")
+model = load_osdface(ModelOptions(weights=sys.argv[2], base=sys.argv[3], device=sys.argv[4], dtype=sys.argv[5],
+                                  batch_size=int(sys.argv[7])), ready=sys.argv[6] == "ready")
+if device.type == "cuda":
+    torch.cuda.synchronize(device)
+mark("model ready")
+if sys.argv[8] == "restore":
+    model.restore(torch.rand(model.batch_size, 3, model.face_size, model.face_size))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    mark("first batch restored")
+print(json.dumps({"marks": marks, "diffusers": "diffusers" in sys.modules}))
 """
 
 
-def model_ready_seconds(model, device: str, dtype: str, way: str, cache: Path) -> tuple[float, bool]:
-    """Seconds from a fresh process's start to its model on the device, and whether it imported diffusers."""
+@dataclass(frozen=True)
+class Startup:
+    marks: dict[str, float]  # phase -> seconds from the process's start to its end, in order
+    imported_diffusers: bool
+
+    @property
+    def ready(self) -> float:
+        return self.marks["model ready"]
+
+    def phases(self) -> str:
+        return ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in self.marks.items())
+
+
+def model_startup(model, device: str, dtype: str, way: str, cache: Path, batch: int = 0,
+                  first_batch: bool = False) -> Startup:
+    """A fresh process that loads `model` (`way`: "built" or "ready"; batch 0: vidface's auto
+    batch) and, with first_batch, restores one batch of random faces: the seconds from its start
+    to the end of each phase, and whether it imported diffusers."""
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     run = subprocess.run([sys.executable, "-c", LOAD, repr(time.time()), str(model.release), str(model.base),
-                          device, dtype, way], capture_output=True, text=True, env=env, check=False)
+                          device, dtype, way, str(batch), "restore" if first_batch else "load"],
+                         capture_output=True, text=True, env=env, check=False)
     if run.returncode != 0:
         raise SystemExit(f"loading failed:\n{run.stderr[-2000:]}")
-    seconds, imported = run.stdout.split()[-2:]
-    return float(seconds), imported == "True"
+    result = json.loads(run.stdout.splitlines()[-1])
+    return Startup(result["marks"], result["diffusers"])
 
 
 DETECTOR = """import time, sys
@@ -120,14 +156,16 @@ def main() -> None:
         for size in args.models:
             model = write_tiny_osdface(folder / size, size=size)
             cache = folder / f"cache-{size}"
-            built = min(model_ready_seconds(model, args.device, args.dtype, "built", cache)[0]
+            built = min(model_startup(model, args.device, args.dtype, "built", cache).ready
                         for _ in range(args.repeats))
-            first, _ = model_ready_seconds(model, args.device, args.dtype, "ready", cache)
-            ready = [model_ready_seconds(model, args.device, args.dtype, "ready", cache) for _ in range(args.repeats)]
-            best = min(seconds for seconds, _ in ready)
-            imported = any(diffusers for _, diffusers in ready)
+            first = model_startup(model, args.device, args.dtype, "ready", cache).ready
+            ready = [model_startup(model, args.device, args.dtype, "ready", cache) for _ in range(args.repeats)]
+            best = min(ready, key=lambda startup: startup.ready)
+            imported = any(startup.imported_diffusers for startup in ready)
             say(f"  {size:4s} model: built {built:6.2f} s; ready, first run {first:6.2f} s; "
-                f"ready {best:6.2f} s ({'imports' if imported else 'no'} diffusers); built / ready: {built / best:.2f}x")
+                f"ready {best.ready:6.2f} s ({'imports' if imported else 'no'} diffusers); "
+                f"built / ready: {built / best.ready:.2f}x")
+            say(f"    ready, the best run's phases from the process's start: {best.phases()}")
             shutil.rmtree(cache, ignore_errors=True)
         first, first_onnx = detector_ready_seconds(folder / "cache-detector")
         later = [detector_ready_seconds(folder / "cache-detector") for _ in range(args.repeats)]
