@@ -16,9 +16,10 @@ input sizes; the tracking stage's own crop error and detector use on the fast an
 clips; the faces stage's CPU time on a 720p clip at two speeds of motion, detecting
 every frame and every second frame; re-identification on generated clips (a face hidden for
 10, 20 and 40 frames, one leaving the frame and coming back, two people crossing): id
-switches and returns that kept their id, with --reid-window 2 and 0; and the face
-descriptor's cost at 720p as a share of the faces stage (section "bench_faces.py identity";
---identity-only runs these alone).
+switches and returns that kept their id, with --reid-window 2 and 0; the face descriptor's
+cost at 720p as a share of the faces stage; and its milliseconds per face, dlib's network
+against vidface's torch port (vidface.faces.dlib_resnet), with how fast a Python thread runs
+beside each (section "bench_faces.py identity"; --identity-only runs these alone).
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the refined detector's own averaged reading, in 8
 crops, of the clean upright head) carried along the clip's known path; the first line printed re-measures it.
@@ -299,6 +300,54 @@ def descriptor_cost(say: Section, frames: int = 125) -> None:
         f"({100 * spent['seconds'] / total:.1f} %)")
 
 
+def descriptor_beside_python(say: Section, calls: int = 20) -> None:
+    """ms per descriptor of one face chip, dlib's network against vidface's torch port of it, and
+    how fast a Python thread counts meanwhile against alone: dlib's binding holds the GIL through
+    its network, so every other stage's Python (the restorer's among them) waits for it."""
+    import threading
+
+    import torch
+
+    from vidface.faces.dlib_resnet import read_descriptor_network
+    from vidface.faces.identity import _dlib_models, _model_file
+
+    dlib, shape = _dlib_models()
+    path = _model_file("dlib_face_recognition_resnet_model_v1.dat")
+    rgb = moving_face_clip(40, seed=0).frames[5]
+    x1, y1, x2, y2 = (int(round(float(v))) for v in create_detector().detect(rgb)[0].box)
+    chip = dlib.get_face_chip(rgb, shape(rgb, dlib.rectangle(x1, y1, x2, y2)), size=150, padding=0.25)
+    dlib_network, torch_network = dlib.face_recognition_model_v1(str(path)), read_descriptor_network(path)
+    ways = {"dlib": lambda: dlib_network.compute_face_descriptor(chip),
+            "torch (vidface)": lambda: torch_network.describe([chip])}
+
+    def counting_rate(work) -> tuple[float, float]:
+        """(counts per second of a Python thread while `work` runs `calls` times, seconds per call)."""
+        stop, counts = threading.Event(), [0]
+
+        def count() -> None:
+            while not stop.is_set():
+                counts[0] += 1
+
+        thread = threading.Thread(target=count)
+        start = time.perf_counter()
+        thread.start()
+        for _ in range(calls):
+            work()
+        elapsed = time.perf_counter() - start
+        stop.set()
+        thread.join()
+        return counts[0] / elapsed, elapsed / calls
+
+    for work in ways.values():
+        work()  # first calls: allocations, oneDNN's kernels
+    alone, _ = counting_rate(lambda: time.sleep(0.01))
+    say(f"face descriptor beside a Python thread that counts ({calls} calls; torch with {torch.get_num_threads()} "
+        f"threads):")
+    for name, work in ways.items():
+        rate, seconds = counting_rate(work)
+        say(f"  {name:16s} {1000 * seconds:6.1f} ms per face; the thread counts at {rate / alone:.2f}x its speed alone")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=60, help="frames of the generated clip (default: 60)")
@@ -309,6 +358,7 @@ def main() -> None:
     with Section("bench_faces.py identity") as say:
         reidentification(say)
         descriptor_cost(say)
+        descriptor_beside_python(say)
     if args.identity_only:
         return
     with Section("bench_faces.py") as say:

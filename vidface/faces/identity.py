@@ -3,9 +3,11 @@
 The descriptor (128 numbers; two photos of one person lie within about 0.6 of each other, of
 two people farther apart) and dlib's 5-point shape model that places its 150×150 face chip
 ship inside the `face-recognition-models` package (MIT), so it works offline; dlib itself
-comes from the `dlib-bin` wheels (Boost licence). The tracker asks for descriptors only where
-they decide something: when a track is confirmed, every REFRESH_HITS detections of it after,
-and when a face appears while a vanished track could be its return.
+comes from the `dlib-bin` wheels (Boost licence). dlib cuts the chip; the descriptor's network
+runs in torch (vidface.faces.dlib_resnet), read from dlib's file: the same numbers, with the GIL
+released. The tracker asks for descriptors only where they decide something: when a track is
+confirmed, every REFRESH_HITS detections of it after, and when a face appears while a vanished
+track could be its return.
 """
 
 from __future__ import annotations
@@ -39,19 +41,32 @@ def _model_file(name: str) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _dlib_models():
+    """dlib and its 5-point shape model, which place the descriptor's face chip."""
     try:
         import dlib
     except ImportError:
         raise VidfaceError(f"the face descriptor needs dlib: {IDENTITY_INSTALL}") from None
-    return (dlib, dlib.shape_predictor(str(_model_file("shape_predictor_5_face_landmarks.dat"))),
-            dlib.face_recognition_model_v1(str(_model_file("dlib_face_recognition_resnet_model_v1.dat"))))
+    return dlib, dlib.shape_predictor(str(_model_file("shape_predictor_5_face_landmarks.dat")))
+
+
+@functools.lru_cache(maxsize=1)
+def _descriptor_network():
+    from vidface.faces.dlib_resnet import read_descriptor_network
+
+    path = _model_file("dlib_face_recognition_resnet_model_v1.dat")
+    try:
+        return read_descriptor_network(path)
+    except (OSError, ValueError) as error:
+        raise VidfaceError(f"the face descriptor's network cannot be read from {path} ({error}); "
+                           f"reinstall it: {IDENTITY_INSTALL}") from None
 
 
 class FaceDescriber:
     """Descriptors of faces found by vidface's detector (the models load once per process)."""
 
     def __init__(self) -> None:
-        self._dlib, self._shape, self._network = _dlib_models()
+        self._dlib, self._shape = _dlib_models()
+        self._network = _descriptor_network()
 
     def describe(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         """The 128-d descriptor (float32) of the face in `box` (x1, y1, x2, y2, frame pixels)
@@ -59,7 +74,7 @@ class FaceDescriber:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         shape = self._shape(rgb, self._dlib.rectangle(x1, y1, x2, y2))
         chip = self._dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
-        return np.asarray(self._network.compute_face_descriptor(chip), dtype=np.float32)
+        return self._network.describe([chip])[0]
 
 
 def descriptor_distance(one: np.ndarray, others: list[np.ndarray]) -> float:

@@ -1,0 +1,60 @@
+"""dlib's face descriptor network in torch (vidface.faces.dlib_resnet), read from dlib's own model
+file: the descriptors dlib computes, and a clear error for a file that is not that network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from face_clips import crossing_faces_clip, degrade, hopper_sprite, moving_face_clip
+from vidface.faces.detect import create_detector
+from vidface.faces.dlib_resnet import read_descriptor_network
+from vidface.faces.identity import _dlib_models, _model_file
+
+NETWORK_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def _chips() -> list[np.ndarray]:
+    """dlib's 150×150 chips of real faces: the astronaut (moved, scaled, degraded) and Grace Hopper."""
+    dlib, shape = _dlib_models()
+    detector = create_detector()
+    rng = np.random.default_rng(0)
+    pictures = [moving_face_clip(40, seed=0).frames[5], moving_face_clip(40, seed=3).frames[30],
+                degrade(moving_face_clip(40, seed=1, scale=0.9).frames[12], rng, blur=2.0, noise=8.0, jpeg=30),
+                crossing_faces_clip(40, people=(hopper_sprite(), hopper_sprite())).frames[0]]
+    chips = []
+    for rgb in pictures:
+        x1, y1, x2, y2 = (int(round(float(v))) for v in detector.detect(rgb)[0].box)
+        chips.append(dlib.get_face_chip(rgb, shape(rgb, dlib.rectangle(x1, y1, x2, y2)), size=150, padding=0.25))
+    return chips
+
+
+def test_the_torch_network_gives_dlibs_descriptors() -> None:
+    dlib, _ = _dlib_models()
+    path = _model_file(NETWORK_FILE)
+    reference = dlib.face_recognition_model_v1(str(path))
+    chips = _chips()
+    expected = np.stack([np.asarray(reference.compute_face_descriptor(chip), np.float32) for chip in chips])
+    found = read_descriptor_network(path).describe(chips)
+    assert found.shape == (len(chips), 128) and found.dtype == np.float32
+    assert np.abs(found - expected).max() < 1e-4
+    # Different faces give clearly different descriptors: the agreement is not of near-constant outputs.
+    assert np.linalg.norm(expected[0] - expected[3]) > 0.5
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[:len(data) // 2], "before the network does|past the file's end"),
+    # The first convolution's stride (2, packed as 01 02 after its 32 filters of 7×7) set to 1.
+    (lambda data: data.replace(b"\x01 \x01\x07\x01\x07\x01\x02\x01\x02", b"\x01 \x01\x07\x01\x07\x01\x01\x01\x01", 1),
+     r"convolution 32×7×7 /1 .* where the network has 32×7×7 /2"),
+    (lambda data: data.replace(b"affine_", b"affinx_", 1), "a max_pool_2 record where the network has affine_"),
+])
+def test_a_file_that_is_not_the_network_is_refused(damage, message: str, tmp_path: Path) -> None:
+    data = _model_file(NETWORK_FILE).read_bytes()
+    damaged = tmp_path / NETWORK_FILE
+    damaged.write_bytes(damage(data))
+    assert damaged.read_bytes() != data
+    with pytest.raises(ValueError, match=message):
+        read_descriptor_network(damaged)
