@@ -1,5 +1,5 @@
-"""dlib's face descriptor network in torch (vidface.faces.dlib_resnet), read from dlib's own model
-file: the descriptors dlib computes, and a clear error for a file that is not that network."""
+"""dlib's face descriptor network on onnxruntime (vidface.faces.dlib_resnet), read from dlib's own
+model file: the descriptors dlib computes, and a clear error for a file that is not that network."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_the_torch_network_gives_dlibs_descriptors() -> None:
     reference = dlib.face_recognition_model_v1(str(path))
     chips = _chips()
     expected = np.stack([np.asarray(reference.compute_face_descriptor(chip), np.float32) for chip in chips])
-    found = read_descriptor_network(path).describe(chips)
+    found = read_descriptor_network(path)(np.stack(chips))  # all in one batch
     assert found.shape == (len(chips), 128) and found.dtype == np.float32
     assert np.abs(found - expected).max() < 1e-4
     # Different faces give clearly different descriptors: the agreement is not of near-constant outputs.

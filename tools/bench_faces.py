@@ -18,7 +18,7 @@ every frame and every second frame; re-identification on generated clips (a face
 10, 20 and 40 frames, one leaving the frame and coming back, two people crossing): id
 switches and returns that kept their id, with --reid-window 2 and 0; the face descriptor's
 cost at 720p as a share of the faces stage; and its milliseconds per face, dlib's network
-against vidface's torch port (vidface.faces.dlib_resnet), with how fast a Python thread runs
+against vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), with how fast a Python thread runs
 beside each (section "bench_faces.py identity"; --identity-only runs these alone).
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the refined detector's own averaged reading, in 8
@@ -301,24 +301,23 @@ def descriptor_cost(say: Section, frames: int = 125) -> None:
 
 
 def descriptor_beside_python(say: Section, calls: int = 20) -> None:
-    """ms per descriptor of one face chip, dlib's network against vidface's torch port of it, and
-    how fast a Python thread counts meanwhile against alone: dlib's binding holds the GIL through
-    its network, so every other stage's Python (the restorer's among them) waits for it."""
+    """ms per face described (dlib places the chip either way), with dlib's network and with
+    vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), and how fast a Python thread counts meanwhile against
+    alone: dlib's binding holds the GIL through its network, so every other stage's Python (the
+    restorer's among them) waits for it."""
     import threading
 
-    import torch
-
-    from vidface.faces.dlib_resnet import read_descriptor_network
-    from vidface.faces.identity import _dlib_models, _model_file
+    from vidface.faces.identity import CHIP_SIZE, FaceDescriber, _dlib_models, _model_file
 
     dlib, shape = _dlib_models()
-    path = _model_file("dlib_face_recognition_resnet_model_v1.dat")
+    dlib_network = dlib.face_recognition_model_v1(str(_model_file("dlib_face_recognition_resnet_model_v1.dat")))
     rgb = moving_face_clip(40, seed=0).frames[5]
-    x1, y1, x2, y2 = (int(round(float(v))) for v in create_detector().detect(rgb)[0].box)
-    chip = dlib.get_face_chip(rgb, shape(rgb, dlib.rectangle(x1, y1, x2, y2)), size=150, padding=0.25)
-    dlib_network, torch_network = dlib.face_recognition_model_v1(str(path)), read_descriptor_network(path)
-    ways = {"dlib": lambda: dlib_network.compute_face_descriptor(chip),
-            "torch (vidface)": lambda: torch_network.describe([chip])}
+    box = create_detector().detect(rgb)[0].box
+    rectangle = dlib.rectangle(*(int(round(float(v))) for v in box))
+    describer = FaceDescriber()
+    ways = {"dlib": lambda: dlib_network.compute_face_descriptor(
+                dlib.get_face_chip(rgb, shape(rgb, rectangle), size=CHIP_SIZE, padding=0.25)),
+            "vidface": lambda: describer.describe(rgb, box)}
 
     def counting_rate(work) -> tuple[float, float]:
         """(counts per second of a Python thread while `work` runs `calls` times, seconds per call)."""
@@ -341,8 +340,8 @@ def descriptor_beside_python(say: Section, calls: int = 20) -> None:
     for work in ways.values():
         work()  # first calls: allocations, oneDNN's kernels
     alone, _ = counting_rate(lambda: time.sleep(0.01))
-    say(f"face descriptor beside a Python thread that counts ({calls} calls; torch with {torch.get_num_threads()} "
-        f"threads):")
+    say(f"face descriptor beside a Python thread that counts ({calls} calls; dlib places the chip either way, "
+        f"the network is dlib's or vidface's on onnxruntime):")
     for name, work in ways.items():
         rate, seconds = counting_rate(work)
         say(f"  {name:16s} {1000 * seconds:6.1f} ms per face; the thread counts at {rate / alone:.2f}x its speed alone")

@@ -109,10 +109,11 @@ def _session(path: Path, options: onnxruntime.SessionOptions) -> onnxruntime.Inf
 
 
 def session_options() -> onnxruntime.SessionOptions:
-    """onnxruntime settings for CenterFace: full graph optimisation (with `constant_weights`, batch
-    norms fold into the convolutions), and worker threads that sleep instead of spinning between
-    calls, so the detector does not take CPU from decoding, encoding and the restorer running
-    beside it (spinning made it markedly slower on a loaded 2-core machine)."""
+    """onnxruntime settings for CenterFace (and the face descriptor, vidface.faces.dlib_resnet):
+    full graph optimisation (with `constant_weights`, batch norms fold into the convolutions), and
+    worker threads that sleep instead of spinning between calls, so the detector does not take
+    CPU from decoding, encoding and the restorer running beside it (spinning made it markedly
+    slower on a loaded 2-core machine)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

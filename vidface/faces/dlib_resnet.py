@@ -1,8 +1,10 @@
 """dlib's face descriptor network (``dlib_face_recognition_resnet_model_v1.dat``, a 29-layer
-ResNet) in torch, read from dlib's own model file: the same 128 numbers as dlib's
-``face_recognition_model_v1``, computed with the GIL released. dlib's Python binding holds the
-GIL for the whole network, which stalls every other stage's Python meanwhile: the restorer's
-stage among them, whose GPU then waits for work.
+ResNet) on onnxruntime, read from dlib's own model file: the same 128 numbers as dlib's
+``face_recognition_model_v1``, with the GIL released. dlib's Python binding holds the GIL for the
+whole network, which stalls every other stage's Python meanwhile: the restorer's stage among
+them, whose GPU then waits for work. onnxruntime gives it up once for the whole network (torch
+in eager mode would give it up and take it back at every operation, waiting each time behind
+the other stages' Python).
 
 The architecture is dlib's (dlib/examples/dnn_face_recognition_ex.cpp)::
 
@@ -25,75 +27,78 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+
+from vidface.faces.identity import CHIP_SIZE
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["DescriptorNetwork", "read_descriptor_network"]
 
-CHIP_SIZE = 150
 _LEVELS = ((32, 3), (64, 4), (128, 3), (256, 3), (256, 1))  # (channels, blocks); every level but the first halves
 _RECORDS = ("input_rgb_image_sized", "con_4", "affine_", "max_pool_2", "avg_pool_2", "fc_2")
+_OPSET = 17
 
 
-class _Affine(nn.Module):
-    """dlib's affine layer (a batch norm folded at training's end): per channel x * gamma + beta."""
+class DescriptorNetwork:
+    """The network as an onnxruntime session: N×150×150×3 uint8 RGB chips (dlib.get_face_chip's)
+    -> N×128 float32 descriptors."""
 
-    def __init__(self, params: np.ndarray) -> None:
-        super().__init__()
-        gamma, beta = torch.from_numpy(params.copy()).view(2, -1)
-        self.register_buffer("gamma", gamma.view(1, -1, 1, 1))
-        self.register_buffer("beta", beta.view(1, -1, 1, 1))
+    def __init__(self, graph: onnx.ModelProto) -> None:
+        import onnxruntime
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma + self.beta
+        from vidface.faces.centerface import session_options
 
+        self._session = onnxruntime.InferenceSession(graph.SerializeToString(), session_options(),
+                                                     providers=["CPUExecutionProvider"])
 
-class _Block(nn.Module):
-    def __init__(self, first: nn.Conv2d, first_affine: _Affine, second: nn.Conv2d, second_affine: _Affine,
-                 halves: bool) -> None:
-        super().__init__()
-        self.first, self.first_affine, self.second, self.second_affine = first, first_affine, second, second_affine
-        self.halves = halves
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.second_affine(self.second(F.relu(self.first_affine(self.first(x)))))
-        return F.relu(_add_overlapping(y, F.avg_pool2d(x, 2, 2) if self.halves else x))
+    def __call__(self, chips: np.ndarray) -> np.ndarray:
+        (descriptors,) = self._session.run(None, {"chips": np.ascontiguousarray(chips, dtype=np.uint8)})
+        return descriptors
 
 
-def _add_overlapping(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """dlib's add_prev: the sum over the shapes' overlap, each tensor zero-padded to the larger shape."""
-    shape = [max(m, n) for m, n in zip(a.shape, b.shape)]
+class _Graph:
+    """The ONNX graph being built, layer after layer: its nodes, weights and the current
+    tensor's name and shape (channels, rows, columns)."""
 
-    def padded(t: torch.Tensor) -> torch.Tensor:
-        return F.pad(t, (0, shape[3] - t.shape[3], 0, shape[2] - t.shape[2], 0, shape[1] - t.shape[1]))
-    return padded(a) + padded(b)
+    def __init__(self) -> None:
+        from onnx import TensorProto, helper
+
+        self.nodes = [helper.make_node("Cast", ["chips"], ["pixels"], to=TensorProto.FLOAT),
+                      helper.make_node("Transpose", ["pixels"], ["x0"], perm=[0, 3, 1, 2])]
+        self.weights: list = []
+        self.current, self.shape = "x0", (3, CHIP_SIZE, CHIP_SIZE)
+
+    def weight(self, name: str, values: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.weights.append(numpy_helper.from_array(np.ascontiguousarray(values), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], shape: tuple[int, int, int] | None = None, **attributes) -> str:
+        """Append `op` on `inputs`; its output becomes the current tensor (of `shape`, if it changes)."""
+        from onnx import helper
+
+        output = f"x{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op, inputs, [output], **attributes))
+        self.current, self.shape = output, shape or self.shape
+        return output
+
+    def model(self) -> onnx.ModelProto:
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            self.nodes, "dlib_face_descriptor",
+            [helper.make_tensor_value_info("chips", TensorProto.UINT8, ["n", CHIP_SIZE, CHIP_SIZE, 3])],
+            [helper.make_tensor_value_info(self.current, TensorProto.FLOAT, ["n", 128])], self.weights)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], ir_version=8)
 
 
-class DescriptorNetwork(nn.Module):
-    """The network; `describe` takes dlib's 150×150 face chips."""
-
-    def __init__(self, mean_rgb: tuple[float, float, float], stem: nn.Conv2d, stem_affine: _Affine,
-                 blocks: list[_Block], fc: nn.Linear) -> None:
-        super().__init__()
-        self.register_buffer("mean_rgb", torch.tensor(mean_rgb, dtype=torch.float32).view(1, 3, 1, 1))
-        self.stem, self.stem_affine = stem, stem_affine
-        self.blocks = nn.Sequential(*blocks)
-        self.fc = fc
-
-    def forward(self, chips: torch.Tensor) -> torch.Tensor:
-        """N×3×150×150 float RGB levels (0..255) -> N×128 descriptors."""
-        x = (chips - self.mean_rgb) / 256.0
-        x = F.max_pool2d(F.relu(self.stem_affine(self.stem(x))), 3, 2)
-        return self.fc(self.blocks(x).mean(dim=(2, 3)))
-
-    @torch.inference_mode()
-    def describe(self, chips: list[np.ndarray]) -> np.ndarray:
-        """150×150×3 uint8 RGB chips (dlib.get_face_chip's) -> N×128 float32 descriptors."""
-        pixels = torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float()
-        return self(pixels).numpy()
+def _pooled(size: int, window: int, stride: int, padding: int = 0) -> int:
+    return (size + 2 * padding - window) // stride + 1
 
 
 class _Reader:
@@ -150,33 +155,40 @@ def _string(text: str) -> bytes:
 def read_descriptor_network(path: Path) -> DescriptorNetwork:
     """The network in dlib's model file `path`. Raises ValueError for a file that is not it."""
     reader = _Reader(path.read_bytes())
+    graph = _Graph()
 
     def record(kind: str) -> None:
         found = reader.next_record()
         if found != kind:
             raise ValueError(f"{path.name}: a {found} record where the network has {kind} (byte {reader.at})")
 
-    def convolution(inputs: int, outputs: int, size: int, stride: int) -> nn.Conv2d:
+    def convolution(outputs: int, size: int, stride: int, source: str | None = None) -> None:
         record("con_4")
         params = reader.tensor().reshape(-1)
         filters, rows, cols, stride_y, stride_x, pad_y, pad_x = (reader.integer() for _ in range(7))
+        inputs, height, width = graph.shape
         if (filters, rows, cols, stride_y, stride_x) != (outputs, size, size, stride, stride) or pad_y != pad_x \
                 or params.size != outputs * inputs * size * size + outputs:
             raise ValueError(f"{path.name}: convolution {filters}×{rows}×{cols} /{stride_y} with {params.size} "
                              f"values where the network has {outputs}×{size}×{size} /{stride} from {inputs} channels")
-        conv = nn.Conv2d(inputs, outputs, size, stride, padding=pad_y)
-        weight, bias = np.split(params, [outputs * inputs * size * size])
-        conv.weight.data = torch.from_numpy(weight.reshape(outputs, inputs, size, size).copy())
-        conv.bias.data = torch.from_numpy(bias.copy())
-        return conv
+        weights, biases = np.split(params, [outputs * inputs * size * size])
+        layer = len(graph.nodes)
+        graph.node("Conv", [source or graph.current, graph.weight(f"conv{layer}.weight",
+                                                                  weights.reshape(outputs, inputs, size, size)),
+                            graph.weight(f"conv{layer}.bias", biases)],
+                   (outputs, _pooled(height, size, stride, pad_y), _pooled(width, size, stride, pad_x)),
+                   kernel_shape=[size, size], strides=[stride, stride], pads=[pad_y] * 4)
 
-    def affine(channels: int) -> _Affine:
+    def affine() -> None:
         record("affine_")
-        params = reader.tensor().reshape(-1)
-        if params.size != 2 * channels:
-            raise ValueError(f"{path.name}: an affine layer of {params.size // 2} channels where the network has "
+        params = reader.tensor().reshape(2, -1)
+        channels = graph.shape[0]
+        if params.shape[1] != channels:
+            raise ValueError(f"{path.name}: an affine layer of {params.shape[1]} channels where the network has "
                              f"{channels}")
-        return _Affine(params)
+        layer = len(graph.nodes)
+        graph.node("Mul", [graph.current, graph.weight(f"affine{layer}.gamma", params[0].reshape(1, -1, 1, 1))])
+        graph.node("Add", [graph.current, graph.weight(f"affine{layer}.beta", params[1].reshape(1, -1, 1, 1))])
 
     def pooling(kind: str, expected: tuple[int, ...]) -> None:
         record(kind)
@@ -184,28 +196,51 @@ def read_descriptor_network(path: Path) -> DescriptorNetwork:
         if found != expected:
             raise ValueError(f"{path.name}: pooling {found} where the network has {expected}")
 
+    def padded(name: str, shape: tuple[int, int, int], to: tuple[int, int, int]) -> str:
+        """`name` zero-padded at the end of each dimension to `to` (dlib's sums over overlaps)."""
+        if shape == to:
+            return name
+        ends = [0] + [big - small for small, big in zip(shape, to)]
+        pads = graph.weight(f"pads{len(graph.nodes)}", np.array([0, 0, 0, 0, *ends], dtype=np.int64))
+        return graph.node("Pad", [name, pads], to)
+
     record("input_rgb_image_sized")
-    mean_rgb = (reader.real(), reader.real(), reader.real())
+    mean_rgb = np.array([reader.real(), reader.real(), reader.real()], dtype=np.float32).reshape(1, 3, 1, 1)
     if (reader.integer(), reader.integer()) != (CHIP_SIZE, CHIP_SIZE):
         raise ValueError(f"{path.name}: the network does not take {CHIP_SIZE}×{CHIP_SIZE} chips")
-    stem, stem_affine = convolution(3, 32, 7, 2), affine(32)
+    graph.node("Sub", [graph.current, graph.weight("mean_rgb", mean_rgb)])
+    graph.node("Div", [graph.current, graph.weight("scale", np.array(256.0, dtype=np.float32))])
+    convolution(32, 7, 2)
+    affine()
+    graph.node("Relu", [graph.current])
     pooling("max_pool_2", (3, 3, 2, 2, 0, 0))
-    blocks, inputs = [], 32
+    graph.node("MaxPool", [graph.current], (32, *(_pooled(side, 3, 2) for side in graph.shape[1:])),
+               kernel_shape=[3, 3], strides=[2, 2])
     for level, (channels, count) in enumerate(_LEVELS):
         for index in range(count):
             halves = level > 0 and index == 0
-            layers = (convolution(inputs, channels, 3, 2 if halves else 1), affine(channels),
-                      convolution(channels, channels, 3, 1), affine(channels))
+            block_input, input_shape = graph.current, graph.shape
+            convolution(channels, 3, 2 if halves else 1)
+            affine()
+            graph.node("Relu", [graph.current])
+            convolution(channels, 3, 1)
+            affine()
+            main, main_shape = graph.current, graph.shape
+            skip, skip_shape = block_input, input_shape
             if halves:
                 pooling("avg_pool_2", (2, 2, 2, 2, 0, 0))
-            blocks.append(_Block(*layers, halves=halves))
-            inputs = channels
+                skip_shape = (input_shape[0], *(_pooled(side, 2, 2) for side in input_shape[1:]))
+                skip = graph.node("AveragePool", [block_input], skip_shape, kernel_shape=[2, 2], strides=[2, 2])
+            total = tuple(max(a, b) for a, b in zip(main_shape, skip_shape))
+            graph.node("Add", [padded(main, main_shape, total), padded(skip, skip_shape, total)], total)
+            graph.node("Relu", [graph.current])
     pooling("avg_pool_2", (0, 0, 1, 1, 0, 0))  # the whole picture
+    graph.node("GlobalAveragePool", [graph.current], (graph.shape[0], 1, 1))
+    graph.node("Flatten", [graph.current], axis=1)
     record("fc_2")
-    outputs, fc_inputs = reader.integer(), reader.integer()
+    outputs, inputs = reader.integer(), reader.integer()
     weights = reader.tensor()
-    if (outputs, fc_inputs) != (128, inputs) or weights.shape != (inputs, 128, 1, 1):
-        raise ValueError(f"{path.name}: fc {fc_inputs}→{outputs} where the network has {inputs}→128")
-    fc = nn.Linear(inputs, 128, bias=False)
-    fc.weight.data = torch.from_numpy(weights.reshape(inputs, 128).T.copy())
-    return DescriptorNetwork(mean_rgb, stem, stem_affine, blocks, fc).eval().requires_grad_(False)
+    if (outputs, inputs) != (128, graph.shape[0]) or weights.shape != (inputs, 128, 1, 1):
+        raise ValueError(f"{path.name}: fc {inputs}→{outputs} where the network has {graph.shape[0]}→128")
+    graph.node("MatMul", [graph.current, graph.weight("fc.weight", weights.reshape(inputs, 128))])
+    return DescriptorNetwork(graph.model())

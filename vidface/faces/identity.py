@@ -4,10 +4,10 @@ The descriptor (128 numbers; two photos of one person lie within about 0.6 of ea
 two people farther apart) and dlib's 5-point shape model that places its 150×150 face chip
 ship inside the `face-recognition-models` package (MIT), so it works offline; dlib itself
 comes from the `dlib-bin` wheels (Boost licence). dlib cuts the chip; the descriptor's network
-runs in torch (vidface.faces.dlib_resnet), read from dlib's file: the same numbers, with the GIL
-released. The tracker asks for descriptors only where they decide something: when a track is
-confirmed, every REFRESH_HITS detections of it after, and when a face appears while a vanished
-track could be its return.
+runs on onnxruntime (vidface.faces.dlib_resnet), read from dlib's file: the same numbers, with
+the GIL released. The tracker asks for descriptors only where they decide something: when a
+track is confirmed, every REFRESH_HITS detections of it after, and when a face appears while a
+vanished track could be its return.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from vidface.errors import VidfaceError
 
-__all__ = ["FaceDescriber", "People", "SAME_PERSON_DISTANCE", "descriptor_distance"]
+__all__ = ["CHIP_SIZE", "FaceDescriber", "People", "SAME_PERSON_DISTANCE", "descriptor_distance"]
 
 SAME_PERSON_DISTANCE = 0.5
 """Descriptor distance under which two faces are taken for one person. dlib's own threshold is
@@ -28,6 +28,8 @@ SAME_PERSON_DISTANCE = 0.5
 the bar is stricter."""
 
 IDENTITY_INSTALL = "pip install dlib-bin face-recognition-models"
+CHIP_SIZE = 150
+"""Side of dlib's face chip, the picture its descriptor network takes."""
 
 
 def _model_file(name: str) -> Path:
@@ -51,6 +53,8 @@ def _dlib_models():
 
 @functools.lru_cache(maxsize=1)
 def _descriptor_network():
+    """The descriptor's network on onnxruntime (vidface.faces.dlib_resnet), read at the first
+    face described."""
     from vidface.faces.dlib_resnet import read_descriptor_network
 
     path = _model_file("dlib_face_recognition_resnet_model_v1.dat")
@@ -66,15 +70,14 @@ class FaceDescriber:
 
     def __init__(self) -> None:
         self._dlib, self._shape = _dlib_models()
-        self._network = _descriptor_network()
 
     def describe(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         """The 128-d descriptor (float32) of the face in `box` (x1, y1, x2, y2, frame pixels)
         of `rgb` (H×W×3 uint8 RGB)."""
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         shape = self._shape(rgb, self._dlib.rectangle(x1, y1, x2, y2))
-        chip = self._dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
-        return self._network.describe([chip])[0]
+        chip = self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=0.25)
+        return _descriptor_network()(chip[None])[0]
 
 
 def descriptor_distance(one: np.ndarray, others: list[np.ndarray]) -> float:
