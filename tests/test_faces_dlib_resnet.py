@@ -31,7 +31,7 @@ def _chips() -> list[np.ndarray]:
     return chips
 
 
-def test_the_torch_network_gives_dlibs_descriptors() -> None:
+def test_the_network_gives_dlibs_descriptors() -> None:
     dlib, _ = _dlib_models()
     path = _model_file(NETWORK_FILE)
     reference = dlib.face_recognition_model_v1(str(path))
