@@ -51,7 +51,7 @@ def test_the_prepared_graph_is_made_once_and_again_when_damaged(tmp_path, monkey
         again = centerface.CenterFaceDetector().detect(skimage.data.astronaut())
     assert len(again) == len(reference) == 1 and np.array_equal(again[0].landmarks, reference[0].landmarks)
     prepared.write_bytes(b"not a graph")
-    with caplog.at_level(logging.WARNING, logger="vidface.faces.centerface"):
+    with caplog.at_level(logging.WARNING, logger="vidface.faces.onnx_graphs"):
         repaired = centerface.CenterFaceDetector().detect(skimage.data.astronaut())
     assert "cannot be read" in caplog.text and np.array_equal(repaired[0].landmarks, reference[0].landmarks)
     assert prepared.stat().st_size > 1_000_000

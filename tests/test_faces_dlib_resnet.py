@@ -1,5 +1,6 @@
 """dlib's face descriptor network on onnxruntime (vidface.faces.dlib_resnet), read from dlib's own
-model file: the descriptors dlib computes, and a clear error for a file that is not that network."""
+model file: the descriptors dlib computes, its graph built once and kept, and a clear error for a
+file that is not that network."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from face_clips import crossing_faces_clip, degrade, hopper_sprite, moving_face_clip
 from vidface.faces.detect import create_detector
-from vidface.faces.dlib_resnet import read_descriptor_network
+from vidface.faces import dlib_resnet
 from vidface.faces.identity import _dlib_models, _model_file
 
 NETWORK_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -37,7 +38,7 @@ def test_the_network_gives_dlibs_descriptors() -> None:
     reference = dlib.face_recognition_model_v1(str(path))
     chips = _chips()
     expected = np.stack([np.asarray(reference.compute_face_descriptor(chip), np.float32) for chip in chips])
-    found = read_descriptor_network(path)(np.stack(chips))  # all in one batch
+    found = dlib_resnet.DescriptorNetwork(path)(np.stack(chips))  # all in one batch
     assert found.shape == (len(chips), 128) and found.dtype == np.float32
     assert np.abs(found - expected).max() < 1e-4
     # Different faces give clearly different descriptors: the agreement is not of near-constant outputs.
@@ -57,4 +58,16 @@ def test_a_file_that_is_not_the_network_is_refused(damage, message: str, tmp_pat
     damaged.write_bytes(damage(data))
     assert damaged.read_bytes() != data
     with pytest.raises(ValueError, match=message):
-        read_descriptor_network(damaged)
+        dlib_resnet.DescriptorNetwork(damaged)
+
+
+def test_the_graph_is_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph built from dlib's file is kept in the cache: a later network reads it, without
+    building it (nor importing onnx) again, and describes the same."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = _model_file(NETWORK_FILE)
+    chips = np.random.default_rng(1).integers(0, 256, (2, 150, 150, 3), dtype=np.uint8)
+    first = dlib_resnet.DescriptorNetwork(path)(chips)
+    assert len(list((tmp_path / "cache" / "vidface" / "face-descriptor").glob("*.onnx"))) == 1
+    monkeypatch.setattr(dlib_resnet, "descriptor_graph", lambda _: pytest.fail("the graph was built again"))
+    assert np.array_equal(dlib_resnet.DescriptorNetwork(path)(chips), first)

