@@ -141,10 +141,11 @@ def tiny_model(folder: Path, size: str = "tiny", seed: int = 0):
 
 def make_ready_model(model, batch_size: int, device: str = "cpu") -> None:
     """Export the model as the timed `vidface restore` runs load it (vidface.models.ready), and
-    prepare the CenterFace graph they read (vidface.faces.centerface), so that they measure a
-    user's usual run, not the first one with these weights and settings."""
+    prepare the CenterFace and face descriptor graphs they read (vidface.faces.onnx_graphs), so
+    that they measure a user's usual run, not the first one with these weights and settings."""
     code = ("from vidface.models.loading import load_osdface; from vidface.models.options import ModelOptions; "
             "from vidface.faces.centerface import CenterFaceDetector; CenterFaceDetector(); "
+            "from vidface.faces.identity import descriptor_network; descriptor_network(); "
             f"load_osdface(ModelOptions(weights={str(model.release)!r}, base={str(model.base)!r}, device={device!r}, "
             f"batch_size={batch_size}))")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from vidface.errors import VidfaceError
 
-__all__ = ["CHIP_SIZE", "FaceDescriber", "People", "SAME_PERSON_DISTANCE", "descriptor_distance"]
+__all__ = ["CHIP_SIZE", "FaceDescriber", "People", "SAME_PERSON_DISTANCE", "descriptor_distance", "descriptor_network"]
 
 SAME_PERSON_DISTANCE = 0.5
 """Descriptor distance under which two faces are taken for one person. dlib's own threshold is
@@ -52,7 +52,7 @@ def _dlib_models():
 
 
 @functools.lru_cache(maxsize=1)
-def _descriptor_network():
+def descriptor_network():
     """The descriptor's network on onnxruntime (vidface.faces.dlib_resnet), read at the first
     face described."""
     from vidface.faces.dlib_resnet import DescriptorNetwork
@@ -77,7 +77,7 @@ class FaceDescriber:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         shape = self._shape(rgb, self._dlib.rectangle(x1, y1, x2, y2))
         chip = self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=0.25)
-        return _descriptor_network()(chip[None])[0]
+        return descriptor_network()(chip[None])[0]
 
 
 def descriptor_distance(one: np.ndarray, others: list[np.ndarray]) -> float:
