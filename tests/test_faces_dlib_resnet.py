@@ -47,6 +47,7 @@ def test_the_network_gives_dlibs_descriptors() -> None:
 
 @pytest.mark.parametrize("damage, message", [
     (lambda data: data[:len(data) // 2], "before the network does|past the file's end"),
+    (lambda data: data[:data.find(b"affine_") + 9], "ends inside a layer record"),  # in the first affine's header
     # The first convolution's stride (2, packed as 01 02 after its 32 filters of 7×7) set to 1.
     (lambda data: data.replace(b"\x01 \x01\x07\x01\x07\x01\x02\x01\x02", b"\x01 \x01\x07\x01\x07\x01\x01\x01\x01", 1),
      r"convolution 32×7×7 /1 .* where the network has 32×7×7 /2"),

@@ -10,7 +10,7 @@ descriptor's graphs made first, in a cache of its own, as a user's usual run fin
 is taken only from the thread that holds the GIL). The restorer's stage needs the GIL to issue
 each operation: whatever share the other stages hold, it waits for. Per thread: the seconds it
 held the GIL and their share of the run's wall time, and its top functions (the innermost frame
-in vidface, or in the library it called). Needs py-spy (pip install py-spy). The lines go into
+in vidface, or "import PACKAGE" while one is imported). Needs py-spy (pip install py-spy). The lines go into
 docs/benchmarks.md (section "profile_gil.py (DEVICE)") unless --no-record.
 """
 
@@ -40,10 +40,22 @@ def held_samples(raw: Path) -> tuple[collections.Counter, dict[str, collections.
         frames = stack.split(";")
         thread = frames[0].split(": ", 1)[-1] if ": " in frames[0] else "unnamed (starting)"
         threads[thread] += int(count)
-        ours = [frame for frame in frames[1:] if "vidface/" in frame]
-        where = ours[-1] if ours else frames[-1]
-        functions[thread][where.split(" (")[0]] += int(count)
+        functions[thread][_function(frames[1:])] += int(count)
     return threads, functions
+
+
+def _function(frames: list[str]) -> str:
+    """The innermost function in vidface (py-spy's frames read "name (path:line)"), else the
+    innermost one; an import under way there is named for the package it imports."""
+    if not frames:
+        return "(no Python frame)"
+    ours = [index for index, frame in enumerate(frames) if "vidface/" in frame]
+    last = ours[-1] if ours else len(frames) - 1
+    importing = [frame for frame in frames[last:] if frame.startswith("<module> ")]
+    if importing:
+        inner = next((frame for frame in importing if "vidface/" not in frame), importing[0])
+        return "import " + inner.split(" (", 1)[1].split("/", 1)[0].removesuffix(".py")
+    return frames[last].split(" (")[0]
 
 
 def main() -> int:

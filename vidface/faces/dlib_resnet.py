@@ -120,6 +120,8 @@ class _Reader:
         return name
 
     def integer(self) -> int:
+        if self.at >= len(self.data):
+            raise ValueError("the file ends inside a layer record")
         head = self.data[self.at]
         size = head & 0x0F
         value = int.from_bytes(self.data[self.at + 1:self.at + 1 + size], "little")
@@ -160,7 +162,7 @@ def descriptor_graph(path: Path) -> bytes:
         if found != kind:
             raise ValueError(f"{path.name}: a {found} record where the network has {kind} (byte {reader.at})")
 
-    def convolution(outputs: int, size: int, stride: int, source: str | None = None) -> None:
+    def convolution(outputs: int, size: int, stride: int) -> None:
         record("con_4")
         params = reader.tensor().reshape(-1)
         filters, rows, cols, stride_y, stride_x, pad_y, pad_x = (reader.integer() for _ in range(7))
@@ -169,24 +171,25 @@ def descriptor_graph(path: Path) -> bytes:
                 or params.size != outputs * inputs * size * size + outputs:
             raise ValueError(f"{path.name}: convolution {filters}×{rows}×{cols} /{stride_y} with {params.size} "
                              f"values where the network has {outputs}×{size}×{size} /{stride} from {inputs} channels")
-        weights, biases = np.split(params, [outputs * inputs * size * size])
+        kernel, biases = np.split(params, [outputs * inputs * size * size])
         layer = len(graph.nodes)
-        graph.node("Conv", [source or graph.current, graph.weight(f"conv{layer}.weight",
-                                                                  weights.reshape(outputs, inputs, size, size)),
-                            graph.weight(f"conv{layer}.bias", biases)],
+        names = (graph.weight(f"conv{layer}.weight", kernel.reshape(outputs, inputs, size, size)),
+                 graph.weight(f"conv{layer}.bias", biases))
+        graph.node("Conv", [graph.current, *names],
                    (outputs, _pooled(height, size, stride, pad_y), _pooled(width, size, stride, pad_x)),
                    kernel_shape=[size, size], strides=[stride, stride], pads=[pad_y] * 4)
 
     def affine() -> None:
         record("affine_")
-        params = reader.tensor().reshape(2, -1)
+        params = reader.tensor().reshape(-1)
         channels = graph.shape[0]
-        if params.shape[1] != channels:
-            raise ValueError(f"{path.name}: an affine layer of {params.shape[1]} channels where the network has "
-                             f"{channels}")
+        if params.size != 2 * channels:
+            raise ValueError(f"{path.name}: an affine layer of {params.size} values where the network has "
+                             f"{channels} channels")
+        gamma, beta = params.reshape(2, 1, channels, 1, 1)
         layer = len(graph.nodes)
-        graph.node("Mul", [graph.current, graph.weight(f"affine{layer}.gamma", params[0].reshape(1, -1, 1, 1))])
-        graph.node("Add", [graph.current, graph.weight(f"affine{layer}.beta", params[1].reshape(1, -1, 1, 1))])
+        graph.node("Mul", [graph.current, graph.weight(f"affine{layer}.gamma", gamma)])
+        graph.node("Add", [graph.current, graph.weight(f"affine{layer}.beta", beta)])
 
     def pooling(kind: str, expected: tuple[int, ...]) -> None:
         record(kind)
