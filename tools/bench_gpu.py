@@ -119,7 +119,7 @@ CPU_LEVERS = ("eager-fp32", "bf16", "channels-last")
 SWITCH_INTERVALS_MS = (5.0, 0.2)
 STARTUP_S = 30  # what the ready model's start-up phases may take, once the end-to-end runs are done
 DEFAULTS = {  # (GPU run, --quick) for the arguments not given
-    "model": ("full", "tiny"), "batch": (32, 2), "batches": ([8, 16, 32, 48, 64], [2, 4]), "warmup": (2, 1),
+    "model": ("full", "tiny"), "batch": (32, 2), "batches": ([8, 16, 32, 48, 64, 96], [2, 4]), "warmup": (2, 1),
     "iterations": (5, 1), "size": ("1920x1080", "640x360"), "seconds": (4.0, 2.0), "faces": (4, 2),
 }
 
@@ -627,7 +627,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
     add("--model", choices=("full", "tiny"), help="random-weight model size (default: full)")
     add("--batch", type=int, help="faces per call for the levers and end to end (default: 32)")
-    add("--batches", type=int, nargs="+", help="batch sizes for the knee (default: 8 16 32 48 64)")
+    add("--batches", type=int, nargs="+", help="batch sizes for the knee (default: 8 16 32 48 64 96)")
     add("--levers", type=names, help=f"comma-separated, of {','.join(LEVERS)} (default: all on a GPU, "
         f"{','.join(CPU_LEVERS)} on a CPU)")
     add("--warmup", type=int, help="untimed calls per configuration (default: 2)")
