@@ -12,29 +12,23 @@ import pytest
 from face_clips import crossing_faces_clip, degrade, hopper_sprite, moving_face_clip
 from vidface.faces.detect import create_detector
 from vidface.faces import dlib_resnet
-from vidface.faces.identity import _dlib_models, _model_file
-
-NETWORK_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+from vidface.faces.identity import DESCRIPTOR_FILE, FaceDescriber, _dlib_models, _model_file
 
 
 def _chips() -> list[np.ndarray]:
     """dlib's 150×150 chips of real faces: the astronaut (moved, scaled, degraded) and Grace Hopper."""
-    dlib, shape = _dlib_models()
+    describer = FaceDescriber()
     detector = create_detector()
     rng = np.random.default_rng(0)
     pictures = [moving_face_clip(40, seed=0).frames[5], moving_face_clip(40, seed=3).frames[30],
                 degrade(moving_face_clip(40, seed=1, scale=0.9).frames[12], rng, blur=2.0, noise=8.0, jpeg=30),
                 crossing_faces_clip(40, people=(hopper_sprite(), hopper_sprite())).frames[0]]
-    chips = []
-    for rgb in pictures:
-        x1, y1, x2, y2 = (int(round(float(v))) for v in detector.detect(rgb)[0].box)
-        chips.append(dlib.get_face_chip(rgb, shape(rgb, dlib.rectangle(x1, y1, x2, y2)), size=150, padding=0.25))
-    return chips
+    return [describer.chip(rgb, detector.detect(rgb)[0].box) for rgb in pictures]
 
 
 def test_the_network_gives_dlibs_descriptors() -> None:
     dlib, _ = _dlib_models()
-    path = _model_file(NETWORK_FILE)
+    path = _model_file(DESCRIPTOR_FILE)
     reference = dlib.face_recognition_model_v1(str(path))
     chips = _chips()
     expected = np.stack([np.asarray(reference.compute_face_descriptor(chip), np.float32) for chip in chips])
@@ -54,8 +48,8 @@ def test_the_network_gives_dlibs_descriptors() -> None:
     (lambda data: data.replace(b"affine_", b"affinx_", 1), "a max_pool_2 record where the network has affine_"),
 ])
 def test_a_file_that_is_not_the_network_is_refused(damage, message: str, tmp_path: Path) -> None:
-    data = _model_file(NETWORK_FILE).read_bytes()
-    damaged = tmp_path / NETWORK_FILE
+    data = _model_file(DESCRIPTOR_FILE).read_bytes()
+    damaged = tmp_path / DESCRIPTOR_FILE
     damaged.write_bytes(damage(data))
     assert damaged.read_bytes() != data
     with pytest.raises(ValueError, match=message):
@@ -66,7 +60,7 @@ def test_the_graph_is_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """The graph built from dlib's file is kept in the cache: a later network reads it, without
     building it (nor importing onnx) again, and describes the same."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    path = _model_file(NETWORK_FILE)
+    path = _model_file(DESCRIPTOR_FILE)
     chips = np.random.default_rng(1).integers(0, 256, (2, 150, 150, 3), dtype=np.uint8)
     first = dlib_resnet.DescriptorNetwork(path)(chips)
     assert len(list((tmp_path / "cache" / "vidface" / "face-descriptor").glob("*.onnx"))) == 1

@@ -18,8 +18,9 @@ every frame and every second frame; re-identification on generated clips (a face
 10, 20 and 40 frames, one leaving the frame and coming back, two people crossing): id
 switches and returns that kept their id, with --reid-window 2 and 0; the face descriptor's
 cost at 720p as a share of the faces stage; and its milliseconds per face, dlib's network
-against vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), with how fast a Python thread runs
-beside each (section "bench_faces.py identity"; --identity-only runs these alone).
+against vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), with how fast
+a Python thread runs beside each (section "bench_faces.py identity"; --identity-only runs these
+alone).
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the refined detector's own averaged reading, in 8
 crops, of the clean upright head) carried along the clip's known path; the first line printed re-measures it.
@@ -302,21 +303,19 @@ def descriptor_cost(say: Section, frames: int = 125) -> None:
 
 def descriptor_beside_python(say: Section, calls: int = 20) -> None:
     """ms per face described (dlib places the chip either way), with dlib's network and with
-    vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), and how fast a Python thread counts meanwhile against
-    alone: dlib's binding holds the GIL through its network, so every other stage's Python (the
-    restorer's among them) waits for it."""
+    vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), and how fast a
+    Python thread counts meanwhile against alone: dlib's binding holds the GIL through its
+    network, so every other stage's Python (the restorer's among them) waits for it."""
     import threading
 
-    from vidface.faces.identity import CHIP_SIZE, FaceDescriber, _dlib_models, _model_file
+    from vidface.faces.identity import DESCRIPTOR_FILE, FaceDescriber, _dlib_models, _model_file
 
-    dlib, shape = _dlib_models()
-    dlib_network = dlib.face_recognition_model_v1(str(_model_file("dlib_face_recognition_resnet_model_v1.dat")))
+    dlib, _ = _dlib_models()
+    dlib_network = dlib.face_recognition_model_v1(str(_model_file(DESCRIPTOR_FILE)))
     rgb = moving_face_clip(40, seed=0).frames[5]
     box = create_detector().detect(rgb)[0].box
-    rectangle = dlib.rectangle(*(int(round(float(v))) for v in box))
     describer = FaceDescriber()
-    ways = {"dlib": lambda: dlib_network.compute_face_descriptor(
-                dlib.get_face_chip(rgb, shape(rgb, rectangle), size=CHIP_SIZE, padding=0.25)),
+    ways = {"dlib": lambda: dlib_network.compute_face_descriptor(describer.chip(rgb, box)),
             "vidface": lambda: describer.describe(rgb, box)}
 
     def counting_rate(work) -> tuple[float, float]:

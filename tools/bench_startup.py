@@ -13,9 +13,10 @@ and saved, then loaded from the export) and "ready" (loaded from the export: tor
 figure is the best of --repeats runs of each (first run: once), from the process's start (its
 interpreter start-up included) to the model on the device; the best "ready" run's phases follow
 (torch imported, vidface imported, the device ready: on a GPU its CUDA context, then the model).
-tools/bench_gpu.py times the same phases on a GPU, with the first batch restored after. Then the default detector (CenterFace
-on onnxruntime), from the process's start: on a first run, which prepares its graph (importing
-onnx) into the cache, and on later runs, which read the prepared graph. Last, `vidface --help`,
+tools/bench_gpu.py times the same phases on a GPU, with the first batch restored after. Then
+the default detector (CenterFace on onnxruntime), from the process's start: on a first run,
+which prepares its graph (importing onnx) into the cache, and on later runs, which read the
+prepared graph. Last, `vidface --help`,
 `vidface probe` and `vidface restore --model none --help`, which import no model. And the exit of a
 short restore with the tiny model: from its summary line (printed once the output is complete) to
 the process's end, for the `vidface` program and for `vidface.cli.main` called alone, which leaves

@@ -20,7 +20,8 @@ import numpy as np
 
 from vidface.errors import VidfaceError
 
-__all__ = ["CHIP_SIZE", "FaceDescriber", "People", "SAME_PERSON_DISTANCE", "descriptor_distance", "descriptor_network"]
+__all__ = ["CHIP_SIZE", "DESCRIPTOR_FILE", "FaceDescriber", "People", "SAME_PERSON_DISTANCE", "descriptor_distance",
+           "descriptor_network"]
 
 SAME_PERSON_DISTANCE = 0.5
 """Descriptor distance under which two faces are taken for one person. dlib's own threshold is
@@ -30,6 +31,8 @@ the bar is stricter."""
 IDENTITY_INSTALL = "pip install dlib-bin face-recognition-models"
 CHIP_SIZE = 150
 """Side of dlib's face chip, the picture its descriptor network takes."""
+DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+"""dlib's descriptor network, in the face-recognition-models package."""
 
 
 def _model_file(name: str) -> Path:
@@ -57,7 +60,7 @@ def descriptor_network():
     face described."""
     from vidface.faces.dlib_resnet import DescriptorNetwork
 
-    path = _model_file("dlib_face_recognition_resnet_model_v1.dat")
+    path = _model_file(DESCRIPTOR_FILE)
     try:
         return DescriptorNetwork(path)
     except (OSError, ValueError) as error:
@@ -74,10 +77,14 @@ class FaceDescriber:
     def describe(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         """The 128-d descriptor (float32) of the face in `box` (x1, y1, x2, y2, frame pixels)
         of `rgb` (H×W×3 uint8 RGB)."""
+        return descriptor_network()(self.chip(rgb, box)[None])[0]
+
+    def chip(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """dlib's CHIP_SIZE×CHIP_SIZE×3 uint8 face chip of the face in `box` of `rgb`: what the
+        descriptor's network takes."""
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         shape = self._shape(rgb, self._dlib.rectangle(x1, y1, x2, y2))
-        chip = self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=0.25)
-        return descriptor_network()(chip[None])[0]
+        return self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=0.25)
 
 
 def descriptor_distance(one: np.ndarray, others: list[np.ndarray]) -> float:
