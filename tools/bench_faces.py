@@ -157,7 +157,7 @@ def smoothing_quality(frames: int, degraded: bool, say: Section) -> None:
     raw_parts = error_parts(measured, truth[[i for i, faces in enumerate(raw) if faces]])
     cuts = ShotCutDetector()
     cut_ms = interleaved_ms({"cut": (cuts.is_cut, clip.frames[0])}, 20)["cut"]
-    run_tracker(raw, FaceOptions())  # warm-up: imports of filterpy and scipy
+    run_tracker(raw, FaceOptions())  # warm-up: the tracker's imports
     say("")
     say(f"clip: {frames} frames 640x360, head ~{np.linalg.norm(truth[0, 1] - truth[0, 0]):.0f} px eye distance, "
         f"{'blur + noise + JPEG' if degraded else 'clean'}; detector recall {found}/{frames}, "

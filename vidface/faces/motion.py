@@ -2,6 +2,10 @@
 noise in proportion to the face's size (the same settings hold for a face 40 px or 400 px wide),
 and fixed-lag Rauch-Tung-Striebel smoothing over the steps a track keeps. vidface.faces.track
 runs one filter per face track; these functions are the filter's arithmetic.
+
+The filter is written here in numpy (filterpy's KalmanFilter formulas, in the same order, so
+tracks are the same to the last bit): importing filterpy also imports scipy.stats, about a
+second of CPU with the GIL held at the start of every run, while the model loads beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ DIM_Z = 14  # box (4) + landmarks (10)
 _DIM_X = 2 * DIM_Z  # positions, then velocities
 _TRANSITION = np.block([[np.eye(DIM_Z), np.eye(DIM_Z)], [np.zeros((DIM_Z, DIM_Z)), np.eye(DIM_Z)]])
 _MEASURE = np.hstack([np.eye(DIM_Z), np.zeros((DIM_Z, DIM_Z))])
+_IDENTITY = np.eye(_DIM_X)
 _ACCEL_BLOCK = np.array([[0.25, 0.5], [0.5, 1.0]])  # discrete white-noise acceleration, dt = 1
 
 
@@ -54,41 +59,60 @@ def noise(z: np.ndarray, config: FaceOptions) -> tuple[np.ndarray, np.ndarray]:
     return np.diag(r), q
 
 
-def start_filter(face: Face, frame: int, config: FaceOptions):
-    """A filter at rest on `face`, first seen in `frame`, and its first step."""
-    from filterpy.kalman import KalmanFilter
+@dataclass(eq=False)
+class MotionFilter:
+    """A Kalman filter's state: x (28×1: measurement vector, then its velocity) and its
+    covariance P (28×28)."""
 
+    x: np.ndarray
+    P: np.ndarray
+
+    def predict(self, q: np.ndarray) -> None:
+        """One frame on the constant-velocity model, with process noise `q`."""
+        self.x = _TRANSITION @ self.x
+        self.P = _TRANSITION @ self.P @ _TRANSITION.T + q
+
+    def update(self, z: np.ndarray, r: np.ndarray) -> None:
+        """Fold in measurement `z` (14×1) with noise `r`; the covariance in Joseph form, which
+        stays symmetric and positive definite through rounding."""
+        innovation = z - _MEASURE @ self.x
+        pht = self.P @ _MEASURE.T
+        gain = pht @ np.linalg.inv(_MEASURE @ pht + r)
+        self.x = self.x + gain @ innovation
+        i_kh = _IDENTITY - gain @ _MEASURE
+        self.P = i_kh @ self.P @ i_kh.T + gain @ r @ gain.T
+
+
+def start_filter(face: Face, frame: int, config: FaceOptions) -> tuple[MotionFilter, Step]:
+    """A filter at rest on `face`, first seen in `frame`, and its first step."""
     z = measurement(face)
     r, _ = noise(z, config)
-    kf = KalmanFilter(dim_x=_DIM_X, dim_z=DIM_Z)
-    kf.F = _TRANSITION.copy()
-    kf.H = _MEASURE.copy()
-    kf.x = np.concatenate([z, np.zeros(DIM_Z)])[:, None]
     velocity_var = (0.05 * face_size(z)) ** 2
-    kf.P = np.diag(np.concatenate([np.diag(r), np.full(DIM_Z, velocity_var)]))
+    kf = MotionFilter(np.concatenate([z, np.zeros(DIM_Z)])[:, None],
+                      np.diag(np.concatenate([np.diag(r), np.full(DIM_Z, velocity_var)])))
     return kf, Step(frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), True, face.score)
 
 
-def predict(kf, steps: deque[Step], frame: int, score: float, config: FaceOptions) -> None:
+def predict(kf: MotionFilter, steps: deque[Step], frame: int, score: float, config: FaceOptions) -> None:
     """Carry the filter to `frame` (the next one) on its motion model; a new step for it."""
     _, q = noise(kf.x[:DIM_Z, 0], config)
-    kf.predict(Q=q)
+    kf.predict(q)
     last = steps[-1]
     last.gain = last.p_post @ _TRANSITION.T @ np.linalg.inv(kf.P)
     steps.append(Step(frame, kf.x.copy(), kf.x.copy(), kf.P.copy(), False, score))
 
 
-def correct(kf, steps: deque[Step], face: Face, config: FaceOptions) -> Step:
+def correct(kf: MotionFilter, steps: deque[Step], face: Face, config: FaceOptions) -> Step:
     """Update the newest step with its detection `face`; returns that step."""
     r, _ = noise(kf.x[:DIM_Z, 0], config)
-    kf.update(measurement(face)[:, None], R=r)
+    kf.update(measurement(face)[:, None], r)
     step = steps[-1]
     step.x_post, step.p_post = kf.x.copy(), kf.P.copy()
     step.detected, step.score = True, face.score
     return step
 
 
-def predicted(kf) -> np.ndarray:
+def predicted(kf: MotionFilter) -> np.ndarray:
     """The measurement vector the filter expects in the next frame, on its motion model."""
     return (_TRANSITION @ kf.x)[:DIM_Z, 0]
 

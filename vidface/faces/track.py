@@ -24,10 +24,11 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
+from vidface.faces.assignment import min_cost_assignment
 from vidface.faces.detect import Face, FaceDetector
 from vidface.faces.geometry import box_iou
 from vidface.faces.identity import SAME_PERSON_DISTANCE, FaceDescriber, People, descriptor_distance
-from vidface.faces.motion import (DIM_Z, Step, correct, face_size, measurement, predict, predicted, smoothed,
+from vidface.faces.motion import (DIM_Z, MotionFilter, Step, correct, face_size, measurement, predict, predicted, smoothed,
                                   start_filter)
 from vidface.faces.options import FaceOptions
 from vidface.faces.shots import ShotCutDetector
@@ -63,7 +64,7 @@ class TrackedFace:
 @dataclass(eq=False)
 class _Track:
     track_id: int
-    kf: object  # filterpy.kalman.KalmanFilter
+    kf: MotionFilter
     steps: deque[Step]
     hits: int = 1
     misses: int = 0
@@ -197,8 +198,6 @@ class FaceTracker:
         """Hungarian matching of the tracks' predicted measurement vectors (N×14) and the
         detections on (1 - IoU) + normalised landmark distance, within the gates. Returns
         matched (track index, face index) pairs and unmatched face indices."""
-        from scipy.optimize import linear_sum_assignment
-
         if not len(predicted) or not faces:
             return [], list(range(len(faces)))
         measured = np.stack([measurement(f) for f in faces])
@@ -208,7 +207,7 @@ class FaceTracker:
         distance = np.linalg.norm(offsets, axis=3).mean(axis=2) / sizes[:, None]
         cost = (1.0 - iou) + distance
         allowed = (iou >= self.config.min_iou) & (distance <= self.config.max_landmark_distance)
-        rows, cols = linear_sum_assignment(np.where(allowed, cost, _NO_MATCH))
+        rows, cols = min_cost_assignment(np.where(allowed, cost, _NO_MATCH))
         pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
         matched = {c for _, c in pairs}
         return pairs, [i for i in range(len(faces)) if i not in matched]
