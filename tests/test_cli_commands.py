@@ -110,6 +110,24 @@ def test_commands_without_the_model_do_not_import_it(tmp_path: Path, command: li
     assert run.stdout.strip().splitlines()[-1] == "0 []"
 
 
+def test_a_cpu_restore_builds_its_processor_without_torch() -> None:
+    """On a machine without a GPU, the restorer's processor (decoding, detection, tracking) is
+    built without importing torch, with --device cpu or auto: its stages start while the
+    model's thread imports torch."""
+    probe = ("import sys\n"
+             "from concurrent.futures import Future\n"
+             "import vidface.machine\n"
+             "from vidface.config import load_settings\n"
+             "from vidface.restore import face_restorer\n"
+             "vidface.machine.GPU_DEVICE_FILES = ()  # no GPU driver: as on a CPU-only machine\n"
+             "for device in ('cpu', 'auto'):\n"
+             "    face_restorer(Future(), load_settings(overrides={'model.device': device}))\n"
+             f"print([name for name in {MODEL_STACK!r} if name in sys.modules])\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_the_program_exits_with_mains_code_after_its_output_is_complete(tmp_path: Path) -> None:
     """`vidface` (vidface.cli.program) freezes the garbage collector's objects only once `main` has
     returned: the output is whole, the summary printed, the code main's own."""

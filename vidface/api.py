@@ -131,9 +131,9 @@ class Restorer:
             return None
         from vidface.estimate import RunEstimate
         from vidface.faces.detect import first_pass
-        from vidface.models.options import resolve_device
+        from vidface.models.options import device_name
 
-        if resolve_device(self.settings.model.device).type != "cpu":
+        if device_name(self.settings.model.device) != "cpu":
             return None
         return RunEstimate(plan, first_pass(self.detector), self.stats, selected)
 
@@ -195,15 +195,15 @@ def load_restorer(settings: Settings | None = None, *, model: str = "osdface",
         return Restorer(settings, model, identity)
     from vidface.faces.parsing import parser_for
     from vidface.faces.options import detector_for
-    from vidface.models.options import resolve_device
+    from vidface.models.options import device_name
     from vidface.restore import FaceChoice, RestoreStats, face_restorer
     from vidface.weights import resolve
 
     options = settings.model
     location = resolve(options.weights, options.base, options.weights_repo)
-    device = resolve_device(options.device)
+    device = device_name(options.device)
     detector_path = Path(detector_weights) if detector_weights else None
-    detector = detector_for(settings.faces, weights=detector_path, device=str(device))
+    detector = detector_for(settings.faces, weights=detector_path, device=device)
     parser = parser_for(settings.paste, device)
     # Built before the model loads: diffusers creates its modules under a process-wide patch of
     # torch (accelerate's empty-weights init) that would catch modules made on other threads.

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from vidface.config import Settings
 from vidface.devices import stage_stream, to_device
@@ -47,18 +46,21 @@ from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import Pasted, paste_faces
-from vidface.faces.torch_warp import FrameUploader, warp_faces
-from vidface.faces.torch_warp import paste_faces as paste_faces_on_device
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
-from vidface.models.options import resolve_device
+from vidface.models.options import device_name
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
 from vidface.workers import QUEUE_FRAMES, in_background
 
-if TYPE_CHECKING:  # diffusers is imported where the model loads, possibly on another thread
+if TYPE_CHECKING:
+    # torch is imported where a stage first needs it: on a CPU, decoding and detection start
+    # while the model's thread imports it; diffusers, where the model loads.
+    import torch
+
     from vidface.faces.selection import SelectedFaces
+    from vidface.faces.torch_warp import FrameUploader
     from vidface.models.osdface import OSDFace
 
 __all__ = ["LOADING_BUFFER_BYTES", "MAX_WAITING_FRAMES", "FaceChoice", "RestoreStats", "face_restorer"]
@@ -138,6 +140,8 @@ class _FrameWork:
         if uploader is None or not self.faces:
             self.crops = [warp_face(self.rgb, placement) for placement in self.placements]
         else:
+            from vidface.faces.torch_warp import warp_faces
+
             self.on_device = uploader.upload(self.rgb)
             self.crops = list(warp_faces(self.on_device, self.placements))
 
@@ -148,6 +152,10 @@ class _FrameWork:
         if self.on_device is None:
             return paste_faces(self.rgb, list(zip(self.restored, self.placements)), self.masks,
                                context=BLEND_CONTEXT)
+        import torch
+
+        from vidface.faces.torch_warp import paste_faces as paste_faces_on_device
+
         with torch.cuda.stream(stream):
             if stream is not None and self.restored_event is not None:
                 stream.wait_event(self.restored_event)
@@ -194,12 +202,12 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
     faces_on_device: cut the crops and paste the faces with torch on the model's device (default:
         on a GPU; on a CPU, OpenCV is faster).
     """
-    device = resolve_device(settings.model.device)
-    detector = detector or detector_for(settings.faces, device=str(device))
+    device = device_name(settings.model.device)
+    detector = detector or detector_for(settings.faces, device=device)
     parser = parser or parser_for(settings.paste, device)
     counters = stats if stats is not None else RestoreStats()
     choice = choice or FaceChoice()
-    crops_device = device if (device.type == "cuda" if faces_on_device is None else faces_on_device) else None
+    crops_device = device if (device != "cpu" if faces_on_device is None else faces_on_device) else None
 
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
         cancel = threading.Event()
@@ -278,11 +286,13 @@ def _motion(last: _Seen | None, face: TrackedFace, returned: bool) -> float:
 
 def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], settings: Settings,
                parser: FaceParser | None, counters: RestoreStats,
-               crops_device: torch.device | None) -> Iterator[_FrameWork]:
+               crops_device: str | None) -> Iterator[_FrameWork]:
     """Cut the crops of `work` (on `crops_device`, else with OpenCV) and restore them in batches
     gathered across frames and faces; yield each frame, in order, once all its faces are
     restored. Waits here for a model that is still loading (the wait is added to
     counters.model_wait)."""
+    import torch
+
     if isinstance(model, Future):
         start = time.perf_counter()
         loaded = _load_end(model)
@@ -305,7 +315,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         rows = [item.rows[i] for item, i in batch]
         started = time.perf_counter()
         restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None)
-        if crops_device is not None and crops_device.type == "cuda":
+        if crops_device is not None and torch.device(crops_device).type == "cuda":
             finished = torch.cuda.Event()
             finished.record()
             for item, _ in batch:
@@ -322,7 +332,7 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         while ending and (oldest is None or ending[0][0] <= oldest):
             stabilizer.forget(ending.popleft()[1])
 
-    uploader = None if crops_device is None else FrameUploader(crops_device)
+    uploader = None if crops_device is None else _uploader(crops_device)
     for item in work:
         item.cut_crops(model.face_size, uploader)
         waiting.append(item)
@@ -340,6 +350,14 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         run(min(batch_size, len(queued)))
     forget_ended()
     yield from waiting
+
+
+def _uploader(device: str) -> FrameUploader:
+    import torch
+
+    from vidface.faces.torch_warp import FrameUploader
+
+    return FrameUploader(torch.device(device))
 
 
 def _load_end(model: Future[OSDFace]) -> Callable[[], float]:
@@ -382,6 +400,8 @@ def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser 
     time; the mask (S×S in [0, 1]) is the parsed face of the restored crop, or None without a
     parser. on_host: as S×S×3 uint8 RGB and float32 arrays; else tensors on the model's device
     (3×S×S float RGB in [0, 1] and S×S)."""
+    import torch
+
     distances = stabilizer.stabilize_distances(model.code_distances(images), rows)
     prompt = model.prompt_from_distances(distances)
     clean = stabilizer.blend_latents(model.denoise(model.encode(images), prompt), rows)

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from vidface.faces.export import TracksWriter
     from vidface.faces.options import detector_for
     from vidface.faces.track import track_faces
+    from vidface.models.options import device_name
     from vidface.pipeline import TimeRange, check_output, plan_transcode, transcode
 
     from vidface.faces.options import FaceOptions
@@ -68,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
         check_output(Path(args.input), tracks_path, overwrite=args.overwrite)
         if tracks_path.resolve() == plan.output.resolve():
             raise OutputError(f"--tracks {str(tracks_path)!r} is the output video; choose another name")
-    if args.device != "cpu":  # checked against this machine (a GPU asked for and missing: one line)
-        from vidface.models.options import resolve_device
-
-        args.device = str(resolve_device(args.device))
+    args.device = device_name(args.device)  # checked against this machine (a GPU asked for and missing: one line)
     detector = detector_for(config, weights=Path(args.detector_weights) if args.detector_weights else None,
                             device=args.device)
     faces_seen = set()

@@ -14,7 +14,8 @@ from vidface.fields import at_least, check, one_of, option
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "cpu_threads", "resolve_device", "resolve_dtype", "torch_dtype"]
+__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "cpu_threads", "device_name", "resolve_device", "resolve_dtype",
+           "torch_dtype"]
 
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -89,6 +90,18 @@ def torch_dtype(name: str) -> torch.dtype:
     import torch
 
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def device_name(name: str) -> str:
+    """The device `resolve_device` resolves `name` to, as a string: "cpu" for any CPU, else
+    "cuda" or "cuda:N". On a machine with no GPU (`vidface.machine.may_have_gpu`), "auto" and
+    "cpu" are resolved without importing torch."""
+    from vidface.machine import may_have_gpu
+
+    if name == "cpu" or (name == "auto" and not may_have_gpu()):
+        return "cpu"
+    device = resolve_device(name)
+    return "cpu" if device.type == "cpu" else str(device)
 
 
 def resolve_device(name: str) -> torch.device:
