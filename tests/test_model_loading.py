@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import fractions
+import os
 import pickle
 import shutil
+import subprocess
 import sys
 import types
 from dataclasses import replace
@@ -245,3 +247,20 @@ def test_official_embedder_layout():
     assert not any(f"encoder.down.{i}.attn" in k for k in state for i in range(5))
     total = sum(v.numel() for v in state.values())
     assert 28e6 < total < 31e6
+
+
+def test_a_program_that_ends_while_the_model_loads_exits_cleanly(tmp_path, tiny_osdface):
+    """A script that ends at once after `load_restorer` (as a run refused early does) leaves the
+    interpreter to shut down while the model's thread still imports torch and loads: it must end
+    with the script's own exit code and no traceback, not abort."""
+    script = ("import sys\n"
+              "from vidface.api import load_restorer\n"
+              "from vidface.config import load_settings\n"
+              f"load_restorer(load_settings(overrides={{'model.device': 'cpu', 'model.batch_size': 1, "
+              f"'model.weights': {str(tiny_osdface.release)!r}, 'model.base': {str(tiny_osdface.base)!r}}}))\n"
+              "print('torch imported before the end:', 'torch.nn' in sys.modules)\n"
+              "sys.exit(3)\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert (run.returncode, run.stderr) == (3, "")
+    assert run.stdout.strip() == "torch imported before the end: False"  # the case this is about

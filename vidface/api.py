@@ -217,6 +217,11 @@ def load_model(settings: Settings, location: WeightsLocation) -> Future[OSDFace]
     """OSDFace from the weights at `location`, as a Future that a background thread fulfils.
     Loading (importing diffusers, reading the weights: several seconds) overlaps with decoding
     and detection; a loading error is raised where the model is awaited."""
+    # A run that ends early leaves the interpreter to wait for this thread as it shuts down, when
+    # threading refuses new exit hooks; concurrent.futures.thread registers one as it is first
+    # imported, which torch's import does: imported here, the hook is in place before.
+    import concurrent.futures.thread  # noqa: F401
+
     model: Future = Future()
 
     def load() -> None:

@@ -291,14 +291,14 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
     gathered across frames and faces; yield each frame, in order, once all its faces are
     restored. Waits here for a model that is still loading (the wait is added to
     counters.model_wait)."""
-    import torch
-
     if isinstance(model, Future):
         start = time.perf_counter()
         loaded = _load_end(model)
         work = itertools.chain(_while_loading(work, model), work)
         model = model.result()
         counters.model_wait += max(0.0, loaded() - start)
+    import torch  # imported by now, with the model (this daemon thread must not be the one to import it)
+
     stabilizer = TemporalStabilizer(settings.temporal, forget_stale=False)
     batch_size = model.batch_size
     waiting: deque[_FrameWork] = deque()  # frames in order, oldest first
