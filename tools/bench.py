@@ -14,10 +14,10 @@ fps: generates a clip per size (one moving, turning astronaut head about a quart
   and blur, libx264) on the same clip, twice: at its default full-size detection and with
   `--scale` set to vidface's detector size (640 px long side); --rounds times, every command in
   turn each round. Prints each command's median fps and the ratios vidface / deface of the
-  medians, with the range of the ratios round by round. Both run as subprocesses with the same environment (thread settings). The
-  ready model (vidface.models.ready) and the CenterFace graph are made before the timed runs, in a
-  cache of the benchmark's own, as a user's usual run finds them (tools/bench_startup.py measures
-  the first run).
+  medians, with the range of the ratios round by round. Both run as subprocesses with the same
+  environment (thread settings). The ready model (vidface.models.ready) and the CenterFace graph
+  are made before the timed runs, in a cache of the benchmark's own, as a user's usual run finds
+  them (tools/bench_startup.py measures the first run).
 memory: peak resident memory (max RSS of the subprocess) of `vidface restore` on a short and a
   long clip of the same content; prints the ratio (long / short). --segment-frames sets the
   resumable run's segment length (a value above the long clip's frame count: one segment).

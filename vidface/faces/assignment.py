@@ -1,9 +1,9 @@
 """Minimum-cost assignment of tracks to detections (the Hungarian method).
 
 scipy.optimize.linear_sum_assignment solves the same problem, but importing scipy.optimize
-costs most of a second of CPU with the GIL held, in the faces stage at the start of every run,
-while the model loads beside it; a tracker's matrices are a few rows and columns, which the
-shortest-augmenting-path method below solves in well under a millisecond.
+holds the GIL through a long stretch of the faces stage's start in every run, while the model
+loads beside it; a tracker's matrices have a few rows and columns, small work for the
+shortest-augmenting-path method below.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ and fixed-lag Rauch-Tung-Striebel smoothing over the steps a track keeps. vidfac
 runs one filter per face track; these functions are the filter's arithmetic.
 
 The filter is written here in numpy (filterpy's KalmanFilter formulas, in the same order, so
-tracks are the same to the last bit): importing filterpy also imports scipy.stats, about a
-second of CPU with the GIL held at the start of every run, while the model loads beside it.
+tracks are the same to the last bit): importing filterpy also imports scipy.stats, which holds
+the GIL through a long stretch at the start of every run, while the model loads beside it.
 """
 
 from __future__ import annotations
