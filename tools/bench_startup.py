@@ -16,13 +16,12 @@ interpreter start-up included) to the model on the device; the best "ready" run'
 tools/bench_gpu.py times the same phases on a GPU, with the first batch restored after. Then
 the default detector (CenterFace on onnxruntime), from the process's start: on a first run,
 which prepares its graph (importing onnx) into the cache, and on later runs, which read the
-prepared graph. Last, `vidface --help`,
-`vidface probe` and `vidface restore --model none --help`, which import no model. And the exit of a
-short restore with the tiny model: from its summary line (printed once the output is complete) to
-the process's end, for the `vidface` program and for `vidface.cli.main` called alone, which leaves
-the cyclic garbage collector's passes of the interpreter's teardown in (vidface.cli.program). The
-lines are written into docs/benchmarks.md (section "bench_startup.py (DEVICE)"), dated and with
-the command.
+prepared graph. Last, `vidface --help`, `vidface probe` and `vidface restore --model none
+--help`, which import no model. And the exit of a short restore with the tiny model: from its
+summary line (printed once the output is complete) to the process's end, for the `vidface`
+program and for `vidface.cli.main` called alone, which leaves the cyclic garbage collector's
+passes of the interpreter's teardown in (vidface.cli.program). The lines are written into
+docs/benchmarks.md (section "bench_startup.py (DEVICE)"), dated and with the command.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """ONNX graphs vidface makes from a model file once and keeps in its cache, and the onnxruntime
 sessions that run them on the CPU (CenterFace's graph with symbolic dimensions, the face
 descriptor's graph built from dlib's file): later runs read the made graph, without importing
-onnx or building it again, which costs about a second of a run's start."""
+onnx or building it again at the start of every run."""
 
 from __future__ import annotations
 
