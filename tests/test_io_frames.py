@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
+from skimage import data
 
 from media import moving_pattern, write_video
 from vidface.io.decode import decode_frames
-from vidface.io.frames import BLEND_CONTEXT, Frame
+from vidface.io.frames import BLEND_CONTEXT, Frame, reformatted
 
 
 def _frame(video: av.VideoFrame, rotation: int = 0) -> Frame:
@@ -194,3 +196,37 @@ def test_with_rgb_leaves_the_decoders_pictures_and_keeps_the_frames_flags(tmp_pa
     for got, want in zip(decoded_before_edit, clean):
         for got_plane, want_plane in zip(got, want):
             np.testing.assert_array_equal(got_plane, want_plane)
+
+
+def test_a_face_pasted_at_the_left_edge_of_a_ten_bit_frame_keeps_every_row() -> None:
+    """A face (a real photo) pasted where it touches a 10-bit frame's left edge: each pixel's
+    luma depends on that pixel alone, so pasting the face and the mask upside down gives the
+    same luma upside down. FFmpeg's sliced RGB -> 10-bit YUV conversion, which vidface does not
+    use, wrote mid-grey into the first 8 samples of each slice's first row: there, at other
+    rows of the face each way up."""
+    face = data.astronaut()[20:260, 140:340]
+    size = (320, 256)  # rows, columns
+    for top in range(8, 80, 12):  # faces of other heights: slices start at other rows
+        height = 240 - top // 2 * 2
+        rgb, mask = np.zeros((*size, 3), np.uint8), np.zeros(size, np.float32)
+        rgb[top:top + height, :200], mask[top:top + height, :200] = face[:height], 1
+        grey = av.VideoFrame.from_ndarray(np.full((*size, 3), 100, np.uint8), format="rgb24")
+        lumas = []
+        for turn in (1, -1):
+            frame = _frame(reformatted(grey, format="yuv420p10le"))
+            edited = frame.with_rgb(np.ascontiguousarray(rgb[::turn]), np.ascontiguousarray(mask[::turn]))
+            lumas.append(_planes(edited.video)[0][::turn])
+        np.testing.assert_array_equal(lumas[0], lumas[1], err_msg=f"face from row {top}")
+
+
+def test_frames_converted_and_kept_hold_no_threads(tmp_path) -> None:
+    """Converting frames to RGB starts no thread per frame (PyAV's own `reformat` starts a
+    scaler thread per core for each frame, alive while the frame is), and gives what PyAV's
+    conversion gives."""
+    path = write_video(tmp_path / "in.mp4", frames=40, size=(320, 240))
+    frames = list(decode_frames(path))
+    threads = len(os.listdir("/proc/self/task"))
+    pictures = [frame.to_rgb() for frame in frames]
+    assert len(os.listdir("/proc/self/task")) <= threads + 1  # at most the first call's own scaler
+    for frame, rgb in zip(frames, pictures):
+        np.testing.assert_array_equal(rgb, frame.video.to_ndarray(format="rgb24"))

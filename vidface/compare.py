@@ -23,7 +23,7 @@ import numpy as np
 
 from vidface.errors import InputError
 from vidface.io.encoder_setup import choose_pix_fmt
-from vidface.io.frames import Frame
+from vidface.io.frames import Frame, reformatted
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
 from vidface.io.placement import input_frames
@@ -194,9 +194,8 @@ def _composed(plan: ComparePlan, frames: Iterator[Frame]) -> Iterator[Frame]:
     for before, after, seconds in matched_frames(plan.before, plan.plan, frames):
         rgb = compose(before.to_rgb(), after.to_rgb(), plan.layout, seconds, plan.label)
         # Converted as OUT's frames are tagged: CMP's stream takes OUT's colour tags.
-        picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-            format=plan.plan.pix_fmt, dst_colorspace=after.video.colorspace,
-            dst_color_range=after.video.color_range)
+        picture = reformatted(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format=plan.plan.pix_fmt,
+                              dst_colorspace=after.video.colorspace, dst_color_range=after.video.color_range)
         yield dataclasses.replace(after, video=picture, rotation=0)
 
 

@@ -19,7 +19,7 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.encoder_setup import MPEG_1_2_VIDEO, video_codec_options
-from vidface.io.frames import Frame, defined_padding
+from vidface.io.frames import Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import TAG_ERRORS, MediaInfo, codec_name
 
@@ -189,7 +189,7 @@ class OutputWriter:
             raise ValueError(f"frame {frame.index} is shared: the encoder changes the pictures it is given")
         video = frame.video
         if video.format.name != self._stream.pix_fmt:
-            video = video.reformat(format=self._stream.pix_fmt)
+            video = reformatted(video, format=self._stream.pix_fmt)
         video = defined_padding(video)
         video.pts = frame.pts - self._shift
         video.time_base = frame.time_base

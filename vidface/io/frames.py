@@ -10,12 +10,14 @@ stored value, 10-bit precision included.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Frame:
         converted as one frame, as its `copy` (which has no interlaced flag) is, so a frame and
         its copy give the same RGB; FFmpeg would otherwise convert the fields apart."""
         video = self.copy().video if self.video.interlaced_frame else self.video
-        rgb = video.to_ndarray(format="rgb24")
+        rgb = reformatted(video, format="rgb24").to_ndarray()
         return np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
 
     def copy(self) -> Frame:
@@ -143,6 +145,32 @@ class RGBFrame:
         return self.rgb
 
 
+class _Reformatters(threading.local):
+    """The calling thread's reformatter: PyAV's reformatters are not safe to share between threads."""
+
+    def __init__(self) -> None:
+        self.reformatter = VideoReformatter()
+
+
+_REFORMATTERS = _Reformatters()
+
+
+def reformatted(video: av.VideoFrame, **options: Any) -> av.VideoFrame:
+    """`video` converted as ``video.reformat(**options)`` converts it, but in one thread and by
+    the calling thread's own reformatter, which keeps its scaler from call to call.
+
+    Why not `av.VideoFrame.reformat`: since PyAV 17 it gives every frame a reformatter of its
+    own, whose scaler starts a worker thread per core that lives as long as the frame, so each
+    frame paid for starting threads and the frames waiting in the pipeline held hundreds of
+    them (one per core each on a many-core machine, where containers' thread limits make
+    starting one fail). And FFmpeg's sliced conversion from RGB to 10-bit YUV writes wrong
+    values into the first 8 samples of the row where a slice starts (mid-grey luma): a face
+    pasted at the left edge of a 10-bit frame got a grey dash. One thread converts every row
+    right (tools/bench_conversion.py measures both).
+    """
+    return _REFORMATTERS.reformatter.reformat(video, threads=1, **options)
+
+
 def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
     if rotation in (90, 270):
         return video.width, video.height
@@ -197,7 +225,8 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
                          f"converts, {(x0, y0, x1, y1)}")
     ox, oy = origin
     patch = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
-    edited = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[patch]), format="rgb24").reformat(
+    edited = reformatted(
+        av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[patch]), format="rgb24"),
         format=fmt.name,
         dst_colorspace=source.colorspace,
         dst_color_range=source.color_range,

@@ -1,0 +1,131 @@
+"""Pixel-format conversions: vidface's (`vidface.io.frames.reformatted`: one thread, the
+calling thread's own reformatter) against PyAV's `VideoFrame.reformat` as it comes (a
+reformatter per frame, FFmpeg's scaler with a worker thread per core), in the same run.
+
+1. Decoded frames to RGB, as `Frame.to_rgb` converts every frame with a face (720p and 1080p
+   H.264; the frames are kept, as the pipeline's queues keep them): CPU milliseconds per frame
+   and the threads the process holds afterwards, for vidface's way, PyAV's default (threads
+   for this machine's cores) and PyAV with threads=16 (what the default gives a 16-core
+   machine, such as the GPU machine's host).
+2. RGB to 10-bit YUV, as a restored face is converted to paste it into a 10-bit frame: on
+   patches of a real photo at many sizes, the share of conversions whose samples differ from
+   a one-thread conversion of the same patch (FFmpeg's sliced conversion writes wrong values
+   where a slice starts), for the same three ways.
+
+Prints the figures and writes them into docs/benchmarks.md (section "bench_conversion.py").
+
+    python tools/bench_conversion.py [--frames 60] [--patches 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+from skimage import data
+from skimage.transform import resize
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
+from benchmarks_doc import Section  # noqa: E402
+from media import moving_pattern, write_video  # noqa: E402
+
+from vidface.io.frames import reformatted  # noqa: E402
+
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+DEEP_FORMATS = ("yuv420p10le", "yuv422p10le", "yuv444p10le")
+Convert = Callable[..., av.VideoFrame]
+WAYS: dict[str, Convert] = {
+    "vidface": reformatted,
+    "PyAV default": lambda video, **options: video.reformat(**options),
+    "PyAV threads=16": lambda video, **options: video.reformat(threads=16, **options),
+}
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def decoded(path: Path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as container:
+        return list(container.decode(video=0))
+
+
+def to_rgb_cost(path: Path, convert: Convert) -> tuple[float, int]:
+    """CPU milliseconds per frame of converting the clip's frames to RGB (kept), and the
+    threads the process gained."""
+    frames = decoded(path)
+    threads, start = thread_count(), cpu_seconds()
+    kept = [convert(video, format="rgb24").to_ndarray() for video in frames]
+    cost = (cpu_seconds() - start) * 1000 / len(frames)
+    gained = thread_count() - threads
+    del kept, frames
+    return cost, gained
+
+
+def wrong_conversions(patches: list[np.ndarray], pix_fmt: str, convert: Convert) -> int:
+    """How many patches `convert` turns into other samples than a one-thread conversion does."""
+    wrong = 0
+    for patch in patches:
+        want = VideoReformatter().reformat(av.VideoFrame.from_ndarray(patch, format="rgb24"), format=pix_fmt,
+                                           threads=1)
+        got = convert(av.VideoFrame.from_ndarray(patch, format="rgb24"), format=pix_fmt)
+        wrong += any(not np.array_equal(_samples(a), _samples(b)) for a, b in zip(want.planes, got.planes))
+    return wrong
+
+
+def _samples(plane) -> np.ndarray:
+    return np.frombuffer(plane, np.uint16).reshape(plane.height, -1)[:, :plane.width]
+
+
+def photo_patches(count: int, seed: int = 0) -> list[np.ndarray]:
+    """Patches of the astronaut photo resized to even sizes from 64 to 400 pixels a side."""
+    rng = np.random.default_rng(seed)
+    photo = data.astronaut()
+    sizes = rng.integers(32, 200, (count, 2)) * 2
+    return [(resize(photo, (int(h), int(w)), anti_aliasing=True) * 255).round().astype(np.uint8)
+            for h, w in sizes]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--patches", type=int, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, Section("bench_conversion.py") as say:
+        say(f"machine: {os.cpu_count()} cores; PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}")
+        say(f"decoded H.264 frames to RGB, {args.frames} frames kept: CPU ms per frame, threads gained")
+        for name, (width, height) in SIZES.items():
+            clip = write_video(Path(tmp) / f"{name}.mp4", frames=args.frames, size=(width, height), fps=25,
+                               images=moving_pattern(width, height))
+            costs = {}
+            for way, convert in WAYS.items():
+                costs[way], gained = to_rgb_cost(clip, convert)
+                say(f"  {name:6s} {way:16s} {costs[way]:6.2f} ms  +{gained} threads")
+            say(f"  {name:6s} vidface / PyAV default: {costs['vidface'] / costs['PyAV default']:.2f}x CPU; "
+                f"vidface / PyAV threads=16: {costs['vidface'] / costs['PyAV threads=16']:.2f}x CPU")
+        patches = photo_patches(args.patches)
+        say(f"RGB -> 10-bit YUV, {args.patches} photo patches 64-400 px a side: conversions whose samples differ "
+            "from a one-thread conversion's")
+        for pix_fmt in DEEP_FORMATS:
+            counts = ", ".join(f"{way} {wrong_conversions(patches, pix_fmt, convert)}" for way, convert in WAYS.items())
+            say(f"  {pix_fmt}: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
