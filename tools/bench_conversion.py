@@ -14,7 +14,7 @@ reformatter per frame, FFmpeg's scaler with a worker thread per core), in the sa
 
 Prints the figures and writes them into docs/benchmarks.md (section "bench_conversion.py").
 
-    python tools/bench_conversion.py [--frames 60] [--patches 60]
+    python tools/bench_conversion.py [--frames 60] [--patches 60] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -105,17 +105,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--patches", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3, help="conversions of each clip by each way, in turn")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Section("bench_conversion.py") as say:
         say(f"machine: {os.cpu_count()} cores; PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}")
-        say(f"decoded H.264 frames to RGB, {args.frames} frames kept: CPU ms per frame, threads gained")
+        say(f"decoded H.264 frames to RGB, {args.frames} frames kept: CPU ms per frame (median of "
+            f"{args.rounds} rounds), threads gained")
         for name, (width, height) in SIZES.items():
             clip = write_video(Path(tmp) / f"{name}.mp4", frames=args.frames, size=(width, height), fps=25,
                                images=moving_pattern(width, height))
-            costs = {}
-            for way, convert in WAYS.items():
-                costs[way], gained = to_rgb_cost(clip, convert)
-                say(f"  {name:6s} {way:16s} {costs[way]:6.2f} ms  +{gained} threads")
+            # Rounds of every way in turn, medians: the first conversions of a process also set
+            # up FFmpeg's tables.
+            rounds = [{way: to_rgb_cost(clip, convert) for way, convert in WAYS.items()} for _ in range(args.rounds)]
+            costs = {way: float(np.median([r[way][0] for r in rounds])) for way in WAYS}
+            for way in WAYS:
+                say(f"  {name:6s} {way:16s} {costs[way]:6.2f} ms  +{max(r[way][1] for r in rounds)} threads")
             say(f"  {name:6s} vidface / PyAV default: {costs['vidface'] / costs['PyAV default']:.2f}x CPU; "
                 f"vidface / PyAV threads=16: {costs['vidface'] / costs['PyAV threads=16']:.2f}x CPU")
         patches = photo_patches(args.patches)
