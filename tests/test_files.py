@@ -4,6 +4,7 @@ kept; real processes, killed with SIGKILL."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidface.files import ABANDONED_AFTER, SCRATCH_PREFIX, AtomicFile, atomic_output, scratch_folder
+import pytest
+
+from vidface.files import ABANDONED_AFTER, SCRATCH_PREFIX, AtomicFile, atomic_output, scratch_folder, sha256_of_files
 
 
 def _holding(code: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -74,3 +77,27 @@ def test_a_scratch_folder_of_a_killed_process_goes_with_the_next_one(tmp_path: P
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_file_hashes_are_read_once_and_kept_without_a_writable_cache(tmp_path: Path) -> None:
+    """`sha256_of_files` reads a file once while its size and time stay (a changed byte under
+    the same stamp is not seen, as intended: the stamp stands for the content); where the cache
+    cannot be written it still hashes; a missing file is an OSError for the caller to word."""
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"graph one")
+    cache = tmp_path / "cache"
+    want = hashlib.sha256(b"graph one").hexdigest()
+    assert sha256_of_files({"m": model}, cache) == {"m": want}
+    stamp = model.stat()
+    model.write_bytes(b"graph two")
+    os.utime(model, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert sha256_of_files({"m": model}, cache) == {"m": want}
+    os.utime(model, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1))
+    assert sha256_of_files({"m": model}, cache) == {"m": hashlib.sha256(b"graph two").hexdigest()}
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert sha256_of_files({"m": model}, blocked / "cache") == {"m": hashlib.sha256(b"graph two").hexdigest()}
+    with pytest.raises(OSError) as raised:
+        sha256_of_files({"gone": tmp_path / "gone.onnx"}, cache)
+    assert raised.value.filename == str(tmp_path / "gone.onnx")

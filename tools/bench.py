@@ -404,10 +404,10 @@ SUMMARY = re.compile(r": (\d+) frames(?:, (\d+) faces restored in \d+ frames)? i
 
 def transcode_fps(said: str) -> float:
     """Frames per second over the transcode, from a vidface restore's printed summary."""
-    match = SUMMARY.search(said)
-    if match is None:
+    transcode = Transcode.said(said)
+    if transcode is None:
         raise SystemExit(f"no summary line in vidface's output: {said[-500:]!r}")
-    return int(match[1]) / float(match[3])
+    return transcode.frames / transcode.seconds
 
 
 @dataclass(frozen=True)
@@ -421,6 +421,14 @@ class Transcode:
     model_wait: float
     ended: float
 
+    @classmethod
+    def said(cls, text: str, ended: float = 0.0) -> Transcode | None:
+        """The transcode vidface's summary line in `text` describes, or None without one."""
+        match = SUMMARY.search(text)
+        if match is None:
+            return None
+        return cls(int(match[1]), int(match[2] or 0), float(match[3]), float(match[4] or 0), ended)
+
 
 def transcode_window(command: list[str]) -> Transcode:
     """Run `command` (a vidface restore) and read its summary line as it is printed."""
@@ -428,14 +436,11 @@ def transcode_window(command: list[str]) -> Transcode:
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     summary = None
     for line in process.stdout:
-        match = SUMMARY.search(line)
-        if match:
-            summary = match, time.perf_counter()
+        summary = Transcode.said(line, time.perf_counter()) or summary
     error = process.stderr.read()
     if process.wait() != 0 or summary is None:
         raise SystemExit(f"failed: {' '.join(command)}\n{error[-2000:]}")
-    match, ended = summary
-    return Transcode(int(match[1]), int(match[2] or 0), float(match[3]), float(match[4] or 0), ended)
+    return summary
 
 
 def bench_gpu(args: argparse.Namespace, folder: Path) -> None:

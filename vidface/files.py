@@ -4,18 +4,21 @@ writer was killed, by the next writer of the same target). With
 ``durable=True`` the file's data and then the rename are synced to disk, so that after a power
 cut the target is either the old file or the whole new one (what a resumable run's segments and
 manifest rely on). Scratch folders, for files that are read back and never kept, go where the
-system puts temporary files, and do not outlive a killed process for long."""
+system puts temporary files, and do not outlive a killed process for long. Files' SHA-256, kept
+by path, size and time so that large files are read once."""
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +29,7 @@ try:
 except ImportError:  # Windows: no flock, so what a killed process left stays
     fcntl = None
 
+log = logging.getLogger(__name__)
 
 ABANDONED_AFTER = 60.0
 """Seconds after its last write that an unlocked temporary counts as abandoned (younger, it may be
@@ -158,6 +162,44 @@ def sha256_of(path: Path) -> str:
         while block := handle.read(4 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+FILE_HASHES = "file-hashes.json"
+"""The record `sha256_of_files` keeps in a cache folder."""
+
+
+def sha256_of_files(paths: Mapping[str, Path], cache: Path) -> dict[str, str]:
+    """{name: SHA-256} of each file of `paths`, from the record kept in the `cache` folder where
+    the file's resolved path, size and modification time match it, else read (`sha256_of`) and
+    recorded: model files of hundreds of megabytes are hashed at every run's start otherwise.
+    OSError where a file cannot be read; a record that cannot be written only costs reading the
+    files again next time."""
+    record = cache / FILE_HASHES
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    hashes, changed = {}, False
+    for name, path in paths.items():
+        stat = path.stat()
+        key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
+        entry = known.get(key)
+        if isinstance(entry, list) and entry[:2] == stamp:
+            hashes[name] = entry[2]
+            continue
+        hashes[name] = sha256_of(path)
+        known[key] = [*stamp, hashes[name]]
+        changed = True
+    if changed:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            with AtomicFile(record, "w", encoding="utf-8") as written:
+                json.dump(known, written.file)
+        except OSError as error:
+            log.debug("could not keep file hashes in %s: %s", record, error)
+    return hashes
 
 
 SCRATCH_PREFIX = "vidface-scratch-"

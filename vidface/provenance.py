@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidface.errors import InputError, OutputError
-from vidface.files import AtomicFile, owned_temporary, sha256_of
+from vidface.files import AtomicFile, owned_temporary, sha256_of_files
 
 if TYPE_CHECKING:
     from vidface.config import Settings
@@ -49,7 +49,6 @@ TAG_KEY = "vidface"
 _ANY_KEY_FORMATS = {"matroska", "webm", "nut"}
 _TAG_PREFIX = "vidface "
 _TAG_LINE = re.compile(r"vidface \S+; model \S+; weights sha256:[0-9a-f]{64}; settings sha256:[0-9a-f]{64}")
-_HASHES_FILE = "file-hashes.json"
 _WEIGHT_LOCATIONS = {("model", "weights"), ("model", "base"), ("model", "weights_repo"), ("paste", "parsing_weights")}
 
 
@@ -113,42 +112,14 @@ def weights_digest(weights: WeightsLocation) -> dict[str, Any]:
     for name in BASE_FILES:
         path = base_file(base, name)
         paths[f"base/{path.relative_to(base)}"] = path
-    files = _file_hashes(paths)
-    combined = hashlib.sha256("".join(f"{name} {digest}\n" for name, digest in sorted(files.items())).encode())
-    return {"sha256": combined.hexdigest(), "files": files}
-
-
-def _file_hashes(paths: Mapping[str, Path]) -> dict[str, str]:
-    """SHA-256 of each file, from the cache where its path, size and time match."""
     from vidface.downloads import cache_root
 
-    cache_path = cache_root() / _HASHES_FILE
     try:
-        cache = json.loads(cache_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
-    hashes, changed = {}, False
-    for name, path in paths.items():
-        try:
-            stat = path.stat()
-        except OSError as error:
-            raise OutputError(f"cannot read weights file {str(path)!r} ({error.strerror})") from None
-        key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
-        known = cache.get(key)
-        if isinstance(known, list) and known[:2] == stamp:
-            hashes[name] = known[2]
-            continue
-        hashes[name] = sha256_of(path)
-        cache[key] = [*stamp, hashes[name]]
-        changed = True
-    if changed:
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with AtomicFile(cache_path, "w", encoding="utf-8") as written:
-                json.dump(cache, written.file)
-        except OSError as error:  # a read-only cache only costs hashing again next time
-            log.debug("could not keep weights hashes in %s: %s", cache_path, error)
-    return hashes
+        files = sha256_of_files(paths, cache_root())
+    except OSError as error:
+        raise OutputError(f"cannot read weights file {error.filename!r} ({error.strerror})") from None
+    combined = hashlib.sha256("".join(f"{name} {digest}\n" for name, digest in sorted(files.items())).encode())
+    return {"sha256": combined.hexdigest(), "files": files}
 
 
 def _canonical(value: Any) -> bytes:

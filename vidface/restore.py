@@ -332,7 +332,11 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         while ending and (oldest is None or ending[0][0] <= oldest):
             stabilizer.forget(ending.popleft()[1])
 
-    uploader = None if crops_device is None else _uploader(crops_device)
+    uploader = None
+    if crops_device is not None:
+        from vidface.faces.torch_warp import FrameUploader
+
+        uploader = FrameUploader(torch.device(crops_device))
     for item in work:
         item.cut_crops(model.face_size, uploader)
         waiting.append(item)
@@ -350,14 +354,6 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         run(min(batch_size, len(queued)))
     forget_ended()
     yield from waiting
-
-
-def _uploader(device: str) -> FrameUploader:
-    import torch
-
-    from vidface.faces.torch_warp import FrameUploader
-
-    return FrameUploader(torch.device(device))
 
 
 def _load_end(model: Future[OSDFace]) -> Callable[[], float]:

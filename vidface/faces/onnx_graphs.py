@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vidface.downloads import cache_root
-from vidface.files import AtomicFile
+from vidface.files import AtomicFile, sha256_of_files
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -29,7 +29,8 @@ def made_graph(kind: str, source: Path, version: str, make: MakeGraph) -> Path |
     """The graph `make` builds from `source`, as a file in vidface's cache (``kind/<digest>.onnx``,
     one per content of `source` and `version`: what `make` does, changed with it); the graph's
     bytes where the cache cannot be written."""
-    digest = hashlib.sha256(version.encode() + source.read_bytes()).hexdigest()[:24]
+    source_digest = sha256_of_files({"source": source}, cache_root())["source"]
+    digest = hashlib.sha256(f"{version}\n{source_digest}".encode()).hexdigest()[:24]
     target = cache_root() / kind / f"{digest}.onnx"
     if target.is_file():
         return target
