@@ -156,17 +156,16 @@ _REFORMATTERS = _Reformatters()
 
 
 def reformatted(video: av.VideoFrame, **options: Any) -> av.VideoFrame:
-    """`video` converted as ``video.reformat(**options)`` converts it, but in one thread and by
-    the calling thread's own reformatter, which keeps its scaler from call to call.
+    """`video` converted as ``video.reformat(**options)`` converts it, but by FFmpeg's scaler in
+    one thread, through the calling thread's own reformatter, kept from call to call.
 
     Why not `av.VideoFrame.reformat`: since PyAV 17 it gives every frame a reformatter of its
-    own, whose scaler starts a worker thread per core that lives as long as the frame, so each
-    frame paid for starting threads and the frames waiting in the pipeline held hundreds of
-    them (one per core each on a many-core machine, where containers' thread limits make
-    starting one fail). And FFmpeg's sliced conversion from RGB to 10-bit YUV writes wrong
-    values into the first 8 samples of the row where a slice starts (mid-grey luma): a face
-    pasted at the left edge of a 10-bit frame got a grey dash. One thread converts every row
-    right (tools/bench_conversion.py measures both).
+    own, whose scaler starts a worker thread per core that lives as long as the frame: every
+    frame paid for starting them, and the frames waiting in the pipeline's queues held hundreds
+    of threads (thousands on a many-core machine, past some containers' limits). And FFmpeg's
+    sliced conversion from RGB to 10-bit YUV writes wrong values (mid-grey luma) into the first
+    8 samples of the row where a slice starts: a face pasted at the left edge of a 10-bit frame
+    got a grey dash. In one thread every row is right (tools/bench_conversion.py measures both).
     """
     return _REFORMATTERS.reformatter.reformat(video, threads=1, **options)
 
