@@ -29,9 +29,10 @@ def made_graph(kind: str, source: Path, version: str, make: MakeGraph) -> Path |
     """The graph `make` builds from `source`, as a file in vidface's cache (``kind/<digest>.onnx``,
     one per content of `source` and `version`: what `make` does, changed with it); the graph's
     bytes where the cache cannot be written."""
-    source_digest = sha256_of_files({"source": source}, cache_root())["source"]
+    cache = cache_root()
+    source_digest = sha256_of_files({"source": source}, cache)["source"]
     digest = hashlib.sha256(f"{version}\n{source_digest}".encode()).hexdigest()[:24]
-    target = cache_root() / kind / f"{digest}.onnx"
+    target = cache / kind / f"{digest}.onnx"
     if target.is_file():
         return target
     graph = make(source)
