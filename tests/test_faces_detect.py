@@ -184,6 +184,26 @@ def test_refinement_in_one_batch_reads_what_one_call_per_crop_reads(detector) ->
         np.testing.assert_array_equal(a.box, b.box)
 
 
+@pytest.mark.parametrize("size", [(448, 256), (470, 230)], ids=["multiple of 32", "padded"])
+def test_a_batch_decodes_each_image_as_a_call_of_its_own(detector, size) -> None:
+    """CenterFace decodes a batch's outputs together; each image's faces (one, none, two) are
+    those that a call with that image alone finds."""
+    from face_clips import Pose, render
+
+    width, height = size
+    one, _ = render(background(width, height), [Pose(200, 120, 0.55, 4.0)])
+    two, _ = render(background(width, height), [Pose(120, 120, 0.5, 8.0), Pose(330, 110, 0.6, -5.0)])
+    images = [one, background(width, height), two]
+    batched = detector.refiner.detect_batch(images)
+    alone = [detector.refiner.detect(image) for image in images]
+    assert [len(faces) for faces in batched] == [len(faces) for faces in alone] == [1, 0, 2]
+    for faces_batched, faces_alone in zip(batched, alone):
+        for a, b in zip(faces_batched, faces_alone):
+            np.testing.assert_allclose(a.box, b.box, atol=1e-3)
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
+            assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
 @pytest.mark.parametrize("crops", sorted(REFINE_POSITIONS))
 def test_refinement_positions_are_centred_and_cover_the_stride_phases(crops: int) -> None:
     """Each set of crop offsets is a Latin square (every x and every y once), centred, whose x and y

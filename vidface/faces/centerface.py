@@ -127,35 +127,46 @@ class CenterFaceDetector:
         # The network takes RGB in 0..255 at a size divisible by 32: pad bottom/right with zeros,
         # so coordinates need no rescaling.
         padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
-        blob = np.zeros((len(images), 3, padded_h, padded_w), dtype=np.float32)
-        for row, rgb in zip(blob, images):
-            row[:, :height, :width] = np.moveaxis(rgb, 2, 0)
+        pictures = np.stack(images).transpose(0, 3, 1, 2)
+        if (padded_h, padded_w) == (height, width):
+            blob = pictures.astype(np.float32, order="C")
+        else:
+            blob = np.zeros((len(images), 3, padded_h, padded_w), dtype=np.float32)
+            blob[:, :, :height, :width] = pictures
         heatmap, log_size, offset, landmarks = self.network_outputs(blob)
-        return [decode(heatmap[i, 0], log_size[i], offset[i], landmarks[i], self.threshold, (height, width))
-                for i in range(len(images))]
+        return decode(heatmap[:, 0], log_size, offset, landmarks, self.threshold, (height, width))
 
 
 def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, landmarks: np.ndarray,
-           threshold: float, image_size: tuple[int, int]) -> list[Face]:
-    """CenterFace outputs (one image: h×w, 2×h×w, 2×h×w, 10×h×w) → faces, best score first.
+           threshold: float, image_size: tuple[int, int]) -> list[list[Face]]:
+    """CenterFace outputs for N images (N×h×w, N×2×h×w, N×2×h×w, N×10×h×w) → each image's
+    faces, best score first. All images' grid cells above `threshold` are decoded together (a
+    face's refinement crops come as one batch).
 
     Channel pairs are (y, x): a box is centred on its grid cell plus offset, its size is
     exp(log_size) × stride; landmarks are fractions of the box size from its top-left corner.
     """
-    rows, cols = np.nonzero(heatmap > threshold)
-    if rows.size == 0:
-        return []
-    scores = heatmap[rows, cols].astype(np.float64)
-    size_h = np.exp(log_size[0, rows, cols].astype(np.float64)) * _STRIDE
-    size_w = np.exp(log_size[1, rows, cols].astype(np.float64)) * _STRIDE
-    centre_y = (rows + offset[0, rows, cols] + 0.5) * _STRIDE
-    centre_x = (cols + offset[1, rows, cols] + 0.5) * _STRIDE
+    found: list[list[Face]] = [[] for _ in range(len(heatmap))]
+    images, rows, cols = np.nonzero(heatmap > threshold)
+    if images.size == 0:
+        return found
+    scores = heatmap[images, rows, cols].astype(np.float64)
+    size_h = np.exp(log_size[images, 0, rows, cols].astype(np.float64)) * _STRIDE
+    size_w = np.exp(log_size[images, 1, rows, cols].astype(np.float64)) * _STRIDE
+    centre_y = (rows + offset[images, 0, rows, cols] + 0.5) * _STRIDE
+    centre_x = (cols + offset[images, 1, rows, cols] + 0.5) * _STRIDE
     x1, y1 = centre_x - size_w / 2, centre_y - size_h / 2
     boxes = np.stack([x1, y1, x1 + size_w, y1 + size_h], axis=1)
-    marks = landmarks[:, rows, cols].astype(np.float64).T.reshape(-1, 5, 2)  # (y, x) fractions
+    marks = landmarks[images, :, rows, cols].astype(np.float64).reshape(-1, 5, 2)  # (y, x) fractions
     points = np.stack([x1[:, None] + marks[:, :, 1] * size_w[:, None],
                        y1[:, None] + marks[:, :, 0] * size_h[:, None]], axis=2)
     height, width = image_size
     boxes = np.clip(boxes, 0, [width, height, width, height])
-    keep = nms(boxes, scores, _NMS_IOU)
-    return [Face(boxes[i], points[i], float(scores[i])) for i in keep]
+    # np.nonzero lists the cells image by image: each image's cells are one run
+    starts = np.searchsorted(images, np.arange(len(heatmap) + 1))
+    for image, (start, stop) in enumerate(zip(starts[:-1], starts[1:])):
+        if start == stop:
+            continue
+        keep = nms(boxes[start:stop], scores[start:stop], _NMS_IOU) + start
+        found[image] = [Face(boxes[i], points[i], float(scores[i])) for i in keep]
+    return found

@@ -155,21 +155,24 @@ class RefinedDetector:
 
         from vidface.faces.align import invert_affine, similarity_transform, transform_points
 
-        affines = [similarity_transform(seed.landmarks, self.template + shift)
-                   for seed in seeds for shift in self.shifts]
+        # A crop's shift moves the template, which moves the fit's translation alone: one fit and
+        # one inverse per face, shifted for each of its crops.
+        shifts = np.asarray(self.shifts)
+        fits = [similarity_transform(seed.landmarks, self.template) for seed in seeds]
+        affines = [_shifted(fit, shift) for fit in fits for shift in shifts]
         crops = [cv2.warpAffine(rgb, affine, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT_101) for affine in affines]
         found = detect_each(self.refiner, crops) if crops else []
-        count = len(self.shifts)
+        count = len(shifts)
         refined: list[Face | None] = []
-        for index, seed in enumerate(seeds):
+        for index, (seed, fit) in enumerate(zip(seeds, fits)):
+            inverse = invert_affine(fit)
             readings, scores = [], []
-            crops_of_seed = slice(index * count, (index + 1) * count)
-            for shift, affine, faces in zip(self.shifts, affines[crops_of_seed], found[crops_of_seed]):
+            for shift, faces in zip(shifts, found[index * count:(index + 1) * count]):
                 if faces:
                     target = self.template + shift
                     best = min(faces, key=lambda f: float(np.abs(f.landmarks - target).sum()))
-                    readings.append(transform_points(invert_affine(affine), best.landmarks))
+                    readings.append(transform_points(inverse, best.landmarks - shift))
                     scores.append(best.score)
             if not readings:
                 refined.append(None)
@@ -178,6 +181,13 @@ class RefinedDetector:
             moved = (landmarks - seed.landmarks).mean(axis=0)
             refined.append(Face(np.asarray(seed.box, float) + np.tile(moved, 2), landmarks, float(np.mean(scores))))
         return refined
+
+
+def _shifted(affine: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """`affine` (2×3) followed by a translation by `shift` (x, y)."""
+    moved = affine.copy()
+    moved[:, 2] += shift
+    return moved
 
 
 def first_pass(detector: FaceDetector) -> FaceDetector:
