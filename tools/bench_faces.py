@@ -1,6 +1,6 @@
 """Benchmark of the faces stage on CPU: detector speed, tracking overhead, smoothing quality.
 
-    python tools/bench_faces.py [--frames 60] [--repeat 10]
+    python tools/bench_faces.py [--frames 60] [--repeat 10] [--python-only | --identity-only]
 
 Prints: detector ms/frame at 720p and 1080p (the default downscaled detection with landmark
 refinement, without refinement, and at full size), each also as a ratio to a plain onnxruntime
@@ -20,7 +20,8 @@ switches and returns that kept their id, with --reid-window 2 and 0; the face de
 cost at 720p as a share of the faces stage; and its milliseconds per face, dlib's network
 against vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), with how fast
 a Python thread runs beside each (section "bench_faces.py identity"; --identity-only runs these
-alone).
+alone); and the stage's own time per frame with its network's outputs replayed, at 1080p with
+four faces and 720p with one (section "bench_faces.py python"; --python-only runs it alone).
 
 The truth is face_clips.ASTRONAUT_LANDMARKS (the refined detector's own averaged reading, in 8
 crops, of the clean upright head) carried along the clip's known path; the first line printed re-measures it.
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -301,6 +303,65 @@ def descriptor_cost(say: Section, frames: int = 125) -> None:
         f"({100 * spent['seconds'] / total:.1f} %)")
 
 
+class RecordedNetwork:
+    """A detector's network that keeps its outputs, then (after `replay`) gives them back in the
+    same order instead of running: the stage around it runs as before, without its cost."""
+
+    def __init__(self, network) -> None:
+        self.network = network
+        self.outputs: list = []
+        self.seconds = 0.0
+        self.replaying = None
+
+    def __call__(self, blob: np.ndarray) -> list:
+        if self.replaying is not None:
+            return next(self.replaying)
+        started = time.perf_counter()
+        self.outputs.append(self.network(blob))
+        self.seconds += time.perf_counter() - started
+        return self.outputs[-1]
+
+    def replay(self) -> None:
+        self.replaying = iter(self.outputs)
+
+
+def stage_python(say: Section, seconds: float = 4.0, repeat: int = 3) -> None:
+    """The faces stage's own time per frame, its detector network aside (the network's outputs
+    recorded in a first pass and replayed): decoding the network's outputs, the refinement's
+    geometry, tracking, and OpenCV's resizing and cropping, on tools/bench.py's clips of moving
+    faces. On a GPU the network takes a few milliseconds, so this is most of the stage, and its
+    Python (all of it but OpenCV's calls) holds the GIL that the restorer's stage needs."""
+    from bench import make_clip
+    from vidface.faces.options import detector_for
+    from vidface.faces.track import track_faces
+    from vidface.io.decode import decode_frames
+
+    say(f"faces stage, ms per frame, its network's outputs replayed for the rest (best of {repeat}), on {seconds:g} s "
+        f"clips of tools/bench.py's moving faces:")
+    with tempfile.TemporaryDirectory(prefix="vidface-bench-faces-") as folder:
+        for width, height, faces in ((1920, 1080, 4), (1280, 720, 1)):
+            clip = make_clip(Path(folder) / f"clip_{width}x{height}_{faces}.mp4", width, height, seconds, faces=faces)
+            frames = list(decode_frames(clip))
+            detector = detector_for(FaceOptions())
+            network = detector.refiner.network_outputs = RecordedNetwork(detector.refiner.network_outputs)
+
+            def stage() -> int:
+                return sum(len(tracked) for _, tracked in track_faces(iter(frames), detector, FaceOptions()))
+
+            started = time.perf_counter()
+            found = stage()
+            whole = time.perf_counter() - started
+            rest = []
+            for _ in range(repeat):
+                network.replay()
+                started = time.perf_counter()
+                stage()
+                rest.append(time.perf_counter() - started)
+            say(f"  {width}x{height}, {faces} face(s) a frame ({found} faces in {len(frames)} frames): stage "
+                f"{1000 * whole / len(frames):5.1f}, network {1000 * network.seconds / len(frames):5.1f}, the rest "
+                f"{1000 * min(rest) / len(frames):5.2f}")
+
+
 def descriptor_beside_python(say: Section, calls: int = 20) -> None:
     """ms per face described (dlib places the chip either way), with dlib's network and with
     vidface's (the same network on onnxruntime, vidface.faces.dlib_resnet), and how fast a
@@ -350,9 +411,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=60, help="frames of the generated clip (default: 60)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per detector setting (default: 10)")
+    parser.add_argument("--python-only", action="store_true",
+                        help='only the stage\'s own time, its network aside (section "bench_faces.py python")')
     parser.add_argument("--identity-only", action="store_true",
                         help='only re-identification and the descriptor\'s cost (section "bench_faces.py identity")')
     args = parser.parse_args()
+    with Section("bench_faces.py python") as say:
+        stage_python(say)
+    if args.python_only:
+        return
     with Section("bench_faces.py identity") as say:
         reidentification(say)
         descriptor_cost(say)
