@@ -7,6 +7,9 @@ On the GPU machine (full-size random-weight model, batch 32, within --budget-s 4
     python tools/bench_gpu.py
     python tools/bench_gpu.py --device cpu --quick --no-record
 
+The GPU machine reaches no package index: the packages it lacks travel with the working tree
+as .site/site.tar.xz, made here by tools/device_site.py (its docstring shows how to unpack it).
+
 1. Model alone: OSDFace.restore on random crops (fixed seed), random weights built as vidface
    builds them (LoRA merged). Per lever, each on top of the one before: warm-up seconds
    (compilation included) apart from the steady faces/s; % of --peak-tflops (FLOPs per face
