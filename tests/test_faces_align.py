@@ -24,6 +24,19 @@ def test_similarity_transform_recovers_a_known_similarity() -> None:
     np.testing.assert_allclose(fitted, truth, atol=1e-9)
 
 
+def test_shifting_the_targets_moves_only_the_fits_translation() -> None:
+    """What the refinement relies on to fit once per face for all its crops: fitting onto the
+    targets shifted by s gives the fit onto the targets, followed by a move by s."""
+    from vidface.faces.detect import _shifted
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        source, target = rng.uniform(0, 500, (5, 2)), rng.uniform(0, 200, (5, 2))
+        shift = rng.uniform(-20, 20, 2)
+        np.testing.assert_allclose(_shifted(similarity_transform(source, target), shift),
+                                   similarity_transform(source, target + shift), atol=1e-9)
+
+
 def test_face_crop_puts_landmarks_on_the_template_and_inverts() -> None:
     to_frame = similarity(0.4, -17.0, 120.0, 35.0)
     landmarks = transform_points(to_frame, FFHQ_TEMPLATE_512)
