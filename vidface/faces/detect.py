@@ -135,7 +135,7 @@ class RefinedDetector:
 
         self.detector = detector
         self.refiner = refiner
-        self.shifts = REFINE_POSITIONS[crops]  # KeyError: FaceOptions checks the setting
+        self.shifts = np.asarray(REFINE_POSITIONS[crops])  # KeyError: FaceOptions checks the setting
         template_eyes = float(np.linalg.norm(FFHQ_TEMPLATE_512[1] - FFHQ_TEMPLATE_512[0]))
         self.template = (FFHQ_TEMPLATE_512 - 256.0) * (self.EYE_DISTANCE / template_eyes) + self.SIDE / 2
 
@@ -157,18 +157,17 @@ class RefinedDetector:
 
         # A crop's shift moves the template, which moves the fit's translation alone: one fit and
         # one inverse per face, shifted for each of its crops.
-        shifts = np.asarray(self.shifts)
         fits = [similarity_transform(seed.landmarks, self.template) for seed in seeds]
-        affines = [_shifted(fit, shift) for fit in fits for shift in shifts]
+        affines = [_shifted(fit, shift) for fit in fits for shift in self.shifts]
         crops = [cv2.warpAffine(rgb, affine, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT_101) for affine in affines]
         found = detect_each(self.refiner, crops) if crops else []
-        count = len(shifts)
+        count = len(self.shifts)
         refined: list[Face | None] = []
         for index, (seed, fit) in enumerate(zip(seeds, fits)):
             inverse = invert_affine(fit)
             readings, scores = [], []
-            for shift, faces in zip(shifts, found[index * count:(index + 1) * count]):
+            for shift, faces in zip(self.shifts, found[index * count:(index + 1) * count]):
                 if faces:
                     target = self.template + shift
                     best = min(faces, key=lambda f: float(np.abs(f.landmarks - target).sum()))
