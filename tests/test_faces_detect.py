@@ -60,6 +60,30 @@ def test_the_prepared_graph_is_made_once_and_again_when_damaged(tmp_path, monkey
     assert isinstance(centerface.prepared_model(model), bytes)
 
 
+def test_old_graphs_of_a_kind_are_removed_as_a_new_one_is_made(tmp_path, monkeypatch) -> None:
+    """The cache keeps the KEEP most recently used graphs of a kind: one read again counts as
+    used, and the least recently used goes when a new one is made."""
+    import os
+
+    from vidface.faces import onnx_graphs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights")
+
+    def made(version: int) -> Path:
+        graph = onnx_graphs.made_graph("kind", source, str(version), lambda path: b"graph %d" % version)
+        assert isinstance(graph, Path) and graph.read_bytes() == b"graph %d" % version
+        return graph
+
+    graphs = [made(version) for version in range(onnx_graphs.KEEP)]
+    for age, graph in enumerate(graphs):  # made in turn, long ago
+        os.utime(graph, ns=(age * 10**9, age * 10**9))
+    assert made(0) == graphs[0]  # read again: now the most recently used
+    newest = made(onnx_graphs.KEEP)
+    assert sorted(graphs[0].parent.iterdir()) == sorted([graphs[0], *graphs[2:], newest])
+
+
 def test_centerface_in_torch_matches_onnxruntime() -> None:
     """The torch runtime (a GPU's) runs the same prepared graph: the same outputs to float
     rounding on a random batch, the same face, landmarks and score on the astronaut."""

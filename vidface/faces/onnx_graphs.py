@@ -24,16 +24,21 @@ log = logging.getLogger(__name__)
 MakeGraph = Callable[[Path], bytes]
 """Builds a graph from a model file: the serialised ONNX model."""
 
+KEEP = 3
+"""Graphs kept per kind, the most recently used: this install's, and a few for others sharing the
+cache (another environment with another model file); older ones are removed as a new one is made."""
+
 
 def made_graph(kind: str, source: Path, version: str, make: MakeGraph) -> Path | bytes:
     """The graph `make` builds from `source`, as a file in vidface's cache (``kind/<digest>.onnx``,
-    one per content of `source` and `version`: what `make` does, changed with it); the graph's
-    bytes where the cache cannot be written."""
+    one per content of `source` and `version`: what `make` does, changed with it; the `KEEP` most
+    recently used of a kind stay); the graph's bytes where the cache cannot be written."""
     cache = cache_root()
     source_digest = sha256_of_files({"source": source}, cache)["source"]
     digest = hashlib.sha256(f"{version}\n{source_digest}".encode()).hexdigest()[:24]
     target = cache / kind / f"{digest}.onnx"
     if target.is_file():
+        _used(target)
         return target
     graph = make(source)
     try:
@@ -43,7 +48,30 @@ def made_graph(kind: str, source: Path, version: str, make: MakeGraph) -> Path |
     except OSError as error:
         log.debug("the %s graph is not kept (%s)", kind, error)
         return graph
+    _forget_old(target)
     return target
+
+
+def _used(graph: Path) -> None:
+    """Mark `graph` most recently used (where the cache may be written)."""
+    try:
+        graph.touch()
+    except OSError:
+        pass
+
+
+def _forget_old(keep: Path) -> None:
+    """Remove all but the KEEP most recently used graphs of `keep`'s kind, `keep` (just made)
+    among them. A process still to read a removed one makes it again (`cpu_session`)."""
+    def used(graph: Path) -> int:
+        try:
+            return graph.stat().st_mtime_ns
+        except OSError:  # removed meanwhile by another process
+            return -1
+
+    others = sorted((graph for graph in keep.parent.glob("*.onnx") if graph != keep), key=used, reverse=True)
+    for old in others[KEEP - 1:]:
+        old.unlink(missing_ok=True)
 
 
 def cpu_session(kind: str, source: Path, version: str, make: MakeGraph) -> onnxruntime.InferenceSession:
