@@ -239,6 +239,16 @@ def test_broadcast_audio_is_copied_into_mpeg_ts(codec: str, tmp_path: Path, cli)
         [t - before.frame_pts[0] for _, t, _ in before.packets[1]], abs=1e-4)
 
 
+def test_an_avi_restored_into_avi_keeps_every_frame_time_the_first_s_too(tmp_path: Path, cli) -> None:
+    """AVI counts frames from its first: an AVI restored into AVI gives every frame, the first
+    included, the time it had (written at its time rather than at 0, the first frame left an
+    empty one after it, and every later frame came a frame late)."""
+    source = write_video(tmp_path / "in.avi", frames=24, size=(96, 64), bframes=3)
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.avi", "--no-progress")
+    assert code == 0, err
+    assert read_video(tmp_path / "out.avi").frame_pts == sorted(read_video(source).frame_pts)
+
+
 @pytest.mark.parametrize("extension", ["avi", "asf"])
 def test_h264_with_b_frames_in_avi_and_asf_gives_each_frame_its_own_time(extension: str, tmp_path: Path, cli) -> None:
     """AVI and ASF store one time per packet, in decode order, and H.264 with B-frames is

@@ -203,7 +203,11 @@ def check_output(input_path: Path, output_path: Path, *, overwrite: bool, work_d
 
 
 def frame_timing(plan: Plan) -> tuple[int | None, int | None, int, CopyRange]:
-    """(start pts, stop pts, video shift, copy range) of the plan's frame range."""
+    """(start pts, stop pts, video shift, copy range) of the plan's frame range. The video shift
+    is subtracted from the frames' pts as they are written: the range's start, so that a range
+    starting later starts at 0 as the streams copied with it do; in AVI the first frame's own
+    time too, since AVI counts frames from its first (its muxer puts that one at 0 whatever its
+    time, and left empty frames after it for a later one: the rest came one frame late)."""
     video = plan.info.video
     start_pts = video.pts[plan.first_frame] if plan.first_frame else None
     stop_pts = video.pts[plan.stop_frame] if plan.stop_frame < video.frame_count else None
@@ -214,7 +218,8 @@ def frame_timing(plan: Plan) -> tuple[int | None, int | None, int, CopyRange]:
         stop=None if stop_pts is None else Fraction(stop_pts) * time_base,
         shift=shift * time_base,
     )
-    return start_pts, stop_pts, shift, copy_range
+    video_shift = video.pts[plan.first_frame] if plan.container_format == "avi" and video.pts else shift
+    return start_pts, stop_pts, video_shift, copy_range
 
 
 def write_failed(output: Path, error: Exception) -> OutputError:
