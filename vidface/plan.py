@@ -209,16 +209,17 @@ def frame_timing(plan: Plan) -> tuple[int | None, int | None, int, CopyRange]:
     time too, since AVI counts frames from its first (its muxer puts that one at 0 whatever its
     time, and left empty frames after it for a later one: the rest came one frame late)."""
     video = plan.info.video
-    start_pts = video.pts[plan.first_frame] if plan.first_frame else None
+    first_pts = video.pts[plan.first_frame]  # a plan holds at least one frame (`frame_range`)
+    start_pts = first_pts if plan.first_frame else None
     stop_pts = video.pts[plan.stop_frame] if plan.stop_frame < video.frame_count else None
     time_base = video.time_base
-    shift = 0 if start_pts is None else start_pts - video.pts[0]
+    shift = first_pts - video.pts[0]
     copy_range = CopyRange(
         start=None if start_pts is None else Fraction(start_pts) * time_base,
         stop=None if stop_pts is None else Fraction(stop_pts) * time_base,
         shift=shift * time_base,
     )
-    video_shift = video.pts[plan.first_frame] if plan.container_format == "avi" and video.pts else shift
+    video_shift = first_pts if plan.container_format == "avi" else shift
     return start_pts, stop_pts, video_shift, copy_range
 
 
