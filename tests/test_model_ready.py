@@ -151,6 +151,41 @@ def test_only_the_most_recent_ready_models_stay(ready_cache, tiny_osdface_option
     assert listed[0][1] > 1000 and all(size == 2 for _, size in listed[1:])  # the old ones: "{}"
 
 
+def test_a_ready_model_being_written_is_neither_listed_nor_removed(ready_cache, tiny_osdface_options):
+    """Another process's scratch folder holds a model.json before it is published whole."""
+    from vidface.files import SCRATCH_PREFIX
+
+    ready_cache.mkdir(parents=True)
+    writing = ready_cache / f"{SCRATCH_PREFIX}other"
+    writing.mkdir()
+    (writing / "model.json").write_text("{}")
+    os.utime(writing, (1_000, 1_000))  # older than any ready model, so the first to go if it counted
+    for age in range(ready.KEEP):
+        folder = ready_cache / f"old-{age}"
+        folder.mkdir()
+        (folder / "model.json").write_text("{}")
+        os.utime(folder, (1_000_000 - age, 1_000_000 - age))
+    load_osdface(tiny_osdface_options)
+    assert writing.is_dir()
+    assert [folder.name for folder, _ in ready.ready_models()][1:] == [f"old-{age}" for age in range(ready.KEEP - 1)]
+
+
+def test_a_ready_model_in_a_cache_this_user_may_only_read_loads(ready_cache, tiny_osdface_options, monkeypatch):
+    """A cache shared read-only (an administrator's): the ready model loads and is used, unmarked."""
+    made = load_osdface(tiny_osdface_options)
+    [folder] = _ready_folders(ready_cache)
+    os.utime(folder, (1_000, 1_000))
+
+    def refuse(path, *args, **kwargs):  # what the system answers a user who does not own the folder
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "utime", refuse)
+    loaded = load_osdface(tiny_osdface_options)
+    assert isinstance(loaded.noise, GraphNetwork) and folder.stat().st_mtime == 1_000
+    faces = smooth_faces(2, seed=16)
+    assert torch.equal(loaded.restore(faces), made.restore(faces))
+
+
 def test_on_a_cpu_bf16_runs_in_channels_last_and_fp32_does_not(ready_cache, tiny_osdface_options):
     """oneDNN's bf16 kernels are faster on NHWC; in fp32 on a CPU the layout gains nothing, so it stays."""
     def layouts(**settings) -> set[bool]:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -245,3 +245,36 @@ def publish_folder(scratch: Path, target: Path) -> bool:
             return False
         raise
     return True
+
+
+def mark_used(path: Path) -> None:
+    """Make `path` the most recently used entry of its cache (its modification time, what
+    `forget_least_recently_used` goes by). A cache this user may only read (one shared by an
+    administrator) is still used, unmarked."""
+    try:
+        path.touch()
+    except OSError:
+        pass
+
+
+def most_recently_used_first(entries: Iterable[Path]) -> list[Path]:
+    """`entries` of a cache, most recently used first; one removed meanwhile (by another process)
+    comes last."""
+    def used(entry: Path) -> int:
+        try:
+            return entry.stat().st_mtime_ns
+        except OSError:
+            return -1
+
+    return sorted(entries, key=used, reverse=True)
+
+
+def forget_least_recently_used(entries: Iterable[Path], newest: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently used of a cache's `entries` (files or folders),
+    `newest` (just made) always among those kept."""
+    others = most_recently_used_first(entry for entry in entries if entry != newest)
+    for old in others[keep - 1:]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)

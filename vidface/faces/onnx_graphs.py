@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vidface.downloads import cache_root
-from vidface.files import AtomicFile, sha256_of_files
+from vidface.files import AtomicFile, forget_least_recently_used, mark_used, sha256_of_files
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -38,7 +38,7 @@ def made_graph(kind: str, source: Path, version: str, make: MakeGraph) -> Path |
     digest = hashlib.sha256(f"{version}\n{source_digest}".encode()).hexdigest()[:24]
     target = cache / kind / f"{digest}.onnx"
     if target.is_file():
-        _used(target)
+        mark_used(target)
         return target
     graph = make(source)
     try:
@@ -48,35 +48,13 @@ def made_graph(kind: str, source: Path, version: str, make: MakeGraph) -> Path |
     except OSError as error:
         log.debug("the %s graph is not kept (%s)", kind, error)
         return graph
-    _forget_old(target)
+    forget_least_recently_used(target.parent.glob("*.onnx"), target, KEEP)
     return target
-
-
-def _used(graph: Path) -> None:
-    """Mark `graph` most recently used (where the cache may be written)."""
-    try:
-        graph.touch()
-    except OSError:
-        pass
-
-
-def _forget_old(keep: Path) -> None:
-    """Remove all but the KEEP most recently used graphs of `keep`'s kind, `keep` (just made)
-    among them. A process still to read a removed one makes it again (`cpu_session`)."""
-    def used(graph: Path) -> int:
-        try:
-            return graph.stat().st_mtime_ns
-        except OSError:  # removed meanwhile by another process
-            return -1
-
-    others = sorted((graph for graph in keep.parent.glob("*.onnx") if graph != keep), key=used, reverse=True)
-    for old in others[KEEP - 1:]:
-        old.unlink(missing_ok=True)
 
 
 def cpu_session(kind: str, source: Path, version: str, make: MakeGraph) -> onnxruntime.InferenceSession:
     """An onnxruntime session on the CPU (`session_options`) of `made_graph`; a damaged file in
-    the cache is made again."""
+    the cache, or one another process removed meanwhile (`KEEP`), is made again."""
     import onnxruntime
 
     graph = made_graph(kind, source, version, make)

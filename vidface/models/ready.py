@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 from vidface import __version__
 from vidface.downloads import cache_root
-from vidface.files import publish_folder, scratch_folder
+from vidface.files import (SCRATCH_PREFIX, forget_least_recently_used, mark_used, most_recently_used_first,
+                           publish_folder, scratch_folder)
 from vidface.weights import RELEASE_FILES, WeightsLocation
 
 if TYPE_CHECKING:  # torch is imported where a model is made or loaded: listing them needs none of it
@@ -56,10 +57,18 @@ def ready_root() -> Path:
 
 def ready_models() -> list[tuple[Path, int]]:
     """The ready models on this machine, most recently used first, each with its size in bytes."""
+    return [(folder, sum(file.stat().st_size for file in folder.iterdir() if file.is_file()))
+            for folder in most_recently_used_first(_ready_folders())]
+
+
+def _ready_folders() -> list[Path]:
+    """The complete ready models (a scratch folder being written holds a model.json before it is
+    published whole)."""
     root = ready_root()
-    folders = [path for path in root.iterdir() if (path / "model.json").is_file()] if root.is_dir() else []
-    folders.sort(key=lambda path: path.stat().st_mtime, reverse=True)
-    return [(folder, sum(file.stat().st_size for file in folder.iterdir() if file.is_file())) for folder in folders]
+    if not root.is_dir():
+        return []
+    return [path for path in root.iterdir()
+            if not path.name.startswith(SCRATCH_PREFIX) and (path / "model.json").is_file()]
 
 
 def _weight_files(location: WeightsLocation) -> list[Path]:
@@ -112,7 +121,7 @@ def save_ready(model: OSDFace, folder: Path, batch: int) -> None:
                      "size_multiple": model.size_multiple, "embedder": vars(config)}
         (partial / "model.json").write_text(json.dumps(constants, indent=1))
         publish_folder(partial, folder)
-    _forget_old(keep=folder)
+    forget_least_recently_used(_ready_folders(), folder, KEEP)
 
 
 def load_ready(folder: Path, device: torch.device) -> OSDFace | None:
@@ -134,7 +143,7 @@ def load_ready(folder: Path, device: torch.device) -> OSDFace | None:
                     folder, (str(error) or type(error).__name__).splitlines()[0])
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    folder.touch()  # most recently used
+    mark_used(folder)
     return model.requires_grad_(False)
 
 
@@ -163,10 +172,3 @@ def _load_embedder(path: Path, config: dict, device: torch.device) -> VisualRepr
         embedder = VisualRepresentationEmbedder(**config)
     embedder.load_state_dict(load_file(str(path), device=str(device)), strict=True, assign=True)
     return embedder.eval()
-
-
-def _forget_old(keep: Path) -> None:
-    """Remove all but the KEEP most recently used ready models, `keep` (just written) among them."""
-    keep.touch()
-    for old, _ in ready_models()[KEEP:]:
-        shutil.rmtree(old, ignore_errors=True)
