@@ -249,6 +249,19 @@ def test_an_avi_restored_into_avi_keeps_every_frame_time_the_first_s_too(tmp_pat
     assert read_video(tmp_path / "out.avi").frame_pts == sorted(read_video(source).frame_pts)
 
 
+@pytest.mark.parametrize("codec", ["aac", "ac3", "pcm_s16le"])
+def test_audio_copied_from_avi_into_avi_keeps_its_packet_times(codec: str, tmp_path: Path, cli) -> None:
+    """AAC and AC-3 read from an AVI carry their largest frame's size as block align, which the
+    AVI muxer wrote as a sample size: the copy read back its first packets all at 0 and its track
+    a fraction of its length. PCM's sample size is the block align, and stays."""
+    source = write_video(tmp_path / "in.avi", frames=24, size=(96, 64), audio=codec)
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.avi", "--no-progress")
+    assert code == 0, err
+    before, after = read_video(source).packets[1], read_video(tmp_path / "out.avi").packets[1]
+    assert len(before) > 30 and [data for data, _, _ in after] == [data for data, _, _ in before]
+    assert [time for _, time, _ in after] == [time for _, time, _ in before]
+
+
 @pytest.mark.parametrize("extension", ["avi", "asf"])
 def test_h264_with_b_frames_in_avi_and_asf_gives_each_frame_its_own_time(extension: str, tmp_path: Path, cli) -> None:
     """AVI and ASF store one time per packet, in decode order, and H.264 with B-frames is

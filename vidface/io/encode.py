@@ -149,6 +149,8 @@ class OutputWriter:
                 out = self._output.add_stream_from_template(src)
             except (av.error.FFmpegError, ValueError) as error:
                 raise OutputError(f"cannot copy stream #{index} ({src.type}) into {self._output.format.name} ({error})") from None
+            if self._output.format.name == "avi" and codec in _AUDIO_IN_FRAMES:
+                _count_avi_audio_by_frames(out, index)
             out.metadata.update(_kept_tags(src.metadata))
             out.disposition = src.disposition
             self._copies[index] = out
@@ -272,6 +274,27 @@ def _container_options(container_format: str) -> dict[str, str]:
     if container_format == "avi":
         return {**BITEXACT, "avoid_negative_ts": "disabled"}
     return BITEXACT
+
+
+_AUDIO_IN_FRAMES = {"aac", "ac3"}
+"""Audio coded in frames of one duration and of varying sizes. Read from an AVI, such a stream
+carries its WAVEFORMATEX block align (the largest frame's size), which FFmpeg's AVI muxer writes
+as the stream's sample size: readers then timed the copy by its bytes (an AVI restored into
+AVI read back its first five AAC packets at 0, and its track a fifth as long)."""
+
+
+def _count_avi_audio_by_frames(stream: av.stream.Stream, index: int) -> None:
+    """Write `stream`, a copy of an `_AUDIO_IN_FRAMES` stream into AVI, with no block align, so
+    that AVI counts its frames (as FFmpeg writes these codecs when it encodes them). PyAV sets a
+    codec option only as it opens a context: this opens the copy's decoder, whose parameters
+    (those written) stay the source's."""
+    context = stream.codec_context
+    context.options = {"block_align": "0"}
+    try:
+        context.open()
+    except (av.error.FFmpegError, ValueError) as error:
+        raise OutputError(f"cannot copy stream #{index} ({context.name}) into avi with its frame times "
+                          f"({_reason(error)}); write a .mkv instead") from None
 
 
 def _holds(container_format: str, stream: av.stream.Stream) -> bool:
