@@ -79,8 +79,8 @@ def test_bf16_parity_and_end_to_end() -> None:
     or eager fp32, by the CPU) alone and beside a busy Python thread at both switch intervals;
     the end-to-end step's first run makes the ready model, the second loads it, the third cuts
     and pastes the faces with OpenCV and the fourth has the short switch interval, each with its
-    figures; then a fresh process loads the ready model (no diffusers) and restores a batch, its
-    phases in order."""
+    figures and its stage queues' waits; then a fresh process loads the ready model (no diffusers)
+    and restores a batch, its phases in order."""
     out = run([sys.executable, str(TOOLS / "bench_gpu.py"), *QUICK, "--levers", "eager-fp32,bf16,channels-last"])
     _, largest, mean = figures(out)["eager bf16"]
     assert 0 < largest < 64 and 0 < mean < 10, out  # bf16 rounds, but restores the same faces
@@ -89,6 +89,11 @@ def test_bf16_parity_and_end_to_end() -> None:
     assert [r[0] for r in runs] == ["first", "second", "third", "fourth"], out
     assert all(float(ready) > 0 and float(fps) > 0 and int(faces) > 0 and float(ratio) > 0
                for _, ready, fps, faces, ratio in runs), out
+    waits = re.findall(r"^    stage waits \(s, stage for room / its reader for it\): (.*)$", out, re.M)
+    assert len(waits) == 4, out  # where each run waited: the stage that starves the model
+    for line in waits:
+        assert {stage for stage, _, _ in re.findall(r"(\w+) ([\d.]+)/([\d.]+)", line)} == {
+            "decode", "faces", "model", "process"}, out
     phases = re.search(r"^  the ready model in a fresh process, from its start \(no diffusers\): torch imported ([\d.]+) s, "
                        r"vidface imported ([\d.]+) s, device ready ([\d.]+) s, model ready ([\d.]+) s, "
                        r"first batch restored ([\d.]+) s$", out, re.M)

@@ -121,3 +121,38 @@ def test_a_finished_stage_does_not_cancel_its_siblings() -> None:
     assert list(in_background(source, cancel, "end-test")) == [0, 1, 2]
     assert source.closed.is_set()
     assert not cancel.is_set()
+
+
+def test_each_queue_says_which_side_waited() -> None:
+    """A slow reader makes the stage wait for room; a slow stage makes its reader wait for items."""
+    from vidface.workers import queue_waits
+
+    def slowly(items, seconds: float):
+        for item in items:
+            time.sleep(seconds)
+            yield item
+
+    before = queue_waits()
+    cancel = threading.Event()
+    assert list(slowly(in_background(range(40), cancel, "waits-fast-stage", maxsize=2), 0.01)) == list(range(40))
+    assert list(in_background(slowly(range(20), 0.02), cancel, "waits-slow-stage")) == list(range(20))
+    waits = queue_waits()
+    fast_room, fast_reader, fast_runs = waits["waits-fast-stage"]
+    slow_room, slow_reader, slow_runs = waits["waits-slow-stage"]
+    assert "waits-fast-stage" not in before and "waits-slow-stage" not in before and fast_runs == slow_runs == 1
+    assert fast_room > 0.2 and fast_reader < fast_room / 4  # about 40 x 10 ms spent waiting for room
+    assert slow_reader > 0.2 and slow_room == 0.0  # about 20 x 20 ms spent waiting for items
+
+
+def test_a_run_logs_the_waits_at_its_stage_queues(tmp_path, cli, caplog) -> None:
+    import logging
+
+    from media import write_video
+
+    source = write_video(tmp_path / "in.mp4", frames=12, size=(96, 64))
+    with caplog.at_level(logging.INFO, logger="vidface.pipeline"):
+        code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mp4", "--no-progress")
+    assert code == 0, err
+    [line] = [record.getMessage() for record in caplog.records if "stage waits" in record.getMessage()]
+    assert line.startswith("out.mp4: stage waits (s, stage for room / its reader for it): decode ")
+    assert ", process " in line and line.count("/") == 3  # the two stages of this run, none of earlier tests'

@@ -64,7 +64,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -402,6 +403,9 @@ SUMMARY = re.compile(r": (\d+) frames(?:, (\d+) faces restored in \d+ frames)? i
                      r" \([\d.]+ fps(?:; ([\d.]+) s of it waiting for the model)?")
 
 
+WAITS = re.compile(r"(stage waits \(s, .*)$")
+
+
 def transcode_fps(said: str) -> float:
     """Frames per second over the transcode, from a vidface restore's printed summary."""
     transcode = Transcode.said(said)
@@ -420,6 +424,7 @@ class Transcode:
     seconds: float
     model_wait: float
     ended: float
+    waits: str = ""  # the stage queues' waits, where the command ran with -v
 
     @classmethod
     def said(cls, text: str, ended: float = 0.0) -> Transcode | None:
@@ -431,16 +436,18 @@ class Transcode:
 
 
 def transcode_window(command: list[str]) -> Transcode:
-    """Run `command` (a vidface restore) and read its summary line as it is printed."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    """Run `command` (a vidface restore) and read its summary line as it is printed, with the
+    stage queues' waits that it logs with -v."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    summary = None
+    summary, waits, said = None, "", deque(maxlen=40)
     for line in process.stdout:
+        said.append(line)
         summary = Transcode.said(line, time.perf_counter()) or summary
-    error = process.stderr.read()
+        waits = match[1] if (match := WAITS.search(line)) else waits
     if process.wait() != 0 or summary is None:
-        raise SystemExit(f"failed: {' '.join(command)}\n{error[-2000:]}")
-    return summary
+        raise SystemExit(f"failed: {' '.join(command)}\n{''.join(said)[-2000:]}")
+    return replace(summary, waits=waits)
 
 
 def bench_gpu(args: argparse.Namespace, folder: Path) -> None:
@@ -467,7 +474,8 @@ def bench_gpu(args: argparse.Namespace, folder: Path) -> None:
         for batch in args.batch_sizes:
             make_ready_model(model, batch, args.device)
             with GpuSampler() as sampler:
-                run = transcode_window(vidface_command(clip, folder / "out.mp4", model, batch, device=args.device))
+                run = transcode_window(vidface_command(clip, folder / "out.mp4", model, batch, ["-v"],
+                                                       device=args.device))
             ready = run.ended - run.seconds + run.model_wait
             util, used = sampler.between(run.ended - run.seconds, run.ended)
             util_ready, _ = sampler.between(ready, run.ended)
@@ -477,6 +485,7 @@ def bench_gpu(args: argparse.Namespace, folder: Path) -> None:
                 f"{run.faces / run.seconds:6.1f} faces/s over the transcode ({run.seconds:.1f} s, GPU busy {util:4.1f} %, "
                 f"peak {used:.0f} MiB on the GPU); after the model loaded ({run.model_wait:.1f} s in): "
                 f"{run.frames / working:5.1f} fps, {restored[batch]:6.1f} faces/s, GPU busy {util_ready:4.1f} %")
+            say(f"    {run.waits or 'stage waits: not logged'}")
 
         loaded = load_osdface(ModelOptions(weights=str(model.release), base=str(model.base), device=args.device),
                               ready=False)

@@ -508,7 +508,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFac
     say(f"end to end: vidface restore, {args.size}, {args.seconds:g} s at 25 fps, {args.faces} moving faces, batch "
         f"{args.batch}, default dtype and layout; ratio to the model alone: {against}")
     took = 0.0
-    restore = vidface_command(clip, folder / "out.mp4", paths, args.batch, device=args.device)
+    restore = vidface_command(clip, folder / "out.mp4", paths, args.batch, ["-v"], device=args.device)
     runs = {"first run (makes the ready model)": restore, "second run (loads it)": restore,
             "third run (crops and paste on the CPU)": [sys.executable, "-c", FACES_ON_HOST, *restore[3:]],
             f"fourth run (switch interval {min(SWITCH_INTERVALS_MS):g} ms)": [sys.executable, "-c", SHORT_SWITCH,
@@ -536,6 +536,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device, paths: TinyOSDFac
         say(f"  {which}: model ready {ready - launched:.1f} s after the start ({run.model_wait:.1f} s of the transcode "
             f"waiting for it); after that {faces_per_s:.2f} faces/s ({run.faces} faces, {run.frames / working:.1f} "
             f"fps), GPU busy {gpu}; end to end / model alone {ratio}")
+        say(f"    {run.waits or 'stage waits: not logged'}")
     if budget.left() < STARTUP_S:
         say("  the ready model's start-up phases: skipped: budget")
         return

@@ -25,7 +25,7 @@ from vidface.io.placement import input_frames
 from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TimeRange, TranscodeResult,
                           check_output, identity, output_writer, plan_transcode, write_failed)
 from vidface.provenance import sidecar_for
-from vidface.workers import in_background
+from vidface.workers import in_background, queue_waits, waits_since
 
 __all__ = ["FrameProcessor", "Plan", "Resume", "ResumableInterrupt", "Segmenting", "TimeRange", "TranscodeResult",
            "check_output", "identity", "plan_transcode", "transcode"]
@@ -50,10 +50,18 @@ def transcode(
     positions, as Frame.index) before the processor's call for it starts, so a processor's
     counters can leave out the warm-up and look-ahead frames it processes and drops.
     """
+    waits = queue_waits()
     if resume is not None:
         from vidface.segments import transcode_resumable
 
-        return transcode_resumable(plan, processor, resume, progress, on_segment)
+        result = transcode_resumable(plan, processor, resume, progress, on_segment)
+    else:
+        result = _transcode_whole(plan, processor, progress)
+    log.info("%s: %s", plan.output.name, waits_since(waits))
+    return result
+
+
+def _transcode_whole(plan: Plan, processor: FrameProcessor, progress: Callable[[int], None] | None) -> TranscodeResult:
     from vidface.resume import check_unchanged, fingerprint, output_lock
 
     info = plan.info

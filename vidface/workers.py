@@ -6,13 +6,43 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 QUEUE_FRAMES = 16
 """Frames buffered between two stages (decoded frames are a few MB each at 1080p)."""
 
 
 _END = object()
+_NOTHING = object()
+
+_WAITS: dict[str, list[float]] = {}  # stage name -> [seconds waited for room, for items, queues made]
+_WAITS_LOCK = threading.Lock()
+
+
+def queue_waits() -> dict[str, tuple[float, float, int]]:
+    """Seconds waited at the `in_background` queues of this process so far, by stage name:
+    (the stage waiting for room, its reader being slower; its reader waiting for an item, the
+    stage being slower; the stage's runs). The stage the others wait for, and that waits least
+    itself, sets the pace of a run: where a GPU idles, this says which stage starves it."""
+    with _WAITS_LOCK:
+        return {name: (room, item, int(runs)) for name, (room, item, runs) in _WAITS.items()}
+
+
+def waits_since(before: Mapping[str, tuple[float, float, int]]) -> str:
+    """`queue_waits` of the stages that ran since the reading `before`, as one line: stage, then
+    the seconds it waited for room and the seconds its reader waited for it."""
+    waits = []
+    for name, (room, item, runs) in queue_waits().items():
+        room_before, item_before, runs_before = before.get(name, (0.0, 0.0, 0))
+        if runs > runs_before:
+            waits.append(f"{name} {room - room_before:.1f}/{item - item_before:.1f}")
+    return "stage waits (s, stage for room / its reader for it): " + ", ".join(waits)
+
+
+def _waited(name: str, side: int, since: float) -> None:
+    with _WAITS_LOCK:
+        _WAITS[name][side] += time.perf_counter() - since
 
 
 class _Failure:
@@ -86,15 +116,27 @@ def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: 
     """
     buffer: queue.Queue = queue.Queue(maxsize)
     done = threading.Event()
+    with _WAITS_LOCK:
+        _WAITS.setdefault(name, [0.0, 0.0, 0])[2] += 1
 
     def put(item: object) -> bool:
-        while not cancel.is_set():
-            try:
-                buffer.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        if cancel.is_set():
+            return False
+        try:
+            buffer.put_nowait(item)
+            return True
+        except queue.Full:
+            waiting = time.perf_counter()
+        try:
+            while not cancel.is_set():
+                try:
+                    buffer.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            _waited(name, 0, waiting)
 
     def work() -> None:
         try:
@@ -122,16 +164,29 @@ def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: 
             cancel.set()
         done.wait()
 
+    def take() -> object:
+        """The next item, waited for; _NOTHING once the worker is done and left none."""
+        waiting = time.perf_counter()
+        try:
+            while True:
+                try:
+                    return buffer.get(timeout=0.05)
+                except queue.Empty:
+                    if done.is_set() and buffer.empty():
+                        return _NOTHING
+        finally:
+            _waited(name, 1, waiting)
+
     def consume() -> Iterator:
         nonlocal ended
         try:
             while True:
                 try:
-                    item = buffer.get(timeout=0.05)
+                    item = buffer.get_nowait()
                 except queue.Empty:
-                    if done.is_set() and buffer.empty():
+                    item = take()
+                    if item is _NOTHING:
                         return
-                    continue
                 if item is _END:
                     ended = True
                     return
