@@ -143,7 +143,9 @@ def resume_options(settings: Settings, model: str, weights: WeightsLocation | No
                    segment_frames: int | None = None, work_dir: Path | None = None) -> Resume:
     """How a resumable run is cut and recognised: its key holds everything that changes the
     restored frames (model, settings, weights' identity) beyond the plan's own, so a run, its
-    resumption and the render farm's workers agree on it."""
+    resumption and the render farm's workers agree on it. Settings are keyed as given, `auto`
+    unresolved: the driver of a farm may have no GPU, and a run moved to another machine keeps
+    its finished segments (the choices `auto` makes there restore within bf16's rounding)."""
     from vidface.config import settings_to_dict
     from vidface.plan import Resume, Segmenting
     from vidface.resume import weights_identity
