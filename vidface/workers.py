@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 QUEUE_FRAMES = 16
 """Frames buffered between two stages (decoded frames are a few MB each at 1080p)."""
@@ -16,7 +17,14 @@ QUEUE_FRAMES = 16
 _END = object()
 _NOTHING = object()
 
-_WAITS: dict[str, list[float]] = {}  # stage name -> [seconds waited for room, for items, queues made]
+@dataclass
+class _QueueWaits:
+    room: float = 0.0  # seconds the stage waited for room in its queue
+    item: float = 0.0  # seconds its reader waited for an item
+    runs: int = 0  # queues made for the stage
+
+
+_WAITS: dict[str, _QueueWaits] = {}
 _WAITS_LOCK = threading.Lock()
 
 
@@ -26,7 +34,7 @@ def queue_waits() -> dict[str, tuple[float, float, int]]:
     stage being slower; the stage's runs). The stage the others wait for, and that waits least
     itself, sets the pace of a run: where a GPU idles, this says which stage starves it."""
     with _WAITS_LOCK:
-        return {name: (room, item, int(runs)) for name, (room, item, runs) in _WAITS.items()}
+        return {name: (waits.room, waits.item, waits.runs) for name, waits in _WAITS.items()}
 
 
 def waits_since(before: Mapping[str, tuple[float, float, int]]) -> str:
@@ -38,11 +46,6 @@ def waits_since(before: Mapping[str, tuple[float, float, int]]) -> str:
         if runs > runs_before:
             waits.append(f"{name} {room - room_before:.1f}/{item - item_before:.1f}")
     return "stage waits (s, stage for room / its reader for it): " + ", ".join(waits)
-
-
-def _waited(name: str, side: int, since: float) -> None:
-    with _WAITS_LOCK:
-        _WAITS[name][side] += time.perf_counter() - since
 
 
 class _Failure:
@@ -117,7 +120,8 @@ def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: 
     buffer: queue.Queue = queue.Queue(maxsize)
     done = threading.Event()
     with _WAITS_LOCK:
-        _WAITS.setdefault(name, [0.0, 0.0, 0])[2] += 1
+        waits = _WAITS.setdefault(name, _QueueWaits())
+        waits.runs += 1
 
     def put(item: object) -> bool:
         if cancel.is_set():
@@ -136,7 +140,8 @@ def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: 
                     continue
             return False
         finally:
-            _waited(name, 0, waiting)
+            with _WAITS_LOCK:
+                waits.room += time.perf_counter() - waiting
 
     def work() -> None:
         try:
@@ -175,7 +180,8 @@ def in_background(items: Iterable, cancel: threading.Event, name: str, maxsize: 
                     if done.is_set() and buffer.empty():
                         return _NOTHING
         finally:
-            _waited(name, 1, waiting)
+            with _WAITS_LOCK:
+                waits.item += time.perf_counter() - waiting
 
     def consume() -> Iterator:
         nonlocal ended
