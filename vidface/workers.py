@@ -17,6 +17,7 @@ QUEUE_FRAMES = 16
 _END = object()
 _NOTHING = object()
 
+
 @dataclass
 class _QueueWaits:
     room: float = 0.0  # seconds the stage waited for room in its queue
