@@ -74,6 +74,7 @@ def write_video(
     codec_options: dict[str, str] | None = None,
     attachments: dict[str, bytes] | None = None,
     fields: str | None = None,
+    chapters: Sequence[tuple[float, float, str]] = (),
 ) -> Path:
     """Write a test video and return its path; the container follows the file's extension.
 
@@ -85,6 +86,7 @@ def write_video(
     attachments: file name → bytes, attached to a Matroska file (fonts, cover art).
     fields: "tff" or "bff" marks every frame interlaced with that field order (FFmpeg's setfield
     filter), for encoders asked to code fields (codec_options flags +ildct+ilme).
+    chapters: (start, end, title), in seconds.
     """
     path = Path(path)
     width, height = size
@@ -130,6 +132,9 @@ def write_video(
             subtitle_stream.time_base = Fraction(1, 1000)
             if subtitles.language:
                 subtitle_stream.metadata["language"] = subtitles.language
+        container.set_chapters([{"id": number, "start": round(start * 1000), "end": round(end * 1000),
+                                 "time_base": Fraction(1, 1000), "metadata": {"title": title}}
+                                for number, (start, end, title) in enumerate(chapters, 1)])
         mark = _field_marker(fields, width, height, pix_fmt, time_base) if fields else None
         for index in range(frames):
             rgb = source(index) if callable(source) else source[index]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import av
 import pytest
 
 from media import AudioTrack, Subtitles, read_video, write_video
@@ -320,3 +322,51 @@ def test_tags_that_are_not_utf8_pass_through(extension: str, tmp_path: Path, cli
     assert b"Reel \x94" in (tmp_path / f"out.{extension}").read_bytes()
     code, out, err = cli("probe", source)
     assert "tag: title=Reel \ufffd" in out.splitlines()
+
+
+CHAPTERS = [(0.0, 0.25, "Opening"), (0.25, 0.625, "Interview"), (0.625, 1.0, "Credits")]
+
+
+def _chapters(path: Path) -> list[tuple[float, float, str]]:
+    with av.open(str(path)) as container:
+        return [(float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"]), c["metadata"].get("title"))
+                for c in container.chapters()]
+
+
+@pytest.mark.parametrize(("source", "output"), [("mkv", "mkv"), ("mp4", "mp4"), ("mp4", "mkv"), ("mkv", "mov")])
+def test_chapters_are_kept(source: str, output: str, tmp_path: Path, cli, caplog) -> None:
+    """Chapters, with their titles; an MP4's chapter track (FFmpeg shows it as a data stream of no
+    codec) is written again with the chapters, not left out with a warning nor doubled."""
+    path = write_video(tmp_path / f"in.{source}", frames=24, size=(96, 64), audio="aac", chapters=CHAPTERS)
+    assert _chapters(path) == CHAPTERS
+    with caplog.at_level(logging.INFO, logger="vidface.plan"):
+        code, out, err = cli("restore", "--model", "none", path, tmp_path / f"out.{output}", "--no-progress")
+    assert code == 0, err
+    assert _chapters(tmp_path / f"out.{output}") == CHAPTERS
+    assert "leaving out" not in caplog.text
+    assert ("chapter track #2 is written again" in caplog.text) == (source == "mp4")
+    assert read_video(tmp_path / f"out.{output}").stream_types == read_video(path).stream_types[:2] + (
+        ["data"] if output in ("mp4", "mov") else [])
+    code, out, err = cli("probe", tmp_path / f"out.{output}")
+    assert 'chapter 2: 0.250-0.625 s "Interview"' in out
+
+
+def test_a_range_keeps_the_chapters_in_it_cut_and_moved(tmp_path: Path, cli) -> None:
+    path = write_video(tmp_path / "in.mkv", frames=24, size=(96, 64), chapters=CHAPTERS)
+    code, out, err = cli("restore", "--model", "none", path, tmp_path / "out.mkv", "--no-progress",
+                         "--start", "0.5", "--duration", "0.25")  # frames 12 to 17
+    assert code == 0, err
+    assert _chapters(tmp_path / "out.mkv") == [(0.0, 0.125, "Interview"), (0.125, 0.25, "Credits")]
+
+
+def test_a_container_without_chapters_says_they_are_left_out(tmp_path: Path, cli, caplog) -> None:
+    path = write_video(tmp_path / "in.mkv", frames=24, size=(96, 64), chapters=CHAPTERS)
+    code, out, err = cli("restore", "--model", "none", path, tmp_path / "out.avi", "--dry-run")
+    assert code == 0 and "drop    3 chapters (avi holds none)" in out
+    with caplog.at_level(logging.WARNING, logger="vidface.plan"):
+        code, out, err = cli("restore", "--model", "none", path, tmp_path / "out.avi", "--no-progress")
+    assert code == 0, err
+    assert "leaving out the 3 chapters: avi files cannot hold chapters" in caplog.text
+    assert _chapters(tmp_path / "out.avi") == []
+    code, out, err = cli("restore", "--model", "none", path, tmp_path / "out.mkv", "--dry-run")
+    assert "copy    3 chapters" in out

@@ -11,19 +11,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
 from vidface.errors import OutputError, OutputExists
-from vidface.io.encode import CopyRange, OutputWriter
+from vidface.io.encode import CHAPTER_FORMATS, CopyRange, OutputWriter
 from vidface.io.encoder_setup import INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt, output_format
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import UNKNOWN_CODEC, MediaInfo, StreamInfo, probe
+from vidface.io.probe import UNKNOWN_CODEC, Chapter, MediaInfo, StreamInfo, probe
 from vidface.memory import steady_allocator
 
 if TYPE_CHECKING:
@@ -160,8 +160,13 @@ def plan_transcode(
     for stream in unwritable:
         if "timecode" in stream.metadata and "timecode" in video_tags:
             log.info("timecode track #%d is written again from the video's timecode tag", stream.index)
+        elif stream.index in info.chapter_tracks and container_format in CHAPTER_FORMATS:
+            log.info("chapter track #%d is written again from the file's chapters", stream.index)
         else:
             log.warning("leaving out stream #%d: FFmpeg cannot write its %s codec", stream.index, stream.type)
+    if info.chapters and container_format not in CHAPTER_FORMATS:
+        log.warning("leaving out the %d chapters: %s files cannot hold chapters (.mkv and .mp4 can)",
+                    len(info.chapters), container_format)
     dropped = tuple(s for s in others if s not in copied)
     return Plan(info=info, output=output_path, container_format=container_format, encode=encode,
                 pix_fmt=pix_fmt, first_frame=first, stop_frame=stop, copied=copied, dropped=dropped,
@@ -242,5 +247,22 @@ def output_writer(plan: Plan, temporary: Path) -> OutputWriter:
     tags = {} if plan.provenance is None else container_tags(plan.container_format, plan.provenance,
                                                              plan.info.metadata)
     return OutputWriter(temporary, plan.container_format, plan.info, plan.encode, plan.pix_fmt,
-                        tuple(s.index for s in plan.copied), copy_range, video_shift=shift, tags=tags)
+                        tuple(s.index for s in plan.copied), copy_range, video_shift=shift, tags=tags,
+                        chapters=output_chapters(plan))
+
+
+def output_chapters(plan: Plan) -> list[Chapter]:
+    """IN's chapters within the plan's range, cut to it and moved as the copied streams are
+    (`frame_timing`); none where OUT's container holds none. A chapter mark (no length) stays if
+    it falls in the range."""
+    if plan.container_format not in CHAPTER_FORMATS:
+        return []
+    copy_range = frame_timing(plan)[3]
+    kept = []
+    for chapter in plan.info.chapters:
+        start = chapter.start if copy_range.start is None else max(chapter.start, copy_range.start)
+        end = chapter.end if copy_range.stop is None else min(chapter.end, copy_range.stop)
+        if end > start or (end == start == chapter.start == chapter.end):
+            kept.append(replace(chapter, start=start - copy_range.shift, end=end - copy_range.shift))
+    return kept
 

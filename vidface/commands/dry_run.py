@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def describe_plan(plan, settings=None, model_name: str = "none") -> str:
     """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
+    from vidface.io.encode import CHAPTER_FORMATS
     from vidface.io.encoder_setup import IN_ORDER_FORMATS, video_codec_options
+    from vidface.plan import output_chapters
 
     video = plan.info.video
     first = plan.first_frame
@@ -24,6 +26,10 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
     lines += [f"copy    #{s.index} {s.type} {s.codec}" + (f" [{s.language}]" if s.language else "")
               for s in plan.copied]
     lines += [f"drop    #{s.index} {s.type} {s.codec}" for s in plan.dropped]
+    if plan.info.chapters:
+        kept = output_chapters(plan)
+        lines.append(f"copy    {len(kept)} chapters" if plan.container_format in CHAPTER_FORMATS
+                     else f"drop    {len(plan.info.chapters)} chapters ({plan.container_format} holds none)")
     lines.append(f"output  {plan.output} ({plan.container_format})")
     if plan.container_format in IN_ORDER_FORMATS:
         lines.append(f"note    no B-frames: {IN_ORDER_FORMATS[plan.container_format]} keeps a frame's timestamp only "

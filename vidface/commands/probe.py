@@ -63,6 +63,8 @@ def probe_report(info) -> dict:
              "title": s.title, "detail": s.detail}
             for s in info.streams
         ],
+        "chapters": [{"start": round(float(chapter.start), 6), "end": round(float(chapter.end), 6),
+                      "title": chapter.metadata.get("title")} for chapter in info.chapters],
         "provenance": provenance_report(info),
     }
 
@@ -108,6 +110,9 @@ def format_report(report: dict) -> str:
         extra = " ".join(x for x in (stream["detail"], stream["language"] and f"[{stream['language']}]",
                                      stream["title"] and f"\"{stream['title']}\"") if x)
         lines.append(f"stream #{stream['index']}: {stream['type']} {stream['codec']} {extra}".rstrip())
+    for number, chapter in enumerate(report["chapters"], 1):
+        title = f" \"{_shown(chapter['title'])}\"" if chapter["title"] else ""
+        lines.append(f"chapter {number}: {chapter['start']:.3f}-{chapter['end']:.3f} s{title}")
     provenance = report["provenance"]
     lines.append(f"restored by: {provenance['tag'] or 'no vidface tag'}")
     if provenance["sidecar"] is not None:

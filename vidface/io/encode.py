@@ -9,7 +9,7 @@ demuxer over IN. Nothing is re-encoded except the video; copied packets keep the
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,13 +21,17 @@ from vidface.errors import OutputError
 from vidface.io.encoder_setup import MPEG_1_2_VIDEO, video_codec_options
 from vidface.io.frames import Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import TAG_ERRORS, MediaInfo, codec_name
+from vidface.io.probe import TAG_ERRORS, Chapter, MediaInfo, codec_name
 
 # Muxer flag: no random IDs (Matroska's segment and track UIDs), no library version strings or
 # dates, so the same frames and settings give the same file bytes in every run.
 BITEXACT = {"fflags": "+bitexact"}
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
+CHAPTER_FORMATS = {"matroska", "webm", "mov", "mp4", "ipod", "3gp", "3g2", "nut", "asf", "ogg"}
+"""The muxers that write chapters (measured with this FFmpeg: AVI, MPEG-TS, MPEG-PS, FLV and MXF
+leave them out without a word)."""
+_CHAPTER_TIME_BASE = Fraction(1, 1_000_000_000)  # Matroska's nanoseconds: exact for MP4's units too
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class OutputWriter:
     Use as a context manager; `close()` flushes the encoder and the remaining copied packets.
     copy_streams: indices of IN's streams to copy. video_shift: ticks of the video time base
     subtracted from every frame's pts (a preview range starting later than 0 starts at 0).
-    tags: container tags set over those kept from IN.
+    tags: container tags set over those kept from IN. chapters: OUT's, on its timeline.
 
     `write` is `encode` then `mux_video`; the two halves serve resumable runs, which encode
     segments apart (`encode`, `flush_encoder` on a writer over an in-memory file that is never
@@ -56,7 +60,8 @@ class OutputWriter:
 
     def __init__(self, path: Path | BinaryIO, container_format: str, info: MediaInfo, options: EncodeOptions,
                  pix_fmt: str, copy_streams: tuple[int, ...], copy_range: CopyRange,
-                 video_shift: int = 0, tags: Mapping[str, str] | None = None) -> None:
+                 video_shift: int = 0, tags: Mapping[str, str] | None = None,
+                 chapters: Sequence[Chapter] = ()) -> None:
         self._shift = video_shift
         self._durations: dict[int, int] = {}
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
@@ -77,6 +82,11 @@ class OutputWriter:
             self._packets: Iterator[av.Packet] = iter(())
             if copy_streams:
                 self._open_copies(info, copy_streams, copy_range)
+            if chapters:
+                self._output.set_chapters([
+                    {"id": chapter.id, "start": round(chapter.start / _CHAPTER_TIME_BASE),
+                     "end": round(chapter.end / _CHAPTER_TIME_BASE), "time_base": _CHAPTER_TIME_BASE,
+                     "metadata": chapter.metadata} for chapter in chapters])
             if isinstance(path, Path):
                 self._write_header()
         except BaseException:

@@ -87,13 +87,27 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class Chapter:
+    """A chapter of the input: from `start` to `end` seconds on its timeline, its tags (title)."""
+
+    id: int
+    start: Fraction
+    end: Fraction
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MediaInfo:
+    """chapter_tracks: the streams that hold a MOV/MP4's chapter titles (`chapter_tracks`)."""
+
     path: Path
     format_name: str
     duration: float | None
     metadata: dict[str, str]
     video: VideoInfo
     streams: tuple[StreamInfo, ...]
+    chapters: tuple[Chapter, ...] = ()
+    chapter_tracks: tuple[int, ...] = ()
 
 
 TAG_ERRORS = "surrogateescape"
@@ -170,6 +184,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             decode_times=decode_times,
         )
         streams = tuple(_stream_info(s) for s in container.streams)
+        chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
+                                 chapter["end"] * chapter["time_base"], dict(chapter["metadata"]))
+                         for chapter in container.chapters())
         return MediaInfo(
             path=path,
             format_name=container.format.name,
@@ -177,7 +194,19 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             metadata=dict(container.metadata),
             video=video,
             streams=streams,
+            chapters=chapters,
+            chapter_tracks=chapter_tracks(container, len(chapters)),
         )
+
+
+def chapter_tracks(container: av.container.InputContainer, chapters: int) -> tuple[int, ...]:
+    """The streams in which a MOV/MP4 keeps its `chapters` titles, one sample per chapter: FFmpeg
+    reads the chapters from them and shows them as data streams of no codec. Writing the chapters
+    makes such a track again where the output needs one."""
+    if not chapters or not container.format.name.startswith("mov"):
+        return ()
+    return tuple(stream.index for stream in container.streams
+                 if stream.type == "data" and codec_name(stream) == UNKNOWN_CODEC and stream.frames == chapters)
 
 
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
