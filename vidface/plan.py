@@ -165,7 +165,7 @@ def plan_transcode(
         else:
             log.warning("leaving out stream #%d: FFmpeg cannot write its %s codec", stream.index, stream.type)
     if info.chapters and container_format not in CHAPTER_FORMATS:
-        log.warning("leaving out the %d chapters: %s files cannot hold chapters (.mkv and .mp4 can)",
+        log.warning("leaving out the %d chapters: FFmpeg writes none into %s files (.mkv and .mp4 hold them)",
                     len(info.chapters), container_format)
     dropped = tuple(s for s in others if s not in copied)
     return Plan(info=info, output=output_path, container_format=container_format, encode=encode,

@@ -28,9 +28,9 @@ from vidface.io.probe import TAG_ERRORS, Chapter, MediaInfo, codec_name
 BITEXACT = {"fflags": "+bitexact"}
 # Global tags that describe the file that was read, not the one written.
 _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
-CHAPTER_FORMATS = {"matroska", "webm", "mov", "mp4", "ipod", "3gp", "3g2", "nut", "asf", "ogg"}
-"""The muxers that write chapters (measured with this FFmpeg: AVI, MPEG-TS, MPEG-PS, FLV and MXF
-leave them out without a word)."""
+CHAPTER_FORMATS = {"matroska", "webm", "mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "nut", "asf"}
+"""The muxers that write chapters, measured with this FFmpeg (those tried that leave them out
+without a word: AVI, MPEG-TS, MPEG-PS, FLV, MXF, raw H.264, and Ogg with video)."""
 _CHAPTER_TIME_BASE = Fraction(1, 1_000_000_000)  # Matroska's nanoseconds: exact for MP4's units too
 
 

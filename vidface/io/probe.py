@@ -98,7 +98,7 @@ class Chapter:
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """chapter_tracks: the streams that hold a MOV/MP4's chapter titles (`chapter_tracks`)."""
+    """chapter_tracks: the streams that hold a MOV/MP4's chapter titles (`_chapter_tracks`)."""
 
     path: Path
     format_name: str
@@ -195,11 +195,11 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             video=video,
             streams=streams,
             chapters=chapters,
-            chapter_tracks=chapter_tracks(container, len(chapters)),
+            chapter_tracks=_chapter_tracks(container, len(chapters)),
         )
 
 
-def chapter_tracks(container: av.container.InputContainer, chapters: int) -> tuple[int, ...]:
+def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tuple[int, ...]:
     """The streams in which a MOV/MP4 keeps its `chapters` titles, one sample per chapter: FFmpeg
     reads the chapters from them and shows them as data streams of no codec. Writing the chapters
     makes such a track again where the output needs one."""
