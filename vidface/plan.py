@@ -248,16 +248,15 @@ def output_writer(plan: Plan, temporary: Path) -> OutputWriter:
                                                              plan.info.metadata)
     return OutputWriter(temporary, plan.container_format, plan.info, plan.encode, plan.pix_fmt,
                         tuple(s.index for s in plan.copied), copy_range, video_shift=shift, tags=tags,
-                        chapters=output_chapters(plan))
+                        chapters=output_chapters(plan, copy_range))
 
 
-def output_chapters(plan: Plan) -> list[Chapter]:
+def output_chapters(plan: Plan, copy_range: CopyRange) -> list[Chapter]:
     """IN's chapters within the plan's range, cut to it and moved as the copied streams are
-    (`frame_timing`); none where OUT's container holds none. A chapter mark (no length) stays if
-    it falls in the range."""
+    (`copy_range`, from `frame_timing`); none where OUT's container holds none. A chapter mark
+    (no length) stays if it falls in the range."""
     if plan.container_format not in CHAPTER_FORMATS:
         return []
-    copy_range = frame_timing(plan)[3]
     kept = []
     for chapter in plan.info.chapters:
         start = chapter.start if copy_range.start is None else max(chapter.start, copy_range.start)

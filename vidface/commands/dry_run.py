@@ -7,7 +7,7 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
     """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
     from vidface.io.encode import CHAPTER_FORMATS
     from vidface.io.encoder_setup import IN_ORDER_FORMATS, video_codec_options
-    from vidface.plan import output_chapters
+    from vidface.plan import frame_timing, output_chapters
 
     video = plan.info.video
     first = plan.first_frame
@@ -27,7 +27,7 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
               for s in plan.copied]
     lines += [f"drop    #{s.index} {s.type} {s.codec}" for s in plan.dropped]
     if plan.info.chapters:
-        kept = output_chapters(plan)
+        kept = output_chapters(plan, frame_timing(plan)[3])
         lines.append(f"copy    {len(kept)} chapters" if plan.container_format in CHAPTER_FORMATS
                      else f"drop    {len(plan.info.chapters)} chapters ({plan.container_format} holds none)")
     lines.append(f"output  {plan.output} ({plan.container_format})")
