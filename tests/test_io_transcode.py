@@ -6,9 +6,11 @@ import logging
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from media import AudioTrack, Subtitles, read_video, write_video
+from vidface.io.probe import bit_depth
 
 
 def _check_faithful(source: Path, output: Path, *, pix_fmt: str | None = None) -> None:
@@ -370,3 +372,75 @@ def test_a_container_without_chapters_says_they_are_left_out(tmp_path: Path, cli
     assert _chapters(tmp_path / "out.avi") == []
     code, out, err = cli("restore", "--model", "none", path, tmp_path / "out.mkv", "--dry-run")
     assert "copy    3 chapters" in out
+
+
+def _mean_greys(path: Path) -> tuple[float, float]:
+    """The first frame's left and right halves as a player shows their greys (0-255): luma read
+    as full range where the frame says so (or its format is a full-range one), else as limited."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    plane, depth = frame.planes[0], bit_depth(frame.format.name)
+    luma = np.frombuffer(plane, np.uint16 if depth > 8 else np.uint8).reshape(plane.height, -1)[:, :plane.width]
+    luma = luma / 2 ** (depth - 8)
+    full = frame.color_range == av.video.reformatter.ColorRange.JPEG or frame.format.name.startswith("yuvj")
+    grey = luma if full else (luma - 16) * 255 / 219
+    half = plane.width // 2
+    return float(grey[:, : half - 8].mean()), float(grey[:, half + 8:].mean())
+
+
+@pytest.mark.parametrize("codec, extension", [("prores_ks", "mov"), ("mpeg2video", "mkv"), ("mpeg4", "mov"),
+                                              ("v210", "mov"), ("mpeg4", "mkv"), ("libx264", "mp4"),
+                                              ("mjpeg", "mov"), ("dnxhd", "mov")])
+@pytest.mark.parametrize("source_range", ["full", "limited"])
+def test_every_encoder_keeps_the_levels_a_player_shows(source_range: str, codec: str, extension: str,
+                                                       tmp_path: Path, cli) -> None:
+    """A player shows OUT's greys as IN's. A full-range source (an MJPEG camera file) is coded in
+    limited range where OUT could not say it is full: MPEG-2 and ProRes are limited by definition,
+    and a MOV says nothing of MPEG-4's range. A limited-range source becomes full range for MJPEG,
+    which codes YUV in no other."""
+    images = np.zeros((4, 128, 256, 3), np.uint8)  # DNxHR's smallest picture is 256x120
+    images[:, :, :128], images[:, :, 128:] = 64, 192
+    source = (write_video(tmp_path / "in.avi", frames=4, size=(256, 128), codec="mjpeg", pix_fmt="yuvj420p",
+                          images=images) if source_range == "full" else
+              write_video(tmp_path / "in.mp4", frames=4, size=(256, 128), images=images))
+    output = tmp_path / f"out.{extension}"
+    code, _, err = cli("restore", "--model", "none", source, output, "--no-progress", "--codec", codec)
+    assert code == 0, err
+    assert _mean_greys(source) == pytest.approx((64, 192), abs=0.6)
+    assert _mean_greys(output) == pytest.approx((64, 192), abs=0.6)
+
+
+@pytest.mark.parametrize("codec", ["mpeg2video", "mpeg4", "mjpeg"])
+def test_encoders_without_a_crf_code_at_a_fixed_quantizer(codec: str, tmp_path: Path, cli) -> None:
+    """MPEG-2, MPEG-4 Part 2 and MJPEG, left to their own rate control, aim at 200 kb/s whatever
+    the picture: they code at --qscale instead (2 unless set), and at a bitrate the user gives."""
+    source = write_video(tmp_path / "in.mp4", frames=12, size=(320, 240))
+    sizes, errors = {}, {}
+    for name, args in {"default": [], "q2": ["--qscale", "2"], "q24": ["--qscale", "24"],
+                       "bitrate": ["--encoder-opt", "b=100k"]}.items():
+        output = tmp_path / f"{name}.mkv"
+        code, _, err = cli("restore", "--model", "none", source, output, "--no-progress", "--codec", codec, *args)
+        assert code == 0, err
+        sizes[name] = output.stat().st_size
+        errors[name] = float(np.mean([np.abs(a.astype(int) - b).mean() for a, b in
+                                      zip(read_video(source, images=True).images,
+                                          read_video(output, images=True).images)]))
+    assert (tmp_path / "default.mkv").read_bytes() == (tmp_path / "q2.mkv").read_bytes()
+    assert sizes["q2"] > 1.5 * sizes["q24"] and errors["q2"] < errors["q24"]
+    code, out, _ = cli("restore", "--model", "none", source, tmp_path / "dry.mkv", "--codec", codec,
+                       "--encoder-opt", "b=100k", "--dry-run")
+    assert code == 0 and "qmax" not in out and "b=100k" in out
+
+
+@pytest.mark.parametrize("pix_fmt, profile", [("yuv420p", "DNXHR HQ"), ("yuv420p10le", "DNXHR HQX")])
+def test_dnxhd_codes_any_picture_size_as_dnxhr(pix_fmt: str, profile: str, tmp_path: Path, cli) -> None:
+    """DNxHD proper takes 1080p and 720p only, at set bitrates; any other size is coded as DNxHR,
+    high quality at the source's bit depth."""
+    source = write_video(tmp_path / "in.mkv", frames=6, size=(320, 176), pix_fmt=pix_fmt,
+                         codec="libx265" if pix_fmt.endswith("10le") else "libx264")
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mov", "--no-progress",
+                       "--codec", "dnxhd")
+    assert code == 0, err
+    with av.open(str(tmp_path / "out.mov")) as container:
+        assert container.streams.video[0].profile == profile
+    assert read_video(tmp_path / "out.mov").frame_pts == read_video(source).frame_pts

@@ -20,7 +20,7 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         f"frames  {plan.frame_count} (from frame {first}, "
         f"{float((video.pts[first] - video.pts[0]) * video.time_base):.3f} s)",
         f"encode  {plan.encode.codec} {plan.pix_fmt} "
-        + " ".join(f"{k}={v}" for k, v in video_codec_options(plan.encode, video, plan.container_format).items()),
+        + " ".join(f"{k}={v}" for k, v in video_codec_options(plan.encode, video, plan.container_format, plan.pix_fmt).items()),
         "model   " + _describe_model(settings, model_name),
     ]
     lines += [f"copy    #{s.index} {s.type} {s.codec}" + (f" [{s.language}]" if s.language else "")

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import av
 
 from vidface.errors import OutputError
-from vidface.io.encoder_setup import MPEG_1_2_VIDEO, video_codec_options
+from vidface.io.encoder_setup import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, output_color_range, video_codec_options
 from vidface.io.frames import Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import TAG_ERRORS, Chapter, MediaInfo, codec_name
@@ -96,7 +96,7 @@ class OutputWriter:
     def _add_video_stream(self, info: MediaInfo, options: EncodeOptions, pix_fmt: str) -> av.video.stream.VideoStream:
         video = info.video
         rate = video.average_rate or Fraction(25)
-        codec_options = video_codec_options(options, video, self._output.format.name)
+        codec_options = video_codec_options(options, video, self._output.format.name, pix_fmt)
         try:
             stream = self._output.add_stream(options.codec, rate=rate, options=codec_options)
         except (av.error.FFmpegError, ValueError) as error:
@@ -121,8 +121,13 @@ class OutputWriter:
         with av.open(str(info.path), metadata_errors=TAG_ERRORS) as source:
             src = source.streams[video.index]
             ctx = src.codec_context
-            for name in ("color_range", "color_primaries", "color_trc", "colorspace"):
+            for name in ("color_primaries", "color_trc", "colorspace"):
                 setattr(stream.codec_context, name, getattr(ctx, name))
+            ranges = av.video.reformatter.ColorRange
+            source_range = ranges.JPEG if video.pix_fmt in JPEG_RANGE_FORMATS.values() else ranges(ctx.color_range)
+            self._ranges = (source_range, output_color_range(options.codec, pix_fmt, self._output.format.name,
+                                                             source_range))
+            stream.codec_context.color_range = self._ranges[1]
             if src.sample_aspect_ratio:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
             if video.interlaced:
@@ -200,7 +205,11 @@ class OutputWriter:
         if frame.shared:
             raise ValueError(f"frame {frame.index} is shared: the encoder changes the pictures it is given")
         video = frame.video
-        if video.format.name != self._stream.pix_fmt:
+        source_range, output_range = self._ranges
+        if source_range != output_range:
+            video = reformatted(video, format=self._stream.pix_fmt, src_color_range=source_range,
+                                dst_color_range=output_range)
+        elif video.format.name != self._stream.pix_fmt:
             video = reformatted(video, format=self._stream.pix_fmt)
         video = defined_padding(video)
         video.pts = frame.pts - self._shift

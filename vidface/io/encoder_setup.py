@@ -47,7 +47,7 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
                 f"choose one of: {', '.join(supported)}"
             )
         return options.pix_fmt
-    wanted = video.pix_fmt
+    wanted = full_range_format(options.codec, video.pix_fmt)
     odd = video.width % 2 or video.height % 2
     if odd and options.codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc"):
         wanted = "yuv444p10le" if video.bit_depth > 8 else "yuv444p"
@@ -60,20 +60,78 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
         chroma = (fmt.chroma_width(64), fmt.chroma_height(64)) != (src.chroma_width(64), src.chroma_height(64))
         return (abs(depth) + (100 if depth < 0 else 0), int(chroma))
 
-    choice = min(supported, key=distance)
+    choice = full_range_format(options.codec, min(supported, key=distance))
     log.warning("encoder %s cannot keep pixel format %s; encoding as %s", options.codec, wanted, choice)
     return choice
 
 
-def video_codec_options(options: EncodeOptions, video: VideoInfo, container_format: str) -> dict[str, str]:
-    """Every option the video encoder is opened with: the settings' own, then what a repeatable
-    output (`repeatable_options`), the container (`in_order_options`) and an interlaced source
-    (`interlaced_options`) need."""
-    codec_options = repeatable_options(options.codec, options.codec_options())
+JPEG_RANGE_FORMATS = {"yuv420p": "yuvj420p", "yuv422p": "yuvj422p", "yuv444p": "yuvj444p"}
+"""The full-range ("JPEG") forms of YUV formats, which FFmpeg's scaler converts the levels into."""
+
+
+def full_range_format(codec: str, pix_fmt: str) -> str:
+    """`pix_fmt`, in its full-range form where `codec` codes YUV only in full range: FFmpeg's
+    JPEG encoder, as JPEG defines it, refuses limited-range YUV (the usual video levels)."""
+    return JPEG_RANGE_FORMATS.get(pix_fmt, pix_fmt) if codec == "mjpeg" else pix_fmt
+
+
+RANGE_IN_BITSTREAM_ENCODERS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1",
+                               "h264_nvenc", "hevc_nvenc", "av1_nvenc", "dnxhd", "mjpeg"}
+"""Encoders whose bitstream says whether its YUV is full or limited range, in any container."""
+LIMITED_RANGE_ENCODERS = {"prores", "prores_ks", "prores_aw", "mpeg1video", "mpeg2video"}
+"""Encoders of codecs that are limited range by definition: their decoders say so whatever the
+container says."""
+RANGE_TAGGING_FORMATS = {"matroska", "webm"}
+"""Containers whose stream header says the video's range, for the codecs of neither set."""
+
+
+def output_color_range(codec: str, pix_fmt: str, container_format: str,
+                       source_range: av.video.reformatter.ColorRange) -> av.video.reformatter.ColorRange:
+    """The range OUT's YUV is coded in: the source's, except where a player would not read a
+    full-range source as full range (limited range there), and full range for the full-range
+    ("JPEG") formats.
+
+    Why: decoders take video whose range no one states as limited range, and an MPEG-2 or ProRes
+    decoder takes it as limited whatever is stated, so full-range samples written there as they
+    are came back with their dark greys darker and their light greys lighter."""
+    ranges = av.video.reformatter.ColorRange
+    if pix_fmt in JPEG_RANGE_FORMATS.values():
+        return ranges.JPEG
+    if source_range != ranges.JPEG or av.VideoFormat(pix_fmt).is_rgb:
+        return source_range
+    if codec in RANGE_IN_BITSTREAM_ENCODERS or (
+            container_format in RANGE_TAGGING_FORMATS and codec not in LIMITED_RANGE_ENCODERS):
+        return source_range
+    return ranges.MPEG
+
+
+def video_codec_options(options: EncodeOptions, video: VideoInfo, container_format: str,
+                        pix_fmt: str) -> dict[str, str]:
+    """Every option the video encoder is opened with: the settings' own, then what the pixel
+    format (`profile_options`), a repeatable output (`repeatable_options`), the container
+    (`in_order_options`) and an interlaced source (`interlaced_options`) need."""
+    codec_options = profile_options(options.codec, pix_fmt, options.codec_options())
+    codec_options = repeatable_options(options.codec, codec_options)
     codec_options = in_order_options(options.codec, container_format, codec_options)
     if video.interlaced:
         codec_options = interlaced_options(options.codec, video.field_order, codec_options)
     return codec_options
+
+
+DNXHR_PROFILES = {"yuv422p": "dnxhr_hq", "yuv422p10le": "dnxhr_hqx", "yuv444p10le": "dnxhr_444",
+                  "gbrp10le": "dnxhr_444"}
+"""The DNxHR profile for each pixel format the dnxhd encoder takes: high quality at its depth."""
+
+
+def profile_options(codec: str, pix_fmt: str, options: dict[str, str]) -> dict[str, str]:
+    """`options`, plus the profile that lets the dnxhd encoder code a picture of any size.
+
+    Why: DNxHD proper codes only 1920x1080 and 1280x720, each at a few set bitrates, and the
+    encoder refuses anything else; its successor DNxHR takes any size from 256x120 up. A profile
+    or bitrate of the user's own wins (DNxHD at its bitrate)."""
+    if codec != "dnxhd" or "profile" in options or "b" in options or pix_fmt not in DNXHR_PROFILES:
+        return options
+    return {"profile": DNXHR_PROFILES[pix_fmt], **options}
 
 
 IN_ORDER_FORMATS = {"avi": "AVI", "asf": "ASF/WMV", "asf_stream": "ASF/WMV", "mxf": "MXF", "mxf_d10": "MXF",
@@ -99,7 +157,7 @@ def check_frame_times_kept(codec: str, container_format: str) -> None:
     MPEG program stream)."""
     if container_format in PROGRAM_STREAM_FORMATS and video_encoder(codec).canonical_name not in MPEG_1_2_VIDEO:
         raise OutputError(f"MPEG program streams ({container_format}) keep frame times only for MPEG-1/2 video: "
-                          "write a .ts or .mkv, or pass --codec mpeg2video with a bitrate (--encoder-opt b=8M)")
+                          "write a .ts or .mkv, or pass --codec mpeg2video")
 
 
 def in_order_options(codec: str, container_format: str, options: dict[str, str]) -> dict[str, str]:

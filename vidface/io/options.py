@@ -15,6 +15,12 @@ CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libvpx-vp
               "av1_nvenc": "cq"}
 PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset",
                  "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
+QSCALE_ENCODERS = {"mpeg1video", "mpeg2video", "mpeg4", "msmpeg4", "msmpeg4v2", "wmv1", "wmv2", "flv", "h263",
+                   "h263p", "mjpeg"}
+"""FFmpeg's MPEG video family: no constant rate factor, but a fixed quantizer (ffmpeg -q:v); left
+to their own rate control they aim at 200 kb/s, whatever the picture size."""
+FF_QP2LAMBDA = 118
+"""FFmpeg's ratio of a quantizer to its rate-distortion lambda."""
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
 
@@ -29,6 +35,10 @@ class EncodeOptions:
     crf: int | None = option(18, "constant quality for x264/x265/AV1/VP9, lower is better and bigger (18 is "
                              "visually lossless for x264; ignored by encoders without one)", flag="--crf",
                              rule=between(0, 63))
+    qscale: int | None = option(2, "fixed quantizer for MPEG-1/2, MPEG-4 Part 2 and MJPEG, which have no "
+                                "constant rate factor (ffmpeg -q:v): 1 is best and biggest, 31 smallest; "
+                                "unused where --encoder-opt b= sets a bitrate", flag="--qscale",
+                                rule=between(1, 31))
     preset: str | None = option(None, "encoder speed preset, e.g. ultrafast..veryslow for x264 (default: the "
                                 "encoder's own, medium for x264)", flag="--preset", metavar="NAME")
     pix_fmt: str | None = option(None, "output pixel format, e.g. yuv420p10le (default: keep the source's, so "
@@ -48,6 +58,11 @@ class EncodeOptions:
             options[CRF_OPTION[self.codec]] = str(self.crf)
             if self.codec.startswith("libvpx"):
                 options["b"] = "0"
+        if self.qscale is not None and self.codec in QSCALE_ENCODERS and "b" not in dict(self.options):
+            # ffmpeg -q:v gives every frame this quality; PyAV cannot set a frame's, so the
+            # quantizer and the lambda its mode decisions weigh bits by are pinned to it instead.
+            lambda_ = str(self.qscale * FF_QP2LAMBDA)
+            options.update(qmin=str(self.qscale), qmax=str(self.qscale), lmin=lambda_, lmax=lambda_)
         if self.preset is not None:
             options[PRESET_OPTION.get(self.codec, "preset")] = self.preset
         if self.codec == "libx265":
