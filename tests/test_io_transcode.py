@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from media import AudioTrack, Subtitles, read_video, write_video
-from vidface.io.probe import bit_depth
+from vidface.io.probe import bit_depth, probe
 
 
 def _check_faithful(source: Path, output: Path, *, pix_fmt: str | None = None) -> None:
@@ -444,3 +445,29 @@ def test_dnxhd_codes_any_picture_size_as_dnxhr(pix_fmt: str, profile: str, tmp_p
     with av.open(str(tmp_path / "out.mov")) as container:
         assert container.streams.video[0].profile == profile
     assert read_video(tmp_path / "out.mov").frame_pts == read_video(source).frame_pts
+
+
+HDR10_PARAMS = ("log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)"
+                "L(10000000,1):max-cll=1000,400")
+
+
+@pytest.mark.parametrize("codec", ["libx265", "libx264", "libsvtav1"])
+def test_hdr10_metadata_is_kept(codec: str, tmp_path: Path, cli) -> None:
+    """An HDR display maps the picture by the mastering display and light levels the source
+    carries; OUT carries the same (AV1 stores chromaticities in 1/65536, luminance in 1/16384
+    cd/m² at least), and `vidface probe` shows them."""
+    source = write_video(tmp_path / "in.mkv", frames=6, size=(256, 128), codec="libx265", pix_fmt="yuv420p10le",
+                         codec_options={"x265-params": HDR10_PARAMS})
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress", "--codec", codec)
+    assert code == 0, err
+    before, after = probe(source).video.hdr, probe(tmp_path / "out.mkv").video.hdr
+    assert before is not None and before.light_levels == (1000, 400) and before.luminance == (Fraction(1, 10000), 1000)
+    assert after is not None and after.light_levels == before.light_levels
+    close = dict(abs=1 / 16384) if codec == "libsvtav1" else dict(abs=0)
+    assert [float(v) for xy in (*after.primaries, after.white_point) for v in xy] == pytest.approx(
+        [float(v) for xy in (*before.primaries, before.white_point) for v in xy], **close)
+    assert [float(v) for v in after.luminance] == pytest.approx([float(v) for v in before.luminance], **close)
+    code, out, _ = cli("probe", tmp_path / "out.mkv")
+    assert code == 0 and "MaxCLL 1000 cd/m², MaxFALL 400 cd/m²" in out and "R(0.6800,0.3200)" in out
+    sdr = write_video(tmp_path / "sdr.mkv", frames=2)
+    assert probe(sdr).video.hdr is None and "hdr:" not in cli("probe", sdr)[1]

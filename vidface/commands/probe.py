@@ -57,6 +57,7 @@ def probe_report(info) -> dict:
             "frame_rate": "variable" if video.variable_frame_rate else "constant",
             "frames": video.frame_count,
             "time_base": str(video.time_base),
+            "hdr": _hdr_report(video.hdr),
         },
         "streams": [
             {"index": s.index, "type": s.type, "codec": s.codec, "language": s.language,
@@ -67,6 +68,20 @@ def probe_report(info) -> dict:
                       "title": chapter.metadata.get("title")} for chapter in info.chapters],
         "provenance": provenance_report(info),
     }
+
+
+def _hdr_report(hdr) -> dict | None:
+    if hdr is None:
+        return None
+    report: dict = {}
+    if hdr.primaries and hdr.white_point:
+        for name, xy in zip(("red", "green", "blue", "white_point"), (*hdr.primaries, hdr.white_point)):
+            report[name] = [round(float(value), 5) for value in xy]
+    if hdr.luminance:
+        report["luminance"] = [round(float(value), 5) for value in hdr.luminance]
+    if hdr.light_levels:
+        report["max_cll"], report["max_fall"] = hdr.light_levels
+    return report
 
 
 def provenance_report(info) -> dict:
@@ -104,6 +119,8 @@ def format_report(report: dict) -> str:
         f"{video['fps'] or '?'} fps {video['frame_rate']} ({video['frame_rate'] == 'variable' and 'VFR' or 'CFR'}), "
         f"{video['frames']} frames",
     ]
+    if video["hdr"]:
+        lines.append("hdr: " + _hdr_text(video["hdr"]))
     for key, value in report["metadata"].items():
         lines.append(f"tag: {_shown(key)}={_shown(value)}")
     for stream in report["streams"]:
@@ -120,6 +137,19 @@ def format_report(report: dict) -> str:
         lines.append(f"sidecar: {provenance['sidecar']}" +
                      ("" if replaced is None else f" (faces replaced in {replaced} frames)"))
     return "\n".join(lines)
+
+
+def _hdr_text(hdr: dict) -> str:
+    parts = []
+    if "red" in hdr:
+        parts.append("mastering display " + " ".join(
+            f"{label}({hdr[name][0]:.4f},{hdr[name][1]:.4f})"
+            for label, name in (("R", "red"), ("G", "green"), ("B", "blue"), ("WP", "white_point"))))
+    if "luminance" in hdr:
+        parts.append(f"{hdr['luminance'][0]:g}-{hdr['luminance'][1]:g} cd/m²")
+    if "max_cll" in hdr:
+        parts.append(f"MaxCLL {hdr['max_cll']} cd/m², MaxFALL {hdr['max_fall']} cd/m²")
+    return ", ".join(parts)
 
 
 def _shown(text: str) -> str:

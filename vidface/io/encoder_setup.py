@@ -6,13 +6,14 @@ to frame times."""
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from vidface.errors import OutputError
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import VideoInfo, bit_depth
+from vidface.io.probe import HdrMetadata, VideoInfo, bit_depth
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,11 @@ def output_color_range(codec: str, pix_fmt: str, container_format: str,
 def video_codec_options(options: EncodeOptions, video: VideoInfo, container_format: str,
                         pix_fmt: str) -> dict[str, str]:
     """Every option the video encoder is opened with: the settings' own, then what the pixel
-    format (`profile_options`), a repeatable output (`repeatable_options`), the container
-    (`in_order_options`) and an interlaced source (`interlaced_options`) need."""
+    format (`profile_options`), an HDR source (`hdr_options`), a repeatable output
+    (`repeatable_options`), the container (`in_order_options`) and an interlaced source
+    (`interlaced_options`) need."""
     codec_options = profile_options(options.codec, pix_fmt, options.codec_options())
+    codec_options = hdr_options(options.codec, video.hdr, codec_options)
     codec_options = repeatable_options(options.codec, codec_options)
     codec_options = in_order_options(options.codec, container_format, codec_options)
     if video.interlaced:
@@ -132,6 +135,43 @@ def profile_options(codec: str, pix_fmt: str, options: dict[str, str]) -> dict[s
     if codec != "dnxhd" or "profile" in options or "b" in options or pix_fmt not in DNXHR_PROFILES:
         return options
     return {"profile": DNXHR_PROFILES[pix_fmt], **options}
+
+
+HDR_PARAMS = {"libx264": ("x264-params", "mastering-display", "cll"),
+              "libx265": ("x265-params", "master-display", "max-cll"),
+              "libsvtav1": ("svtav1-params", "mastering-display", "content-light")}
+"""The encoders that write HDR10 metadata into their bitstream: the option that takes their own
+parameters, and their names for the mastering display and the content's light levels."""
+
+
+def hdr_options(codec: str, hdr: HdrMetadata | None, options: dict[str, str]) -> dict[str, str]:
+    """`options`, plus the source's HDR10 metadata (`hdr`) for the encoders of HDR_PARAMS.
+
+    Why: an HDR display maps the picture to its own range by this metadata; without it, OUT
+    would be shown by the display's guesses rather than as IN is. The user's own parameters win
+    (kept after ours)."""
+    if hdr is None or codec not in HDR_PARAMS:
+        return options
+    key, display, light_levels = HDR_PARAMS[codec]
+    params = []
+    if hdr.primaries and hdr.white_point and hdr.luminance:
+        if codec == "libsvtav1":  # chromaticities and cd/m² as they are
+            def number(value: Fraction, unit: int) -> str:
+                return f"{float(value):.5f}"
+        else:  # x264 and x265: in 0.00002 steps of chromaticity and 0.0001 cd/m²
+            def number(value: Fraction, unit: int) -> str:
+                return str(round(value * unit))
+
+        def point(xy: tuple[Fraction, Fraction]) -> str:
+            return f"({number(xy[0], 50000)},{number(xy[1], 50000)})"
+
+        (red, green, blue), (low, high) = hdr.primaries, hdr.luminance
+        params.append(f"{display}=G{point(green)}B{point(blue)}R{point(red)}WP{point(hdr.white_point)}"
+                      f"L({number(high, 10000)},{number(low, 10000)})")
+    if hdr.light_levels:
+        params.append(f"{light_levels}={hdr.light_levels[0]},{hdr.light_levels[1]}")
+    theirs = options.get(key)
+    return {**options, key: ":".join(params + ([theirs] if theirs else []))}
 
 
 IN_ORDER_FORMATS = {"avi": "AVI", "asf": "ASF/WMV", "asf_stream": "ASF/WMV", "mxf": "MXF", "mxf_d10": "MXF",

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from vidface.errors import InputError
 
@@ -34,6 +35,19 @@ class StreamInfo:
 
 
 @dataclass(frozen=True)
+class HdrMetadata:
+    """HDR10's static metadata, as the video's first frame carries it: the mastering display's
+    red, green and blue primaries and white point (CIE 1931 x, y) and its least and greatest
+    luminance (cd/m², SMPTE ST 2086), and the content's greatest light level and greatest frame
+    average (MaxCLL, MaxFALL in cd/m², CTA-861.3). None where the video does not say."""
+
+    primaries: tuple[tuple[Fraction, Fraction], ...] | None = None
+    white_point: tuple[Fraction, Fraction] | None = None
+    luminance: tuple[Fraction, Fraction] | None = None
+    light_levels: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     """The video stream vidface decodes (the input's first video stream).
 
@@ -42,6 +56,7 @@ class VideoInfo:
     two fields (from the field order, or the first frame's flag where the order is unknown).
     width/height: stored size; `display_size` is the upright size. pts: presentation
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
+    hdr: the HDR10 metadata of its first frame, None where it carries none.
     decode_times: where IN's packets carry their times in decode order rather than the frames'
     (H.264 with B-frames in AVI or ASF, which store one time per packet), those times as the
     packets come; None otherwise (see `vidface.io.decode.decode_frames`).
@@ -60,6 +75,7 @@ class VideoInfo:
     field_order: str = "progressive"
     interlaced: bool = False
     decode_times: tuple[int, ...] | None = field(default=None, repr=False)
+    hdr: HdrMetadata | None = None
 
     @property
     def frame_count(self) -> int:
@@ -182,6 +198,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             interlaced=field_order not in ("progressive", "unknown") or (
                 field_order == "unknown" and bool(first.interlaced_frame)),
             decode_times=decode_times,
+            hdr=hdr_metadata(first),
         )
         streams = tuple(_stream_info(s) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
@@ -197,6 +214,26 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             chapters=chapters,
             chapter_tracks=_chapter_tracks(container, len(chapters)),
         )
+
+
+def hdr_metadata(frame: av.VideoFrame) -> HdrMetadata | None:
+    """The HDR10 metadata `frame` carries (FFmpeg's AVMasteringDisplayMetadata: 10 rationals,
+    then whether the primaries and the luminance are set; AVContentLightMetadata: two unsigned
+    integers), None where it carries none."""
+    found: dict[str, object] = {}
+    for data in frame.side_data:
+        if data.type == av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA:
+            numbers = np.frombuffer(bytes(data), np.int32, count=22)
+            values = [Fraction(int(n), int(d)) if d else Fraction(0) for n, d in numbers[:20].reshape(-1, 2)]
+            has_primaries, has_luminance = numbers[20:]
+            if has_primaries:
+                found["primaries"] = tuple(zip(values[0:6:2], values[1:6:2]))
+                found["white_point"] = (values[6], values[7])
+            if has_luminance:
+                found["luminance"] = (values[8], values[9])
+        elif data.type == av.sidedata.sidedata.Type.CONTENT_LIGHT_LEVEL:
+            found["light_levels"] = tuple(int(n) for n in np.frombuffer(bytes(data), np.uint32, count=2))
+    return HdrMetadata(**found) if found else None
 
 
 def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tuple[int, ...]:
