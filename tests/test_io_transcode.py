@@ -471,3 +471,24 @@ def test_hdr10_metadata_is_kept(codec: str, tmp_path: Path, cli) -> None:
     assert code == 0 and "MaxCLL 1000 cd/m², MaxFALL 400 cd/m²" in out and "R(0.6800,0.3200)" in out
     sdr = write_video(tmp_path / "sdr.mkv", frames=2)
     assert probe(sdr).video.hdr is None and "hdr:" not in cli("probe", sdr)[1]
+
+
+def test_a_picture_that_changes_size_is_scaled_to_the_first_with_a_warning(tmp_path: Path, cli, caplog) -> None:
+    """A broadcast capture may change picture size mid-stream (an SD advert in HD): OUT keeps the
+    first size and every frame, and the run says from which frame it scales."""
+    stream = b""
+    for width, height in ((128, 96), (160, 120)):
+        part = tmp_path / f"{width}.h264"
+        write_video(part, frames=10, size=(width, height), bframes=0)  # packets in presentation order
+        stream += part.read_bytes()
+    (tmp_path / "in.h264").write_bytes(stream)
+    with av.open(str(tmp_path / "in.h264")) as raw, av.open(str(tmp_path / "in.ts"), "w") as ts:
+        video = ts.add_stream_from_template(raw.streams.video[0])
+        for number, packet in enumerate(p for p in raw.demux(video=0) if p.size):
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 90000), number * 3600, None
+            ts.mux(packet)
+    code, _, err = cli("restore", "--model", "none", tmp_path / "in.ts", tmp_path / "out.mkv", "--no-progress")
+    assert code == 0, err
+    assert "picture changes size at frame 10, to 160x120: OUT keeps its first size, 128x96" in caplog.text
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert [(frame.width, frame.height) for frame in out.decode(video=0)] == [(128, 96)] * 20

@@ -9,6 +9,7 @@ demuxer over IN. Nothing is re-encoded except the video; copied packets keep the
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +23,8 @@ from vidface.io.encoder_setup import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, output_
 from vidface.io.frames import Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import TAG_ERRORS, Chapter, MediaInfo, codec_name
+
+log = logging.getLogger(__name__)
 
 # Muxer flag: no random IDs (Matroska's segment and track UIDs), no library version strings or
 # dates, so the same frames and settings give the same file bytes in every run.
@@ -66,6 +69,7 @@ class OutputWriter:
         self._durations: dict[int, int] = {}
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
         self._frames = 0
+        self._resized = False
         try:
             self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
                                    metadata_errors=TAG_ERRORS,
@@ -205,12 +209,19 @@ class OutputWriter:
         if frame.shared:
             raise ValueError(f"frame {frame.index} is shared: the encoder changes the pictures it is given")
         video = frame.video
+        conversion = {}
         source_range, output_range = self._ranges
         if source_range != output_range:
-            video = reformatted(video, format=self._stream.pix_fmt, src_color_range=source_range,
-                                dst_color_range=output_range)
-        elif video.format.name != self._stream.pix_fmt:
-            video = reformatted(video, format=self._stream.pix_fmt)
+            conversion.update(src_color_range=source_range, dst_color_range=output_range)
+        size = (self._stream.width, self._stream.height)
+        if (video.width, video.height) != size:
+            if not self._resized:
+                log.warning("IN's picture changes size at frame %d, to %dx%d: OUT keeps its first size, %dx%d, "
+                            "and such frames are scaled to it", frame.index, video.width, video.height, *size)
+                self._resized = True
+            conversion.update(width=size[0], height=size[1])
+        if conversion or video.format.name != self._stream.pix_fmt:
+            video = reformatted(video, format=self._stream.pix_fmt, **conversion)
         video = defined_padding(video)
         video.pts = frame.pts - self._shift
         video.time_base = frame.time_base
