@@ -59,7 +59,7 @@ def write_video(
     *,
     frames: int = 24,
     size: tuple[int, int] = (96, 64),
-    fps: int = 24,
+    fps: int | Fraction = 24,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     bframes: int | None = None,
@@ -96,7 +96,7 @@ def write_video(
     elif isinstance(audio, AudioTrack):
         audio = [audio]
     tracks = list(audio or [])
-    time_base = Fraction(1, 3 * fps) if vfr else Fraction(1, fps)
+    time_base = 1 / Fraction(3 * fps) if vfr else 1 / Fraction(fps)
     steps = [1, 2, 6, 3] if vfr else [1]
     video_pts = np.concatenate([[0], np.cumsum([steps[i % len(steps)] for i in range(frames - 1)])]).astype(int)
     seconds = float((int(video_pts[-1]) + steps[0]) * time_base) if frames else 0.0

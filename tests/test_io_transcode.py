@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -10,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from media import AudioTrack, Subtitles, read_video, write_video
+from media import AudioTrack, Subtitles, field_orders, read_video, write_video
 from vidface.io.probe import bit_depth, probe
 
 
@@ -492,3 +493,28 @@ def test_a_picture_that_changes_size_is_scaled_to_the_first_with_a_warning(tmp_p
     assert "picture changes size at frame 10, to 160x120: OUT keeps its first size, 128x96" in caplog.text
     with av.open(str(tmp_path / "out.mkv")) as out:
         assert [(frame.width, frame.height) for frame in out.decode(video=0)] == [(128, 96)] * 20
+
+
+@pytest.mark.parametrize("standard, size, rate, pix_fmt, kept_as", [
+    ("ntsc", (720, 480), Fraction(30000, 1001), "yuv411p", "yuv422p"),
+    ("pal", (720, 576), Fraction(25), "yuv420p", "yuv420p")])
+def test_raw_dv_keeps_its_frame_rate_field_order_and_chroma(standard: str, size: tuple[int, int], rate: Fraction,
+                                                             pix_fmt: str, kept_as: str, tmp_path: Path, cli) -> None:
+    """A tape capture (raw .dv, interlaced bottom field first): FFmpeg reads its rate as 60000
+    fps and its field order as unknown. OUT has every frame at its time, in AVI (which counts
+    frames at the rate) and MPEG-2 (which codes the rate), its fields bottom first, and NTSC's
+    4:1:1 chroma as 4:2:2, which keeps every sample, rather than 4:2:0."""
+    source = write_video(tmp_path / "in.dv", frames=6, size=size, fps=rate, codec="dvvideo", pix_fmt=pix_fmt)
+    with av.open(str(source)) as container:
+        assert container.streams.video[0].average_rate == 60000  # what FFmpeg says
+    code, out, _ = cli("probe", source, "--json")
+    assert code == 0 and json.loads(out)["video"]["fps"] == round(float(rate), 6)
+    assert json.loads(out)["video"]["field_order"] == "bb"
+    before = read_video(source)
+    for output, codec in ((tmp_path / "out.avi", "libx264"), (tmp_path / "out.mpg", "mpeg2video")):
+        code, _, err = cli("restore", "--model", "none", source, output, "--no-progress", "--codec", codec)
+        assert code == 0, err
+        after = read_video(output)
+        assert [t - after.frame_pts[0] for t in after.frame_pts] == [t - before.frame_pts[0] for t in before.frame_pts]
+    assert read_video(tmp_path / "out.avi").pix_fmt == kept_as
+    assert field_orders(tmp_path / "out.avi") == "B" * 6

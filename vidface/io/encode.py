@@ -22,7 +22,7 @@ from vidface.errors import OutputError
 from vidface.io.encoder_setup import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, output_color_range, video_codec_options
 from vidface.io.frames import Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import TAG_ERRORS, Chapter, MediaInfo, codec_name
+from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class OutputWriter:
             if src.sample_aspect_ratio:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
             if video.interlaced:
-                stream.codec_context.field_order = ctx.field_order
+                stream.codec_context.field_order = FIELD_ORDERS.index(video.field_order)
             stream.metadata.update(_kept_tags(src.metadata))
             stream.disposition = src.disposition
         try:

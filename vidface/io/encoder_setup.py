@@ -34,7 +34,9 @@ def video_encoder(name: str) -> av.codec.Codec:
 
 def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     """The pixel format to encode in: the requested one, else the source's if the encoder
-    takes it, else the encoder's closest format (same bit depth and chroma first).
+    takes it, else the encoder's closest format: the same bit depth first, then the same chroma
+    subsampling, else one that keeps every chroma sample (DV's 4:1:1 becomes 4:2:2, not 4:2:0,
+    whose halved rows would mix an interlaced picture's two fields), else the one that keeps most.
 
     Odd sizes cannot be 4:2:0/4:2:2-subsampled by x264/x265, so those get 4:4:4 at the same
     bit depth rather than a changed picture size.
@@ -55,11 +57,17 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     if not supported or wanted in supported:
         return wanted
 
-    def distance(name: str) -> tuple[int, int]:
+    def distance(name: str) -> tuple[int, int, int]:
         fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
         depth = bit_depth(name) - bit_depth(wanted)
-        chroma = (fmt.chroma_width(64), fmt.chroma_height(64)) != (src.chroma_width(64), src.chroma_height(64))
-        return (abs(depth) + (100 if depth < 0 else 0), int(chroma))
+        (width, height), (source_width, source_height) = ((f.chroma_width(64), f.chroma_height(64)) for f in (fmt, src))
+        if (width, height) == (source_width, source_height):
+            chroma = (0, 0)
+        elif width >= source_width and height >= source_height:  # keeps every chroma sample: the fewest added
+            chroma = (1, width * height)
+        else:  # loses some: the most kept
+            chroma = (2, -width * height)
+        return (abs(depth) + (100 if depth < 0 else 0), *chroma)
 
     choice = full_range_format(options.codec, min(supported, key=distance))
     log.warning("encoder %s cannot keep pixel format %s; encoding as %s", options.codec, wanted, choice)

@@ -182,6 +182,8 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         pts, decode_times, first = _scan_video(container, stream, path)
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
+        if field_order == "unknown" and ctx.name == "dvvideo" and ctx.height in (480, 576) and first.interlaced_frame:
+            field_order = "bb"  # standard-definition DV is bottom field first; FFmpeg does not say it
         pix_fmt = ctx.pix_fmt or "unknown"
         video = VideoInfo(
             index=stream.index,
@@ -192,7 +194,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             bit_depth=bit_depth(pix_fmt),
             rotation=clockwise_rotation(first),
             time_base=stream.time_base,
-            average_rate=stream.average_rate or stream.guessed_rate,
+            average_rate=_frame_rate(stream, pts),
             pts=pts,
             field_order=field_order,
             interlaced=field_order not in ("progressive", "unknown") or (
@@ -214,6 +216,17 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             chapters=chapters,
             chapter_tracks=_chapter_tracks(container, len(chapters)),
         )
+
+
+def _frame_rate(stream: av.video.stream.VideoStream, pts: tuple[int, ...]) -> Fraction | None:
+    """The video's mean frame rate: FFmpeg's where the frames' times agree with it (within 1 %),
+    else the frames' own: FFmpeg's raw DV reader says 60000 fps for 29.97 fps, which put the
+    frames of an AVI made from it at other times and made MPEG-2's encoder refuse it."""
+    rates = [Fraction(rate) for rate in (stream.average_rate, stream.guessed_rate) if rate]
+    if len(pts) < 2 or pts[-1] == pts[0]:
+        return rates[0] if rates else None
+    measured = (len(pts) - 1) / ((pts[-1] - pts[0]) * stream.time_base)
+    return next((rate for rate in rates if abs(rate / measured - 1) < Fraction(1, 100)), measured)
 
 
 def hdr_metadata(frame: av.VideoFrame) -> HdrMetadata | None:
