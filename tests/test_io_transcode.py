@@ -510,6 +510,7 @@ def test_raw_dv_keeps_its_frame_rate_field_order_and_chroma(standard: str, size:
     code, out, _ = cli("probe", source, "--json")
     assert code == 0 and json.loads(out)["video"]["fps"] == round(float(rate), 6)
     assert json.loads(out)["video"]["field_order"] == "bb"
+    assert json.loads(out)["streams"][0]["detail"].endswith(f" {float(rate):.3f} fps")
     before = read_video(source)
     for output, codec in ((tmp_path / "out.avi", "libx264"), (tmp_path / "out.mpg", "mpeg2video")):
         code, _, err = cli("restore", "--model", "none", source, output, "--no-progress", "--codec", codec)

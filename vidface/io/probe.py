@@ -202,7 +202,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             decode_times=decode_times,
             hdr=hdr_metadata(first),
         )
-        streams = tuple(_stream_info(s) for s in container.streams)
+        streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
                                  chapter["end"] * chapter["time_base"], dict(chapter["metadata"]))
                          for chapter in container.chapters())
@@ -303,10 +303,11 @@ def clockwise_rotation(frame: av.VideoFrame) -> int:
     return int(round(-frame.rotation / 90.0)) % 4 * 90
 
 
-def _stream_info(stream: av.stream.Stream) -> StreamInfo:
+def _stream_info(stream: av.stream.Stream, video: VideoInfo) -> StreamInfo:
+    """`stream` as `vidface probe` lists it; the video vidface decodes at `video`'s frame rate."""
     ctx = stream.codec_context
     if stream.type == "video" and ctx is not None:
-        rate = stream.average_rate or stream.guessed_rate
+        rate = video.average_rate if stream.index == video.index else stream.average_rate or stream.guessed_rate
         detail = f"{ctx.width}x{ctx.height} {ctx.pix_fmt}" + (f" {float(rate):.3f} fps" if rate else "")
     elif stream.type == "audio" and ctx is not None:
         layout = ctx.layout.name if ctx.layout else f"{ctx.channels} ch"
