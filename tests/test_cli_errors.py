@@ -7,8 +7,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import pytest
 
 from media import AudioTrack, write_audio_only, write_video
@@ -122,6 +124,28 @@ def test_bad_encoder_settings(tmp_path: Path, cli) -> None:
         assert code == 1, flags
         assert words in _one_line_error(err)
     assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
+
+
+def test_an_encoder_that_refuses_its_settings_is_named_with_ffmpeg_s_reason(tmp_path: Path, capfd) -> None:
+    """FFmpeg says why an encoder refuses only in its log, which vidface does not show unless -v:
+    the one-line error carries it, every time, and nothing else reaches standard error (FFmpeg's
+    log is off again after each)."""
+    from vidface.cli import main
+
+    source = write_video(tmp_path / "in.mp4", frames=6)
+    for flags, reason in [(["--codec", "h263"], "The specified picture size of 96x64 is not valid for the H.263 "
+                                                "codec. Valid sizes are 128x96, 176x144"),
+                          (["--codec", "mjpeg", "--pix-fmt", "yuv420p"], "Non full-range YUV is non-standard")] * 2:
+        code = main(["restore", "--model", "none", str(source), str(tmp_path / "out.mov"), "--no-audio", *flags])
+        err = capfd.readouterr().err
+        assert code == 1, flags
+        assert f"encoder {flags[1]} rejects these settings ({reason}" in _one_line_error(err)
+    assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
+    refused = av.CodecContext.create("h263", "w")
+    refused.width, refused.height, refused.pix_fmt, refused.time_base = 96, 64, "yuv420p", Fraction(1, 24)
+    with pytest.raises(av.error.FFmpegError):
+        refused.open()
+    assert capfd.readouterr().err == ""
 
 
 def test_unknown_x264_preset_is_refused_before_encoding() -> None:

@@ -51,14 +51,10 @@ def configure_logging(verbosity: int) -> None:
     logging.getLogger("vidface").setLevel(level)
     import av.logging
 
-    # FFmpeg's lines repeat what vidface reports itself, so they show from -v on, printed by
-    # FFmpeg's own callback: PyAV's Python callback takes the GIL inside FFmpeg's decoder
-    # threads and can deadlock when a decoder is closed mid-stream.
-    if verbosity <= 0:
-        av.logging.set_level(None)
-    else:
-        av.logging.restore_default_callback()
-        av.logging.set_libav_level(av.logging.WARNING if verbosity == 1 else av.logging.DEBUG)
+    from vidface.io.ffmpeg_log import show_ffmpeg_log
+
+    # FFmpeg's lines repeat what vidface reports itself, so they show from -v on.
+    show_ffmpeg_log(None if verbosity <= 0 else av.logging.WARNING if verbosity == 1 else av.logging.DEBUG)
     for name in ("diffusers", "transformers", "huggingface_hub", "peft"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING) if verbosity < 2 else level)
 

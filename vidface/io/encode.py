@@ -20,6 +20,7 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.encoder_setup import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, output_color_range, video_codec_options
+from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name
@@ -141,7 +142,8 @@ class OutputWriter:
         try:
             stream.codec_context.open()
         except (av.error.FFmpegError, ValueError) as error:
-            raise OutputError(f"encoder {options.codec} rejects these settings ({_reason(error)}); "
+            why = logged_errors(stream.codec_context.open) or _reason(error)
+            raise OutputError(f"encoder {options.codec} rejects these settings ({why}); "
                               "check --preset, --pix-fmt and --encoder-opt") from None
         return stream
 
