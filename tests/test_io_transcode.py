@@ -519,3 +519,21 @@ def test_raw_dv_keeps_its_frame_rate_field_order_and_chroma(standard: str, size:
         assert [t - after.frame_pts[0] for t in after.frame_pts] == [t - before.frame_pts[0] for t in before.frame_pts]
     assert read_video(tmp_path / "out.avi").pix_fmt == kept_as
     assert field_orders(tmp_path / "out.avi") == "B" * 6
+
+
+def test_a_recording_with_a_pause_keeps_its_frame_rate(tmp_path: Path, cli) -> None:
+    """Frames at 25 fps with a pause of 20 frames' time between two runs: FFmpeg's mean rate is
+    12.5 fps; the video's rate is 25, as `vidface probe` says."""
+    path = tmp_path / "in.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in [*range(10), *range(30, 40)]:
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index, np.uint8), format="rgb24")
+            picture.pts, picture.time_base = index, Fraction(1, 25)
+            container.mux(stream.encode(picture.reformat(format="yuv420p")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].average_rate == Fraction(25, 2)
+    code, out, _ = cli("probe", path, "--json")
+    assert code == 0 and json.loads(out)["video"]["fps"] == 25 and json.loads(out)["video"]["frame_rate"] == "variable"

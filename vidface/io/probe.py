@@ -219,14 +219,19 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 
 
 def _frame_rate(stream: av.video.stream.VideoStream, pts: tuple[int, ...]) -> Fraction | None:
-    """The video's mean frame rate: FFmpeg's where the frames' times agree with it (within 1 %),
-    else the frames' own: FFmpeg's raw DV reader says 60000 fps for 29.97 fps, which put the
-    frames of an AVI made from it at other times and made MPEG-2's encoder refuse it."""
+    """The video's frame rate: FFmpeg's where the frames' times agree with it (within 1 % of their
+    usual rate, else of their mean rate), else their mean rate. The usual rate first: a recording
+    with a pause runs at its rate, which MPEG-2 can code, not at its mean. FFmpeg's raw DV reader
+    says 60000 fps for 29.97 fps, which put the frames of an AVI made from it at other times and
+    made MPEG-2's encoder refuse it."""
     rates = [Fraction(rate) for rate in (stream.average_rate, stream.guessed_rate) if rate]
     if len(pts) < 2 or pts[-1] == pts[0]:
         return rates[0] if rates else None
-    measured = (len(pts) - 1) / ((pts[-1] - pts[0]) * stream.time_base)
-    return next((rate for rate in rates if abs(rate / measured - 1) < Fraction(1, 100)), measured)
+    mean = (len(pts) - 1) / ((pts[-1] - pts[0]) * stream.time_base)
+    steps = sorted(b - a for a, b in zip(pts, pts[1:]))
+    usual = 1 / (steps[len(steps) // 2] * stream.time_base) if steps[len(steps) // 2] else mean
+    return next((rate for measured in (usual, mean) for rate in rates if abs(rate / measured - 1) < Fraction(1, 100)),
+                mean)
 
 
 def hdr_metadata(frame: av.VideoFrame) -> HdrMetadata | None:
