@@ -163,12 +163,10 @@ def hdr_options(codec: str, hdr: HdrMetadata | None, options: dict[str, str]) ->
     key, display, light_levels = HDR_PARAMS[codec]
     params = []
     if hdr.primaries and hdr.white_point and hdr.luminance:
-        if codec == "libsvtav1":  # chromaticities and cd/m² as they are
-            def number(value: Fraction, unit: int) -> str:
-                return f"{float(value):.5f}"
-        else:  # x264 and x265: in 0.00002 steps of chromaticity and 0.0001 cd/m²
-            def number(value: Fraction, unit: int) -> str:
-                return str(round(value * unit))
+        def number(value: Fraction, steps_per_unit: int) -> str:
+            # SVT-AV1 takes chromaticities and cd/m² as they are; x264 and x265 count steps of
+            # 0.00002 (chromaticity) and 0.0001 cd/m²
+            return f"{float(value):.5f}" if codec == "libsvtav1" else str(round(value * steps_per_unit))
 
         def point(xy: tuple[Fraction, Fraction]) -> str:
             return f"({number(xy[0], 50000)},{number(xy[1], 50000)})"

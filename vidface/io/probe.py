@@ -200,7 +200,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             interlaced=field_order not in ("progressive", "unknown") or (
                 field_order == "unknown" and bool(first.interlaced_frame)),
             decode_times=decode_times,
-            hdr=hdr_metadata(first),
+            hdr=_hdr_metadata(first),
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
@@ -234,7 +234,7 @@ def _frame_rate(stream: av.video.stream.VideoStream, pts: tuple[int, ...]) -> Fr
                 mean)
 
 
-def hdr_metadata(frame: av.VideoFrame) -> HdrMetadata | None:
+def _hdr_metadata(frame: av.VideoFrame) -> HdrMetadata | None:
     """The HDR10 metadata `frame` carries (FFmpeg's AVMasteringDisplayMetadata: 10 rationals,
     then whether the primaries and the luminance are set; AVContentLightMetadata: two unsigned
     integers), None where it carries none."""
