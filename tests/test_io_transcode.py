@@ -390,6 +390,10 @@ def _mean_greys(path: Path) -> tuple[float, float]:
     return float(grey[:, : half - 8].mean()), float(grey[:, half + 8:].mean())
 
 
+LEVELS_CONVERTED = {("full", "prores_ks", "mov"), ("full", "mpeg2video", "mkv"), ("full", "mpeg4", "mov"),
+                    ("full", "v210", "mov"), ("limited", "mjpeg", "mov")}
+
+
 @pytest.mark.parametrize("codec, extension", [("prores_ks", "mov"), ("mpeg2video", "mkv"), ("mpeg4", "mov"),
                                               ("v210", "mov"), ("mpeg4", "mkv"), ("libx264", "mp4"),
                                               ("mjpeg", "mov"), ("dnxhd", "mov")])
@@ -399,7 +403,7 @@ def test_every_encoder_keeps_the_levels_a_player_shows(source_range: str, codec:
     """A player shows OUT's greys as IN's. A full-range source (an MJPEG camera file) is coded in
     limited range where OUT could not say it is full: MPEG-2 and ProRes are limited by definition,
     and a MOV says nothing of MPEG-4's range. A limited-range source becomes full range for MJPEG,
-    which codes YUV in no other."""
+    which codes YUV in no other. --dry-run says where the levels are converted."""
     images = np.zeros((4, 128, 256, 3), np.uint8)  # DNxHR's smallest picture is 256x120
     images[:, :, :128], images[:, :, 128:] = 64, 192
     source = (write_video(tmp_path / "in.avi", frames=4, size=(256, 128), codec="mjpeg", pix_fmt="yuvj420p",
@@ -410,6 +414,9 @@ def test_every_encoder_keeps_the_levels_a_player_shows(source_range: str, codec:
     assert code == 0, err
     assert _mean_greys(source) == pytest.approx((64, 192), abs=0.6)
     assert _mean_greys(output) == pytest.approx((64, 192), abs=0.6)
+    code, out, _ = cli("restore", "--model", "none", source, tmp_path / f"again.{extension}", "--codec", codec,
+                       "--dry-run")
+    assert code == 0 and ("note    the levels become" in out) == ((source_range, codec, extension) in LEVELS_CONVERTED)
 
 
 @pytest.mark.parametrize("codec", ["mpeg2video", "mpeg4", "mjpeg"])

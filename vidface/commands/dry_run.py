@@ -5,8 +5,10 @@ from __future__ import annotations
 
 def describe_plan(plan, settings=None, model_name: str = "none") -> str:
     """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
+    from av.video.reformatter import ColorRange
+
     from vidface.io.encode import CHAPTER_FORMATS
-    from vidface.io.encoder_setup import IN_ORDER_FORMATS, video_codec_options
+    from vidface.io.encoder_setup import IN_ORDER_FORMATS, output_color_range, video_codec_options
     from vidface.plan import frame_timing, output_chapters
 
     video = plan.info.video
@@ -31,10 +33,18 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         lines.append(f"copy    {len(kept)} chapters" if plan.container_format in CHAPTER_FORMATS
                      else f"drop    {len(plan.info.chapters)} chapters ({plan.container_format} holds none)")
     lines.append(f"output  {plan.output} ({plan.container_format})")
+    levels = output_color_range(plan.encode.codec, plan.pix_fmt, plan.container_format, video.color_range)
+    if levels != video.color_range:
+        lines.append(f"note    the levels become {_RANGE_NAMES[levels]} range ({_RANGE_NAMES[video.color_range]} in "
+                     f"IN): " + ("MJPEG codes YUV in full range only" if levels == ColorRange.JPEG else
+                                 f"a player takes {plan.encode.codec} video in {plan.container_format} as limited"))
     if plan.container_format in IN_ORDER_FORMATS:
         lines.append(f"note    no B-frames: {IN_ORDER_FORMATS[plan.container_format]} keeps a frame's timestamp only "
                      "when frames come in presentation order")
     return "\n".join(lines)
+
+
+_RANGE_NAMES = {0: "unsaid", 1: "limited", 2: "full"}
 
 
 def _describe_model(settings, model_name: str) -> str:

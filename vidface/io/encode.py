@@ -19,7 +19,7 @@ from typing import BinaryIO
 import av
 
 from vidface.errors import OutputError
-from vidface.io.encoder_setup import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, output_color_range, video_codec_options
+from vidface.io.encoder_setup import MPEG_1_2_VIDEO, output_color_range, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
@@ -128,10 +128,8 @@ class OutputWriter:
             ctx = src.codec_context
             for name in ("color_primaries", "color_trc", "colorspace"):
                 setattr(stream.codec_context, name, getattr(ctx, name))
-            ranges = av.video.reformatter.ColorRange
-            source_range = ranges.JPEG if video.pix_fmt in JPEG_RANGE_FORMATS.values() else ranges(ctx.color_range)
-            self._ranges = (source_range, output_color_range(options.codec, pix_fmt, self._output.format.name,
-                                                             source_range))
+            self._ranges = (video.color_range, output_color_range(options.codec, pix_fmt, self._output.format.name,
+                                                                  video.color_range))
             stream.codec_context.color_range = self._ranges[1]
             if src.sample_aspect_ratio:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio

@@ -56,7 +56,9 @@ class VideoInfo:
     two fields (from the field order, or the first frame's flag where the order is unknown).
     width/height: stored size; `display_size` is the upright size. pts: presentation
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
-    hdr: the HDR10 metadata of its first frame, None where it carries none.
+    hdr: the HDR10 metadata of its first frame, None where it carries none. color_range: its
+    levels, full (JPEG: as the stream says, or a full-range "yuvj" format), limited (MPEG) or
+    unsaid (UNSPECIFIED, which players take as limited).
     decode_times: where IN's packets carry their times in decode order rather than the frames'
     (H.264 with B-frames in AVI or ASF, which store one time per packet), those times as the
     packets come; None otherwise (see `vidface.io.decode.decode_frames`).
@@ -76,6 +78,7 @@ class VideoInfo:
     interlaced: bool = False
     decode_times: tuple[int, ...] | None = field(default=None, repr=False)
     hdr: HdrMetadata | None = None
+    color_range: av.video.reformatter.ColorRange = av.video.reformatter.ColorRange.UNSPECIFIED
 
     @property
     def frame_count(self) -> int:
@@ -201,6 +204,8 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
                 field_order == "unknown" and bool(first.interlaced_frame)),
             decode_times=decode_times,
             hdr=_hdr_metadata(first),
+            color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt.startswith("yuvj")
+                         else av.video.reformatter.ColorRange(ctx.color_range)),
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
