@@ -13,6 +13,7 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
 
     video = plan.info.video
     first = plan.first_frame
+    codec_options = video_codec_options(plan.encode, video, plan.container_format, plan.pix_fmt)
     lines = [
         f"input   {plan.info.path} ({plan.info.format_name}, {video.frame_count} frames, "
         f"{video.duration:.3f} s)",
@@ -22,7 +23,7 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         f"frames  {plan.frame_count} (from frame {first}, "
         f"{float((video.pts[first] - video.pts[0]) * video.time_base):.3f} s)",
         f"encode  {plan.encode.codec} {plan.pix_fmt} "
-        + " ".join(f"{k}={v}" for k, v in video_codec_options(plan.encode, video, plan.container_format, plan.pix_fmt).items()),
+        + " ".join(f"{k}={v}" for k, v in codec_options.items()),
         "model   " + _describe_model(settings, model_name),
     ]
     lines += [f"copy    #{s.index} {s.type} {s.codec}" + (f" [{s.language}]" if s.language else "")
