@@ -16,6 +16,8 @@ import av
 import numpy as np
 
 from vidface.io.encoder_setup import repeatable_options
+from vidface.io.frames import FieldMarker
+from vidface.io.probe import FIELD_ORDERS
 
 ImageSource = Callable[[int], np.ndarray] | np.ndarray
 
@@ -112,6 +114,8 @@ def write_video(
         video.time_base = time_base
         video.codec_context.time_base = time_base
         video.metadata.update(video_metadata or {})
+        if fields:
+            video.codec_context.field_order = FIELD_ORDERS.index("tt" if fields == "tff" else "bb")
         if rotation:
             video.set_display_rotation(-rotation)
         audio_streams = []
@@ -135,7 +139,7 @@ def write_video(
         container.set_chapters([{"id": number, "start": round(start * 1000), "end": round(end * 1000),
                                  "time_base": Fraction(1, 1000), "metadata": {"title": title}}
                                 for number, (start, end, title) in enumerate(chapters, 1)])
-        mark = _field_marker(fields, width, height, pix_fmt, time_base) if fields else None
+        mark = FieldMarker(fields) if fields else None
         for index in range(frames):
             rgb = source(index) if callable(source) else source[index]
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=pix_fmt)
@@ -157,18 +161,6 @@ def write_video(
                 packet.time_base = Fraction(1, 1000)
                 container.mux(packet)
     return path
-
-
-def _field_marker(fields: str, width: int, height: int, pix_fmt: str, time_base: Fraction):
-    """frame -> the same frame marked interlaced with `fields` order ("tff"/"bff"), through a
-    setfield filter graph."""
-    graph = _one_filter("setfield", fields, width=width, height=height, format=pix_fmt, time_base=time_base)
-
-    def mark(frame: av.VideoFrame) -> av.VideoFrame:
-        graph.push(frame)
-        return graph.pull()
-
-    return mark
 
 
 def _one_filter(name: str, args: str | None = None, **source):

@@ -544,3 +544,31 @@ def test_a_recording_with_a_pause_keeps_its_frame_rate(tmp_path: Path, cli) -> N
         assert container.streams.video[0].average_rate == Fraction(25, 2)
     code, out, _ = cli("probe", path, "--json")
     assert code == 0 and json.loads(out)["video"]["fps"] == 25 and json.loads(out)["video"]["frame_rate"] == "variable"
+
+
+@pytest.mark.parametrize("fields, codec, output, letter", [
+    ("tff", "mpeg2video", "out.mpg", "T"), ("bff", "mpeg2video", "out.mpg", "B"),
+    ("tff", "prores_ks", "out.mov", "T"), ("bff", "prores", "out.mov", "B"), ("tff", "mpeg4", "out.avi", "T"),
+    ("bff", "ffv1", "out.mkv", "B")])
+def test_interlaced_video_keeps_its_fields(fields: str, codec: str, output: str, letter: str,
+                                           tmp_path: Path, cli, caplog) -> None:
+    """A 1080i-style capture, interlaced in either field order, into the encoders a broadcast or
+    DVD archive uses: OUT's pictures are coded as fields (FFV1 stores them losslessly), in the
+    source's order, frame by frame, also where the encoder's pixel format (ProRes' 10-bit 4:2:2)
+    makes every picture a new one."""
+    source = write_video(tmp_path / "in.mkv", frames=8, size=(128, 96), codec="libx264", fields=fields,
+                         codec_options={"flags": "+ildct+ilme"})
+    assert field_orders(source) == letter * 8
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress", "--codec", codec)
+    assert code == 0, err
+    assert "cannot code fields" not in caplog.text
+    assert field_orders(tmp_path / output) == letter * 8
+
+
+def test_an_encoder_that_cannot_code_fields_says_so(tmp_path: Path, cli, caplog) -> None:
+    source = write_video(tmp_path / "in.mkv", frames=4, size=(128, 96), codec="libx264", fields="tff",
+                         codec_options={"flags": "+ildct+ilme"})
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.webm", "--no-progress",
+                       "--codec", "libvpx-vp9")
+    assert code == 0, err
+    assert "libvpx-vp9 cannot code fields" in caplog.text and "--codec libx264, mpeg2video or prores_ks" in caplog.text

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from vidface.errors import OutputError, OutputExists
 from vidface.io.encode import CHAPTER_FORMATS, CopyRange, OutputWriter
-from vidface.io.encoder_setup import INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt, output_format
+from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt, output_format,
+                                      video_encoder)
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
@@ -148,9 +149,10 @@ def plan_transcode(
     check_frame_times_kept(encode.codec, container_format)
     info = probe(input_path)
     pix_fmt = choose_pix_fmt(encode, info.video)
-    if info.video.interlaced and encode.codec not in INTERLACED_ENCODERS:
+    if info.video.interlaced and encode.codec not in INTERLACED_ENCODERS and video_encoder(encode.codec).lossy:
         log.warning("%s cannot code fields: the interlaced video is written as progressive pictures, "
-                    "each holding both fields; --codec libx264 keeps it interlaced", encode.codec)
+                    "each holding both fields; --codec libx264, mpeg2video or prores_ks keeps it interlaced",
+                    encode.codec)
     first, stop = frame_range(info, time_range.start, time_range.duration)
     others = [s for s in info.streams if s.index != info.video.index]
     # Attachments are files, not packets: they are copied whatever their codec.

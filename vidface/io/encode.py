@@ -21,9 +21,9 @@ import av
 from vidface.errors import OutputError
 from vidface.io.encoder_setup import MPEG_1_2_VIDEO, output_color_range, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
-from vidface.io.frames import Frame, defined_padding, reformatted
+from vidface.io.frames import FieldMarker, Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name
+from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name, field_shown_first
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class OutputWriter:
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
         self._frames = 0
         self._resized = False
+        self._mark_fields = FieldMarker(field_shown_first(info.video.field_order)) if info.video.interlaced else None
         try:
             self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
                                    metadata_errors=TAG_ERRORS,
@@ -223,6 +224,8 @@ class OutputWriter:
         if conversion or video.format.name != self._stream.pix_fmt:
             video = reformatted(video, format=self._stream.pix_fmt, **conversion)
         video = defined_padding(video)
+        if self._mark_fields:
+            video = self._mark_fields(video)
         video.pts = frame.pts - self._shift
         video.time_base = frame.time_base
         video.pict_type = av.video.frame.PictureType.NONE

@@ -13,13 +13,14 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import HdrMetadata, VideoInfo, bit_depth
+from vidface.io.probe import HdrMetadata, VideoInfo, bit_depth, field_shown_first
 
 log = logging.getLogger(__name__)
 
-# Encoders that vidface asks to code an interlaced source as fields (`interlaced_options`).
-# Others code its frames as progressive pictures, each holding both fields.
-INTERLACED_ENCODERS = {"libx264"}
+# Encoders that vidface asks to code an interlaced source as fields (`interlaced_options`), in
+# the order each picture's flags give (`frames.FieldMarker`); DV's chooses per block. Others code
+# its frames as progressive pictures, each holding both fields (lossless ones lose nothing so).
+INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4", "prores_ks", "prores", "prores_aw", "dvvideo"}
 
 def video_encoder(name: str) -> av.codec.Codec:
     """The FFmpeg video encoder called `name`, or OutputError naming how to list them."""
@@ -250,20 +251,21 @@ def cpu_has_avx512() -> bool:
 
 
 def interlaced_options(codec: str, field_order: str, options: dict[str, str]) -> dict[str, str]:
-    """`options` plus what makes `codec` (libx264, the one of INTERLACED_ENCODERS) code an
-    interlaced source's frames as fields, shown in `field_order` (one of probe.FIELD_ORDERS;
-    unknown: top field first): the ildct/ilme flags, and the field order, which x264 does not
-    take from the frames. Options the user gave win; their x264-params are kept after ours.
+    """`options` plus what makes `codec` (one of INTERLACED_ENCODERS) code an interlaced
+    source's frames as fields, shown in `field_order` (one of probe.FIELD_ORDERS): the
+    ildct/ilme flags, and for x264 the field order in its params. Options the user gave win;
+    their x264-params are kept after ours.
 
     x264 codes interlaced video in one thread: with several, about one run in ten gives other
     bits for the same frames, and a resumed run must encode its segments exactly as an
     uninterrupted run would."""
     if codec not in INTERLACED_ENCODERS:
         return options
-    shown_first = "bff" if field_order in ("bb", "tb") else "tff"
+    options = {"flags": "+ildct+ilme", **options}
+    if codec != "libx264":
+        return options
     params = options.get("x264-params")
-    return {"flags": "+ildct+ilme", **options,
-            "x264-params": f"{shown_first}=1:threads=1" + (f":{params}" if params else "")}
+    return {**options, "x264-params": f"{field_shown_first(field_order)}=1:threads=1" + (f":{params}" if params else "")}
 
 
 def output_format(path: Path) -> str:

@@ -170,6 +170,42 @@ def reformatted(video: av.VideoFrame, **options: Any) -> av.VideoFrame:
     return _REFORMATTERS.reformatter.reformat(video, threads=1, **options)
 
 
+class FieldMarker:
+    """Marks pictures interlaced, shown top or bottom field first (`shown_first`: "tff" or
+    "bff"), as FFmpeg's setfield filter does, passing their samples through untouched.
+
+    Why: the encoders that code fields (mpeg2video, ProRes, x264, ...) and those that store a
+    field order per picture (FFV1, DV) read it from each picture's flags, and a picture made
+    here (a copy, a conversion to the encoder's pixel format) has none: it would be coded
+    bottom field first, or as progressive. A marker takes pictures of the first one's size,
+    format and colour tags."""
+
+    def __init__(self, shown_first: str) -> None:
+        self._shown_first = shown_first
+        self._graph: Any = None
+
+    def __call__(self, video: av.VideoFrame) -> av.VideoFrame:
+        """`video`, marked (the same samples, timestamp and tags)."""
+        if self._graph is None:
+            self._graph = self._filter_graph(video)
+        self._graph.push(video)
+        return self._graph.pull()
+
+    def _filter_graph(self, template: av.VideoFrame) -> Any:
+        import av.filter
+
+        graph = av.filter.Graph()
+        source = graph.add(
+            "buffer", video_size=f"{template.width}x{template.height}", pix_fmt=str(int(template.format)),
+            time_base=str(template.time_base or Fraction(1, 1000)), pixel_aspect="1/1",
+            colorspace=str(template.colorspace), range=str(template.color_range))
+        setfield, sink = graph.add("setfield", self._shown_first), graph.add("buffersink")
+        source.link_to(setfield)
+        setfield.link_to(sink)
+        graph.configure()
+        return graph
+
+
 def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
     if rotation in (90, 270):
         return video.width, video.height

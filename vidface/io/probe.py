@@ -21,6 +21,13 @@ FIELD_ORDERS = ("unknown", "progressive", "tt", "bb", "tb", "bt")
 bb are top or bottom field first (coded and shown), tb and bt coded one way and shown the other."""
 
 
+def field_shown_first(field_order: str) -> str:
+    """Which field of an interlaced picture in `field_order` (one of FIELD_ORDERS) is shown
+    first, as FFmpeg's setfield filter and x264 name it: "bff" for bb and tb, else "tff"
+    (unknown included: the order of interlaced HD)."""
+    return "bff" if field_order in ("bb", "tb") else "tff"
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """One stream of the input as the user sees it in `vidface probe`."""
