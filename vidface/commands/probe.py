@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
 def probe_report(info) -> dict:
     """A JSON-ready description of a `MediaInfo`."""
+    from vidface.io.timecode import start_timecode
+
     video = info.video
     rate = video.average_rate
     return {
@@ -58,6 +60,7 @@ def probe_report(info) -> dict:
             "frames": video.frame_count,
             "time_base": str(video.time_base),
             "hdr": _hdr_report(video.hdr),
+            "timecode": start_timecode(info),
         },
         "streams": [
             {"index": s.index, "type": s.type, "codec": s.codec, "language": s.language,
@@ -119,6 +122,8 @@ def format_report(report: dict) -> str:
         f"{video['fps'] or '?'} fps {video['frame_rate']} ({video['frame_rate'] == 'variable' and 'VFR' or 'CFR'}), "
         f"{video['frames']} frames",
     ]
+    if video["timecode"]:
+        lines.append(f"timecode: {_shown(video['timecode'])} at the first frame")
     if video["hdr"]:
         lines.append("hdr: " + _hdr_text(video["hdr"]))
     for key, value in report["metadata"].items():

@@ -24,6 +24,7 @@ from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name, field_shown_first
+from vidface.io.timecode import shifted_timecode_tags
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class OutputWriter:
     Use as a context manager; `close()` flushes the encoder and the remaining copied packets.
     copy_streams: indices of IN's streams to copy. video_shift: ticks of the video time base
     subtracted from every frame's pts (a preview range starting later than 0 starts at 0).
-    tags: container tags set over those kept from IN. chapters: OUT's, on its timeline.
+    tags: container tags set over those kept from IN, whose timecodes move on to OUT's first
+    frame (`copy_range.shift` after IN's). chapters: OUT's, on its timeline.
 
     `write` is `encode` then `mux_video`; the two halves serve resumable runs, which encode
     segments apart (`encode`, `flush_encoder` on a writer over an in-memory file that is never
@@ -67,6 +69,7 @@ class OutputWriter:
                  video_shift: int = 0, tags: Mapping[str, str] | None = None,
                  chapters: Sequence[Chapter] = ()) -> None:
         self._shift = video_shift
+        self._timecode_shift = (copy_range.shift, info.video.average_rate)
         self._durations: dict[int, int] = {}
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
         self._frames = 0
@@ -80,7 +83,7 @@ class OutputWriter:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
         self._input: av.container.InputContainer | None = None
         try:
-            self._output.metadata.update(_kept_tags(info.metadata))
+            self._output.metadata.update(self._kept_tags(info.metadata))
             self._output.metadata.update(tags or {})
             self._stream = self._add_video_stream(info, options, pix_fmt)
             self._copies: dict[int, av.stream.Stream] = {}
@@ -136,7 +139,7 @@ class OutputWriter:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
             if video.interlaced:
                 stream.codec_context.field_order = FIELD_ORDERS.index(video.field_order)
-            stream.metadata.update(_kept_tags(src.metadata))
+            stream.metadata.update(self._kept_tags(src.metadata))
             stream.disposition = src.disposition
         try:
             stream.codec_context.open()
@@ -171,7 +174,7 @@ class OutputWriter:
                 raise OutputError(f"cannot copy stream #{index} ({src.type}) into {self._output.format.name} ({error})") from None
             if self._output.format.name == "avi" and codec in _AUDIO_IN_FRAMES:
                 _count_avi_audio_by_frames(out, index)
-            out.metadata.update(_kept_tags(src.metadata))
+            out.metadata.update(self._kept_tags(src.metadata))
             out.disposition = src.disposition
             self._copies[index] = out
             selected.append(src)
@@ -292,6 +295,12 @@ class OutputWriter:
                 self._input = None
             self._output.close()
 
+    def _kept_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
+        """IN's `tags` as OUT keeps them: without those that describe IN's file alone, and with
+        timecodes moved on to OUT's first frame."""
+        return shifted_timecode_tags({k: v for k, v in tags.items() if k.lower() not in _STALE_TAGS},
+                                     *self._timecode_shift)
+
     def __enter__(self) -> OutputWriter:
         return self
 
@@ -374,5 +383,3 @@ def _reason(error: Exception) -> str:
     return text.split(marker, 1)[1].strip() if marker in text else text
 
 
-def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in tags.items() if k.lower() not in _STALE_TAGS}
