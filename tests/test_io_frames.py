@@ -92,6 +92,20 @@ def test_with_rgb_blends_partially_and_validates_shapes() -> None:
         frame.with_rgb(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), np.float32), origin=(20, 0))
 
 
+@pytest.mark.parametrize("pix_fmt, alpha", [("rgba", 3), ("argb", 0), ("bgra", 3), ("abgr", 0)])
+def test_with_rgb_keeps_packed_alpha(pix_fmt: str, alpha: int) -> None:
+    """In formats that pack alpha beside colour, wherever it sits, the blend changes colour only."""
+    stored = np.full((32, 32, 4), 90, np.uint8)
+    stored[..., alpha] = np.arange(32, dtype=np.uint8)[:, None] * 8
+    frame = _frame(av.VideoFrame.from_ndarray(stored, format=pix_fmt))
+    mask = np.zeros((32, 32), np.float32)
+    mask[8:24, 8:24] = 1
+    after = frame.with_rgb(np.full((32, 32, 3), 200, np.uint8), mask).video.to_ndarray()
+    np.testing.assert_array_equal(after[..., alpha], stored[..., alpha])
+    colour = [channel for channel in range(4) if channel != alpha]
+    assert (after[8:24, 8:24][..., colour] == 200).all()
+
+
 @pytest.mark.parametrize(
     ("pix_fmt", "size", "rotation", "context"),
     [("yuv420p", (128, 96), 0, BLEND_CONTEXT), ("yuv420p10le", (128, 96), 90, BLEND_CONTEXT),

@@ -572,3 +572,32 @@ def test_an_encoder_that_cannot_code_fields_says_so(tmp_path: Path, cli, caplog)
                        "--codec", "libvpx-vp9")
     assert code == 0, err
     assert "libvpx-vp9 cannot code fields" in caplog.text and "--codec libx264, mpeg2video or prores_ks" in caplog.text
+
+
+@pytest.mark.parametrize("source_codec, source_pix_fmt, codec, output, kept_as, dropped", [
+    ("qtrle", "argb", "ffv1", "out.mkv", "bgra", False),                 # RGB stays RGB, alpha kept
+    ("qtrle", "argb", "libvpx-vp9", "out.webm", "yuva420p", False),      # VP9 lists yuva444p but refuses it
+    ("ffv1", "yuva444p10le", "libx265", "out.mkv", "yuv444p10le", True),  # x265 lists yuva420p10le but refuses it
+    ("ffv1", "yuva444p10le", "prores_ks", "out.mov", "yuva444p10le", False),
+])
+def test_an_alpha_channel_is_kept_where_the_encoder_can(source_codec: str, source_pix_fmt: str, codec: str,
+                                                        output: str, kept_as: str, dropped: bool, tmp_path: Path,
+                                                        cli, caplog) -> None:
+    """Keyed footage (QuickTime Animation, FFV1 with alpha) into an encoder without its pixel
+    format: OUT's format keeps the alpha channel and the colours' kind where an encoder that
+    opens has one; where none has, the warning says the alpha is dropped."""
+    source = write_video(tmp_path / ("in.mov" if source_codec == "qtrle" else "in.mkv"), frames=4, size=(64, 48),
+                         codec=source_codec, pix_fmt=source_pix_fmt)
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress", "--codec", codec)
+    assert code == 0, err
+    with av.open(str(tmp_path / output)) as container:
+        stream = container.streams.video[0]
+        # FFmpeg's own VP9 decoder leaves out the alpha, which WebM stores beside the picture
+        has_alpha = (stream.metadata.get("alpha_mode") == "1" if codec == "libvpx-vp9" else
+                     any(c.is_alpha for c in av.VideoFormat(stream.codec_context.pix_fmt).components))
+    assert has_alpha != dropped
+    if kept_as == source_pix_fmt:
+        assert "cannot keep pixel format" not in caplog.text
+    else:
+        assert f"cannot keep pixel format {source_pix_fmt}; encoding as {kept_as}" in caplog.text
+    assert ("dropping its alpha channel" in caplog.text) == dropped

@@ -420,3 +420,48 @@ def test_weights_broken_while_loading_in_background_is_one_line(cli, tmp_path: P
     assert code == 1
     assert err.strip().count("\n") == 0 and err.startswith("vidface: error: ") and lora.name in err
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("codec, extension", [("ffv1", "mkv"), ("prores_ks", "mov")])
+def test_a_restored_face_keeps_the_matte(codec: str, extension: str, cli, tmp_path: Path, tiny_osdface) -> None:
+    """Keyed footage with an alpha channel (soft, across the faces), as a compositor hands it
+    over in FFV1 or ProRes 4444: the faces are restored in colour, and every alpha sample of
+    OUT is the one a run that restores nothing writes (IN's, where the codec is lossless)."""
+    import av
+
+    clip = moving_face_clip(6, *SIZE)
+    matte = np.tile(np.linspace(0, 1023, SIZE[0]).astype(np.uint16), (SIZE[1], 1))
+    source = tmp_path / "in.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuva444p10le"
+        for index, rgb in enumerate(clip.frames):
+            picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuva444p10le")
+            alpha = np.frombuffer(picture.planes[3], np.uint16).reshape(SIZE[1], -1)
+            alpha[:, :SIZE[0]] = matte
+            picture.pts = index
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+    model = ["--weights", tiny_osdface.release, "--base", tiny_osdface.base, "--device", "cpu", "--dtype", "fp32",
+             "--batch-size", "4"]
+    restored, untouched = tmp_path / f"out.{extension}", tmp_path / f"none.{extension}"
+    code, out, err = cli("restore", source, restored, "--codec", codec, *model)
+    assert code == 0, err
+    assert "6 faces restored in 6 frames" in out
+    assert cli("restore", source, untouched, "--codec", codec, "--model", "none")[0] == 0
+
+    def planes(path: Path) -> list[list[np.ndarray]]:
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_context.pix_fmt.startswith("yuva444p1")
+            return [[np.frombuffer(plane, np.uint16).reshape(SIZE[1], -1)[:, :SIZE[0]].copy() for plane in frame.planes]
+                    for frame in container.decode(video=0)]
+
+    before, after = planes(untouched), planes(restored)
+    assert len(before) == len(after) == 6
+    if codec == "ffv1":
+        assert all((old[3] == matte).all() for old in before)
+    for index, (old, new) in enumerate(zip(before, after)):
+        np.testing.assert_array_equal(new[3], old[3], err_msg=f"frame {index}'s matte")
+        (landmarks,) = clip.truth[index].values()
+        core = face_core(landmarks, SIZE[::-1])
+        assert (np.abs(new[0].astype(int) - old[0])[core] > 4).mean() > 0.5, f"frame {index}'s face unchanged"

@@ -35,9 +35,11 @@ def video_encoder(name: str) -> av.codec.Codec:
 
 def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     """The pixel format to encode in: the requested one, else the source's if the encoder
-    takes it, else the encoder's closest format: the same bit depth first, then the same chroma
-    subsampling, else one that keeps every chroma sample (DV's 4:1:1 becomes 4:2:2, not 4:2:0,
-    whose halved rows would mix an interlaced picture's two fields), else the one that keeps most.
+    takes it, else the encoder's closest format: one that keeps an alpha channel first, then
+    one that keeps colour (not grey, not a palette), then the same bit depth, then the same colours (RGB or YUV: no conversion between them, which rounds),
+    then the same chroma subsampling, else one that keeps every chroma sample
+    (DV's 4:1:1 becomes 4:2:2, not 4:2:0, whose halved rows would mix an interlaced picture's two
+    fields), else the one that keeps most.
 
     Odd sizes cannot be 4:2:0/4:2:2-subsampled by x264/x265, so those get 4:4:4 at the same
     bit depth rather than a changed picture size.
@@ -58,8 +60,10 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     if not supported or wanted in supported:
         return wanted
 
-    def distance(name: str) -> tuple[int, int, int]:
+    def distance(name: str) -> tuple[int, ...]:
         fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
+        alpha_lost, alpha_added = _has_alpha(src) and not _has_alpha(fmt), _has_alpha(fmt) and not _has_alpha(src)
+        colour_lost = _colours(src) > _colours(fmt)
         depth = bit_depth(name) - bit_depth(wanted)
         (width, height), (source_width, source_height) = ((f.chroma_width(64), f.chroma_height(64)) for f in (fmt, src))
         if (width, height) == (source_width, source_height):
@@ -68,11 +72,39 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
             chroma = (1, width * height)
         else:  # loses some: the most kept
             chroma = (2, -width * height)
-        return (abs(depth) + (100 if depth < 0 else 0), *chroma)
+        return (int(alpha_lost), int(colour_lost), abs(depth) + (100 if depth < 0 else 0), int(fmt.is_rgb != src.is_rgb),
+                *chroma, int(alpha_added))
 
-    choice = full_range_format(options.codec, min(supported, key=distance))
-    log.warning("encoder %s cannot keep pixel format %s; encoding as %s", options.codec, wanted, choice)
+    candidates = sorted(supported, key=distance)
+    choice = full_range_format(options.codec, next(
+        (name for name in candidates if _encoder_opens(options, full_range_format(options.codec, name), video)),
+        candidates[0]))
+    dropped = " and dropping its alpha channel" if distance(choice)[0] else ""
+    log.warning("encoder %s cannot keep pixel format %s; encoding as %s%s", options.codec, wanted, choice, dropped)
     return choice
+
+
+def _encoder_opens(options: EncodeOptions, pix_fmt: str, video: VideoInfo) -> bool:
+    """Whether the encoder opens in `pix_fmt` at `video`'s size, with the settings' options and
+    the profile the format needs: some list formats they refuse (x265's and VP9's with alpha)."""
+    context = av.CodecContext.create(options.codec, "w")
+    context.width, context.height, context.pix_fmt = video.width, video.height, pix_fmt
+    context.time_base = Fraction(1, 25)
+    context.options = profile_options(options.codec, pix_fmt, options.codec_options())
+    try:
+        context.open()
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def _has_alpha(fmt: av.VideoFormat) -> bool:
+    return any(component.is_alpha for component in fmt.components)
+
+
+def _colours(fmt: av.VideoFormat) -> int:
+    """How many colour components a format stores: 3, 1 for grey or a palette's index."""
+    return 1 if fmt.has_palette else sum(not component.is_alpha for component in fmt.components)
 
 
 JPEG_RANGE_FORMATS = {"yuv420p": "yuvj420p", "yuv422p": "yuvj422p", "yuv444p": "yuvj444p"}

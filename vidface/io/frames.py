@@ -10,6 +10,7 @@ stored value, 10-bit precision included.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -274,9 +275,26 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
         old = out[box]
         new = _plane_array(new_plane, fmt, index)
         weight = _pool_mask(region, old.shape[0], old.shape[1])[:, :, None]
-        blended = old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight
-        out[box] = np.where(weight > 0, np.rint(blended), old).astype(out.dtype)
+        blended = np.where(weight > 0, np.rint(old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight),
+                           old).astype(out.dtype)
+        for channel in _alpha_channels(fmt.name, index):
+            blended[:, :, channel] = old[:, :, channel]
+        out[box] = blended
     return source
+
+
+@functools.lru_cache(maxsize=None)
+def _alpha_channels(format_name: str, plane: int) -> tuple[int, ...]:
+    """Which samples of `_plane_array(plane)` in `format_name` are alpha, which a blend keeps as
+    stored: a face is restored in colour, and the matte a compositor keyed stays as it was.
+    Found by converting black, which gives no colour sample the largest value and alpha that."""
+    fmt = av.VideoFormat(format_name)
+    alpha = [c for c in fmt.components if c.is_alpha and c.plane == plane]
+    if not alpha:
+        return ()
+    black = reformatted(av.VideoFrame.from_ndarray(np.zeros((2, 2, 3), np.uint8), format="rgb24"), format=format_name)
+    samples = _plane_array(black.planes[plane], fmt, plane)[0, 0]
+    return tuple(int(i) for i in np.flatnonzero(samples == (1 << alpha[0].bits) - 1))
 
 
 def _inside(box: tuple[int, int, int, int], origin: tuple[int, int], shape: tuple[int, ...]) -> bool:
