@@ -297,3 +297,36 @@ def field_orders(path: str | Path) -> str:
     finally:
         av.logging.set_level(None)
     return "".join(match.group(1) for _, _, message in logs for match in [re.search(r" i:([TBP])", message)] if match)
+
+
+def with_captions(source: str | Path, path: str | Path) -> Path:
+    """`source` (H.264 in MPEG-TS, without B-frames) remuxed into MPEG-TS `path` with a closed-caption pair
+    (CEA-608 in an A/53 SEI message, as broadcast H.264 carries it) added to every picture: frame
+    n's pair is (0xa0 + n % 64, 0xc1)."""
+    import re
+
+    path = Path(path)
+    with av.open(str(source)) as container, av.open(str(path), "w", format="mpegts") as output:
+        stream = container.streams.video[0]
+        out = output.add_stream_from_template(stream)
+        for number, packet in enumerate(p for p in container.demux(stream) if p.size):
+            data = bytes(packet)
+            cc_data = bytes([0x41, 0xFF, 0xFC, 0xA0 + number % 64, 0xC1, 0xFF])  # one 608 pair, field 1
+            payload = b"\xb5\x00\x31GA94\x03" + cc_data  # ITU-T T.35: USA, ATSC, "GA94", cc_data
+            sei = b"\x00\x00\x00\x01\x06" + bytes([4, len(payload)]) + payload + b"\x80"
+            first_slice = re.search(rb"\x00\x00\x00?\x01[\x01\x05\x21\x25\x41\x45\x61\x65]", data).start()
+            captioned = av.Packet(data[:first_slice] + sei + data[first_slice:])
+            captioned.pts, captioned.dts, captioned.time_base = packet.pts, packet.dts, packet.time_base
+            captioned.is_keyframe = packet.is_keyframe
+            captioned.stream = out
+            output.mux(captioned)
+    return path
+
+
+def captions(path: str | Path) -> list[bytes | None]:
+    """Each decoded frame's closed-caption data (A/53 cc_data triplets), None where it has none."""
+    from av.sidedata.sidedata import Type
+
+    with av.open(str(path)) as container:
+        return [None if (data := frame.side_data.get(Type.A53_CC)) is None else bytes(data)
+                for frame in container.decode(video=0)]

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from media import AudioTrack, Subtitles, field_orders, read_video, write_video
+from media import AudioTrack, Subtitles, captions, field_orders, read_video, with_captions, write_video
 from vidface.io.probe import bit_depth, probe
 
 
@@ -601,3 +601,32 @@ def test_an_alpha_channel_is_kept_where_the_encoder_can(source_codec: str, sourc
     else:
         assert f"cannot keep pixel format {source_pix_fmt}; encoding as {kept_as}" in caplog.text
     assert ("dropping its alpha channel" in caplog.text) == dropped
+
+
+@pytest.mark.parametrize("codec, output", [("libx264", "out.mkv"), ("libx265", "out.mp4"), ("mpeg2video", "out.ts")])
+def test_closed_captions_are_kept(codec: str, output: str, tmp_path: Path, cli) -> None:
+    """Broadcast captions (CEA-608 in the pictures' A/53 data) reach OUT's pictures, each on its
+    own frame, through every encoder that codes them."""
+    source = with_captions(write_video(tmp_path / "plain.ts", frames=8, size=(64, 48), bframes=0),
+                           tmp_path / "in.ts")
+    expected = [bytes([0xFC, 0xA0 + number, 0xC1]) for number in range(8)]
+    assert captions(source) == expected
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress", "--codec", codec)
+    assert code == 0, err
+    assert captions(tmp_path / output) == expected
+
+
+def test_svt_av1_prints_nothing_of_its_own(tmp_path: Path) -> None:
+    """SVT-AV1 writes its banner and settings straight to standard error; a run shows only
+    vidface's lines."""
+    import os
+    import subprocess
+    import sys
+
+    source = write_video(tmp_path / "in.mkv", frames=4, size=(64, 48))
+    run = subprocess.run([sys.executable, "-m", "vidface", "restore", "--model", "none", str(source),
+                          str(tmp_path / "out.mkv"), "--codec", "libsvtav1", "--no-progress"],
+                         capture_output=True, text=True, timeout=120,
+                         env={name: value for name, value in os.environ.items() if name != "SVT_LOG"})
+    assert run.returncode == 0, run.stderr
+    assert "Svt[" not in run.stderr

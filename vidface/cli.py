@@ -55,6 +55,9 @@ def configure_logging(verbosity: int) -> None:
 
     # FFmpeg's lines repeat what vidface reports itself, so they show from -v on.
     show_ffmpeg_log(None if verbosity <= 0 else av.logging.WARNING if verbosity == 1 else av.logging.DEBUG)
+    # SVT-AV1 prints its banner and settings for every encoder it opens, past FFmpeg's log, unless
+    # its own level (1: errors) says otherwise; read when an encoder opens, a value set wins.
+    os.environ.setdefault("SVT_LOG", "1" if verbosity <= 0 else "3" if verbosity == 1 else "4")
     for name in ("diffusers", "transformers", "huggingface_hub", "peft"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING) if verbosity < 2 else level)
 

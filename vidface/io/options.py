@@ -66,6 +66,7 @@ class EncodeOptions:
         if self.preset is not None:
             options[PRESET_OPTION.get(self.codec, "preset")] = self.preset
         if self.codec == "libx265":
-            options["x265-params"] = "log-level=error"
+            # x264's wrapper writes the frames' closed captions by default, x265's only when asked
+            options.update({"x265-params": "log-level=error", "a53cc": "1"})
         options.update(dict(self.options))
         return options
