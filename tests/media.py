@@ -228,6 +228,7 @@ class VideoSummary:
     codec: str
     metadata: dict[str, str]
     stream_types: list[str]
+    stream_codecs: list[str]
     stream_metadata: list[dict[str, str]]
     packets: dict[int, list[tuple[bytes, Fraction | None, Fraction | None]]] = field(repr=False)
     attachments: dict[str, bytes] = field(repr=False)
@@ -270,6 +271,7 @@ def read_video(path: str | Path, *, images: bool = False) -> VideoSummary:
             codec=video.codec_context.codec.name,
             metadata=dict(container.metadata),
             stream_types=[s.type for s in container.streams],
+            stream_codecs=[s.codec_context.codec.canonical_name if s.codec_context else "" for s in container.streams],
             stream_metadata=[dict(s.metadata) for s in container.streams],
             packets=packets,
             attachments={s.metadata.get("filename", ""): s.data for s in container.streams
@@ -330,3 +332,17 @@ def captions(path: str | Path) -> list[bytes | None]:
     with av.open(str(path)) as container:
         return [None if (data := frame.side_data.get(Type.A53_CC)) is None else bytes(data)
                 for frame in container.decode(video=0)]
+
+
+def subtitle_cues(path: str | Path) -> list[tuple[float, float, str]]:
+    """The first subtitle stream's cues, decoded: (start, end) in seconds and the text of each."""
+    with av.open(str(path)) as container:
+        stream = container.streams.subtitles[0]
+        cues = []
+        for packet in container.demux(stream):
+            decoded = stream.codec_context.decode2(packet) if packet.size else None
+            for cue in decoded or ():
+                start = packet.pts * packet.time_base
+                cues.append((float(start), float(start + packet.duration * packet.time_base),
+                             cue.ass.decode().split(",", 8)[8]))
+        return cues

@@ -11,7 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from media import AudioTrack, Subtitles, captions, field_orders, read_video, with_captions, write_video
+from media import (AudioTrack, Subtitles, captions, field_orders, read_video, subtitle_cues, with_captions,
+                   write_video)
 from vidface.io.probe import bit_depth, probe
 
 
@@ -121,13 +122,56 @@ def test_encoder_flags(tmp_path: Path, cli) -> None:
     assert after.frame_pts == read_video(source).frame_pts
 
 
-def test_mkv_subtitles_into_mp4_is_refused_cleanly(tmp_path: Path, cli) -> None:
-    source = write_video(tmp_path / "in.mkv", frames=6, subtitles=Subtitles())
-    output = tmp_path / "out.mp4"
-    code, _, err = cli("restore", "--model", "none", source, output)
-    assert code == 1
-    assert err.startswith("vidface: error: ") and ".mkv" in err and len(err.strip().splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+@pytest.mark.parametrize("source_name, output, codec_args, converted_to", [
+    ("in.mp4", "out.mkv", [], "ass"), ("in.mkv", "out.mp4", [], "mov_text"), ("in.mov", "out.mkv", [], "ass"),
+    ("in.mkv", "out.webm", ["--codec", "libvpx-vp9", "--no-audio"], "webvtt")])
+def test_text_subtitles_are_converted_where_the_container_holds_theirs_not(
+        source_name: str, output: str, codec_args: list[str], converted_to: str, tmp_path: Path, cli) -> None:
+    """MP4's mov_text into Matroska, SubRip into MP4 or WebM: the container's own text format
+    carries every cue, its text and times, and the stream's language; the dry run says so."""
+    source = write_video(tmp_path / source_name, frames=6, audio="aac", subtitles=Subtitles(cues=3, language="fra"))
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / output, "--dry-run", *codec_args)
+    assert code == 0, err
+    subtitle_codec = read_video(source).stream_codecs[-1]
+    assert f"convert #2 subtitle {subtitle_codec} [fra] to {converted_to}" in out
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress", *codec_args)
+    assert code == 0, err
+    before, after = read_video(source), read_video(tmp_path / output)
+    assert after.stream_codecs[-1] == converted_to and after.stream_metadata[-1]["language"] == "fra"
+    # on the video's timeline (MP4's AAC priming moves Matroska's whole timeline by 21 ms)
+    moved = float(after.frame_pts[0] - before.frame_pts[0])
+    assert [(round(start - moved, 6), round(end - moved, 6), text) for start, end, text in subtitle_cues(tmp_path / output)
+            ] == subtitle_cues(source) == [(float(cue), cue + 0.8, f"cue {cue}") for cue in range(3)]
+
+
+@pytest.mark.parametrize("source_name, audio, output, words", [
+    ("in.mkv", "aac", "out.ts", "mpegts files cannot hold stream #2 (subtitle subrip); write a .mkv instead"),
+    ("in.mp4", "aac", "out.avi", "avi files cannot hold stream #2 (subtitle mov_text); write a .mkv instead"),
+    ("in.mov", "pcm_s16le", "out.ts", "mpegts files cannot hold stream #1 (audio pcm_s16le); write a .mkv instead "
+                                      "or pass --no-audio")])
+def test_a_stream_the_container_cannot_hold_is_refused_cleanly(source_name: str, audio: str, output: str, words: str,
+                                                               tmp_path: Path, cli) -> None:
+    """MPEG-TS writes a codec it has no stream type for as private data, which comes back as a
+    data stream of no codec: vidface refuses as for a muxer that refuses, before writing."""
+    source = write_video(tmp_path / source_name, frames=6, audio=audio, subtitles=Subtitles())
+    for extra in (["--dry-run"], ["--no-progress"]):
+        code, _, err = cli("restore", "--model", "none", source, tmp_path / output, *extra)
+        assert code == 1
+        assert err == f"vidface: error: {words}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source_name]
+
+
+def test_a_blu_ray_stream_is_written_in_m2ts_packets(tmp_path: Path, cli) -> None:
+    """.m2ts: 192-byte packets (a 4-byte arrival time before each 188-byte TS packet), as
+    Blu-ray players and authoring tools read them, also though OUT is written under a temporary
+    name first."""
+    source = write_video(tmp_path / "in.mkv", frames=6, audio="ac3")
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.m2ts", "--no-progress")
+    assert code == 0, err
+    data = (tmp_path / "out.m2ts").read_bytes()
+    assert len(data) % 192 == 0 and data[4::192] == b"G" * (len(data) // 192)
+    before, after = read_video(source).frame_pts, read_video(tmp_path / "out.m2ts").frame_pts
+    assert [t - after[0] for t in after] == [t - before[0] for t in before]
 
 
 def test_existing_output_needs_overwrite(tmp_path: Path, cli) -> None:

@@ -243,6 +243,7 @@ def write_failed(output: Path, error: Exception) -> OutputError:
 
 def output_writer(plan: Plan, temporary: Path) -> OutputWriter:
     """OUT's writer, tagged with the plan's provenance if it has one."""
+    from vidface.io.copies import is_blu_ray
     from vidface.provenance import container_tags
 
     _, _, shift, copy_range = frame_timing(plan)
@@ -250,7 +251,7 @@ def output_writer(plan: Plan, temporary: Path) -> OutputWriter:
                                                              plan.info.metadata)
     return OutputWriter(temporary, plan.container_format, plan.info, plan.encode, plan.pix_fmt,
                         tuple(s.index for s in plan.copied), copy_range, video_shift=shift, tags=tags,
-                        chapters=output_chapters(plan, copy_range))
+                        chapters=output_chapters(plan, copy_range), blu_ray=is_blu_ray(plan.output))
 
 
 def output_chapters(plan: Plan, copy_range: CopyRange) -> list[Chapter]:

@@ -26,8 +26,11 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         + " ".join(f"{k}={v}" for k, v in codec_options.items()),
         "model   " + _describe_model(settings, model_name),
     ]
-    lines += [f"copy    #{s.index} {s.type} {s.codec}" + (f" [{s.language}]" if s.language else "")
-              for s in plan.copied]
+    for stream, converted_to in zip(plan.copied, _copied_as(plan)):
+        language = f" [{stream.language}]" if stream.language else ""
+        lines.append(f"copy    #{stream.index} {stream.type} {stream.codec}{language}" if converted_to is None else
+                     f"convert #{stream.index} {stream.type} {stream.codec}{language} to {converted_to} "
+                     f"({plan.container_format} holds no {stream.codec})")
     lines += [f"drop    #{s.index} {s.type} {s.codec}" for s in plan.dropped]
     if plan.info.chapters:
         kept = output_chapters(plan, frame_timing(plan)[3])
@@ -46,6 +49,19 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
 
 
 _RANGE_NAMES = {0: "unsaid", 1: "limited", 2: "full"}
+
+
+def _copied_as(plan) -> list[str | None]:
+    """For each stream the plan copies, what `copies.copied_as` says a run does with it
+    (OutputError, as a run gives, where OUT's container holds it not)."""
+    import av
+
+    from vidface.io.copies import copied_as, is_blu_ray
+    from vidface.io.probe import TAG_ERRORS
+
+    with av.open(str(plan.info.path), metadata_errors=TAG_ERRORS) as source:
+        return [copied_as(plan.container_format, source.streams[s.index], is_blu_ray(plan.output))
+                if s.type in ("audio", "subtitle") else None for s in plan.copied]
 
 
 def _describe_model(settings, model_name: str) -> str:

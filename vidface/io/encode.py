@@ -8,7 +8,6 @@ demuxer over IN. Nothing is re-encoded except the video; copied packets keep the
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name, field_shown_first
+from vidface.io.copies import SubtitleConverter, container_holds, copied_as
 from vidface.io.timecode import shifted_timecode_tags
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ class OutputWriter:
     copy_streams: indices of IN's streams to copy. video_shift: ticks of the video time base
     subtracted from every frame's pts (a preview range starting later than 0 starts at 0).
     tags: container tags set over those kept from IN, whose timecodes move on to OUT's first
-    frame (`copy_range.shift` after IN's). chapters: OUT's, on its timeline.
+    frame (`copy_range.shift` after IN's). chapters: OUT's, on its timeline. blu_ray: OUT is a
+    Blu-ray transport stream (`copies.is_blu_ray`), which FFmpeg's muxer cannot tell from a
+    temporary file's name.
 
     `write` is `encode` then `mux_video`; the two halves serve resumable runs, which encode
     segments apart (`encode`, `flush_encoder` on a writer over an in-memory file that is never
@@ -67,8 +69,9 @@ class OutputWriter:
     def __init__(self, path: Path | BinaryIO, container_format: str, info: MediaInfo, options: EncodeOptions,
                  pix_fmt: str, copy_streams: tuple[int, ...], copy_range: CopyRange,
                  video_shift: int = 0, tags: Mapping[str, str] | None = None,
-                 chapters: Sequence[Chapter] = ()) -> None:
+                 chapters: Sequence[Chapter] = (), blu_ray: bool = False) -> None:
         self._shift = video_shift
+        self._blu_ray = blu_ray
         self._timecode_shift = (copy_range.shift, info.video.average_rate)
         self._durations: dict[int, int] = {}
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
@@ -78,7 +81,7 @@ class OutputWriter:
         try:
             self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
                                    metadata_errors=TAG_ERRORS,
-                                   container_options=_container_options(container_format))
+                                   container_options=_container_options(container_format, blu_ray))
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
         self._input: av.container.InputContainer | None = None
@@ -87,6 +90,7 @@ class OutputWriter:
             self._output.metadata.update(tags or {})
             self._stream = self._add_video_stream(info, options, pix_fmt)
             self._copies: dict[int, av.stream.Stream] = {}
+            self._converters: dict[int, SubtitleConverter] = {}
             self._next: av.Packet | None = None
             self._packets: Iterator[av.Packet] = iter(())
             if copy_streams:
@@ -151,25 +155,24 @@ class OutputWriter:
 
     def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange) -> None:
         self._input = av.open(str(info.path), metadata_errors=TAG_ERRORS)
-        supported = self._output.supported_codecs
         selected = []
         for index in copy_streams:
             src = self._input.streams[index]
             codec = codec_name(src)
-            if src.type in ("audio", "subtitle") and codec and codec not in supported and not _holds(
-                    self._output.format.name, src):
-                ways = [] if self._output.format.name == "matroska" else ["write a .mkv instead"]
-                ways += ["pass --no-audio"] if src.type == "audio" else []
-                raise OutputError(
-                    f"{self._output.format.name} files cannot hold stream #{index} ({src.type} {codec}); "
-                    + (" or ".join(ways) or "convert that stream with another tool first")
-                )
             if src.type == "attachment":
                 name = src.metadata.get("filename", f"attachment{index}")
                 self._output.add_attachment(name, src.mimetype or "application/octet-stream", src.data)
                 continue
+            converted_to = copied_as(self._output.format.name, src, self._blu_ray) if src.type in (
+                "audio", "subtitle") else None
             try:
-                out = self._output.add_stream_from_template(src)
+                if converted_to is None:
+                    out = self._output.add_stream_from_template(src)
+                else:
+                    log.info("stream #%d (subtitle %s) is converted to %s: %s files hold no %s", index, codec,
+                             converted_to, self._output.format.name, codec)
+                    self._converters[index] = SubtitleConverter(self._output, src, converted_to)
+                    out = self._converters[index].stream
             except (av.error.FFmpegError, ValueError) as error:
                 raise OutputError(f"cannot copy stream #{index} ({src.type}) into {self._output.format.name} ({error})") from None
             if self._output.format.name == "avi" and codec in _AUDIO_IN_FRAMES:
@@ -189,7 +192,7 @@ class OutputWriter:
             self._output.start_encoding()
         except (av.error.FFmpegError, ValueError):
             name = self._output.format.name
-            if not _holds(name, self._stream):
+            if not container_holds(name, self._stream, self._blu_ray):
                 raise OutputError(f"{name} files cannot hold {self._stream.codec_context.name} video; "
                                   "choose another --codec or write a .mkv") from None
             raise
@@ -279,8 +282,13 @@ class OutputWriter:
             stamp = packet.dts if packet.dts is not None else packet.pts
             if time is not None and stamp is not None and stamp * packet.time_base > time:
                 return
-            packet.stream = self._copies[packet.stream.index]
-            self._output.mux(packet)
+            index = packet.stream.index
+            if index in self._converters:
+                for converted in self._converters[index].convert(packet):
+                    self._output.mux(converted)
+            else:
+                packet.stream = self._copies[index]
+                self._output.mux(packet)
             self._next = None
 
     def close(self, flush: bool = True) -> None:
@@ -308,13 +316,15 @@ class OutputWriter:
         self.close(flush=kind is None)
 
 
-def _container_options(container_format: str) -> dict[str, str]:
-    """The muxer's options: bitexact, and for AVI, no moving of the streams when a copied one
-    starts before 0 (AAC's priming). AVI writes its first frame at 0 whatever its time, and the
-    muxer's move, a fraction of a frame, put the second frame a frame late; AVI's audio starts at
-    0 whatever its time, so the move changes nothing there."""
+def _container_options(container_format: str, blu_ray: bool) -> dict[str, str]:
+    """The muxer's options: bitexact; for AVI, no moving of the streams when a copied one starts
+    before 0 (AAC's priming). AVI writes its first frame at 0 whatever its time, and the muxer's
+    move, a fraction of a frame, put the second frame a frame late; AVI's audio starts at 0
+    whatever its time, so the move changes nothing there. For a Blu-ray stream, M2TS packets."""
     if container_format == "avi":
         return {**BITEXACT, "avoid_negative_ts": "disabled"}
+    if container_format == "mpegts" and blu_ray:
+        return {**BITEXACT, "mpegts_m2ts_mode": "1"}
     return BITEXACT
 
 
@@ -337,21 +347,6 @@ def _count_avi_audio_by_frames(stream: av.stream.Stream, index: int) -> None:
     except (av.error.FFmpegError, ValueError) as error:
         raise OutputError(f"cannot copy stream #{index} ({context.name}) into avi with its frame times "
                           f"({_reason(error)}); write a .mkv instead") from None
-
-
-def _holds(container_format: str, stream: av.stream.Stream) -> bool:
-    """Whether FFmpeg's `container_format` muxer takes `stream` as it is: a header written to
-    memory with that stream alone. Asked for codecs missing from its `supported_codecs`, which
-    names only a muxer's defaults where the muxer keeps no list (MPEG-TS: no AAC, no AC-3)."""
-    trial = av.open(io.BytesIO(), "w", format=container_format)
-    try:
-        trial.add_stream_from_template(stream)
-        trial.start_encoding()
-        return True
-    except (av.error.FFmpegError, ValueError):
-        return False
-    finally:
-        trial.close()
 
 
 def _copied_packets(container: av.container.InputContainer, streams: list[av.stream.Stream],

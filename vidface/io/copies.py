@@ -1,0 +1,94 @@
+"""The streams copied into OUT: whether its container holds each as it is (`copied_as`), and
+text subtitles converted to the text format of a container that holds theirs not (MP4's
+mov_text into Matroska, SubRip into MP4): cue for cue, at the same times, as ffmpeg's `-c:s`
+converts them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+
+from vidface.errors import OutputError
+from vidface.io.probe import codec_name
+
+TEXT_SUBTITLE_CODECS = {"matroska": "ass", "webm": "webvtt", "mp4": "mov_text", "mov": "mov_text",
+                        "ipod": "mov_text", "3gp": "mov_text", "3g2": "mov_text"}
+"""Each container's own text subtitle format, which other text subtitles are converted to
+(Matroska's ASS keeps the styling the others carry)."""
+
+_MPEGTS_CODECS = {"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "avs2", "avs3", "dirac", "vc1",
+                  "mp1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m",
+                  "smpte_klv", "timed_id3", "dvb_subtitle", "dvb_teletext"}
+_BLU_RAY_CODECS = _MPEGTS_CODECS | {"pcm_bluray", "hdmv_pgs_subtitle", "hdmv_text_subtitle"}
+"""The codecs FFmpeg's MPEG-TS muxer gives a stream type (mpegtsenc.c; Blu-ray's in M2TS mode):
+it writes any other as private data, which readers take for a data stream of no known codec."""
+
+
+def is_blu_ray(path) -> bool:
+    """Whether OUT's name asks for a Blu-ray transport stream (.m2ts: 192-byte packets)."""
+    return str(path).lower().endswith((".m2ts", ".mts"))
+
+
+def container_holds(container_format: str, stream: av.stream.Stream, blu_ray: bool = False) -> bool:
+    """Whether FFmpeg's `container_format` muxer stores `stream`'s packets so that a reader knows
+    them again: its `supported_codecs`, else (that names only a muxer's defaults where it keeps
+    no list) a header written to memory with that stream alone; for MPEG-TS, a codec with a
+    stream type."""
+    codec = codec_name(stream)
+    if container_format == "mpegts":
+        return codec in (_BLU_RAY_CODECS if blu_ray else _MPEGTS_CODECS)
+    trial = av.open(io.BytesIO(), "w", format=container_format)
+    try:
+        if codec in trial.supported_codecs:
+            return True
+        trial.add_stream_from_template(stream)
+        trial.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError):
+        return False
+    finally:
+        trial.close()
+
+
+def copied_as(container_format: str, stream: av.stream.Stream, blu_ray: bool = False) -> str | None:
+    """How IN's audio or subtitle `stream` goes into OUT: None as it is, else the text subtitle
+    codec it is converted to; OutputError where OUT's container holds neither."""
+    codec = codec_name(stream)
+    if not codec or container_holds(container_format, stream, blu_ray):
+        return None
+    if stream.type == "subtitle" and stream.codec_context.codec.text_sub and container_format in TEXT_SUBTITLE_CODECS:
+        return TEXT_SUBTITLE_CODECS[container_format]
+    ways = [] if container_format == "matroska" else ["write a .mkv instead"]
+    ways += ["pass --no-audio"] if stream.type == "audio" else []
+    raise OutputError(f"{container_format} files cannot hold stream #{stream.index} ({stream.type} {codec}); "
+                      + (" or ".join(ways) or "convert that stream with another tool first"))
+
+
+class SubtitleConverter:
+    """Converts the packets of text subtitle stream `source` to `codec` on a new stream of
+    `output`: each cue decoded to FFmpeg's ASS events and encoded again, with its packet's time
+    and duration (a cue the source codec leaves empty, mov_text's gap filler, is left out)."""
+
+    def __init__(self, output: av.container.OutputContainer, source: av.stream.Stream, codec: str) -> None:
+        self._decoder = source.codec_context
+        self._decoder.open()  # its ASS header is made as it opens
+        self.stream = output.add_stream(codec)
+        encoder = self.stream.codec_context
+        encoder.time_base = source.time_base
+        encoder.subtitle_header = self._decoder.subtitle_header
+
+    def convert(self, packet: av.Packet) -> Iterator[av.Packet]:
+        """OUT's packets for `packet` of the source stream (times already moved as copies are)."""
+        cues = self._decoder.decode2(packet)
+        if cues is None or not len(cues):
+            return
+        converted = self.stream.codec_context.encode_subtitle(cues)
+        converted.pts = converted.dts = packet.pts
+        converted.duration = packet.duration or round(
+            Fraction(cues.end_display_time - cues.start_display_time, 1000) / packet.time_base)
+        converted.time_base = packet.time_base
+        converted.stream = self.stream
+        yield converted
