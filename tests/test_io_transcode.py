@@ -674,3 +674,42 @@ def test_svt_av1_prints_nothing_of_its_own(tmp_path: Path) -> None:
                          env={name: value for name, value in os.environ.items() if name != "SVT_LOG"})
     assert run.returncode == 0, run.stderr
     assert "Svt[" not in run.stderr
+
+
+IPHONE_TAGS = {"com.apple.quicktime.make": "Apple", "com.apple.quicktime.model": "iPhone 15",
+               "com.apple.quicktime.location.ISO6709": "+48.8584+002.2945+035.000/",
+               "com.apple.quicktime.creationdate": "2024-05-01T10:00:00+0200", "title": "Tour Eiffel"}
+
+
+@pytest.mark.parametrize("output", ["out.mov", "out.mp4", "out.mkv"])
+def test_a_phones_metadata_keys_are_kept(output: str, tmp_path: Path, cli) -> None:
+    """An iPhone's QuickTime metadata keys (make, model, place, date), which FFmpeg's MP4 and MOV
+    muxers leave out unless asked, reach OUT with the file's other tags."""
+    source = tmp_path / "in.mov"
+    with av.open(str(source), "w", options={"movflags": "use_metadata_tags"}) as container:
+        container.metadata.update(IPHONE_TAGS)
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(4):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 40, np.uint8), format="rgb24")
+            picture.pts, picture.time_base = index, Fraction(1, 25)
+            container.mux(stream.encode(picture.reformat(format="yuv420p")))
+        container.mux(stream.encode())
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress")
+    assert code == 0, err
+    with av.open(str(tmp_path / output)) as container:
+        kept = {name.lower(): value for name, value in container.metadata.items()}
+    assert {name.lower(): value for name, value in IPHONE_TAGS.items()}.items() <= kept.items()
+
+
+@pytest.mark.parametrize("output, own_box", [("out.mov", b"\xa9nam"), ("out.mp4", b"\xa9nam")])
+def test_common_tags_stay_in_the_containers_own_boxes(output: str, own_box: bytes, tmp_path: Path, cli) -> None:
+    """Tags MP4 and MOV have boxes for (a title, a comment) are written there, where every
+    player looks, not as QuickTime metadata keys."""
+    source = write_video(tmp_path / "in.mkv", frames=4, metadata={"title": "Holiday", "comment": "tape 3"})
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress")
+    assert code == 0, err
+    data = (tmp_path / output).read_bytes()
+    assert own_box in data and b"mdta" not in data
+    with av.open(str(tmp_path / output)) as container:
+        assert container.metadata["title"] == "Holiday" and container.metadata["comment"] == "tape 3"

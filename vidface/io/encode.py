@@ -8,6 +8,7 @@ demuxer over IN. Nothing is re-encoded except the video; copied packets keep the
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,16 +79,17 @@ class OutputWriter:
         self._frames = 0
         self._resized = False
         self._mark_fields = FieldMarker(field_shown_first(info.video.field_order)) if info.video.interlaced else None
+        file_tags = {**self._kept_tags(info.metadata), **(tags or {})}
         try:
             self._output = av.open(str(path) if isinstance(path, Path) else path, mode="w", format=container_format,
                                    metadata_errors=TAG_ERRORS,
-                                   container_options=_container_options(container_format, blu_ray))
+                                   container_options={**_container_options(container_format, blu_ray),
+                                                      **_tag_options(container_format, file_tags)})
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
         self._input: av.container.InputContainer | None = None
         try:
-            self._output.metadata.update(self._kept_tags(info.metadata))
-            self._output.metadata.update(tags or {})
+            self._output.metadata.update(file_tags)
             self._stream = self._add_video_stream(info, options, pix_fmt)
             self._copies: dict[int, av.stream.Stream] = {}
             self._converters: dict[int, SubtitleConverter] = {}
@@ -326,6 +328,27 @@ def _container_options(container_format: str, blu_ray: bool) -> dict[str, str]:
     if container_format == "mpegts" and blu_ray:
         return {**BITEXACT, "mpegts_m2ts_mode": "1"}
     return BITEXACT
+
+
+_QUICKTIME_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"}  # FFmpeg's mov muxer
+
+
+def _tag_options(container_format: str, tags: Mapping[str, str]) -> dict[str, str]:
+    """For a QuickTime-family muxer that would leave out some of the file's `tags`, the option
+    that writes them all as QuickTime metadata keys (as an iPhone writes its make, model, place
+    and date): its own boxes hold a fixed set of names per format (MP4 drops a camera's make
+    and model, MOV a description, both an archive's own names and every com.apple.quicktime
+    key). Found by writing `tags` into a header in memory and reading them back."""
+    if container_format not in _QUICKTIME_FORMATS or not tags:
+        return {}
+    trial = io.BytesIO()
+    with av.open(trial, "w", format=container_format, metadata_errors=TAG_ERRORS) as output:
+        output.metadata.update(tags)
+        output.add_mux_stream("mov_text").time_base = Fraction(1, 1000)
+        output.start_encoding()
+    with av.open(io.BytesIO(trial.getvalue()), metadata_errors=TAG_ERRORS) as written:
+        kept = {name.lower() for name in written.metadata}  # FFmpeg matches names in any case
+    return {} if all(name.lower() in kept for name in tags) else {"movflags": "+use_metadata_tags"}
 
 
 _AUDIO_IN_FRAMES = {"aac", "ac3"}
