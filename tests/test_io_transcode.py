@@ -713,3 +713,17 @@ def test_common_tags_stay_in_the_containers_own_boxes(output: str, own_box: byte
     assert own_box in data and b"mdta" not in data
     with av.open(str(tmp_path / output)) as container:
         assert container.metadata["title"] == "Holiday" and container.metadata["comment"] == "tape 3"
+
+
+def test_track_titles_survive_a_trip_through_mp4(tmp_path: Path, cli) -> None:
+    """Audio track titles ("Commentary") from Matroska are MP4's track names, which FFmpeg reads
+    back as `name`: `vidface probe` shows them, and a Matroska made from the MP4 has them as
+    the track names players show again."""
+    source = write_video(tmp_path / "in.mkv", frames=6, audio=[AudioTrack("aac", title="Main", language="eng"),
+                                                               AudioTrack("aac", title="Commentary", language="fra")])
+    for made_from, output in ((source, tmp_path / "out.mp4"), (tmp_path / "out.mp4", tmp_path / "back.mkv")):
+        code, _, err = cli("restore", "--model", "none", made_from, output, "--no-progress")
+        assert code == 0, err
+        code, out, _ = cli("probe", output, "--json")
+        assert [stream["title"] for stream in json.loads(out)["streams"]] == [None, "Main", "Commentary"]
+    assert [tags.get("title") for tags in read_video(tmp_path / "back.mkv").stream_metadata] == [None, "Main", "Commentary"]

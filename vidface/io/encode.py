@@ -145,7 +145,7 @@ class OutputWriter:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
             if video.interlaced:
                 stream.codec_context.field_order = FIELD_ORDERS.index(video.field_order)
-            stream.metadata.update(self._kept_tags(src.metadata))
+            stream.metadata.update(_titled(self._kept_tags(src.metadata)))
             stream.disposition = src.disposition
         try:
             stream.codec_context.open()
@@ -179,7 +179,7 @@ class OutputWriter:
                 raise OutputError(f"cannot copy stream #{index} ({src.type}) into {self._output.format.name} ({error})") from None
             if self._output.format.name == "avi" and codec in _AUDIO_IN_FRAMES:
                 _count_avi_audio_by_frames(out, index)
-            out.metadata.update(self._kept_tags(src.metadata))
+            out.metadata.update(_titled(self._kept_tags(src.metadata)))
             out.disposition = src.disposition
             self._copies[index] = out
             selected.append(src)
@@ -328,6 +328,16 @@ def _container_options(container_format: str, blu_ray: bool) -> dict[str, str]:
     if container_format == "mpegts" and blu_ray:
         return {**BITEXACT, "mpegts_m2ts_mode": "1"}
     return BITEXACT
+
+
+def _titled(tags: dict[str, str]) -> dict[str, str]:
+    """A stream's `tags` with a QuickTime track name (FFmpeg reads MP4's and MOV's as `name`) as
+    its title, which Matroska's muxer writes as the track name players show, and MP4's and MOV's
+    write back as the track name."""
+    names = {name.lower(): name for name in tags}
+    if "title" in names or "name" not in names:
+        return tags
+    return {("title" if name == names["name"] else name): value for name, value in tags.items()}
 
 
 _QUICKTIME_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"}  # FFmpeg's mov muxer

@@ -336,7 +336,7 @@ def _stream_info(stream: av.stream.Stream, video: VideoInfo) -> StreamInfo:
         type=stream.type,
         codec=codec_name(stream),
         language=stream.metadata.get("language") or None,
-        title=stream.metadata.get("title") or None,
+        title=stream.metadata.get("title") or stream.metadata.get("name") or None,  # MP4's track name
         detail=detail,
         metadata=dict(stream.metadata),
     )
