@@ -19,12 +19,12 @@ from typing import BinaryIO
 import av
 
 from vidface.errors import OutputError
+from vidface.io.copies import SubtitleConverter, container_holds, copied_as
 from vidface.io.encoder_setup import MPEG_1_2_VIDEO, output_color_range, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name, field_shown_first
-from vidface.io.copies import SubtitleConverter, container_holds, copied_as
 from vidface.io.timecode import shifted_timecode_tags
 
 log = logging.getLogger(__name__)
@@ -340,7 +340,8 @@ def _titled(tags: dict[str, str]) -> dict[str, str]:
     return {("title" if name == names["name"] else name): value for name, value in tags.items()}
 
 
-_QUICKTIME_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"}  # FFmpeg's mov muxer
+# The formats whose muxer (FFmpeg's mov) writes QuickTime metadata keys when asked.
+_METADATA_KEY_FORMATS = {"mov", "mp4", "ipod", "ismv"}
 
 
 def _tag_options(container_format: str, tags: Mapping[str, str]) -> dict[str, str]:
@@ -349,7 +350,7 @@ def _tag_options(container_format: str, tags: Mapping[str, str]) -> dict[str, st
     and date): its own boxes hold a fixed set of names per format (MP4 drops a camera's make
     and model, MOV a description, both an archive's own names and every com.apple.quicktime
     key). Found by writing `tags` into a header in memory and reading them back."""
-    if container_format not in _QUICKTIME_FORMATS or not tags:
+    if container_format not in _METADATA_KEY_FORMATS or not tags:
         return {}
     trial = io.BytesIO()
     with av.open(trial, "w", format=container_format, metadata_errors=TAG_ERRORS) as output:
@@ -409,5 +410,3 @@ def _reason(error: Exception) -> str:
     text = str(error)
     marker = "last error log:"
     return text.split(marker, 1)[1].strip() if marker in text else text
-
-

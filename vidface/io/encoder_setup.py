@@ -35,11 +35,12 @@ def video_encoder(name: str) -> av.codec.Codec:
 
 def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     """The pixel format to encode in: the requested one, else the source's if the encoder
-    takes it, else the encoder's closest format: one that keeps an alpha channel first, then
-    one that keeps colour (not grey, not a palette), then the same bit depth, then the same colours (RGB or YUV: no conversion between them, which rounds),
-    then the same chroma subsampling, else one that keeps every chroma sample
-    (DV's 4:1:1 becomes 4:2:2, not 4:2:0, whose halved rows would mix an interlaced picture's two
-    fields), else the one that keeps most.
+    takes it, else the closest format the encoder opens in: one that keeps an alpha channel
+    first, then one that keeps colour (not grey, not a palette), then the same bit depth, then
+    the same kind of colours (RGB or YUV: no conversion between them, which rounds), then the
+    same chroma subsampling, else one that keeps every chroma sample (DV's 4:1:1 becomes 4:2:2,
+    not 4:2:0, whose halved rows would mix an interlaced picture's two fields), else the one
+    that keeps most.
 
     Odd sizes cannot be 4:2:0/4:2:2-subsampled by x264/x265, so those get 4:4:4 at the same
     bit depth rather than a changed picture size.
@@ -72,8 +73,9 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
             chroma = (1, width * height)
         else:  # loses some: the most kept
             chroma = (2, -width * height)
-        return (int(alpha_lost), int(colour_lost), abs(depth) + (100 if depth < 0 else 0), int(fmt.is_rgb != src.is_rgb),
-                *chroma, int(alpha_added))
+        kind_changed = fmt.is_rgb != src.is_rgb
+        return (int(alpha_lost), int(colour_lost), abs(depth) + (100 if depth < 0 else 0), int(kind_changed), *chroma,
+                int(alpha_added))
 
     candidates = sorted(supported, key=distance)
     choice = full_range_format(options.codec, next(
@@ -297,7 +299,8 @@ def interlaced_options(codec: str, field_order: str, options: dict[str, str]) ->
     if codec != "libx264":
         return options
     params = options.get("x264-params")
-    return {**options, "x264-params": f"{field_shown_first(field_order)}=1:threads=1" + (f":{params}" if params else "")}
+    ours = f"{field_shown_first(field_order)}=1:threads=1"
+    return {**options, "x264-params": ours + (f":{params}" if params else "")}
 
 
 def output_format(path: Path) -> str:

@@ -275,8 +275,8 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
         old = out[box]
         new = _plane_array(new_plane, fmt, index)
         weight = _pool_mask(region, old.shape[0], old.shape[1])[:, :, None]
-        blended = np.where(weight > 0, np.rint(old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight),
-                           old).astype(out.dtype)
+        mixed = np.rint(old.astype(np.float32) * (1.0 - weight) + new.astype(np.float32) * weight)
+        blended = np.where(weight > 0, mixed, old).astype(out.dtype)
         for channel in _alpha_channels(fmt.name, index):
             blended[:, :, channel] = old[:, :, channel]
         out[box] = blended

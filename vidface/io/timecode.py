@@ -37,7 +37,9 @@ def shifted_timecode(timecode: str, frames: int, rate: Fraction) -> str:
     if skipped:
         per_ten_minutes = 600 * base - 9 * skipped
         tens, rest = divmod(number, per_ten_minutes)
-        number += 9 * skipped * tens + (skipped * ((rest - skipped) // (per_ten_minutes // 10)) if rest >= skipped else 0)
+        number += 9 * skipped * tens
+        if rest >= skipped:
+            number += skipped * ((rest - skipped) // (per_ten_minutes // 10))
     frame_number, second = number % base, number // base
     digits = len(frame)
     return f"{second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}{separator}{frame_number:0{digits}d}"
