@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
-from media import write_video
+from media import read_video, write_video
 from vidface.io.timecode import shifted_timecode
 
 NTSC = Fraction(30000, 1001)
@@ -62,3 +62,30 @@ def test_a_range_starts_at_its_first_frames_timecode(extension: str, fps: int | 
         with av.open(str(output)) as container:
             tags = [container.metadata] + [stream.metadata for stream in container.streams]
             assert {value for tags_ in tags for key, value in tags_.items() if key.lower() == "timecode"} == {timecode}
+
+
+def test_a_range_in_the_videos_own_timecode(tmp_path: Path, cli) -> None:
+    """--start names a frame by IN's timecode and --duration counts frames, as an edit list
+    gives them; OUT holds those frames and starts at that timecode. A timecode IN has none of,
+    or one before its first frame, is a one-line error."""
+    source = write_video(tmp_path / "in.mov", frames=20, size=(64, 48), fps=25,
+                         video_metadata={"timecode": "10:00:00:00"})
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "cut.mov", "--no-progress",
+                       "--start", "10:00:00:05", "--duration", "00:00:00:10")
+    assert code == 0, err
+    before, after = read_video(source), read_video(tmp_path / "cut.mov")
+    assert after.frame_pts == [t - before.frame_pts[5] for t in before.frame_pts[5:15]]
+    assert after.stream_metadata[0]["timecode"] == "10:00:00:05"
+    code, out, _ = cli("restore", "--model", "none", source, tmp_path / "clock.mov", "--dry-run",
+                       "--start", "0:00.2", "--duration", "0:0.4")
+    assert code == 0 and "frames  10 (from frame 5, 0.200 s)" in out
+    for start, words in (("09:59:59:24", "comes before IN's first frame, at 10:00:00:00"),
+                         ("10:00:00:25", "is not a timecode of IN's 25 fps")):
+        code, _, err = cli("restore", "--model", "none", source, tmp_path / "bad.mov", "--start", start)
+        assert code == 1 and words in err and len(err.strip().splitlines()) == 1
+    plain = write_video(tmp_path / "plain.mkv", frames=4, size=(64, 48))
+    code, _, err = cli("restore", "--model", "none", plain, tmp_path / "bad.mkv", "--start", "00:00:00:01")
+    assert code == 1 and "is a timecode, and IN has none; give the start in seconds" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mov", "in.mov", "plain.mkv"]
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "bad.mov", "--start", "1:2:3:4:5")
+    assert code == 2 and "must be seconds, [HH:]MM:SS.mmm or HH:MM:SS:FF, got 1:2:3:4:5" in err

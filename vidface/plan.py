@@ -25,6 +25,7 @@ from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import UNKNOWN_CODEC, Chapter, MediaInfo, StreamInfo, probe
+from vidface.io.timecode import range_seconds
 from vidface.memory import steady_allocator
 
 if TYPE_CHECKING:
@@ -44,10 +45,11 @@ def identity(frames: Iterator[Frame]) -> Iterator[Frame]:
 
 @dataclass(frozen=True)
 class TimeRange:
-    """A preview range in seconds from the first frame; duration None runs to the end."""
+    """A preview range in seconds from the first frame (duration None runs to the end), or in
+    timecode: a start of IN's own timecode, a duration counted in frames (`timecode.range_seconds`)."""
 
-    start: float = 0.0
-    duration: float | None = None
+    start: float | str = 0.0
+    duration: float | str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def plan_transcode(
         log.warning("%s cannot code fields: the interlaced video is written as progressive pictures, "
                     "each holding both fields; --codec libx264, mpeg2video or prores_ks keeps it interlaced",
                     encode.codec)
-    first, stop = frame_range(info, time_range.start, time_range.duration)
+    first, stop = frame_range(info, *range_seconds(time_range.start, time_range.duration, info))
     others = [s for s in info.streams if s.index != info.video.index]
     # Attachments are files, not packets: they are copied whatever their codec.
     unwritable = [s for s in others if s.codec == UNKNOWN_CODEC and s.type != "attachment"]

@@ -38,10 +38,13 @@ def add_output_flags(parser: argparse.ArgumentParser, *, output: str = "OUT", ra
                         help=f"replace {output} if it exists (default: refuse and exit 1)")
     add_progress_flag(parser)
     of, other = (f" of {range_of}", "; the other video is read from its start") if range_of else ("", "")
-    parser.add_argument("--start", type=non_negative_float, default=None, metavar="SECONDS",
-                        help=f"first second{of} to process, accurate to the frame (default: 0){other}")
-    parser.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
-                        help=f"seconds{of} to process from --start (default: to the end)")
+    parser.add_argument("--start", type=start_time, default=None, metavar="TIME",
+                        help=f"where to start{of}, accurate to the frame: seconds, [HH:]MM:SS.mmm, or a "
+                             f"timecode HH:MM:SS:FF of the video's own (';' before FF: drop-frame) "
+                             f"(default: the first frame){other}")
+    parser.add_argument("--duration", type=duration_time, default=None, metavar="TIME",
+                        help=f"how much{of} to process from --start: seconds, [HH:]MM:SS.mmm, or "
+                             "HH:MM:SS:FF frames (default: to the end)")
     add_logging_flags(parser)
 
 
@@ -52,17 +55,33 @@ def _parsed(text: str, kind: type, expected: str):
         raise argparse.ArgumentTypeError(f"must be {expected}, got {text}") from None
 
 
-def non_negative_float(text: str) -> float:
-    value = _parsed(text, float, "a number >= 0")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+def start_time(text: str) -> float | str:
+    """--start: seconds (a number or [HH:]MM:SS.mmm), or a timecode, kept as text until the
+    video's own timecode says which frame it names (`timecode.range_seconds`)."""
+    return _time(text, allow_zero=True)
 
 
-def positive_float(text: str) -> float:
-    value = _parsed(text, float, "a number > 0")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+def duration_time(text: str) -> float | str:
+    """--duration: seconds (a number or [HH:]MM:SS.mmm), or a timecode-style count of frames."""
+    return _time(text, allow_zero=False)
+
+
+def _time(text: str, allow_zero: bool) -> float | str:
+    from vidface.io.timecode import TIMECODE
+
+    timecode = TIMECODE.match(text.strip())
+    if timecode and timecode.group(4) != ".":  # HH:MM:SS.mmm is a clock time
+        return text.strip()
+    parts = text.strip().split(":")
+    if len(parts) > 3:
+        raise argparse.ArgumentTypeError(f"must be seconds, [HH:]MM:SS.mmm or HH:MM:SS:FF, got {text}")
+    try:
+        *clock, seconds = [float(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be seconds, [HH:]MM:SS.mmm or HH:MM:SS:FF, got {text}") from None
+    value = seconds + sum(unit * 60 ** (len(clock) - place) for place, unit in enumerate(clock))
+    if not (value >= 0 if allow_zero else value > 0) or any(unit < 0 for unit in clock):
+        raise argparse.ArgumentTypeError(f"must be {'>= 0' if allow_zero else '> 0'}, got {text}")
     return value
 
 

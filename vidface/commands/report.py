@@ -46,13 +46,15 @@ def check_report_path(report, source, restored, *, overwrite: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidface.io.index import frame_range
     from vidface.io.probe import probe
+    from vidface.io.timecode import range_seconds
     from vidface.report import gather_report
     from vidface.report_page import write_report
 
     check_report_path(args.output, args.input, args.restored, overwrite=args.overwrite)
     first, count = None, None
     if args.start is not None or args.duration is not None:
-        first, stop = frame_range(probe(args.input), args.start or 0.0, args.duration)
+        info = probe(args.input)
+        first, stop = frame_range(info, *range_seconds(args.start or 0.0, args.duration, info))
         count = stop - first
     data = gather_with_progress(args, lambda progress: gather_report(
         args.input, args.restored, tracks=args.tracks, first_frame=first, frame_count=count, progress=progress))

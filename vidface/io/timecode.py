@@ -1,6 +1,7 @@
 """SMPTE timecodes as containers tag them ("HH:MM:SS:FF", drop-frame "HH:MM:SS;FF"): a tag
 names its video's first frame, so an output that starts later in the video starts later in
-timecode (`shifted_timecode_tags`)."""
+timecode (`shifted_timecode_tags`), and a range can be given in the video's own timecode
+(`range_seconds`)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,42 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from vidface.errors import InputError
+
 if TYPE_CHECKING:
     from vidface.io.probe import MediaInfo
 
-_TIMECODE = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2,3})$")
+TIMECODE = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})([:;.,])(\d{2,3})$")
 _DAY_SECONDS = 24 * 3600
+
+
+def timecode_frames(timecode: str, rate: Fraction) -> int | None:
+    """How many frames of a video at `rate` frames a second lie from 00:00:00:00 to
+    `timecode`; None where it is not a timecode of that rate (its frames past the second's).
+
+    A drop-frame timecode (29.97 or 59.94 fps, ';' before the frames) skips frame numbers 0 and
+    1 (0-3 at 59.94) at the start of each minute but every tenth, so its labels keep to the clock."""
+    match = TIMECODE.match(timecode.strip())
+    base = round(rate)
+    if not match or base <= 0 or int(match.group(5)) >= base:
+        return None
+    hours, minutes, seconds, _, frame = match.groups()
+    total_minutes = int(hours) * 60 + int(minutes)
+    return ((total_minutes * 60 + int(seconds)) * base + int(frame)
+            - _skipped(match.group(4), base) * (total_minutes - total_minutes // 10))
 
 
 def shifted_timecode(timecode: str, frames: int, rate: Fraction) -> str:
     """`timecode` moved on by `frames` frames of a video at `rate` frames a second, written as
     it was (drop-frame stays drop-frame; past 24 hours it wraps); a value that is not a
-    timecode is returned as it is.
-
-    A drop-frame timecode (29.97 or 59.94 fps, ';' before the frames) skips frame numbers 0 and
-    1 (0-3 at 59.94) at the start of each minute but every tenth, so its labels keep to the clock."""
-    match = _TIMECODE.match(timecode.strip())
-    base = round(rate)
-    if not match or base <= 0:
+    timecode is returned as it is."""
+    number = timecode_frames(timecode, rate)
+    if number is None:
         return timecode
-    hours, minutes, seconds, separator, frame = match.groups()
-    drop = separator in ";," and base % 30 == 0
-    skipped = base // 30 * 2 if drop else 0
-    total_minutes = int(hours) * 60 + int(minutes)
-    number = (total_minutes * 60 + int(seconds)) * base + int(frame)
-    number -= skipped * (total_minutes - total_minutes // 10)
-    number = (number + frames) % _frames_per_day(base, skipped)
+    match = TIMECODE.match(timecode.strip())
+    base, separator, digits = round(rate), match.group(4), len(match.group(5))
+    skipped = _skipped(separator, base)
+    number = (number + frames) % (_DAY_SECONDS * base - skipped * (24 * 60 - 24 * 6))
     if skipped:
         per_ten_minutes = 600 * base - 9 * skipped
         tens, rest = divmod(number, per_ten_minutes)
@@ -41,12 +53,12 @@ def shifted_timecode(timecode: str, frames: int, rate: Fraction) -> str:
         if rest >= skipped:
             number += skipped * ((rest - skipped) // (per_ten_minutes // 10))
     frame_number, second = number % base, number // base
-    digits = len(frame)
     return f"{second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}{separator}{frame_number:0{digits}d}"
 
 
-def _frames_per_day(base: int, skipped: int) -> int:
-    return _DAY_SECONDS * base - skipped * (24 * 60 - 24 * 6)
+def _skipped(separator: str, base: int) -> int:
+    """Frame labels a drop-frame timecode skips a minute: 2 at 29.97 fps, 4 at 59.94; else 0."""
+    return base // 30 * 2 if separator in ";," and base % 30 == 0 else 0
 
 
 def shifted_timecode_tags(tags: Mapping[str, str], seconds: Fraction, rate: Fraction | None) -> dict[str, str]:
@@ -68,3 +80,27 @@ def start_timecode(info: MediaInfo) -> str | None:
             if key.lower() == "timecode":
                 return value
     return None
+
+
+def range_seconds(start: float | str, duration: float | str | None, info: MediaInfo) -> tuple[float, float | None]:
+    """A range given in seconds or in timecode as seconds after IN's first frame: a `start`
+    timecode names a frame by IN's own timecode, a `duration` one counts frames."""
+    rate = info.video.average_rate
+    if isinstance(start, str):
+        first = start_timecode(info)
+        if first is None or rate is None:
+            raise InputError(f"--start {start} is a timecode, and IN has none; give the start in seconds")
+        wanted, at_first = timecode_frames(start, rate), timecode_frames(first, rate)
+        if wanted is None or at_first is None:
+            raise InputError(f"--start {start} is not a timecode of IN's {float(rate):g} fps; "
+                             f"its first frame is at {first}")
+        if wanted < at_first:
+            raise InputError(f"--start {start} comes before IN's first frame, at {first}; choose a later start")
+        start = float((wanted - at_first) / rate)
+    if isinstance(duration, str):
+        frames = timecode_frames(duration, rate) if rate else None
+        if not frames:
+            raise InputError(f"--duration {duration} is not a length of frames at IN's frame rate; "
+                             "give the duration in seconds")
+        duration = float(frames / rate)
+    return start, duration
