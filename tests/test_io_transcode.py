@@ -729,3 +729,37 @@ def test_track_titles_survive_a_trip_through_mp4(tmp_path: Path, cli) -> None:
         assert [stream["title"] for stream in json.loads(out)["streams"]] == [None, "Main", "Commentary"]
     titles = [tags.get("title") for tags in read_video(tmp_path / "back.mkv").stream_metadata]
     assert titles == [None, "Main", "Commentary"]
+
+
+def test_cover_art_is_kept(tmp_path: Path, cli) -> None:
+    """An MP4's cover art (a still picture stream, as music videos and podcasts carry) is copied
+    as it is, still the file's cover; `vidface probe` calls it so rather than giving it a rate."""
+    picture = tmp_path / "cover.jpg"
+    with av.open(str(picture), "w", format="mjpeg") as container:
+        stream = container.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuvj420p"
+        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 128, np.uint8), format="rgb24")
+        container.mux(stream.encode(frame.reformat(format="yuvj420p")))
+        container.mux(stream.encode())
+    source = tmp_path / "in.mp4"
+    with av.open(str(picture)) as cover, av.open(str(source), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        art = container.add_stream_from_template(cover.streams.video[0])
+        art.disposition = av.stream.Disposition.attached_pic
+        for index in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 50, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 25)
+            container.mux(video.encode(frame.reformat(format="yuv420p")))
+        container.mux(video.encode())
+        packet = next(p for p in cover.demux(cover.streams.video[0]) if p.size)
+        packet.stream, packet.pts, packet.dts = art, 0, 0
+        container.mux(packet)
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mp4", "--no-progress")
+    assert code == 0, err
+    code, out, _ = cli("probe", tmp_path / "out.mp4")
+    assert code == 0 and "stream #1: video mjpeg 32x32 yuvj420p cover art" in out
+    before, after = read_video(source), read_video(tmp_path / "out.mp4")
+    assert after.packets[1] == before.packets[1] and len(after.packets[1]) == 1
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams[1].disposition & av.stream.Disposition.attached_pic

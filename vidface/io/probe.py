@@ -323,7 +323,9 @@ def clockwise_rotation(frame: av.VideoFrame) -> int:
 def _stream_info(stream: av.stream.Stream, video: VideoInfo) -> StreamInfo:
     """`stream` as `vidface probe` lists it; the video vidface decodes at `video`'s frame rate."""
     ctx = stream.codec_context
-    if stream.type == "video" and ctx is not None:
+    if stream.type == "video" and ctx is not None and stream.disposition & av.stream.Disposition.attached_pic:
+        detail = f"{ctx.width}x{ctx.height} {ctx.pix_fmt} cover art"  # one picture: no frame rate
+    elif stream.type == "video" and ctx is not None:
         rate = video.average_rate if stream.index == video.index else stream.average_rate or stream.guessed_rate
         detail = f"{ctx.width}x{ctx.height} {ctx.pix_fmt}" + (f" {float(rate):.3f} fps" if rate else "")
     elif stream.type == "audio" and ctx is not None:
