@@ -763,3 +763,18 @@ def test_cover_art_is_kept(tmp_path: Path, cli) -> None:
     assert after.packets[1] == before.packets[1] and len(after.packets[1]) == 1
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert container.streams[1].disposition & av.stream.Disposition.attached_pic
+
+
+@pytest.mark.parametrize("output, container, codec_args", [
+    ("out.mp4", "mp4", []), ("out.webm", "webm", ["--codec", "libvpx-vp9", "--no-audio"]), ("out.ts", "mpegts", [])])
+def test_attached_files_outside_matroska_are_left_out_with_a_warning(output: str, container: str, codec_args: list[str],
+                                                                     tmp_path: Path, cli, caplog) -> None:
+    """A Matroska file's attached font into MP4 (whose muxer refuses files), WebM or MPEG-TS
+    (whose muxers took them and left them out without a word): the run says it leaves the file
+    out, as it does for chapters, and writes the rest."""
+    source = write_video(tmp_path / "in.mkv", frames=4, audio="aac", attachments={"font.ttf": b"\x00\x01font"})
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress", *codec_args)
+    assert code == 0, err
+    assert f"leaving out attached file #2 (font.ttf): FFmpeg writes none into {container} files" in caplog.text
+    after = read_video(tmp_path / output)
+    assert "attachment" not in after.stream_types and len(after.frame_pts) == 4

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from vidface.errors import OutputError, OutputExists
-from vidface.io.encode import CHAPTER_FORMATS, CopyRange, OutputWriter
+from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
 from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt, output_format,
                                       video_encoder)
 from vidface.io.frames import Frame
@@ -157,9 +157,13 @@ def plan_transcode(
                     encode.codec)
     first, stop = frame_range(info, *range_seconds(time_range.start, time_range.duration, info))
     others = [s for s in info.streams if s.index != info.video.index]
-    # Attachments are files, not packets: they are copied whatever their codec.
+    # Attachments are files, not packets: they are copied whatever their codec, where OUT holds files.
     unwritable = [s for s in others if s.codec == UNKNOWN_CODEC and s.type != "attachment"]
-    copied = tuple(s for s in others if (keep_audio or s.type != "audio") and s not in unwritable)
+    unattachable = [s for s in others if s.type == "attachment" and container_format not in ATTACHMENT_FORMATS]
+    copied = tuple(s for s in others if (keep_audio or s.type != "audio") and s not in unwritable + unattachable)
+    for stream in unattachable:
+        log.warning("leaving out attached file #%d (%s): FFmpeg writes none into %s files (.mkv holds them)",
+                    stream.index, stream.metadata.get("filename", "unnamed"), container_format)
     video_tags = next(s.metadata for s in info.streams if s.index == info.video.index)
     for stream in unwritable:
         if "timecode" in stream.metadata and "timecode" in video_tags:

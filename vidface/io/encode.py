@@ -37,6 +37,9 @@ _STALE_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatibl
 CHAPTER_FORMATS = {"matroska", "webm", "mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "nut", "asf"}
 """The muxers that write chapters, measured with this FFmpeg (those tried that leave them out
 without a word: AVI, MPEG-TS, MPEG-PS, FLV, MXF, raw H.264, and Ogg with video)."""
+ATTACHMENT_FORMATS = {"matroska"}
+"""The muxers that write attached files (fonts, cover art), measured with this FFmpeg: WebM's
+and MPEG-TS's take them and leave them out without a word, the others refuse them."""
 _CHAPTER_TIME_BASE = Fraction(1, 1_000_000_000)  # Matroska's nanoseconds: exact for MP4's units too
 
 
