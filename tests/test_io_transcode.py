@@ -778,3 +778,41 @@ def test_attached_files_outside_matroska_are_left_out_with_a_warning(output: str
     assert f"leaving out attached file #2 (font.ttf): FFmpeg writes none into {container} files" in caplog.text
     after = read_video(tmp_path / output)
     assert "attachment" not in after.stream_types and len(after.frame_pts) == 4
+
+
+def _telemetry_video(path: Path) -> Path:
+    """An MP4 with a GoPro-style telemetry track beside the video: a data stream that FFmpeg
+    writes as a 'gpmd' track and reads back with no codec it knows."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        telemetry = container.add_data_stream("bin_data")
+        for index in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 40, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 25)
+            container.mux(video.encode(frame.reformat(format="yuv420p")))
+            packet = av.Packet(b"DEVC" + bytes([index]) * 12)
+            packet.stream, packet.pts, packet.dts, packet.duration = telemetry, index * 40, index * 40, 40
+            packet.time_base = Fraction(1, 1000)
+            container.mux(packet)
+        container.mux(video.encode())
+    return path
+
+
+@pytest.mark.parametrize("output, kept", [("out.mp4", True), ("out.mov", True), ("out.mkv", False)])
+def test_a_telemetry_track_of_no_known_codec_is_copied_where_the_container_holds_it(
+        output: str, kept: bool, tmp_path: Path, cli, caplog) -> None:
+    """A camera's telemetry (GPS, gyro) in a track FFmpeg has no codec for goes into MP4 and MOV
+    packet for packet; Matroska cannot hold it, and the run says it leaves it out."""
+    source = _telemetry_video(tmp_path / "in.mp4")
+    before = read_video(source)
+    assert before.stream_types == ["video", "data"] and before.stream_codecs[1] == ""
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress")
+    assert code == 0, err
+    after = read_video(tmp_path / output)
+    if kept:
+        assert after.stream_types == ["video", "data"] and after.packets[1] == before.packets[1]
+        assert "leaving out" not in caplog.text
+    else:
+        assert after.stream_types == ["video"]
+        assert "leaving out stream #1: FFmpeg cannot write its data codec into matroska files" in caplog.text

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from vidface.errors import OutputError, OutputExists
+from vidface.io.copies import held_streams, is_blu_ray
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
 from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt, output_format,
                                       video_encoder)
@@ -158,20 +159,26 @@ def plan_transcode(
     first, stop = frame_range(info, *range_seconds(time_range.start, time_range.duration, info))
     others = [s for s in info.streams if s.index != info.video.index]
     # Attachments are files, not packets: they are copied whatever their codec, where OUT holds files.
-    unwritable = [s for s in others if s.codec == UNKNOWN_CODEC and s.type != "attachment"]
+    unknown = [s for s in others if s.codec == UNKNOWN_CODEC and s.type != "attachment"]
+    video_tags = next(s.metadata for s in info.streams if s.index == info.video.index)
+    rewritten = [s for s in unknown if ("timecode" in s.metadata and "timecode" in video_tags) or (
+        s.index in info.chapter_tracks and container_format in CHAPTER_FORMATS)]
+    held = held_streams(input_path, [s.index for s in unknown if s not in rewritten], container_format,
+                        is_blu_ray(output_path))
+    unwritable = [s for s in unknown if s.index not in held]
     unattachable = [s for s in others if s.type == "attachment" and container_format not in ATTACHMENT_FORMATS]
     copied = tuple(s for s in others if (keep_audio or s.type != "audio") and s not in unwritable + unattachable)
     for stream in unattachable:
         log.warning("leaving out attached file #%d (%s): FFmpeg writes none into %s files (.mkv holds them)",
                     stream.index, stream.metadata.get("filename", "unnamed"), container_format)
-    video_tags = next(s.metadata for s in info.streams if s.index == info.video.index)
     for stream in unwritable:
-        if "timecode" in stream.metadata and "timecode" in video_tags:
+        if stream in rewritten and stream.index not in info.chapter_tracks:
             log.info("timecode track #%d is written again from the video's timecode tag", stream.index)
-        elif stream.index in info.chapter_tracks and container_format in CHAPTER_FORMATS:
+        elif stream in rewritten:
             log.info("chapter track #%d is written again from the file's chapters", stream.index)
         else:
-            log.warning("leaving out stream #%d: FFmpeg cannot write its %s codec", stream.index, stream.type)
+            log.warning("leaving out stream #%d: FFmpeg cannot write its %s codec into %s files", stream.index,
+                        stream.type, container_format)
     if info.chapters and container_format not in CHAPTER_FORMATS:
         log.warning("leaving out the %d chapters: FFmpeg writes none into %s files (.mkv and .mp4 hold them)",
                     len(info.chapters), container_format)
@@ -249,7 +256,6 @@ def write_failed(output: Path, error: Exception) -> OutputError:
 
 def output_writer(plan: Plan, temporary: Path) -> OutputWriter:
     """OUT's writer, tagged with the plan's provenance if it has one."""
-    from vidface.io.copies import is_blu_ray
     from vidface.provenance import container_tags
 
     _, _, shift, copy_range = frame_timing(plan)

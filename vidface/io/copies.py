@@ -6,13 +6,14 @@ converts them."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
+from pathlib import Path
 
 import av
 
 from vidface.errors import OutputError
-from vidface.io.probe import codec_name
+from vidface.io.probe import TAG_ERRORS, codec_name
 
 TEXT_SUBTITLE_CODECS = {"matroska": "ass", "webm": "webvtt", "mp4": "mov_text", "mov": "mov_text",
                         "ipod": "mov_text", "3gp": "mov_text", "3g2": "mov_text"}
@@ -51,6 +52,14 @@ def container_holds(container_format: str, stream: av.stream.Stream, blu_ray: bo
         return False
     finally:
         trial.close()
+
+
+def held_streams(path: Path, indices: Iterable[int], container_format: str, blu_ray: bool = False) -> set[int]:
+    """Which of IN's streams `indices` OUT's container holds as they are (`container_holds`):
+    for streams of a codec FFmpeg does not know, such as a GoPro's telemetry track, which an
+    MP4 or MOV takes packet for packet."""
+    with av.open(str(path), metadata_errors=TAG_ERRORS) as source:
+        return {index for index in indices if container_holds(container_format, source.streams[index], blu_ray)}
 
 
 def copied_as(container_format: str, stream: av.stream.Stream, blu_ray: bool = False) -> str | None:
