@@ -149,11 +149,13 @@ def test_text_subtitles_are_converted_where_the_container_holds_theirs_not(
     ("in.mkv", "aac", "out.ts", "mpegts files cannot hold stream #2 (subtitle subrip); write a .mkv instead"),
     ("in.mp4", "aac", "out.avi", "avi files cannot hold stream #2 (subtitle mov_text); write a .mkv instead"),
     ("in.mov", "pcm_s16le", "out.ts", "mpegts files cannot hold stream #1 (audio pcm_s16le); write a .mkv instead "
-                                      "or pass --no-audio")])
+                                      "or pass --no-audio"),
+    ("in.mkv", "flac", "out.mov", "mov files cannot hold stream #1 (audio flac); write a .mkv instead or pass --no-audio")])
 def test_a_stream_the_container_cannot_hold_is_refused_cleanly(source_name: str, audio: str, output: str, words: str,
                                                                tmp_path: Path, cli) -> None:
     """MPEG-TS writes a codec it has no stream type for as private data, which comes back as a
-    data stream of no codec: vidface refuses as for a muxer that refuses, before writing."""
+    data stream of no codec; MOV's muxer lists FLAC and refuses it when the header is written:
+    vidface refuses either before writing, as for a muxer that refuses outright."""
     source = write_video(tmp_path / source_name, frames=6, audio=audio, subtitles=Subtitles())
     for extra in (["--dry-run"], ["--no-progress"]):
         code, _, err = cli("restore", "--model", "none", source, tmp_path / output, *extra)

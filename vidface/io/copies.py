@@ -35,16 +35,13 @@ def is_blu_ray(path) -> bool:
 
 def container_holds(container_format: str, stream: av.stream.Stream, blu_ray: bool = False) -> bool:
     """Whether FFmpeg's `container_format` muxer stores `stream`'s packets so that a reader knows
-    them again: its `supported_codecs`, else (that names only a muxer's defaults where it keeps
-    no list) a header written to memory with that stream alone; for MPEG-TS, a codec with a
-    stream type."""
-    codec = codec_name(stream)
+    them again: a header written to memory with that stream alone (a muxer's `supported_codecs`
+    says too little: MOV's names FLAC and Opus, which its header refuses, and a muxer that keeps
+    no list names only its defaults); for MPEG-TS, a codec with a stream type."""
     if container_format == "mpegts":
-        return codec in (_BLU_RAY_CODECS if blu_ray else _MPEGTS_CODECS)
+        return codec_name(stream) in (_BLU_RAY_CODECS if blu_ray else _MPEGTS_CODECS)
     trial = av.open(io.BytesIO(), "w", format=container_format)
     try:
-        if codec in trial.supported_codecs:
-            return True
         trial.add_stream_from_template(stream)
         trial.start_encoding()
         return True
