@@ -818,3 +818,20 @@ def test_a_telemetry_track_of_no_known_codec_is_copied_where_the_container_holds
     else:
         assert after.stream_types == ["video"]
         assert "leaving out stream #1: FFmpeg cannot write its data codec into matroska files" in caplog.text
+
+
+@pytest.mark.parametrize("audio", ["pcm_s16le", "pcm_s24le"])
+def test_broadcast_mxf_keeps_its_pcm_audio(audio: str, tmp_path: Path, cli) -> None:
+    """An MXF with PCM audio (a broadcast deliverable) into MXF: MXF's muxer takes PCM only
+    beside a video stream, and 24-bit PCM though its codec list leaves it out; the audio is
+    copied packet for packet, and the dry run says so."""
+    source = write_video(tmp_path / "in.mxf", frames=10, size=(128, 96), fps=25, codec="mpeg2video", audio=audio)
+    args = ("restore", "--model", "none", source, tmp_path / "out.mxf", "--codec", "mpeg2video")
+    code, out, err = cli(*args, "--dry-run")
+    assert code == 0, err
+    assert f"copy    #1 audio {audio}" in out
+    code, _, err = cli(*args, "--no-progress")
+    assert code == 0, err
+    before, after = read_video(source), read_video(tmp_path / "out.mxf")
+    assert after.stream_codecs == before.stream_codecs == ["mpeg2video", audio]
+    assert b"".join(p[0] for p in after.packets[1]) == b"".join(p[0] for p in before.packets[1])

@@ -52,16 +52,20 @@ _RANGE_NAMES = {0: "unsaid", 1: "limited", 2: "full"}
 
 
 def _copied_as(plan) -> list[str | None]:
-    """For each stream the plan copies, what `copies.copied_as` says a run does with it
-    (OutputError, as a run gives, where OUT's container holds it not)."""
-    import av
+    """For each stream the plan copies, the codec a run converts it to (None: copied as it is),
+    as OUT's writer decides it with OUT's own encoder, over a file in memory that is never
+    written (OutputError, as a run gives, where OUT's container holds a stream not)."""
+    import io
 
-    from vidface.io.copies import copied_as, is_blu_ray
-    from vidface.io.probe import TAG_ERRORS
+    from vidface.io.copies import is_blu_ray
+    from vidface.io.encode import CopyRange, OutputWriter
 
-    with av.open(str(plan.info.path), metadata_errors=TAG_ERRORS) as source:
-        return [copied_as(plan.container_format, source.streams[s.index], is_blu_ray(plan.output))
-                if s.type in ("audio", "subtitle") else None for s in plan.copied]
+    writer = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
+                          tuple(s.index for s in plan.copied), CopyRange(), blu_ray=is_blu_ray(plan.output))
+    try:
+        return [writer.converted.get(s.index) for s in plan.copied]
+    finally:
+        writer.close(flush=False)
 
 
 def _describe_model(settings, model_name: str) -> str:

@@ -35,26 +35,39 @@ def is_blu_ray(path) -> bool:
 
 def container_holds(container_format: str, stream: av.stream.Stream, blu_ray: bool = False) -> bool:
     """Whether FFmpeg's `container_format` muxer stores `stream`'s packets so that a reader knows
-    them again: a header written to memory with that stream alone (a muxer's `supported_codecs`
-    says too little: MOV's names FLAC and Opus, which its header refuses, and a muxer that keeps
-    no list names only its defaults); for MPEG-TS, a codec with a stream type."""
+    them again: a header written to memory with that stream alone, else beside an MPEG-2 video
+    (MXF's muxer takes PCM audio only beside a video). A muxer's `supported_codecs` says too
+    little: MOV's and FLV's name codecs their header refuses (FLAC and Opus, PCM), MXF's leaves
+    out one it takes (24-bit PCM), and a muxer that keeps no list names only its defaults. For
+    MPEG-TS, a codec with a stream type."""
     if container_format == "mpegts":
         return codec_name(stream) in (_BLU_RAY_CODECS if blu_ray else _MPEGTS_CODECS)
+    return _header_takes(container_format, stream, beside_video=False) or (
+        stream.type != "video" and _header_takes(container_format, stream, beside_video=True))
+
+
+def _header_takes(container_format: str, stream: av.stream.Stream, beside_video: bool) -> bool:
     trial = av.open(io.BytesIO(), "w", format=container_format)
     try:
+        if beside_video:
+            video = trial.add_stream("mpeg2video", rate=25)
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
         trial.add_stream_from_template(stream)
         trial.start_encoding()
         return True
     except (av.error.FFmpegError, ValueError):
         return False
     finally:
-        trial.close()
+        try:
+            trial.close()
+        except av.error.FFmpegError:
+            pass  # a trailer with no packets, which MXF's muxer refuses: only the header was asked
 
 
 def held_streams(path: Path, indices: Iterable[int], container_format: str, blu_ray: bool = False) -> set[int]:
     """Which of IN's streams `indices` OUT's container holds as they are (`container_holds`):
-    for streams of a codec FFmpeg does not know, such as a GoPro's telemetry track, which an
-    MP4 or MOV takes packet for packet."""
+    for streams of a codec FFmpeg does not know, such as a GoPro's telemetry
+    track, which an MP4 or MOV takes packet for packet and Matroska refuses."""
     with av.open(str(path), metadata_errors=TAG_ERRORS) as source:
         return {index for index in indices if container_holds(container_format, source.streams[index], blu_ray)}
 

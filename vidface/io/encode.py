@@ -203,6 +203,11 @@ class OutputWriter:
             raise
 
     @property
+    def converted(self) -> dict[int, str]:
+        """IN's streams that OUT holds converted (`copies.copied_as`): index -> OUT's codec."""
+        return {index: converter.stream.codec_context.name for index, converter in self._converters.items()}
+
+    @property
     def frames_written(self) -> int:
         return self._frames
 
