@@ -28,7 +28,7 @@ _BLU_RAY_CODECS = _MPEGTS_CODECS | {"pcm_bluray", "hdmv_pgs_subtitle", "hdmv_tex
 it writes any other as private data, which readers take for a data stream of no known codec."""
 
 
-def is_blu_ray(path) -> bool:
+def is_blu_ray(path: str | Path) -> bool:
     """Whether OUT's name asks for a Blu-ray transport stream (.m2ts: 192-byte packets)."""
     return str(path).lower().endswith((".m2ts", ".mts"))
 
