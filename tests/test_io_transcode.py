@@ -625,6 +625,7 @@ def test_an_encoder_that_cannot_code_fields_says_so(tmp_path: Path, cli, caplog)
     ("qtrle", "argb", "ffv1", "out.mkv", "bgra", False),                 # RGB stays RGB, alpha kept
     ("qtrle", "argb", "libvpx-vp9", "out.webm", "yuva420p", False),      # VP9 lists yuva444p but refuses it
     ("ffv1", "yuva444p10le", "libx265", "out.mkv", "yuv444p10le", True),  # x265 lists yuva420p10le but refuses it
+    ("ffv1", "yuva420p", "libx265", "out.mkv", "yuv420p", True),          # even where IN has that very format
     ("ffv1", "yuva444p10le", "prores_ks", "out.mov", "yuva444p10le", False),
 ])
 def test_an_alpha_channel_is_kept_where_the_encoder_can(source_codec: str, source_pix_fmt: str, codec: str,

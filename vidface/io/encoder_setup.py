@@ -35,7 +35,8 @@ def video_encoder(name: str) -> av.codec.Codec:
 
 def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     """The pixel format to encode in: the requested one, else the source's if the encoder
-    takes it, else the closest format the encoder opens in: one that keeps an alpha channel
+    takes it (a format with alpha, if it also opens in it: x265 lists ones it refuses), else
+    the closest format the encoder opens in: one that keeps an alpha channel
     first, then one that keeps colour (not grey, not a palette), then the same bit depth, then
     the same kind of colours (RGB or YUV: no conversion between them, which rounds), then the
     same chroma subsampling, else one that keeps every chroma sample (DV's 4:1:1 becomes 4:2:2,
@@ -58,7 +59,8 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     odd = video.width % 2 or video.height % 2
     if odd and options.codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc"):
         wanted = "yuv444p10le" if video.bit_depth > 8 else "yuv444p"
-    if not supported or wanted in supported:
+    if not supported or (wanted in supported and (
+            not _has_alpha(av.VideoFormat(wanted)) or _encoder_opens(options, wanted, video))):
         return wanted
 
     def distance(name: str) -> tuple[int, ...]:
