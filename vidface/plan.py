@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 
 from vidface.errors import OutputError, OutputExists
@@ -161,10 +161,10 @@ def plan_transcode(
     # Attachments are files, not packets: they are copied whatever their codec, where OUT holds files.
     unknown = [s for s in others if s.codec == UNKNOWN_CODEC and s.type != "attachment"]
     video_tags = next(s.metadata for s in info.streams if s.index == info.video.index)
-    rewritten = [s for s in unknown if ("timecode" in s.metadata and "timecode" in video_tags) or (
-        s.index in info.chapter_tracks and container_format in CHAPTER_FORMATS)]
-    held = held_streams(input_path, [s.index for s in unknown if s not in rewritten], container_format,
-                        is_blu_ray(output_path))
+    timecode_tracks = [s for s in unknown if "timecode" in s.metadata and "timecode" in video_tags]
+    chapter_tracks = [s for s in unknown if s.index in info.chapter_tracks and container_format in CHAPTER_FORMATS]
+    held = held_streams(input_path, [s.index for s in unknown if s not in timecode_tracks + chapter_tracks],
+                        container_format, is_blu_ray(output_path))
     unwritable = [s for s in unknown if s.index not in held]
     unattachable = [s for s in others if s.type == "attachment" and container_format not in ATTACHMENT_FORMATS]
     copied = tuple(s for s in others if (keep_audio or s.type != "audio") and s not in unwritable + unattachable)
@@ -172,9 +172,9 @@ def plan_transcode(
         log.warning("leaving out attached file #%d (%s): FFmpeg writes none into %s files (.mkv holds them)",
                     stream.index, stream.metadata.get("filename", "unnamed"), container_format)
     for stream in unwritable:
-        if stream in rewritten and stream.index not in info.chapter_tracks:
+        if stream in timecode_tracks:
             log.info("timecode track #%d is written again from the video's timecode tag", stream.index)
-        elif stream in rewritten:
+        elif stream in chapter_tracks:
             log.info("chapter track #%d is written again from the file's chapters", stream.index)
         else:
             log.warning("leaving out stream #%d: FFmpeg cannot write its %s codec into %s files", stream.index,
@@ -254,8 +254,9 @@ def write_failed(output: Path, error: Exception) -> OutputError:
                        "try another container (.mkv holds the most stream types)")
 
 
-def output_writer(plan: Plan, temporary: Path) -> OutputWriter:
-    """OUT's writer, tagged with the plan's provenance if it has one."""
+def output_writer(plan: Plan, temporary: Path | BinaryIO) -> OutputWriter:
+    """OUT's writer, tagged with the plan's provenance if it has one (over a file in memory, it
+    writes no header and is never muxed: it decides what OUT holds, as for the dry run)."""
     from vidface.provenance import container_tags
 
     _, _, shift, copy_range = frame_timing(plan)

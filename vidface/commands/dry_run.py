@@ -57,11 +57,9 @@ def _copied_as(plan) -> list[str | None]:
     written (OutputError, as a run gives, where OUT's container holds a stream not)."""
     import io
 
-    from vidface.io.copies import is_blu_ray
-    from vidface.io.encode import CopyRange, OutputWriter
+    from vidface.plan import output_writer
 
-    writer = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
-                          tuple(s.index for s in plan.copied), CopyRange(), blu_ray=is_blu_ray(plan.output))
+    writer = output_writer(plan, io.BytesIO())
     try:
         return [writer.converted.get(s.index) for s in plan.copied]
     finally:

@@ -73,12 +73,13 @@ def _time(text: str, allow_zero: bool) -> float | str:
     if timecode and timecode.group(4) != ".":  # HH:MM:SS.mmm is a clock time
         return text.strip()
     parts = text.strip().split(":")
+    unreadable = argparse.ArgumentTypeError(f"must be seconds, [HH:]MM:SS.mmm or HH:MM:SS:FF, got {text}")
     if len(parts) > 3:
-        raise argparse.ArgumentTypeError(f"must be seconds, [HH:]MM:SS.mmm or HH:MM:SS:FF, got {text}")
+        raise unreadable
     try:
         *clock, seconds = [float(part) for part in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be seconds, [HH:]MM:SS.mmm or HH:MM:SS:FF, got {text}") from None
+        raise unreadable from None
     value = seconds + sum(unit * 60 ** (len(clock) - place) for place, unit in enumerate(clock))
     if not (value >= 0 if allow_zero else value > 0) or any(unit < 0 for unit in clock):
         raise argparse.ArgumentTypeError(f"must be {'>= 0' if allow_zero else '> 0'}, got {text}")

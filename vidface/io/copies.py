@@ -68,6 +68,9 @@ def held_streams(path: Path, indices: Iterable[int], container_format: str, blu_
     """Which of IN's streams `indices` OUT's container holds as they are (`container_holds`):
     for streams of a codec FFmpeg does not know, such as a GoPro's telemetry
     track, which an MP4 or MOV takes packet for packet and Matroska refuses."""
+    indices = list(indices)
+    if not indices:
+        return set()
     with av.open(str(path), metadata_errors=TAG_ERRORS) as source:
         return {index for index in indices if container_holds(container_format, source.streams[index], blu_ray)}
 

@@ -79,10 +79,8 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
         return (int(alpha_lost), int(colour_lost), abs(depth) + (100 if depth < 0 else 0), int(kind_changed), *chroma,
                 int(alpha_added))
 
-    candidates = sorted(supported, key=distance)
-    choice = full_range_format(options.codec, next(
-        (name for name in candidates if _encoder_opens(options, full_range_format(options.codec, name), video)),
-        candidates[0]))
+    candidates = [full_range_format(options.codec, name) for name in sorted(supported, key=distance)]
+    choice = next((name for name in candidates if _encoder_opens(options, name, video)), candidates[0])
     dropped = " and dropping its alpha channel" if distance(choice)[0] else ""
     log.warning("encoder %s cannot keep pixel format %s; encoding as %s%s", options.codec, wanted, choice, dropped)
     return choice
