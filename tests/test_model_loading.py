@@ -264,3 +264,20 @@ def test_a_program_that_ends_while_the_model_loads_exits_cleanly(tmp_path, tiny_
                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
     assert (run.returncode, run.stderr) == (3, "")
     assert run.stdout.strip() == "torch imported before the end: False"  # the case this is about
+
+
+def test_a_device_too_full_for_the_model_is_named_in_one_line(tiny_osdface_options,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moving the weights onto a device whose memory other processes hold fails in one line that
+    says so, not with torch's allocator report."""
+    from vidface.errors import DeviceMemoryError
+    from vidface.models.osdface import OSDFace
+
+    def full(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(OSDFace, "to", full)
+    with pytest.raises(DeviceMemoryError) as error:
+        load_osdface(tiny_osdface_options, ready=False)
+    assert str(error.value) == ("cpu has too little free memory for the model (about 1.8 GiB in 16-bit): free memory "
+                                "there (other processes use it) or choose another device with --device")

@@ -276,3 +276,58 @@ def test_face_restorer_resumes_to_identical_output(tmp_path: Path, tiny_osdface_
     restored = read_video(output, images=True).images
     original = read_video(source, images=True).images
     assert sum((a != b).any() for a, b in zip(restored, original)) >= 20  # faces were restored
+
+
+def test_a_run_out_of_device_memory_stops_in_one_line_and_resumes_with_a_smaller_batch(
+        tmp_path: Path, cli, tiny_osdface, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's device running out of memory mid-run (another process took it, or the batch
+    is too large) ends the run with one line naming a batch size to go on with; that run resumes
+    from the finished segments, since the batch size is not part of the resume key."""
+    import torch
+
+    from face_clips import moving_face_clip
+    from vidface.models.osdface import OSDFace
+
+    clip = moving_face_clip(30, 256, 192)
+    source = write_video(tmp_path / "in.mkv", frames=30, size=(256, 192), images=lambda i: clip.frames[i])
+    output = tmp_path / "out.mkv"
+    common = ("restore", source, output, "--weights", tiny_osdface.release, "--base", tiny_osdface.base,
+              "--device", "cpu", "--codec", "ffv1", "--segment-frames", "8", "-q")
+    decode, calls = OSDFace.decode, []
+
+    def running_out(model: OSDFace, latents: torch.Tensor) -> torch.Tensor:
+        calls.append(latents.shape[0])
+        if len(calls) > 10:  # the 1st segment's faces are restored: 8 frames and the look-ahead, 2 a call
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return decode(model, latents)
+
+    monkeypatch.setattr(OSDFace, "decode", running_out)
+    code, _, err = cli(*common, "--batch-size", "2")
+    assert code == 1
+    assert err == ("vidface: error: cpu ran out of memory restoring 2 faces a call: run the command again with "
+                   "--batch-size 1 (it resumes, keeping the segments already finished)\n")
+    assert not output.exists() and work_folder(output).is_dir()
+    monkeypatch.undo()
+    code, out, err = cli(*common, "--batch-size", "1")
+    assert code == 0, err
+    assert "resumed, 8 frames taken from the interrupted run" in out
+    assert len(read_video(output).frame_pts) == 30
+
+
+def test_only_settings_that_change_the_frames_key_a_resumable_run(tiny_osdface) -> None:
+    import dataclasses
+
+    from vidface.api import resume_options
+    from vidface.config import load_settings
+    from vidface.weights import WeightsLocation
+
+    settings = load_settings()
+    weights = WeightsLocation(tiny_osdface.release, tiny_osdface.base)
+
+    def key(**model_options) -> dict:
+        changed = dataclasses.replace(settings, model=dataclasses.replace(settings.model, **model_options))
+        return resume_options(changed, "osdface", weights).key
+
+    assert key(batch_size=16) == key(batch_size=2) == key()
+    assert key(dtype="fp32") != key()
+    assert key(threads=2) != key()  # a CPU's arithmetic depends on its thread count

@@ -142,19 +142,19 @@ def resume_options(settings: Settings, model: str, weights: WeightsLocation | No
                    detector_weights: str | os.PathLike[str] | None = None, *, restart: bool = False,
                    segment_frames: int | None = None, work_dir: Path | None = None) -> Resume:
     """How a resumable run is cut and recognised: its key holds everything that changes the
-    restored frames (model, settings, weights' identity) beyond the plan's own, so a run, its
-    resumption and the render farm's workers agree on it. Settings are keyed as given, `auto`
+    restored frames (model, `frame_settings`, weights' identity) beyond the plan's own, so a run,
+    its resumption and the render farm's workers agree on it. Settings are keyed as given, `auto`
     unresolved: the driver of a farm may have no GPU, and a run moved to another machine keeps
-    its finished segments (the choices `auto` makes there restore within bf16's rounding)."""
-    from vidface.config import settings_to_dict
+    its finished segments (the choices `auto` makes there restore within bf16's rounding). The
+    batch size is left out for the same reason: a run that ran out of GPU memory resumes with a
+    smaller one."""
+    from vidface.config import frame_settings
     from vidface.plan import Resume, Segmenting
     from vidface.resume import weights_identity
 
     key: dict[str, object] = {"model": model}
     if model != "none":
-        values = settings_to_dict(settings)
-        values.pop("encode")
-        key.update(settings=values, detector_weights=str(detector_weights) if detector_weights else None,
+        key.update(settings=frame_settings(settings), detector_weights=str(detector_weights) if detector_weights else None,
                    weights=weights_identity(weights), photos=_photos_identity(settings.faces.select))
     frames = segment_frames or Segmenting.frames
     # without a model nothing carries state across frames: a segment needs no warm-up or look-ahead,

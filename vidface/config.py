@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import yaml
 
 from vidface.errors import InputError, VidfaceError
+from vidface.fields import option_fields
 from vidface.faces.paste import PasteOptions
 from vidface.faces.options import FaceOptions
 from vidface.io.options import EncodeOptions
@@ -45,6 +46,7 @@ __all__ = [
     "PRESETS",
     "Settings",
     "apply_mapping",
+    "frame_settings",
     "is_config_file",
     "load_settings",
     "preset_path",
@@ -207,6 +209,18 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
         return value
 
     return plain(dataclasses.asdict(settings))
+
+
+def frame_settings(settings: Settings) -> dict[str, Any]:
+    """`settings_to_dict` of the settings that change the restored frames: every section but
+    encode (a plan keys OUT's encoding itself), less the options made with changes_frames=False."""
+    values = settings_to_dict(settings)
+    del values["encode"]
+    for section, options in values.items():
+        for setting in option_fields(type(getattr(settings, section))):
+            if not setting.metadata["changes_frames"]:
+                del options[setting.name]
+    return values
 
 
 class _Mismatch(Exception):

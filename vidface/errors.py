@@ -27,3 +27,7 @@ class OutputBusy(OutputError):
 
 class WeightsError(VidfaceError):
     """Model weights are missing, corrupt or do not match the expected layout."""
+
+
+class DeviceMemoryError(VidfaceError):
+    """The model's device has too little free memory for the model or for its batch of faces."""

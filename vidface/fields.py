@@ -57,11 +57,14 @@ def zero_or_at_least(low: int, note: str) -> Rule:
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, metavar: str | None = None,
            rule: Rule | None = None, parse: Callable[[str], Any] | None = None,
-           default_factory: Any = dataclasses.MISSING) -> Any:
+           default_factory: Any = dataclasses.MISSING, changes_frames: bool = True) -> Any:
     """A dataclass field with its help text, its flag (None: settable in files only), the
     metavar and parser of the flag's value (default: from the field's type), and its rule.
-    A bool field's flag sets True, or False when it starts with --no-."""
-    metadata = {"help": help, "flag": flag, "metavar": metavar, "rule": rule, "parse": parse}
+    A bool field's flag sets True, or False when it starts with --no-. changes_frames: False
+    for a setting that changes how a run goes but not the frames it restores beyond rounding
+    (a resumed run may change it and keep its finished segments)."""
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "rule": rule, "parse": parse,
+                "changes_frames": changes_frames}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 

@@ -49,7 +49,7 @@ from vidface.faces.paste import Pasted, paste_faces
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
-from vidface.models.options import device_name
+from vidface.models.options import device_memory_error, device_name
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
 from vidface.workers import QUEUE_FRAMES, in_background
@@ -314,7 +314,10 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
             images = torch.stack(crops)
         rows = [item.rows[i] for item, i in batch]
         started = time.perf_counter()
-        restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None)
+        try:
+            restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None)
+        except torch.OutOfMemoryError:
+            raise device_memory_error(model.device, model.batch_size) from None
         if crops_device is not None and torch.device(crops_device).type == "cuda":
             finished = torch.cuda.Event()
             finished.record()

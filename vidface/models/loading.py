@@ -19,7 +19,8 @@ from torch import nn
 from vidface.errors import WeightsError
 from vidface.files import atomic_output
 from vidface.models.embedder import VisualRepresentationEmbedder
-from vidface.models.options import ModelOptions, auto_batch_size, cpu_threads, resolve_device, resolve_dtype
+from vidface.models.options import (ModelOptions, auto_batch_size, cpu_threads, device_memory_error, resolve_device,
+                                    resolve_dtype)
 from vidface.models.osdface import OSDFace
 from vidface.models.ready import load_ready, ready_folder, save_ready
 from vidface.models.release import BUNDLE_FORMAT, BUNDLE_VERSION, ReleaseWeights, first_line, read_release
@@ -216,11 +217,14 @@ def load_osdface(options: ModelOptions, location: WeightsLocation | None = None,
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(options))
     folder = ready_folder(location, device, dtype, batch) if ready else None
-    model = load_ready(folder, device) if folder else None
-    if model is None:
-        model = _build(options, location, device, dtype)
-        if folder:
-            model = _made_ready(model, folder, batch)
+    try:
+        model = load_ready(folder, device) if folder else None
+        if model is None:
+            model = _build(options, location, device, dtype)
+            if folder:
+                model = _made_ready(model, folder, batch)
+    except torch.OutOfMemoryError:
+        raise device_memory_error(device, None) from None
     model.batch_size = batch
     model.static_batch = model.static_batch or options.compile  # fixed shapes: one compilation
     if uses_channels_last(options, device, dtype):

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from vidface.errors import InputError
+from vidface.errors import DeviceMemoryError, InputError
 from vidface.fields import at_least, check, one_of, option
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "cpu_threads", "device_name", "resolve_device", "resolve_dtype",
-           "torch_dtype"]
+__all__ = ["DTYPES", "ModelOptions", "auto_batch_size", "cpu_threads", "device_memory_error", "device_name",
+           "resolve_device", "resolve_dtype", "torch_dtype"]
 
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -60,7 +60,8 @@ class ModelOptions:
                         "has bf16 instructions, AVX512-BF16 or AMX, else fp32), fp32, fp16 or bf16", flag="--dtype",
                         rule=one_of(("auto", *DTYPES)))
     batch_size: int = option(0, "faces per model call, or auto (0 in files): as many as fit in free GPU memory, 1 on "
-                             "CPU", flag="--batch-size", metavar="N|auto", parse=parse_batch_size, rule=at_least(0))
+                             "CPU", flag="--batch-size", metavar="N|auto", parse=parse_batch_size, rule=at_least(0),
+                             changes_frames=False)
     channels_last: bool = option(True, "NHWC memory layout for the UNet and VAE where it is faster: compiled on GPUs, "
                                  "in bf16 on CPUs (oneDNN's bf16 kernels); they stay NCHW eager on GPUs (NHWC is "
                                  "slower there) and in fp32 on CPUs (no faster)", flag="--no-channels-last")
@@ -140,6 +141,29 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device.type == "cpu" and cpu_has("AVX512BF16") else torch.float32
+
+
+def device_memory_error(device: torch.device, batch: int | None) -> DeviceMemoryError:
+    """The one-line error for `device` running out of memory while loading the model (batch
+    None) or restoring `batch` faces a call, with the way on: a resumed run keeps its finished
+    segments whatever the batch size (`ModelOptions.batch_size` changes no restored frame)."""
+    import torch
+
+    name = str(device)
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        name += f" ({properties.name}, {properties.total_memory / 2**30:.1f} GiB)"
+    resumes = "it resumes, keeping the segments already finished"
+    if batch is None:
+        return DeviceMemoryError(f"{name} has too little free memory for the model (about "
+                                 f"{_MODEL_BYTES_16BIT / 2**30:.1f} GiB in 16-bit): free memory there (other "
+                                 f"processes use it) or choose another device with --device")
+    if batch == 1:
+        return DeviceMemoryError(f"{name} ran out of memory restoring one face a call: free memory there (other "
+                                 f"processes use it) or choose another device with --device, then run the "
+                                 f"command again ({resumes})")
+    return DeviceMemoryError(f"{name} ran out of memory restoring {batch} faces a call: run the command again "
+                             f"with --batch-size {batch // 2} ({resumes})")
 
 
 def auto_batch_size(device: torch.device, dtype: torch.dtype) -> int:
