@@ -30,6 +30,15 @@ def scene() -> tuple[np.ndarray, list[FaceCrop]]:
     return frame, [face_crop(points, SIZE) for points in landmarks]
 
 
+def scene_frame(deep: bool) -> np.ndarray:
+    """The scene's frame: 8-bit, or deep (uint16, with values between the 8-bit levels)."""
+    frame = scene()[0]
+    if not deep:
+        return frame.copy()  # writable: the upload to a CPU is the frame itself
+    fine = np.random.default_rng(7).integers(0, 257, frame.shape)
+    return np.clip(frame.astype(np.int64) * 257 + fine - 128, 0, 65535).astype(np.uint16)
+
+
 def as_levels(faces: torch.Tensor) -> np.ndarray:
     """N×3×S×S float in [0, 1] → N×S×S×3 int levels, rounded."""
     return torch.round(faces * 255).permute(0, 2, 3, 1).cpu().numpy().astype(int)
@@ -47,11 +56,14 @@ def test_the_scene_puts_crops_across_the_frame_edge() -> None:
     assert np.abs(edge_repeated.astype(int) - warp_face(frame, crops[2]).astype(int)).max() > 10
 
 
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "deep"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("border", ["reflect", "constant"])
-def test_warp_faces_matches_warp_face(border: str, device: str) -> None:
-    frame, crops = scene()
-    faces = torch_warp.warp_faces(torch.from_numpy(frame.copy()).to(device), crops, border)
+def test_warp_faces_matches_warp_face(border: str, device: str, deep: bool) -> None:
+    """Crops in whole 8-bit levels, from 8-bit and from deep frames alike."""
+    _, crops = scene()
+    frame = scene_frame(deep)
+    faces = torch_warp.warp_faces(torch_warp.FrameUploader(torch.device(device)).upload(frame), crops, border)
     assert faces.device.type == device and faces.shape == (len(crops), 3, SIZE, SIZE) and faces.dtype == torch.float32
     assert 0.0 <= float(faces.min()) and float(faces.max()) <= 1.0
     ours = as_levels(faces)
@@ -76,7 +88,9 @@ def parsed_masks(count: int) -> np.ndarray:
 
 
 def assert_pasted_alike(ours: paste.Pasted, theirs: paste.Pasted, frame: np.ndarray) -> None:
-    assert ours.rgb.dtype == np.uint8 and ours.rgb.shape == frame.shape
+    """Alike within an 8-bit level (a deep frame's patches are compared in 8-bit levels too)."""
+    level = 257 if frame.dtype == np.uint16 else 1
+    assert ours.rgb.dtype == frame.dtype and ours.rgb.shape == frame.shape
     assert ours.mask.dtype == np.float32 and ours.mask.shape == frame.shape[:2]
     assert np.abs(ours.mask - theirs.mask).max() <= 1e-3
     # Exactly 0 where no face reaches; reaching or not may differ only where a mask is ~0 anyway.
@@ -90,10 +104,10 @@ def assert_pasted_alike(ours: paste.Pasted, theirs: paste.Pasted, frame: np.ndar
     # both versions (1 - Π(1 - mask) cancels), and can move many levels with a 1e-7 change of
     # mask; it weighs too little to move the picture, which the composite check covers.
     difference = np.abs(ours.rgb.astype(int) - theirs.rgb.astype(int))[theirs.mask >= 1e-4]
-    assert difference.max() <= 1
-    assert (difference > 0).mean() < 0.01  # off by one only where rounding tips
+    assert difference.max() <= level
+    assert (difference > 0.5 * level).mean() < 0.01  # off by a level only where rounding tips
     shown = [frame * (1 - p.mask[..., None]) + p.rgb * p.mask[..., None].astype(np.float64) for p in (ours, theirs)]
-    assert np.abs(shown[0] - shown[1]).max() <= 1.01
+    assert np.abs(shown[0] - shown[1]).max() <= 1.01 * level
     np.testing.assert_array_equal(ours.rgb[ours.mask == 0], frame[ours.mask == 0])
     assert len(ours.regions) == len(theirs.regions)
     for mine, reference in zip(ours.regions, theirs.regions):
@@ -102,19 +116,23 @@ def assert_pasted_alike(ours: paste.Pasted, theirs: paste.Pasted, frame: np.ndar
             assert np.abs(np.subtract(mine, reference)).max() <= 1
 
 
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "deep"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("with_masks", [False, True])
-def test_paste_faces_matches_the_numpy_paste(with_masks: bool, device: str) -> None:
-    frame, crops = scene()
-    restored = restored_faces(frame, crops)
+def test_paste_faces_matches_the_numpy_paste(with_masks: bool, device: str, deep: bool) -> None:
+    """Into an 8-bit frame and into a deep one (both pastes in 16-bit levels there)."""
+    _, crops = scene()
+    frame = scene_frame(deep)
+    restored = restored_faces(scene()[0], crops)
     masks = parsed_masks(len(crops)) if with_masks else None
+    uploader = torch_warp.FrameUploader(torch.device(device))
     theirs = paste.paste_faces(frame, [(face.astype(np.float32) / 255, crop) for face, crop in zip(restored, crops)],
                                None if masks is None else list(masks))
-    ours = torch_warp.paste_faces(torch.from_numpy(frame.copy()).to(device),
+    ours = torch_warp.paste_faces(uploader.upload(frame),
                                   torch.from_numpy(restored).permute(0, 3, 1, 2).to(device) / 255, crops,
                                   None if masks is None else torch.from_numpy(masks).to(device))
     assert_pasted_alike(ours, theirs, frame)
-    patch = torch_warp.paste_faces(torch.from_numpy(frame.copy()).to(device),
+    patch = torch_warp.paste_faces(uploader.upload(frame),
                                    torch.from_numpy(restored).permute(0, 3, 1, 2).to(device) / 255, crops,
                                    None if masks is None else torch.from_numpy(masks).to(device), context=5)
     (x, y), (height, width) = patch.origin, patch.mask.shape
@@ -126,10 +144,10 @@ def test_paste_faces_matches_the_numpy_paste(with_masks: bool, device: str) -> N
     x0, y0, x1, y1 = theirs.regions[0]
     a0, b0, a1, b1 = theirs.regions[1]
     assert max(x0, a0) < min(x1, a1) and max(y0, b0) < min(y1, b1)  # faces 0 and 1 overlap: order matters
-    assert np.abs(ours.rgb.astype(int) - frame.astype(int)).max() > 100  # the faces did change the frame
+    assert np.abs(ours.rgb.astype(int) - frame.astype(int)).max() > 100 * (257 if deep else 1)  # the faces did change it
     for index, region in enumerate(ours.regions[:4]):  # each the tight box of what that face alone reaches
         mask = None if masks is None else torch.from_numpy(masks[index:index + 1]).to(device)
-        alone = torch_warp.paste_faces(torch.from_numpy(frame.copy()).to(device),
+        alone = torch_warp.paste_faces(uploader.upload(frame),
                                        torch.zeros((1, 3, SIZE, SIZE), device=device), crops[index:index + 1], mask)
         rows, cols = np.flatnonzero(alone.mask.any(axis=1)), np.flatnonzero(alone.mask.any(axis=0))
         assert region == alone.regions[0] == (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)

@@ -186,6 +186,31 @@ def test_with_rgb_keeps_ten_bit_precision(tmp_path) -> None:
     assert np.any(before % 4 != 0)  # genuinely 10-bit content
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv422p10le", "yuv444p12le", "gbrp12le"])
+def test_a_deep_edit_keeps_the_pictures_precision_inside_the_mask(pix_fmt: str) -> None:
+    """A smooth ramp blended in 16-bit RGB (`to_rgb(deep=True)`) into a deep picture comes back
+    within a sample step of its values there; in 8-bit RGB it was rounded to a quarter as many
+    10-bit levels (a band a colourist's grade would show)."""
+    height, width = 32, 128
+    ramp = np.repeat(np.linspace(0.50, 0.52, width)[None, :, None], height, axis=0).repeat(3, axis=2)
+    grey = av.VideoFrame.from_ndarray(np.full((height, width, 3), 100, np.uint8), format="rgb24")
+    mask = np.ones((height, width), np.float32)
+    results = {}
+    for deep, top, dtype in ((False, 255, np.uint8), (True, 65535, np.uint16)):
+        frame = Frame(index=0, pts=0, time_base=Fraction(1, 24), duration=1, video=grey.reformat(format=pix_fmt))
+        assert frame.deep
+        edited = frame.with_rgb(np.rint(ramp * top).astype(dtype), mask)
+        back = edited.to_rgb(deep=True)
+        assert back.dtype == np.uint16
+        results[deep] = back.astype(float) / 65535
+    step = 1 / (2 ** max(c.bits for c in grey.reformat(format=pix_fmt).format.components) - 1)
+    deep_error, shallow_error = (np.abs(results[deep] - ramp).max() for deep in (True, False))
+    assert deep_error <= step, f"{deep_error / step:.2f} steps off"
+    assert shallow_error > 2 * step
+    middle = results[True][height // 2, :, 1]
+    assert len(np.unique(middle)) >= 3 * len(np.unique(results[False][height // 2, :, 1]))
+
+
 def test_with_rgb_leaves_the_decoders_pictures_and_keeps_the_frames_flags(tmp_path) -> None:
     """Editing decoded frames in place, as they come out of the decoder, writes into private
     copies: the pictures the decoder predicts later frames from stay as decoded, so every

@@ -11,6 +11,10 @@ reformatter per frame, FFmpeg's scaler with a worker thread per core), in the sa
    patches of a real photo at many sizes, the share of conversions whose samples differ from
    a one-thread conversion of the same patch (FFmpeg's sliced conversion writes wrong values
    where a slice starts), for the same three ways.
+3. A face's edit in a 10-bit 1080p frame in 8-bit RGB and in 16-bit RGB (what vidface uses for
+   a frame of more than 8 bits a sample): CPU milliseconds per frame of `Frame.to_rgb` and of
+   `Frame.with_rgb` with a 320-pixel face patch of the photo (4:4:4, so that chroma subsampling
+   hides nothing), and how far the pasted picture lands from the photo, in 10-bit steps.
 
 Prints the figures and writes them into docs/benchmarks.md (section "bench_conversion.py").
 
@@ -25,6 +29,7 @@ import resource
 import sys
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -39,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from benchmarks_doc import Section  # noqa: E402
 from media import moving_pattern, write_video  # noqa: E402
 
-from vidface.io.frames import reformatted  # noqa: E402
+from vidface.io.frames import Frame, reformatted  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 DEEP_FORMATS = ("yuv420p10le", "yuv422p10le", "yuv444p10le")
@@ -101,6 +106,33 @@ def photo_patches(count: int, seed: int = 0) -> list[np.ndarray]:
             for h, w in sizes]
 
 
+def deep_edit_costs(rounds: int) -> list[str]:
+    """Part 3: lines of to_rgb and with_rgb costs and pasted precision in 8-bit and 16-bit RGB."""
+    width, height, side = 1920, 1080, 320
+    photo = resize(data.astronaut(), (side, side), anti_aliasing=True)  # float in [0, 1]
+    picture = av.VideoFrame.from_ndarray(moving_pattern(width, height)(0), format="rgb24")
+    picture = reformatted(picture, format="yuv444p10le")  # no chroma subsampling to blur the precision
+    mask = np.ones((side, side), np.float32)
+    lines = []
+    for deep, dtype, top in ((False, np.uint8, 255), (True, np.uint16, 65535)):
+        patch = np.rint(photo * top).astype(dtype)
+        to_rgb, with_rgb = [], []
+        for _ in range(rounds):
+            frame = Frame(index=0, pts=0, time_base=Fraction(1, 25), duration=1, video=picture).copy()
+            start = cpu_seconds()
+            frame.to_rgb(deep=deep)
+            middle = cpu_seconds()
+            frame.with_rgb(patch, mask, (800, 300))
+            to_rgb.append(middle - start)
+            with_rgb.append(cpu_seconds() - middle)
+            pasted = frame.to_rgb(deep=True)[300:300 + side, 800:800 + side].astype(float) / 65535
+        steps = np.abs(pasted - photo) * 1023
+        lines.append(f"  {'16-bit' if deep else '8-bit':6s} RGB: to_rgb {np.median(to_rgb) * 1000:6.2f} ms, with_rgb "
+                     f"{np.median(with_rgb) * 1000:6.2f} ms; pasted RGB off the photo by {steps.mean():.2f} 10-bit "
+                     f"steps on average, {np.percentile(steps, 99):.2f} at the 99th percentile")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=60)
@@ -128,6 +160,9 @@ def main() -> int:
         for pix_fmt in DEEP_FORMATS:
             counts = ", ".join(f"{way} {wrong_conversions(patches, pix_fmt, convert)}" for way, convert in WAYS.items())
             say(f"  {pix_fmt}: {counts}")
+        say(f"a 320x320 face edited into a 1920x1080 yuv444p10le frame, CPU ms (median of {args.rounds * 5}):")
+        for line in deep_edit_costs(args.rounds * 5):
+            say(line)
     return 0
 
 

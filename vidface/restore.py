@@ -72,7 +72,8 @@ example a long stretch without faces after one face), the partial batch is run."
 LOADING_BUFFER_BYTES = 256 << 20
 """RGB picture bytes of tracked frames the model stage takes in while the model still loads,
 so decoding, detection and tracking go on meanwhile instead of stopping once the queues are
-full (importing diffusers alone takes several seconds): 97 frames of 720p, 43 of 1080p."""
+full (importing diffusers alone takes several seconds): 97 frames of 720p, 43 of 1080p (half as
+many of a deep picture, cut and pasted in 16-bit RGB)."""
 
 
 @dataclass
@@ -110,12 +111,14 @@ class RestoreStats:
 class _FrameWork:
     """One frame on its way through the model: its tracked faces, their crops and results.
 
-    faces and rows: one per tracked face; ended: track ids that ended just before this frame
-    (their temporal state is dropped once this frame's batch is done). Filled in by the model
-    stage, which knows the model's face size: placements and crops (aligned crops, one per face),
-    and restored (the model's outputs) and masks (their paste masks in crop space, or None for
-    the fixed square of vidface.faces.paste.crop_mask) as batches finish. With OpenCV: crops and
-    restored uint8 RGB size×size×3 arrays, masks size×size float32 arrays in [0, 1]; with the
+    rgb: the upright RGB faces are cut from and pasted into (None without faces): uint8, or
+    uint16 for a deep frame (`Frame.deep`). faces and rows: one per tracked face; ended: track ids
+    that ended just before this frame (their temporal state is dropped once this frame's batch is
+    done). Filled in by the model stage, which knows the model's face size: placements and crops
+    (aligned crops, one per face), and restored (the model's outputs) and masks (their paste masks
+    in crop space, or None for the fixed square of vidface.faces.paste.crop_mask) as batches
+    finish. With OpenCV: crops uint8 and restored uint8 (uint16 for a deep frame) RGB
+    size×size×3 arrays, masks size×size float32 arrays in [0, 1]; with the
     faces on the device: `on_device` the frame's RGB there, crops and restored float 3×size×size
     tensors in [0, 1], masks size×size tensors; on a GPU, `restored_event` marks the end of the
     batch that restored its last face (on the model's stream), which the paste waits for.
@@ -265,7 +268,10 @@ def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settin
             returned = last is not None and last.index < item.frame.index - 1
             rows.append(CropRow(face.track_id, item.frame.index, _motion(last, face, returned), returned=returned))
             seen[face.track_id] = _Seen(item.frame.index, item.frame.time, face.landmarks)
-        yield _FrameWork(item.frame, item.rgb if faces else None, faces, rows, ended)
+        # A deep frame's faces are cut and pasted in 16-bit RGB: a face restored into a 10-bit
+        # master keeps the master's precision (the detector saw its 8-bit RGB).
+        rgb = (item.frame.to_rgb(deep=True) if item.frame.deep else item.rgb) if faces else None
+        yield _FrameWork(item.frame, rgb, faces, rows, ended)
 
 
 @dataclass(frozen=True)
@@ -313,9 +319,10 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
         else:
             images = torch.stack(crops)
         rows = [item.rows[i] for item, i in batch]
+        deep = any(item.rgb.dtype == np.uint16 for item, _ in batch)
         started = time.perf_counter()
         try:
-            restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None)
+            restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None, deep=deep)
         except torch.OutOfMemoryError:
             raise device_memory_error(model.device, model.batch_size) from None
         if crops_device is not None and torch.device(crops_device).type == "cuda":
@@ -380,7 +387,7 @@ def _load_end(model: Future[OSDFace]) -> Callable[[], float]:
 
 def _while_loading(work: Iterator[_FrameWork], model: Future[OSDFace]) -> list[_FrameWork]:
     """The frames taken from `work` until `model` is loaded (checked after each frame), `work`
-    ends or their RGB pictures reach LOADING_BUFFER_BYTES."""
+    ends or their RGB pictures (8-bit for a frame without faces) reach LOADING_BUFFER_BYTES."""
     taken: list[_FrameWork] = []
     size = 0
     while not model.done() and size < LOADING_BUFFER_BYTES:
@@ -388,16 +395,17 @@ def _while_loading(work: Iterator[_FrameWork], model: Future[OSDFace]) -> list[_
         if item is None:
             break
         taken.append(item)
-        size += 3 * item.frame.video.width * item.frame.video.height
+        size += item.rgb.nbytes if item.rgb is not None else 3 * item.frame.video.width * item.frame.video.height
     return taken
 
 
 def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser | None, images: torch.Tensor,
-             rows: list[CropRow], on_host: bool
+             rows: list[CropRow], on_host: bool, deep: bool = False
              ) -> list[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor | None]]:
     """B×3×S×S float RGB crops in [0, 1] -> B (restored face, paste mask) pairs, stabilised over
     time; the mask (S×S in [0, 1]) is the parsed face of the restored crop, or None without a
-    parser. on_host: as S×S×3 uint8 RGB and float32 arrays; else tensors on the model's device
+    parser. The faces are in whole 8-bit levels, or 16-bit levels for `deep` frames. on_host: as
+    S×S×3 uint8 (uint16 for deep) RGB and float32 arrays; else tensors on the model's device
     (3×S×S float RGB in [0, 1] and S×S)."""
     import torch
 
@@ -406,10 +414,12 @@ def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser 
     clean = stabilizer.blend_latents(model.denoise(model.encode(images), prompt), rows)
     restored = model.decode(clean)
     masks = None if parser is None else stabilizer.smooth_masks(parser.face_masks(restored), rows)
-    levels = restored.mul(255).round_()  # whole levels either way, so both pastes get the same faces
+    top = 65535 if deep else 255
+    levels = restored.mul(top).round_()  # whole levels either way, so both pastes get the same faces
     if on_host:
-        restored = levels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        levels = levels.permute(0, 2, 3, 1).cpu()
+        restored = levels.to(torch.int32).numpy().astype(np.uint16) if deep else levels.to(torch.uint8).numpy()
         masks = None if masks is None else masks.cpu().numpy()
     else:
-        restored = levels.div_(255)
+        restored = levels.div_(top)
     return list(zip(restored, [None] * len(restored) if masks is None else masks))

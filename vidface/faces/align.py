@@ -22,6 +22,8 @@ FFHQ_TEMPLATE_512 = np.array([
 Border = Literal["reflect", "constant"]
 # Grey of facexlib's constant padding; used only with border="constant".
 PAD_GREY_RGB = (132, 133, 135)
+LEVELS_16_PER_8 = 257
+"""16-bit levels per 8-bit level: 65535 / 255, so 8-bit level v is 16-bit level 257·v exactly."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,18 +74,22 @@ def face_crop(landmarks: np.ndarray, size: int = 512) -> FaceCrop:
 
 
 def warp_face(rgb: np.ndarray, crop: FaceCrop, border: Border = "reflect") -> np.ndarray:
-    """Cut the aligned face out of `rgb` (H×W×3 uint8 RGB): a size×size×3 uint8 RGB crop.
+    """Cut the aligned face out of `rgb` (H×W×3 RGB, uint8, or uint16 in 16-bit levels): a
+    size×size×3 uint8 RGB crop, in whole 8-bit levels whatever the frame's depth, as the
+    restorer was trained on.
 
     Where the crop reaches outside the frame it is padded: "reflect" mirrors the frame (as the
     FFHQ training crops were made, so the restorer sees no hard edge), "constant" fills grey.
     """
     import cv2
 
+    scale = LEVELS_16_PER_8 if rgb.dtype == np.uint16 else 1
     if border == "reflect":
         mode, value = cv2.BORDER_REFLECT_101, 0
     elif border == "constant":
-        mode, value = cv2.BORDER_CONSTANT, PAD_GREY_RGB
+        mode, value = cv2.BORDER_CONSTANT, tuple(level * scale for level in PAD_GREY_RGB)
     else:
         raise ValueError(f"border must be 'reflect' or 'constant', got {border!r}")
-    return cv2.warpAffine(rgb, crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR,
+    face = cv2.warpAffine(rgb, crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR,
                           borderMode=mode, borderValue=value)
+    return face if scale == 1 else np.rint(face * (1.0 / scale)).astype(np.uint8)

@@ -93,15 +93,16 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
                 masks: Sequence[np.ndarray | None] | None = None, *, context: int | None = None) -> Pasted:
     """Blend restored crops into a frame.
 
-    frame_rgb: H×W×3 uint8 RGB (displayed orientation). faces: (crop, FaceCrop) pairs, each crop
-    size×size×3 RGB, uint8 or float in [0, 1]; pasted in the given order, later over earlier
+    frame_rgb: H×W×3 RGB (displayed orientation), uint8, or uint16 in 16-bit levels (a deep
+    frame, `Frame.to_rgb(deep=True)`). faces: (crop, FaceCrop) pairs, each crop size×size×3 RGB,
+    uint8, uint16 or float in [0, 1]; pasted in the given order, later over earlier
     (the tracking stage yields faces sorted by track id, so the order is stable over time).
     masks: one per face, or None for all: a size×size float mask in [0, 1] in crop space (such
     as a parsed face), used times :func:`crop_mask`; None: :func:`crop_mask` alone.
     context: None for the whole frame, else the patch covers only the faces and this many frame
     pixels around them (a blend that reads neighbours needs them: `vidface.io.frames.BLEND_CONTEXT`),
     so the cost follows the faces' size, not the frame's.
-    Returns a `Pasted`: rgb h×w×3 uint8 RGB such that frame·(1-mask) + rgb·mask is the layered
+    Returns a `Pasted`: rgb h×w×3 RGB of the frame's type such that frame·(1-mask) + rgb·mask is the layered
     result, mask h×w float32 in [0, 1], exactly 0 wherever no face reaches (there rgb equals the
     frame), and each face's region. No faces: the frame (an empty patch with a context) and a
     zero mask.
@@ -109,6 +110,7 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     import cv2
 
     height, width = frame_rgb.shape[:2]
+    top = _top(frame_rgb.dtype)
     if masks is None:
         masks = [None] * len(faces)
     if len(masks) != len(faces):
@@ -131,7 +133,7 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     # tiny, 1 minus a product near 1 would cancel to a few float32 steps and make rgb (Σ / weight) noise.
     area_mask = np.zeros(area, dtype=np.float32)
     for index, crop_rgb, crop, face_mask, (x0, y0, x1, y1) in placed:
-        face = crop_rgb.astype(np.float32) * (1.0 if crop_rgb.dtype == np.uint8 else 255.0)
+        face = crop_rgb.astype(np.float32) * (top / _top(crop_rgb.dtype))
         to_roi = crop.inverse.copy()
         to_roi[:, 2] -= (x0, y0)
         roi_size = (x1 - x0, y1 - y0)
@@ -144,11 +146,16 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
         weighted[roi] = weighted[roi] * (1.0 - alpha[..., None]) + warped * alpha[..., None]
         area_mask[roi] += alpha * (1.0 - area_mask[roi])
     covered = area_mask > 0
-    blended = np.clip(np.rint(weighted[covered] / area_mask[covered, None]), 0, 255).astype(np.uint8)
+    blended = np.clip(np.rint(weighted[covered] / area_mask[covered, None]), 0, top).astype(frame_rgb.dtype)
     union = (slice(uy0 - py0, uy1 - py0), slice(ux0 - px0, ux1 - px0))
     rgb[union][covered] = blended
     mask_total[union] = area_mask
     return Pasted(rgb, mask_total, (px0, py0), regions)
+
+
+def _top(dtype: np.dtype) -> float:
+    """The level that stands for full intensity in samples of `dtype`: its largest integer, 1 for floats."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
 
 
 def _reach(reached: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int] | None:

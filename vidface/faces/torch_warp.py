@@ -2,7 +2,11 @@
 
 Each frame is uploaded once; the aligned crops are cut and the restored faces pasted back on the
 device, matching :func:`vidface.faces.align.warp_face` and :func:`vidface.faces.paste.paste_faces`
-(OpenCV) within one level of 255.
+(OpenCV) within one level of 255 (of 65535 for a deep frame).
+
+A frame is H×W×3 RGB on the device: uint8, or for a deep frame (uint16 16-bit levels on the
+host, `Frame.to_rgb(deep=True)`) an int16 tensor holding the same bits, since torch has few GPU
+kernels for uint16; `upload` and the `Pasted` patches convert at the host's side.
 """
 
 from __future__ import annotations
@@ -35,16 +39,17 @@ class FrameUploader:
         self._next = 0
 
     def upload(self, rgb: np.ndarray) -> torch.Tensor:
-        """H×W×3 uint8 RGB -> the same tensor on the device."""
+        """H×W×3 RGB (uint8, or uint16 for a deep frame) -> the frame on the device (see the module)."""
+        host = torch.from_numpy(_on_device(rgb))
         if self.device.type != "cuda":
-            return torch.from_numpy(rgb).to(self.device)
-        if not self._buffers or self._buffers[0][0].shape != rgb.shape:
-            self._buffers = [(torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=True), None)
+            return host.to(self.device)
+        if not self._buffers or (self._buffers[0][0].shape, self._buffers[0][0].dtype) != (host.shape, host.dtype):
+            self._buffers = [(torch.empty(host.shape, dtype=host.dtype, pin_memory=True), None)
                              for _ in range(self.BUFFERS)]
         buffer, copied = self._buffers[self._next]
         if copied is not None:
             copied.synchronize()
-        buffer.numpy()[...] = rgb
+        buffer.copy_(host)
         with torch.cuda.stream(self._stream):
             frame = buffer.to(self.device, non_blocking=True)
             done = torch.cuda.Event()
@@ -58,10 +63,10 @@ class FrameUploader:
 
 
 def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = "reflect") -> torch.Tensor:
-    """Cut every aligned face out of `frame` (H×W×3 uint8 RGB, any device) in one sampling pass:
+    """Cut every aligned face out of `frame` (an uploaded frame, any device) in one sampling pass:
     N×3×S×S float32 RGB in [0, 1] on the frame's device, S the crops' common size, in whole
-    levels like OpenCV's uint8 crops: the restorer's code choice is discrete, and would turn a
-    fraction of a level into a different face.
+    8-bit levels like OpenCV's uint8 crops whatever the frame's depth: the restorer's code
+    choice is discrete, and would turn a fraction of a level into a different face.
 
     Pixel for pixel :func:`vidface.faces.align.warp_face`: bilinear, and where a crop reaches
     outside the frame "reflect" mirrors it (OpenCV's BORDER_REFLECT_101), "constant" fills grey.
@@ -76,8 +81,8 @@ def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = 
         return torch.zeros((0, 3, 0, 0), dtype=torch.float32, device=frame.device)
     size = sizes.pop()
     height, width = frame.shape[:2]
-    source = frame.permute(2, 0, 1)[None].float()
-    grey = _grey(frame.device)
+    source, top = _levels(frame.permute(2, 0, 1)[None])
+    grey = _grey(frame.device) * (top / 255.0)
     if border == "constant":
         # Zero padding of (frame - grey), grey added back: outside pixels weigh in as grey.
         source = source - grey
@@ -90,18 +95,18 @@ def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = 
     faces = sampled.view(3, len(crops), size, size).transpose(0, 1).contiguous()
     if border == "constant":
         faces.add_(grey)
-    return faces.clamp_(0.0, 255.0).round_().div_(255.0)
+    return faces.clamp_(0.0, top).mul_(255.0 / top).round_().div_(255.0)
 
 
 def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[FaceCrop],
                 masks: torch.Tensor | None = None, *, context: int | None = None) -> Pasted:
     """Blend restored crops into a frame on its device, as :func:`vidface.faces.paste.paste_faces`.
 
-    frame: H×W×3 uint8 RGB; restored: N×3×S×S float RGB in [0, 1], one per crop, on the frame's
+    frame: an uploaded frame; restored: N×3×S×S float RGB in [0, 1], one per crop, on the frame's
     device, pasted in order, later over earlier; masks: N×S×S float in [0, 1] in crop space, used
     times :func:`vidface.faces.paste.crop_mask`, or None for that square alone; context: as
     there (a patch is all that is copied to the host). Returns the same `Pasted` (numpy arrays on
-    the host, copied once at the end).
+    the host, copied once at the end; the patch uint8, or uint16 for a deep frame).
     """
     _check_frame(frame)
     height, width = frame.shape[:2]
@@ -117,8 +122,9 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
     placed = [index for index, box in enumerate(boxes) if box is not None]
     px0, py0, px1, py1 = patch_box([boxes[i] for i in placed], context, width, height)
     if not placed:
-        patch = frame[py0:py1, px0:px1].to("cpu", copy=True).numpy()
+        patch = _on_host(frame[py0:py1, px0:px1].to("cpu", copy=True))
         return Pasted(patch, np.zeros(patch.shape[:2], np.float32), (px0, py0), regions)
+    top = _levels(frame[:0])[1]
     square = _device_crop_mask(size, frame.device)
     face_masks = square[None] if masks is None else masks.float().clamp(0.0, 1.0) * square
     face_masks = face_masks.expand(count, size, size)
@@ -133,7 +139,7 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
     grid = _grid([crops[i].affine for i in placed], [boxes[i][:2] for i in placed], box_height, box_width,
                  size, size, frame.device)
     warped = F.grid_sample(restored.float(), grid, mode="bilinear", padding_mode="border",
-                           align_corners=True).mul_(255.0)
+                           align_corners=True).mul_(top)
     alphas = F.grid_sample(face_masks[:, None], grid, mode="bilinear", padding_mode="zeros",
                            align_corners=True)[:, 0]
     weighted = torch.zeros((3, uy1 - uy0, ux1 - ux0), dtype=torch.float32, device=frame.device)
@@ -149,7 +155,7 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
         weighted[:, rows, cols] = weighted[:, rows, cols] * (1.0 - alpha) + face * alpha
         area_mask[rows, cols] += alpha * (1.0 - area_mask[rows, cols])
     covered = area_mask > 0
-    blended = torch.round(weighted / torch.where(covered, area_mask, 1.0)).clamp_(0, 255).to(torch.uint8)
+    blended = _stored(torch.round(weighted / torch.where(covered, area_mask, 1.0)).clamp_(0, top), frame.dtype)
     rgb = frame[py0:py1, px0:px1].clone()
     union = (slice(uy0 - py0, uy1 - py0), slice(ux0 - px0, ux1 - px0))
     rgb[union] = torch.where(covered[..., None], blended.permute(1, 2, 0), rgb[union])
@@ -157,12 +163,43 @@ def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[Fac
     mask[union] = area_mask
     for index, (x0, y0, x1, y1, reached) in zip(placed, torch.stack(reaches).cpu().tolist()):
         regions[index] = (x0, y0, x1, y1) if reached else None
-    return Pasted(rgb.cpu().numpy(), mask.cpu().numpy(), (px0, py0), regions)
+    return Pasted(_on_host(rgb.cpu()), mask.cpu().numpy(), (px0, py0), regions)
 
 
 def _check_frame(frame: torch.Tensor) -> None:
-    if frame.dtype != torch.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"frame must be an HxWx3 uint8 tensor, got {frame.dtype} {tuple(frame.shape)}")
+    if frame.dtype not in (torch.uint8, torch.int16) or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame must be an HxWx3 uint8 (or deep, int16) tensor, got {frame.dtype} "
+                         f"{tuple(frame.shape)}")
+
+
+def _on_device(rgb: np.ndarray) -> np.ndarray:
+    """A host frame as the samples its device tensor holds: uint8 as it is, uint16 as int16 bits."""
+    if rgb.dtype == np.uint16:
+        return rgb.view(np.int16)
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"a frame must be uint8 or uint16 RGB, got {rgb.dtype}")
+    return rgb
+
+
+def _on_host(samples: torch.Tensor) -> np.ndarray:
+    """Device samples (on the host now) as the host frame's type: int16 bits back to uint16."""
+    array = samples.numpy()
+    return array.view(np.uint16) if array.dtype == np.int16 else array
+
+
+def _levels(samples: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Frame samples as float32 levels, and the level of full intensity: 255, or 65535 for a
+    deep frame's int16 bits (read as unsigned)."""
+    if samples.dtype == torch.int16:
+        return samples.float().remainder_(65536.0), 65535.0
+    return samples.float(), 255.0
+
+
+def _stored(levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Whole float levels as a frame's samples: uint8, or the int16 bits of 16-bit levels."""
+    if dtype == torch.int16:
+        return levels.to(torch.int32).to(torch.int16)  # wraps above 32767: the uint16's bits
+    return levels.to(dtype)
 
 
 def _grid(affines: Sequence[np.ndarray], origins: Sequence[tuple[int, int]], height: int, width: int,

@@ -2,10 +2,11 @@
 
 A `Frame` carries the decoded `av.VideoFrame` untouched (stored orientation, source pixel
 format and bit depth) together with its timestamp, so a stage that changes nothing passes the
-source pixels to the encoder exactly. Stages that edit pixels work in upright 8-bit RGB
-(`Frame.to_rgb`) and hand back a picture plus a mask (`Frame.with_rgb`): the blend happens in
-the source's own pixel format, plane by plane, so every pixel outside the mask keeps its
-stored value, 10-bit precision included.
+source pixels to the encoder exactly. Stages that edit pixels work in upright RGB
+(`Frame.to_rgb`: 8-bit, or 16-bit for a picture of more than 8 bits a sample) and hand back a
+picture plus a mask (`Frame.with_rgb`): the blend happens in the source's own pixel format,
+plane by plane, so every pixel outside the mask keeps its stored value, 10-bit precision
+included, and an edit made in 16-bit RGB keeps the source's precision inside the mask too.
 """
 
 from __future__ import annotations
@@ -51,12 +52,19 @@ class Frame:
         """Presentation time in seconds."""
         return float(self.pts * self.time_base)
 
-    def to_rgb(self) -> np.ndarray:
-        """The picture as H×W×3 uint8 RGB, upright (rotation applied). An interlaced picture is
-        converted as one frame, as its `copy` (which has no interlaced flag) is, so a frame and
-        its copy give the same RGB; FFmpeg would otherwise convert the fields apart."""
+    @property
+    def deep(self) -> bool:
+        """Whether the picture has more than 8 bits a sample (10-bit video, 16-bit RGB, ...): an
+        edit that should keep that precision works in `to_rgb(deep=True)`."""
+        return max(component.bits for component in self.video.format.components) > 8
+
+    def to_rgb(self, deep: bool = False) -> np.ndarray:
+        """The picture as H×W×3 RGB, upright (rotation applied): uint8, or with `deep` uint16
+        (16-bit levels, 0-65535). An interlaced picture is converted as one frame, as its `copy`
+        (which has no interlaced flag) is, so a frame and its copy give the same RGB; FFmpeg
+        would otherwise convert the fields apart."""
         video = self.copy().video if self.video.interlaced_frame else self.video
-        rgb = reformatted(video, format="rgb24").to_ndarray()
+        rgb = reformatted(video, format=_RGB_FORMATS[np.dtype(np.uint16 if deep else np.uint8)]).to_ndarray()
         return np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
 
     def copy(self) -> Frame:
@@ -81,7 +89,7 @@ class Frame:
         place (`blend_into`), so it keeps what the decoder attached to it (field order,
         captions, ...); a shared frame's picture is copied first (`copy`) and the copy returned.
 
-        rgb: h×w×3 uint8 RGB, upright, a patch of the picture whose top-left pixel is at `origin`
+        rgb: h×w×3 uint8 or uint16 (`to_rgb(deep=True)`) RGB, upright, a patch of the picture whose top-left pixel is at `origin`
         (x, y) in upright pixels (the whole picture at (0, 0)). mask: h×w float32 in [0, 1]; 1
         takes `rgb`. The blend is done in the source pixel format, per plane, with the mask
         averaged over each chroma sample's footprint: wherever the mask is 0 (for chroma: over
@@ -95,8 +103,8 @@ class Frame:
         if mask.ndim != 2 or not (0 <= x and 0 <= y and x + mask.shape[1] <= width and y + mask.shape[0] <= height):
             raise ValueError(f"mask must be a 2-D patch inside the {height}x{width} picture, "
                              f"got shape {mask.shape} at {origin}")
-        if rgb.shape != (*mask.shape, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"rgb must be {mask.shape[0]}x{mask.shape[1]}x3 uint8 like the mask, "
+        if rgb.shape != (*mask.shape, 3) or rgb.dtype not in _RGB_FORMATS:
+            raise ValueError(f"rgb must be {mask.shape[0]}x{mask.shape[1]}x3 uint8 or uint16 like the mask, "
                              f"got {rgb.shape} {rgb.dtype}")
         turn = self.rotation // 90
         stored_rgb = np.ascontiguousarray(np.rot90(rgb, k=turn))
@@ -106,7 +114,7 @@ class Frame:
             return self
         frame = self.copy() if self.shared else self
         if not _inside(blend_box(frame.video, stored_mask, stored_origin), stored_origin, stored_mask.shape):
-            whole = np.rot90(frame.to_rgb(), k=turn).copy()
+            whole = np.rot90(frame.to_rgb(deep=rgb.dtype == np.uint16), k=turn).copy()
             whole_mask = np.zeros(whole.shape[:2], np.float32)
             ox, oy = stored_origin
             rows, cols = slice(oy, oy + stored_mask.shape[0]), slice(ox, ox + stored_mask.shape[1])
@@ -144,6 +152,10 @@ class RGBFrame:
 
     def to_rgb(self) -> np.ndarray:
         return self.rgb
+
+
+_RGB_FORMATS = {np.dtype(np.uint8): "rgb24", np.dtype(np.uint16): "rgb48le"}
+"""The packed RGB format of each sample type edits are made in."""
 
 
 class _Reformatters(threading.local):
@@ -240,7 +252,7 @@ def blend_box(source: av.VideoFrame, mask: np.ndarray, origin: tuple[int, int] =
 
 def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
                origin: tuple[int, int] = (0, 0)) -> av.VideoFrame:
-    """Blend `rgb` (h×w×3 uint8 RGB, stored orientation, a patch whose top-left pixel is at
+    """Blend `rgb` (h×w×3 uint8 or uint16 RGB, stored orientation, a patch whose top-left pixel is at
     `origin` (x, y), the whole picture at (0, 0)) over `source` by `mask` (h×w float32 in [0, 1])
     in the source's pixel format; samples whose mask footprint is all 0 keep their exact stored
     value. The patch must hold the pixels `blend_box` names. Returns `source`, edited in place:
@@ -262,7 +274,7 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
     ox, oy = origin
     patch = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
     edited = reformatted(
-        av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[patch]), format="rgb24"),
+        av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[patch]), format=_RGB_FORMATS[rgb.dtype]),
         format=fmt.name,
         dst_colorspace=source.colorspace,
         dst_color_range=source.color_range,
