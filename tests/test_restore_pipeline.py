@@ -128,6 +128,93 @@ def _planes12(video) -> np.ndarray:
                      for plane in video.planes], axis=2)
 
 
+def _coded_frames(images: list[np.ndarray], colour) -> list:
+    """SDR uint8 RGB pictures coded as `colour` codes faces (HDR: `from_model`), as 16-bit RGB
+    frames (as frames_of numbers them) tagged with its transfer and BT.2020 primaries."""
+    import av
+    import torch
+
+    from vidface.faces.hdr import BT2020_PRIMARIES, HLG_TRC, PQ_TRC
+    from vidface.io.frames import reformatted
+
+    frames = []
+    for frame, rgb in zip(frames_of(images), images):
+        coded = colour.from_model(torch.from_numpy(rgb / 255.0).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+        video = reformatted(av.VideoFrame.from_ndarray(np.rint(coded * 65535).astype(np.uint16), format="rgb48le"),
+                            format="gbrp16le")
+        video.color_trc = PQ_TRC if colour.transfer == "pq" else HLG_TRC
+        video.color_primaries = BT2020_PRIMARIES
+        frames.append(dataclasses.replace(frame, video=video))
+    return frames
+
+
+@pytest.mark.parametrize("transfer", ["pq", "hlg"])
+def test_an_hdr_pictures_faces_reach_the_model_as_sdr_faces(transfer: str, tiny_osdface_model,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model learnt SDR faces: an HDR10 or HLG picture's faces reach it as the SDR picture
+    they were made from shows them, within a level (interpolating coded values differs a little
+    from interpolating SDR ones), not as their coded values (tens of levels off)."""
+    import torch
+
+    from vidface.faces.align import face_crop, warp_face
+    from vidface.faces.hdr import FaceColour
+    from vidface.models.osdface import OSDFace
+
+    colour = FaceColour(transfer, bt2020=True)
+    clip = moving_face_clip(6, *SIZE)
+    seen = []
+    encode = OSDFace.encode
+    monkeypatch.setattr(OSDFace, "encode", lambda model, images: seen.append(images.clone()) or encode(model, images))
+    frames = _coded_frames(clip.frames, colour)
+    coded = [frame.to_rgb(deep=True) for frame in frames]
+    out = list(face_restorer(tiny_osdface_model, _settings())(iter(frames)))
+    faces = [(index, face_crop(np.array(edit["landmarks"]), tiny_osdface_model.face_size)) for index, frame in enumerate(out)
+             for edit in frame.edits]
+    images = torch.cat(seen).permute(0, 2, 3, 1).numpy() * 255
+    assert len(faces) == len(images) == 6
+    for image, (index, placement) in zip(images, faces):
+        sdr = warp_face(clip.frames[index], placement).astype(float)
+        assert np.abs(image - sdr).mean() < 1.0, f"frame {index}"
+        assert np.abs(warp_face(coded[index], placement) / 257 - sdr).mean() > 10  # the coded face is another
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["opencv", "torch"])
+@pytest.mark.parametrize("transfer", ["pq", "hlg"])
+def test_an_hdr_face_the_model_gives_back_unchanged_is_pasted_as_it_was(transfer: str, on_device: bool,
+                                                                        tiny_osdface_model,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's SDR faces are coded back as the picture codes its faces: a model that gives
+    back what it was given leaves an HDR face as it was, within the crop's and paste's
+    resampling (as in an SDR picture), where SDR values pasted as they are would be far off."""
+    import torch
+
+    from vidface.faces.hdr import FaceColour
+    from vidface.models.osdface import OSDFace
+
+    given = []
+    encode = OSDFace.encode
+    monkeypatch.setattr(OSDFace, "encode", lambda model, images: given.append(images.clone()) or encode(model, images))
+    monkeypatch.setattr(OSDFace, "decode", lambda model, latents: given.pop(0))
+    colour = FaceColour(transfer, bt2020=True)
+    clip = moving_face_clip(6, *SIZE)
+    errors = {}
+    for name, frames, seen_as in (("sdr", frames_of(clip.frames, "gbrp16le"), FaceColour()),
+                                  ("hdr", _coded_frames(clip.frames, colour), colour)):
+        before = [frame.to_rgb(deep=True) for frame in frames]
+        out = list(face_restorer(tiny_osdface_model, _settings(), faces_on_device=on_device)(iter(frames)))
+        error = []
+        for old, frame, truth in zip(before, out, clip.truth):
+            (landmarks,) = truth.values()
+            new = frame.to_rgb(deep=True)
+            core = face_core(landmarks, (SIZE[1], SIZE[0]))
+            as_sdr = [seen_as.to_model(torch.from_numpy(rgb / 65535.0).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+                      for rgb in (old, new)]
+            error.append(np.abs(as_sdr[1] - as_sdr[0])[core].mean() * 255)
+        errors[name] = max(error)
+    assert errors["hdr"] < errors["sdr"] + 0.5, errors
+    assert errors["sdr"] < 4, errors  # the 64-pixel crops of ~100-pixel faces lose some detail
+
+
 @pytest.mark.parametrize("ready", [False, True], ids=["eager", "ready"])
 def test_the_model_stage_never_waits_for_the_gpu(ready: bool, tiny_osdface_model, tmp_path: Path) -> None:
     """On a GPU the model stage's steady work (upload frames, cut their crops, restore a batch

@@ -44,6 +44,7 @@ from vidface.devices import stage_stream, to_device
 from vidface.faces.align import FaceCrop, face_crop, warp_face
 from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
+from vidface.faces.hdr import FaceColour, face_colour
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import Pasted, paste_faces
 from vidface.faces.options import detector_for
@@ -117,8 +118,8 @@ class _FrameWork:
     done). Filled in by the model stage, which knows the model's face size: placements and crops
     (aligned crops, one per face), and restored (the model's outputs) and masks (their paste masks
     in crop space, or None for the fixed square of vidface.faces.paste.crop_mask) as batches
-    finish. With OpenCV: crops uint8 and restored uint8 (uint16 for a deep frame) RGB
-    size×size×3 arrays, masks size×size float32 arrays in [0, 1]; with the
+    finish. With OpenCV: crops and restored uint8 (uint16 for a deep frame) RGB size×size×3
+    arrays, masks size×size float32 arrays in [0, 1]; with the
     faces on the device: `on_device` the frame's RGB there, crops and restored float 3×size×size
     tensors in [0, 1], masks size×size tensors; on a GPU, `restored_event` marks the end of the
     batch that restored its last face (on the model's stream), which the paste waits for.
@@ -314,15 +315,17 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
     def run(count: int) -> None:
         batch, queued[:] = queued[:count], queued[count:]
         crops = [item.crops[i] for item, i in batch]
-        if crops_device is None:
-            images = to_device(np.stack(crops), model.device, torch.uint8).permute(0, 3, 1, 2).float().div_(255)
-        else:
-            images = torch.stack(crops)
+        images = torch.stack(crops) if crops_device is not None else _host_crops(np.stack(crops), model.device)
+        colour = face_colour(batch[0][0].frame.video)  # a video's frames share their colour coding
+        # Whole 8-bit levels of SDR faces, as the model learnt from: its code choice is discrete,
+        # and would turn a fraction of a level into a different face.
+        images = colour.to_model(images).mul_(255).round_().div_(255)
         rows = [item.rows[i] for item, i in batch]
         deep = any(item.rgb.dtype == np.uint16 for item, _ in batch)
         started = time.perf_counter()
         try:
-            restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None, deep=deep)
+            restored = _restore(model, stabilizer, parser, images, rows, on_host=crops_device is None, deep=deep,
+                                colour=colour)
         except torch.OutOfMemoryError:
             raise device_memory_error(model.device, model.batch_size) from None
         if crops_device is not None and torch.device(crops_device).type == "cuda":
@@ -366,6 +369,16 @@ def _run_model(work: Iterator[_FrameWork], model: OSDFace | Future[OSDFace], set
     yield from waiting
 
 
+def _host_crops(crops: np.ndarray, device: torch.device) -> torch.Tensor:
+    """N×S×S×3 crops cut on the host (uint8, or uint16 from a deep frame) as N×3×S×S float RGB in
+    [0, 1] on `device`; 16-bit crops travel as float32, torch having few GPU kernels for uint16."""
+    import torch
+
+    if crops.dtype == np.uint16:
+        return to_device(crops.astype(np.float32) / 65535, device, torch.float32).permute(0, 3, 1, 2)
+    return to_device(crops, device, torch.uint8).permute(0, 3, 1, 2).float().div_(255)
+
+
 def _load_end(model: Future[OSDFace]) -> Callable[[], float]:
     """When (perf_counter) `model` finished loading, for the caller to read once it has its result.
     Timed as the Future completes, not when a stage next looks: a stage that is waiting for frames
@@ -400,11 +413,12 @@ def _while_loading(work: Iterator[_FrameWork], model: Future[OSDFace]) -> list[_
 
 
 def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser | None, images: torch.Tensor,
-             rows: list[CropRow], on_host: bool, deep: bool = False
+             rows: list[CropRow], on_host: bool, deep: bool = False, colour: FaceColour = FaceColour()
              ) -> list[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor | None]]:
-    """B×3×S×S float RGB crops in [0, 1] -> B (restored face, paste mask) pairs, stabilised over
-    time; the mask (S×S in [0, 1]) is the parsed face of the restored crop, or None without a
-    parser. The faces are in whole 8-bit levels, or 16-bit levels for `deep` frames. on_host: as
+    """B×3×S×S float RGB crops in [0, 1] (as the model sees them: `FaceColour.to_model`) ->
+    B (restored face, paste mask) pairs, stabilised over time; the mask (S×S in [0, 1]) is the
+    parsed face of the restored crop, or None without a parser. The faces are coded back as
+    `colour` codes them, in whole 8-bit levels, or 16-bit levels for `deep` frames. on_host: as
     S×S×3 uint8 (uint16 for deep) RGB and float32 arrays; else tensors on the model's device
     (3×S×S float RGB in [0, 1] and S×S)."""
     import torch
@@ -414,6 +428,7 @@ def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser 
     clean = stabilizer.blend_latents(model.denoise(model.encode(images), prompt), rows)
     restored = model.decode(clean)
     masks = None if parser is None else stabilizer.smooth_masks(parser.face_masks(restored), rows)
+    restored = colour.from_model(restored)
     top = 65535 if deep else 255
     levels = restored.mul(top).round_()  # whole levels either way, so both pastes get the same faces
     if on_host:

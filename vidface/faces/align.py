@@ -75,8 +75,7 @@ def face_crop(landmarks: np.ndarray, size: int = 512) -> FaceCrop:
 
 def warp_face(rgb: np.ndarray, crop: FaceCrop, border: Border = "reflect") -> np.ndarray:
     """Cut the aligned face out of `rgb` (H×W×3 RGB, uint8, or uint16 in 16-bit levels): a
-    size×size×3 uint8 RGB crop, in whole 8-bit levels whatever the frame's depth, as the
-    restorer was trained on.
+    size×size×3 RGB crop of the same type.
 
     Where the crop reaches outside the frame it is padded: "reflect" mirrors the frame (as the
     FFHQ training crops were made, so the restorer sees no hard edge), "constant" fills grey.
@@ -90,6 +89,5 @@ def warp_face(rgb: np.ndarray, crop: FaceCrop, border: Border = "reflect") -> np
         mode, value = cv2.BORDER_CONSTANT, tuple(level * scale for level in PAD_GREY_RGB)
     else:
         raise ValueError(f"border must be 'reflect' or 'constant', got {border!r}")
-    face = cv2.warpAffine(rgb, crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(rgb, crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR,
                           borderMode=mode, borderValue=value)
-    return face if scale == 1 else np.rint(face * (1.0 / scale)).astype(np.uint8)

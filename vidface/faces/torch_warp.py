@@ -65,8 +65,7 @@ class FrameUploader:
 def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = "reflect") -> torch.Tensor:
     """Cut every aligned face out of `frame` (an uploaded frame, any device) in one sampling pass:
     N×3×S×S float32 RGB in [0, 1] on the frame's device, S the crops' common size, in whole
-    8-bit levels like OpenCV's uint8 crops whatever the frame's depth: the restorer's code
-    choice is discrete, and would turn a fraction of a level into a different face.
+    levels of the frame's depth like OpenCV's crops.
 
     Pixel for pixel :func:`vidface.faces.align.warp_face`: bilinear, and where a crop reaches
     outside the frame "reflect" mirrors it (OpenCV's BORDER_REFLECT_101), "constant" fills grey.
@@ -95,7 +94,7 @@ def warp_faces(frame: torch.Tensor, crops: Sequence[FaceCrop], border: Border = 
     faces = sampled.view(3, len(crops), size, size).transpose(0, 1).contiguous()
     if border == "constant":
         faces.add_(grey)
-    return faces.clamp_(0.0, top).mul_(255.0 / top).round_().div_(255.0)
+    return faces.clamp_(0.0, top).round_().div_(top)
 
 
 def paste_faces(frame: torch.Tensor, restored: torch.Tensor, crops: Sequence[FaceCrop],

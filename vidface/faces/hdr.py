@@ -1,0 +1,177 @@
+"""HDR faces shown to the restorer as SDR faces, and its faces coded back.
+
+OSDFace learnt faces from SDR photos (BT.709 primaries, a display gamma). An HDR picture codes
+the same face otherwise: with PQ (HDR10, SMPTE ST 2084) a face at reference white is about 58 %
+of the signal and shadows crowd the bottom; with HLG (broadcast, phones) skin sits lower than
+in SDR; and both use BT.2020's wider primaries, in which a face's colours read as washed out
+when taken for BT.709. Restoring the coded values as they are, the model would "correct" contrast
+and colour that are not wrong, and the pasted face would stand out from the picture.
+
+So a face of an HDR picture goes to the model in SDR terms, by BT.2408's anchor (HDR reference
+white, 203 cd/m², is SDR's 100 %): the signal's display light relative to reference white
+(PQ's absolute light over 203 cd/m²; HLG's scene light through its OOTF, system gamma 1.2,
+relative to the light of its 75 % signal), BT.2020 to BT.709 primaries, and above 80 % of
+reference white a soft knee that reaches 1 only at infinity, so that every value the model
+gives back maps to one light level (`from_model` inverts `to_model` exactly, up to the brightest
+light the format holds); then the SDR display gamma, 2.4 (BT.1886). Colours outside BT.709
+(rare on skin) are clipped to it. An SDR picture's faces pass unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import av
+    import torch
+
+__all__ = ["FaceColour", "face_colour"]
+
+PQ_TRC = 16  # AVCOL_TRC_SMPTE2084
+HLG_TRC = 18  # AVCOL_TRC_ARIB_STD_B67
+BT2020_PRIMARIES = 9  # AVCOL_PRI_BT2020
+
+REFERENCE_WHITE_NITS = 203.0
+"""BT.2408: HDR reference (diffuse) white, shown as SDR's 100 %."""
+SDR_GAMMA = 2.4
+"""BT.1886's display gamma: what the SDR pictures the model learnt from were coded for."""
+KNEE = 0.8
+"""Display light, relative to reference white, above which the soft knee compresses."""
+HLG_SYSTEM_GAMMA = 1.2
+"""BT.2100's HLG OOTF gamma at its 1000 cd/m² reference display."""
+
+# BT.2100 PQ constants.
+_M1, _M2 = 2610 / 16384, 2523 / 4096 * 128
+_C1, _C2, _C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+# BT.2100 HLG constants.
+_A = 0.17883277
+_B = 1 - 4 * _A
+_C = 0.5 - _A * math.log(4 * _A)
+
+# Linear-light BT.2020 RGB to BT.709 RGB (BT.2087), and back.
+_BT2020_TO_BT709 = ((1.6605, -0.5876, -0.0728), (-0.1246, 1.1329, -0.0083), (-0.0182, -0.1006, 1.1187))
+
+
+def pq_to_light(signal: torch.Tensor) -> torch.Tensor:
+    """PQ signal [0, 1] -> display light in cd/m² / 10000 (BT.2100's EOTF)."""
+    power = signal.clamp(0, 1).pow(1 / _M2)
+    return ((power - _C1).clamp(min=0) / (_C2 - _C3 * power)).pow(1 / _M1)
+
+
+def light_to_pq(light: torch.Tensor) -> torch.Tensor:
+    """Display light in cd/m² / 10000 -> PQ signal [0, 1] (BT.2100's inverse EOTF)."""
+    power = light.clamp(0, 1).pow(_M1)
+    return ((_C1 + _C2 * power) / (1 + _C3 * power)).pow(_M2)
+
+
+def hlg_to_scene(signal: torch.Tensor) -> torch.Tensor:
+    """HLG signal [0, 1] -> scene light [0, 1] (BT.2100's inverse OETF)."""
+    import torch
+
+    signal = signal.clamp(0, 1)
+    return torch.where(signal <= 0.5, signal * signal / 3, (torch.exp((signal - _C) / _A) + _B) / 12)
+
+
+def scene_to_hlg(scene: torch.Tensor) -> torch.Tensor:
+    """Scene light [0, 1] -> HLG signal [0, 1] (BT.2100's OETF)."""
+    import torch
+
+    scene = scene.clamp(0, 1)
+    return torch.where(scene <= 1 / 12, (3 * scene).sqrt(), _A * torch.log((12 * scene - _B).clamp(min=1e-12)) + _C)
+
+
+@dataclass(frozen=True)
+class FaceColour:
+    """How a picture's faces are coded, and the way to and from the model's SDR faces.
+
+    transfer: "sdr", "pq" or "hlg"; bt2020: whether its primaries are BT.2020's. Images are float
+    RGB tensors in [0, 1] (any shape with channels in dimension -3).
+    """
+
+    transfer: str = "sdr"
+    bt2020: bool = False
+
+    @property
+    def is_hdr(self) -> bool:
+        return self.transfer != "sdr"
+
+    def to_model(self, images: torch.Tensor) -> torch.Tensor:
+        """The picture's coded faces as the SDR faces the model takes (float64 inside: PQ's
+        steep powers would lose a level in float32)."""
+        if not self.is_hdr:
+            return images
+        light = self._relative_light(images.double())
+        if self.bt2020:
+            light = _mix(light, _BT2020_TO_BT709).clamp(min=0)
+        return _knee(light).pow(1 / SDR_GAMMA).to(images.dtype)
+
+    def from_model(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's SDR faces coded as the picture codes its faces (inverts `to_model`)."""
+        if not self.is_hdr:
+            return images
+        light = _unknee(images.double().clamp(0, 1).pow(SDR_GAMMA), self._brightest)
+        if self.bt2020:
+            light = _mix(light, _BT709_TO_BT2020).clamp(min=0)
+        return self._signal(light).clamp(0, 1).to(images.dtype)
+
+    @property
+    def _brightest(self) -> float:
+        """The brightest display light the format holds, relative to reference white."""
+        return 10000 / REFERENCE_WHITE_NITS if self.transfer == "pq" else 1 / _HLG_REFERENCE_DISPLAY
+
+    def _relative_light(self, signal: torch.Tensor) -> torch.Tensor:
+        if self.transfer == "pq":
+            return pq_to_light(signal) * (10000 / REFERENCE_WHITE_NITS)
+        return hlg_to_scene(signal).pow(HLG_SYSTEM_GAMMA) / _HLG_REFERENCE_DISPLAY
+
+    def _signal(self, light: torch.Tensor) -> torch.Tensor:
+        if self.transfer == "pq":
+            return light_to_pq(light * (REFERENCE_WHITE_NITS / 10000))
+        return scene_to_hlg((light * _HLG_REFERENCE_DISPLAY).clamp(0, 1).pow(1 / HLG_SYSTEM_GAMMA))
+
+
+def face_colour(video: av.VideoFrame) -> FaceColour:
+    """How `video`'s picture codes its faces, from its transfer and primaries tags."""
+    transfer = {PQ_TRC: "pq", HLG_TRC: "hlg"}.get(video.color_trc, "sdr")
+    return FaceColour(transfer, bt2020=transfer != "sdr" and video.color_primaries == BT2020_PRIMARIES)
+
+
+def _inverse(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in np.linalg.inv(np.array(matrix, dtype=np.float64)))
+
+
+_BT709_TO_BT2020 = _inverse(_BT2020_TO_BT709)
+# HLG's reference white: the display light (OOTF applied, relative to peak) of its 75 % signal.
+_HLG_REFERENCE_DISPLAY = ((math.exp((0.75 - _C) / _A) + _B) / 12) ** HLG_SYSTEM_GAMMA
+
+
+def _mix(images: torch.Tensor, matrix: tuple[tuple[float, ...], ...]) -> torch.Tensor:
+    """A 3×3 colour matrix applied to the channels (dimension -3)."""
+    import torch
+
+    weights = torch.tensor(matrix, dtype=images.dtype, device=images.device)
+    return torch.einsum("ij,...jhw->...ihw", weights, images)
+
+
+def _knee(light: torch.Tensor) -> torch.Tensor:
+    """Relative light [0, ∞) -> [0, 1): itself up to KNEE, then k + d·t / (t + d) (slope 1 at
+    the knee, 1 only at infinity)."""
+    import torch
+
+    span = 1 - KNEE
+    over = (light - KNEE).clamp(min=0)
+    return torch.where(light <= KNEE, light, KNEE + span * over / (over + span))
+
+
+def _unknee(value: torch.Tensor, brightest: float) -> torch.Tensor:
+    """`_knee`'s inverse, capped at `brightest` (a value of 1 stands for any light above it)."""
+    import torch
+
+    span = 1 - KNEE
+    above = ((value - KNEE) / span).clamp(0, 1)
+    over = span * above / (1 - above).clamp(min=1e-12)
+    return torch.where(value <= KNEE, value, (KNEE + over).clamp(max=brightest))
