@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from vidface.errors import OutputError
     from vidface.faces.draw import draw_faces
     from vidface.faces.export import TracksWriter
+    from vidface.faces.hdr import detector_rgb
     from vidface.faces.options import detector_for
     from vidface.faces.track import track_faces
+    from vidface.io.frames import RGBFrame
     from vidface.models.options import device_name
     from vidface.pipeline import TimeRange, check_output, plan_transcode, transcode
 
@@ -75,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     faces_seen = set()
 
     def overlay(frames, tracks: TracksWriter | None):
-        for frame, faces in track_faces(frames, detector, config):
+        pictures = (RGBFrame(frame, detector_rgb(frame)) for frame in frames)
+        for picture, faces in track_faces(pictures, detector, config):
+            frame = picture.frame
             if tracks is not None:
                 tracks.write(frame.index, frame.pts, frame.time, faces)
             faces_seen.update(face.track_id for face in faces)

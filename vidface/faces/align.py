@@ -22,8 +22,6 @@ FFHQ_TEMPLATE_512 = np.array([
 Border = Literal["reflect", "constant"]
 # Grey of facexlib's constant padding; used only with border="constant".
 PAD_GREY_RGB = (132, 133, 135)
-LEVELS_16_PER_8 = 257
-"""16-bit levels per 8-bit level: 65535 / 255, so 8-bit level v is 16-bit level 257·v exactly."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +80,7 @@ def warp_face(rgb: np.ndarray, crop: FaceCrop, border: Border = "reflect") -> np
     """
     import cv2
 
-    scale = LEVELS_16_PER_8 if rgb.dtype == np.uint16 else 1
+    scale = np.iinfo(rgb.dtype).max // 255  # 257 for 16-bit levels: 8-bit level v is 257·v there
     if border == "reflect":
         mode, value = cv2.BORDER_REFLECT_101, 0
     elif border == "constant":

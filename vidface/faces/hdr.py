@@ -19,6 +19,7 @@ light the format holds); then the SDR display gamma, 2.4 (BT.1886). Colours outs
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     import av
     import torch
 
-__all__ = ["FaceColour", "face_colour"]
+    from vidface.io.frames import Frame
+
+__all__ = ["FaceColour", "detector_rgb", "face_colour"]
 
 PQ_TRC = 16  # AVCOL_TRC_SMPTE2084
 HLG_TRC = 18  # AVCOL_TRC_ARIB_STD_B67
@@ -140,6 +143,26 @@ def face_colour(video: av.VideoFrame) -> FaceColour:
     return FaceColour(transfer, bt2020=transfer != "sdr" and video.color_primaries == BT2020_PRIMARIES)
 
 
+def detector_rgb(frame: Frame) -> np.ndarray:
+    """The frame's upright 8-bit RGB as the face detector and tracker take it: an HDR picture's
+    through the tone curve its faces get on their way to the model (per channel, by a table, so
+    it costs a lookup per sample; the primaries stay, which moves no face's position), so that
+    the detector, which learnt SDR faces too, finds its faces as in SDR; an SDR picture's as it is."""
+    rgb = frame.to_rgb()
+    colour = face_colour(frame.video)
+    return _tone_table(colour.transfer)[rgb] if colour.is_hdr else rgb
+
+
+@functools.lru_cache(maxsize=None)
+def _tone_table(transfer: str) -> np.ndarray:
+    """The 256 8-bit levels of a grey in `transfer`, as the model's SDR levels (uint8)."""
+    import torch
+
+    greys = torch.arange(256, dtype=torch.float64).div(255).view(1, 256, 1).expand(3, 256, 1)
+    sdr = FaceColour(transfer).to_model(greys)[0, :, 0]
+    return sdr.mul(255).round().to(torch.uint8).numpy()
+
+
 def _inverse(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(v) for v in row) for row in np.linalg.inv(np.array(matrix, dtype=np.float64)))
 
@@ -150,10 +173,13 @@ _HLG_REFERENCE_DISPLAY = ((math.exp((0.75 - _C) / _A) + _B) / 12) ** HLG_SYSTEM_
 
 
 def _mix(images: torch.Tensor, matrix: tuple[tuple[float, ...], ...]) -> torch.Tensor:
-    """A 3×3 colour matrix applied to the channels (dimension -3)."""
+    """A 3×3 colour matrix applied to the channels (dimension -3); the matrix goes to a GPU
+    behind the work queued there (`to_device`), so the model's thread does not wait for it."""
     import torch
 
-    weights = torch.tensor(matrix, dtype=images.dtype, device=images.device)
+    from vidface.devices import to_device
+
+    weights = to_device(matrix, images.device, images.dtype)
     return torch.einsum("ij,...jhw->...ihw", weights, images)
 
 

@@ -89,11 +89,12 @@ class Frame:
         place (`blend_into`), so it keeps what the decoder attached to it (field order,
         captions, ...); a shared frame's picture is copied first (`copy`) and the copy returned.
 
-        rgb: h×w×3 uint8 or uint16 (`to_rgb(deep=True)`) RGB, upright, a patch of the picture whose top-left pixel is at `origin`
-        (x, y) in upright pixels (the whole picture at (0, 0)). mask: h×w float32 in [0, 1]; 1
-        takes `rgb`. The blend is done in the source pixel format, per plane, with the mask
-        averaged over each chroma sample's footprint: wherever the mask is 0 (for chroma: over
-        the whole footprint) the stored sample values are kept exactly, at the source's bit depth.
+        rgb: h×w×3 RGB, uint8 or uint16 (16-bit levels, as `to_rgb(deep=True)`), upright, a
+        patch of the picture whose top-left pixel is at `origin` (x, y) in upright pixels (the
+        whole picture at (0, 0)). mask: h×w float32 in [0, 1]; 1 takes `rgb`. The blend is done
+        in the source pixel format, per plane, with the mask averaged over each chroma sample's
+        footprint: wherever the mask is 0 (for chroma: over the whole footprint) the stored
+        sample values are kept exactly, at the source's bit depth.
         The blend converts the picture around the mask (`blend_box`): a patch that holds
         BLEND_CONTEXT pixels of the picture around its mask is used as it is, else the picture's
         own RGB fills in.
@@ -252,8 +253,8 @@ def blend_box(source: av.VideoFrame, mask: np.ndarray, origin: tuple[int, int] =
 
 def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
                origin: tuple[int, int] = (0, 0)) -> av.VideoFrame:
-    """Blend `rgb` (h×w×3 uint8 or uint16 RGB, stored orientation, a patch whose top-left pixel is at
-    `origin` (x, y), the whole picture at (0, 0)) over `source` by `mask` (h×w float32 in [0, 1])
+    """Blend `rgb` (h×w×3 uint8 or uint16 RGB, stored orientation, a patch whose top-left pixel
+    is at `origin` (x, y), the whole picture at (0, 0)) over `source` by `mask` (h×w float32 in [0, 1])
     in the source's pixel format; samples whose mask footprint is all 0 keep their exact stored
     value. The patch must hold the pixels `blend_box` names. Returns `source`, edited in place:
     its buffers are made private first (the decoder's reference pictures are untouched), and it
