@@ -13,7 +13,7 @@ import pytest
 
 from media import (AudioTrack, Subtitles, captions, field_orders, read_video, subtitle_cues, with_captions,
                    write_video)
-from vidface.io.probe import bit_depth, probe
+from vidface.io.probe import ColourTags, bit_depth, probe
 
 
 def _check_faithful(source: Path, output: Path, *, pix_fmt: str | None = None) -> None:
@@ -503,14 +503,14 @@ def test_dnxhd_codes_any_picture_size_as_dnxhr(pix_fmt: str, profile: str, tmp_p
 
 
 HDR10_PARAMS = ("log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)"
-                "L(10000000,1):max-cll=1000,400")
+                "L(10000000,1):max-cll=1000,400:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc")
 
 
 @pytest.mark.parametrize("codec", ["libx265", "libx264", "libsvtav1"])
 def test_hdr10_metadata_is_kept(codec: str, tmp_path: Path, cli) -> None:
     """An HDR display maps the picture by the mastering display and light levels the source
-    carries; OUT carries the same (AV1 stores chromaticities in 1/65536, luminance in 1/16384
-    cd/m² at least), and `vidface probe` shows them."""
+    carries, and its colour tags (PQ, BT.2020); OUT carries the same (AV1 stores chromaticities
+    in 1/65536, luminance in 1/16384 cd/m² at least), and `vidface probe` shows them."""
     source = write_video(tmp_path / "in.mkv", frames=6, size=(256, 128), codec="libx265", pix_fmt="yuv420p10le",
                          codec_options={"x265-params": HDR10_PARAMS})
     code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress", "--codec", codec)
@@ -522,10 +522,14 @@ def test_hdr10_metadata_is_kept(codec: str, tmp_path: Path, cli) -> None:
     assert [float(v) for xy in (*after.primaries, after.white_point) for v in xy] == pytest.approx(
         [float(v) for xy in (*before.primaries, before.white_point) for v in xy], **close)
     assert [float(v) for v in after.luminance] == pytest.approx([float(v) for v in before.luminance], **close)
+    assert probe(source).video.colour == probe(tmp_path / "out.mkv").video.colour == ColourTags(
+        "bt2020nc", "smpte2084", "bt2020")
     code, out, _ = cli("probe", tmp_path / "out.mkv")
     assert code == 0 and "MaxCLL 1000 cd/m², MaxFALL 400 cd/m²" in out and "R(0.6800,0.3200)" in out
+    assert "colour: matrix bt2020nc, transfer smpte2084 (HDR10's PQ), primaries bt2020\n" in out
     sdr = write_video(tmp_path / "sdr.mkv", frames=2)
-    assert probe(sdr).video.hdr is None and "hdr:" not in cli("probe", sdr)[1]
+    assert probe(sdr).video.hdr is None and probe(sdr).video.colour == ColourTags()
+    assert "hdr:" not in cli("probe", sdr)[1] and "colour:" not in cli("probe", sdr)[1]
 
 
 def test_a_picture_that_changes_size_is_scaled_to_the_first_with_a_warning(tmp_path: Path, cli, caplog) -> None:

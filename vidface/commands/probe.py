@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from vidface.commands.options import add_logging_flags
@@ -59,6 +60,7 @@ def probe_report(info) -> dict:
             "frame_rate": "variable" if video.variable_frame_rate else "constant",
             "frames": video.frame_count,
             "time_base": str(video.time_base),
+            "colour": dataclasses.asdict(video.colour),
             "hdr": _hdr_report(video.hdr),
             "timecode": start_timecode(info),
         },
@@ -124,6 +126,9 @@ def format_report(report: dict) -> str:
     ]
     if video["timecode"]:
         lines.append(f"timecode: {_shown(video['timecode'])} at the first frame")
+    if any(video["colour"].values()):
+        lines.append("colour: " + ", ".join(f"{part} {name or 'unsaid'}{_HDR_TRANSFERS.get(name, '')}"
+                                            for part, name in video["colour"].items()))
     if video["hdr"]:
         lines.append("hdr: " + _hdr_text(video["hdr"]))
     for key, value in report["metadata"].items():
@@ -142,6 +147,9 @@ def format_report(report: dict) -> str:
         lines.append(f"sidecar: {provenance['sidecar']}" +
                      ("" if replaced is None else f" (faces replaced in {replaced} frames)"))
     return "\n".join(lines)
+
+
+_HDR_TRANSFERS = {"smpte2084": " (HDR10's PQ)", "arib-std-b67": " (HLG)"}
 
 
 def _hdr_text(hdr: dict) -> str:

@@ -41,6 +41,33 @@ class StreamInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+# FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the values it knows.
+MATRIX_NAMES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
+                9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
+                14: "ictcp"}
+TRANSFER_NAMES = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
+                  10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10",
+                  15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
+PRIMARIES_NAMES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
+                   10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
+
+
+@dataclass(frozen=True)
+class ColourTags:
+    """The colour the video says it is coded in, as its first frame carries it (FFmpeg's names;
+    None where it says nothing): the YUV matrix, the transfer (smpte2084 is HDR10's PQ,
+    arib-std-b67 is HLG) and the primaries. OUT keeps them."""
+
+    matrix: str | None = None
+    transfer: str | None = None
+    primaries: str | None = None
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> ColourTags:
+        return cls(MATRIX_NAMES.get(frame.colorspace), TRANSFER_NAMES.get(frame.color_trc),
+                   PRIMARIES_NAMES.get(frame.color_primaries))
+
+
 @dataclass(frozen=True)
 class HdrMetadata:
     """HDR10's static metadata, as the video's first frame carries it: the mastering display's
@@ -63,7 +90,8 @@ class VideoInfo:
     two fields (from the field order, or the first frame's flag where the order is unknown).
     width/height: stored size; `display_size` is the upright size. pts: presentation
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
-    hdr: the HDR10 metadata of its first frame, None where it carries none. color_range: its
+    hdr: the HDR10 metadata of its first frame, None where it carries none. colour: the colour
+    tags of its first frame. color_range: its
     levels, full (JPEG: as the stream says, or a full-range "yuvj" format), limited (MPEG) or
     unsaid (UNSPECIFIED, which players take as limited).
     decode_times: where IN's packets carry their times in decode order rather than the frames'
@@ -86,6 +114,7 @@ class VideoInfo:
     decode_times: tuple[int, ...] | None = field(default=None, repr=False)
     hdr: HdrMetadata | None = None
     color_range: av.video.reformatter.ColorRange = av.video.reformatter.ColorRange.UNSPECIFIED
+    colour: ColourTags = ColourTags()
 
     @property
     def frame_count(self) -> int:
@@ -213,6 +242,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             hdr=_hdr_metadata(first),
             color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt.startswith("yuvj")
                          else av.video.reformatter.ColorRange(ctx.color_range)),
+            colour=ColourTags.of(first),
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
