@@ -80,7 +80,7 @@ def test_a_pictures_tags_say_how_its_faces_are_coded(trc: int, primaries: int, e
 
 @pytest.mark.parametrize("transfer", ["pq", "hlg"])
 def test_the_detector_sees_an_hdr_picture_as_sdr_shows_it(transfer: str) -> None:
-    """Through `detector_rgb` an HDR picture's greys are the SDR picture's within a level or
+    """Through `sdr_rgb` an HDR picture's greys are the SDR picture's within a level or
     two (its 8-bit coded levels are coarser there), and the face detector finds the same face,
     landmarks within a pixel; an SDR picture reaches it as it is."""
     from fractions import Fraction
@@ -88,7 +88,7 @@ def test_the_detector_sees_an_hdr_picture_as_sdr_shows_it(transfer: str) -> None
     from skimage import data
 
     from vidface.faces.detect import create_detector
-    from vidface.faces.hdr import BT2020_PRIMARIES, HLG_TRC, PQ_TRC, detector_rgb
+    from vidface.faces.hdr import BT2020_PRIMARIES, HLG_TRC, PQ_TRC, sdr_rgb
     from vidface.io.frames import Frame, reformatted
 
     photo = np.ascontiguousarray(data.astronaut()[:, 64:448])  # 512x384, the face in the top half
@@ -98,12 +98,12 @@ def test_the_detector_sees_an_hdr_picture_as_sdr_shows_it(transfer: str) -> None
                         format="gbrp16le")
     video.color_trc, video.color_primaries = (PQ_TRC if transfer == "pq" else HLG_TRC), BT2020_PRIMARIES
     frame = Frame(index=0, pts=0, time_base=Fraction(1, 24), duration=1, video=video)
-    seen = detector_rgb(frame).astype(int)
+    seen = sdr_rgb(frame).astype(int)
     assert np.abs(frame.to_rgb().astype(int) - photo).mean() > 8  # coded, the picture is another
     assert np.abs(seen - photo).mean() < 1.5 and np.percentile(np.abs(seen - photo), 99) <= 4
     sdr = Frame(index=0, pts=0, time_base=Fraction(1, 24), duration=1,
                 video=av.VideoFrame.from_ndarray(photo, format="rgb24"))
-    assert (detector_rgb(sdr) == photo).all()
+    assert (sdr_rgb(sdr) == photo).all()
     detector = create_detector("centerface")
-    (expected,), (found,) = detector.detect(photo), detector.detect(detector_rgb(frame))
+    (expected,), (found,) = detector.detect(photo), detector.detect(sdr_rgb(frame))
     assert np.abs(found.landmarks - expected.landmarks).max() < 1.0

@@ -54,7 +54,7 @@ def sampled_faces(plan: Plan, detector: FaceDetector, samples: int = SAMPLE_FRAM
     """(faces expected in the plan's frames, the sampled frame with the most faces), from the
     detector on up to `samples` frames spread evenly over the range, read in one pass where the
     range has at most `sequential` frames, else each by a seek."""
-    from vidface.faces.hdr import detector_rgb
+    from vidface.faces.hdr import sdr_rgb
     from vidface.io.decode import decode_frames
 
     if plan.frame_count <= 0:
@@ -69,7 +69,7 @@ def sampled_faces(plan: Plan, detector: FaceDetector, samples: int = SAMPLE_FRAM
     else:
         sampled = (next(iter(decode_frames(plan.info.path, start_pts=pts[index], stop_pts=pts[index] + 1,
                                            video=plan.info.video)), None) for index in picks)
-    counts = {wanted[frame.pts]: len(detector.detect(detector_rgb(frame))) for frame in sampled if frame is not None}
+    counts = {wanted[frame.pts]: len(detector.detect(sdr_rgb(frame))) for frame in sampled if frame is not None}
     if not counts:
         return 0, plan.first_frame
     busiest = max(counts, key=lambda index: counts[index])

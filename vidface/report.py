@@ -127,6 +127,7 @@ def gather_report(source: str | os.PathLike[str], output: str | os.PathLike[str]
     restored faces; default OUT.vidface.json). IN's range is the sidecar's, else [first_frame,
     first_frame + frame_count), else all of IN. progress: called with the frames read so far."""
     from vidface.compare import matched_frames
+    from vidface.faces.hdr import sdr_rgb
     from vidface.faces.shots import ShotCutDetector
     from vidface.io.probe import probe
     from vidface.plan import reading_plan
@@ -151,12 +152,12 @@ def gather_report(source: str | os.PathLike[str], output: str | os.PathLike[str]
     cuts = ShotCutDetector()
     times: list[float] = []
     for index, (previous, frame, seconds) in enumerate(matched_frames(before, after)):
-        rgb_in = previous.to_rgb()
+        rgb_in = sdr_rgb(previous)
         if cuts.is_cut(rgb_in):
             measure.cut(index)
         times.append(seconds)
         if index in faces:
-            measure.frame(index, rgb_in, frame.to_rgb(), faces[index], restored.get(index, []))
+            measure.frame(index, rgb_in, sdr_rgb(frame), faces[index], restored.get(index, []))
         if progress is not None:
             progress(index + 1)
     if faces and max(faces) >= len(times):
@@ -287,6 +288,7 @@ def _face_region(rgb: np.ndarray, box: tuple[float, ...]) -> np.ndarray | None:
 def _crops(picks: list[tuple[int, int, str, tuple]], before, after, times: list[float]) -> list[SheetFrame]:
     """The contact sheet: each picked frame of IN and OUT read again (seeking to it, exactly as
     a resumed run does) and the face cut out of both, side by side."""
+    from vidface.faces.hdr import sdr_rgb
     from vidface.io.placement import input_frames
 
     sheet = []
@@ -295,7 +297,7 @@ def _crops(picks: list[tuple[int, int, str, tuple]], before, after, times: list[
         for plan in (before, after):
             frames = input_frames(plan, frame, resumed=True)
             try:
-                pictures.append(next(frames).to_rgb())
+                pictures.append(sdr_rgb(next(frames)))
             finally:
                 frames.close()
         sheet.append(SheetFrame(frame, times[frame], track, reason, box, _sheet_jpeg(*pictures, box)))

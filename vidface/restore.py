@@ -44,7 +44,7 @@ from vidface.devices import stage_stream, to_device
 from vidface.faces.align import FaceCrop, face_crop, warp_face
 from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
-from vidface.faces.hdr import FaceColour, detector_rgb, face_colour
+from vidface.faces.hdr import FaceColour, sdr_rgb, face_colour
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import Pasted, paste_faces
 from vidface.faces.options import detector_for
@@ -255,7 +255,7 @@ def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settin
     A track whose face is gone ends (its temporal state is forgotten) once the tracker can no
     longer bring it back: after the re-identification window."""
     seen: dict[int, _Seen] = {}  # track id -> where and when its face was last
-    decoded = (RGBFrame(frame, detector_rgb(frame)) for frame in frames)
+    decoded = (RGBFrame(frame, sdr_rgb(frame)) for frame in frames)
     for item, tracked in track_faces(decoded, detector, settings.faces):
         faces = [face for face in tracked if choice.keeps(item.frame.index, face)]
         present = {face.track_id for face in faces}
@@ -275,7 +275,7 @@ def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settin
 def _picture_rgb(item: RGBFrame) -> np.ndarray:
     """The RGB a frame's faces are cut from and pasted into: the picture's own, in 16-bit RGB for
     a deep frame (a face restored into a 10-bit master keeps the master's precision), never the
-    detector's view of an HDR picture (`detector_rgb`)."""
+    detector's view of an HDR picture (`sdr_rgb`)."""
     frame = item.frame
     if frame.deep or face_colour(frame.video).is_hdr:
         return frame.to_rgb(deep=frame.deep)

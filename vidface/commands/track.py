@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from vidface.errors import OutputError
     from vidface.faces.draw import draw_faces
     from vidface.faces.export import TracksWriter
-    from vidface.faces.hdr import detector_rgb
+    from vidface.faces.hdr import sdr_rgb
     from vidface.faces.options import detector_for
     from vidface.faces.track import track_faces
     from vidface.io.frames import RGBFrame
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     faces_seen = set()
 
     def overlay(frames, tracks: TracksWriter | None):
-        pictures = (RGBFrame(frame, detector_rgb(frame)) for frame in frames)
+        pictures = (RGBFrame(frame, sdr_rgb(frame)) for frame in frames)
         for picture, faces in track_faces(pictures, detector, config):
             frame = picture.frame
             if tracks is not None:

@@ -8,13 +8,14 @@ when taken for BT.709. Restoring the coded values as they are, the model would "
 and colour that are not wrong, and the pasted face would stand out from the picture.
 
 So a face of an HDR picture goes to the model in SDR terms, by BT.2408's anchor (HDR reference
-white, 203 cd/m², is SDR's 100 %): the signal's display light relative to reference white
+white, 203 cd/m², stands for SDR's white): the signal's display light relative to reference white
 (PQ's absolute light over 203 cd/m²; HLG's scene light through its OOTF, system gamma 1.2,
 relative to the light of its 75 % signal), BT.2020 to BT.709 primaries, and above 80 % of
 reference white a soft knee that reaches 1 only at infinity, so that every value the model
 gives back maps to one light level (`from_model` inverts `to_model` exactly, up to the brightest
 light the format holds); then the SDR display gamma, 2.4 (BT.1886). Colours outside BT.709
-(rare on skin) are clipped to it. An SDR picture's faces pass unchanged.
+(rare on skin) are clipped to it. An SDR picture's faces pass unchanged. The face detector and
+tracker, and `vidface report`, see an HDR picture through the same tone curve (`sdr_rgb`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ if TYPE_CHECKING:
 
     from vidface.io.frames import Frame
 
-__all__ = ["FaceColour", "detector_rgb", "face_colour"]
+__all__ = ["FaceColour", "sdr_rgb", "face_colour"]
 
 PQ_TRC = 16  # AVCOL_TRC_SMPTE2084
 HLG_TRC = 18  # AVCOL_TRC_ARIB_STD_B67
 BT2020_PRIMARIES = 9  # AVCOL_PRI_BT2020
 
 REFERENCE_WHITE_NITS = 203.0
-"""BT.2408: HDR reference (diffuse) white, shown as SDR's 100 %."""
+"""BT.2408: HDR reference (diffuse) white, which stands for SDR's white."""
 SDR_GAMMA = 2.4
 """BT.1886's display gamma: what the SDR pictures the model learnt from were coded for."""
 KNEE = 0.8
@@ -143,11 +144,12 @@ def face_colour(video: av.VideoFrame) -> FaceColour:
     return FaceColour(transfer, bt2020=transfer != "sdr" and video.color_primaries == BT2020_PRIMARIES)
 
 
-def detector_rgb(frame: Frame) -> np.ndarray:
-    """The frame's upright 8-bit RGB as the face detector and tracker take it: an HDR picture's
-    through the tone curve its faces get on their way to the model (per channel, by a table, so
-    it costs a lookup per sample; the primaries stay, which moves no face's position), so that
-    the detector, which learnt SDR faces too, finds its faces as in SDR; an SDR picture's as it is."""
+def sdr_rgb(frame: Frame) -> np.ndarray:
+    """The frame's upright 8-bit RGB as SDR shows it: an HDR picture's through the tone curve its
+    faces get on their way to the model (per channel, by a table, so it costs a lookup per
+    sample; the primaries stay, which moves no face), an SDR picture's as it is. What the face
+    detector and tracker take, having learnt SDR faces too, and what `vidface report` measures
+    and shows."""
     rgb = frame.to_rgb()
     colour = face_colour(frame.video)
     return _tone_table(colour.transfer)[rgb] if colour.is_hdr else rgb

@@ -117,7 +117,7 @@ def select_faces(plan: Plan, detector: FaceDetector, options: FaceOptions, selec
     read, or shows no face or several, is a one-line InputError naming it."""
     from vidface.faces.shots import ShotCutDetector
     from vidface.faces.track import track_faces
-    from vidface.faces.hdr import detector_rgb
+    from vidface.faces.hdr import sdr_rgb
     from vidface.io.frames import RGBFrame
     from vidface.io.placement import input_frames
 
@@ -127,7 +127,7 @@ def select_faces(plan: Plan, detector: FaceDetector, options: FaceOptions, selec
     shot = 0
     frames = input_frames(plan, 0)
     try:
-        pictures = (RGBFrame(frame, detector_rgb(frame)) for frame in _until(frames, seconds))
+        pictures = (RGBFrame(frame, sdr_rgb(frame)) for frame in _until(frames, seconds))
         for picture, faces in track_faces(pictures, detector, options):
             shot += cuts.is_cut(picture.rgb)
             for face in faces:
