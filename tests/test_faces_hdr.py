@@ -45,7 +45,7 @@ def test_bt2020_primaries_are_bt2087s() -> None:
     np.testing.assert_allclose(hdr._BT709_TO_BT2020, published, atol=2e-4)
 
 
-@pytest.mark.parametrize("transfer", ["pq", "hlg"])
+@pytest.mark.parametrize("transfer", ["pq", "hlg", "sdr"])
 @pytest.mark.parametrize("bt2020", [True, False])
 def test_from_model_inverts_to_model(transfer: str, bt2020: bool) -> None:
     """Any face the model gives back maps to one coded face and back (to the brightest light the
@@ -65,11 +65,22 @@ def test_sdr_faces_pass_unchanged() -> None:
     assert FaceColour().to_model(images) is images and FaceColour().from_model(images) is images
 
 
+def test_a_uhd_sdr_face_changes_primaries_alone() -> None:
+    """BT.2020 SDR: greys pass as they are; BT.709's red, coded in BT.2020 (BT.2087's first
+    column), reaches the model as BT.709's red."""
+    colour = FaceColour("sdr", bt2020=True)
+    greys = torch.linspace(0, 1, 11).view(1, 1, 11).expand(3, 1, 11)
+    assert (colour.to_model(greys) - greys).abs().max() < 1e-6
+    red = torch.tensor([0.6274, 0.0691, 0.0164], dtype=torch.float64).pow(1 / 2.4).view(3, 1, 1)
+    light = colour.to_model(red).pow(2.4)  # compared in light: the gamma magnifies the 4-decimal rounding near 0
+    np.testing.assert_allclose(light.flatten().numpy(), [1.0, 0.0, 0.0], atol=2e-4)
+
+
 @pytest.mark.parametrize(("trc", "primaries", "expected"), [
     (16, 9, FaceColour("pq", bt2020=True)),
     (18, 9, FaceColour("hlg", bt2020=True)),
     (18, 1, FaceColour("hlg", bt2020=False)),
-    (1, 9, FaceColour()),  # BT.2020 SDR: gamma-coded as SDR is
+    (1, 9, FaceColour("sdr", bt2020=True)),  # UHD SDR: coded as SDR, in BT.2020's primaries
     (2, 2, FaceColour()),  # untagged
 ])
 def test_a_pictures_tags_say_how_its_faces_are_coded(trc: int, primaries: int, expected: FaceColour) -> None:

@@ -14,7 +14,8 @@ relative to the light of its 75 % signal), BT.2020 to BT.709 primaries, and abov
 reference white a soft knee that reaches 1 only at infinity, so that every value the model
 gives back maps to one light level (`from_model` inverts `to_model` exactly, up to the brightest
 light the format holds); then the SDR display gamma, 2.4 (BT.1886). Colours outside BT.709
-(rare on skin) are clipped to it. An SDR picture's faces pass unchanged. The face detector and
+(rare on skin) are clipped to it. An SDR picture's faces pass unchanged, but for BT.2020's
+primaries (UHD SDR), which change to BT.709's the same way. The face detector and
 tracker, and `vidface report`, see an HDR picture through the same tone curve (`sdr_rgb`).
 """
 
@@ -56,8 +57,10 @@ _A = 0.17883277
 _B = 1 - 4 * _A
 _C = 0.5 - _A * math.log(4 * _A)
 
-# Linear-light BT.2020 RGB to BT.709 RGB (BT.2087), and back.
-_BT2020_TO_BT709 = ((1.6605, -0.5876, -0.0728), (-0.1246, 1.1329, -0.0083), (-0.0182, -0.1006, 1.1187))
+# Chromaticities (CIE 1931 x, y) of the primaries, red, green, blue, and of D65 white.
+_BT709_XY = ((0.640, 0.330), (0.300, 0.600), (0.150, 0.060))
+_BT2020_XY = ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046))
+_D65_XY = (0.3127, 0.3290)
 
 
 def pq_to_light(signal: torch.Tensor) -> torch.Tensor:
@@ -92,8 +95,9 @@ def scene_to_hlg(scene: torch.Tensor) -> torch.Tensor:
 class FaceColour:
     """How a picture's faces are coded, and the way to and from the model's SDR faces.
 
-    transfer: "sdr", "pq" or "hlg"; bt2020: whether its primaries are BT.2020's. Images are float
-    RGB tensors in [0, 1] (any shape with channels in dimension -3).
+    transfer: "sdr", "pq" or "hlg"; bt2020: whether its primaries are BT.2020's (an SDR picture
+    may have them too: UHD SDR broadcasts; its faces then change primaries alone). Images are
+    float RGB tensors in [0, 1] (any shape with channels in dimension -3).
     """
 
     transfer: str = "sdr"
@@ -103,21 +107,29 @@ class FaceColour:
     def is_hdr(self) -> bool:
         return self.transfer != "sdr"
 
+    @property
+    def passes_as_is(self) -> bool:
+        """Whether faces go to the model as they are coded (SDR with BT.709's primaries)."""
+        return not self.is_hdr and not self.bt2020
+
     def to_model(self, images: torch.Tensor) -> torch.Tensor:
         """The picture's coded faces as the SDR faces the model takes (float64 inside: PQ's
         steep powers would lose a level in float32)."""
-        if not self.is_hdr:
+        if self.passes_as_is:
             return images
         light = self._relative_light(images.double())
         if self.bt2020:
             light = _mix(light, _BT2020_TO_BT709).clamp(min=0)
-        return _knee(light).pow(1 / SDR_GAMMA).to(images.dtype)
+        light = _knee(light) if self.is_hdr else light.clamp(max=1)
+        return light.pow(1 / SDR_GAMMA).to(images.dtype)
 
     def from_model(self, images: torch.Tensor) -> torch.Tensor:
         """The model's SDR faces coded as the picture codes its faces (inverts `to_model`)."""
-        if not self.is_hdr:
+        if self.passes_as_is:
             return images
-        light = _unknee(images.double().clamp(0, 1).pow(SDR_GAMMA), self._brightest)
+        light = images.double().clamp(0, 1).pow(SDR_GAMMA)
+        if self.is_hdr:
+            light = _unknee(light, self._brightest)
         if self.bt2020:
             light = _mix(light, _BT709_TO_BT2020).clamp(min=0)
         return self._signal(light).clamp(0, 1).to(images.dtype)
@@ -130,18 +142,22 @@ class FaceColour:
     def _relative_light(self, signal: torch.Tensor) -> torch.Tensor:
         if self.transfer == "pq":
             return pq_to_light(signal) * (10000 / REFERENCE_WHITE_NITS)
-        return hlg_to_scene(signal).pow(HLG_SYSTEM_GAMMA) / _HLG_REFERENCE_DISPLAY
+        if self.transfer == "hlg":
+            return hlg_to_scene(signal).pow(HLG_SYSTEM_GAMMA) / _HLG_REFERENCE_DISPLAY
+        return signal.pow(SDR_GAMMA)
 
     def _signal(self, light: torch.Tensor) -> torch.Tensor:
         if self.transfer == "pq":
             return light_to_pq(light * (REFERENCE_WHITE_NITS / 10000))
-        return scene_to_hlg((light * _HLG_REFERENCE_DISPLAY).clamp(0, 1).pow(1 / HLG_SYSTEM_GAMMA))
+        if self.transfer == "hlg":
+            return scene_to_hlg((light * _HLG_REFERENCE_DISPLAY).clamp(0, 1).pow(1 / HLG_SYSTEM_GAMMA))
+        return light.clamp(0, 1).pow(1 / SDR_GAMMA)
 
 
 def face_colour(video: av.VideoFrame) -> FaceColour:
     """How `video`'s picture codes its faces, from its transfer and primaries tags."""
     transfer = {PQ_TRC: "pq", HLG_TRC: "hlg"}.get(video.color_trc, "sdr")
-    return FaceColour(transfer, bt2020=transfer != "sdr" and video.color_primaries == BT2020_PRIMARIES)
+    return FaceColour(transfer, bt2020=video.color_primaries == BT2020_PRIMARIES)
 
 
 def sdr_rgb(frame: Frame) -> np.ndarray:
@@ -152,7 +168,7 @@ def sdr_rgb(frame: Frame) -> np.ndarray:
     and shows."""
     rgb = frame.to_rgb()
     colour = face_colour(frame.video)
-    return _tone_table(colour.transfer)[rgb] if colour.is_hdr else rgb
+    return _tone_table(colour.transfer)[rgb] if colour.is_hdr else rgb  # SDR's greys are SDR's
 
 
 @functools.lru_cache(maxsize=None)
@@ -165,11 +181,23 @@ def _tone_table(transfer: str) -> np.ndarray:
     return sdr.mul(255).round().to(torch.uint8).numpy()
 
 
-def _inverse(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(float(v) for v in row) for row in np.linalg.inv(np.array(matrix, dtype=np.float64)))
+def _to_xyz(primaries: tuple[tuple[float, float], ...]) -> np.ndarray:
+    """The linear RGB -> CIE XYZ matrix of `primaries` with D65 white (SMPTE RP 177)."""
+    def xyz(x: float, y: float) -> np.ndarray:
+        return np.array([x / y, 1.0, (1 - x - y) / y])
+
+    columns = np.stack([xyz(*xy) for xy in primaries], axis=1)
+    return columns * np.linalg.solve(columns, xyz(*_D65_XY))
 
 
-_BT709_TO_BT2020 = _inverse(_BT2020_TO_BT709)
+def _matrix(source: tuple[tuple[float, float], ...], target: tuple[tuple[float, float], ...]
+            ) -> tuple[tuple[float, ...], ...]:
+    """Linear RGB in `source` primaries -> linear RGB in `target`'s (BT.2087's matrices, unrounded)."""
+    return tuple(tuple(float(v) for v in row) for row in np.linalg.solve(_to_xyz(target), _to_xyz(source)))
+
+
+_BT2020_TO_BT709 = _matrix(_BT2020_XY, _BT709_XY)
+_BT709_TO_BT2020 = _matrix(_BT709_XY, _BT2020_XY)
 # HLG's reference white: the display light (OOTF applied, relative to peak) of its 75 % signal.
 _HLG_REFERENCE_DISPLAY = ((math.exp((0.75 - _C) / _A) + _B) / 12) ** HLG_SYSTEM_GAMMA
 
