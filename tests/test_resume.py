@@ -297,7 +297,7 @@ def test_a_run_out_of_device_memory_stops_in_one_line_and_resumes_with_a_smaller
 
     def running_out(model: OSDFace, latents: torch.Tensor) -> torch.Tensor:
         calls.append(latents.shape[0])
-        if len(calls) > 10:  # the 1st segment's faces are restored: 8 frames and the look-ahead, 2 a call
+        if len(calls) > 10:  # 8 calls restore the 1st segment (8 frames, 8 of look-ahead, 2 faces a call)
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return decode(model, latents)
 

@@ -154,7 +154,8 @@ def resume_options(settings: Settings, model: str, weights: WeightsLocation | No
 
     key: dict[str, object] = {"model": model}
     if model != "none":
-        key.update(settings=frame_settings(settings), detector_weights=str(detector_weights) if detector_weights else None,
+        key.update(settings=frame_settings(settings),
+                   detector_weights=str(detector_weights) if detector_weights else None,
                    weights=weights_identity(weights), photos=_photos_identity(settings.faces.select))
     frames = segment_frames or Segmenting.frames
     # without a model nothing carries state across frames: a segment needs no warm-up or look-ahead,

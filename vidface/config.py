@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 import yaml
 
 from vidface.errors import InputError, VidfaceError
-from vidface.fields import option_fields
 from vidface.faces.paste import PasteOptions
 from vidface.faces.options import FaceOptions
+from vidface.fields import option_fields
 from vidface.io.options import EncodeOptions
 from vidface.models.options import ModelOptions
 from vidface.models.temporal import TemporalOptions

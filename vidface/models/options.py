@@ -146,7 +146,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def device_memory_error(device: torch.device, batch: int | None) -> DeviceMemoryError:
     """The one-line error for `device` running out of memory while loading the model (batch
     None) or restoring `batch` faces a call, with the way on: a resumed run keeps its finished
-    segments whatever the batch size (`ModelOptions.batch_size` changes no restored frame)."""
+    segments whatever the batch size (it does not key a resumable run)."""
     import torch
 
     name = str(device)
