@@ -44,7 +44,7 @@ from vidface.devices import stage_stream, to_device
 from vidface.faces.align import FaceCrop, face_crop, warp_face
 from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
-from vidface.faces.hdr import FaceColour, sdr_rgb, face_colour
+from vidface.faces.hdr import FaceColour, face_colour, sdr_rgb
 from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import Pasted, paste_faces
 from vidface.faces.options import detector_for
