@@ -13,7 +13,7 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import HdrMetadata, VideoInfo, bit_depth, field_shown_first
+from vidface.io.probe import JPEG_RANGE_FORMATS, HdrMetadata, VideoInfo, bit_depth, field_shown_first
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,6 @@ def _has_alpha(fmt: av.VideoFormat) -> bool:
 def _colours(fmt: av.VideoFormat) -> int:
     """How many colour components a format stores: 3, 1 for grey or a palette's index."""
     return 1 if fmt.has_palette else sum(not component.is_alpha for component in fmt.components)
-
-
-JPEG_RANGE_FORMATS = {"yuv420p": "yuvj420p", "yuv422p": "yuvj422p", "yuv444p": "yuvj444p"}
-"""The full-range ("JPEG") forms of YUV formats, which FFmpeg's scaler converts the levels into."""
 
 
 def full_range_format(codec: str, pix_fmt: str) -> str:

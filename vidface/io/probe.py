@@ -41,6 +41,11 @@ class StreamInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+JPEG_RANGE_FORMATS = {"yuv420p": "yuvj420p", "yuv422p": "yuvj422p", "yuv444p": "yuvj444p", "yuv411p": "yuvj411p",
+                      "yuv440p": "yuvj440p"}
+"""FFmpeg's full-range ("JPEG") YUV formats, by the YUV format whose levels they hold in full
+range (FFmpeg's scaler converts the levels between the two)."""
+
 # FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the values it knows.
 MATRIX_NAMES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
                 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
@@ -240,7 +245,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
                 field_order == "unknown" and bool(first.interlaced_frame)),
             decode_times=decode_times,
             hdr=_hdr_metadata(first),
-            color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt.startswith("yuvj")
+            color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt in JPEG_RANGE_FORMATS.values()
                          else av.video.reformatter.ColorRange(ctx.color_range)),
             colour=ColourTags.of(first),
         )
