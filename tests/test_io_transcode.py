@@ -437,6 +437,15 @@ def _mean_greys(path: Path) -> tuple[float, float]:
     return float(grey[:, : half - 8].mean()), float(grey[:, half + 8:].mean())
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuvj420p", "yuvj422p", "yuvj444p", "yuvj411p", "yuvj440p"])
+def test_every_full_range_format_is_written_as_full_range(pix_fmt: str) -> None:
+    """FFmpeg's five full-range ("yuvj") formats hold full-range levels, whatever a stream says."""
+    from vidface.io.encoder_setup import output_color_range
+
+    ranges = av.video.reformatter.ColorRange
+    assert output_color_range("ffv1", pix_fmt, "matroska", ranges.MPEG) == ranges.JPEG
+
+
 LEVELS_CONVERTED = {("full", "prores_ks", "mov"), ("full", "mpeg2video", "mkv"), ("full", "mpeg4", "mov"),
                     ("full", "v210", "mov"), ("limited", "mjpeg", "mov")}
 
