@@ -27,6 +27,15 @@ def frames_of(images: list[np.ndarray], pix_fmt: str = "rgb24", first: int = 0) 
     return frames
 
 
+def tag_hdr(video: av.VideoFrame, transfer: str) -> None:
+    """Tag `video` as an HDR picture in BT.2020's primaries: `transfer` "pq" (HDR10) or "hlg"."""
+    from vidface.io.probe import PRIMARIES_NAMES, TRANSFER_NAMES
+
+    codes = {name: code for table in (TRANSFER_NAMES, PRIMARIES_NAMES) for code, name in table.items()}
+    video.color_trc = codes["smpte2084" if transfer == "pq" else "arib-std-b67"]
+    video.color_primaries = codes["bt2020"]
+
+
 def face_region(landmarks: np.ndarray, shape: tuple[int, int], grow: float = 0.1) -> np.ndarray:
     """H×W bool: the frame pixels the aligned crop of a face with these true landmarks covers,
     grown by `grow` of the crop's side (room for detection and smoothing error)."""

@@ -99,7 +99,8 @@ def test_the_detector_sees_an_hdr_picture_as_sdr_shows_it(transfer: str) -> None
     from skimage import data
 
     from vidface.faces.detect import create_detector
-    from vidface.faces.hdr import BT2020_PRIMARIES, HLG_TRC, PQ_TRC, sdr_rgb
+    from restore_clips import tag_hdr
+    from vidface.faces.hdr import sdr_rgb
     from vidface.io.frames import Frame, reformatted
 
     photo = np.ascontiguousarray(data.astronaut()[:, 64:448])  # 512x384, the face in the top half
@@ -107,7 +108,7 @@ def test_the_detector_sees_an_hdr_picture_as_sdr_shows_it(transfer: str) -> None
     coded = colour.from_model(torch.from_numpy(photo / 255.0).permute(2, 0, 1)).permute(1, 2, 0).numpy()
     video = reformatted(av.VideoFrame.from_ndarray(np.rint(coded * 65535).astype(np.uint16), format="rgb48le"),
                         format="gbrp16le")
-    video.color_trc, video.color_primaries = (PQ_TRC if transfer == "pq" else HLG_TRC), BT2020_PRIMARIES
+    tag_hdr(video, transfer)
     frame = Frame(index=0, pts=0, time_base=Fraction(1, 24), duration=1, video=video)
     seen = sdr_rgb(frame).astype(int)
     assert np.abs(frame.to_rgb().astype(int) - photo).mean() > 8  # coded, the picture is another

@@ -14,7 +14,7 @@ import pytest
 
 from face_clips import Pose, background, degrade, moving_face_clip, render
 from media import read_video, write_video
-from restore_clips import TemporalProbe, face_core, face_middle_change, face_region, frames_of
+from restore_clips import TemporalProbe, face_core, face_middle_change, face_region, frames_of, tag_hdr
 from tiny_model import tiny_osdface, tiny_osdface_model  # noqa: F401 (fixtures)
 from vidface.cli import build_parser
 from vidface.commands.restore import build_settings
@@ -134,7 +134,6 @@ def _coded_frames(images: list[np.ndarray], colour) -> list:
     import av
     import torch
 
-    from vidface.faces.hdr import BT2020_PRIMARIES, HLG_TRC, PQ_TRC
     from vidface.io.frames import reformatted
 
     frames = []
@@ -142,8 +141,7 @@ def _coded_frames(images: list[np.ndarray], colour) -> list:
         coded = colour.from_model(torch.from_numpy(rgb / 255.0).permute(2, 0, 1)).permute(1, 2, 0).numpy()
         video = reformatted(av.VideoFrame.from_ndarray(np.rint(coded * 65535).astype(np.uint16), format="rgb48le"),
                             format="gbrp16le")
-        video.color_trc = PQ_TRC if colour.transfer == "pq" else HLG_TRC
-        video.color_primaries = BT2020_PRIMARIES
+        tag_hdr(video, colour.transfer)
         frames.append(dataclasses.replace(frame, video=video))
     return frames
 

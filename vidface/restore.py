@@ -440,7 +440,7 @@ def _restore(model: OSDFace, stabilizer: TemporalStabilizer, parser: FaceParser 
     levels = restored.mul(top).round_()  # whole levels either way, so both pastes get the same faces
     if on_host:
         levels = levels.permute(0, 2, 3, 1).cpu()
-        restored = levels.to(torch.int32).numpy().astype(np.uint16) if deep else levels.to(torch.uint8).numpy()
+        restored = levels.to(torch.uint16 if deep else torch.uint8).numpy()
         masks = None if masks is None else masks.cpu().numpy()
     else:
         restored = levels.div_(top)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vidface.io.probe import PRIMARIES_NAMES, TRANSFER_NAMES
+
 if TYPE_CHECKING:
     import av
     import torch
@@ -36,9 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FaceColour", "sdr_rgb", "face_colour"]
 
-PQ_TRC = 16  # AVCOL_TRC_SMPTE2084
-HLG_TRC = 18  # AVCOL_TRC_ARIB_STD_B67
-BT2020_PRIMARIES = 9  # AVCOL_PRI_BT2020
+HDR_TRANSFERS = {"smpte2084": "pq", "arib-std-b67": "hlg"}
+"""The HDR transfers, by FFmpeg's name of the tag (`vidface.io.probe.TRANSFER_NAMES`)."""
 
 REFERENCE_WHITE_NITS = 203.0
 """BT.2408: HDR reference (diffuse) white, which stands for SDR's white."""
@@ -156,8 +157,8 @@ class FaceColour:
 
 def face_colour(video: av.VideoFrame) -> FaceColour:
     """How `video`'s picture codes its faces, from its transfer and primaries tags."""
-    transfer = {PQ_TRC: "pq", HLG_TRC: "hlg"}.get(video.color_trc, "sdr")
-    return FaceColour(transfer, bt2020=video.color_primaries == BT2020_PRIMARIES)
+    transfer = HDR_TRANSFERS.get(TRANSFER_NAMES.get(video.color_trc), "sdr")
+    return FaceColour(transfer, bt2020=PRIMARIES_NAMES.get(video.color_primaries) == "bt2020")
 
 
 def sdr_rgb(frame: Frame) -> np.ndarray:

@@ -104,8 +104,8 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     so the cost follows the faces' size, not the frame's.
     Returns a `Pasted`: rgb h×w×3 RGB of the frame's type such that frame·(1-mask) + rgb·mask
     is the layered result, mask h×w float32 in [0, 1], exactly 0 wherever no face reaches (there
-    rgb equals the frame), and each face's region. No faces: the frame (an empty patch with a context) and a
-    zero mask.
+    rgb equals the frame), and each face's region. No faces: the frame (an empty patch with a
+    context) and a zero mask.
     """
     import cv2
 
