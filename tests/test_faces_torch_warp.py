@@ -200,3 +200,48 @@ def test_uploaded_frames_are_the_frames_as_they_were_at_upload(device: str) -> N
     for on_device, frame in zip(uploaded, expected):
         assert on_device.device.type == device
         np.testing.assert_array_equal(on_device.cpu().numpy(), frame)
+
+
+# Beyond the right and top edges (0), larger in the frame than its crop (1), out by more than the frame's width (2).
+EDGE_POSES = [Pose(470, 10, 0.7, -20.0), Pose(240, 160, 2.5, 5.0), Pose(-700, 150, 0.5, 0.0)]
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "deep"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_part_of_the_frame_gives_the_crops_and_pastes_of_the_whole(device: str, deep: bool) -> None:
+    """Cut from the part of the frame `warp_source_box` names (placed there by `FaceCrop.within`),
+    each crop is the whole frame's, mirrored edges included, with OpenCV and with torch, within the
+    rounding of its position (a level of 255 at a few pixels in ten thousand; for a deep frame a
+    few levels of 65535, a sixtieth of an 8-bit level at most); pasted into that part, with a context around it, the faces land
+    where they land in the whole."""
+    from vidface.faces.align import warp_source_box
+
+    _, landmarks = render(background(WIDTH, HEIGHT, "coffee"), EDGE_POSES)
+    crops = scene()[1][:4] + [face_crop(points, SIZE) for points in landmarks]
+    frame = scene_frame(deep)
+    top, tolerance = (65535, 4) if deep else (255, 1)
+    uploader = torch_warp.FrameUploader(torch.device(device))
+    boxes = [warp_source_box(crop, WIDTH, HEIGHT) for crop in crops]
+    assert 0 < boxes[0][0] and 0 < boxes[0][1] and boxes[0][2] < WIDTH and boxes[0][3] < HEIGHT  # inside
+    assert boxes[2][0] == 0 and boxes[2][3] == HEIGHT  # half out at the bottom left: reaches those edges
+    assert boxes[4][1] == 0 and boxes[4][2] == WIDTH and boxes[4][0] > WIDTH / 2  # out at the top right
+    assert boxes[6][0] == 0 and boxes[6][2] == WIDTH  # mirrored more than once: the whole width
+    for index, (crop, (x0, y0, x1, y1)) in enumerate(zip(crops, boxes)):
+        part, moved = frame[y0:y1, x0:x1].copy(), crop.within(x0, y0)
+        opencv = (warp_face(part, moved), warp_face(frame, crop))
+        on_device = (torch_warp.warp_faces(uploader.upload(part), [moved]),
+                     torch_warp.warp_faces(uploader.upload(frame), [crop]))
+        for ours, theirs in (opencv, [as_levels(faces, top)[0] for faces in on_device]):
+            difference = np.abs(ours.astype(int) - theirs.astype(int))
+            assert difference.max() <= tolerance, f"crop {index}: {difference.max()} levels off"
+            assert deep or (difference > 0).mean() < 1e-3, f"crop {index}"
+        px0, py0, px1, py1 = paste.patch_box([(x0, y0, x1, y1)], 5, WIDTH, HEIGHT)
+        face = 255 - warp_face(scene()[0], crop)
+        whole = paste.paste_faces(frame, [(face, crop)], context=5)
+        window = paste.paste_faces(frame[py0:py1, px0:px1].copy(), [(face, crop.within(px0, py0))], context=5)
+        assert window.mask.shape == whole.mask.shape
+        if not whole.mask.size:  # wholly outside: an empty patch, anywhere
+            continue
+        assert (window.origin[0] + px0, window.origin[1] + py0) == whole.origin, f"paste {index}"
+        assert np.abs(window.rgb.astype(int) - whole.rgb.astype(int)).max() <= tolerance
+        assert np.abs(window.mask - whole.mask).max() <= 1e-3

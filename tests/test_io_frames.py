@@ -143,6 +143,46 @@ def test_a_patch_blends_as_the_whole_picture_does(pix_fmt: str, size: tuple[int,
     assert any(not np.array_equal(a, b) for a, b in zip(_planes(patched.video), original))
 
 
+@pytest.mark.parametrize(
+    ("pix_fmt", "size", "rotation"),
+    [("yuv420p10le", (160, 96), 0), ("yuv422p10le", (160, 96), 90), ("p010le", (160, 96), 180),
+     ("yuv444p12le", (160, 96), 270), ("gbrp10le", (160, 96), 0), ("yuva444p10le", (160, 96), 90),
+     ("nv12", (160, 96), 0), ("yuv420p10le", (159, 95), 90), ("yuyv422", (160, 96), 0)],
+)
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "16-bit"])
+def test_a_box_converts_as_the_whole_picture_does(pix_fmt: str, size: tuple[int, int], rotation: int, deep: bool,
+                                                  monkeypatch) -> None:
+    """to_rgb of a box gives the whole picture's RGB there, sample for sample, at the picture's
+    edges too; where the picture can be cut (an even size, a planar or semi-planar format) only
+    the box and a margin are converted."""
+    import vidface.io.frames as frames_module
+
+    width, height = size
+    rng = np.random.default_rng(2)
+    source = reformatted(av.VideoFrame.from_ndarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+                                                    format="rgb24"), format=pix_fmt)
+    for index, plane in enumerate(source.planes if pix_fmt != "yuyv422" else ()):  # noise in every sample:
+        samples = frames_module._plane_array(plane, source.format, index)
+        bits = max(c.bits for c in source.format.components if c.plane == index)
+        samples[:] = rng.integers(0, 1 << bits, samples.shape)  # every chroma neighbour differs
+    frame = _frame(source, rotation)
+    whole = frame.to_rgb(deep=deep)
+    up_h, up_w = whole.shape[:2]
+    converted = []
+    monkeypatch.setattr(frames_module, "reformatted",
+                        lambda video, **options: converted.append(video.width * video.height)
+                        or reformatted(video, **options))
+    boxes = [(41, 37, 63, 55), (0, 0, 23, 17), (up_w - 30, up_h - 21, up_w, up_h), (0, 30, up_w, 31),
+             (5, 0, 6, up_h), (0, 0, up_w, up_h)]
+    for x0, y0, x1, y1 in boxes:
+        part = frame.to_rgb(deep=deep, box=(x0, y0, x1, y1))
+        np.testing.assert_array_equal(part, whole[y0:y1, x0:x1], err_msg=f"box {(x0, y0, x1, y1)}")
+    cut = pix_fmt != "yuyv422" and width % 2 == 0 and height % 2 == 0
+    assert (converted[0] < width * height / 2) == cut, converted
+    with pytest.raises(ValueError, match="box"):
+        frame.to_rgb(box=(0, 0, up_w + 1, up_h))
+
+
 def test_a_shared_frame_is_changed_as_a_copy_and_never_encoded(tmp_path) -> None:
     """Ownership: with_rgb changes an owned frame's picture in place, a shared frame's copy (the
     other holder still reads the picture unchanged), and the encoder refuses a shared frame."""

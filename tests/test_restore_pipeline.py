@@ -122,6 +122,42 @@ def test_a_face_restored_into_a_deep_picture_keeps_its_precision(on_device: bool
         assert between.mean() > 0.8, f"frame {index}: {between.mean():.0%} of the face between 8-bit levels"
 
 
+@pytest.mark.parametrize("on_device", [False, True], ids=["opencv", "torch"])
+def test_a_deep_pictures_faces_restore_from_their_part_as_from_the_whole(on_device: bool, tiny_osdface_model,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deep picture is converted to 16-bit RGB again for its faces, only around them (the part
+    their crops, mirrored edges and pastes reach): its frames come out as from the whole
+    picture's RGB, alike as the device's faces and OpenCV's are (a crop's position rounds a
+    little otherwise, which moves a few crop samples by a level, and the tiny model's face by up
+    to 2 levels of 255 at one pixel in a hundred)."""
+    import vidface.io.frames
+    import vidface.restore
+
+    clip = moving_face_clip(6, 480, 320)
+    converted = []
+    reformatted = vidface.io.frames.reformatted
+    monkeypatch.setattr(vidface.io.frames, "reformatted", lambda video, **options: converted.append(
+        (video.width, video.height, options.get("format"))) or reformatted(video, **options))
+    restored = {}
+    for part in (True, False):
+        if not part:
+            monkeypatch.setattr(vidface.restore, "_picture_rgb",
+                                lambda item, faces: (item.frame.to_rgb(deep=True), (0, 0)))
+        restorer = face_restorer(tiny_osdface_model, _settings(), faces_on_device=on_device)
+        restored[part] = [_planes12(frame.video).astype(int)
+                          for frame in restorer(iter(frames_of(clip.frames, "gbrp12le")))]
+        if part:
+            faces_parts = [(width, height) for width, height, rgb in converted if rgb == "rgb48le"]
+    originals = [_planes12(frame.video).astype(int) for frame in frames_of(clip.frames, "gbrp12le")]
+    with_faces = [index for index, (whole, original) in enumerate(zip(restored[False], originals))
+                  if np.abs(whole - original).mean() > 2]
+    assert len(with_faces) >= 4 and len(faces_parts) == len(with_faces), faces_parts
+    assert all(width * height < 480 * 320 / 2 for width, height in faces_parts), faces_parts
+    for index, (ours, whole) in enumerate(zip(restored[True], restored[False])):
+        difference = np.abs(ours - whole)
+        assert difference.max() <= 3 * 4095 / 255 and difference.mean() < 0.1 * 4095 / 255, f"frame {index}"
+
+
 def _planes12(video) -> np.ndarray:
     """H×W×3 samples of a gbrp12le picture (G, B, R planes)."""
     return np.stack([np.frombuffer(plane, np.uint16).reshape(plane.height, -1)[:, :plane.width]

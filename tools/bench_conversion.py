@@ -15,6 +15,10 @@ reformatter per frame, FFmpeg's scaler with a worker thread per core), in the sa
    a frame of more than 8 bits a sample): CPU milliseconds per frame of `Frame.to_rgb` and of
    `Frame.with_rgb` with a 320-pixel face patch of the photo (4:4:4, so that chroma subsampling
    hides nothing), and how far the pasted picture lands from the photo, in 10-bit steps.
+4. The 16-bit RGB a 10-bit frame's faces are cut from and pasted into (yuv420p10le, four faces
+   in a row, each aligned crop a fifth of the frame's height): CPU milliseconds per frame for
+   the whole picture against only the part the faces reach (`warp_source_box`, grown by the
+   paste's context), as the restorer's faces thread converts it.
 
 Prints the figures and writes them into docs/benchmarks.md (section "bench_conversion.py").
 
@@ -44,7 +48,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 from benchmarks_doc import Section  # noqa: E402
 from media import moving_pattern, write_video  # noqa: E402
 
-from vidface.io.frames import Frame, reformatted  # noqa: E402
+from vidface.faces.align import FFHQ_TEMPLATE_512, face_crop, warp_source_box  # noqa: E402
+from vidface.faces.paste import patch_box  # noqa: E402
+from vidface.io.frames import BLEND_CONTEXT, Frame, reformatted  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 DEEP_FORMATS = ("yuv420p10le", "yuv422p10le", "yuv444p10le")
@@ -133,6 +139,31 @@ def deep_edit_costs(rounds: int) -> list[str]:
     return lines
 
 
+def faces_part_costs(rounds: int) -> list[str]:
+    """Part 4: lines of whole-picture and faces' part 16-bit conversions of 10-bit frames."""
+    lines = []
+    for name, (width, height) in {**SIZES, "4K": (3840, 2160)}.items():
+        picture = reformatted(av.VideoFrame.from_ndarray(moving_pattern(width, height)(0), format="rgb24"),
+                              format="yuv420p10le")
+        frame = Frame(index=0, pts=0, time_base=Fraction(1, 25), duration=1, video=picture)
+        side = height / 5  # an aligned crop's side in the frame: the face itself about half of it
+        crops = [face_crop(FFHQ_TEMPLATE_512 * side / 512 + (width * (i + 1) / 5 - side / 2, height / 2 - side / 2))
+                 for i in range(4)]
+        box = patch_box([warp_source_box(crop, width, height) for crop in crops], BLEND_CONTEXT, width, height)
+        costs = {}
+        for way, part in (("whole", None), ("part", box)):
+            times = []
+            for _ in range(rounds):
+                start = cpu_seconds()
+                frame.to_rgb(deep=True, box=part)
+                times.append(cpu_seconds() - start)
+            costs[way] = float(np.median(times))
+        share = (box[2] - box[0]) * (box[3] - box[1]) / (width * height)
+        lines.append(f"  {name:5s} whole {costs['whole'] * 1000:6.2f} ms, faces' part ({share:.0%} of the frame) "
+                     f"{costs['part'] * 1000:6.2f} ms: {costs['whole'] / costs['part']:.1f}x less")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=60)
@@ -162,6 +193,9 @@ def main() -> int:
             say(f"  {pix_fmt}: {counts}")
         say(f"a 320x320 face edited into a 1920x1080 yuv444p10le frame, CPU ms (median of {args.rounds * 5}):")
         for line in deep_edit_costs(args.rounds * 5):
+            say(line)
+        say(f"a 10-bit frame's 16-bit RGB for four faces (yuv420p10le), CPU ms (median of {args.rounds * 5}):")
+        for line in faces_part_costs(args.rounds * 5):
             say(line)
     return 0
 

@@ -41,12 +41,12 @@ import numpy as np
 
 from vidface.config import Settings
 from vidface.devices import stage_stream, to_device
-from vidface.faces.align import FaceCrop, face_crop, warp_face
+from vidface.faces.align import FaceCrop, face_crop, warp_face, warp_source_box
 from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
 from vidface.faces.hdr import FaceColour, face_colour, sdr_rgb
 from vidface.faces.parsing import FaceParser, parser_for
-from vidface.faces.paste import Pasted, paste_faces
+from vidface.faces.paste import Pasted, paste_faces, patch_box
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
@@ -73,8 +73,8 @@ example a long stretch without faces after one face), the partial batch is run."
 LOADING_BUFFER_BYTES = 256 << 20
 """RGB picture bytes of tracked frames the model stage takes in while the model still loads,
 so decoding, detection and tracking go on meanwhile instead of stopping once the queues are
-full (importing diffusers alone takes several seconds): 97 frames of 720p, 43 of 1080p (half as
-many of a deep picture, cut and pasted in 16-bit RGB)."""
+full (importing diffusers alone takes several seconds): 97 frames of 720p, 43 of 1080p (of a deep
+or HDR picture, only the part around its faces is held, in 16-bit RGB for a deep one)."""
 
 
 @dataclass
@@ -113,12 +113,13 @@ class _FrameWork:
     """One frame on its way through the model: its tracked faces, their crops and results.
 
     rgb: the upright RGB faces are cut from and pasted into (None without faces): uint8, or
-    uint16 for a deep frame (`Frame.deep`). faces and rows: one per tracked face; ended: track ids
+    uint16 for a deep frame (`Frame.deep`); the whole picture, or the part of it the faces reach
+    (`_picture_rgb`), whose top-left pixel is frame pixel `origin` (x, y). faces and rows: one per tracked face; ended: track ids
     that ended just before this frame (their temporal state is dropped once this frame's batch is
     done). Filled in by the model stage, which knows the model's face size: placements and crops
     (aligned crops, one per face), and restored (the model's outputs) and masks (their paste masks
     in crop space, or None for the fixed square of vidface.faces.paste.crop_mask) as batches
-    finish. With OpenCV: crops and restored uint8 (uint16 for a deep frame) RGB size×size×3
+    finish; placements are in rgb's pixels. With OpenCV: crops and restored uint8 (uint16 for a deep frame) RGB size×size×3
     arrays, masks size×size float32 arrays in [0, 1]; with the
     faces on the device: `on_device` the frame's RGB there, crops and restored float 3×size×size
     tensors in [0, 1], masks size×size tensors; on a GPU, `restored_event` marks the end of the
@@ -130,6 +131,7 @@ class _FrameWork:
     faces: list[TrackedFace]
     rows: list[CropRow]
     ended: list[int]
+    origin: tuple[int, int] = (0, 0)
     placements: list[FaceCrop] = field(default_factory=list)
     crops: list[np.ndarray | torch.Tensor] = field(default_factory=list)
     restored: list[np.ndarray | torch.Tensor] = field(default_factory=list)
@@ -140,7 +142,7 @@ class _FrameWork:
     def cut_crops(self, size: int, uploader: FrameUploader | None) -> None:
         """Align every face to the size×size template and cut its crop from the frame: with
         OpenCV, or (given an uploader) on its device, from one upload of the frame."""
-        self.placements = [face_crop(face.landmarks, size) for face in self.faces]
+        self.placements = [face_crop(face.landmarks, size).within(*self.origin) for face in self.faces]
         if uploader is None or not self.faces:
             self.crops = [warp_face(self.rgb, placement) for placement in self.placements]
         else:
@@ -150,22 +152,27 @@ class _FrameWork:
             self.crops = list(warp_faces(self.on_device, self.placements))
 
     def paste(self, stream: torch.cuda.Stream | None = None) -> Pasted:
-        """The restored faces pasted into the frame, where the crops were cut: the patch they reach.
-        stream: on a GPU, the paste's own stream (`stage_stream`), which waits for the faces'
-        batch alone; the paste's copy to the host ends its work there."""
+        """The restored faces pasted into the frame, where the crops were cut: the patch they reach
+        (in frame pixels). stream: on a GPU, the paste's own stream (`stage_stream`), which waits
+        for the faces' batch alone; the paste's copy to the host ends its work there."""
         if self.on_device is None:
-            return paste_faces(self.rgb, list(zip(self.restored, self.placements)), self.masks,
-                               context=BLEND_CONTEXT)
-        import torch
+            pasted = paste_faces(self.rgb, list(zip(self.restored, self.placements)), self.masks,
+                                 context=BLEND_CONTEXT)
+        else:
+            import torch
 
-        from vidface.faces.torch_warp import paste_faces as paste_faces_on_device
+            from vidface.faces.torch_warp import paste_faces as paste_faces_on_device
 
-        with torch.cuda.stream(stream):
-            if stream is not None and self.restored_event is not None:
-                stream.wait_event(self.restored_event)
-            masks = None if self.masks[0] is None else torch.stack(self.masks)
-            return paste_faces_on_device(self.on_device, torch.stack(self.restored), self.placements, masks,
-                                         context=BLEND_CONTEXT)
+            with torch.cuda.stream(stream):
+                if stream is not None and self.restored_event is not None:
+                    stream.wait_event(self.restored_event)
+                masks = None if self.masks[0] is None else torch.stack(self.masks)
+                pasted = paste_faces_on_device(self.on_device, torch.stack(self.restored), self.placements, masks,
+                                               context=BLEND_CONTEXT)
+        x, y = self.origin
+        regions = [None if region is None else (region[0] + x, region[1] + y, region[2] + x, region[3] + y)
+                   for region in pasted.regions]
+        return pasted._replace(origin=(pasted.origin[0] + x, pasted.origin[1] + y), regions=regions)
 
     @property
     def done(self) -> bool:
@@ -269,17 +276,25 @@ def _face_work(frames: Iterator[Frame], detector: FaceDetector, settings: Settin
             returned = last is not None and last.index < item.frame.index - 1
             rows.append(CropRow(face.track_id, item.frame.index, _motion(last, face, returned), returned=returned))
             seen[face.track_id] = _Seen(item.frame.index, item.frame.time, face.landmarks)
-        yield _FrameWork(item.frame, _picture_rgb(item) if faces else None, faces, rows, ended)
+        rgb, origin = _picture_rgb(item, faces) if faces else (None, (0, 0))
+        yield _FrameWork(item.frame, rgb, faces, rows, ended, origin)
 
 
-def _picture_rgb(item: RGBFrame) -> np.ndarray:
-    """The RGB a frame's faces are cut from and pasted into: the picture's own, in 16-bit RGB for
-    a deep frame (a face restored into a 10-bit master keeps the master's precision), never the
-    detector's view of an HDR picture (`sdr_rgb`)."""
+def _picture_rgb(item: RGBFrame, faces: list[TrackedFace]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The RGB a frame's faces are cut from and pasted into, and its top-left pixel (x, y) in the
+    frame: the picture's own, in 16-bit RGB for a deep frame (a face restored into a 10-bit master
+    keeps the master's precision), never the detector's view of an HDR picture (`sdr_rgb`). Such
+    a picture is converted again, so only the part the faces' crops and pastes reach is: the
+    cost follows the faces, not the frame (a 4K frame's whole conversion would bound this thread
+    near the model's rate). An SDR 8-bit frame's RGB is the detector's, whole."""
     frame = item.frame
-    if frame.deep or face_colour(frame.video).is_hdr:
-        return frame.to_rgb(deep=frame.deep)
-    return item.rgb
+    if not (frame.deep or face_colour(frame.video).is_hdr):
+        return item.rgb, (0, 0)
+    height, width = item.rgb.shape[:2]
+    boxes = [warp_source_box(face_crop(face.landmarks), width, height) for face in faces]
+    # The paste's patch holds BLEND_CONTEXT pixels around the faces' boxes, which lie in these.
+    box = patch_box(boxes, BLEND_CONTEXT, width, height)
+    return frame.to_rgb(deep=frame.deep, box=box), box[:2]
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,13 @@ class FaceCrop:
     inverse: np.ndarray
     size: int
 
+    def within(self, x: int, y: int) -> FaceCrop:
+        """This crop, placed on the part of the frame whose top-left pixel is frame pixel (x, y)."""
+        affine, inverse = self.affine.copy(), self.inverse.copy()
+        affine[:, 2] += self.affine[:, :2] @ (x, y)
+        inverse[:, 2] -= (x, y)
+        return FaceCrop(affine=affine, inverse=inverse, size=self.size)
+
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation; no reflection) mapping
@@ -89,3 +96,26 @@ def warp_face(rgb: np.ndarray, crop: FaceCrop, border: Border = "reflect") -> np
         raise ValueError(f"border must be 'reflect' or 'constant', got {border!r}")
     return cv2.warpAffine(rgb, crop.affine, (crop.size, crop.size), flags=cv2.INTER_LINEAR,
                           borderMode=mode, borderValue=value)
+
+
+def warp_source_box(crop: FaceCrop, width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixels (x0, y0, x1, y1, end exclusive) of a width×height frame that `warp_face` reads
+    for `crop` with the reflecting border: those under the crop and their interpolation's
+    neighbours, and the mirror images of those beyond the frame's edges. A part of the frame that
+    holds them (placed with `FaceCrop.within`) gives the same crop, within the rounding of the
+    crop's position, since on every side where the crop mirrors the frame this box reaches the
+    frame's edge."""
+    corners = np.array([[0, 0], [crop.size, 0], [0, crop.size], [crop.size, crop.size]], float)
+    points = transform_points(crop.inverse, corners)
+    reach = 2  # the bilinear neighbour, and the warp's fixed-point rounding of positions
+    box = []
+    for low, high, side in ((points[:, 0].min(), points[:, 0].max(), width),
+                            (points[:, 1].min(), points[:, 1].max(), height)):
+        first, last, edge = int(np.floor(low)) - reach, int(np.ceil(high)) + reach, side - 1
+        if first < 0:
+            last = max(last, -first)  # BORDER_REFLECT_101 reads pixel k for pixel -k
+        if last > edge:
+            first = min(first, 2 * edge - last)
+        box.append((max(first, 0), min(last, edge) + 1))
+    (x0, x1), (y0, y1) = box
+    return x0, y0, x1, y1

@@ -58,14 +58,33 @@ class Frame:
         edit that should keep that precision works in `to_rgb(deep=True)`."""
         return max(component.bits for component in self.video.format.components) > 8
 
-    def to_rgb(self, deep: bool = False) -> np.ndarray:
+    def to_rgb(self, deep: bool = False, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """The picture as H×W×3 RGB, upright (rotation applied): uint8, or with `deep` uint16
         (16-bit levels, 0-65535). An interlaced picture is converted as one frame, as its `copy`
         (which has no interlaced flag) is, so a frame and its copy give the same RGB; FFmpeg
-        would otherwise convert the fields apart."""
-        video = self.copy().video if self.video.interlaced_frame else self.video
+        would otherwise convert the fields apart.
+
+        box: only the upright pixels (x0, y0, x1, y1, end exclusive), the same values the whole
+        picture's conversion gives there; only they and a margin around them are converted
+        (`converted_box`), so the cost follows the box, not the picture."""
+        turn = self.rotation // 90
+        height, width = _upright_size(self.video, self.rotation)
+        x0, y0, x1, y1 = box or (0, 0, width, height)
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"box must be a nonempty part of the {width}x{height} picture, got {box}")
+        sx, sy = _stored_origin((x0, y0), (y1 - y0, x1 - x0), turn, (height, width))
+        sw, sh = (x1 - x0, y1 - y0) if turn % 2 == 0 else (y1 - y0, x1 - x0)
+        video = self.video
+        converted = converted_box(video, (sx, sy, sx + sw, sy + sh)) if _blendable(video) else (
+            0, 0, video.width, video.height)
+        if converted != (0, 0, video.width, video.height):
+            video = _cropped(video, converted)
+        elif video.interlaced_frame:
+            video = self.copy().video
         rgb = reformatted(video, format=_RGB_FORMATS[np.dtype(np.uint16 if deep else np.uint8)]).to_ndarray()
-        return np.ascontiguousarray(np.rot90(rgb, k=-(self.rotation // 90)))
+        cx, cy = converted[:2]
+        rgb = rgb[sy - cy:sy - cy + sh, sx - cx:sx - cx + sw]
+        return np.ascontiguousarray(np.rot90(rgb, k=-turn))
 
     def copy(self) -> Frame:
         """This frame with a private copy of its picture (samples, timestamp, colour tags; not the
@@ -226,29 +245,49 @@ def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
     return video.height, video.width
 
 
-_BLEND_MARGIN = 16  # pixels around the mask converted with it (> the chroma filter's reach)
-BLEND_CONTEXT = _BLEND_MARGIN + 3
+_CONVERSION_MARGIN = 16  # pixels around a box converted with it (> the chroma filter's reach)
+BLEND_CONTEXT = _CONVERSION_MARGIN + 3
 """Pixels of the picture around a mask that `blend_into` reads: the margin, and the rounding of
 its box to the chroma samples (up to 4 pixels a sample)."""
 
 
 def blend_box(source: av.VideoFrame, mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int]:
     """The pixels (x0, y0, x1, y1, end exclusive; stored orientation) that `blend_into` converts
-    for `mask` (a patch at `origin`, with some nonzero value): the box around the mask with a
-    margin, so the RGB -> YUV chroma filter sees the same neighbours as in a whole-frame
-    conversion, aligned to the chroma subsampling; the whole picture where its size is odd
-    (odd sizes convert chroma another way)."""
+    for `mask` (a patch at `origin`, with some nonzero value): `converted_box` of the mask's box."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    ox, oy = origin
+    return converted_box(source, (ox + int(cols[0]), oy + int(rows[0]), ox + int(cols[-1]) + 1,
+                                  oy + int(rows[-1]) + 1))
+
+
+def converted_box(source: av.VideoFrame, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The pixels (x0, y0, x1, y1, end exclusive; stored orientation) converted between the
+    source's format and RGB for the pixels in `box`, so that they get the values a whole-picture
+    conversion gives them: the box with a margin, for the chroma filter to see the same
+    neighbours, aligned to the chroma subsampling; the whole picture where its size is odd (odd
+    sizes convert chroma another way)."""
     height, width = source.height, source.width
     factors = _plane_factors(source)
     step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
     if height % step_y or width % step_x:
         return 0, 0, width, height
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    ox, oy = origin
-    return (max(0, (ox + int(cols[0]) - _BLEND_MARGIN) // step_x * step_x),
-            max(0, (oy + int(rows[0]) - _BLEND_MARGIN) // step_y * step_y),
-            min(width, -(-(ox + int(cols[-1]) + 1 + _BLEND_MARGIN) // step_x) * step_x),
-            min(height, -(-(oy + int(rows[-1]) + 1 + _BLEND_MARGIN) // step_y) * step_y))
+    x0, y0, x1, y1 = box
+    return (max(0, (x0 - _CONVERSION_MARGIN) // step_x * step_x), max(0, (y0 - _CONVERSION_MARGIN) // step_y * step_y),
+            min(width, -(-(x1 + _CONVERSION_MARGIN) // step_x) * step_x),
+            min(height, -(-(y1 + _CONVERSION_MARGIN) // step_y) * step_y))
+
+
+def _cropped(video: av.VideoFrame, box: tuple[int, int, int, int]) -> av.VideoFrame:
+    """The pixels in `box` (stored orientation, aligned to the chroma subsampling) of a
+    `_blendable` picture, as a picture of their own with its colour tags (no interlaced flag)."""
+    x0, y0, x1, y1 = box
+    part = av.VideoFrame(x1 - x0, y1 - y0, video.format.name)
+    for index, ((fy, fx), plane, target) in enumerate(zip(_plane_factors(video), video.planes, part.planes)):
+        samples = _plane_array(plane, video.format, index)
+        _plane_array(target, part.format, index)[:] = samples[y0 // fy:-(-y1 // fy), x0 // fx:-(-x1 // fx)]
+    part.colorspace = video.colorspace
+    part.color_range = video.color_range
+    return part
 
 
 def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
