@@ -184,12 +184,15 @@ def test_bad_arguments_are_refused() -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_uploaded_frames_are_the_frames_as_they_were_at_upload(device: str) -> None:
     """More frames than the uploader's pinned buffers, each changed on the host right after its
-    upload: every device copy holds the frame as it was, and a new frame size is taken in. On the
-    CPU the upload is the frame itself, no copy."""
+    upload: every device copy holds the frame as it was, whatever the sizes and depths that come
+    in turn (parts of frames around their faces: smaller, then larger than the buffers, deep ones
+    too). On the CPU the upload is the frame itself, no copy."""
     rng = np.random.default_rng(3)
     uploader = torch_warp.FrameUploader(torch.device(device))
     frames = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(2 * uploader.BUFFERS + 1)]
-    frames.append(rng.integers(0, 256, (HEIGHT // 2, WIDTH, 3), dtype=np.uint8))
+    for shape, dtype in (((HEIGHT // 2, WIDTH - 3), np.uint8), ((HEIGHT, 2 * WIDTH), np.uint16),
+                         ((57, 91), np.uint16), ((HEIGHT, WIDTH), np.uint8)):
+        frames += [rng.integers(0, np.iinfo(dtype).max + 1, (*shape, 3), dtype=dtype) for _ in range(3)]
     expected = [frame.copy() for frame in frames]
     uploaded = []
     for frame in frames:
@@ -199,7 +202,7 @@ def test_uploaded_frames_are_the_frames_as_they_were_at_upload(device: str) -> N
     assert np.shares_memory(uploaded[0].cpu().numpy(), frames[0]) == (device == "cpu")
     for on_device, frame in zip(uploaded, expected):
         assert on_device.device.type == device
-        np.testing.assert_array_equal(on_device.cpu().numpy(), frame)
+        np.testing.assert_array_equal(torch_warp._on_host(on_device.cpu()), frame)
 
 
 # Beyond the right and top edges (0), larger in the frame than its crop (1), out by more than the frame's width (2).
@@ -212,8 +215,8 @@ def test_a_part_of_the_frame_gives_the_crops_and_pastes_of_the_whole(device: str
     """Cut from the part of the frame `warp_source_box` names (placed there by `FaceCrop.within`),
     each crop is the whole frame's, mirrored edges included, with OpenCV and with torch, within the
     rounding of its position (a level of 255 at a few pixels in ten thousand; for a deep frame a
-    few levels of 65535, a sixtieth of an 8-bit level at most); pasted into that part, with a context around it, the faces land
-    where they land in the whole."""
+    few levels of 65535, a sixtieth of an 8-bit level at most); pasted into that part, with a
+    context around it, the faces land where they land in the whole."""
     from vidface.faces.align import warp_source_box
 
     _, landmarks = render(background(WIDTH, HEIGHT, "coffee"), EDGE_POSES)

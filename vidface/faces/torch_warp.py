@@ -27,8 +27,9 @@ class FrameUploader:
     """Frames to a device, one upload each. On a GPU the copies run on a stream of their own from
     a ring of pinned host buffers: queued behind earlier uploads alone, not behind the restorer's
     batch in flight, and the caller's stream waits for each copy before it uses the frame; a
-    buffer is refilled only once its last copy is done. On the CPU the frame itself (no copy: do
-    not change it after)."""
+    buffer is refilled only once its last copy is done. The buffers only grow (to a power of two
+    of bytes), so pictures of changing sizes (the part of a frame around its faces) reuse them.
+    On the CPU the frame itself (no copy: do not change it after)."""
 
     BUFFERS = 4
 
@@ -43,15 +44,18 @@ class FrameUploader:
         host = torch.from_numpy(_on_device(rgb))
         if self.device.type != "cuda":
             return host.to(self.device)
-        if not self._buffers or (self._buffers[0][0].shape, self._buffers[0][0].dtype) != (host.shape, host.dtype):
-            self._buffers = [(torch.empty(host.shape, dtype=host.dtype, pin_memory=True), None)
+        size = host.numel() * host.element_size()
+        if not self._buffers or len(self._buffers[0][0]) < size:
+            capacity = 1 << (size - 1).bit_length()
+            self._buffers = [(torch.empty(capacity, dtype=torch.uint8, pin_memory=True), None)
                              for _ in range(self.BUFFERS)]
         buffer, copied = self._buffers[self._next]
         if copied is not None:
             copied.synchronize()
-        buffer.copy_(host)
+        staged = buffer[:size].view(host.dtype).view(host.shape)
+        staged.copy_(host)
         with torch.cuda.stream(self._stream):
-            frame = buffer.to(self.device, non_blocking=True)
+            frame = staged.to(self.device, non_blocking=True)
             done = torch.cuda.Event()
             done.record()
         user = torch.cuda.current_stream(self.device)
