@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -62,6 +63,44 @@ def test_a_range_starts_at_its_first_frames_timecode(extension: str, fps: int | 
         with av.open(str(output)) as container:
             tags = [container.metadata] + [stream.metadata for stream in container.streams]
             assert {value for tags_ in tags for key, value in tags_.items() if key.lower() == "timecode"} == {timecode}
+
+
+def _with_gop_timecodes(path: Path, first: str, group: int, rate: Fraction | int) -> Path:
+    """`path` (MPEG-2 video, groups of `group` pictures with no B-frames, in any container that
+    stores the video's bytes as they are) with each group's header naming its first picture's
+    timecode, counted from `first`: FFmpeg's encoder writes none of its own (its groups count
+    from 00:00:00:00), where a DVD's or a broadcast capture's carry the tape's."""
+    data = bytearray(path.read_bytes())
+    for number, found in enumerate(re.finditer(b"\x00\x00\x01\xb8", bytes(data))):
+        hours, minutes, seconds, separator, frames = re.match(
+            r"(\d+):(\d+):(\d+)([:;])(\d+)", shifted_timecode(first, number * group, Fraction(rate))).groups()
+        code = (int(separator == ";") << 24 | int(hours) << 19 | int(minutes) << 13 | 1 << 12 | int(seconds) << 6
+                | int(frames))
+        at = found.start() + 4
+        data[at:at + 4] = (code << 7 | int.from_bytes(data[at:at + 4], "big") & 0x7F).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("extension, fps, first", [("mpg", 25, "10:00:00:05"), ("ts", NTSC, "01:00:59;28"),
+                                                   ("m2v", 25, "00:59:59:24")])
+def test_mpeg2_videos_own_timecode_is_ins_and_outs(extension: str, fps: int | Fraction, first: str,
+                                                   tmp_path: Path, cli) -> None:
+    """The timecode in an MPEG-2 video's groups of pictures (a DVD's, a broadcast capture's) is
+    IN's: probe shows it, --start takes it, and OUT's container keeps it for its first frame
+    (MOV's timecode track, Matroska's tag)."""
+    source = _with_gop_timecodes(
+        write_video(tmp_path / f"in.{extension}", frames=20, size=(64, 48), fps=fps, codec="mpeg2video",
+                    codec_options={"g": "6", "bf": "0", "sc_threshold": "1000000000"}), first, 6, fps)
+    code, out, _ = cli("probe", source)
+    assert code == 0 and f"timecode: {first} at the first frame" in out, out
+    third = shifted_timecode(first, 3, Fraction(fps))
+    for name, args, timecode in (("whole.mov", [], first), ("cut.mkv", ["--start", third], third)):
+        code, _, err = cli("restore", "--model", "none", source, tmp_path / name, "--no-progress", *args)
+        assert code == 0, err
+        code, out, _ = cli("probe", tmp_path / name)
+        assert code == 0 and f"timecode: {timecode} at the first frame" in out, out
+    assert len(read_video(tmp_path / "cut.mkv").frame_pts) == 17
 
 
 def test_a_range_in_the_videos_own_timecode(tmp_path: Path, cli) -> None:

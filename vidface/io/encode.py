@@ -20,12 +20,13 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.copies import SubtitleConverter, container_holds, copied_as
-from vidface.io.encoder_setup import MPEG_1_2_VIDEO, output_color_range, video_codec_options
+from vidface.io.encoder_setup import output_color_range, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import FIELD_ORDERS, TAG_ERRORS, Chapter, MediaInfo, codec_name, field_shown_first
-from vidface.io.timecode import shifted_timecode_tags
+from vidface.io.probe import (FIELD_ORDERS, MPEG_1_2_VIDEO, TAG_ERRORS, Chapter, MediaInfo, codec_name,
+                              field_shown_first)
+from vidface.io.timecode import shifted_timecode_tags, untagged_timecode
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class OutputWriter:
                 stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
             if video.interlaced:
                 stream.codec_context.field_order = FIELD_ORDERS.index(video.field_order)
-            stream.metadata.update(_titled(self._kept_tags(src.metadata)))
+            stream.metadata.update(_titled(self._kept_tags({**untagged_timecode(info), **src.metadata})))
             stream.disposition = src.disposition
         try:
             stream.codec_context.open()

@@ -13,7 +13,7 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import JPEG_RANGE_FORMATS, HdrMetadata, VideoInfo, bit_depth, field_shown_first
+from vidface.io.probe import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, HdrMetadata, VideoInfo, bit_depth, field_shown_first
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,6 @@ come in presentation order: AVI and ASF store one time per packet, in decode ord
 MXF muxer writes no reordering, so frames an encoder reorders (B-frames) come out at other
 times."""
 
-
-MPEG_1_2_VIDEO = {"mpeg1video", "mpeg2video"}
-"""The codecs (canonical names) of MPEG-1/2 video, which counts time in frames: their encoders'
-time base is one frame (1/rate, as `OutputWriter` gives them for a constant rate)."""
 
 PROGRAM_STREAM_FORMATS = {"mpeg", "vob", "svcd", "vcd", "dvd"}
 """MPEG program stream muxers (.mpg .mpeg .vob). A pack carries the time of the first frame that

@@ -11,6 +11,7 @@ import av
 import numpy as np
 
 from vidface.errors import InputError
+from vidface.io.timecode import gop_timecode
 
 
 UNKNOWN_CODEC = "unknown"
@@ -45,6 +46,11 @@ JPEG_RANGE_FORMATS = {"yuv420p": "yuvj420p", "yuv422p": "yuvj422p", "yuv444p": "
                       "yuv440p": "yuvj440p"}
 """FFmpeg's full-range ("JPEG") YUV formats, by the YUV format whose levels they hold in full
 range (FFmpeg's scaler converts the levels between the two)."""
+
+MPEG_1_2_VIDEO = {"mpeg1video", "mpeg2video"}
+"""The codecs (canonical names) of MPEG-1/2 video, which counts time in frames (their encoders'
+time base is one frame, 1/rate, as `OutputWriter` gives them for a constant rate) and whose
+groups of pictures carry a timecode (`VideoInfo.gop_timecode`)."""
 
 # FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the values it knows.
 MATRIX_NAMES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
@@ -96,7 +102,9 @@ class VideoInfo:
     width/height: stored size; `display_size` is the upright size. pts: presentation
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
     hdr: the HDR10 metadata of its first frame, None where it carries none. colour: the colour
-    tags of its first frame. color_range: its
+    tags of its first frame. gop_timecode: MPEG-1/2 video's own timecode, that of its first
+    group of pictures, which names the first frame (`timecode.gop_timecode`); None where the
+    first group has none, or for other codecs. color_range: its
     levels, full (JPEG: as the stream says, or a full-range "yuvj" format), limited (MPEG) or
     unsaid (UNSPECIFIED, which players take as limited).
     decode_times: where IN's packets carry their times in decode order rather than the frames'
@@ -120,6 +128,7 @@ class VideoInfo:
     hdr: HdrMetadata | None = None
     color_range: av.video.reformatter.ColorRange = av.video.reformatter.ColorRange.UNSPECIFIED
     colour: ColourTags = ColourTags()
+    gop_timecode: str | None = None
 
     @property
     def frame_count(self) -> int:
@@ -223,7 +232,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     path = Path(path)
     with open_input(path) as container:
         stream = first_video_stream(container, path)
-        pts, decode_times, first = _scan_video(container, stream, path)
+        pts, decode_times, first, gop_timecode = _scan_video(container, stream, path)
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         if field_order == "unknown" and ctx.name == "dvvideo" and ctx.height in (480, 576) and first.interlaced_frame:
@@ -248,6 +257,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt in JPEG_RANGE_FORMATS.values()
                          else av.video.reformatter.ColorRange(ctx.color_range)),
             colour=ColourTags.of(first),
+            gop_timecode=gop_timecode,
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
@@ -312,15 +322,23 @@ def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tu
 
 
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame]:
+                path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
     """All frame pts (sorted) from the packets, the packets' times in decode order where those
-    are not the frames' (`VideoInfo.decode_times`, else None), and the first decoded frame (its
-    rotation and interlacing describe the video)."""
+    are not the frames' (`VideoInfo.decode_times`, else None), the first decoded frame (its
+    rotation and interlacing describe the video) and MPEG-1/2 video's first GOP timecode.
+
+    The GOP timecode is read from the packets up to the first keyframe's, whose header the
+    first group's is."""
     pts: list[int] = []
     dts: list[int | None] = []
     first: av.VideoFrame | None = None
+    timecode: str | None = None
+    settled = stream.codec_context.name not in MPEG_1_2_VIDEO
     try:
         for packet in container.demux(stream):
+            if not settled:
+                timecode = gop_timecode(bytes(packet))
+                settled = timecode is not None or packet.is_keyframe
             if first is None:
                 for frame in packet.decode():
                     first = frame
@@ -338,7 +356,7 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     # the packets' own, in decode order, and not those of the frames the decoder puts out.
     in_decode_order = (stream.codec_context.has_b_frames and None not in dts
                        and all(a < b for a, b in zip(pts, pts[1:])))
-    return tuple(sorted(pts)), tuple(dts) if in_decode_order else None, first
+    return tuple(sorted(pts)), tuple(dts) if in_decode_order else None, first, timecode
 
 
 def bit_depth(pix_fmt: str) -> int:

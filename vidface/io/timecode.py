@@ -1,7 +1,8 @@
 """SMPTE timecodes as containers tag them ("HH:MM:SS:FF", drop-frame "HH:MM:SS;FF"): a tag
 names its video's first frame, so an output that starts later in the video starts later in
 timecode (`shifted_timecode_tags`), and a range can be given in the video's own timecode
-(`range_seconds`)."""
+(`range_seconds`). MPEG-1/2 video carries a timecode of its own, in each group of pictures'
+header (`gop_timecode`), which OUT's container takes where IN's has none (`untagged_timecode`)."""
 
 from __future__ import annotations
 
@@ -73,13 +74,48 @@ def shifted_timecode_tags(tags: Mapping[str, str], seconds: Fraction, rate: Frac
 
 def start_timecode(info: MediaInfo) -> str | None:
     """The timecode of IN's first frame: the video stream's tag (MOV, MP4, Matroska), else the
-    file's (MXF), else a timecode track's; None where IN has none."""
+    file's (MXF), else a timecode track's, else MPEG-1/2 video's own (`gop_timecode`); None
+    where IN has none."""
+    return _tagged_timecode(info) or info.video.gop_timecode
+
+
+def untagged_timecode(info: MediaInfo) -> dict[str, str]:
+    """The timecode tag OUT's video gets where IN's timecode is in no tag, only in its MPEG-1/2
+    video's groups of pictures (a DVD's, a broadcast capture's); {} otherwise. OUT's container
+    then holds it (MOV's and MP4's timecode track, Matroska's tag, MXF's timecode); its own
+    video's groups do not: FFmpeg's MPEG-2 encoder takes no timecode."""
+    gop = info.video.gop_timecode
+    return {"timecode": gop} if gop and _tagged_timecode(info) is None else {}
+
+
+def _tagged_timecode(info: MediaInfo) -> str | None:
     video = next(s for s in info.streams if s.index == info.video.index)
     for tags in (video.metadata, info.metadata, *(s.metadata for s in info.streams if s.type == "data")):
         for key, value in tags.items():
             if key.lower() == "timecode":
                 return value
     return None
+
+
+def gop_timecode(data: bytes) -> str | None:
+    """The timecode of the first group of pictures' header in MPEG-1/2 video `data` (a packet):
+    "HH:MM:SS:FF", ';' before the frames for drop-frame; None where `data` holds no such header.
+    It names the group's first picture on screen.
+
+    Read from the bytes, not from FFmpeg's GOP_TIMECODE side data, which a picture whose packet
+    ends with the next group's header gets from that header: in intra-only video (a group a
+    picture) the first frame would carry the second's timecode."""
+    at = data.find(_GOP_START)
+    if at < 0 or len(data) < at + 8:
+        return None
+    # 25 bits: drop-frame flag, hours (5), minutes (6), a marker bit, seconds (6), pictures (6).
+    code = int.from_bytes(data[at + 4:at + 8], "big") >> 7
+    hours, minutes, seconds, frames = code >> 19 & 0x1F, code >> 13 & 0x3F, code >> 6 & 0x3F, code & 0x3F
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{';' if code >> 24 & 1 else ':'}{frames:02d}"
+
+
+_GOP_START = b"\x00\x00\x01\xb8"
+
 
 
 def range_seconds(start: float | str, duration: float | str | None, info: MediaInfo) -> tuple[float, float | None]:
