@@ -11,7 +11,7 @@ import av
 import pytest
 
 from media import read_video, write_video
-from vidface.io.timecode import shifted_timecode
+from vidface.io.timecode import gop_timecode, shifted_timecode
 
 NTSC = Fraction(30000, 1001)
 
@@ -101,6 +101,34 @@ def test_mpeg2_videos_own_timecode_is_ins_and_outs(extension: str, fps: int | Fr
         code, out, _ = cli("probe", tmp_path / name)
         assert code == 0 and f"timecode: {timecode} at the first frame" in out, out
     assert len(read_video(tmp_path / "cut.mkv").frame_pts) == 17
+
+
+@pytest.mark.parametrize("segmented", [False, True], ids=["one-run", "segments"])
+def test_an_mpeg2_outs_groups_of_pictures_carry_ins_timecode(segmented: bool, tmp_path: Path, cli) -> None:
+    """FFmpeg's MPEG-2 encoder counts its groups from 00:00:00:00: OUT's headers are renumbered
+    so that each group names its first frame by IN's timecode, from a --start range's first
+    frame on, in a resumable run's segments too (each one's encoder counts from its own start).
+    Drop-frame stays drop-frame."""
+    source = write_video(tmp_path / "in.mov", frames=40, size=(64, 48), fps=NTSC,
+                         video_metadata={"timecode": "00:59:59;20"})
+    output = tmp_path / "out.mpg"
+    args = ["--start", "0.1", "--codec", "mpeg2video", "--encoder-opt", "g=6", "--encoder-opt", "bf=0",
+            "--encoder-opt", "sc_threshold=1000000000", *(["--segment-frames", "8"] if segmented else [])]
+    code, _, err = cli("restore", "--model", "none", source, output, "--no-progress", *args)
+    assert code == 0, err
+    first = shifted_timecode("00:59:59;20", 3, NTSC)
+    assert first == "00:59:59;23"
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        packets = [packet for packet in container.demux(stream) if packet.size]
+    order = sorted(packet.pts for packet in packets)
+    groups = [(order.index(packet.pts), gop_timecode(bytes(packet))) for packet in packets if gop_timecode(bytes(packet))]
+    starts = range(0, 37, 8) if segmented else [0]  # each encoder's first frame; then a group every 6
+    expected = sorted({index for start in starts for index in range(start, min(start + 8 if segmented else 37, 37), 6)})
+    assert [index for index, _ in groups] == expected, groups
+    for index, timecode in groups:
+        assert timecode == shifted_timecode(first, index, NTSC), (index, timecode)
+    assert any(";" in timecode and timecode.startswith("01:00:00;") for _, timecode in groups)  # past the minute
 
 
 def test_a_range_in_the_videos_own_timecode(tmp_path: Path, cli) -> None:

@@ -27,7 +27,7 @@ import av
 
 from vidface.errors import InputError, OutputError
 from vidface.files import AtomicFile, atomic_output, owned_temporary
-from vidface.io.encode import CopyRange, OutputWriter
+from vidface.io.encode import OutputWriter
 from vidface.io.frames import Frame
 from vidface.io.placement import input_frames
 from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TranscodeResult, frame_timing,
@@ -204,9 +204,9 @@ def encode_segment(plan: Plan, processor: FrameProcessor, feed: Iterator[Frame],
     frame). on_frame: called with each frame kept."""
     from vidface.resume import SegmentWriter
 
-    _, _, shift, _ = frame_timing(plan)
+    _, _, shift, copy_range = frame_timing(plan)
     encoder = OutputWriter(io.BytesIO(), plan.container_format, plan.info, plan.encode, plan.pix_fmt,
-                           (), CopyRange(), video_shift=shift)
+                           (), copy_range, video_shift=shift)
     segment = SegmentWriter(path)
     edits: list[str] | None = None if plan.provenance is None else []
     try:

@@ -26,7 +26,8 @@ from vidface.io.frames import FieldMarker, Frame, defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import (FIELD_ORDERS, MPEG_1_2_VIDEO, TAG_ERRORS, Chapter, MediaInfo, codec_name,
                               field_shown_first)
-from vidface.io.timecode import shifted_timecode_tags, untagged_timecode
+from vidface.io.timecode import (restamp_gop, shifted_timecode, shifted_timecode_tags, start_timecode,
+                                 untagged_timecode)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,12 @@ class OutputWriter:
                  chapters: Sequence[Chapter] = (), blu_ray: bool = False) -> None:
         self._shift = video_shift
         self._blu_ray = blu_ray
-        self._timecode_shift = (copy_range.shift, info.video.average_rate)
+        self._rate = info.video.average_rate
+        self._timecode_shift = (copy_range.shift, self._rate)
+        start = start_timecode(info)  # IN's first frame's; then OUT's
+        self._first_timecode = (None if start is None or not self._rate
+                                else shifted_timecode_tags({"timecode": start}, *self._timecode_shift)["timecode"])
+        self._first_index: int | None = None  # of the first frame encoded, for MPEG-1/2's group timecodes
         self._durations: dict[int, int] = {}
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
         self._frames = 0
@@ -249,14 +255,24 @@ class OutputWriter:
         if frame.duration:
             self._durations[video.pts] = frame.duration
         self._frames += 1
-        return self._with_durations(self._stream.encode(video))
+        if self._first_index is None:
+            self._first_index = frame.index
+        return self._finished(self._stream.encode(video))
 
     def flush_encoder(self) -> list[av.Packet]:
         """The packets the encoder still holds (not muxed); call once, after the last frame."""
-        return self._with_durations(self._stream.encode(None))
+        return self._finished(self._stream.encode(None))
 
-    def _with_durations(self, packets: list[av.Packet]) -> list[av.Packet]:
+    def _finished(self, packets: list[av.Packet]) -> list[av.Packet]:
+        """The encoder's packets in the frames' time base, with their frames' durations, and for
+        MPEG-1/2 video, IN's timecode in their groups of pictures' headers (`restamp_gop`): a
+        segment's encoder counts from its own first frame, OUT's `frame.index`."""
+        restamp = (self._first_timecode is not None and self._first_index is not None
+                   and self._stream.codec_context.codec.canonical_name in MPEG_1_2_VIDEO)
+        first = None if not restamp else shifted_timecode(self._first_timecode, self._first_index, self._rate)
         for packet in packets:
+            if first is not None:
+                restamp_gop(memoryview(packet), first, self._rate)
             if packet.time_base != self._time_base:  # an encoder in a coarser time base (ASF's)
                 scale = packet.time_base / self._time_base
                 packet.pts, packet.dts = (None if value is None else round(value * scale)

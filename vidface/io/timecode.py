@@ -2,7 +2,8 @@
 names its video's first frame, so an output that starts later in the video starts later in
 timecode (`shifted_timecode_tags`), and a range can be given in the video's own timecode
 (`range_seconds`). MPEG-1/2 video carries a timecode of its own, in each group of pictures'
-header (`gop_timecode`), which OUT's container takes where IN's has none (`untagged_timecode`)."""
+header (`gop_timecode`), which OUT's container takes where IN's has none (`untagged_timecode`);
+an MPEG-1/2 OUT's headers are renumbered by IN's timecode (`restamp_gop`)."""
 
 from __future__ import annotations
 
@@ -105,16 +106,39 @@ def gop_timecode(data: bytes) -> str | None:
     Read from the bytes, not from FFmpeg's GOP_TIMECODE side data, which a picture whose packet
     ends with the next group's header gets from that header: in intra-only video (a group a
     picture) the first frame would carry the second's timecode."""
-    at = data.find(_GOP_START)
-    if at < 0 or len(data) < at + 8:
+    at = _gop_header(data)
+    if at is None:
         return None
-    # 25 bits: drop-frame flag, hours (5), minutes (6), a marker bit, seconds (6), pictures (6).
-    code = int.from_bytes(data[at + 4:at + 8], "big") >> 7
+    code = int.from_bytes(data[at:at + 4], "big") >> 7
     hours, minutes, seconds, frames = code >> 19 & 0x1F, code >> 13 & 0x3F, code >> 6 & 0x3F, code & 0x3F
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}{';' if code >> 24 & 1 else ':'}{frames:02d}"
 
 
-_GOP_START = b"\x00\x00\x01\xb8"
+def restamp_gop(data: memoryview, first: str, rate: Fraction) -> None:
+    """Renumber the group of pictures' header in `data` (a packet of MPEG-1/2 video as FFmpeg's
+    encoder writes it, whose groups count the encoder's pictures from 00:00:00:00) from `first`,
+    the timecode of the encoder's first picture; drop-frame where `first` is. Why: the encoder
+    takes no timecode, and a group's header is where MPEG-2's players and broadcast checks read it."""
+    raw = bytes(data)
+    at, counted = _gop_header(raw), gop_timecode(raw)
+    frames = None if counted is None else timecode_frames(counted, rate)
+    if at is None or frames is None:
+        return
+    match = TIMECODE.match(shifted_timecode(first, frames, rate))
+    if match is None:
+        return
+    hours, minutes, seconds, separator, frame = match.groups()
+    code = (int(separator in ";,") << 24 | int(hours) << 19 | int(minutes) << 13 | 1 << 12 | int(seconds) << 6
+            | int(frame))
+    flags = int.from_bytes(data[at:at + 4], "big") & 0x7F  # closed GOP, broken link, padding
+    data[at:at + 4] = (code << 7 | flags).to_bytes(4, "big")
+
+
+def _gop_header(data: bytes) -> int | None:
+    """Where the 25-bit timecode of the first group of pictures' header in `data` starts (drop-frame
+    flag, hours (5 bits), minutes (6), a marker bit, seconds (6), pictures (6)); None if none."""
+    at = data.find(b"\x00\x00\x01\xb8")  # the group start code
+    return None if at < 0 or len(data) < at + 8 else at + 4
 
 
 
