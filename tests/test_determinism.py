@@ -18,8 +18,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
-from media import write_video
+from media import read_video, write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.io import encoder_setup
 from vidface.io.encoder_setup import repeatable_options
@@ -60,6 +61,32 @@ def test_padding_of_16_bit_samples_is_found_by_bytes() -> None:
     for plane in out.planes:
         rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
         assert (rows[:, : 2 * plane.width] == 0xAB).all() and not rows[:, 2 * plane.width:].any()
+
+
+@pytest.mark.parametrize("pix_fmt, used", [  # bytes of a row of 65 pixels
+    ("bgr0", 4 * 65), ("rgb0", 4 * 65), ("uyvy422", 4 * 33), ("yuyv422", 4 * 33), ("rgb565le", 2 * 65), ("monob", 9)])
+def test_padding_of_packed_pixels_is_found_by_their_bytes(pix_fmt: str, used: int) -> None:
+    """Packed pictures whose pixels are not one byte a sample (a padding byte, pairs of pixels
+    sharing chroma, bit fields): every byte of a row's pixels is kept, the rest zeroed. RGB with
+    a padding byte is FFV1's RGB, whose right quarter was once taken for padding and zeroed."""
+    video = av.VideoFrame(65, 6, pix_fmt)
+    rows = np.frombuffer(video.planes[0], np.uint8).reshape(video.planes[0].height, video.planes[0].line_size)
+    rows[:] = 0xAB
+    assert used < rows.shape[1]
+    out = defined_padding(video)
+    rows = np.frombuffer(out.planes[0], np.uint8).reshape(out.planes[0].height, out.planes[0].line_size)
+    assert (rows[:, :used] == 0xAB).all() and not rows[:, used:].any()
+
+
+def test_rgb_into_ffv1_keeps_every_pixel(tmp_path: Path, cli) -> None:
+    """FFV1 codes 8-bit RGB with a padding byte a pixel (bgr0): every pixel of OUT is IN's."""
+    source = write_video(tmp_path / "in.mkv", size=(100, 48), frames=3, codec="ffv1", pix_fmt="bgr0")
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--codec", "ffv1", "--no-progress")
+    assert code == 0, err
+    before, after = read_video(source, images=True), read_video(tmp_path / "out.mkv", images=True)
+    assert after.pix_fmt == "bgr0" and len(after.images) == 3
+    for old, new in zip(before.images, after.images):
+        np.testing.assert_array_equal(new, old)
 
 
 def test_a_frame_the_decoder_still_predicts_from_is_copied_not_written(tmp_path: Path) -> None:

@@ -183,6 +183,46 @@ def test_a_box_converts_as_the_whole_picture_does(pix_fmt: str, size: tuple[int,
         frame.to_rgb(box=(0, 0, up_w + 1, up_h))
 
 
+@pytest.mark.parametrize("pix_fmt, twin", [("uyvy422", "yuv422p"), ("yuyv422", "yuv422p"), ("y210le", "yuv422p10le"),
+                                            ("bgr0", "rgb24"), ("0rgb", "rgb24"), ("x2rgb10le", "gbrp10le")])
+def test_a_packed_picture_is_edited_as_its_planar_twin(pix_fmt: str, twin: str) -> None:
+    """A packed picture whose samples are not whole bytes apart (a 4:2:2 "UYVY" or "YUY2"
+    capture, RGB with a padding byte) takes an edit as the planar format holding the same samples
+    does: converted to that format, the edited picture is the edited twin, and every sample the
+    mask leaves is as stored. It stays the same picture, with its flags."""
+    from vidface.io.frames import editable, planar_twin
+
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    source = reformatted(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format=pix_fmt)
+    assert planar_twin(pix_fmt) == twin and editable(source)
+    mask = np.zeros((48, 64), np.float32)
+    mask[10:30, 21:45] = rng.uniform(0.3, 1.0, (20, 24))
+    patch = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    expected = _frame(reformatted(source, format=twin)).with_rgb(patch, mask)
+    before = _planes(reformatted(source, format=twin))
+    edited = _frame(source).with_rgb(patch, mask)
+    assert edited.video is source and source.format.name == pix_fmt
+    after = _planes(reformatted(source, format=twin))
+    for index, (ours, theirs, old) in enumerate(zip(after, _planes(expected.video), before)):
+        np.testing.assert_array_equal(ours, theirs)
+        untouched = ~_touched(mask, old.shape[0], old.shape[1])
+        np.testing.assert_array_equal(ours[untouched], old[untouched], err_msg=f"plane {index}")
+        assert (ours != old).any()
+
+
+def test_a_picture_of_bit_fields_or_a_palette_is_not_editable() -> None:
+    """16-bit RGB does not come back from any planar format as it was, nor does a 1-bit or a
+    palette picture: such a picture is refused rather than changed outside the mask."""
+    from vidface.io.frames import editable, planar_twin
+
+    for pix_fmt in ("rgb565le", "rgb555le", "monob"):
+        video = av.VideoFrame(32, 16, pix_fmt)
+        assert planar_twin(pix_fmt) is None and not editable(video)
+        with pytest.raises(ValueError, match=f"cannot blend into pixel format {pix_fmt}"):
+            _frame(video).with_rgb(np.zeros((16, 32, 3), np.uint8), np.ones((16, 32), np.float32))
+
+
 def test_a_shared_frame_is_changed_as_a_copy_and_never_encoded(tmp_path) -> None:
     """Ownership: with_rgb changes an owned frame's picture in place, a shared frame's copy (the
     other holder still reads the picture unchanged), and the encoder refuses a shared frame."""

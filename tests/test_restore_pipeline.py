@@ -396,6 +396,37 @@ def test_restore_command_keeps_streams_and_timing(cli, tmp_path: Path, tiny_osdf
         assert changed[face_core(landmarks, changed.shape)].mean() > 0.5
 
 
+def test_faces_of_a_packed_capture_are_restored_and_nothing_else_changes(cli, tmp_path: Path, tiny_osdface) -> None:
+    """Uncompressed 4:2:2 captures come packed ("UYVY" in AVI, "2vuy" in QuickTime): their faces
+    are restored, OUT keeps the packing, and every pixel outside the faces is IN's. 16-bit RGB
+    (old QuickTime and Video for Windows files), whose pixels no other format holds as they are,
+    is refused in one line before anything is written."""
+    clip = moving_face_clip(4, *SIZE)
+    model = ["--weights", tiny_osdface.release, "--base", tiny_osdface.base, "--device", "cpu", "--dtype", "fp32"]
+    source = write_video(tmp_path / "capture.avi", frames=4, size=SIZE, images=np.stack(clip.frames),
+                         codec="rawvideo", pix_fmt="uyvy422")
+    code, out, err = cli("restore", source, tmp_path / "out.avi", "--codec", "rawvideo", *model)
+    assert code == 0, err
+    before, after = read_video(source, images=True), read_video(tmp_path / "out.avi", images=True)
+    assert before.pix_fmt == after.pix_fmt == "uyvy422" and len(after.images) == 4
+    restored = 0
+    for index, (old, new, truth) in enumerate(zip(before.images, after.images, clip.truth)):
+        (landmarks,) = truth.values()
+        region = face_region(landmarks, (SIZE[1], SIZE[0]), grow=0.3)
+        changed = (old != new).any(axis=2)
+        restored += changed[face_core(landmarks, (SIZE[1], SIZE[0]))].mean() > 0.5
+        assert not changed[~region].any(), f"frame {index}: pixels outside the face changed"
+    assert restored >= 3 and f"{restored} faces restored in {restored} frames" in out
+
+    sixteen_bit = write_video(tmp_path / "old.avi", frames=2, size=SIZE, images=np.stack(clip.frames[:2]),
+                              codec="rawvideo", pix_fmt="rgb555le")
+    assert read_video(sixteen_bit).pix_fmt == "rgb555le"
+    code, _, err = cli("restore", sixteen_bit, tmp_path / "old_out.avi", "--codec", "rawvideo", *model)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "pixel format rgb555le cannot take restored faces" in err
+    assert not (tmp_path / "old_out.avi").exists()
+
+
 def test_missing_weights_offline_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     source = write_video(tmp_path / "in.mp4", frames=4)
     home = tmp_path / "hf"

@@ -41,6 +41,7 @@ import numpy as np
 
 from vidface.config import Settings
 from vidface.devices import stage_stream, to_device
+from vidface.errors import InputError
 from vidface.faces.align import FaceCrop, face_crop, warp_face, warp_source_box
 from vidface.faces.detect import FaceDetector
 from vidface.faces.export import face_record
@@ -49,7 +50,7 @@ from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import Pasted, paste_faces, patch_box
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
-from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame
+from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame, editable
 from vidface.models.options import device_memory_error, device_name
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor
@@ -221,6 +222,14 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
     crops_device = device if (device != "cpu" if faces_on_device is None else faces_on_device) else None
 
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
+        first = next(frames, None)
+        if first is None:
+            return
+        if not editable(first.video):
+            raise InputError(f"IN's pixel format {first.video.format.name} cannot take restored faces without "
+                             "changing the rest of the picture (16-bit RGB, 1-bit and palette pictures); convert "
+                             "IN to rgb24 first")
+        frames = itertools.chain([first], frames)
         cancel = threading.Event()
         work = in_background(_face_work(frames, detector, settings, choice), cancel, "faces")
         restored = in_background(_run_model(work, model, settings, parser, counters, crops_device), cancel,

@@ -133,7 +133,8 @@ class Frame:
         if not stored_mask.any():
             return self
         frame = self.copy() if self.shared else self
-        if not _inside(blend_box(frame.video, stored_mask, stored_origin), stored_origin, stored_mask.shape):
+        if not _blendable(frame.video) or not _inside(blend_box(frame.video, stored_mask, stored_origin),
+                                                      stored_origin, stored_mask.shape):
             whole = np.rot90(frame.to_rgb(deep=rgb.dtype == np.uint16), k=turn).copy()
             whole_mask = np.zeros(whole.shape[:2], np.float32)
             ox, oy = stored_origin
@@ -148,8 +149,7 @@ class Frame:
         mask is nonzero only inside `box`: a chroma sample covers several pixels, and changes
         with any of them, so the box grows by the subsampling less one on each side."""
         video = self.video
-        factors = _plane_factors(video)
-        step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
+        step_y, step_x = _chroma_steps(video)
         if self.rotation in (90, 270):
             step_x, step_y = step_y, step_x
         height, width = _upright_size(video, self.rotation)
@@ -267,8 +267,7 @@ def converted_box(source: av.VideoFrame, box: tuple[int, int, int, int]) -> tupl
     neighbours, aligned to the chroma subsampling; the whole picture where its size is odd (odd
     sizes convert chroma another way)."""
     height, width = source.height, source.width
-    factors = _plane_factors(source)
-    step_y, step_x = max(f[0] for f in factors), max(f[1] for f in factors)
+    step_y, step_x = _chroma_steps(source)
     if height % step_y or width % step_x:
         return 0, 0, width, height
     x0, y0, x1, y1 = box
@@ -304,7 +303,7 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
         return source
     fmt = source.format
     if not _blendable(source):
-        raise ValueError(f"cannot blend into pixel format {fmt.name}")
+        return _blend_through_twin(source, rgb, mask, origin)
     # Convert and blend only the box around the mask: the cost follows the edited area, not the
     # frame size.
     x0, y0, x1, y1 = blend_box(source, mask, origin)
@@ -335,6 +334,65 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
     return source
 
 
+def _blend_through_twin(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
+                        origin: tuple[int, int]) -> av.VideoFrame:
+    """`blend_into` for a packed picture whose samples are not whole bytes apart (4:2:2 "UYVY"
+    and "YUY2" captures, 16-bit RGB, RGB with a padding byte): blended in its `planar_twin`, then
+    converted back and written into its own buffer (which keeps its flags and side data)."""
+    twin = planar_twin(source.format.name)
+    if twin is None:
+        raise ValueError(f"cannot blend into pixel format {source.format.name}")
+    picture = reformatted(source, format=twin)
+    picture.colorspace, picture.color_range = source.colorspace, source.color_range
+    back = reformatted(blend_into(picture, rgb, mask, origin), format=source.format.name)
+    source.make_writable()
+    (row,) = _row_bytes(source)
+    _rows(source.planes[0])[:, :row] = _rows(back.planes[0])[:, :row]
+    return source
+
+
+def editable(video: av.VideoFrame) -> bool:
+    """Whether `with_rgb` can change part of a picture of this format and keep every other
+    sample as stored: planar and byte-packed formats, and packed ones with an exact
+    `planar_twin`; not 16-bit RGB, 1-bit or palette pictures."""
+    return _blendable(video) or planar_twin(video.format.name) is not None
+
+
+_TWIN_CANDIDATES = ("yuv422p", "yuv411p", "yuv420p", "yuv444p", "yuva444p", "yuv422p10le", "yuv422p12le",
+                    "yuv444p10le", "yuv444p12le", "yuv444p16le", "yuva444p16le", "rgb24", "bgr24", "rgba", "gbrp",
+                    "gbrap", "gbrp10le", "gbrp12le", "gbrp16le", "gbrap16le", "gray", "gray16le")
+"""Formats `planar_twin` tries, those of a picture's own colour model (RGB or YUV) first."""
+
+
+@functools.lru_cache(maxsize=None)
+def planar_twin(format_name: str) -> str | None:
+    """A format `blend_into` can address that holds every sample of the one-plane format
+    `format_name` exactly, so that a picture converted to it and back is the same picture;
+    None where there is none (1-bit, or a palette's). Found by converting a random picture both
+    ways."""
+    fmt = av.VideoFormat(format_name)
+    if any(c.plane or c.bits < 2 for c in fmt.components) or fmt.has_palette:
+        return None  # more than one plane, 1-bit (dithered), or a palette
+    rng = np.random.default_rng(0)
+    try:
+        picture = reformatted(av.VideoFrame.from_ndarray(rng.integers(0, 256, (16, 32, 3), np.uint8), format="rgb24"),
+                              format="gbrp16le")
+        for plane in picture.planes:  # every 16-bit value, so that no format's samples are all even
+            np.frombuffer(plane, np.uint16)[:] = rng.integers(0, 65536, plane.buffer_size // 2)
+        packed = reformatted(picture, format=format_name)
+    except (av.error.FFmpegError, ValueError):
+        return None
+    for twin in sorted(_TWIN_CANDIDATES, key=lambda name: av.VideoFormat(name).is_rgb != fmt.is_rgb):
+        try:
+            back = reformatted(reformatted(packed, format=twin), format=format_name)
+        except (av.error.FFmpegError, ValueError):
+            continue
+        (row,) = _row_bytes(packed)
+        if np.array_equal(_rows(packed.planes[0])[:, :row], _rows(back.planes[0])[:, :row]):
+            return twin
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _alpha_channels(format_name: str, plane: int) -> tuple[int, ...]:
     """Which samples of `_plane_array(plane)` in `format_name` are alpha, which a blend keeps as
@@ -363,6 +421,14 @@ def _stored_origin(origin: tuple[int, int], shape: tuple[int, ...], turn: int,
     return [(x, y), (y, width - x - w), (width - x - w, height - y - h), (height - y - h, x)][turn % 4]
 
 
+def _chroma_steps(video: av.VideoFrame) -> tuple[int, int]:
+    """The picture rows and columns a sample of its most subsampled component covers (2, 2 for
+    4:2:0), whether the components lie in planes of their own or are packed together."""
+    components = video.format.components
+    return (max(-(-video.height // c.height) for c in components),
+            max(-(-video.width // c.width) for c in components))
+
+
 def _plane_factors(video: av.VideoFrame) -> list[tuple[int, int]]:
     """Per plane, the picture rows and columns one of its samples covers (chroma subsampling)."""
     return [(-(-video.height // plane.height), -(-video.width // plane.width)) for plane in video.planes]
@@ -384,26 +450,40 @@ def defined_padding(video: av.VideoFrame) -> av.VideoFrame:
     Padding that is already all zero (the decoders' pooled buffers start zeroed) is only read.
     Otherwise a frame the decoder still references is copied first (`make_writable`, which keeps
     its flags and side data): its padding can hold samples the decoder predicts from, such as
-    the column an odd width crops away. Formats that `blend_into` cannot address (bitstream,
-    palette) pass unchanged.
+    the column an odd width crops away. Palette pictures pass unchanged.
     """
-    if not _blendable(video):
+    used = _row_bytes(video)
+    if used is None:
         return video
-    fmt = video.format
-    padding = [_line_padding(plane, fmt, index) for index, plane in enumerate(video.planes)]
+    padding = [_rows(plane)[:, row:] for plane, row in zip(video.planes, used)]
     if not any(area.any() for area in padding):
         return video
     video.make_writable()
-    for index, plane in enumerate(video.planes):
-        _line_padding(plane, fmt, index)[:] = 0
+    for plane, row in zip(video.planes, used):
+        _rows(plane)[:, row:] = 0
     return video
 
 
-def _line_padding(plane: av.video.plane.VideoPlane, fmt: av.VideoFormat, index: int) -> np.ndarray:
-    """A writable height×bytes view of the plane's line padding (empty when rows are packed)."""
-    used = _plane_array(plane, fmt, index)
-    row_bytes = used.shape[1] * used.shape[2] * used.itemsize
-    return np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)[:, row_bytes:]
+def _row_bytes(video: av.VideoFrame) -> list[int] | None:
+    """Per plane, the bytes at the start of each row that hold its samples (the rest of the row
+    is line padding); None for a palette picture, whose second plane is the palette."""
+    fmt = video.format
+    if fmt.has_palette:
+        return None
+    if len(video.planes) == 1:  # packed: bit fields, padding bytes and whole chroma pairs (UYVY) included
+        step_x = _chroma_steps(video)[1]
+        return [-(-(-(-video.width // step_x) * step_x) * fmt.padded_bits_per_pixel // 8)]
+    used = []
+    for index, plane in enumerate(video.planes):
+        components = [c for c in fmt.components if c.plane == index]
+        sample_bytes = 1 << max(0, (max(c.bits for c in components) - 1).bit_length() - 3)  # 8, 16 or 32 bits
+        used.append(plane.width * len(components) * sample_bytes)
+    return used
+
+
+def _rows(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A writable height×line_size view of a plane's bytes."""
+    return np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
 
 
 def _blendable(frame: av.VideoFrame) -> bool:
@@ -411,6 +491,9 @@ def _blendable(frame: av.VideoFrame) -> bool:
     fmt = frame.format
     if fmt.has_palette or fmt.is_bit_stream or fmt.is_big_endian:
         return False
+    if len(frame.planes) == 1 and fmt.padded_bits_per_pixel != len(fmt.components) * (
+            8 if max(c.bits for c in fmt.components) <= 8 else 16):
+        return False  # bit fields (16-bit RGB) or padding (RGB0): not one byte or two a sample
     for index, plane in enumerate(frame.planes):
         components = [c for c in fmt.components if c.plane == index]
         if not components or any(c.bits > 16 or (c.width, c.height) != (plane.width, plane.height)
