@@ -185,17 +185,17 @@ def test_a_box_converts_as_the_whole_picture_does(pix_fmt: str, size: tuple[int,
 
 @pytest.mark.parametrize("pix_fmt, twin", [("uyvy422", "yuv422p"), ("yuyv422", "yuv422p"), ("y210le", "yuv422p10le"),
                                             ("bgr0", "rgb24"), ("0rgb", "rgb24"), ("x2rgb10le", "gbrp10le")])
-def test_a_packed_picture_is_edited_as_its_planar_twin(pix_fmt: str, twin: str) -> None:
+def test_a_packed_picture_is_edited_as_its_twin(pix_fmt: str, twin: str) -> None:
     """A packed picture whose samples are not whole bytes apart (a 4:2:2 "UYVY" or "YUY2"
-    capture, RGB with a padding byte) takes an edit as the planar format holding the same samples
+    capture, RGB with a padding byte) takes an edit as the format holding the same samples
     does: converted to that format, the edited picture is the edited twin, and every sample the
-    mask leaves is as stored. It stays the same picture, with its flags."""
-    from vidface.io.frames import editable, planar_twin
+    mask leaves is as stored. It stays the same picture."""
+    from vidface.io.frames import blend_twin, editable
 
     rng = np.random.default_rng(4)
     rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
     source = reformatted(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format=pix_fmt)
-    assert planar_twin(pix_fmt) == twin and editable(source)
+    assert blend_twin(pix_fmt) == twin and editable(source)
     mask = np.zeros((48, 64), np.float32)
     mask[10:30, 21:45] = rng.uniform(0.3, 1.0, (20, 24))
     patch = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -214,11 +214,11 @@ def test_a_packed_picture_is_edited_as_its_planar_twin(pix_fmt: str, twin: str) 
 def test_a_picture_of_bit_fields_or_a_palette_is_not_editable() -> None:
     """16-bit RGB does not come back from any planar format as it was, nor does a 1-bit or a
     palette picture: such a picture is refused rather than changed outside the mask."""
-    from vidface.io.frames import editable, planar_twin
+    from vidface.io.frames import blend_twin, editable
 
     for pix_fmt in ("rgb565le", "rgb555le", "monob"):
         video = av.VideoFrame(32, 16, pix_fmt)
-        assert planar_twin(pix_fmt) is None and not editable(video)
+        assert blend_twin(pix_fmt) is None and not editable(video)
         with pytest.raises(ValueError, match=f"cannot blend into pixel format {pix_fmt}"):
             _frame(video).with_rgb(np.zeros((16, 32, 3), np.uint8), np.ones((16, 32), np.float32))
 

@@ -337,9 +337,9 @@ def blend_into(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
 def _blend_through_twin(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray,
                         origin: tuple[int, int]) -> av.VideoFrame:
     """`blend_into` for a packed picture whose samples are not whole bytes apart (4:2:2 "UYVY"
-    and "YUY2" captures, 16-bit RGB, RGB with a padding byte): blended in its `planar_twin`, then
-    converted back and written into its own buffer (which keeps its flags and side data)."""
-    twin = planar_twin(source.format.name)
+    and "YUY2" captures, RGB with a padding byte): blended in its `blend_twin`, then converted
+    back and written into its own buffer (which keeps its flags and side data)."""
+    twin = blend_twin(source.format.name)
     if twin is None:
         raise ValueError(f"cannot blend into pixel format {source.format.name}")
     picture = reformatted(source, format=twin)
@@ -354,22 +354,22 @@ def _blend_through_twin(source: av.VideoFrame, rgb: np.ndarray, mask: np.ndarray
 def editable(video: av.VideoFrame) -> bool:
     """Whether `with_rgb` can change part of a picture of this format and keep every other
     sample as stored: planar and byte-packed formats, and packed ones with an exact
-    `planar_twin`; not 16-bit RGB, 1-bit or palette pictures."""
-    return _blendable(video) or planar_twin(video.format.name) is not None
+    `blend_twin`; not 16-bit RGB, 1-bit or palette pictures."""
+    return _blendable(video) or blend_twin(video.format.name) is not None
 
 
 _TWIN_CANDIDATES = ("yuv422p", "yuv411p", "yuv420p", "yuv444p", "yuva444p", "yuv422p10le", "yuv422p12le",
                     "yuv444p10le", "yuv444p12le", "yuv444p16le", "yuva444p16le", "rgb24", "bgr24", "rgba", "gbrp",
                     "gbrap", "gbrp10le", "gbrp12le", "gbrp16le", "gbrap16le", "gray", "gray16le")
-"""Formats `planar_twin` tries, those of a picture's own colour model (RGB or YUV) first."""
+"""Formats `blend_twin` tries, those of a picture's own colour model (RGB or YUV) first."""
 
 
 @functools.lru_cache(maxsize=None)
-def planar_twin(format_name: str) -> str | None:
-    """A format `blend_into` can address that holds every sample of the one-plane format
-    `format_name` exactly, so that a picture converted to it and back is the same picture;
-    None where there is none (1-bit, or a palette's). Found by converting a random picture both
-    ways."""
+def blend_twin(format_name: str) -> str | None:
+    """A format `blend_into` can address (planar, or one byte or two a sample) that holds every
+    sample of the one-plane format `format_name` exactly, so that a picture converted to it and
+    back is the same picture; None where there is none (16-bit RGB, which FFmpeg's scaler does
+    not give back as it was, 1-bit, a palette's). Found by converting a random picture both ways."""
     fmt = av.VideoFormat(format_name)
     if any(c.plane or c.bits < 2 for c in fmt.components) or fmt.has_palette:
         return None  # more than one plane, 1-bit (dithered), or a palette
