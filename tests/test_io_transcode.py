@@ -195,15 +195,16 @@ def test_input_is_never_modified(tmp_path: Path, cli) -> None:
     assert source.read_bytes() == data
 
 
-def test_pass_through_is_bit_exact_with_a_lossless_encoder(tmp_path: Path, cli) -> None:
-    """Frames the processor leaves alone reach the encoder untouched: through FFV1 (lossless)
-    every decoded sample of OUT equals IN's, 10-bit included."""
+@pytest.mark.parametrize("codec, extension", [("ffv1", "mkv"), ("jpeg2000", "mxf")])
+def test_pass_through_is_bit_exact_with_a_lossless_encoder(codec: str, extension: str, tmp_path: Path, cli) -> None:
+    """Frames the processor leaves alone reach the encoder untouched: through FFV1 or JPEG 2000
+    (lossless, as vidface sets it) every decoded sample of OUT equals IN's, 10-bit included."""
     import av
     import numpy as np
 
     source = write_video(tmp_path / "in.mkv", frames=8, codec="libx265", pix_fmt="yuv420p10le", size=(64, 48))
-    output = tmp_path / "out.mkv"
-    assert cli("restore", "--model", "none", source, output, "--codec", "ffv1")[0] == 0
+    output = tmp_path / f"out.{extension}"
+    assert cli("restore", "--model", "none", source, output, "--codec", codec)[0] == 0
 
     def planes(path: Path) -> list[np.ndarray]:
         with av.open(str(path)) as container:
