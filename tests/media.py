@@ -77,6 +77,7 @@ def write_video(
     attachments: dict[str, bytes] | None = None,
     fields: str | None = None,
     chapters: Sequence[tuple[float, float, str]] = (),
+    sample_aspect: Fraction | None = None,
 ) -> Path:
     """Write a test video and return its path; the container follows the file's extension.
 
@@ -88,6 +89,7 @@ def write_video(
     attachments: file name → bytes, attached to a Matroska file (fonts, cover art).
     fields: "tff" or "bff" marks every frame interlaced with that field order (FFmpeg's setfield
     filter), for encoders asked to code fields (codec_options flags +ildct+ilme).
+    sample_aspect: the width a stored pixel is shown at over its height (64:45 for 16:9 PAL SD).
     chapters: (start, end, title), in seconds.
     """
     path = Path(path)
@@ -118,6 +120,8 @@ def write_video(
             video.codec_context.field_order = FIELD_ORDERS.index("tt" if fields == "tff" else "bb")
         if rotation:
             video.set_display_rotation(-rotation)
+        if sample_aspect:
+            video.codec_context.sample_aspect_ratio = sample_aspect
         audio_streams = []
         for track in tracks:
             stream = container.add_stream(track.codec, rate=track.rate)

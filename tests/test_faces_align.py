@@ -48,6 +48,31 @@ def test_face_crop_puts_landmarks_on_the_template_and_inverts() -> None:
     np.testing.assert_allclose(transform_points(small.affine, landmarks), FFHQ_TEMPLATE_512 / 4, atol=1e-6)
 
 
+@pytest.mark.parametrize("pixel_shape", [(64 / 45, 1.0), (1.0, 64 / 45)], ids=["wide", "turned"])
+def test_an_anamorphic_face_is_cut_as_it_is_shown(pixel_shape: tuple[float, float]) -> None:
+    """A 16:9 PAL SD picture stores its faces 64:45 narrower than it shows them (taller, for a
+    picture turned upright): the crop stretches its pixels back, so the model sees the face
+    the displayed picture shows, whose landmarks fit the template as a square-pixel face's do;
+    cut as square pixels it is another, squashed face. The paste puts it back where it was."""
+    import cv2
+
+    shown, (landmarks,) = render(background(400, 300, "coffee"), [Pose(200, 150, 0.7, 12.0)])
+    sx, sy = pixel_shape
+    stored = cv2.resize(shown, (round(400 / sx), round(300 / sy)), interpolation=cv2.INTER_AREA)
+    stored_landmarks = landmarks / (400 / stored.shape[1], 300 / stored.shape[0])
+    truth = warp_face(shown, face_crop(landmarks)).astype(float)
+    anamorphic = face_crop(stored_landmarks, pixel_shape=(400 / stored.shape[1], 300 / stored.shape[0]))
+    square = face_crop(stored_landmarks)
+    fit = np.abs(transform_points(face_crop(landmarks).affine, landmarks) - FFHQ_TEMPLATE_512).max()
+    fits = [np.abs(transform_points(crop.affine, stored_landmarks) - FFHQ_TEMPLATE_512).max()
+            for crop in (anamorphic, square)]
+    assert abs(fits[0] - fit) < 1e-6 and fits[1] > 2 * fit, (fit, fits)
+    as_shown, squashed = (np.abs(warp_face(stored, crop).astype(float) - truth).mean() for crop in (anamorphic, square))
+    assert as_shown < 4 and squashed > 10 * as_shown, (as_shown, squashed)
+    rgb, mask, _, _ = paste_faces(stored, [(warp_face(stored, anamorphic), anamorphic)])
+    assert np.abs(rgb.astype(int) - stored.astype(int))[mask > 0.99].mean() < 2.0
+
+
 @pytest.mark.parametrize("width, height", [(320, 180), (144, 256)])
 def test_warp_then_paste_reproduces_the_face(width: int, height: int) -> None:
     frame, (landmarks,) = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 10.0)])

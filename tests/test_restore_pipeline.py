@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,42 @@ def test_an_hdr_pictures_faces_reach_the_model_as_sdr_faces(transfer: str, tiny_
         sdr = warp_face(clip.frames[index], placement).astype(float)
         assert np.abs(image - sdr).mean() < 1.0, f"frame {index}"
         assert np.abs(warp_face(coded[index], placement) / 257 - sdr).mean() > 10  # the coded face is another
+
+
+def test_an_anamorphic_pictures_faces_reach_the_model_as_shown(tiny_osdface_model, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 16:9 PAL SD video stores its pictures 64:45 narrower than it shows them: its faces
+    reach the model as the displayed picture shows them (the stream's sample aspect ratio,
+    read by the decoder), not squashed."""
+    import cv2
+    import torch
+
+    from vidface.faces.align import face_crop, warp_face
+    from vidface.io.decode import decode_frames
+    from vidface.models.osdface import OSDFace
+
+    clip = moving_face_clip(8, 384, 288, scale=0.8)
+    stored = [cv2.resize(image, (270, 288), interpolation=cv2.INTER_AREA) for image in clip.frames]
+    source = write_video(tmp_path / "pal_wide.mkv", frames=8, size=(270, 288), images=np.stack(stored),
+                         pix_fmt="yuv444p", codec_options={"crf": "0"}, sample_aspect=Fraction(64, 45))
+    assert {frame.pixel_aspect for frame in decode_frames(source)} == {Fraction(64, 45)}
+    seen = []
+    encode = OSDFace.encode
+    monkeypatch.setattr(OSDFace, "encode", lambda model, images: seen.append(images.clone()) or encode(model, images))
+    errors = {}
+    for name, pixel_aspect in (("as shown", None), ("square", Fraction(1))):
+        seen.clear()
+        frames = [frame if pixel_aspect is None else dataclasses.replace(frame, pixel_aspect=pixel_aspect)
+                  for frame in decode_frames(source)]
+        out = list(face_restorer(tiny_osdface_model, _settings())(iter(frames)))
+        placed = [(index, np.array(edit["landmarks"]) * (384 / 270, 1)) for index, frame in enumerate(out)
+                  for edit in frame.edits]
+        images = torch.cat(seen).permute(0, 2, 3, 1).numpy() * 255
+        assert len(placed) == len(images) >= 6
+        errors[name] = np.mean([np.abs(image - warp_face(clip.frames[index],
+                                                         face_crop(landmarks, tiny_osdface_model.face_size))).mean()
+                                for image, (index, landmarks) in zip(images, placed)])
+    assert errors["as shown"] < 4 and errors["square"] > 10 * errors["as shown"], errors
 
 
 @pytest.mark.parametrize("on_device", [False, True], ids=["opencv", "torch"])

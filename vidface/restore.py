@@ -143,7 +143,8 @@ class _FrameWork:
     def cut_crops(self, size: int, uploader: FrameUploader | None) -> None:
         """Align every face to the size×size template and cut its crop from the frame: with
         OpenCV, or (given an uploader) on its device, from one upload of the frame."""
-        self.placements = [face_crop(face.landmarks, size).within(*self.origin) for face in self.faces]
+        self.placements = [face_crop(face.landmarks, size, self.frame.pixel_shape).within(*self.origin)
+                           for face in self.faces]
         if uploader is None or not self.faces:
             self.crops = [warp_face(self.rgb, placement) for placement in self.placements]
         else:
@@ -300,7 +301,8 @@ def _picture_rgb(item: RGBFrame, faces: list[TrackedFace]) -> tuple[np.ndarray, 
     if not (frame.deep or face_colour(frame.video).is_hdr):
         return item.rgb, (0, 0)
     height, width = item.rgb.shape[:2]
-    boxes = [warp_source_box(face_crop(face.landmarks), width, height) for face in faces]
+    boxes = [warp_source_box(face_crop(face.landmarks, pixel_shape=frame.pixel_shape), width, height)
+             for face in faces]
     # The paste's patch holds BLEND_CONTEXT pixels around the faces' boxes, which lie in these.
     box = patch_box(boxes, BLEND_CONTEXT, width, height)
     return frame.to_rgb(deep=frame.deep, box=box), box[:2]

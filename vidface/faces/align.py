@@ -71,10 +71,14 @@ def transform_points(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
-def face_crop(landmarks: np.ndarray, size: int = 512) -> FaceCrop:
+def face_crop(landmarks: np.ndarray, size: int = 512, pixel_shape: tuple[float, float] = (1.0, 1.0)) -> FaceCrop:
     """The crop that puts `landmarks` (5×2, frame pixels, template order) on the FFHQ template
-    scaled to `size`×`size`."""
-    affine = similarity_transform(landmarks, FFHQ_TEMPLATE_512 * (size / 512.0))
+    scaled to `size`×`size`. pixel_shape: the (width, height) a frame pixel is shown at
+    (`Frame.pixel_shape`): an anamorphic picture's faces are stored narrower than they are, and
+    the crop shows them as displayed, as the model learnt faces."""
+    shape = np.asarray(pixel_shape, dtype=np.float64)
+    affine = similarity_transform(np.asarray(landmarks, dtype=np.float64) * shape, FFHQ_TEMPLATE_512 * (size / 512.0))
+    affine[:, :2] *= shape  # first stretch the frame's pixels to their displayed shape
     return FaceCrop(affine=affine, inverse=invert_affine(affine), size=size)
 
 

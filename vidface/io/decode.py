@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -41,6 +42,7 @@ def decode_frames(
         last_pts: int | None = None
         last_duration: int | None = None
         retimed = DecodeOrderTimes(video.pts, video.decode_times) if video and video.decode_times else None
+        pixel_aspect = stream.sample_aspect_ratio or Fraction(1)
         try:
             for packet in container.demux(stream):
                 for picture in packet.decode():
@@ -54,7 +56,7 @@ def decode_frames(
                         return
                     duration = picture.duration or None
                     yield Frame(index=index, pts=pts, time_base=time_base, duration=duration,
-                                video=picture, rotation=clockwise_rotation(picture))
+                                video=picture, rotation=clockwise_rotation(picture), pixel_aspect=pixel_aspect)
                     index += 1
                     last_pts, last_duration = pts, duration
         except av.error.FFmpegError as error:

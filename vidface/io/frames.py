@@ -31,6 +31,8 @@ class Frame:
     orientation and source pixel format. rotation: clockwise degrees (0, 90, 180, 270) that
     turn the stored picture upright. edits: what a processor replaced in the picture, as JSON-ready
     records (the faces a restorer pasted, `vidface.provenance`); empty for an untouched frame.
+    pixel_aspect: the width a stored pixel is shown at over its height (the stream's sample
+    aspect ratio: 64:45 for 16:9 PAL SD, whose pictures hold everything narrower than shown).
 
     Ownership: a frame's picture belongs to whoever holds the frame, who may change it in place
     (`with_rgb`; the encoder sets its timestamp and zeroes its padding), unless `shared` says
@@ -46,11 +48,19 @@ class Frame:
     rotation: int = 0
     edits: tuple[dict[str, Any], ...] = field(default=(), compare=False)
     shared: bool = False
+    pixel_aspect: Fraction = Fraction(1)
 
     @property
     def time(self) -> float:
         """Presentation time in seconds."""
         return float(self.pts * self.time_base)
+
+    @property
+    def pixel_shape(self) -> tuple[float, float]:
+        """The shape (width, height) an upright pixel is shown at (`pixel_aspect`, turned with
+        the picture): (1, 1) for square pixels."""
+        aspect = float(self.pixel_aspect)
+        return (1.0, aspect) if self.rotation in (90, 270) else (aspect, 1.0)
 
     @property
     def deep(self) -> bool:
