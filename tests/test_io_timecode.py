@@ -122,7 +122,8 @@ def test_an_mpeg2_outs_groups_of_pictures_carry_ins_timecode(segmented: bool, tm
         stream = container.streams.video[0]
         packets = [packet for packet in container.demux(stream) if packet.size]
     order = sorted(packet.pts for packet in packets)
-    groups = [(order.index(packet.pts), gop_timecode(bytes(packet))) for packet in packets if gop_timecode(bytes(packet))]
+    headed = [(packet, gop_timecode(bytes(packet))) for packet in packets]
+    groups = [(order.index(packet.pts), timecode) for packet, timecode in headed if timecode]
     starts = range(0, 37, 8) if segmented else [0]  # each encoder's first frame; then a group every 6
     expected = sorted({index for start in starts for index in range(start, min(start + 8 if segmented else 37, 37), 6)})
     assert [index for index, _ in groups] == expected, groups

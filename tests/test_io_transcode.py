@@ -218,6 +218,24 @@ def test_pass_through_is_bit_exact_with_a_lossless_encoder(codec: str, extension
     assert read_video(output).pix_fmt == "yuv420p10le"
 
 
+def test_an_output_that_loses_the_pixel_aspect_says_so(tmp_path: Path, cli, caplog) -> None:
+    """An anamorphic picture (16:9 PAL SD, 64:45 pixels) keeps its shape in OUT where the
+    encoder codes it or the container takes it from any encoder; where neither does (FFV1 in
+    Matroska), the run warns before it writes. The warning is given exactly where OUT loses it."""
+    source = write_video(tmp_path / "wide.mkv", frames=2, size=(270, 288), sample_aspect=Fraction(64, 45))
+    for codec, extension in (("libx264", "mkv"), ("ffv1", "mkv"), ("prores_ks", "mov"), ("ffv1", "mp4"),
+                             ("rawvideo", "avi"), ("dnxhd", "mxf"), ("mpeg2video", "avi")):
+        output = tmp_path / f"out_{codec}.{extension}"
+        caplog.clear()
+        code, _, err = cli("restore", "--model", "none", source, output, "--codec", codec, "--no-progress")
+        assert code == 0, err
+        with av.open(str(output)) as container:
+            kept = container.streams.video[0].sample_aspect_ratio == Fraction(64, 45)
+        said = caplog.text
+        warned = "lose IN's pixel aspect 64:45" in said and "shown 270x288 where IN is shown 384x288" in said
+        assert warned != kept, (codec, extension, said)
+
+
 def test_quicktime_timecode_survives(tmp_path: Path, cli) -> None:
     """A QuickTime timecode track (a data stream of no codec FFmpeg can copy) is written again
     from the video's timecode tag, as the MOV/MP4 muxer does."""

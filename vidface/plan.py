@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from vidface.errors import OutputError, OutputExists
 from vidface.io.copies import held_streams, is_blu_ray
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
-from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt, output_format,
-                                      video_encoder)
+from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt,
+                                      keeps_sample_aspect, output_format, video_encoder)
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
@@ -156,6 +156,13 @@ def plan_transcode(
         log.warning("%s cannot code fields: the interlaced video is written as progressive pictures, "
                     "each holding both fields; --codec libx264, mpeg2video or prores_ks keeps it interlaced",
                     encode.codec)
+    aspect = info.video.sample_aspect
+    if aspect != 1 and not keeps_sample_aspect(encode.codec, container_format):
+        log.warning("%s files written with %s lose IN's pixel aspect %d:%d (PyAV cannot give FFmpeg's muxer "
+                    "the stream's): OUT will be shown %dx%d where IN is shown %dx%d; write .mov or .mp4, or use "
+                    "--codec libx264, libx265 or mpeg2video, which code it", container_format, encode.codec,
+                    aspect.numerator, aspect.denominator, info.video.width, info.video.height,
+                    round(info.video.width * aspect), info.video.height)
     first, stop = frame_range(info, *range_seconds(time_range.start, time_range.duration, info))
     others = [s for s in info.streams if s.index != info.video.index]
     # Attachments are files, not packets: they are copied whatever their codec, where OUT holds files.

@@ -115,16 +115,17 @@ class _FrameWork:
 
     rgb: the upright RGB faces are cut from and pasted into (None without faces): uint8, or
     uint16 for a deep frame (`Frame.deep`); the whole picture, or the part of it the faces reach
-    (`_picture_rgb`), whose top-left pixel is frame pixel `origin` (x, y). faces and rows: one per tracked face; ended: track ids
-    that ended just before this frame (their temporal state is dropped once this frame's batch is
-    done). Filled in by the model stage, which knows the model's face size: placements and crops
-    (aligned crops, one per face), and restored (the model's outputs) and masks (their paste masks
-    in crop space, or None for the fixed square of vidface.faces.paste.crop_mask) as batches
-    finish; placements are in rgb's pixels. With OpenCV: crops and restored uint8 (uint16 for a deep frame) RGB size×size×3
-    arrays, masks size×size float32 arrays in [0, 1]; with the
-    faces on the device: `on_device` the frame's RGB there, crops and restored float 3×size×size
-    tensors in [0, 1], masks size×size tensors; on a GPU, `restored_event` marks the end of the
-    batch that restored its last face (on the model's stream), which the paste waits for.
+    (`_picture_rgb`), whose top-left pixel is frame pixel `origin` (x, y). faces and rows: one
+    per tracked face; ended: track ids that ended just before this frame (their temporal state is
+    dropped once this frame's batch is done). Filled in by the model stage, which knows the
+    model's face size: placements (in rgb's pixels) and crops (aligned crops, one per face), and
+    restored (the model's outputs) and masks (their paste masks in crop space, or None for the
+    fixed square of vidface.faces.paste.crop_mask) as batches finish. With OpenCV: crops and
+    restored uint8 (uint16 for a deep frame) RGB size×size×3 arrays, masks size×size float32
+    arrays in [0, 1]; with the faces on the device: `on_device` the frame's RGB there, crops and
+    restored float 3×size×size tensors in [0, 1], masks size×size tensors; on a GPU,
+    `restored_event` marks the end of the batch that restored its last face (on the model's
+    stream), which the paste waits for.
     """
 
     frame: Frame

@@ -211,6 +211,23 @@ def hdr_options(codec: str, hdr: HdrMetadata | None, options: dict[str, str]) ->
     return {**options, key: ":".join(params + ([theirs] if theirs else []))}
 
 
+SAMPLE_ASPECT_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "mjpeg"}
+"""Codecs (canonical names) whose bitstream holds a picture's sample aspect ratio, where every
+container's reader finds it."""
+SAMPLE_ASPECT_FORMATS = {"mov", "mp4", "ipod", "ismv", "3gp", "3g2", "mxf", "mxf_d10", "mxf_opatom"}
+"""Containers whose muxer takes any encoder's sample aspect ratio (QuickTime's pasp box, MXF's
+descriptor), DNxHD in MXF excepted. Matroska's and AVI's read the stream's own, which PyAV does
+not set: there an anamorphic picture's aspect is kept only by the encoders above (measured on
+this FFmpeg, 8.1, with `vidface restore --model none` of a 64:45 x264 source into each pair)."""
+
+
+def keeps_sample_aspect(codec: str, container_format: str) -> bool:
+    """Whether OUT (`codec` in `container_format`) keeps a picture's sample aspect ratio."""
+    if video_encoder(codec).canonical_name in SAMPLE_ASPECT_CODECS:
+        return True
+    return container_format in SAMPLE_ASPECT_FORMATS and not (container_format.startswith("mxf") and codec == "dnxhd")
+
+
 IN_ORDER_FORMATS = {"avi": "AVI", "asf": "ASF/WMV", "asf_stream": "ASF/WMV", "mxf": "MXF", "mxf_d10": "MXF",
                     "mxf_opatom": "MXF"}
 """Containers (FFmpeg muxer names) whose files keep every frame's timestamp only when the frames

@@ -104,7 +104,8 @@ class VideoInfo:
     hdr: the HDR10 metadata of its first frame, None where it carries none. colour: the colour
     tags of its first frame. gop_timecode: MPEG-1/2 video's own timecode, that of its first
     group of pictures, which names the first frame (`timecode.gop_timecode`); None where the
-    first group has none, or for other codecs. color_range: its
+    first group has none, or for other codecs. sample_aspect: the width a stored pixel is shown
+    at over its height (64:45 for 16:9 PAL SD; 1 where the stream does not say). color_range: its
     levels, full (JPEG: as the stream says, or a full-range "yuvj" format), limited (MPEG) or
     unsaid (UNSPECIFIED, which players take as limited).
     decode_times: where IN's packets carry their times in decode order rather than the frames'
@@ -129,6 +130,7 @@ class VideoInfo:
     color_range: av.video.reformatter.ColorRange = av.video.reformatter.ColorRange.UNSPECIFIED
     colour: ColourTags = ColourTags()
     gop_timecode: str | None = None
+    sample_aspect: Fraction = Fraction(1)
 
     @property
     def frame_count(self) -> int:
@@ -258,6 +260,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
                          else av.video.reformatter.ColorRange(ctx.color_range)),
             colour=ColourTags.of(first),
             gop_timecode=gop_timecode,
+            sample_aspect=stream.sample_aspect_ratio or Fraction(1),
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
