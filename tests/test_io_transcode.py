@@ -221,8 +221,13 @@ def test_pass_through_is_bit_exact_with_a_lossless_encoder(codec: str, extension
 def test_an_output_that_loses_the_pixel_aspect_says_so(tmp_path: Path, cli, caplog) -> None:
     """An anamorphic picture (16:9 PAL SD, 64:45 pixels) keeps its shape in OUT where the
     encoder codes it or the container takes it from any encoder; where neither does (FFV1 in
-    Matroska), the run warns before it writes. The warning is given exactly where OUT loses it."""
+    Matroska), the run warns before it writes. The warning is given exactly where OUT loses it.
+    `vidface probe` shows the pixel aspect and the size the picture is shown at."""
     source = write_video(tmp_path / "wide.mkv", frames=2, size=(270, 288), sample_aspect=Fraction(64, 45))
+    code, out, _ = cli("probe", source)
+    assert code == 0 and "rotation 0, pixel aspect 64:45 (shown 384x288), progressive" in out, out
+    code, out, _ = cli("probe", write_video(tmp_path / "square.mkv", frames=2))
+    assert code == 0 and "rotation 0, progressive" in out, out
     for codec, extension in (("libx264", "mkv"), ("ffv1", "mkv"), ("prores_ks", "mov"), ("ffv1", "mp4"),
                              ("rawvideo", "avi"), ("dnxhd", "mxf"), ("mpeg2video", "avi")):
         output = tmp_path / f"out_{codec}.{extension}"

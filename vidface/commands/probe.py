@@ -52,6 +52,7 @@ def probe_report(info) -> dict:
             "display_width": video.display_size[0],
             "display_height": video.display_size[1],
             "rotation": video.rotation,
+            "pixel_aspect": f"{video.sample_aspect.numerator}:{video.sample_aspect.denominator}",
             "interlaced": video.interlaced,
             "field_order": video.field_order,
             "pix_fmt": video.pix_fmt,
@@ -114,12 +115,20 @@ def _scan_type(video: dict) -> str:
     return f"interlaced ({FIELD_ORDER_WORDS[video['field_order']]})" if video["interlaced"] else "progressive"
 
 
+def _pixel_aspect(video: dict) -> str:
+    """An anamorphic picture's pixel aspect and the size it is shown at ("" for square pixels)."""
+    if video["pixel_aspect"] == "1:1":
+        return ""
+    width, height = (int(part) for part in video["pixel_aspect"].split(":"))
+    return f"pixel aspect {video['pixel_aspect']} (shown {round(video['width'] * width / height)}x{video['height']}), "
+
+
 def format_report(report: dict) -> str:
     video = report["video"]
     lines = [
         f"{report['path']}: {report['format']}, {report['duration']:.3f} s",
         f"video: {video['codec']} {video['width']}x{video['height']} {video['pix_fmt']} "
-        f"({video['bit_depth']}-bit), rotation {video['rotation']}, "
+        f"({video['bit_depth']}-bit), rotation {video['rotation']}, {_pixel_aspect(video)}"
         f"{_scan_type(video)}, "
         f"{video['fps'] or '?'} fps {video['frame_rate']} ({video['frame_rate'] == 'variable' and 'VFR' or 'CFR'}), "
         f"{video['frames']} frames",
