@@ -83,8 +83,8 @@ def start_timecode(info: MediaInfo) -> str | None:
 def untagged_timecode(info: MediaInfo) -> dict[str, str]:
     """The timecode tag OUT's video gets where IN's timecode is in no tag, only in its MPEG-1/2
     video's groups of pictures (a DVD's, a broadcast capture's); {} otherwise. OUT's container
-    then holds it (MOV's and MP4's timecode track, Matroska's tag, MXF's timecode); its own
-    video's groups do not: FFmpeg's MPEG-2 encoder takes no timecode."""
+    then holds it (MOV's and MP4's timecode track, Matroska's tag, MXF's timecode), as an
+    MPEG-1/2 OUT's own groups do (`restamp_gop`)."""
     gop = info.video.gop_timecode
     return {"timecode": gop} if gop and _tagged_timecode(info) is None else {}
 
@@ -139,7 +139,6 @@ def _gop_header(data: bytes) -> int | None:
     flag, hours (5 bits), minutes (6), a marker bit, seconds (6), pictures (6)); None if none."""
     at = data.find(b"\x00\x00\x01\xb8")  # the group start code
     return None if at < 0 or len(data) < at + 8 else at + 4
-
 
 
 def range_seconds(start: float | str, duration: float | str | None, info: MediaInfo) -> tuple[float, float | None]:
