@@ -1,7 +1,7 @@
 """Same input, same settings, same bytes: outputs do not depend on what memory held before.
 
 Every byte an encoder is handed must be defined: line padding is the part nobody has to
-initialise (`vidface.io.frames.defined_padding`). And an encoder must not read memory of its
+initialise (`vidface.io.pixels.defined_padding`). And an encoder must not read memory of its
 own that it never wrote: x264's AVX-512 code does, so on CPUs with AVX-512 it made outputs
 differ from run to run (`vidface.io.encoder_setup.repeatable_options`). The allocator test runs the
 whole set of cases in two child processes whose fresh memory holds different bytes
@@ -24,7 +24,7 @@ from media import read_video, write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.io import encoder_setup
 from vidface.io.encoder_setup import repeatable_options
-from vidface.io.frames import defined_padding
+from vidface.io.pixels import defined_padding
 
 TESTS = Path(__file__).resolve().parent
 

@@ -101,7 +101,8 @@ def test_the_detector_sees_an_hdr_picture_as_sdr_shows_it(transfer: str) -> None
     from vidface.faces.detect import create_detector
     from restore_clips import tag_hdr
     from vidface.faces.hdr import sdr_rgb
-    from vidface.io.frames import Frame, reformatted
+    from vidface.io.frames import Frame
+    from vidface.io.pixels import reformatted
 
     photo = np.ascontiguousarray(data.astronaut()[:, 64:448])  # 512x384, the face in the top half
     colour = FaceColour(transfer, bt2020=False)

@@ -12,7 +12,9 @@ from skimage import data
 
 from media import moving_pattern, write_video
 from vidface.io.decode import decode_frames
-from vidface.io.frames import BLEND_CONTEXT, Frame, reformatted
+from vidface.io.blend import BLEND_CONTEXT
+from vidface.io.frames import Frame
+from vidface.io.pixels import reformatted
 
 
 def _frame(video: av.VideoFrame, rotation: int = 0) -> Frame:
@@ -156,13 +158,14 @@ def test_a_box_converts_as_the_whole_picture_does(pix_fmt: str, size: tuple[int,
     edges too; where the picture can be cut (an even size, a planar or semi-planar format) only
     the box and a margin are converted."""
     import vidface.io.frames as frames_module
+    from vidface.io.pixels import plane_array
 
     width, height = size
     rng = np.random.default_rng(2)
     source = reformatted(av.VideoFrame.from_ndarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
                                                     format="rgb24"), format=pix_fmt)
     for index, plane in enumerate(source.planes if pix_fmt != "yuyv422" else ()):  # noise in every sample:
-        samples = frames_module._plane_array(plane, source.format, index)
+        samples = plane_array(plane, source.format, index)
         bits = max(c.bits for c in source.format.components if c.plane == index)
         samples[:] = rng.integers(0, 1 << bits, samples.shape)  # every chroma neighbour differs
     frame = _frame(source, rotation)
@@ -190,7 +193,7 @@ def test_a_packed_picture_is_edited_as_its_twin(pix_fmt: str, twin: str) -> None
     capture, RGB with a padding byte) takes an edit as the format holding the same samples
     does: converted to that format, the edited picture is the edited twin, and every sample the
     mask leaves is as stored. It stays the same picture."""
-    from vidface.io.frames import blend_twin, editable
+    from vidface.io.blend import blend_twin, editable
 
     rng = np.random.default_rng(4)
     rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -214,7 +217,7 @@ def test_a_packed_picture_is_edited_as_its_twin(pix_fmt: str, twin: str) -> None
 def test_a_picture_of_bit_fields_or_a_palette_is_not_editable() -> None:
     """16-bit RGB does not come back from any planar format as it was, nor does a 1-bit or a
     palette picture: such a picture is refused rather than changed outside the mask."""
-    from vidface.io.frames import blend_twin, editable
+    from vidface.io.blend import blend_twin, editable
 
     for pix_fmt in ("rgb565le", "rgb555le", "monob"):
         video = av.VideoFrame(32, 16, pix_fmt)

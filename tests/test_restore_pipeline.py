@@ -171,7 +171,7 @@ def _coded_frames(images: list[np.ndarray], colour) -> list:
     import av
     import torch
 
-    from vidface.io.frames import reformatted
+    from vidface.io.pixels import reformatted
 
     frames = []
     for frame, rgb in zip(frames_of(images), images):

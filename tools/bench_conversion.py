@@ -1,4 +1,4 @@
-"""Pixel-format conversions: vidface's (`vidface.io.frames.reformatted`: one thread, the
+"""Pixel-format conversions: vidface's (`vidface.io.pixels.reformatted`: one thread, the
 calling thread's own reformatter) against PyAV's `VideoFrame.reformat` as it comes (a
 reformatter per frame, FFmpeg's scaler with a worker thread per core), in the same run.
 
@@ -50,7 +50,9 @@ from media import moving_pattern, write_video  # noqa: E402
 
 from vidface.faces.align import FFHQ_TEMPLATE_512, face_crop, warp_source_box  # noqa: E402
 from vidface.faces.paste import patch_box  # noqa: E402
-from vidface.io.frames import BLEND_CONTEXT, Frame, reformatted  # noqa: E402
+from vidface.io.blend import BLEND_CONTEXT  # noqa: E402
+from vidface.io.frames import Frame  # noqa: E402
+from vidface.io.pixels import reformatted  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 DEEP_FORMATS = ("yuv420p10le", "yuv422p10le", "yuv444p10le")

@@ -1,5 +1,5 @@
 """What the encoder's guards against undefined memory cost: the padding guard
-(`vidface.io.frames.defined_padding`) against the alternatives and x264's own time per frame,
+(`vidface.io.pixels.defined_padding`) against the alternatives and x264's own time per frame,
 and x264 limited to AVX2 (`vidface.io.encoder_setup.repeatable_options`, on AVX-512 CPUs) against x264
 free to use AVX-512, measured in the same run.
 
@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarks_doc import record  # noqa: E402
 
 from vidface.io.encoder_setup import X264_REPEATABLE_ASM, cpu_has_avx512  # noqa: E402
-from vidface.io.frames import Frame, defined_padding  # noqa: E402
+from vidface.io.frames import Frame  # noqa: E402
+from vidface.io.pixels import defined_padding  # noqa: E402
 
 SIZES = {"4K 3840x2160": (3840, 2160), "SD 720x576": (720, 576)}
 

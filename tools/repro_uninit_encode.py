@@ -7,7 +7,7 @@ hands every decoded frame to libx264, in child processes under different allocat
   decoded         the decoder's frames as they come (what a transcoder naturally does)
   zeroed-padding  the same frames with the bytes between each row's end and the next row
                   (line padding) set to zero first, copying a frame only where the decoder
-                  still holds it (what vidface's encoder does, `vidface.io.frames.defined_padding`)
+                  still holds it (what vidface's encoder does, `vidface.io.pixels.defined_padding`)
   rebuilt         every frame rebuilt from its samples (`from_ndarray(to_ndarray())`), so it
                   has no padding and no side data
   decoded, AVX2   the decoder's frames as they come, x264 limited to AVX2 (x264-params

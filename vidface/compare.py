@@ -23,9 +23,10 @@ import numpy as np
 
 from vidface.errors import InputError
 from vidface.io.encoder_setup import choose_pix_fmt
-from vidface.io.frames import Frame, reformatted
+from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
+from vidface.io.pixels import reformatted
 from vidface.io.placement import input_frames
 from vidface.io.probe import VideoInfo, probe
 from vidface.pipeline import Plan, TimeRange, TranscodeResult, check_output, plan_transcode, transcode

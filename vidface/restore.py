@@ -50,7 +50,8 @@ from vidface.faces.parsing import FaceParser, parser_for
 from vidface.faces.paste import Pasted, paste_faces, patch_box
 from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
-from vidface.io.frames import BLEND_CONTEXT, Frame, RGBFrame, editable
+from vidface.io.blend import BLEND_CONTEXT, editable
+from vidface.io.frames import Frame, RGBFrame
 from vidface.models.options import device_memory_error, device_name
 from vidface.models.temporal import CropRow, TemporalStabilizer, landmark_motion, landmark_shape_change
 from vidface.plan import FrameProcessor

@@ -100,7 +100,7 @@ def paste_faces(frame_rgb: np.ndarray, faces: Sequence[tuple[np.ndarray, FaceCro
     masks: one per face, or None for all: a size×size float mask in [0, 1] in crop space (such
     as a parsed face), used times :func:`crop_mask`; None: :func:`crop_mask` alone.
     context: None for the whole frame, else the patch covers only the faces and this many frame
-    pixels around them (a blend that reads neighbours needs them: `vidface.io.frames.BLEND_CONTEXT`),
+    pixels around them (a blend that reads neighbours needs them: `vidface.io.blend.BLEND_CONTEXT`),
     so the cost follows the faces' size, not the frame's.
     Returns a `Pasted`: rgb h×w×3 RGB of the frame's type such that frame·(1-mask) + rgb·mask
     is the layered result, mask h×w float32 in [0, 1], exactly 0 wherever no face reaches (there

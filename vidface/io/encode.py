@@ -22,7 +22,8 @@ from vidface.errors import OutputError
 from vidface.io.copies import SubtitleConverter, container_holds, copied_as
 from vidface.io.encoder_setup import output_color_range, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
-from vidface.io.frames import FieldMarker, Frame, defined_padding, reformatted
+from vidface.io.frames import FieldMarker, Frame
+from vidface.io.pixels import defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import (FIELD_ORDERS, MPEG_1_2_VIDEO, TAG_ERRORS, Chapter, MediaInfo, codec_name,
                               field_shown_first)
