@@ -44,12 +44,12 @@ def save_random_bisenet(path: Path, seed: int = 0) -> Path:
 
 @contextmanager
 def recorded_paste_masks() -> Iterator[list[np.ndarray]]:
-    """While the block runs, every frame mask that vidface.restore pastes faces with
+    """While the block runs, every frame mask that vidface.model_stage pastes faces with
     (H×W float32 in [0, 1], the mask `Frame.with_rgb` gets) is appended to the yielded list."""
-    import vidface.restore
+    import vidface.model_stage
 
     masks: list[np.ndarray] = []
-    paste = vidface.restore.paste_faces
+    paste = vidface.model_stage.paste_faces
 
     def recording(frame_rgb, *args, **kwargs):
         pasted = paste(frame_rgb, *args, **kwargs)
@@ -59,8 +59,8 @@ def recorded_paste_masks() -> Iterator[list[np.ndarray]]:
         masks.append(whole)
         return pasted
 
-    vidface.restore.paste_faces = recording
+    vidface.model_stage.paste_faces = recording
     try:
         yield masks
     finally:
-        vidface.restore.paste_faces = paste
+        vidface.model_stage.paste_faces = paste

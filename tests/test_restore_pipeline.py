@@ -301,7 +301,7 @@ def test_the_model_stage_never_waits_for_the_gpu(ready: bool, tiny_osdface_model
     from vidface.faces.torch_warp import FrameUploader, warp_faces
     from vidface.models.ready import load_ready, save_ready
     from vidface.models.temporal import CropRow, TemporalStabilizer
-    from vidface.restore import _restore
+    from vidface.model_stage import restore_batch
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
@@ -318,7 +318,7 @@ def test_the_model_stage_never_waits_for_the_gpu(ready: bool, tiny_osdface_model
     def restore(frames: tuple[int, int]) -> list:
         crops = [warp_faces(uploader.upload(clip.frames[i]), [face_crop(clip.truth[i][0], model.face_size)])[0]
                  for i in frames]
-        return _restore(model, stabilizer, parser, torch.stack(crops), [CropRow(0, i, 0.01) for i in frames],
+        return restore_batch(model, stabilizer, parser, torch.stack(crops), [CropRow(0, i, 0.01) for i in frames],
                         on_host=False)
 
     restore((0, 1))  # what is made once: cached tensors, pinned buffers, the track's state
@@ -538,7 +538,7 @@ def test_frames_stream_through_with_bounded_look_ahead(tiny_osdface_model) -> No
     """A face in the first frames only, then none: the part-filled batch runs once too many
     frames wait behind it, so output flows long before the input ends (memory stays bounded)."""
     from vidface.workers import QUEUE_FRAMES
-    from vidface.restore import MAX_WAITING_FRAMES
+    from vidface.model_stage import MAX_WAITING_FRAMES
 
     count = 100
     feed = _Feed(frames_of(moving_face_clip(count, *SIZE, face_free=tuple(range(4, count))).frames))

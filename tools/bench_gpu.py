@@ -451,11 +451,11 @@ def beside_busy_python(reference: torch.nn.Module, lever: Lever, crops: torch.Te
 
 def restorer_batches(reference: torch.nn.Module, lever: Lever, crops: torch.Tensor, args: argparse.Namespace,
                      device: torch.device, say: Say) -> None:
-    """`lever`'s model alone and as the restorer runs it (vidface.restore's batch: the temporal
+    """`lever`'s model alone and as the restorer runs it (vidface.model_stage's batch: the temporal
     stabiliser on --faces tracks that go on from batch to batch, the faces left on the device),
     timed in turn: what the restorer adds to each batch, apart from the pipeline's other stages."""
+    from vidface.model_stage import restore_batch
     from vidface.models.temporal import CropRow, TemporalStabilizer
-    from vidface.restore import _restore
 
     model = configure(reference, lever)
     stabilizer = TemporalStabilizer(forget_stale=False)
@@ -464,7 +464,7 @@ def restorer_batches(reference: torch.nn.Module, lever: Lever, crops: torch.Tens
     def restore(images: torch.Tensor) -> None:
         first = next(first_frames)
         rows = [CropRow(i % args.faces, first + i // args.faces, 0.01) for i in range(len(images))]
-        _restore(model, stabilizer, None, images, rows, on_host=False)
+        restore_batch(model, stabilizer, None, images, rows, on_host=False)
 
     alone, _ = timed(model.restore, crops, args.iterations, args.warmup, device)
     restorer, _ = timed(restore, crops, args.iterations, args.warmup, device)
