@@ -136,7 +136,7 @@ def format_report(report: dict) -> str:
     if video["timecode"]:
         lines.append(f"timecode: {_shown(video['timecode'])} at the first frame")
     if any(video["colour"].values()):
-        lines.append("colour: " + ", ".join(f"{part} {name or 'unsaid'}{_HDR_TRANSFERS.get(name, '')}"
+        lines.append("colour: " + ", ".join(f"{part} {name or 'unsaid'}{_transfer_words(name)}"
                                             for part, name in video["colour"].items()))
     if video["hdr"]:
         lines.append("hdr: " + _hdr_text(video["hdr"]))
@@ -158,7 +158,11 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-_HDR_TRANSFERS = {"smpte2084": " (HDR10's PQ)", "arib-std-b67": " (HLG)"}
+def _transfer_words(name: str | None) -> str:
+    """What an HDR transfer tag stands for (`vidface.faces.hdr.HDR_TRANSFERS`); "" for the others."""
+    from vidface.faces.hdr import HDR_TRANSFERS
+
+    return {"pq": " (HDR10's PQ)", "hlg": " (HLG)"}.get(HDR_TRANSFERS.get(name), "")
 
 
 def _hdr_text(hdr: dict) -> str:

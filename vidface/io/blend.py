@@ -155,13 +155,14 @@ def blend_twin(format_name: str) -> str | None:
         packed = reformatted(picture, format=format_name)
     except (av.error.FFmpegError, ValueError):
         return None
+    (row,) = row_bytes(packed)
+    samples = plane_rows(packed.planes[0])[:, :row]
     for twin in sorted(_TWIN_CANDIDATES, key=lambda name: av.VideoFormat(name).is_rgb != fmt.is_rgb):
         try:
             back = reformatted(reformatted(packed, format=twin), format=format_name)
         except (av.error.FFmpegError, ValueError):
             continue
-        (row,) = row_bytes(packed)
-        if np.array_equal(plane_rows(packed.planes[0])[:, :row], plane_rows(back.planes[0])[:, :row]):
+        if np.array_equal(samples, plane_rows(back.planes[0])[:, :row]):
             return twin
     return None
 
