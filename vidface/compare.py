@@ -172,7 +172,7 @@ def plan_compare(
     video = dataclasses.replace(after_video, width=2 * width if layout == "side" else width, height=height,
                                 rotation=0, field_order="progressive", interlaced=False)
     plan = dataclasses.replace(plan, info=dataclasses.replace(plan.info, video=video),
-                               pix_fmt=choose_pix_fmt(encode, video))
+                               pix_fmt=choose_pix_fmt(plan.encode, video))
     return ComparePlan(plan=plan, before=reading_plan(before_info, first, stop), layout=layout, label=label)
 
 

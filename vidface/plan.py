@@ -21,7 +21,8 @@ from vidface.errors import OutputError, OutputExists
 from vidface.io.copies import held_streams, is_blu_ray
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
 from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt,
-                                      keeps_sample_aspect, output_format, video_encoder)
+                                      keeps_sample_aspect, output_format, resolved_codec,
+                                      video_encoder)
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
@@ -149,8 +150,9 @@ def plan_transcode(
     input_path, output_path = Path(input_path), Path(output_path)
     check_output(input_path, output_path, overwrite=overwrite, work_dir=work_dir)
     container_format = output_format(output_path)
-    check_frame_times_kept(encode.codec, container_format)
     info = probe(input_path)
+    encode = resolved_codec(encode, info.video, container_format)
+    check_frame_times_kept(encode.codec, container_format)
     pix_fmt = choose_pix_fmt(encode, info.video)
     if info.video.interlaced and encode.codec not in INTERLACED_ENCODERS and video_encoder(encode.codec).lossy:
         log.warning("%s cannot code fields: the interlaced video is written as progressive pictures, "

@@ -20,7 +20,7 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.copies import SubtitleConverter, container_holds, copied_as
-from vidface.io.encoder_setup import output_color_range, video_codec_options
+from vidface.io.encoder_setup import output_color_range, set_video_stream, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame
 from vidface.io.pixels import defined_padding, reformatted
@@ -127,21 +127,7 @@ class OutputWriter:
             stream = self._output.add_stream(options.codec, rate=rate, options=codec_options)
         except (av.error.FFmpegError, ValueError) as error:
             raise OutputError(f"cannot use encoder {options.codec!r} for {self._output.format.name} ({error})") from None
-        stream.width, stream.height, stream.pix_fmt = video.width, video.height, pix_fmt
-        stream.time_base = video.time_base
-        stream.codec_context.time_base = video.time_base
-        if video.average_rate and not video.variable_frame_rate:
-            name = self._output.format.name
-            if name in ("avi", "yuv4mpegpipe"):
-                # AVI counts frames: in any finer time base its muxer writes empty frames for the
-                # ticks between, and the last frame came back at its predecessor's time. Y4M
-                # writes the time base as its frame rate.
-                stream.time_base = 1 / video.average_rate
-            if name in ("asf", "asf_stream") or stream.codec_context.codec.canonical_name in MPEG_1_2_VIDEO:
-                # ASF's muxer takes a packet's duration from the encoder's time base: in a finer
-                # one it wrote none, and the last frame came back at its predecessor's time.
-                # MPEG-1/2 video codes its frame rate as the time base, one of its few rates.
-                stream.codec_context.time_base = 1 / video.average_rate
+        set_video_stream(stream, video, pix_fmt)
         if video.rotation:
             stream.set_display_rotation(-video.rotation)
         with av.open(str(info.path), metadata_errors=TAG_ERRORS) as source:

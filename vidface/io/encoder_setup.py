@@ -5,6 +5,8 @@ to frame times."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -12,7 +14,8 @@ from pathlib import Path
 import av
 
 from vidface.errors import OutputError
-from vidface.io.options import EncodeOptions
+from vidface.io.copies import container_holds
+from vidface.io.options import AUTO_CODEC, EncodeOptions
 from vidface.io.probe import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, HdrMetadata, VideoInfo, bit_depth, field_shown_first
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,17 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     Odd sizes cannot be 4:2:0/4:2:2-subsampled by x264/x265, so those get 4:4:4 at the same
     bit depth rather than a changed picture size.
     """
+    choice, lost = _closest_pix_fmt(options, video)
+    if lost:
+        log.warning("encoder %s cannot keep pixel format %s; encoding as %s%s", options.codec, lost, choice,
+                    " and dropping its alpha channel" if _has_alpha(av.VideoFormat(lost)) and not _has_alpha(
+                        av.VideoFormat(choice)) else "")
+    return choice
+
+
+def _closest_pix_fmt(options: EncodeOptions, video: VideoInfo) -> tuple[str, str | None]:
+    """`choose_pix_fmt`'s choice, and the format it could not keep (None where it kept IN's or
+    took the requested one)."""
     codec = video_encoder(options.codec)
     supported = [f.name for f in codec.video_formats or ()]
     if options.pix_fmt is not None:
@@ -54,14 +68,14 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
                 f"encoder {options.codec} cannot encode pixel format {options.pix_fmt!r}; "
                 f"choose one of: {', '.join(supported)}"
             )
-        return options.pix_fmt
+        return options.pix_fmt, None
     wanted = full_range_format(options.codec, video.pix_fmt)
     odd = video.width % 2 or video.height % 2
     if odd and options.codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc"):
         wanted = "yuv444p10le" if video.bit_depth > 8 else "yuv444p"
     if not supported or (wanted in supported and (
             not _has_alpha(av.VideoFormat(wanted)) or _encoder_opens(options, wanted, video))):
-        return wanted
+        return wanted, None
 
     def distance(name: str) -> tuple[int, ...]:
         fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
@@ -80,10 +94,7 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
                 int(alpha_added))
 
     candidates = [full_range_format(options.codec, name) for name in sorted(supported, key=distance)]
-    choice = next((name for name in candidates if _encoder_opens(options, name, video)), candidates[0])
-    dropped = " and dropping its alpha channel" if distance(choice)[0] else ""
-    log.warning("encoder %s cannot keep pixel format %s; encoding as %s%s", options.codec, wanted, choice, dropped)
-    return choice
+    return next((name for name in candidates if _encoder_opens(options, name, video)), candidates[0]), wanted
 
 
 def _encoder_opens(options: EncodeOptions, pix_fmt: str, video: VideoInfo) -> bool:
@@ -242,12 +253,100 @@ begins in it only, and readers work out the others from the MPEG-1/2 video's own
 order; in H.264 they find neither, and frames came back without times."""
 
 
+def set_video_stream(stream: av.video.stream.VideoStream, video: VideoInfo, pix_fmt: str) -> None:
+    """Give OUT's video stream, just added, IN's picture size, `pix_fmt` and the time bases that
+    keep every frame's time in its container."""
+    stream.width, stream.height, stream.pix_fmt = video.width, video.height, pix_fmt
+    stream.time_base = video.time_base
+    stream.codec_context.time_base = video.time_base
+    if video.average_rate and not video.variable_frame_rate:
+        name = stream.container.format.name
+        if name in ("avi", "yuv4mpegpipe"):
+            # AVI counts frames: in any finer time base its muxer writes empty frames for the
+            # ticks between, and the last frame came back at its predecessor's time. Y4M
+            # writes the time base as its frame rate.
+            stream.time_base = 1 / video.average_rate
+        if name in ("asf", "asf_stream") or stream.codec_context.codec.canonical_name in MPEG_1_2_VIDEO:
+            # ASF's muxer takes a packet's duration from the encoder's time base: in a finer
+            # one it wrote none, and the last frame came back at its predecessor's time.
+            # MPEG-1/2 video codes its frame rate as the time base, one of its few rates.
+            stream.codec_context.time_base = 1 / video.average_rate
+
+
+def frame_times_kept(codec: str, container_format: str) -> bool:
+    """Whether OUT's container keeps the frame times of `codec`'s video (not H.264 in an MPEG
+    program stream)."""
+    return container_format not in PROGRAM_STREAM_FORMATS or video_encoder(codec).canonical_name in MPEG_1_2_VIDEO
+
+
 def check_frame_times_kept(codec: str, container_format: str) -> None:
-    """OutputError where OUT's container would lose frame times of `codec`'s video (H.264 in an
-    MPEG program stream)."""
-    if container_format in PROGRAM_STREAM_FORMATS and video_encoder(codec).canonical_name not in MPEG_1_2_VIDEO:
+    """OutputError where OUT's container would lose frame times of `codec`'s video."""
+    if not frame_times_kept(codec, container_format):
         raise OutputError(f"MPEG program streams ({container_format}) keep frame times only for MPEG-1/2 video: "
                           "write a .ts or .mkv, or pass --codec mpeg2video")
+
+
+MASTER_ENCODERS = {"ffv1": "ffv1", "prores": "prores_ks", "dnxhd": "dnxhd", "cfhd": "cfhd", "jpeg2000": "jpeg2000",
+                   "rawvideo": "rawvideo", "v210": "v210", "v410": "v410", "r210": "r210", "png": "png",
+                   "qtrle": "qtrle", "utvideo": "utvideo", "huffyuv": "huffyuv", "ffvhuff": "ffvhuff",
+                   "magicyuv": "magicyuv"}
+"""IN's codecs (canonical names) that `--codec auto` keeps, and their encoders: the lossless
+ones, and the edit suites' intermediates (ProRes, DNxHD/HR, CineForm). A master restored into
+H.264 would come back poorer than it went in."""
+
+CONTAINER_ENCODERS = {"webm": "libvpx-vp9", "mxf": "mpeg2video", "mxf_d10": "mpeg2video",
+                      "yuv4mpegpipe": "rawvideo", **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
+"""The encoder `--codec auto` takes where OUT's container holds neither IN's master codec nor
+H.264 (an MXF of 4:4:4 pictures holds no H.264 but MPEG-2 4:2:2, broadcast's MXF codec)."""
+
+
+MASTER_CONTAINERS = {"mkv": "matroska", "mov": "mov", "mxf": "mxf", "avi": "avi"}
+"""The containers a master's codec is looked for in, by their extension, where OUT's holds none."""
+
+
+def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: str) -> EncodeOptions:
+    """`options` with `--codec auto` made an encoder: IN's where it is one of MASTER_ENCODERS and
+    OUT's container holds it, else libx264, else the container's own (VP9 in WebM, MPEG-2 in an
+    MPEG program stream). A codec given by name is kept as it is."""
+    if options.codec != AUTO_CODEC:
+        return options
+    master = MASTER_ENCODERS.get(video.codec)
+    for name in filter(None, (master, "libx264", CONTAINER_ENCODERS.get(container_format))):
+        chosen = dataclasses.replace(options, codec=name)
+        if _container_holds(container_format, chosen, video):
+            if master and name != master:
+                kept = dataclasses.replace(options, codec=master)
+                holders = [f".{extension}" for extension, holder in MASTER_CONTAINERS.items()
+                           if _container_holds(holder, kept, video)]
+                log.warning("%s files cannot hold IN's %s video: OUT is encoded with %s, a lossy codec; to keep %s, "
+                            "write %s", container_format, video.codec, name, video.codec,
+                            " or ".join(holders) if holders else "another container or choose --codec")
+            return chosen
+    raise OutputError(f"vidface finds no encoder for {container_format} files by itself; choose one with --codec "
+                      "(`vidface env` lists them)")
+
+
+def _container_holds(container_format: str, options: EncodeOptions, video: VideoInfo) -> bool:
+    """Whether `container_format` holds `options.codec`'s video of IN's size, in the closest pixel
+    format to IN's, keeping every frame's time: the header is written to memory. MPEG-TS writes
+    one for any codec, but a reader knows only those with a stream type (`copies.container_holds`)."""
+    scratch = av.open(io.BytesIO(), "w", format=container_format)
+    try:
+        if not frame_times_kept(options.codec, container_format):
+            return False
+        pix_fmt, _lost = _closest_pix_fmt(options, video)
+        stream = scratch.add_stream(options.codec, rate=video.average_rate or 25,
+                                    options=video_codec_options(options, video, container_format, pix_fmt))
+        set_video_stream(stream, video, pix_fmt)
+        scratch.start_encoding()
+        return container_format != "mpegts" or container_holds(container_format, stream)
+    except (OutputError, av.error.FFmpegError, ValueError):
+        return False
+    finally:
+        try:
+            scratch.close()
+        except av.error.FFmpegError:
+            pass  # a trailer with no packets, which MXF's muxer refuses: only the header was asked
 
 
 def in_order_options(codec: str, container_format: str, options: dict[str, str]) -> dict[str, str]:

@@ -21,6 +21,9 @@ QSCALE_ENCODERS = {"mpeg1video", "mpeg2video", "mpeg4", "msmpeg4", "msmpeg4v2", 
 to their own rate control they aim at 200 kb/s, whatever the picture size."""
 FF_QP2LAMBDA = 118
 """FFmpeg's ratio of a quantizer to its rate-distortion lambda."""
+AUTO_CODEC = "auto"
+"""`EncodeOptions.codec` that `vidface.io.encoder_setup.resolved_codec` makes an encoder for IN and
+OUT's container."""
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
 
@@ -31,7 +34,10 @@ class EncodeOptions:
 
     section: ClassVar[str] = "encode"
 
-    codec: str = option("libx264", "video encoder, as in ffmpeg -c:v (`vidface env` lists them)", flag="--codec")
+    codec: str = option(AUTO_CODEC, "video encoder, as in ffmpeg -c:v (`vidface env` lists them); auto: IN's own "
+                        "where it is lossless or an edit suite's intermediate (FFV1, ProRes, DNxHD...) and OUT's "
+                        "container holds it, else libx264, else the container's own (VP9 in .webm)",
+                        flag="--codec")
     crf: int | None = option(18, "constant quality for x264/x265/AV1/VP9, lower is better and bigger (18 is "
                              "visually lossless for x264; ignored by encoders without one)", flag="--crf",
                              rule=between(0, 63))

@@ -1,0 +1,98 @@
+"""`--codec auto`, the default: a master (lossless, or an edit suite's intermediate) is written
+in its own codec where OUT's container holds it, other video in H.264, and a container that
+holds no H.264 gets its own codec instead of a refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from media import read_video, write_video
+from vidface.io.pixels import plane_rows, row_bytes
+
+
+def stored_samples(path: Path) -> list[bytes]:
+    """Every frame's stored samples, plane by plane, without line padding."""
+    with av.open(str(path)) as container:
+        return [plane_rows(plane)[:, :used].tobytes() for frame in container.decode(video=0)
+                for plane, used in zip(frame.planes, row_bytes(frame))]
+
+
+def video_of(path: Path) -> tuple[str, str]:
+    """OUT's video codec (FFmpeg's canonical name) and pixel format."""
+    with av.open(str(path)) as container:
+        context = container.streams.video[0].codec_context
+        return context.codec.canonical_name, context.pix_fmt
+
+
+@pytest.mark.parametrize("source_codec, pix_fmt, source_name, output, kept, lossless", [
+    ("ffv1", "yuva420p", "in.mkv", "out.mkv", "ffv1", True),        # an archive's master, with a matte
+    ("ffv1", "yuv422p10le", "in.mkv", "out.avi", "ffv1", True),
+    ("qtrle", "argb", "in.mov", "out.mov", "qtrle", True),          # QuickTime Animation
+    ("png", "rgb48be", "in.mov", "out.mov", "png", True),           # 16-bit RGB
+    ("prores_ks", "yuva444p10le", "in.mov", "out.mxf", "prores", False),  # ProRes 4444, its alpha kept
+    ("libx264", "yuv420p", "in.mp4", "out.mkv", "h264", False),     # delivery video: H.264, as before
+    ("mpeg2video", "yuv420p", "in.ts", "out.mp4", "h264", False),
+])
+def test_auto_keeps_a_masters_codec(source_codec: str, pix_fmt: str, source_name: str, output: str, kept: str,
+                                    lossless: bool, tmp_path: Path, cli, caplog) -> None:
+    """A master comes back in its own codec and pixel format, so a run that restores nothing
+    gives every stored sample of a lossless one back; other video is written in H.264."""
+    source = write_video(tmp_path / source_name, frames=4, size=(64, 48), codec=source_codec, pix_fmt=pix_fmt,
+                         codec_options={"profile": "4444"} if source_codec == "prores_ks" else None)
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress")
+    assert code == 0, err
+    codec, out_pix_fmt = video_of(tmp_path / output)
+    assert codec == kept
+    assert "lossy codec" not in caplog.text
+    if lossless:
+        assert out_pix_fmt == video_of(source)[1]
+        assert stored_samples(tmp_path / output) == stored_samples(source)
+    if kept == "prores":
+        assert av.VideoFormat(out_pix_fmt).components[-1].is_alpha
+
+
+@pytest.mark.parametrize("source_codec, pix_fmt, source_name, output, chosen, keep_in", [
+    ("libx264", "yuv420p", "in.mp4", "out.webm", "vp9", None),          # WebM holds no H.264
+    ("libx264", "yuv420p", "in.mp4", "out.mpg", "mpeg2video", None),    # nor a program stream, keeping times
+    ("ffv1", "yuv420p", "in.mkv", "out.webm", "vp9", ".mkv"),
+    ("prores_ks", "yuv422p10le", "in.mov", "out.mp4", "h264", ".mov"),
+    ("qtrle", "rgb24", "in.mov", "out.mkv", "h264", ".mov"),
+])
+def test_auto_takes_a_codec_outs_container_holds(source_codec: str, pix_fmt: str, source_name: str, output: str,
+                                                 chosen: str, keep_in: str | None, tmp_path: Path, cli,
+                                                 caplog) -> None:
+    """Where OUT's container holds neither IN's master codec nor H.264, the container's own codec
+    is used; where a master's codec is left for a lossy one, the run says so before it writes,
+    and names containers that would keep it."""
+    source = write_video(tmp_path / source_name, frames=4, size=(64, 48), codec=source_codec, pix_fmt=pix_fmt)
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress", "--no-audio")
+    assert code == 0, err
+    assert video_of(tmp_path / output)[0] == chosen
+    times = [np.array(read_video(path).frame_pts, dtype=float) for path in (source, tmp_path / output)]
+    np.testing.assert_allclose(times[1] - times[1][0], times[0] - times[0][0], atol=0.001)  # WebM counts in ms
+    warned = [record.getMessage() for record in caplog.records if "lossy codec" in record.getMessage()]
+    if keep_in is None:
+        assert warned == []
+    else:
+        (message,) = warned
+        assert f"cannot hold IN's {video_of(source)[0]} video" in message and keep_in in message, message
+
+
+def test_a_codec_given_by_name_is_kept(tmp_path: Path, cli) -> None:
+    """--codec names the encoder: an FFV1 master is written in H.264 when asked, and H.264 into
+    WebM or Ogg is refused before anything is written."""
+    source = write_video(tmp_path / "in.mkv", frames=4, size=(64, 48), codec="ffv1")
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--codec", "libx264",
+                         "--dry-run")
+    assert code == 0 and "encode  libx264 yuv420p" in out, err
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.webm", "--codec", "libx264")
+    assert code == 1 and "cannot use encoder 'libx264' for webm" in err
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.ogv", "--codec", "libx264")
+    assert code == 1 and "ogv files cannot hold libx264 video" in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.mkv"]
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--dry-run")
+    assert code == 0 and "encode  ffv1 yuv420p" in out, err
