@@ -76,7 +76,7 @@ def test_bad_outputs(tmp_path: Path, cli) -> None:
         (tmp_path / "missing" / "out.mp4", "does not exist"),
         (source / "out.mp4", "not a folder"),
         (tmp_path / "out.unknownext", "container format"),
-        (tmp_path / "out.ogv", "finds no encoder for ogv files by itself; choose one with --codec"),
+        (tmp_path / "out.ogv", "ogv files cannot hold libx264 video"),
     ]
     for output, words in cases:
         code, _, err = cli("restore", "--model", "none", source, output, "-y")

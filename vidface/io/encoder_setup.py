@@ -307,23 +307,26 @@ MASTER_CONTAINERS = {"mkv": "matroska", "mov": "mov", "mxf": "mxf", "avi": "avi"
 def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: str) -> EncodeOptions:
     """`options` with `--codec auto` made an encoder: IN's where it is one of MASTER_ENCODERS and
     OUT's container holds it, else libx264, else the container's own (VP9 in WebM, MPEG-2 in an
-    MPEG program stream). A codec given by name is kept as it is."""
+    MPEG program stream; libx264 where it has none). A master left for a lossy codec is warned
+    about. A codec given by name is kept as it is."""
     if options.codec != AUTO_CODEC:
         return options
     master = MASTER_ENCODERS.get(video.codec)
-    for name in filter(None, (master, "libx264", CONTAINER_ENCODERS.get(container_format))):
+    fallback = CONTAINER_ENCODERS.get(container_format, "libx264")
+    for name in dict.fromkeys(filter(None, (master, "libx264", fallback))):
         chosen = dataclasses.replace(options, codec=name)
         if _container_holds(container_format, chosen, video):
-            if master and name != master:
-                kept = dataclasses.replace(options, codec=master)
-                holders = [f".{extension}" for extension, holder in MASTER_CONTAINERS.items()
-                           if _container_holds(holder, kept, video)]
-                log.warning("%s files cannot hold IN's %s video: OUT is encoded with %s, a lossy codec; to keep %s, "
-                            "write %s", container_format, video.codec, name, video.codec,
-                            " or ".join(holders) if holders else "another container or choose --codec")
-            return chosen
-    raise OutputError(f"vidface finds no encoder for {container_format} files by itself; choose one with --codec "
-                      "(`vidface env` lists them)")
+            break
+    else:  # none: the container's own codec, whose checks say what is wrong
+        return dataclasses.replace(options, codec=fallback)
+    if master and chosen.codec != master:
+        kept = dataclasses.replace(options, codec=master)
+        holders = [f".{extension}" for extension, holder in MASTER_CONTAINERS.items()
+                   if _container_holds(holder, kept, video)]
+        where = (f"{container_format} files cannot hold it; to keep it, write {' or '.join(holders)}" if holders else
+                 "it cannot be written with these settings (--pix-fmt, --encoder-opt)")
+        log.warning("OUT is encoded with %s, a lossy codec, not in IN's %s: %s", chosen.codec, video.codec, where)
+    return chosen
 
 
 def _container_holds(container_format: str, options: EncodeOptions, video: VideoInfo) -> bool:
