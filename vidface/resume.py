@@ -47,6 +47,9 @@ _MAGIC = b"vidface-segment 1\n"
 _HEADER = struct.Struct("<qqqBI")  # pts, dts, duration, flags, size
 _NO_TIME = -(1 << 63)
 _KEYFRAME = 1
+_SIDE_DATA = 2  # the packet's side data follows its bytes: a count, then each entry's name and bytes
+_SIDE_COUNT = struct.Struct("<H")
+_SIDE_ENTRY = struct.Struct("<BI")  # name length, size
 
 
 @contextmanager
@@ -179,6 +182,9 @@ class EncodedPacket:
     duration: int
     keyframe: bool
     data: bytes
+    side_data: tuple[tuple[str, bytes], ...] = ()
+    """The encoder's side data, by PyAV's name of its type: VP8/VP9's alpha channel travels as
+    "matroska_block_additional", beside the picture's bytes."""
 
     def to_av(self, time_base: Fraction) -> av.Packet:
         packet = av.Packet(self.data)
@@ -186,6 +192,10 @@ class EncodedPacket:
         packet.duration = self.duration
         packet.time_base = time_base
         packet.is_keyframe = self.keyframe
+        for name, data in self.side_data:
+            entry = av.packet.PacketSideData(av.packet.packet_sidedata_type_from_literal(name), len(data))
+            entry.update(data)
+            entry.to_packet(packet, move=True)
         return packet
 
 
@@ -209,9 +219,13 @@ class SegmentWriter:
     def write(self, packets: Iterable[av.Packet]) -> None:
         for packet in packets:
             data = bytes(packet)
-            flags = _KEYFRAME if packet.is_keyframe else 0
+            side_data = [(entry.data_type, bytes(entry)) for entry in packet.iter_sidedata()]
+            flags = (_KEYFRAME if packet.is_keyframe else 0) | (_SIDE_DATA if side_data else 0)
             self._write(_HEADER.pack(_time(packet.pts), _time(packet.dts), packet.duration or 0, flags, len(data)))
             self._write(data)
+            if side_data:
+                self._write(_SIDE_COUNT.pack(len(side_data)) + b"".join(
+                    _SIDE_ENTRY.pack(len(name), len(entry)) + name.encode() + entry for name, entry in side_data))
             if packet.pts is not None:
                 self._pts.append(packet.pts)
             self.packets += 1
@@ -236,22 +250,29 @@ class SegmentWriter:
 def read_segment(path: Path, *, data: bool = True) -> Iterator[EncodedPacket]:
     """The packets of a segment file, in decode order, one at a time (data=False: timestamps
     and flags only, with empty data, without reading the packets' bytes)."""
+    def read(size: int) -> bytes:
+        read = file.read(size)
+        if len(read) < size:
+            raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
+        return read
+
     with path.open("rb") as file:
         if file.read(len(_MAGIC)) != _MAGIC:
             raise OutputError(f"work file {str(path)!r} is not a vidface segment; rerun with --no-resume")
         while header := file.read(_HEADER.size):
-            if len(header) < _HEADER.size:
-                raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
-            pts, dts, duration, flags, size = _HEADER.unpack(header)
+            pts, dts, duration, flags, size = _HEADER.unpack(header + read(_HEADER.size - len(header)))
             if data:
-                payload = file.read(size)
-                if len(payload) < size:
-                    raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
+                payload = read(size)
             else:
                 payload = b""
                 file.seek(size, os.SEEK_CUR)
+            side_data = []
+            for _ in range(_SIDE_COUNT.unpack(read(_SIDE_COUNT.size))[0] if flags & _SIDE_DATA else 0):
+                name_size, entry_size = _SIDE_ENTRY.unpack(read(_SIDE_ENTRY.size))
+                side_data.append((read(name_size).decode(), read(entry_size)))
             yield EncodedPacket(pts=None if pts == _NO_TIME else pts, dts=None if dts == _NO_TIME else dts,
-                                duration=duration, keyframe=bool(flags & _KEYFRAME), data=payload)
+                                duration=duration, keyframe=bool(flags & _KEYFRAME), data=payload,
+                                side_data=tuple(side_data))
 
 
 def reorder_delay(pts: list[int]) -> int:

@@ -12,7 +12,7 @@ import av
 
 from vidface.errors import InputError
 from vidface.io.frames import Frame
-from vidface.io.probe import VideoInfo, clockwise_rotation, first_video_stream, open_input
+from vidface.io.probe import VideoInfo, clockwise_rotation, first_video_stream, open_input, video_decoder
 
 
 def decode_frames(
@@ -34,7 +34,8 @@ def decode_frames(
     path = Path(path)
     with open_input(path) as container:
         stream = first_video_stream(container, path)
-        stream.thread_type = "AUTO"
+        decoder = video_decoder(stream)
+        decoder.thread_type = "AUTO"
         time_base = stream.time_base
         if start_pts is not None:
             container.seek(start_pts, stream=stream, backward=True, any_frame=False)
@@ -45,7 +46,7 @@ def decode_frames(
         pixel_aspect = stream.sample_aspect_ratio or Fraction(1)
         try:
             for packet in container.demux(stream):
-                for picture in packet.decode():
+                for picture in decoder.decode(packet):
                     pts = picture.pts if retimed is None else retimed.time_of(picture)
                     if pts is None:
                         pts = 0 if last_pts is None else last_pts + (last_duration or 1)

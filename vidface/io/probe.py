@@ -225,6 +225,25 @@ def first_video_stream(container: av.container.InputContainer, path: Path) -> av
     return videos[0]
 
 
+ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+"""libvpx's decoders, for VP8/VP9 video with an alpha channel: WebM and Matroska store the alpha
+beside each picture (the stream's alpha_mode tag), and FFmpeg's own decoders leave it out."""
+
+
+def video_decoder(stream: av.video.stream.VideoStream) -> av.CodecContext:
+    """The decoder of IN's video stream: the stream's own, or libvpx's where the stream has an
+    alpha channel only that decoder gives (`ALPHA_DECODERS`)."""
+    name = ALPHA_DECODERS.get(stream.codec_context.name)
+    if name is None or stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE")) != "1":
+        return stream.codec_context
+    try:
+        decoder = av.CodecContext.create(name, "r")
+    except (av.error.FFmpegError, ValueError):  # a build without libvpx: the picture without its alpha
+        return stream.codec_context
+    decoder.width, decoder.height = stream.codec_context.width, stream.codec_context.height
+    return decoder
+
+
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
     """Describe IN: streams, the video's size, rotation, pixel format, timestamps and frame count.
 
@@ -234,12 +253,13 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     path = Path(path)
     with open_input(path) as container:
         stream = first_video_stream(container, path)
-        pts, decode_times, first, gop_timecode = _scan_video(container, stream, path)
+        decoder = video_decoder(stream)
+        pts, decode_times, first, gop_timecode = _scan_video(container, stream, decoder, path)
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         if field_order == "unknown" and ctx.name == "dvvideo" and ctx.height in (480, 576) and first.interlaced_frame:
             field_order = "bb"  # standard-definition DV is bottom field first; FFmpeg does not say it
-        pix_fmt = ctx.pix_fmt or "unknown"
+        pix_fmt = decoder.pix_fmt or "unknown"
         video = VideoInfo(
             index=stream.index,
             codec=codec_name(stream),
@@ -325,7 +345,7 @@ def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tu
 
 
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
+                decoder: av.CodecContext, path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
     """All frame pts (sorted) from the packets, the packets' times in decode order where those
     are not the frames' (`VideoInfo.decode_times`, else None), the first decoded frame (its
     rotation and interlacing describe the video) and MPEG-1/2 video's first GOP timecode.
@@ -343,7 +363,7 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
                 timecode = gop_timecode(bytes(packet))
                 settled = timecode is not None or packet.is_keyframe
             if first is None:
-                for frame in packet.decode():
+                for frame in decoder.decode(packet):
                     first = frame
                     break
             if packet.size and packet.pts is not None:
