@@ -84,7 +84,8 @@ def test_auto_takes_a_codec_outs_container_holds(source_codec: str, pix_fmt: str
 
 def test_a_codec_given_by_name_is_kept(tmp_path: Path, cli) -> None:
     """--codec names the encoder: an FFV1 master is written in H.264 when asked, and H.264 into
-    WebM or Ogg is refused before anything is written."""
+    WebM or Ogg is refused before anything is written. Left to auto, FFV1 stays, and a config
+    preset's encoder speed preset stays with the encoders that have one."""
     source = write_video(tmp_path / "in.mkv", frames=4, size=(64, 48), codec="ffv1")
     code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--codec", "libx264",
                          "--dry-run")
@@ -94,5 +95,7 @@ def test_a_codec_given_by_name_is_kept(tmp_path: Path, cli) -> None:
     code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.ogv", "--codec", "libx264")
     assert code == 1 and "ogv files cannot hold libx264 video" in err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.mkv"]
-    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--dry-run")
-    assert code == 0 and "encode  ffv1 yuv420p" in out, err
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--dry-run", "--config", "fast")
+    assert code == 0, err
+    # the fast preset's x264 speed preset is not handed to FFV1, which has none
+    assert [line.strip() for line in out.splitlines() if line.startswith("encode")] == ["encode  ffv1 yuv420p"]

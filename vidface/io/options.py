@@ -14,7 +14,8 @@ CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libsvtav1": "crf", "libvpx-vp
               "libvpx": "crf", "libaom-av1": "crf", "h264_nvenc": "cq", "hevc_nvenc": "cq",
               "av1_nvenc": "cq"}
 PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset",
-                 "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset"}
+                 "h264_nvenc": "preset", "hevc_nvenc": "preset", "av1_nvenc": "preset", "h264_qsv": "preset",
+                 "hevc_qsv": "preset", "av1_qsv": "preset"}
 QSCALE_ENCODERS = {"mpeg1video", "mpeg2video", "mpeg4", "msmpeg4", "msmpeg4v2", "wmv1", "wmv2", "flv", "h263",
                    "h263p", "mjpeg"}
 """FFmpeg's MPEG video family: no constant rate factor, but a fixed quantizer (ffmpeg -q:v); left
@@ -46,7 +47,8 @@ class EncodeOptions:
                                 "unused where --encoder-opt b= sets a bitrate", flag="--qscale",
                                 rule=between(1, 31))
     preset: str | None = option(None, "encoder speed preset, e.g. ultrafast..veryslow for x264 (default: the "
-                                "encoder's own, medium for x264)", flag="--preset", metavar="NAME")
+                                "encoder's own, medium for x264; encoders without presets, such as FFV1 and "
+                                "ProRes, ignore it)", flag="--preset", metavar="NAME")
     pix_fmt: str | None = option(None, "output pixel format, e.g. yuv420p10le (default: keep the source's, so "
                                  "10-bit stays 10-bit)", flag="--pix-fmt", metavar="FMT")
     options: tuple[tuple[str, str], ...] = option((), "extra encoder options, applied last (--encoder-opt "
@@ -69,8 +71,8 @@ class EncodeOptions:
             # quantizer and the lambda its mode decisions weigh bits by are pinned to it instead.
             lambda_ = str(self.qscale * FF_QP2LAMBDA)
             options.update(qmin=str(self.qscale), qmax=str(self.qscale), lmin=lambda_, lmax=lambda_)
-        if self.preset is not None:
-            options[PRESET_OPTION.get(self.codec, "preset")] = self.preset
+        if self.preset is not None and self.codec in PRESET_OPTION:  # a preset's (fast, archival) meets FFV1 too
+            options[PRESET_OPTION[self.codec]] = self.preset
         if self.codec == "libx265":
             # x264's wrapper writes the frames' closed captions by default, x265's only when asked
             options.update({"x265-params": "log-level=error", "a53cc": "1"})
