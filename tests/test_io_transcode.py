@@ -282,8 +282,8 @@ def test_every_frame_keeps_its_time_in_every_output_container(extension: str, tm
 def test_mpeg_program_streams_keep_every_frame_time_with_mpeg2_video(extension: str, tmp_path: Path, cli) -> None:
     """A program stream marks only the first frame that begins in each pack with its time:
     readers work out the others from MPEG-2 video (B-frames included), not from H.264, which is
-    refused there in one line, by --dry-run too, before anything is written. DVD's AC-3 audio
-    is copied (a raw .m2v holds video only)."""
+    refused there in one line, by --dry-run too, before anything is written (--codec auto takes
+    MPEG-2). DVD's AC-3 audio is copied (a raw .m2v holds video only)."""
     source = write_video(tmp_path / "in.mkv", frames=16, size=(96, 64), bframes=3, audio=AudioTrack("ac3"))
     output = tmp_path / f"out.{extension}"
     audio = ["--no-audio"] if extension == "m2v" else []
@@ -297,9 +297,12 @@ def test_mpeg_program_streams_keep_every_frame_time_with_mpeg2_video(extension: 
         assert [data for data, _, _ in after.packets[1]] == [data for data, _, _ in before.packets[1]]
     if extension != "m2v":
         for dry_run in ([], ["--dry-run"]):
-            code, out, err = cli("restore", "--model", "none", source, tmp_path / f"h264.{extension}", *dry_run)
+            code, out, err = cli("restore", "--model", "none", source, tmp_path / f"h264.{extension}",
+                                 "--codec", "libx264", *dry_run)
             assert code == 1 and err.startswith("vidface: error: MPEG program streams (") and "mpeg2video" in err
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mkv", output.name])
+        code, out, err = cli("restore", "--model", "none", source, tmp_path / f"auto.{extension}", "--dry-run")
+        assert code == 0 and "encode  mpeg2video" in out, err
 
 
 @pytest.mark.parametrize("codec", ["aac", "ac3"])
