@@ -29,7 +29,9 @@ and the detector are shared between calls.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -50,6 +52,7 @@ from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.blend import BLEND_CONTEXT, editable
 from vidface.io.frames import Frame, RGBFrame
+from vidface.io.interlace import field_frames, field_parities, in_frame_rows, splits_into_fields, weave
 from vidface.model_stage import FrameWork, run_model
 from vidface.models.options import device_name
 from vidface.models.temporal import CropRow, landmark_motion, landmark_shape_change
@@ -57,10 +60,14 @@ from vidface.plan import FrameProcessor
 from vidface.workers import QUEUE_FRAMES, in_background
 
 if TYPE_CHECKING:
+    import torch
+
     from vidface.faces.selection import SelectedFaces
     from vidface.models.osdface import OSDFace
 
 __all__ = ["FaceChoice", "RestoreStats", "face_restorer"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,7 +142,10 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
     choice = choice or FaceChoice()
     crops_device = device if (device != "cpu" if faces_on_device is None else faces_on_device) else None
 
+    warned = False
+
     def process(frames: Iterator[Frame]) -> Iterator[Frame]:
+        nonlocal warned
         first = next(frames, None)
         if first is None:
             return
@@ -143,32 +153,104 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
             raise InputError(f"IN's pixel format {first.video.format.name} cannot take restored faces without "
                              "changing the rest of the picture (16-bit RGB, 1-bit and palette pictures); convert "
                              "IN to rgb24 first")
+        by_fields = settings.faces.fields and splits_into_fields(first)
+        if settings.faces.fields and not by_fields and not warned:
+            warned = True
+            log.warning("--fields: IN's pictures are not interlaced (or are turned, or 4:2:0 of a height that is "
+                        "no multiple of 4): faces are restored in whole frames")
         frames = itertools.chain([first], frames)
         cancel = threading.Event()
-        work = in_background(_face_work(frames, detector, settings, choice), cancel, "faces")
+        split: deque[FrameWork] = deque()  # frames split into fields, oldest first, to weave back
+        faces_work = _face_work(frames, detector, settings, choice)
+        work = in_background(_field_work(faces_work, split) if by_fields else faces_work, cancel, "faces")
         restored = in_background(run_model(work, model, settings, parser, counters, crops_device), cancel,
                                  "model", maxsize=QUEUE_FRAMES)
         paste_stream = None if crops_device is None else stage_stream(crops_device)
         try:
-            for item in restored:
-                counted = counters.counts(item.frame.index)
+            pasted = (_pasted(item, paste_stream) for item in restored)
+            for frame, faces, track_ids in (_woven(pasted, split) if by_fields else pasted):
+                counted = counters.counts(frame.index)
                 counters.frames += counted
-                if not item.faces:
-                    yield item.frame
-                    continue
-                pasted = item.paste(paste_stream)
-                if counted:
+                if counted and faces:
                     counters.frames_with_faces += 1
-                    counters.faces += len(item.faces)
-                    counters.tracks.update(row.track_id for row in item.rows)
-                frame = item.frame.with_rgb(pasted.rgb, pasted.mask, pasted.origin)
-                yield replace(frame, edits=_replaced_faces(frame, item.faces, pasted.regions))
+                    counters.faces += faces
+                    counters.tracks.update(track_ids)
+                yield frame
         finally:
             cancel.set()
             restored.close()
             work.close()
 
     return process
+
+
+def _pasted(item: FrameWork, stream: torch.cuda.Stream | None) -> tuple[Frame, int, set[int]]:
+    """The frame of `item` with its restored faces pasted, its count of faces and their tracks."""
+    if not item.faces:
+        return item.frame, 0, set()
+    pasted = item.paste(stream)
+    frame = item.frame.with_rgb(pasted.rgb, pasted.mask, pasted.origin)
+    return (replace(frame, edits=_replaced_faces(frame, item.faces, pasted.regions)), len(item.faces),
+            {row.track_id for row in item.rows})
+
+
+def _field_work(work: Iterator[FrameWork], split: deque[FrameWork]) -> Iterator[FrameWork]:
+    """Each frame with faces as its two fields (`field_frames`), the faces in each field's
+    pixels, cut from the field alone; the frames split are appended to `split`. A frame without
+    faces, or that is not interlaced, passes whole. The stabiliser sees a track's crops field
+    after field, half the frame's motion apart."""
+    for item in work:
+        if not item.faces or not splits_into_fields(item.frame):
+            item.rows = [replace(row, frame=2 * row.frame) for row in item.rows]
+            yield item
+            continue
+        split.append(item)
+        for order, (picture, parity) in enumerate(zip(field_frames(item.frame), field_parities(item.frame))):
+            faces = [replace(face, box=face.box * _FIELD_SCALE - _field_shift(parity),
+                             landmarks=face.landmarks * _FIELD_SCALE[:2] - _field_shift(parity)[:2])
+                     for face in item.faces]
+            rows = [CropRow(row.track_id, picture.index, row.motion / 2, reset=row.reset and order == 0,
+                            returned=row.returned and order == 0) for row in item.rows]
+            rgb, origin = _faces_part(picture, faces)
+            yield FrameWork(picture, rgb, faces, rows, item.ended if order == 0 else [], origin)
+
+
+_FIELD_SCALE = np.array([1.0, 0.5, 1.0, 0.5])
+"""Frame pixels (x, y, x, y) to a field's: half the rows."""
+
+
+def _field_shift(parity: int) -> np.ndarray:
+    """What frame row y = 2 * field row + parity takes off, in field rows (x, y, x, y)."""
+    return np.array([0.0, parity / 2, 0.0, parity / 2])
+
+
+def _woven(pasted: Iterator[tuple[Frame, int, set[int]]], split: deque[FrameWork]
+           ) -> Iterator[tuple[Frame, int, set[int]]]:
+    """The frames `_field_work` split, their fields woven back (`weave`), with the faces' edit
+    records of the frame (each face's region the union of its fields'); other frames as they come."""
+    for frame, faces, track_ids in pasted:
+        # in order: a frame passed whole comes before the next one split, whose first field's
+        # index is twice that one's
+        if not split or frame.index < split[0].frame.index:
+            yield frame, faces, track_ids
+            continue
+        item = split.popleft()
+        second, second_faces, second_tracks = next(pasted)
+        fields = (frame, second)
+        regions: list[tuple[float, float, float, float] | None] = [None] * len(item.faces)
+        for picture, parity in zip(fields, field_parities(item.frame)):
+            for edit in picture.edits:
+                index = next(i for i, face in enumerate(item.faces) if face.track_id == edit["track"])
+                x0, y0, x1, y1 = edit["region"]
+                top, bottom = in_frame_rows(y0, y1, parity)
+                box = (x0, top, x1, bottom)
+                old = regions[index]
+                regions[index] = box if old is None else (min(old[0], box[0]), min(old[1], box[1]),
+                                                         max(old[2], box[2]), max(old[3], box[3]))
+        woven = weave(item.frame, fields, (bool(frame.edits), bool(second.edits)))
+        edits = tuple({**face_record(face), "region": [int(v) for v in region]}
+                      for face, region in zip(item.faces, regions) if region is not None)
+        yield replace(woven, edits=edits), max(faces, second_faces), track_ids | second_tracks
 
 
 def _replaced_faces(frame: Frame, faces: list[TrackedFace],
@@ -207,13 +289,20 @@ def _picture_rgb(item: RGBFrame, faces: list[TrackedFace]) -> tuple[np.ndarray, 
     """The RGB a frame's faces are cut from and pasted into, and its top-left pixel (x, y) in the
     frame: the picture's own, in 16-bit RGB for a deep frame (a face restored into a 10-bit master
     keeps the master's precision), never the detector's view of an HDR picture (`sdr_rgb`). Such
-    a picture is converted again, so only the part the faces' crops and pastes reach is: the
-    cost follows the faces, not the frame (a 4K frame's whole conversion would bound this thread
-    near the model's rate). An SDR 8-bit frame's RGB is the detector's, whole."""
+    a picture is converted again (`_faces_part`). An SDR 8-bit frame's RGB is the detector's, whole."""
     frame = item.frame
     if not (frame.deep or face_colour(frame.video).is_hdr):
         return item.rgb, (0, 0)
-    height, width = item.rgb.shape[:2]
+    return _faces_part(frame, faces)
+
+
+def _faces_part(frame: Frame, faces: list[TrackedFace]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The RGB of the part of `frame` its faces' crops and pastes reach (8-bit, or 16-bit for a
+    deep frame), and its top-left pixel (x, y): the cost follows the faces, not the frame (a 4K
+    frame's whole conversion would bound the faces thread near the model's rate)."""
+    width, height = frame.video.width, frame.video.height
+    if frame.rotation in (90, 270):
+        width, height = height, width
     boxes = [warp_source_box(face_crop(face.landmarks, pixel_shape=frame.pixel_shape), width, height)
              for face in faces]
     # The paste's patch holds BLEND_CONTEXT pixels around the faces' boxes, which lie in these.

@@ -83,6 +83,10 @@ class FaceOptions:
     face_match: float = option(0.5, "face descriptor distance within which a face matches a --faces photo "
                                "(smaller is stricter; two photos of one person are mostly within 0.45, of two "
                                "people mostly beyond 0.6)", flag="--face-match", metavar="DISTANCE", rule=above(0))
+    fields: bool = option(False, "restore an interlaced source field by field: each field is one moment of a video "
+                          "camera or tape (not of a film transfer or a progressive segmented frame), so a face is "
+                          "cut from one moment, never from two woven together, and each field gets its own "
+                          "restored face", flag="--fields")
     cut_threshold: float = option(0.5, "colour-histogram distance at which a frame starts a new shot (ending "
                                   "every track)", rule=between(0, 1))
 

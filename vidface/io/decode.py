@@ -12,7 +12,8 @@ import av
 
 from vidface.errors import InputError
 from vidface.io.frames import Frame
-from vidface.io.probe import VideoInfo, clockwise_rotation, first_video_stream, open_input, video_decoder
+from vidface.io.probe import (FIELD_ORDERS, VideoInfo, clockwise_rotation, field_shown_first, first_video_stream,
+                              open_input, video_decoder)
 
 
 def decode_frames(
@@ -44,6 +45,8 @@ def decode_frames(
         last_duration: int | None = None
         retimed = DecodeOrderTimes(video.pts, video.decode_times) if video and video.decode_times else None
         pixel_aspect = stream.sample_aspect_ratio or Fraction(1)
+        field_order = video.field_order if video else FIELD_ORDERS[stream.codec_context.field_order]
+        bottom_first = field_shown_first(field_order) == "bff"
         try:
             for packet in container.demux(stream):
                 for picture in decoder.decode(packet):
@@ -57,7 +60,8 @@ def decode_frames(
                         return
                     duration = picture.duration or None
                     yield Frame(index=index, pts=pts, time_base=time_base, duration=duration,
-                                video=picture, rotation=clockwise_rotation(picture), pixel_aspect=pixel_aspect)
+                                video=picture, rotation=clockwise_rotation(picture), pixel_aspect=pixel_aspect,
+                                bottom_first=bottom_first)
                     index += 1
                     last_pts, last_duration = pts, duration
         except av.error.FFmpegError as error:

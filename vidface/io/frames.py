@@ -34,6 +34,8 @@ class Frame:
     records (the faces a restorer pasted, `vidface.provenance`); empty for an untouched frame.
     pixel_aspect: the width a stored pixel is shown at over its height (the stream's sample
     aspect ratio: 64:45 for 16:9 PAL SD, whose pictures hold everything narrower than shown).
+    bottom_first: an interlaced picture's bottom field is shown first (the stream's field order:
+    PyAV gives no picture's own).
 
     Ownership: a frame's picture belongs to whoever holds the frame, who may change it in place
     (`with_rgb`; the encoder sets its timestamp and zeroes its padding), unless `shared` says
@@ -50,6 +52,7 @@ class Frame:
     edits: tuple[dict[str, Any], ...] = field(default=(), compare=False)
     shared: bool = False
     pixel_aspect: Fraction = Fraction(1)
+    bottom_first: bool = False
 
     @property
     def time(self) -> float:
