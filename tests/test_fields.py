@@ -81,11 +81,12 @@ TINT = 50
 """Levels of red added to the top field's picture and taken from the bottom field's."""
 
 
-def _woven_clip(frames: int) -> tuple[list[np.ndarray], tuple[list[np.ndarray], list[np.ndarray]]]:
+def _woven_clip(frames: int, face_free: tuple[int, ...] = ()
+                ) -> tuple[list[np.ndarray], tuple[list[np.ndarray], list[np.ndarray]]]:
     """Interlaced frames whose two fields are two moments told apart by colour: the top field's
-    picture redder by TINT, the bottom field's less red by TINT. Returns the frames' RGB and the
-    two fields' pictures, whole (top, bottom)."""
-    clip = moving_face_clip(frames, *SIZE, scale=0.8, degraded=False)
+    picture redder by TINT, the bottom field's less red by TINT (face_free: frames without the
+    face). Returns the frames' RGB and the two fields' pictures, whole (top, bottom)."""
+    clip = moving_face_clip(frames, *SIZE, scale=0.8, degraded=False, face_free=face_free)
     tinted = []
     for shift in (TINT, -TINT):
         pictures = [picture.astype(int) for picture in clip.frames]
@@ -106,19 +107,21 @@ def _settings(fields: bool) -> Settings:
                                faces=dataclasses.replace(settings.faces, fields=fields))
 
 
+@pytest.mark.parametrize("on_device", [False, True], ids=["opencv", "torch"])
 @pytest.mark.parametrize("bottom_first", [False, True], ids=["tff", "bff"])
-def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom_first: bool, tiny_osdface_model,
+def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom_first: bool, on_device: bool,
+                                                                         tiny_osdface_model,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """With --fields, the model sees each face as one field shows it, in the order the fields
     are shown (a crop of the whole frame mixes both moments); each field's face is pasted into
-    that field's rows, nothing outside the regions the frame's edit records name changes, and
-    the counts are of frames."""
+    that field's rows, nothing outside the regions the frame's edit records name changes, a
+    frame without faces between passes as it is, and the counts are of frames."""
     import torch
 
     from vidface.faces.align import face_crop, warp_face
     from vidface.models.osdface import OSDFace
 
-    woven, _ = _woven_clip(6)
+    woven, _ = _woven_clip(6, face_free=(3,))
     seen: list[torch.Tensor] = []
     encode = OSDFace.encode
     monkeypatch.setattr(OSDFace, "encode", lambda model, images: seen.append(images.clone()) or encode(model, images))
@@ -129,14 +132,18 @@ def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom
         source = [_interlaced(frame.video, frame.index, bottom_first) for frame in frames_of(woven, "yuv444p")]
         originals = [_samples(frame.video) for frame in source]
         fields_before = [field_frames(frame) for frame in source]  # the restorer edits the frames in place
-        out = list(face_restorer(tiny_osdface_model, _settings(fields), stats=stats)(iter(source)))
+        restorer = face_restorer(tiny_osdface_model, _settings(fields), stats=stats, faces_on_device=on_device)
+        out = list(restorer(iter(source)))
         assert [frame.index for frame in out] == list(range(6))
-        assert (stats.frames, stats.frames_with_faces, stats.faces) == (6, 6, 6)
+        assert (stats.frames, stats.frames_with_faces, stats.faces) == (6, 5, 5)
+        assert out[3] is source[3] and not out[3].edits
         crops = torch.cat(seen).permute(0, 2, 3, 1).numpy() * 255
-        assert len(crops) == 6 * (1 + fields)
+        assert len(crops) == 5 * (1 + fields)
         # each field cut as a picture of its own, in the order shown, where the frame's face is
         references = []
         for frame, shown in zip(out, fields_before):
+            if not frame.edits:
+                continue
             landmarks = np.array(frame.edits[0]["landmarks"])
             for field, parity in zip(shown, field_parities(frame)):
                 in_field = landmarks * (1, 0.5) - (0, parity / 2)
@@ -148,6 +155,8 @@ def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom
             errors[fields] = min(np.abs(crop - reference).mean()
                                  for index, crop in enumerate(crops) for reference in references[2 * index:2 * index + 2])
         for frame, before in zip(out, originals):
+            if not frame.edits:
+                continue
             (edit,) = frame.edits
             x0, y0, x1, y1 = edit["region"]
             outside = np.ones(before[0].shape, bool)
@@ -155,7 +164,9 @@ def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom
             for plane, old in zip(_samples(frame.video), before):
                 assert (plane[outside] == old[outside]).all()
                 assert (plane[~outside] != old[~outside]).any()
-    assert errors[True] < 1 and errors[False] > TINT / 4, errors  # half the tint, in one channel of three
+    # torch's sampling differs from OpenCV's by a level or two; mixing the fields, by half the
+    # tint in one channel of three
+    assert errors[True] < (3 if on_device else 1) and errors[False] > TINT / 4, errors
 
 
 def test_the_command_restores_an_interlaced_file_by_fields(tmp_path: Path, cli, caplog, tiny_osdface) -> None:

@@ -87,6 +87,13 @@ class FrameWork:
     masks: list[np.ndarray | torch.Tensor | None] = field(default_factory=list)
     on_device: torch.Tensor | None = None
     restored_event: torch.cuda.Event | None = None
+    order: int | None = None
+    """Where the work stands among the frames the stabiliser knows (`CropRow.frame`), where that is
+    not its frame's index: a frame passed whole between fields (`vidface.restore`'s --fields)."""
+
+    @property
+    def place(self) -> int:
+        return self.frame.index if self.order is None else self.order
 
     def cut_crops(self, size: int, uploader: FrameUploader | None) -> None:
         """Align every face to the size×size template and cut its crop from the frame: with
@@ -148,7 +155,7 @@ def run_model(work: Iterator[FrameWork], model: OSDFace | Future[OSDFace], setti
     batch_size = model.batch_size
     waiting: deque[FrameWork] = deque()  # frames in order, oldest first
     queued: list[tuple[FrameWork, int]] = []  # (frame, face index) not yet restored
-    ending: deque[tuple[int, list[int]]] = deque()  # (frame index, track ids that ended before it)
+    ending: deque[tuple[int, list[int]]] = deque()  # (place, track ids that ended before it)
 
     def run(count: int) -> None:
         batch, queued[:] = queued[:count], queued[count:]
@@ -179,7 +186,7 @@ def run_model(work: Iterator[FrameWork], model: OSDFace | Future[OSDFace], setti
 
     def forget_ended() -> None:
         # An ended track has no rows from its end frame on: forget it once every earlier row ran.
-        oldest = queued[0][0].frame.index if queued else None
+        oldest = queued[0][0].place if queued else None
         while ending and (oldest is None or ending[0][0] <= oldest):
             stabilizer.forget(ending.popleft()[1])
 
@@ -192,7 +199,7 @@ def run_model(work: Iterator[FrameWork], model: OSDFace | Future[OSDFace], setti
         item.cut_crops(model.face_size, uploader)
         waiting.append(item)
         if item.ended:
-            ending.append((item.frame.index, item.ended))
+            ending.append((item.place, item.ended))
         queued.extend((item, i) for i in range(len(item.crops)))
         while len(queued) >= batch_size:
             run(batch_size)

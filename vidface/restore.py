@@ -201,7 +201,8 @@ def _field_work(work: Iterator[FrameWork], split: deque[FrameWork]) -> Iterator[
     after field, half the frame's motion apart."""
     for item in work:
         if not item.faces or not splits_into_fields(item.frame):
-            item.rows = [replace(row, frame=2 * row.frame) for row in item.rows]
+            item.order = 2 * item.frame.index
+            item.rows = [replace(row, frame=item.order) for row in item.rows]
             yield item
             continue
         split.append(item)
