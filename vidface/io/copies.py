@@ -6,7 +6,7 @@ converts them."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -47,12 +47,21 @@ def container_holds(container_format: str, stream: av.stream.Stream, blu_ray: bo
 
 
 def _header_takes(container_format: str, stream: av.stream.Stream, beside_video: bool) -> bool:
-    trial = av.open(io.BytesIO(), "w", format=container_format)
-    try:
+    def add(trial: av.container.OutputContainer) -> None:
         if beside_video:
             video = trial.add_stream("mpeg2video", rate=25)
             video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
         trial.add_stream_from_template(stream)
+
+    return header_written(container_format, add)
+
+
+def header_written(container_format: str, add_streams: Callable[[av.container.OutputContainer], object]) -> bool:
+    """Whether FFmpeg's `container_format` muxer writes its header, into memory, for the streams
+    `add_streams` adds to it (which may raise ValueError for one it finds the container refuses)."""
+    trial = av.open(io.BytesIO(), "w", format=container_format)
+    try:
+        add_streams(trial)
         trial.start_encoding()
         return True
     except (av.error.FFmpegError, ValueError):

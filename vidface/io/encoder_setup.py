@@ -6,7 +6,6 @@ to frame times."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import av
 
 from vidface.errors import OutputError
-from vidface.io.copies import container_holds
+from vidface.io.copies import container_holds, header_written
 from vidface.io.options import AUTO_CODEC, EncodeOptions
 from vidface.io.probe import JPEG_RANGE_FORMATS, MPEG_1_2_VIDEO, HdrMetadata, VideoInfo, bit_depth, field_shown_first
 
@@ -331,25 +330,23 @@ def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: s
 
 def _container_holds(container_format: str, options: EncodeOptions, video: VideoInfo) -> bool:
     """Whether `container_format` holds `options.codec`'s video of IN's size, in the closest pixel
-    format to IN's, keeping every frame's time: the header is written to memory. MPEG-TS writes
+    format to IN's, keeping every frame's time: its header is written to memory. MPEG-TS writes
     one for any codec, but a reader knows only those with a stream type (`copies.container_holds`)."""
-    scratch = av.open(io.BytesIO(), "w", format=container_format)
     try:
         if not frame_times_kept(options.codec, container_format):
             return False
         pix_fmt, _lost = _closest_pix_fmt(options, video)
-        stream = scratch.add_stream(options.codec, rate=video.average_rate or 25,
-                                    options=video_codec_options(options, video, container_format, pix_fmt))
-        set_video_stream(stream, video, pix_fmt)
-        scratch.start_encoding()
-        return container_format != "mpegts" or container_holds(container_format, stream)
-    except (OutputError, av.error.FFmpegError, ValueError):
+    except OutputError:
         return False
-    finally:
-        try:
-            scratch.close()
-        except av.error.FFmpegError:
-            pass  # a trailer with no packets, which MXF's muxer refuses: only the header was asked
+
+    def add(trial: av.container.OutputContainer) -> None:
+        stream = trial.add_stream(options.codec, rate=video.average_rate or 25,
+                                  options=video_codec_options(options, video, container_format, pix_fmt))
+        set_video_stream(stream, video, pix_fmt)
+        if container_format == "mpegts" and not container_holds(container_format, stream):
+            raise ValueError(f"no MPEG-TS stream type for {options.codec}")
+
+    return header_written(container_format, add)
 
 
 def in_order_options(codec: str, container_format: str, options: dict[str, str]) -> dict[str, str]:
