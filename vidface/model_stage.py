@@ -93,6 +93,7 @@ class FrameWork:
 
     @property
     def place(self) -> int:
+        """`order`, or the frame's index."""
         return self.frame.index if self.order is None else self.order
 
     def cut_crops(self, size: int, uploader: FrameUploader | None) -> None:
