@@ -41,7 +41,7 @@ def test_faces_are_counted_on_frames_sampled_over_the_range(tmp_path: Path) -> N
 def test_faces_the_selection_chose_are_counted_not_sampled(tmp_path: Path) -> None:
     """With --faces, the estimate counts the faces the selection pass chose (output frame indices
     in the selection, input indices in the estimate: a --start range shifts them) and samples
-    nothing: its detector is never called."""
+    nothing: its detector is never called. A face's time is its crops' (two with --fields)."""
     class Untouched:
         def detect(self, rgb):
             raise AssertionError("the selection's faces are counted, not sampled")
@@ -53,6 +53,9 @@ def test_faces_the_selection_chose_are_counted_not_sampled(tmp_path: Path) -> No
     stats = RestoreStats(model_seconds=2.0, model_faces=4)
     found = RunEstimate(plan, Untouched(), stats, selected).ready()
     assert found == Estimate(frames=plan.frame_count, faces=4, seconds_per_face=0.5, busiest=9)
+    # field by field (--fields), each face of a frame takes two of the model's crops
+    by_fields = RestoreStats(model_seconds=2.0, model_faces=4, crops_per_face=2)
+    assert RunEstimate(plan, Untouched(), by_fields, selected).ready().seconds_per_face == 1.0
     nobody = RunEstimate(plan, Untouched(), RestoreStats(), SelectedFaces()).ready()
     assert nobody is not None and nobody.faces == 0
 

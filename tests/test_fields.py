@@ -136,6 +136,7 @@ def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom
         out = list(restorer(iter(source)))
         assert [frame.index for frame in out] == list(range(6))
         assert (stats.frames, stats.frames_with_faces, stats.faces) == (6, 5, 5)
+        assert (stats.model_faces, stats.crops_per_face) == (5 * (1 + fields), 1 + fields)
         assert out[3] is source[3] and not out[3].edits
         crops = torch.cat(seen).permute(0, 2, 3, 1).numpy() * 255
         assert len(crops) == 5 * (1 + fields)

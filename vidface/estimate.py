@@ -116,7 +116,8 @@ class RunEstimate:
         faces, busiest = self._sampling.result()
         if faces and not self.stats.model_faces:
             return None
-        seconds = self.stats.model_seconds / self.stats.model_faces if self.stats.model_faces else 0.0
+        seconds = (self.stats.model_seconds / self.stats.model_faces * self.stats.crops_per_face
+                   if self.stats.model_faces else 0.0)
         return Estimate(self.plan.frame_count, faces, seconds, busiest)
 
     def result(self) -> Estimate | None:

@@ -79,8 +79,9 @@ class RestoreStats:
     the warm-up and look-ahead frames each segment processes and drops are not counted.
     model_wait: seconds from the model stage's start until the model had loaded (decoding and
     detection run meanwhile, as far as their queues allow; 0 where it loaded first).
-    model_seconds, model_faces: time spent in model batches and the faces they restored
-    (warm-up and look-ahead faces too).
+    model_seconds, model_faces: time spent in model batches and the face crops they restored
+    (warm-up and look-ahead faces too). crops_per_face: the crops a face of a frame takes: 2
+    where the processor restores field by field (--fields).
     """
 
     frames: int = 0
@@ -91,6 +92,7 @@ class RestoreStats:
     model_wait: float = 0.0
     model_seconds: float = 0.0
     model_faces: int = 0
+    crops_per_face: int = 1
 
     def keep(self, first: int, stop: int) -> None:
         """Count only frames with index in [first, stop) from now on (fits
@@ -158,6 +160,7 @@ def face_restorer(model: OSDFace | Future[OSDFace], settings: Settings, *,
             warned = True
             log.warning("--fields: IN's pictures are not interlaced (or are turned, or 4:2:0 of a height that is "
                         "no multiple of 4): faces are restored in whole frames")
+        counters.crops_per_face = 2 if by_fields else 1
         frames = itertools.chain([first], frames)
         cancel = threading.Event()
         split: deque[FrameWork] = deque()  # frames split into fields, oldest first, to weave back
