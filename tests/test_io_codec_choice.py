@@ -58,6 +58,7 @@ def test_auto_keeps_a_masters_codec(source_codec: str, pix_fmt: str, source_name
 @pytest.mark.parametrize("source_codec, pix_fmt, source_name, output, chosen, keep_in", [
     ("libx264", "yuv420p", "in.mp4", "out.webm", "vp9", None),          # WebM holds no H.264
     ("libx264", "yuv420p", "in.mp4", "out.mpg", "mpeg2video", None),    # nor a program stream, keeping times
+    ("libx264", "yuv420p", "in.mp4", "out.mxf", "mpeg2video", None),    # broadcast's MXF is MPEG-2
     ("ffv1", "yuv420p", "in.mkv", "out.webm", "vp9", ".mkv"),
     ("prores_ks", "yuv422p10le", "in.mov", "out.mp4", "h264", ".mov"),
     ("qtrle", "rgb24", "in.mov", "out.mkv", "h264", ".mov"),
@@ -65,9 +66,9 @@ def test_auto_keeps_a_masters_codec(source_codec: str, pix_fmt: str, source_name
 def test_auto_takes_a_codec_outs_container_holds(source_codec: str, pix_fmt: str, source_name: str, output: str,
                                                  chosen: str, keep_in: str | None, tmp_path: Path, cli,
                                                  caplog) -> None:
-    """Where OUT's container holds neither IN's master codec nor H.264, the container's own codec
-    is used; where a master's codec is left for a lossy one, the run says so before it writes,
-    and names containers that would keep it."""
+    """Where OUT's container holds no master codec of IN's, its own codec is used where it has one
+    (VP9 in WebM, MPEG-2 in program streams and MXF), else H.264; where a master's codec is left
+    for a lossy one, the run says so before it writes, and names containers that would keep it."""
     source = write_video(tmp_path / source_name, frames=4, size=(64, 48), codec=source_codec, pix_fmt=pix_fmt)
     code, out, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress", "--no-audio")
     assert code == 0, err

@@ -295,8 +295,9 @@ H.264 would come back poorer than it went in."""
 
 CONTAINER_ENCODERS = {"webm": "libvpx-vp9", "mxf": "mpeg2video", "mxf_d10": "mpeg2video",
                       "yuv4mpegpipe": "rawvideo", **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
-"""The encoder `--codec auto` takes where OUT's container holds neither IN's master codec nor
-H.264 (an MXF of 4:4:4 pictures holds no H.264 but MPEG-2 4:2:2, broadcast's MXF codec)."""
+"""The encoder `--codec auto` takes, where IN's is no master's, for containers whose video is
+their own: WebM holds VP8/VP9 alone, an MPEG program stream keeps frame times only for MPEG-1/2,
+broadcast's MXF is MPEG-2 (XDCAM, D-10), and Y4M holds raw pictures."""
 
 
 MASTER_CONTAINERS = {"mkv": "matroska", "mov": "mov", "mxf": "mxf", "avi": "avi"}
@@ -305,14 +306,14 @@ MASTER_CONTAINERS = {"mkv": "matroska", "mov": "mov", "mxf": "mxf", "avi": "avi"
 
 def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: str) -> EncodeOptions:
     """`options` with `--codec auto` made an encoder: IN's where it is one of MASTER_ENCODERS and
-    OUT's container holds it, else libx264, else the container's own (VP9 in WebM, MPEG-2 in an
-    MPEG program stream; libx264 where it has none). A master left for a lossy codec is warned
+    OUT's container holds it, else the container's own (CONTAINER_ENCODERS: VP9 in WebM, MPEG-2
+    in MXF and MPEG program streams), else libx264. A master left for a lossy codec is warned
     about. A codec given by name is kept as it is."""
     if options.codec != AUTO_CODEC:
         return options
     master = MASTER_ENCODERS.get(video.codec)
     fallback = CONTAINER_ENCODERS.get(container_format, "libx264")
-    for name in dict.fromkeys(filter(None, (master, "libx264", fallback))):
+    for name in dict.fromkeys(filter(None, (master, fallback, "libx264"))):
         chosen = dataclasses.replace(options, codec=name)
         if _container_holds(container_format, chosen, video):
             break
