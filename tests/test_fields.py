@@ -153,8 +153,8 @@ def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom
         if fields:
             errors[fields] = max(np.abs(crop - reference).mean() for crop, reference in zip(crops, references))
         else:
-            errors[fields] = min(np.abs(crop - reference).mean()
-                                 for index, crop in enumerate(crops) for reference in references[2 * index:2 * index + 2])
+            errors[fields] = min(np.abs(crop - reference).mean() for index, crop in enumerate(crops)
+                                 for reference in references[2 * index:2 * index + 2])
         for frame, before in zip(out, originals):
             if not frame.edits:
                 continue

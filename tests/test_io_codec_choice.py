@@ -55,6 +55,19 @@ def test_auto_keeps_a_masters_codec(source_codec: str, pix_fmt: str, source_name
         assert av.VideoFormat(out_pix_fmt).components[-1].is_alpha
 
 
+def test_auto_keeps_prores_4444_xq(tmp_path: Path, cli) -> None:
+    """ProRes's encoder, left to choose, codes 4:4:4 as 4444: a 4444 XQ master stays XQ, and
+    the other profiles come back in the encoder's choice, HQ for 4:2:2."""
+    for profile, pix_fmt, kept in (("4444xq", "yuv444p10le", "XQ"), ("lt", "yuv422p10le", "HQ")):
+        source = write_video(tmp_path / f"{profile}.mov", frames=2, size=(64, 48), codec="prores_ks",
+                             pix_fmt=pix_fmt, codec_options={"profile": profile})
+        output = tmp_path / f"out_{profile}.mov"
+        code, _, err = cli("restore", "--model", "none", source, output, "--no-progress")
+        assert code == 0, err
+        with av.open(str(output)) as container:
+            assert container.streams.video[0].codec_context.profile == kept
+
+
 @pytest.mark.parametrize("source_codec, pix_fmt, source_name, output, chosen, keep_in", [
     ("libx264", "yuv420p", "in.mp4", "out.webm", "vp9", None),          # WebM holds no H.264
     ("libx264", "yuv420p", "in.mp4", "out.mpg", "mpeg2video", None),    # nor a program stream, keeping times

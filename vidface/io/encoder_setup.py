@@ -293,6 +293,10 @@ MASTER_ENCODERS = {"ffv1": "ffv1", "prores": "prores_ks", "dnxhd": "dnxhd", "cfh
 ones, and the edit suites' intermediates (ProRes, DNxHD/HR, CineForm). A master restored into
 H.264 would come back poorer than it went in."""
 
+MASTER_PROFILES = {"prores_ks": {"XQ": "4444xq"}}
+"""A master's profile that its encoder, left to choose, would lower, and the encoder's name for
+it: prores_ks codes 4:4:4 as 4444, never 4444 XQ (it raises ProRes LT and Standard to HQ)."""
+
 CONTAINER_ENCODERS = {"webm": "libvpx-vp9", "mxf": "mpeg2video", "mxf_d10": "mpeg2video",
                       "yuv4mpegpipe": "rawvideo", **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
 """The encoder `--codec auto` takes, where IN's is no master's, for containers whose video is
@@ -315,6 +319,9 @@ def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: s
     fallback = CONTAINER_ENCODERS.get(container_format, "libx264")
     for name in dict.fromkeys(filter(None, (master, fallback, "libx264"))):
         chosen = dataclasses.replace(options, codec=name)
+        profile = MASTER_PROFILES.get(name, {}).get(video.profile) if name == master else None
+        if profile and "profile" not in dict(options.options):
+            chosen = dataclasses.replace(chosen, options=(*options.options, ("profile", profile)))
         if _container_holds(container_format, chosen, video):
             break
     else:  # none: the container's own codec, whose checks say what is wrong

@@ -105,7 +105,8 @@ class VideoInfo:
     tags of its first frame. gop_timecode: MPEG-1/2 video's own timecode, that of its first
     group of pictures, which names the first frame (`timecode.gop_timecode`); None where the
     first group has none, or for other codecs. sample_aspect: the width a stored pixel is shown
-    at over its height (64:45 for 16:9 PAL SD; 1 where the stream does not say). color_range: its
+    at over its height (64:45 for 16:9 PAL SD; 1 where the stream does not say). profile: the
+    codec's profile as FFmpeg names it ("HQ", "XQ" for ProRes), None where unsaid. color_range: its
     levels, full (JPEG: as the stream says, or a full-range "yuvj" format), limited (MPEG) or
     unsaid (UNSPECIFIED, which players take as limited).
     decode_times: where IN's packets carry their times in decode order rather than the frames'
@@ -131,6 +132,7 @@ class VideoInfo:
     colour: ColourTags = ColourTags()
     gop_timecode: str | None = None
     sample_aspect: Fraction = Fraction(1)
+    profile: str | None = None
 
     @property
     def frame_count(self) -> int:
@@ -281,6 +283,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             colour=ColourTags.of(first),
             gop_timecode=gop_timecode,
             sample_aspect=stream.sample_aspect_ratio or Fraction(1),
+            profile=ctx.profile,
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
