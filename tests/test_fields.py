@@ -171,15 +171,18 @@ def test_interlaced_faces_are_cut_from_one_field_and_pasted_into_its_rows(bottom
 
 
 def test_the_command_restores_an_interlaced_file_by_fields(tmp_path: Path, cli, caplog, tiny_osdface) -> None:
-    """`vidface restore --fields` of an interlaced H.264 file: the faces of every frame are
-    restored, OUT stays interlaced in IN's field order, and a progressive IN is restored in whole
-    frames with a warning."""
+    """`vidface restore --fields` of an interlaced H.264 file: --dry-run says how its faces will be
+    restored, the faces of every frame are restored, OUT stays interlaced in IN's field order,
+    and a progressive IN is restored in whole frames with a warning."""
     woven, _ = _woven_clip(6)
     model = ["--weights", tiny_osdface.release, "--base", tiny_osdface.base, "--device", "cpu", "--batch-size", "4",
              "--no-progress"]
     source = write_video(tmp_path / "in.mkv", frames=6, size=SIZE, images=np.stack(woven), fields="bff",
                          codec_options={"flags": "+ildct+ilme", "x264-params": "bff=1"})
     assert field_orders(source) == "B" * 6
+    for flags, note in (([], "in whole frames; --fields restores"), (["--fields"], "field by field (--fields)")):
+        code, out, err = cli("restore", source, tmp_path / "out.mkv", "--dry-run", *flags, *model)
+        assert code == 0 and f"note    interlaced, bottom field first: faces are restored {note}" in out, err
     code, out, err = cli("restore", source, tmp_path / "out.mkv", "--fields", *model)
     assert code == 0, err
     assert "6 faces restored in 6 frames" in out and "--fields" not in caplog.text

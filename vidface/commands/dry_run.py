@@ -9,6 +9,7 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
 
     from vidface.io.encode import CHAPTER_FORMATS
     from vidface.io.encoder_setup import IN_ORDER_FORMATS, output_color_range, video_codec_options
+    from vidface.io.probe import field_shown_first
     from vidface.plan import frame_timing, output_chapters
 
     video = plan.info.video
@@ -42,6 +43,11 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         lines.append(f"note    the levels become {_RANGE_NAMES[levels]} range ({_RANGE_NAMES[video.color_range]} in "
                      f"IN): " + ("MJPEG codes YUV in full range only" if levels == ColorRange.JPEG else
                                  f"a player takes {plan.encode.codec} video in {plan.container_format} as limited"))
+    if video.interlaced and settings is not None and model_name != "none":
+        order = "bottom" if field_shown_first(video.field_order) == "bff" else "top"
+        lines.append(f"note    interlaced, {order} field first: " + (
+            "faces are restored field by field (--fields)" if settings.faces.fields else
+            "faces are restored in whole frames; --fields restores camera and tape video field by field"))
     if plan.container_format in IN_ORDER_FORMATS:
         lines.append(f"note    no B-frames: {IN_ORDER_FORMATS[plan.container_format]} keeps a frame's timestamp only "
                      "when frames come in presentation order")
