@@ -270,6 +270,8 @@ FPS = 25  # frame rate the clips are played at
 class Picture:
     """A frame for track_faces: an RGB picture behind to_rgb(), the index-th of a clip at FPS."""
 
+    pixel_shape = (1.0, 1.0)
+
     def __init__(self, rgb: np.ndarray, index: int) -> None:
         self.rgb = rgb
         self.time = index / FPS

@@ -99,3 +99,21 @@ def test_one_person_in_shots_one_and_three_has_one_identity() -> None:
     assert [len(faces) for faces in shots] == [1, 1, 1]
     assert len({faces[0].track_id for faces in shots}) == 3  # a cut ends every track
     assert [faces[0].identity for faces in shots] == [0, 1, 0]
+
+
+def test_an_anamorphic_face_is_described_as_it_is_shown() -> None:
+    """A 16:9 SD picture stores its faces 64:45 narrower than it shows them: described with its
+    pixels' shape, a face is the shown face; described as stored, it is a narrower one."""
+    import cv2
+
+    describer = FaceDescriber()
+    rgb = moving_face_clip(40, 384, 288, seed=0, degraded=False).frames[5]
+    box = create_detector().detect(rgb)[0].box
+    squeeze = 45 / 64
+    stored = cv2.resize(rgb, (round(384 * squeeze), 288), interpolation=cv2.INTER_AREA)
+    stored_box = np.asarray(box) * (squeeze, 1, squeeze, 1)
+    shown = describer.describe(rgb, box)
+    as_shown = describer.describe(stored, stored_box, (64 / 45, 1.0))
+    as_stored = describer.describe(stored, stored_box)
+    assert np.linalg.norm(as_shown - shown) < 0.5 * np.linalg.norm(as_stored - shown), (
+        np.linalg.norm(as_shown - shown), np.linalg.norm(as_stored - shown))

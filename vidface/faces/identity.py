@@ -74,9 +74,13 @@ class FaceDescriber:
     def __init__(self) -> None:
         self._dlib, self._shape = _dlib_models()
 
-    def describe(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def describe(self, rgb: np.ndarray, box: np.ndarray, pixel_shape: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
         """The 128-d descriptor (float32) of the face in `box` (x1, y1, x2, y2, frame pixels)
-        of `rgb` (H×W×3 uint8 RGB)."""
+        of `rgb` (H×W×3 uint8 RGB), whose pixels are shown `pixel_shape` (width, height: an
+        anamorphic picture's, `Frame.pixel_shape`): the face is described as it is shown, not as
+        a 16:9 SD picture stores it, 64:45 narrower."""
+        if pixel_shape != (1.0, 1.0):
+            rgb, box = _as_shown(rgb, box, pixel_shape)
         return descriptor_network()(self.chip(rgb, box)[None])[0]
 
     def chip(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -85,6 +89,23 @@ class FaceDescriber:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         shape = self._shape(rgb, self._dlib.rectangle(x1, y1, x2, y2))
         return self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=0.25)
+
+
+def _as_shown(rgb: np.ndarray, box: np.ndarray, pixel_shape: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The part of `rgb` around `box` (the box's size again on every side), stretched to square
+    pixels, and the box in it."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    margin_x, margin_y = x2 - x1, y2 - y1
+    height, width = rgb.shape[:2]
+    left, top = max(0, int(x1 - margin_x)), max(0, int(y1 - margin_y))
+    right, bottom = min(width, int(np.ceil(x2 + margin_x))), min(height, int(np.ceil(y2 + margin_y)))
+    scale_x, scale_y = pixel_shape
+    part = rgb[top:bottom, left:right]
+    shown = cv2.resize(part, (max(1, round(part.shape[1] * scale_x)), max(1, round(part.shape[0] * scale_y))),
+                       interpolation=cv2.INTER_CUBIC)
+    return shown, np.array([(x1 - left) * scale_x, (y1 - top) * scale_y, (x2 - left) * scale_x, (y2 - top) * scale_y])
 
 
 def descriptor_distance(one: np.ndarray, others: list[np.ndarray]) -> float:

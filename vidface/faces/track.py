@@ -399,6 +399,7 @@ class FaceTracker:
 
 class HasRGB(Protocol):
     time: float  # presentation time, seconds
+    pixel_shape: tuple[float, float]  # the shape (width, height) a pixel is shown at: `Frame.pixel_shape`
 
     def to_rgb(self) -> np.ndarray: ...
 
@@ -413,7 +414,7 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
     face a detector run missed is unsettled).
 
     frames: decoded frames (anything with `to_rgb()` giving H×W×3 uint8 RGB, displayed
-    orientation, and `time` in seconds, such as `vidface.io.frames.Frame`). Holds at most
+    orientation, `time` in seconds and `pixel_shape`, such as `vidface.io.frames.Frame`). Holds at most
     max(lag, detect_every + max_misses) + 1 frames.
     """
     tracker = FaceTracker(config)
@@ -439,8 +440,9 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
         def earlier(frame_index: int) -> list[Face]:
             return detector.detect(pending[frame_index - index - 1].to_rgb())
 
-        def describe(face: Face, rgb: np.ndarray = rgb) -> np.ndarray:
-            return describer.describe(rgb, face.box)
+        def describe(face: Face, rgb: np.ndarray = rgb, pixel_shape: tuple[float, float] = frame.pixel_shape
+                     ) -> np.ndarray:
+            return describer.describe(rgb, face.box, pixel_shape)
 
         for _, tracked in tracker.update(faces, cut=cut, earlier=earlier, complete=complete, time=frame.time,
                                          describe=describe):

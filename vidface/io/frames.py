@@ -184,6 +184,10 @@ class RGBFrame:
     def time(self) -> float:
         return self.frame.time
 
+    @property
+    def pixel_shape(self) -> tuple[float, float]:
+        return self.frame.pixel_shape
+
     def to_rgb(self) -> np.ndarray:
         return self.rgb
 
