@@ -247,7 +247,8 @@ def test_a_shared_frame_is_changed_as_a_copy_and_never_encoded(tmp_path) -> None
     assert owned.with_rgb(white, everywhere) is owned and source.to_ndarray(format="rgb24").min() > 240
 
     info = probe(write_video(tmp_path / "in.mkv", frames=2, size=(32, 32)))
-    with OutputWriter(io.BytesIO(), "matroska", info, EncodeOptions(codec="libx264"), "yuv420p", (), CopyRange()) as writer:
+    x264 = EncodeOptions(codec="libx264")
+    with OutputWriter(io.BytesIO(), "matroska", info, x264, "yuv420p", (), CopyRange()) as writer:
         with pytest.raises(ValueError, match="shared"):
             writer.encode(shared)
         assert writer.encode(changed) is not None

@@ -251,10 +251,10 @@ def read_segment(path: Path, *, data: bool = True) -> Iterator[EncodedPacket]:
     """The packets of a segment file, in decode order, one at a time (data=False: timestamps
     and flags only, with empty data, without reading the packets' bytes)."""
     def read(size: int) -> bytes:
-        read = file.read(size)
-        if len(read) < size:
+        chunk = file.read(size)
+        if len(chunk) < size:
             raise OutputError(f"work file {str(path)!r} is truncated; rerun with --no-resume")
-        return read
+        return chunk
 
     with path.open("rb") as file:
         if file.read(len(_MAGIC)) != _MAGIC:

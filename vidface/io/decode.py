@@ -12,8 +12,8 @@ import av
 
 from vidface.errors import InputError
 from vidface.io.frames import Frame
-from vidface.io.probe import (FIELD_ORDERS, VideoInfo, clockwise_rotation, field_shown_first, first_video_stream,
-                              open_input, video_decoder)
+from vidface.io.probe import (VideoInfo, clockwise_rotation, field_shown_first, first_video_stream, open_input,
+                              video_decoder)
 
 
 def decode_frames(
@@ -30,7 +30,9 @@ def decode_frames(
     frame. Frame.index counts from 0 at the first yielded frame. The final empty packet is
     fed to the decoder too: it flushes the frames a threaded decoder still holds. video: the
     probe's description of the stream, whose `decode_times` (when IN's packets carry times in
-    decode order) give the frames their own times (`DecodeOrderTimes`).
+    decode order) give the frames their own times (`DecodeOrderTimes`), and whose field order
+    says which field of an interlaced frame is shown first (`Frame.bottom_first`; the top
+    without it).
     """
     path = Path(path)
     with open_input(path) as container:
@@ -45,8 +47,7 @@ def decode_frames(
         last_duration: int | None = None
         retimed = DecodeOrderTimes(video.pts, video.decode_times) if video and video.decode_times else None
         pixel_aspect = stream.sample_aspect_ratio or Fraction(1)
-        field_order = video.field_order if video else FIELD_ORDERS[stream.codec_context.field_order]
-        bottom_first = field_shown_first(field_order) == "bff"
+        bottom_first = field_shown_first(video.field_order if video else "unknown") == "bff"
         try:
             for packet in container.demux(stream):
                 for picture in decoder.decode(packet):

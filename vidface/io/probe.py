@@ -347,8 +347,8 @@ def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tu
                  if stream.type == "data" and codec_name(stream) == UNKNOWN_CODEC and stream.frames == chapters)
 
 
-def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                decoder: av.CodecContext, path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
+def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream, decoder: av.CodecContext,
+                path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
     """All frame pts (sorted) from the packets, the packets' times in decode order where those
     are not the frames' (`VideoInfo.decode_times`, else None), the first decoded frame (its
     rotation and interlacing describe the video) and MPEG-1/2 video's first GOP timecode.
