@@ -37,8 +37,8 @@ class EncodeOptions:
 
     codec: str = option(AUTO_CODEC, "video encoder, as in ffmpeg -c:v (`vidface env` lists them); auto: IN's own "
                         "where it is lossless or an edit suite's intermediate (FFV1, ProRes, DNxHD...) and OUT's "
-                        "container holds it, else libx264, else the container's own (VP9 in .webm)",
-                        flag="--codec")
+                        "container holds it, else the container's own where it has one (VP9 in .webm, MPEG-2 in "
+                        ".mpg and .mxf), else libx264", flag="--codec")
     crf: int | None = option(18, "constant quality for x264/x265/AV1/VP9, lower is better and bigger (18 is "
                              "visually lossless for x264; ignored by encoders without one)", flag="--crf",
                              rule=between(0, 63))
