@@ -94,6 +94,31 @@ def test_the_report_command_writes_what_restore_did(restored, tmp_path: Path, cl
     assert "Timings: not recorded" in (tmp_path / "again.html").read_text()
 
 
+def test_the_sheet_shows_an_anamorphic_face_as_it_is_shown(tmp_path: Path, cli) -> None:
+    """A 16:9 SD picture stores its faces 64:45 narrower than it shows them: the contact sheet
+    cuts each face as a square of the shown picture, not of the stored one."""
+    from fractions import Fraction
+
+    from vidface.report import SHEET_SIDE, _sheet_jpeg
+
+    shown, _ = render(background(384, 288), [Pose(192, 144, 0.8, 0.0)])
+    stored = cv2.resize(shown, (270, 288), interpolation=cv2.INTER_AREA)
+    source = write_video(tmp_path / "wide.mkv", frames=4, size=(270, 288), images=np.stack([stored] * 4),
+                         pix_fmt="yuv444p", codec_options={"crf": "0"}, sample_aspect=Fraction(64, 45))
+    assert cli("track", source, tmp_path / "qa.mkv", "--tracks", tmp_path / "faces.jsonl", "--no-progress")[0] == 0
+    assert cli("restore", source, tmp_path / "none.mkv", "--model", "none", "--no-progress")[0] == 0
+    item = gather_report(source, tmp_path / "none.mkv", tracks=tmp_path / "faces.jsonl").sheet[0]
+
+    def face(jpeg: bytes) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :SHEET_SIDE].astype(float)
+
+    wide = np.array(item.box) * (64 / 45, 1, 64 / 45, 1)
+    as_shown = face(_sheet_jpeg(shown, shown, tuple(wide)))
+    squashed = face(_sheet_jpeg(stored, stored, item.box))
+    error, squashed_error = (np.abs(face(item.jpeg) - reference).mean() for reference in (as_shown, squashed))
+    assert error < 8 and error < squashed_error / 5, (error, squashed_error)  # stored narrower: some detail lost
+
+
 @pytest.mark.parametrize("case", ["no faces", "report is OUT", "exists", "model none", "folder"])
 def test_report_mistakes_are_one_line_errors(case: str, restored, tmp_path: Path, cli, tiny_osdface) -> None:
     folder, source, output, report = restored

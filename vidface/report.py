@@ -297,21 +297,28 @@ def _crops(picks: list[tuple[int, int, str, tuple]], before, after, times: list[
         for plan in (before, after):
             frames = input_frames(plan, frame, resumed=True)
             try:
-                pictures.append(sdr_rgb(next(frames)))
+                picture = next(frames)
+                pictures.append(sdr_rgb(picture))
             finally:
                 frames.close()
-        sheet.append(SheetFrame(frame, times[frame], track, reason, box, _sheet_jpeg(*pictures, box)))
+        sheet.append(SheetFrame(frame, times[frame], track, reason, box,
+                                _sheet_jpeg(*pictures, box, picture.pixel_shape)))
     return sheet
 
 
-def _sheet_jpeg(rgb_in: np.ndarray, rgb_out: np.ndarray, box: tuple[float, ...]) -> bytes:
+def _sheet_jpeg(rgb_in: np.ndarray, rgb_out: np.ndarray, box: tuple[float, ...],
+                pixel_shape: tuple[float, float] = (1.0, 1.0)) -> bytes:
+    """IN's and OUT's face side by side, each a square as shown: an anamorphic picture's
+    (`pixel_shape`) part is as many stored pixels narrower as its pixels are shown wider."""
     import cv2
 
     height, width = rgb_in.shape[:2]
-    side = max(box[2] - box[0], box[3] - box[1]) * 1.5  # the face and some of its surroundings
+    scale_x, scale_y = pixel_shape
+    # the face and some of its surroundings, in shown pixels
+    side = max((box[2] - box[0]) * scale_x, (box[3] - box[1]) * scale_y) * 1.5
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-    x1, y1 = int(min(width, cx + side / 2)), int(min(height, cy + side / 2))
+    x0, y0 = int(max(0, cx - side / scale_x / 2)), int(max(0, cy - side / scale_y / 2))
+    x1, y1 = int(min(width, cx + side / scale_x / 2)), int(min(height, cy + side / scale_y / 2))
 
     def cut(rgb: np.ndarray) -> np.ndarray:
         return cv2.resize(np.ascontiguousarray(rgb[y0:y1, x0:x1]), (SHEET_SIDE, SHEET_SIDE),
