@@ -194,3 +194,5 @@ def test_the_command_restores_an_interlaced_file_by_fields(tmp_path: Path, cli, 
     code, out, err = cli("restore", progressive, tmp_path / "whole.mkv", "--fields", *model)
     assert code == 0 and "6 faces restored in 6 frames" in out, err
     assert "--fields: IN's pictures are not interlaced" in caplog.text
+    # a restore's flag: `vidface track` cuts no faces
+    assert "--fields" in cli("restore", "--help")[1] and "--fields" not in cli("track", "--help")[1]

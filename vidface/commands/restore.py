@@ -102,7 +102,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     encode.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
                         type=_key_value, help="extra encoder option, repeatable (e.g. tune=film); "
                                               "added to the config file's")
-    add_face_flags(parser, device=False, selection=True)
+    add_face_flags(parser, device=False, restoring=True)
     add_option_flags(parser.add_argument_group("paste-back"), PasteOptions)
     add_option_flags(parser.add_argument_group("model"), ModelOptions)
 

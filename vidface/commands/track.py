@@ -12,14 +12,15 @@ import sys
 from vidface.commands.options import add_option_flags, add_output_flags, options_from_flags, show_progress
 
 
-def add_face_flags(parser: argparse.ArgumentParser, device: bool = True, selection: bool = False) -> None:
+def add_face_flags(parser: argparse.ArgumentParser, device: bool = True, restoring: bool = False) -> None:
     """Detection and tracking flags (vidface.faces.options.FaceOptions), and the detector's
     weights file. device: add the detector's own --device flag (commands that run a model share
-    the model's instead); selection: add the flags that choose the faces to restore."""
-    from vidface.faces.options import SELECTION_FIELDS, FaceOptions
+    the model's instead); restoring: add the flags that choose the faces to restore and how
+    they are cut (--faces, --face-match, --fields)."""
+    from vidface.faces.options import RESTORE_FIELDS, FaceOptions
 
     group = parser.add_argument_group("faces")
-    add_option_flags(group, FaceOptions, leave_out=() if selection else SELECTION_FIELDS)
+    add_option_flags(group, FaceOptions, leave_out=() if restoring else RESTORE_FIELDS)
     group.add_argument("--detector-weights", default=None, metavar="PATH",
                        help="weights file for a retinaface-* detector (default: the vidface cache "
                             "folder, $XDG_CACHE_HOME/vidface/facexlib)")

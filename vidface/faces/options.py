@@ -12,7 +12,7 @@ from vidface.faces.detect import (DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, DEFAULT_RE
 from vidface.faces.selection import FaceSelection
 from vidface.fields import Rule, above, at_least, between, check, one_of, option, zero_or_at_least
 
-SELECTION_FIELDS = ("select", "face_match")  # the faces a restore changes; no other command has them
+RESTORE_FIELDS = ("select", "face_match", "fields")  # which faces a restore changes, and how it cuts them
 
 
 def _selection(text: str) -> bool:
