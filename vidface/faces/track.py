@@ -440,9 +440,8 @@ def track_faces(frames: Iterable[FrameT], detector: FaceDetector,
         def earlier(frame_index: int) -> list[Face]:
             return detector.detect(pending[frame_index - index - 1].to_rgb())
 
-        def describe(face: Face, rgb: np.ndarray = rgb, pixel_shape: tuple[float, float] = frame.pixel_shape
-                     ) -> np.ndarray:
-            return describer.describe(rgb, face.box, pixel_shape)
+        def describe(face: Face, rgb: np.ndarray = rgb, shape: tuple[float, float] = frame.pixel_shape) -> np.ndarray:
+            return describer.describe(rgb, face.box, shape)
 
         for _, tracked in tracker.update(faces, cut=cut, earlier=earlier, complete=complete, time=frame.time,
                                          describe=describe):
