@@ -304,9 +304,7 @@ def _faces_part(frame: Frame, faces: list[TrackedFace]) -> tuple[np.ndarray, tup
     """The RGB of the part of `frame` its faces' crops and pastes reach (8-bit, or 16-bit for a
     deep frame), and its top-left pixel (x, y): the cost follows the faces, not the frame (a 4K
     frame's whole conversion would bound the faces thread near the model's rate)."""
-    width, height = frame.video.width, frame.video.height
-    if frame.rotation in (90, 270):
-        width, height = height, width
+    height, width = frame.upright_shape
     boxes = [warp_source_box(face_crop(face.landmarks, pixel_shape=frame.pixel_shape), width, height)
              for face in faces]
     # The paste's patch holds BLEND_CONTEXT pixels around the faces' boxes, which lie in these.

@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from vidface.io.blend import blend_box, blend_into, converted_box, cropped, inside
-from vidface.io.pixels import RGB_FORMATS, addressable, chroma_steps, reformatted
+from vidface.io.pixels import RGB_FORMATS, addressable, chroma_steps, copy_rows, plane_rows, reformatted
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ class Frame:
         return float(self.pts * self.time_base)
 
     @property
+    def upright_shape(self) -> tuple[int, int]:
+        """(height, width) of the upright picture (rotation applied)."""
+        video = self.video
+        return (video.width, video.height) if self.rotation in (90, 270) else (video.height, video.width)
+
+    @property
     def pixel_shape(self) -> tuple[float, float]:
         """The shape (width, height) an upright pixel is shown at (`pixel_aspect`, turned with
         the picture): (1, 1) for square pixels."""
@@ -82,7 +88,7 @@ class Frame:
         picture's conversion gives there; only they and a margin around them are converted
         (`converted_box`), so the cost follows the box, not the picture."""
         turn = self.rotation // 90
-        height, width = _upright_size(self.video, self.rotation)
+        height, width = self.upright_shape
         x0, y0, x1, y1 = box or (0, 0, width, height)
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise ValueError(f"box must be a nonempty part of the {width}x{height} picture, got {box}")
@@ -106,10 +112,7 @@ class Frame:
         video = self.video
         picture = av.VideoFrame(video.width, video.height, video.format.name)
         for source, target in zip(video.planes, picture.planes):
-            width = min(source.line_size, target.line_size)
-            rows = np.frombuffer(source, np.uint8)[:source.height * source.line_size].reshape(source.height, -1)
-            out = np.frombuffer(target, np.uint8)[:target.height * target.line_size].reshape(target.height, -1)
-            out[:, :width] = rows[:, :width]
+            copy_rows(plane_rows(source), plane_rows(target))
         picture.pts = video.pts
         if video.time_base is not None:
             picture.time_base = video.time_base
@@ -132,7 +135,7 @@ class Frame:
         BLEND_CONTEXT pixels of the picture around its mask is used as it is, else the picture's
         own RGB fills in.
         """
-        height, width = _upright_size(self.video, self.rotation)
+        height, width = self.upright_shape
         x, y = origin
         if mask.ndim != 2 or not (0 <= x and 0 <= y and x + mask.shape[1] <= width and y + mask.shape[0] <= height):
             raise ValueError(f"mask must be a 2-D patch inside the {height}x{width} picture, "
@@ -166,7 +169,7 @@ class Frame:
         step_y, step_x = chroma_steps(video)
         if self.rotation in (90, 270):
             step_x, step_y = step_y, step_x
-        height, width = _upright_size(video, self.rotation)
+        height, width = self.upright_shape
         x0, y0, x1, y1 = box
         return (max(0, x0 - step_x + 1), max(0, y0 - step_y + 1), min(width, x1 + step_x - 1),
                 min(height, y1 + step_y - 1))
@@ -183,6 +186,12 @@ class RGBFrame:
     @property
     def time(self) -> float:
         return self.frame.time
+
+    @property
+    def upright_shape(self) -> tuple[int, int]:
+        """(height, width) of the upright picture (rotation applied)."""
+        video = self.video
+        return (video.width, video.height) if self.rotation in (90, 270) else (video.height, video.width)
 
     @property
     def pixel_shape(self) -> tuple[float, float]:
@@ -226,12 +235,6 @@ class FieldMarker:
         setfield.link_to(sink)
         graph.configure()
         return graph
-
-
-def _upright_size(video: av.VideoFrame, rotation: int) -> tuple[int, int]:
-    if rotation in (90, 270):
-        return video.width, video.height
-    return video.height, video.width
 
 
 def _stored_origin(origin: tuple[int, int], shape: tuple[int, ...], turn: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import av
 
 from vidface.io.frames import Frame
-from vidface.io.pixels import plane_rows
+from vidface.io.pixels import copy_rows, plane_rows
 
 __all__ = ["field_frames", "field_parities", "in_frame_rows", "splits_into_fields", "weave"]
 
@@ -41,9 +41,7 @@ def field_frames(frame: Frame) -> tuple[Frame, Frame]:
     for order, parity in enumerate(field_parities(frame)):
         picture = av.VideoFrame(video.width, video.height // 2, video.format.name)
         for source, target in zip(video.planes, picture.planes):
-            rows, out = plane_rows(source)[parity::2], plane_rows(target)
-            width = min(rows.shape[1], out.shape[1])
-            out[:, :width] = rows[:, :width]
+            copy_rows(plane_rows(source)[parity::2], plane_rows(target))
         for tag in ("colorspace", "color_range", "color_primaries", "color_trc"):
             setattr(picture, tag, getattr(video, tag))
         fields.append(Frame(index=2 * frame.index + order, pts=2 * frame.pts + order * ticks,
@@ -64,9 +62,7 @@ def weave(frame: Frame, fields: tuple[Frame, Frame], edited: tuple[bool, bool]) 
         if not changed:
             continue
         for source, plane in zip(field.video.planes, target.video.planes):
-            rows, out = plane_rows(source), plane_rows(plane)[parity::2]
-            width = min(rows.shape[1], out.shape[1])
-            out[:, :width] = rows[:, :width]
+            copy_rows(plane_rows(source), plane_rows(plane)[parity::2])
     return target
 
 

@@ -103,8 +103,15 @@ def row_bytes(video: av.VideoFrame) -> list[int] | None:
 
 
 def plane_rows(plane: av.video.plane.VideoPlane) -> np.ndarray:
-    """A writable height×line_size view of a plane's bytes."""
-    return np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+    """A writable height×line_size view of a plane's bytes (a palette's plane: no row)."""
+    return np.frombuffer(plane, dtype=np.uint8)[:plane.height * plane.line_size].reshape(plane.height, -1)
+
+
+def copy_rows(source: np.ndarray, target: np.ndarray) -> None:
+    """Copy rows of bytes (`plane_rows`, or every other of them) into as many rows of a plane, as
+    far along each row as both reach, line padding included."""
+    width = min(source.shape[1], target.shape[1])
+    target[:, :width] = source[:, :width]
 
 
 def defined_padding(video: av.VideoFrame) -> av.VideoFrame:
