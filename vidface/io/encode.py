@@ -84,7 +84,7 @@ class OutputWriter:
         start = start_timecode(info)  # IN's first frame's; then OUT's
         self._first_timecode = (None if start is None or not self._rate
                                 else shifted_timecode_tags({"timecode": start}, *self._timecode_shift)["timecode"])
-        self._first_index: int | None = None  # of the first frame encoded, for MPEG-1/2's group timecodes
+        self._groups_from: str | None = None  # the encoder's first picture's timecode, for MPEG-1/2's groups
         self._durations: dict[int, int] = {}
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
         self._frames = 0
@@ -242,8 +242,9 @@ class OutputWriter:
         if frame.duration:
             self._durations[video.pts] = frame.duration
         self._frames += 1
-        if self._first_index is None:
-            self._first_index = frame.index
+        if (self._frames == 1 and self._first_timecode is not None
+                and self._stream.codec_context.codec.canonical_name in MPEG_1_2_VIDEO):
+            self._groups_from = shifted_timecode(self._first_timecode, frame.index, self._rate)
         return self._finished(self._stream.encode(video))
 
     def flush_encoder(self) -> list[av.Packet]:
@@ -254,12 +255,9 @@ class OutputWriter:
         """The encoder's packets in the frames' time base, with their frames' durations, and for
         MPEG-1/2 video, IN's timecode in their groups of pictures' headers (`restamp_gop`): a
         segment's encoder counts from its own first frame, OUT's `frame.index`."""
-        restamp = (self._first_timecode is not None and self._first_index is not None
-                   and self._stream.codec_context.codec.canonical_name in MPEG_1_2_VIDEO)
-        first = None if not restamp else shifted_timecode(self._first_timecode, self._first_index, self._rate)
         for packet in packets:
-            if first is not None:
-                restamp_gop(memoryview(packet), first, self._rate)
+            if self._groups_from is not None:
+                restamp_gop(memoryview(packet), self._groups_from, self._rate)
             if packet.time_base != self._time_base:  # an encoder in a coarser time base (ASF's)
                 scale = packet.time_base / self._time_base
                 packet.pts, packet.dts = (None if value is None else round(value * scale)
