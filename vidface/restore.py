@@ -52,7 +52,8 @@ from vidface.faces.options import detector_for
 from vidface.faces.track import TrackedFace, track_faces
 from vidface.io.blend import BLEND_CONTEXT, editable
 from vidface.io.frames import Frame, RGBFrame
-from vidface.io.interlace import field_frames, field_parities, in_frame_rows, splits_into_fields, weave
+from vidface.io.interlace import (field_frames, field_parities, in_field, in_frame_rows, splits_into_fields,
+                                  weave)
 from vidface.model_stage import FrameWork, run_model
 from vidface.models.options import device_name
 from vidface.models.temporal import CropRow, landmark_motion, landmark_shape_change
@@ -210,22 +211,12 @@ def _field_work(work: Iterator[FrameWork], split: deque[FrameWork]) -> Iterator[
             continue
         split.append(item)
         for order, (picture, parity) in enumerate(zip(field_frames(item.frame), field_parities(item.frame))):
-            faces = [replace(face, box=face.box * _FIELD_SCALE - _field_shift(parity),
-                             landmarks=face.landmarks * _FIELD_SCALE[:2] - _field_shift(parity)[:2])
-                     for face in item.faces]
+            faces = [replace(face, box=in_field(face.box.reshape(2, 2), parity).ravel(),
+                             landmarks=in_field(face.landmarks, parity)) for face in item.faces]
             rows = [CropRow(row.track_id, picture.index, row.motion / 2, reset=row.reset and order == 0,
                             returned=row.returned and order == 0) for row in item.rows]
             rgb, origin = _faces_part(picture, faces)
             yield FrameWork(picture, rgb, faces, rows, item.ended if order == 0 else [], origin)
-
-
-_FIELD_SCALE = np.array([1.0, 0.5, 1.0, 0.5])
-"""Frame pixels (x, y, x, y) to a field's: half the rows."""
-
-
-def _field_shift(parity: int) -> np.ndarray:
-    """What frame row y = 2 * field row + parity takes off, in field rows (x, y, x, y)."""
-    return np.array([0.0, parity / 2, 0.0, parity / 2])
 
 
 def _woven(pasted: Iterator[tuple[Frame, int, set[int]]], split: deque[FrameWork]

@@ -11,11 +11,12 @@ has the frame's pixel format at half its height; its pixels are shown twice as t
 from __future__ import annotations
 
 import av
+import numpy as np
 
 from vidface.io.frames import Frame
 from vidface.io.pixels import copy_rows, plane_rows
 
-__all__ = ["field_frames", "field_parities", "in_frame_rows", "splits_into_fields", "weave"]
+__all__ = ["field_frames", "field_parities", "in_field", "in_frame_rows", "splits_into_fields", "weave"]
 
 
 def splits_into_fields(frame: Frame) -> bool:
@@ -64,6 +65,12 @@ def weave(frame: Frame, fields: tuple[Frame, Frame], edited: tuple[bool, bool]) 
         for source, plane in zip(field.video.planes, target.video.planes):
             copy_rows(plane_rows(source), plane_rows(plane)[parity::2])
     return target
+
+
+def in_field(points: np.ndarray, parity: int) -> np.ndarray:
+    """Frame pixel coordinates (..., 2: x, y) in the pixels of the field of `parity`: frame row
+    y is field row (y - parity) / 2."""
+    return points * (1.0, 0.5) - (0.0, parity / 2)
 
 
 def in_frame_rows(y0: float, y1: float, parity: int) -> tuple[float, float]:
