@@ -297,12 +297,12 @@ def _crops(picks: list[tuple[int, int, str, tuple]], before, after, times: list[
         for plan in (before, after):
             frames = input_frames(plan, frame, resumed=True)
             try:
-                picture = next(frames)
-                pictures.append(sdr_rgb(picture))
+                pictures.append(next(frames))
             finally:
                 frames.close()
+        shown = pictures[0].pixel_shape  # IN's, whose pixels the box is in (OUT's may have lost it: .mkv)
         sheet.append(SheetFrame(frame, times[frame], track, reason, box,
-                                _sheet_jpeg(*pictures, box, picture.pixel_shape)))
+                                _sheet_jpeg(*(sdr_rgb(picture) for picture in pictures), box, shown)))
     return sheet
 
 
