@@ -188,12 +188,6 @@ class RGBFrame:
         return self.frame.time
 
     @property
-    def upright_shape(self) -> tuple[int, int]:
-        """(height, width) of the upright picture (rotation applied)."""
-        video = self.video
-        return (video.width, video.height) if self.rotation in (90, 270) else (video.height, video.width)
-
-    @property
     def pixel_shape(self) -> tuple[float, float]:
         return self.frame.pixel_shape
 
