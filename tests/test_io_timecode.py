@@ -132,6 +132,35 @@ def test_an_mpeg2_outs_groups_of_pictures_carry_ins_timecode(segmented: bool, tm
     assert any(";" in timecode and timecode.startswith("01:00:00;") for _, timecode in groups)  # past the minute
 
 
+def test_frames_that_never_decode_move_outs_timecode_on(tmp_path: Path, cli) -> None:
+    """MPEG-2 cut at an open group of pictures starts with B-frames shown before its first
+    I-frame and made from the group cut away: they never decode. IN's timecode names the first
+    of them, so OUT, whose first frame is that I-frame, starts two frames later in timecode, in
+    its container's tag and in its own groups' headers; a --start among them does the same."""
+    whole = _with_gop_timecodes(
+        write_video(tmp_path / "whole.m2v", frames=36, size=(64, 48), fps=25, codec="mpeg2video",
+                    codec_options={"g": "12", "bf": "2", "sc_threshold": "1000000000"}), "10:00:00:00", 12, 25)
+    data = whole.read_bytes()
+    second_group = data.index(b"\x00\x00\x01\xb8", data.index(b"\x00\x00\x01\xb8") + 4)
+    cut = tmp_path / "cut.m2v"
+    cut.write_bytes(data[data.rindex(b"\x00\x00\x01\xb3", 0, second_group):])  # from its sequence header
+    with av.open(str(cut)) as container:
+        packets = [packet for packet in container.demux(video=0) if packet.size]
+        first = gop_timecode(bytes(packets[0]))
+    assert len(packets) - len(read_video(cut).frame_pts) == 2 and first == "10:00:00:12"
+    code, out, _ = cli("probe", cut)
+    assert code == 0 and f"timecode: {first} at the first frame" in out, out
+    assert "undecodable: the first 2 frames, made from pictures before IN's start; OUT starts at frame 2" in out
+    for name, args in (("out.mov", []), ("out.mpg", ["--codec", "mpeg2video"]), ("from-1.mkv", ["--start", "0.04"])):
+        code, _, err = cli("restore", "--model", "none", cut, tmp_path / name, "--no-progress", *args)
+        assert code == 0, err
+        code, out, _ = cli("probe", tmp_path / name)
+        assert code == 0 and "timecode: 10:00:00:14 at the first frame" in out, (name, out)
+    with av.open(str(tmp_path / "out.mpg")) as container:
+        headers = [gop_timecode(bytes(packet)) for packet in container.demux(video=0) if packet.size]
+    assert [timecode for timecode in headers if timecode][:2] == ["10:00:00:14", "10:00:01:01"]
+
+
 def test_a_range_in_the_videos_own_timecode(tmp_path: Path, cli) -> None:
     """--start names a frame by IN's timecode and --duration counts frames, as an edit list
     gives them; OUT holds those frames and starts at that timecode. A timecode IN has none of,

@@ -60,6 +60,7 @@ def probe_report(info) -> dict:
             "fps": round(float(rate), 6) if rate else None,
             "frame_rate": "variable" if video.variable_frame_rate else "constant",
             "frames": video.frame_count,
+            "first_decoded": video.first_decoded,
             "time_base": str(video.time_base),
             "colour": dataclasses.asdict(video.colour),
             "hdr": _hdr_report(video.hdr),
@@ -135,6 +136,9 @@ def format_report(report: dict) -> str:
     ]
     if video["timecode"]:
         lines.append(f"timecode: {_shown(video['timecode'])} at the first frame")
+    if video["first_decoded"]:
+        lines.append(f"undecodable: the first {video['first_decoded']} frames, made from pictures before IN's "
+                     f"start; OUT starts at frame {video['first_decoded']}")
     if any(video["colour"].values()):
         lines.append("colour: " + ", ".join(f"{part} {name or 'unsaid'}{_transfer_words(name)}"
                                             for part, name in video["colour"].items()))

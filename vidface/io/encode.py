@@ -79,11 +79,14 @@ class OutputWriter:
                  chapters: Sequence[Chapter] = (), blu_ray: bool = False) -> None:
         self._shift = video_shift
         self._blu_ray = blu_ray
-        self._rate = info.video.average_rate
-        self._timecode_shift = (copy_range.shift, self._rate)
-        start = start_timecode(info)  # IN's first frame's; then OUT's
-        self._first_timecode = (None if start is None or not self._rate
-                                else shifted_timecode_tags({"timecode": start}, *self._timecode_shift)["timecode"])
+        video = info.video
+        self._rate = video.average_rate
+        # OUT's tags name its first frame: the range's first, or the first IN's decoder gives.
+        undecoded = Fraction(video.pts[video.first_decoded] - video.pts[0]) * video.time_base
+        self._timecode_shift = (max(copy_range.shift, undecoded), self._rate)
+        start = start_timecode(info)  # IN's first frame's; then the range's
+        self._range_timecode = (None if start is None or not self._rate else
+                                shifted_timecode(start, round(copy_range.shift * self._rate), self._rate))
         self._groups_from: str | None = None  # the encoder's first picture's timecode, for MPEG-1/2's groups
         self._durations: dict[int, int] = {}
         self._time_base = info.video.time_base  # the frames', in which packets are handed back
@@ -242,9 +245,9 @@ class OutputWriter:
         if frame.duration:
             self._durations[video.pts] = frame.duration
         self._frames += 1
-        if (self._frames == 1 and self._first_timecode is not None
+        if (self._frames == 1 and self._range_timecode is not None
                 and self._stream.codec_context.codec.canonical_name in MPEG_1_2_VIDEO):
-            self._groups_from = shifted_timecode(self._first_timecode, frame.index, self._rate)
+            self._groups_from = shifted_timecode(self._range_timecode, frame.index, self._rate)
         return self._finished(self._stream.encode(video))
 
     def flush_encoder(self) -> list[av.Packet]:

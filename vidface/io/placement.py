@@ -61,11 +61,16 @@ def _warn_missing(plan: Plan, missing: list[tuple[int, int]]) -> None:
     count = sum(stop - first for first, stop in missing)
     if len(missing) == 1:
         first, stop = missing[0]
-        log.warning("frames %d-%d of %r could not be decoded; they are left out of the output",
-                    first, stop - 1, str(plan.info.path))
+        log.warning("%s of %r could not be decoded; %s left out of the output", _frames(first, stop),
+                    str(plan.info.path), "it is" if stop - first == 1 else "they are")
     elif len(str(count)) > len(str(count - (missing[-1][1] - missing[-1][0]))):
-        log.warning("%d frames of %r could not be decoded so far (the latest: %d-%d)", count,
-                    str(plan.info.path), missing[-1][0], missing[-1][1] - 1)
+        log.warning("%d frames of %r could not be decoded so far (the latest: %s)", count,
+                    str(plan.info.path), _frames(*missing[-1]))
+
+
+def _frames(first: int, stop: int) -> str:
+    """Frames [first, stop) as a warning names them: "frame 4", "frames 4-9"."""
+    return f"frame {first}" if stop - first == 1 else f"frames {first}-{stop - 1}"
 
 
 def _placed_frames(plan: Plan, first: int) -> Iterator[tuple[int, Frame]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -112,6 +113,9 @@ class VideoInfo:
     decode_times: where IN's packets carry their times in decode order rather than the frames'
     (H.264 with B-frames in AVI or ASF, which store one time per packet), those times as the
     packets come; None otherwise (see `vidface.io.decode.decode_frames`).
+    first_decoded: the index in `pts` of the first frame the decoder gives from the start (0
+    but where IN starts with frames that never decode, such as an open group of pictures' leading
+    B-frames cut from the group before them); IN's timecode names frame 0 all the same.
     """
 
     index: int
@@ -133,6 +137,7 @@ class VideoInfo:
     gop_timecode: str | None = None
     sample_aspect: Fraction = Fraction(1)
     profile: str | None = None
+    first_decoded: int = 0
 
     @property
     def frame_count(self) -> int:
@@ -284,6 +289,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             gop_timecode=gop_timecode,
             sample_aspect=stream.sample_aspect_ratio or Fraction(1),
             profile=ctx.profile,
+            first_decoded=_first_decoded(pts, decode_times, first),
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
@@ -383,6 +389,15 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     in_decode_order = (stream.codec_context.has_b_frames and None not in dts
                        and all(a < b for a, b in zip(pts, pts[1:])))
     return tuple(sorted(pts)), tuple(dts) if in_decode_order else None, first, timecode
+
+
+def _first_decoded(pts: tuple[int, ...], decode_times: tuple[int, ...] | None, first: av.VideoFrame) -> int:
+    """`VideoInfo.first_decoded`: how many frames' pts come before the first decoded frame's.
+    Packets timed in decode order say nothing of which frames are shown first: 0 there."""
+    if decode_times is not None or first.pts is None:
+        return 0
+    at = bisect.bisect_left(pts, first.pts)
+    return at if at < len(pts) and pts[at] == first.pts else 0
 
 
 def bit_depth(pix_fmt: str) -> int:
