@@ -4,6 +4,7 @@ holds no H.264 gets its own codec instead of a refusal."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -12,6 +13,7 @@ import pytest
 
 from media import read_video, write_video
 from vidface.io.pixels import plane_rows, row_bytes
+from vidface.io.probe import probe
 
 
 def stored_samples(path: Path) -> list[bytes]:
@@ -66,6 +68,34 @@ def test_auto_keeps_prores_4444_xq(tmp_path: Path, cli) -> None:
         assert code == 0, err
         with av.open(str(output)) as container:
             assert container.streams.video[0].codec_context.profile == kept
+
+
+def test_auto_keeps_a_dv_tape_capture_in_dv(tmp_path: Path, cli, caplog) -> None:
+    """A DV capture comes back in DV, its pixel aspect and field order with it, in every container
+    that holds DV, its own .dv included: decoded DV coded again as DV returns within a level of
+    itself, where H.264 would change it far more. Matroska, which holds no DV, gets H.264 and a
+    warning naming the containers that keep DV."""
+    source = write_video(tmp_path / "tape.dv", frames=3, size=(720, 576), fps=25, codec="dvvideo", fields="bff")
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        aspect = stream.sample_aspect_ratio
+        before = [frame.to_ndarray(format="yuv420p").astype(int) for frame in container.decode(stream)]
+    assert aspect == Fraction(16, 15) and probe(source).video.field_order == "bb"
+    for output in ("out.dv", "out.mov", "out.avi"):
+        code, _, err = cli("restore", "--model", "none", source, tmp_path / output, "--no-progress")
+        assert code == 0, err
+        with av.open(str(tmp_path / output)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.codec.canonical_name == "dvvideo"
+            assert stream.sample_aspect_ratio == aspect
+            after = [frame.to_ndarray(format="yuv420p").astype(int) for frame in container.decode(stream)]
+        assert probe(tmp_path / output).video.field_order == "bb"
+        differences = [np.abs(a - b) for a, b in zip(before, after)]
+        assert len(after) == 3 and max(d.max() for d in differences) <= 1 and np.mean(differences) < 0.05
+    assert "lossy codec" not in caplog.text and "pixel aspect" not in caplog.text
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress")
+    assert code == 0 and video_of(tmp_path / "out.mkv")[0] == "h264", err
+    assert "not in IN's dvvideo: matroska files cannot hold it; to keep it, write .mov or .mxf or .avi" in caplog.text
 
 
 @pytest.mark.parametrize("source_codec, pix_fmt, source_name, output, chosen, keep_in", [

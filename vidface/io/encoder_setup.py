@@ -221,9 +221,9 @@ def hdr_options(codec: str, hdr: HdrMetadata | None, options: dict[str, str]) ->
     return {**options, key: ":".join(params + ([theirs] if theirs else []))}
 
 
-SAMPLE_ASPECT_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "mjpeg"}
+SAMPLE_ASPECT_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "mjpeg", "dvvideo"}
 """Codecs (canonical names) whose bitstream holds a picture's sample aspect ratio, where every
-container's reader finds it."""
+container's reader finds it (DV's as 4:3 or 16:9, the two its pictures have)."""
 SAMPLE_ASPECT_FORMATS = {"mov", "mp4", "ipod", "ismv", "3gp", "3g2", "mxf", "mxf_d10", "mxf_opatom"}
 """Containers whose muxer takes any encoder's sample aspect ratio (QuickTime's pasp box, MXF's
 descriptor), DNxHD in MXF excepted. Matroska's and AVI's read the stream's own, which PyAV does
@@ -288,20 +288,20 @@ def check_frame_times_kept(codec: str, container_format: str) -> None:
 MASTER_ENCODERS = {"ffv1": "ffv1", "prores": "prores_ks", "dnxhd": "dnxhd", "cfhd": "cfhd", "jpeg2000": "jpeg2000",
                    "rawvideo": "rawvideo", "v210": "v210", "v410": "v410", "r210": "r210", "png": "png",
                    "qtrle": "qtrle", "utvideo": "utvideo", "huffyuv": "huffyuv", "ffvhuff": "ffvhuff",
-                   "magicyuv": "magicyuv"}
+                   "magicyuv": "magicyuv", "dvvideo": "dvvideo"}
 """IN's codecs (canonical names) that `--codec auto` keeps, and their encoders: the lossless
-ones, and the edit suites' intermediates (ProRes, DNxHD/HR, CineForm). A master restored into
-H.264 would come back poorer than it went in."""
+ones, the edit suites' intermediates (ProRes, DNxHD/HR, CineForm) and tape's DV. A master
+restored into H.264 would come back poorer than it went in, or where its tools cannot read it."""
 
 MASTER_PROFILES = {"prores_ks": {"XQ": "4444xq"}}
 """A master's profile that its encoder, left to choose, would lower, and the encoder's name for
 it: prores_ks codes 4:4:4 as 4444, never 4444 XQ (it raises ProRes LT and Standard to HQ)."""
 
 CONTAINER_ENCODERS = {"webm": "libvpx-vp9", "mxf": "mpeg2video", "mxf_d10": "mpeg2video",
-                      "yuv4mpegpipe": "rawvideo", **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
+                      "yuv4mpegpipe": "rawvideo", "dv": "dvvideo", **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
 """The encoder `--codec auto` takes, where IN's is no master's, for containers whose video is
 their own: WebM holds VP8/VP9 alone, an MPEG program stream keeps frame times only for MPEG-1/2,
-broadcast's MXF is MPEG-2 (XDCAM, D-10), and Y4M holds raw pictures."""
+broadcast's MXF is MPEG-2 (XDCAM, D-10), Y4M holds raw pictures and a .dv file DV."""
 
 
 MASTER_CONTAINERS = {"mkv": "matroska", "mov": "mov", "mxf": "mxf", "avi": "avi"}
