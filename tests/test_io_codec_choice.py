@@ -23,6 +23,12 @@ def stored_samples(path: Path) -> list[bytes]:
                 for plane, used in zip(frame.planes, row_bytes(frame))]
 
 
+def audio_samples(path: Path) -> np.ndarray:
+    """Every sample of the first audio stream, decoded."""
+    with av.open(str(path)) as container:
+        return np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
+
+
 def video_of(path: Path) -> tuple[str, str]:
     """OUT's video codec (FFmpeg's canonical name) and pixel format."""
     with av.open(str(path)) as container:
@@ -71,11 +77,14 @@ def test_auto_keeps_prores_4444_xq(tmp_path: Path, cli) -> None:
 
 
 def test_auto_keeps_a_dv_tape_capture_in_dv(tmp_path: Path, cli, caplog) -> None:
-    """A DV capture comes back in DV, its pixel aspect and field order with it, in every container
-    that holds DV, its own .dv included: decoded DV coded again as DV returns within a level of
-    itself, where H.264 would change it far more. Matroska, which holds no DV, gets H.264 and a
-    warning naming the containers that keep DV."""
-    source = write_video(tmp_path / "tape.dv", frames=3, size=(720, 576), fps=25, codec="dvvideo", fields="bff")
+    """A DV capture comes back in DV, its pixel aspect, field order and sound with it, in every
+    container that holds DV, its own .dv included (whose muxer takes sound beside DV alone):
+    decoded DV coded again as DV returns within a level of itself, where H.264 would change it
+    far more. Matroska, which holds no DV, gets H.264 and a warning naming the containers that
+    keep DV."""
+    source = write_video(tmp_path / "tape.dv", frames=3, size=(720, 576), fps=25, codec="dvvideo", fields="bff",
+                         audio="pcm_s16le")
+    sound = audio_samples(source)
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         aspect = stream.sample_aspect_ratio
@@ -92,6 +101,7 @@ def test_auto_keeps_a_dv_tape_capture_in_dv(tmp_path: Path, cli, caplog) -> None
         assert probe(tmp_path / output).video.field_order == "bb"
         differences = [np.abs(a - b) for a, b in zip(before, after)]
         assert len(after) == 3 and max(d.max() for d in differences) <= 1 and np.mean(differences) < 0.05
+        assert np.array_equal(audio_samples(tmp_path / output), sound)
     assert "lossy codec" not in caplog.text and "pixel aspect" not in caplog.text
     code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress")
     assert code == 0 and video_of(tmp_path / "out.mkv")[0] == "h264", err

@@ -35,8 +35,8 @@ def is_blu_ray(path: str | Path) -> bool:
 
 def container_holds(container_format: str, stream: av.stream.Stream, blu_ray: bool = False) -> bool:
     """Whether FFmpeg's `container_format` muxer stores `stream`'s packets so that a reader knows
-    them again: a header written to memory with that stream alone, else beside an MPEG-2 video
-    (MXF's muxer takes PCM audio only beside a video). A muxer's `supported_codecs` says too
+    them again: a header written to memory with that stream alone, else beside a video (MXF's
+    muxer takes PCM audio only beside one, DV's only beside DV). A muxer's `supported_codecs` says too
     little: MOV's and FLV's name codecs their header refuses (FLAC and Opus, PCM), MXF's leaves
     out one it takes (24-bit PCM), and a muxer that keeps no list names only its defaults. For
     MPEG-TS, a codec with a stream type."""
@@ -46,11 +46,17 @@ def container_holds(container_format: str, stream: av.stream.Stream, blu_ray: bo
         stream.type != "video" and _header_takes(container_format, stream, beside_video=True))
 
 
+_TRIAL_VIDEO = {"dv": ("dvvideo", 720, 576)}
+"""The video beside which a container's muxer is tried where it takes no other (`_header_takes`):
+its own codec at a size that codec codes; else MPEG-2."""
+
+
 def _header_takes(container_format: str, stream: av.stream.Stream, beside_video: bool) -> bool:
     def add(trial: av.container.OutputContainer) -> None:
         if beside_video:
-            video = trial.add_stream("mpeg2video", rate=25)
-            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+            codec, width, height = _TRIAL_VIDEO.get(container_format, ("mpeg2video", 64, 48))
+            video = trial.add_stream(codec, rate=25)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         trial.add_stream_from_template(stream)
 
     return header_written(container_format, add)
