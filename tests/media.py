@@ -17,7 +17,8 @@ import numpy as np
 
 from vidface.io.encoder_setup import repeatable_options
 from vidface.io.frames import FieldMarker
-from vidface.io.probe import FIELD_ORDERS
+from vidface.io.pixels import plane_rows, row_bytes
+from vidface.io.probe import FIELD_ORDERS, open_input
 
 ImageSource = Callable[[int], np.ndarray] | np.ndarray
 
@@ -189,6 +190,30 @@ def damaged_video(path: Path) -> Path:
     data[at:at + 400] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
     return path
+
+
+def write_image_sequence(folder: Path, name: str, images: Sequence[np.ndarray], *, codec: str, pix_fmt: str,
+                         first: int) -> list[Path]:
+    """`images` (H×W×3 uint8 RGB) written as the image files `name` (FFmpeg's printf form, such
+    as "scan.%07d.dpx") numbered from `first`, in `pix_fmt`; their paths."""
+    height, width = images[0].shape[:2]
+    with av.open(str(folder / name), "w", format="image2", options={"start_number": str(first)}) as container:
+        stream = container.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for index, rgb in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return [folder / (name % (first + index)) for index in range(len(images))]
+
+
+def stored_samples(path: str | Path) -> list[bytes]:
+    """Every frame's stored samples, plane by plane, without line padding (of an image sequence
+    too, given its pattern: `vidface.io.probe.open_input`)."""
+    with open_input(path) as container:
+        return [plane_rows(plane)[:, :used].tobytes() for frame in container.decode(video=0)
+                for plane, used in zip(frame.planes, row_bytes(frame))]
 
 
 def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5) -> Path:

@@ -11,16 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from media import read_video, write_video
-from vidface.io.pixels import plane_rows, row_bytes
+from media import read_video, stored_samples, write_video
 from vidface.io.probe import probe
-
-
-def stored_samples(path: Path) -> list[bytes]:
-    """Every frame's stored samples, plane by plane, without line padding."""
-    with av.open(str(path)) as container:
-        return [plane_rows(plane)[:, :used].tobytes() for frame in container.decode(video=0)
-                for plane, used in zip(frame.planes, row_bytes(frame))]
 
 
 def audio_samples(path: Path) -> np.ndarray:

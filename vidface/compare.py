@@ -157,7 +157,7 @@ def plan_compare(
     before_path, output_path = Path(before), Path(output)
     check_output(before_path, output_path, overwrite=overwrite)
     plan = plan_transcode(after, output_path, encode=encode, overwrite=overwrite)
-    before_info = probe(before_path)
+    before_info = probe(before_path, plan.info.video.average_rate)  # an image sequence at OUT's rate
     first, stop = frame_range(before_info, time_range.start, time_range.duration)
     after_video = plan.info.video
     if before_info.video.display_size != after_video.display_size:

@@ -48,10 +48,12 @@ def identity(frames: Iterator[Frame]) -> Iterator[Frame]:
 @dataclass(frozen=True)
 class TimeRange:
     """A preview range in seconds from the first frame (duration None runs to the end), or in
-    timecode: a start of IN's own timecode, a duration counted in frames (`timecode.range_seconds`)."""
+    timecode: a start of IN's own timecode, a duration counted in frames (`timecode.range_seconds`);
+    and the rate an image sequence IN is read at (`probe`; None: its files' own)."""
 
     start: float | str = 0.0
     duration: float | str | None = None
+    frame_rate: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,10 @@ def plan_transcode(
     input_path, output_path = Path(input_path), Path(output_path)
     check_output(input_path, output_path, overwrite=overwrite, work_dir=work_dir)
     container_format = output_format(output_path)
-    info = probe(input_path)
+    info = probe(input_path, time_range.frame_rate)
+    if time_range.frame_rate and info.format_name != "image2":
+        log.warning("--fps sets an image sequence's rate; IN is a video and keeps its own, %g fps",
+                    float(info.video.average_rate or 0))
     encode = resolved_codec(encode, info.video, container_format)
     check_frame_times_kept(encode.codec, container_format)
     pix_fmt = choose_pix_fmt(encode, info.video)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidface.errors import InputError, OutputError
 from vidface.files import AtomicFile, owned_temporary, sha256_of_files
+from vidface.io.sequence import input_files
 
 if TYPE_CHECKING:
     from vidface.config import Settings
@@ -241,7 +242,10 @@ class SidecarWriter:
         except OSError as error:
             raise OutputError(f"cannot write {str(self.path)!r} ({error.strerror}); check the output folder") from None
         try:
-            size = source.stat().st_size
+            size = sum(file.stat().st_size for file in input_files(source))
+        except InputError:  # an image sequence with files gone
+            self._file.discard()
+            raise
         except OSError as error:
             self._file.discard()
             raise InputError(f"input {str(source)!r} is gone ({error.strerror})") from None

@@ -140,7 +140,8 @@ def gather_report(source: str | os.PathLike[str], output: str | os.PathLike[str]
     if details is None and tracks is None:
         raise InputError(f"{str(output)!r} has no sidecar ({sidecar_file.name}) to say which faces were restored; "
                          "pass the faces with --tracks FILE (from `vidface track`)")
-    before_info, after_info = probe(source), probe(output)
+    after_info = probe(output)
+    before_info = probe(source, after_info.video.average_rate)  # an image sequence at OUT's rate
     if details is not None:
         first_frame, frame_count = details["input"]["first_frame"], details["input"]["frames"]
     first = first_frame or 0

@@ -35,6 +35,7 @@ import av
 from vidface import __version__
 from vidface.errors import InputError, OutputBusy, OutputError, OutputExists
 from vidface.files import AtomicFile, sha256_of
+from vidface.io.sequence import input_files
 
 log = logging.getLogger(__name__)
 
@@ -105,16 +106,21 @@ def work_folder(output: Path, work_dir: Path | None = None) -> Path:
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
-    """What identifies the input's content cheaply: size, mtime and sha256 of its head and tail."""
+    """What identifies the input's content cheaply: size, mtime and sha256 of its head and tail;
+    of an image sequence, its files' total size and latest mtime, its first file's head and its
+    last file's tail, and its files' count."""
+    files = input_files(path)
     try:
-        stat = path.stat()
-        with path.open("rb") as file:
+        stats = [file.stat() for file in files]
+        with files[0].open("rb") as file:
             head = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
-            file.seek(max(0, stat.st_size - FINGERPRINT_BYTES))
+        with files[-1].open("rb") as file:
+            file.seek(max(0, stats[-1].st_size - FINGERPRINT_BYTES))
             tail = hashlib.sha256(file.read(FINGERPRINT_BYTES)).hexdigest()
     except OSError as error:
         raise InputError(f"input {str(path)!r} cannot be read ({error.strerror})") from None
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head, "tail_sha256": tail}
+    return {"size": sum(stat.st_size for stat in stats), "mtime_ns": max(stat.st_mtime_ns for stat in stats),
+            "head_sha256": head, "tail_sha256": tail, **({"files": len(files)} if len(files) > 1 else {})}
 
 
 def check_unchanged(path: Path, before: Mapping[str, Any]) -> None:

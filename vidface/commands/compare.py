@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from vidface.commands.options import (add_option_flags, add_output_flags, add_pair_arguments, options_from_flags,
-                                      show_progress)
+                                      show_progress, time_range)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,10 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidface.compare import compare, plan_compare
     from vidface.io.options import EncodeOptions
-    from vidface.pipeline import TimeRange
 
     plan = plan_compare(args.input, args.restored, args.output, layout=args.layout, label=args.label,
-                        time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
+                        time_range=time_range(args),
                         encode=options_from_flags(args, EncodeOptions), overwrite=args.overwrite)
     bar = None
     if show_progress(args):

@@ -19,6 +19,7 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         f"input   {plan.info.path} ({plan.info.format_name}, {video.frame_count} frames, "
         f"{video.duration:.3f} s)",
         f"video   #{video.index} {video.codec} {video.width}x{video.height} {video.pix_fmt}"
+        + (f" {float(video.average_rate):g} fps" if video.average_rate else "")
         + (f" rotated {video.rotation}°" if video.rotation else "")
         + (" VFR" if video.variable_frame_rate else ""),
         f"frames  {plan.frame_count} (from frame {first}, "

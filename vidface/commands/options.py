@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vidface.plan import TimeRange
 
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +50,33 @@ def add_output_flags(parser: argparse.ArgumentParser, *, output: str = "OUT", ra
     parser.add_argument("--duration", type=duration_time, default=None, metavar="TIME",
                         help=f"how much{of} to process from --start: seconds, [HH:]MM:SS.mmm, or "
                              "HH:MM:SS:FF frames (default: to the end)")
+    if range_of is None:  # a command reading two videos reads an image sequence at the other's rate
+        parser.add_argument("--fps", type=frame_rate, default=None, metavar="RATE",
+                            help="the frame rate an image sequence IN (shot.%%06d.dpx, shot.######.dpx) is read at: "
+                                 "24, 25, 23.976 or 24000/1001 (default: its files' own, as a DPX header "
+                                 "gives it, else 24); a video keeps its own")
     add_logging_flags(parser)
+
+
+def time_range(args: argparse.Namespace) -> TimeRange:
+    """The range of IN the flags of `add_output_flags` choose, and the rate an image sequence is read at."""
+    from vidface.plan import TimeRange
+
+    return TimeRange(start=args.start or 0.0, duration=args.duration, frame_rate=getattr(args, "fps", None))
+
+
+def frame_rate(text: str) -> Fraction:
+    """--fps: frames a second, as a number or a fraction; 23.976, 29.97 and 59.94 are read as
+    the 1000/1001 rates they round."""
+    from vidface.io.sequence import standard_rate
+
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"must be frames a second (24, 23.976, 24000/1001), got {text}") from None
+    if rate <= 0 or rate > 1000:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1000, got {text}")
+    return standard_rate(rate)
 
 
 def _parsed(text: str, kind: type, expected: str):

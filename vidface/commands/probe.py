@@ -37,10 +37,15 @@ def probe_report(info) -> dict:
     """A JSON-ready description of a `MediaInfo`."""
     from vidface.io.timecode import start_timecode
 
+    from vidface.io.sequence import image_sequence
+
     video = info.video
     rate = video.average_rate
+    sequence = image_sequence(info.path) if info.format_name == "image2" else None
     return {
         "path": str(info.path),
+        "files": None if sequence is None else {"first": sequence.files[0].name, "last": sequence.files[-1].name,
+                                                "count": len(sequence.numbers)},
         "format": info.format_name,
         "duration": round(video.duration, 6),
         "metadata": info.metadata,
@@ -134,6 +139,9 @@ def format_report(report: dict) -> str:
         f"{video['fps'] or '?'} fps {video['frame_rate']} ({video['frame_rate'] == 'variable' and 'VFR' or 'CFR'}), "
         f"{video['frames']} frames",
     ]
+    if report["files"]:
+        files = report["files"]
+        lines.append(f"files: {_shown(files['first'])} to {_shown(files['last'])} ({files['count']} images)")
     if video["timecode"]:
         lines.append(f"timecode: {_shown(video['timecode'])} at the first frame")
     if video["first_decoded"]:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     check_report_path(args.output, args.input, args.restored, overwrite=args.overwrite)
     first, count = None, None
     if args.start is not None or args.duration is not None:
-        info = probe(args.input)
+        info = probe(args.input, probe(args.restored).video.average_rate)  # an image sequence at OUT's rate
         first, stop = frame_range(info, *range_seconds(args.start or 0.0, args.duration, info))
         count = stop - first
     data = gather_with_progress(args, lambda progress: gather_report(

@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from vidface.commands.options import add_option_flags, add_output_flags, option_overrides, positive_int, show_progress
+from vidface.commands.options import (add_option_flags, add_output_flags, option_overrides, positive_int, show_progress,
+                                     time_range)
 from vidface.commands.dry_run import describe_plan
 from vidface.commands.report import check_report_path, report_of_restore
 from vidface.commands.track import add_face_flags
@@ -133,9 +134,7 @@ def build_settings(args: argparse.Namespace):
 
 def _plan_options(args: argparse.Namespace) -> dict:
     """The plan's options from the flags (frame range, audio, overwrite), for every file."""
-    from vidface.plan import TimeRange
-
-    return dict(time_range=TimeRange(start=args.start or 0.0, duration=args.duration),
+    return dict(time_range=time_range(args),
                 keep_audio=not args.no_audio, overwrite=args.overwrite)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vidface.commands.options import add_option_flags, add_output_flags, options_from_flags, show_progress
+from vidface.commands.options import add_option_flags, add_output_flags, options_from_flags, show_progress, time_range
 
 
 def add_face_flags(parser: argparse.ArgumentParser, device: bool = True, restoring: bool = False) -> None:
@@ -59,14 +59,12 @@ def run(args: argparse.Namespace) -> int:
     from vidface.faces.track import track_faces
     from vidface.io.frames import RGBFrame
     from vidface.models.options import device_name
-    from vidface.pipeline import TimeRange, check_output, plan_transcode, transcode
+    from vidface.pipeline import check_output, plan_transcode, transcode
 
     from vidface.faces.options import FaceOptions
 
     config = options_from_flags(args, FaceOptions)
-    plan = plan_transcode(args.input, args.output, time_range=TimeRange(start=args.start or 0.0,
-                                                                        duration=args.duration),
-                          overwrite=args.overwrite)
+    plan = plan_transcode(args.input, args.output, time_range=time_range(args), overwrite=args.overwrite)
     tracks_path = Path(args.tracks) if args.tracks else None
     if tracks_path is not None:
         check_output(Path(args.input), tracks_path, overwrite=args.overwrite)

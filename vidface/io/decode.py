@@ -35,7 +35,7 @@ def decode_frames(
     without it).
     """
     path = Path(path)
-    with open_input(path) as container:
+    with open_input(path, video.average_rate if video else None) as container:
         stream = first_video_stream(container, path)
         decoder = video_decoder(stream)
         decoder.thread_type = "AUTO"

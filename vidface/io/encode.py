@@ -25,7 +25,7 @@ from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame
 from vidface.io.pixels import defined_padding, reformatted
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import (FIELD_ORDERS, MPEG_1_2_VIDEO, TAG_ERRORS, Chapter, MediaInfo, codec_name,
+from vidface.io.probe import (FIELD_ORDERS, MPEG_1_2_VIDEO, TAG_ERRORS, Chapter, MediaInfo, codec_name, open_input,
                               field_shown_first)
 from vidface.io.timecode import (restamp_gop, shifted_timecode, shifted_timecode_tags, start_timecode,
                                  untagged_timecode)
@@ -133,7 +133,7 @@ class OutputWriter:
         set_video_stream(stream, video, pix_fmt)
         if video.rotation:
             stream.set_display_rotation(-video.rotation)
-        with av.open(str(info.path), metadata_errors=TAG_ERRORS) as source:
+        with open_input(info.path, video.average_rate) as source:
             src = source.streams[video.index]
             ctx = src.codec_context
             for name in ("color_primaries", "color_trc", "colorspace"):
@@ -156,7 +156,7 @@ class OutputWriter:
         return stream
 
     def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange) -> None:
-        self._input = av.open(str(info.path), metadata_errors=TAG_ERRORS)
+        self._input = open_input(info.path, info.video.average_rate)
         selected = []
         for index in copy_streams:
             src = self._input.streams[index]

@@ -285,13 +285,17 @@ def check_frame_times_kept(codec: str, container_format: str) -> None:
                           "write a .ts or .mkv, or pass --codec mpeg2video")
 
 
-MASTER_ENCODERS = {"ffv1": "ffv1", "prores": "prores_ks", "dnxhd": "dnxhd", "cfhd": "cfhd", "jpeg2000": "jpeg2000",
-                   "rawvideo": "rawvideo", "v210": "v210", "v410": "v410", "r210": "r210", "png": "png",
-                   "qtrle": "qtrle", "utvideo": "utvideo", "huffyuv": "huffyuv", "ffvhuff": "ffvhuff",
-                   "magicyuv": "magicyuv", "dvvideo": "dvvideo"}
-"""IN's codecs (canonical names) that `--codec auto` keeps, and their encoders: the lossless
-ones, the edit suites' intermediates (ProRes, DNxHD/HR, CineForm) and tape's DV. A master
-restored into H.264 would come back poorer than it went in, or where its tools cannot read it."""
+MASTER_ENCODERS = {"ffv1": ("ffv1",), "prores": ("prores_ks",), "dnxhd": ("dnxhd",), "cfhd": ("cfhd",),
+                   "jpeg2000": ("jpeg2000",), "rawvideo": ("rawvideo",), "v210": ("v210",), "v410": ("v410",),
+                   "r210": ("r210",), "png": ("png", "ffv1"), "qtrle": ("qtrle",), "utvideo": ("utvideo",),
+                   "huffyuv": ("huffyuv",), "ffvhuff": ("ffvhuff",), "magicyuv": ("magicyuv",), "dvvideo": ("dvvideo",),
+                   **dict.fromkeys(("dpx", "tiff", "sgi", "targa", "bmp", "ppm", "pgm"), ("ffv1", "prores_ks"))}
+"""IN's codecs (canonical names) that `--codec auto` keeps, and the encoders that keep them, the
+first OUT's container holds: the lossless ones, the edit suites' intermediates (ProRes, DNxHD/HR,
+CineForm) and tape's DV in their own codec; an image sequence's lossless pictures (a film scan's
+DPX, a plate's TIFF, PNG where OUT's container holds no PNG) in FFV1, which codes each of their
+formats as it is, else (in QuickTime) ProRes 4444. A master restored into H.264 would come back
+poorer than it went in, or where its tools cannot read it."""
 
 MASTER_PROFILES = {"prores_ks": {"XQ": "4444xq"}}
 """A master's profile that its encoder, left to choose, would lower, and the encoder's name for
@@ -315,24 +319,26 @@ def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: s
     about. A codec given by name is kept as it is."""
     if options.codec != AUTO_CODEC:
         return options
-    master = MASTER_ENCODERS.get(video.codec)
+    masters = MASTER_ENCODERS.get(video.codec, ())
     fallback = CONTAINER_ENCODERS.get(container_format, "libx264")
-    for name in dict.fromkeys(filter(None, (master, fallback, "libx264"))):
+    for name in dict.fromkeys((*masters, fallback, "libx264")):
         chosen = dataclasses.replace(options, codec=name)
-        profile = MASTER_PROFILES.get(name, {}).get(video.profile) if name == master else None
+        profile = MASTER_PROFILES.get(name, {}).get(video.profile) if name in masters else None
         if profile and "profile" not in dict(options.options):
             chosen = dataclasses.replace(chosen, options=(*options.options, ("profile", profile)))
         if _container_holds(container_format, chosen, video):
             break
     else:  # none: the container's own codec, whose checks say what is wrong
         return dataclasses.replace(options, codec=fallback)
-    if master and chosen.codec != master:
-        kept = dataclasses.replace(options, codec=master)
+    if masters and chosen.codec not in masters:
         holders = [f".{extension}" for extension, holder in MASTER_CONTAINERS.items()
-                   if _container_holds(holder, kept, video)]
+                   if any(_container_holds(holder, dataclasses.replace(options, codec=name), video) for name in masters)]
         where = (f"{container_format} files cannot hold it; to keep it, write {' or '.join(holders)}" if holders else
                  "it cannot be written with these settings (--pix-fmt, --encoder-opt)")
-        log.warning("OUT is encoded with %s, a lossy codec, not in IN's %s: %s", chosen.codec, video.codec, where)
+        kept_as = ("" if video_encoder(masters[0]).canonical_name == video.codec else
+                   f" (kept as {' or '.join(masters)})")
+        log.warning("OUT is encoded with %s, a lossy codec, not in IN's %s%s: %s", chosen.codec, video.codec, kept_as,
+                    where)
     return chosen
 
 

@@ -12,7 +12,8 @@ import av
 import numpy as np
 
 from vidface.errors import InputError
-from vidface.io.timecode import gop_timecode
+from vidface.io.sequence import image_sequence, sequence_rate
+from vidface.io.timecode import TIMECODE, gop_timecode
 
 
 UNKNOWN_CODEC = "unknown"
@@ -51,7 +52,7 @@ range (FFmpeg's scaler converts the levels between the two)."""
 MPEG_1_2_VIDEO = {"mpeg1video", "mpeg2video"}
 """The codecs (canonical names) of MPEG-1/2 video, which counts time in frames (their encoders'
 time base is one frame, 1/rate, as `OutputWriter` gives them for a constant rate) and whose
-groups of pictures carry a timecode (`VideoInfo.gop_timecode`)."""
+groups of pictures carry a timecode (`VideoInfo.own_timecode`)."""
 
 # FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the values it knows.
 MATRIX_NAMES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
@@ -103,9 +104,9 @@ class VideoInfo:
     width/height: stored size; `display_size` is the upright size. pts: presentation
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
     hdr: the HDR10 metadata of its first frame, None where it carries none. colour: the colour
-    tags of its first frame. gop_timecode: MPEG-1/2 video's own timecode, that of its first
-    group of pictures, which names the first frame (`timecode.gop_timecode`); None where the
-    first group has none, or for other codecs. sample_aspect: the width a stored pixel is shown
+    tags of its first frame. own_timecode: the timecode the video's pictures carry themselves,
+    naming the first frame: MPEG-1/2 video's first group of pictures' (`timecode.gop_timecode`),
+    a DPX image's header's; None where they carry none. sample_aspect: the width a stored pixel is shown
     at over its height (64:45 for 16:9 PAL SD; 1 where the stream does not say). profile: the
     codec's profile as FFmpeg names it ("HQ", "XQ" for ProRes), None where unsaid. color_range: its
     levels, full (JPEG: as the stream says, or a full-range "yuvj" format), limited (MPEG) or
@@ -134,7 +135,7 @@ class VideoInfo:
     hdr: HdrMetadata | None = None
     color_range: av.video.reformatter.ColorRange = av.video.reformatter.ColorRange.UNSPECIFIED
     colour: ColourTags = ColourTags()
-    gop_timecode: str | None = None
+    own_timecode: str | None = None
     sample_aspect: Fraction = Fraction(1)
     profile: str | None = None
     first_decoded: int = 0
@@ -193,9 +194,15 @@ TAG_ERRORS = "surrogateescape"
 through to OUT unchanged, where strict decoding refused the whole file."""
 
 
-def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
-    """Open IN for reading; raise InputError with one line when it is no usable video."""
+def open_input(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> av.container.InputContainer:
+    """Open IN for reading; raise InputError with one line when it is no usable video. An image
+    sequence's pattern (`vidface.io.sequence`) opens its files as one video, read at `frame_rate`
+    (None: `sequence_rate`'s); a video keeps its own rate."""
     path = Path(path)
+    sequence = image_sequence(path)
+    if sequence is not None:
+        return _opened(path, str(sequence.pattern), format="image2",
+                       options=sequence.demuxer_options(sequence_rate(sequence, frame_rate)))
     if not path.exists():
         raise InputError(f"input {str(path)!r} does not exist; check the path")
     if not path.is_file():
@@ -204,8 +211,14 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
         raise InputError(f"input {str(path)!r} is empty (0 bytes); give a complete video file")
     if not os.access(path, os.R_OK):
         raise InputError(f"input {str(path)!r} is not readable; check its permissions")
+    return _opened(path, str(path))
+
+
+def _opened(path: Path, name: str, **open_options) -> av.container.InputContainer:
+    """IN (`path`, opened by FFmpeg as `name` with `open_options`), checked for a video stream
+    this build decodes."""
     try:
-        container = av.open(str(path), mode="r", metadata_errors=TAG_ERRORS)
+        container = av.open(name, mode="r", metadata_errors=TAG_ERRORS, **open_options)
     except av.error.FFmpegError as error:
         raise InputError(
             f"input {str(path)!r} is not a readable video ({_reason(error)}); "
@@ -251,17 +264,18 @@ def video_decoder(stream: av.video.stream.VideoStream) -> av.CodecContext:
     return decoder
 
 
-def probe(path: str | os.PathLike[str]) -> MediaInfo:
+def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> MediaInfo:
     """Describe IN: streams, the video's size, rotation, pixel format, timestamps and frame count.
 
     Reads every packet of the file (no decoding beyond the first frame), so frame count and
-    constant/variable frame rate are exact rather than taken from the header.
+    constant/variable frame rate are exact rather than taken from the header. frame_rate: the
+    rate an image sequence is read at (`open_input`).
     """
     path = Path(path)
-    with open_input(path) as container:
+    with open_input(path, frame_rate) as container:
         stream = first_video_stream(container, path)
         decoder = video_decoder(stream)
-        pts, decode_times, first, gop_timecode = _scan_video(container, stream, decoder, path)
+        pts, decode_times, first, own_timecode = _scan_video(container, stream, decoder, path)
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         if field_order == "unknown" and ctx.name == "dvvideo" and ctx.height in (480, 576) and first.interlaced_frame:
@@ -286,7 +300,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt in JPEG_RANGE_FORMATS.values()
                          else av.video.reformatter.ColorRange(ctx.color_range)),
             colour=ColourTags.of(first),
-            gop_timecode=gop_timecode,
+            own_timecode=own_timecode,
             sample_aspect=stream.sample_aspect_ratio or Fraction(1),
             profile=ctx.profile,
             first_decoded=_first_decoded(pts, decode_times, first),
@@ -328,7 +342,11 @@ def _hdr_metadata(frame: av.VideoFrame) -> HdrMetadata | None:
     then whether the primaries and the luminance are set; AVContentLightMetadata: two unsigned
     integers), None where it carries none."""
     found: dict[str, object] = {}
-    for data in frame.side_data:
+    try:
+        side_data = list(frame.side_data)
+    except ValueError:  # a kind PyAV does not know (FFmpeg 8's EXIF, on TIFF and JPEG pictures)
+        return None
+    for data in side_data:
         if data.type == av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA:
             numbers = np.frombuffer(bytes(data), np.int32, count=22)
             values = [Fraction(int(n), int(d)) if d else Fraction(0) for n, d in numbers[:20].reshape(-1, 2)]
@@ -357,10 +375,10 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
                 path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
     """All frame pts (sorted) from the packets, the packets' times in decode order where those
     are not the frames' (`VideoInfo.decode_times`, else None), the first decoded frame (its
-    rotation and interlacing describe the video) and MPEG-1/2 video's first GOP timecode.
+    rotation and interlacing describe the video) and the pictures' own timecode.
 
-    The GOP timecode is read from the packets up to the first keyframe's, whose header the
-    first group's is."""
+    MPEG-1/2 video's is read from the packets up to the first keyframe's, whose header the first
+    group's is; other codecs' decoders give the first picture's (a DPX header's) as its tag."""
     pts: list[int] = []
     dts: list[int | None] = []
     first: av.VideoFrame | None = None
@@ -388,6 +406,8 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     # the packets' own, in decode order, and not those of the frames the decoder puts out.
     in_decode_order = (stream.codec_context.has_b_frames and None not in dts
                        and all(a < b for a, b in zip(pts, pts[1:])))
+    if stream.codec_context.name not in MPEG_1_2_VIDEO and TIMECODE.match(first.metadata.get("timecode", "")):
+        timecode = first.metadata["timecode"]
     return tuple(sorted(pts)), tuple(dts) if in_decode_order else None, first, timecode
 
 

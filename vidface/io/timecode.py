@@ -75,18 +75,18 @@ def shifted_timecode_tags(tags: Mapping[str, str], seconds: Fraction, rate: Frac
 
 def start_timecode(info: MediaInfo) -> str | None:
     """The timecode of IN's first frame: the video stream's tag (MOV, MP4, Matroska), else the
-    file's (MXF), else a timecode track's, else MPEG-1/2 video's own (`gop_timecode`); None
-    where IN has none."""
-    return _tagged_timecode(info) or info.video.gop_timecode
+    file's (MXF), else a timecode track's, else the pictures' own (`VideoInfo.own_timecode`);
+    None where IN has none."""
+    return _tagged_timecode(info) or info.video.own_timecode
 
 
 def untagged_timecode(info: MediaInfo) -> dict[str, str]:
-    """The timecode tag OUT's video gets where IN's timecode is in no tag, only in its MPEG-1/2
-    video's groups of pictures (a DVD's, a broadcast capture's); {} otherwise. OUT's container
+    """The timecode tag OUT's video gets where IN's timecode is in no tag, only in its pictures
+    (a DVD's or a broadcast capture's MPEG-2 groups, a film scan's DPX headers); {} otherwise. OUT's container
     then holds it (MOV's and MP4's timecode track, Matroska's tag, MXF's timecode), as an
     MPEG-1/2 OUT's own groups do (`restamp_gop`)."""
-    gop = info.video.gop_timecode
-    return {"timecode": gop} if gop and _tagged_timecode(info) is None else {}
+    own = info.video.own_timecode
+    return {"timecode": own} if own and _tagged_timecode(info) is None else {}
 
 
 def _tagged_timecode(info: MediaInfo) -> str | None:
