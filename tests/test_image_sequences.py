@@ -146,3 +146,13 @@ def test_the_faces_of_a_tiff_sequence_are_restored(tmp_path: Path, cli, tiny_osd
     before = fingerprint(source)
     files[3].write_bytes(files[2].read_bytes())
     assert fingerprint(source) != before and fingerprint(source)["files"] == 6
+
+
+@pytest.mark.parametrize("output", ["still.tif", "frames.%04d.png", "scan.######.dpx"])
+def test_an_image_out_is_refused(output: str, tmp_path: Path, cli) -> None:
+    """OUT is a video file: an image name is refused in one line before anything is read."""
+    write_image_sequence(tmp_path, "in.%02d.tif", [moving_pattern(32, 24)(i) for i in range(2)], codec="tiff",
+                         pix_fmt="rgb24", first=1)
+    code, _, err = cli("restore", "--model", "none", tmp_path / "in.##.tif", tmp_path / output)
+    assert code == 1 and f"output {output!r} names an image; vidface writes video files: end it in .mkv" in err
+    assert len(err.splitlines()) == 1 and sorted(path.name for path in tmp_path.iterdir()) == ["in.01.tif", "in.02.tif"]

@@ -442,5 +442,9 @@ def output_format(path: Path) -> str:
             "end it in .mp4, .mkv, .mov or .webm"
         )
     preferred = {"mkv": "matroska", "mp4": "mp4", "mov": "mov", "webm": "webm", "m4v": "ipod"}  # not raw m4v
-    return preferred.get(extension) if preferred.get(extension) in names else (
+    chosen = preferred.get(extension) if preferred.get(extension) in names else (
         extension if extension in names else names[0])
+    if chosen == "image2":  # a still or an image sequence's files, each needing resume and provenance of its own
+        raise OutputError(f"output {path.name!r} names an image; vidface writes video files: end it in .mkv "
+                          "(FFV1 keeps an image sequence's pictures sample for sample) or .mov")
+    return chosen
