@@ -269,13 +269,16 @@ def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> M
 
     Reads every packet of the file (no decoding beyond the first frame), so frame count and
     constant/variable frame rate are exact rather than taken from the header. frame_rate: the
-    rate an image sequence is read at (`open_input`).
+    rate an image sequence is read at (`open_input`); its frames are its files, one a tick of
+    1/rate, so only its first file is read.
     """
     path = Path(path)
+    sequence = image_sequence(path)
     with open_input(path, frame_rate) as container:
         stream = first_video_stream(container, path)
         decoder = video_decoder(stream)
-        pts, decode_times, first, own_timecode = _scan_video(container, stream, decoder, path)
+        pts, decode_times, first, own_timecode = _scan_video(container, stream, decoder, path,
+                                                             None if sequence is None else len(sequence.numbers))
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         if field_order == "unknown" and ctx.name == "dvvideo" and ctx.height in (480, 576) and first.interlaced_frame:
@@ -372,10 +375,12 @@ def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tu
 
 
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream, decoder: av.CodecContext,
-                path: Path) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
+                path: Path, files: int | None
+                ) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
     """All frame pts (sorted) from the packets, the packets' times in decode order where those
     are not the frames' (`VideoInfo.decode_times`, else None), the first decoded frame (its
-    rotation and interlacing describe the video) and the pictures' own timecode.
+    rotation and interlacing describe the video) and the pictures' own timecode. An image
+    sequence of `files` files is read up to its first frame: its pts count its files.
 
     MPEG-1/2 video's is read from the packets up to the first keyframe's, whose header the first
     group's is; other codecs' decoders give the first picture's (a DPX header's) as its tag."""
@@ -396,6 +401,9 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
             if packet.size and packet.pts is not None:
                 pts.append(packet.pts)
                 dts.append(packet.dts)
+            if files is not None and first is not None:
+                pts = list(range(files))
+                break
     except av.error.FFmpegError as error:
         raise InputError(
             f"input {str(path)!r} cannot be read to the end ({_reason(error)}); it may be truncated"

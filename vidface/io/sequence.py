@@ -6,6 +6,7 @@ a gap is refused, since the frames after it would be lost without a word."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -59,8 +60,8 @@ class ImageSequence:
 
 def image_sequence(path: str | os.PathLike[str]) -> ImageSequence | None:
     """The sequence `path` names (a file name with %d, %0Nd or #### in it, that is no file's),
-    None where it names one file. InputError where no file matches, or where numbers are missing between the first
-    file and the last."""
+    None where it names one file. InputError where no file matches, or where numbers are
+    missing between the first file and the last."""
     path = Path(path)
     places = list(_NUMBER.finditer(path.name))
     if not places or path.is_file():  # a video named "take #2.mov" is that file
@@ -71,14 +72,11 @@ def image_sequence(path: str | os.PathLike[str]) -> ImageSequence | None:
     place = places[0]
     digits = len(place.group()) if place.group().startswith("#") else int(place.group(1) or 0)
     prefix, suffix = path.name[:place.start()], path.name[place.end():]
-    named = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
     folder = path.parent
     try:
-        names = os.listdir(folder)
+        numbers = _numbers(folder, folder.stat().st_mtime_ns, prefix, digits, suffix)
     except OSError as error:
         raise InputError(f"input {str(path)!r}: its folder cannot be read ({error.strerror}); check the path") from None
-    numbers = sorted(int(match.group(1)) for match in map(named.fullmatch, names)
-                     if match and _padded(match.group(1), digits))
     if not numbers:
         raise InputError(f"input {str(path)!r} names an image sequence, and no file there matches it; check the path")
     sequence = ImageSequence(folder, prefix, digits, suffix, range(numbers[0], numbers[-1] + 1))
@@ -87,6 +85,15 @@ def image_sequence(path: str | os.PathLike[str]) -> ImageSequence | None:
         raise InputError(f"input {str(path)!r} misses {len(missing)} of its frames, the first "
                          f"{sequence.file(missing[0]).name!r}; restore each unbroken run of files apart")
     return sequence
+
+
+@functools.lru_cache(maxsize=4)
+def _numbers(folder: Path, modified_ns: int, prefix: str, digits: int, suffix: str) -> tuple[int, ...]:
+    """The numbers of the files in `folder` (as it was when last modified: a long scan's folder is
+    listed once, not at each of the run's opens) named `prefix`, the number, `suffix`, sorted."""
+    named = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
+    return tuple(sorted(int(match.group(1)) for match in map(named.fullmatch, os.listdir(folder))
+                        if match and _padded(match.group(1), digits)))
 
 
 def input_files(path: Path) -> list[Path]:
