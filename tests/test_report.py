@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from face_clips import Pose, background, degrade, render
-from media import write_video
+from media import read_video, write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.report import ReportData, SheetFrame, TrackReport, gather_report
 from vidface.report_page import render_report
@@ -119,6 +119,34 @@ def test_the_sheet_shows_an_anamorphic_face_as_it_is_shown(tmp_path: Path, cli) 
     squashed = face(_sheet_jpeg(stored, stored, item.box))
     error, squashed_error = (np.abs(face(item.jpeg) - reference).mean() for reference in (as_shown, squashed))
     assert error < 8 and error < squashed_error / 5, (error, squashed_error)  # stored narrower: some detail lost
+
+
+def test_a_video_starting_with_frames_that_never_decode_is_reported_and_compared(tmp_path: Path, cli, caplog,
+                                                                                 tiny_osdface) -> None:  # noqa: F811
+    """MPEG-2 cut at an open group of pictures starts with two B-frames that never decode: OUT
+    starts after them, and the report and the comparison pair IN's frames with OUT's from there,
+    the sidecar's faces (numbered in IN's range, the two included) with the frames they name."""
+    width, height = SIZE
+    rgb, _ = render(background(width, height), [Pose(width / 2, height / 2, 0.6, 0.0)])
+    rng = np.random.default_rng(0)
+    whole = write_video(tmp_path / "whole.m2v", frames=24, size=SIZE, fps=25, codec="mpeg2video",
+                        images=np.stack([degrade(rgb, rng, noise=3.0) for _ in range(24)]),
+                        codec_options={"g": "8", "bf": "2", "sc_threshold": "1000000000", "b": "4M"})
+    data = whole.read_bytes()
+    second_group = data.index(b"\x00\x00\x01\xb8", data.index(b"\x00\x00\x01\xb8") + 4)
+    source = tmp_path / "cut.m2v"
+    source.write_bytes(data[data.rindex(b"\x00\x00\x01\xb3", 0, second_group):])
+    frames = len(read_video(source).frame_pts)
+    output = tmp_path / "out.mkv"
+    code, out, err = cli("restore", source, output, *_model(tiny_osdface))
+    assert code == 0 and f"wrote {frames} frames where the input's packets promised {frames + 2}" in caplog.text, err
+    sidecar = json.loads((tmp_path / "out.mkv.vidface.json").read_text())
+    assert min(entry["frame"] for entry in sidecar["frames"]) == 2  # IN's range counts the two
+    report = gather_report(source, output)
+    (track,) = report.tracks
+    assert report.frames == frames and sum(track.restored) == sidecar["frames_replaced"] >= frames - 4
+    code, out, err = cli("compare", source, output, tmp_path / "cmp.mkv", "--no-progress")
+    assert code == 0 and f"cmp.mkv: {frames} frames" in out, err
 
 
 @pytest.mark.parametrize("case", ["no faces", "report is OUT", "exists", "model none", "folder"])

@@ -163,9 +163,10 @@ def plan_compare(
     if before_info.video.display_size != after_video.display_size:
         raise InputError(f"{str(before_path)!r} shows {_picture(before_info.video)} pictures and "
                          f"{str(plan.info.path)!r} {_picture(after_video)}; compare needs pictures of one size")
-    if stop - first != plan.frame_count:
+    before = reading_plan(before_info, first, stop)
+    if before.frame_count != plan.frame_count:
         chosen = "" if (first, stop) == (0, before_info.video.frame_count) else " in the range chosen"
-        raise InputError(f"{str(before_path)!r} has {stop - first} frames{chosen} and {str(plan.info.path)!r} "
+        raise InputError(f"{str(before_path)!r} has {before.frame_count} frames{chosen} and {str(plan.info.path)!r} "
                          f"{plan.frame_count}; compare needs the same frames (for a preview made with "
                          "`vidface restore --start S --duration D`, pass the same --start and --duration)")
     width, height = after_video.display_size
@@ -173,7 +174,7 @@ def plan_compare(
                                 rotation=0, field_order="progressive", interlaced=False)
     plan = dataclasses.replace(plan, info=dataclasses.replace(plan.info, video=video),
                                pix_fmt=choose_pix_fmt(plan.encode, video))
-    return ComparePlan(plan=plan, before=reading_plan(before_info, first, stop), layout=layout, label=label)
+    return ComparePlan(plan=plan, before=before, layout=layout, label=label)
 
 
 def _picture(video: VideoInfo) -> str:

@@ -204,9 +204,11 @@ def plan_transcode(
 
 def reading_plan(info: MediaInfo, first: int = 0, stop: int | None = None) -> Plan:
     """A plan that only reads: `input_frames` over frames [first, stop) of `info`'s input (stop
-    None: to the end), for passes that write no video of it (comparisons, reports)."""
+    None: to the end), for passes that write no video of it (comparisons, reports). It starts at
+    IN's first decodable frame at the earliest (`VideoInfo.first_decoded`), as OUT does."""
     return Plan(info=info, output=info.path, container_format="", encode=EncodeOptions(), pix_fmt=info.video.pix_fmt,
-                first_frame=first, stop_frame=info.video.frame_count if stop is None else stop, copied=())
+                first_frame=max(first, info.video.first_decoded),
+                stop_frame=info.video.frame_count if stop is None else stop, copied=())
 
 
 def check_output(input_path: Path, output_path: Path, *, overwrite: bool, work_dir: Path | None = None) -> None:

@@ -155,8 +155,9 @@ def sidecar_path(output: str | os.PathLike[str]) -> Path:
 
 
 def frame_entry(frame: Frame) -> dict[str, Any]:
-    """A sidecar entry for a frame with edits: its position in OUT, its presentation time in IN
-    in seconds (as `vidface track` gives it) and its edits."""
+    """A sidecar entry for a frame with edits: its position in IN's range, which is OUT's where
+    every frame of IN decodes, its presentation time in IN in seconds (as `vidface track` gives
+    both) and its edits."""
     return {"frame": frame.index, "time": round(frame.time, 6), "faces": list(frame.edits)}
 
 

@@ -152,16 +152,20 @@ def gather_report(source: str | os.PathLike[str], output: str | os.PathLike[str]
     measure = _Measures()
     cuts = ShotCutDetector()
     times: list[float] = []
+    # The faces name frames by their position in IN's range, which counts frames that never
+    # decode (an open GOP's leading ones, before `before`'s first frame), as OUT's does not.
+    position = before.first_frame - first - 1
     for index, (previous, frame, seconds) in enumerate(matched_frames(before, after)):
+        position = previous.index + before.first_frame - first
         rgb_in = sdr_rgb(previous)
         if cuts.is_cut(rgb_in):
             measure.cut(index)
         times.append(seconds)
-        if index in faces:
-            measure.frame(index, rgb_in, sdr_rgb(frame), faces[index], restored.get(index, []))
+        if position in faces:
+            measure.frame(index, rgb_in, sdr_rgb(frame), faces[position], restored.get(position, []))
         if progress is not None:
             progress(index + 1)
-    if faces and max(faces) >= len(times):
+    if faces and max(faces) > position:
         raise InputError(f"the faces name frame {max(faces)} but OUT has {len(times)} frames; "
                          "track the same range as OUT (the same --start and --duration)")
     sheet = _crops(measure.picks(), before, after, times)
