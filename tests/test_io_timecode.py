@@ -161,6 +161,26 @@ def test_frames_that_never_decode_move_outs_timecode_on(tmp_path: Path, cli) -> 
     assert [timecode for timecode in headers if timecode][:2] == ["10:00:00:14", "10:00:01:01"]
 
 
+def test_a_recording_started_mid_group_keeps_its_timecode(tmp_path: Path, cli) -> None:
+    """A broadcast recording starts mid-group: the packets of the group cut off come before the
+    first group header, whose timecode names its own first picture shown, not IN's first frame.
+    OUT's first frame (the first that decodes) gets the timecode the uncut stream gives it."""
+    whole = write_video(tmp_path / "whole.ts", frames=48, size=(64, 48), fps=25, codec="mpeg2video",
+                        codec_options={"g": "12", "bf": "2", "sc_threshold": "1000000000"})
+    code, out, _ = cli("probe", whole)
+    assert code == 0 and "timecode: 00:00:00:00 at the first frame" in out  # FFmpeg's encoder counts from 0
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[len(data) // 3 // 188 * 188:])  # from a transport packet a third of the way in
+    with av.open(str(cut)) as container:
+        assert gop_timecode(bytes(next(container.demux(video=0)))) is None  # it starts mid-group
+    shown = read_video(whole).frame_pts.index(read_video(cut).frame_pts[0])  # the uncut stream's frame
+    code, _, err = cli("restore", "--model", "none", cut, tmp_path / "out.mkv", "--no-progress")
+    assert code == 0, err
+    code, out, _ = cli("probe", tmp_path / "out.mkv")
+    assert code == 0 and f"timecode: {shifted_timecode('00:00:00:00', shown, Fraction(25))} at the first" in out, out
+
+
 def test_a_range_in_the_videos_own_timecode(tmp_path: Path, cli) -> None:
     """--start names a frame by IN's timecode and --duration counts frames, as an edit list
     gives them; OUT holds those frames and starts at that timecode. A timecode IN has none of,

@@ -13,7 +13,7 @@ import numpy as np
 
 from vidface.errors import InputError
 from vidface.io.sequence import image_sequence, sequence_rate
-from vidface.io.timecode import TIMECODE, gop_timecode
+from vidface.io.timecode import TIMECODE, gop_timecode, shifted_timecode
 
 
 UNKNOWN_CODEC = "unknown"
@@ -277,13 +277,14 @@ def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> M
     with open_input(path, frame_rate) as container:
         stream = first_video_stream(container, path)
         decoder = video_decoder(stream)
-        pts, decode_times, first, own_timecode = _scan_video(container, stream, decoder, path,
-                                                             None if sequence is None else len(sequence.numbers))
+        pts, decode_times, first, timecode = _scan_video(container, stream, decoder, path,
+                                                         None if sequence is None else len(sequence.numbers))
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         if field_order == "unknown" and ctx.name == "dvvideo" and ctx.height in (480, 576) and first.interlaced_frame:
             field_order = "bb"  # standard-definition DV is bottom field first; FFmpeg does not say it
         pix_fmt = decoder.pix_fmt or "unknown"
+        rate = _frame_rate(stream, pts)
         video = VideoInfo(
             index=stream.index,
             codec=codec_name(stream),
@@ -293,7 +294,7 @@ def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> M
             bit_depth=bit_depth(pix_fmt),
             rotation=clockwise_rotation(first),
             time_base=stream.time_base,
-            average_rate=_frame_rate(stream, pts),
+            average_rate=rate,
             pts=pts,
             field_order=field_order,
             interlaced=field_order not in ("progressive", "unknown") or (
@@ -303,7 +304,7 @@ def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> M
             color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt in JPEG_RANGE_FORMATS.values()
                          else av.video.reformatter.ColorRange(ctx.color_range)),
             colour=ColourTags.of(first),
-            own_timecode=own_timecode,
+            own_timecode=None if timecode is None else shifted_timecode(timecode[0], -timecode[1], rate or Fraction(0)),
             sample_aspect=stream.sample_aspect_ratio or Fraction(1),
             profile=ctx.profile,
             first_decoded=_first_decoded(pts, decode_times, first),
@@ -376,24 +377,31 @@ def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tu
 
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream, decoder: av.CodecContext,
                 path: Path, files: int | None
-                ) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, str | None]:
+                ) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, tuple[str, int] | None]:
     """All frame pts (sorted) from the packets, the packets' times in decode order where those
     are not the frames' (`VideoInfo.decode_times`, else None), the first decoded frame (its
-    rotation and interlacing describe the video) and the pictures' own timecode. An image
-    sequence of `files` files is read up to its first frame: its pts count its files.
+    rotation and interlacing describe the video) and the pictures' own timecode with the
+    index in those pts of the frame it names. An image sequence of `files` files is read up to
+    its first frame: its pts count its files.
 
     MPEG-1/2 video's is read from the packets up to the first keyframe's, whose header the first
-    group's is; other codecs' decoders give the first picture's (a DPX header's) as its tag."""
+    group's is; it names the group's first picture shown, the earliest of the group's packets,
+    which follows any packets of a group cut off before it (a recording started mid-group).
+    Other codecs' decoders give the first picture's (a DPX header's) as its tag."""
     pts: list[int] = []
     dts: list[int | None] = []
     first: av.VideoFrame | None = None
     timecode: str | None = None
+    group: list[int] = []  # pts of the first group of pictures' packets
     settled = stream.codec_context.name not in MPEG_1_2_VIDEO
     try:
         for packet in container.demux(stream):
             if not settled:
-                timecode = gop_timecode(bytes(packet))
-                settled = timecode is not None or packet.is_keyframe
+                header = gop_timecode(bytes(packet))
+                settled = header is not None and timecode is not None or header is None and packet.is_keyframe
+                timecode = timecode or header
+                if timecode is not None and not settled and packet.pts is not None:
+                    group.append(packet.pts)
             if first is None:
                 for frame in decoder.decode(packet):
                     first = frame
@@ -414,9 +422,12 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     # the packets' own, in decode order, and not those of the frames the decoder puts out.
     in_decode_order = (stream.codec_context.has_b_frames and None not in dts
                        and all(a < b for a, b in zip(pts, pts[1:])))
+    pts.sort()
     if stream.codec_context.name not in MPEG_1_2_VIDEO and TIMECODE.match(first.metadata.get("timecode", "")):
         timecode = first.metadata["timecode"]
-    return tuple(sorted(pts)), tuple(dts) if in_decode_order else None, first, timecode
+    named = bisect.bisect_left(pts, min(group)) if group and not in_decode_order else 0
+    return (tuple(pts), tuple(dts) if in_decode_order else None, first,
+            None if timecode is None else (timecode, named))
 
 
 def _first_decoded(pts: tuple[int, ...], decode_times: tuple[int, ...] | None, first: av.VideoFrame) -> int:
