@@ -18,7 +18,8 @@ import numpy as np
 from vidface.io.encoder_setup import repeatable_options
 from vidface.io.frames import FieldMarker
 from vidface.io.pixels import plane_rows, row_bytes
-from vidface.io.probe import FIELD_ORDERS, open_input
+from vidface.io.probe import FIELD_ORDERS
+from vidface.io.source import open_input
 
 ImageSource = Callable[[int], np.ndarray] | np.ndarray
 
@@ -210,7 +211,7 @@ def write_image_sequence(folder: Path, name: str, images: Sequence[np.ndarray], 
 
 def stored_samples(path: str | Path) -> list[bytes]:
     """Every frame's stored samples, plane by plane, without line padding (of an image sequence
-    too, given its pattern: `vidface.io.probe.open_input`)."""
+    too, given its pattern: `vidface.io.source.open_input`)."""
     with open_input(path) as container:
         return [plane_rows(plane)[:, :used].tobytes() for frame in container.decode(video=0)
                 for plane, used in zip(frame.planes, row_bytes(frame))]

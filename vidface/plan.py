@@ -26,7 +26,8 @@ from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kep
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import UNKNOWN_CODEC, Chapter, MediaInfo, StreamInfo, probe
+from vidface.io.probe import Chapter, MediaInfo, StreamInfo, probe
+from vidface.io.source import UNKNOWN_CODEC
 from vidface.io.timecode import range_seconds
 from vidface.memory import steady_allocator
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 
 from vidface.errors import OutputError
-from vidface.io.probe import TAG_ERRORS, codec_name
+from vidface.io.source import TAG_ERRORS, codec_name
 
 TEXT_SUBTITLE_CODECS = {"matroska": "ass", "webm": "webvtt", "mp4": "mov_text", "mov": "mov_text",
                         "ipod": "mov_text", "3gp": "mov_text", "3g2": "mov_text"}

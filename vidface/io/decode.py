@@ -12,8 +12,8 @@ import av
 
 from vidface.errors import InputError
 from vidface.io.frames import Frame
-from vidface.io.probe import (VideoInfo, clockwise_rotation, field_shown_first, first_video_stream, open_input,
-                              video_decoder)
+from vidface.io.probe import VideoInfo, clockwise_rotation, field_shown_first
+from vidface.io.source import first_video_stream, open_input, video_decoder
 
 
 def decode_frames(

@@ -25,8 +25,8 @@ from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame
 from vidface.io.pixels import defined_padding, reformatted
 from vidface.io.options import EncodeOptions
-from vidface.io.probe import (FIELD_ORDERS, MPEG_1_2_VIDEO, TAG_ERRORS, Chapter, MediaInfo, codec_name, open_input,
-                              field_shown_first)
+from vidface.io.probe import FIELD_ORDERS, MPEG_1_2_VIDEO, Chapter, MediaInfo, field_shown_first
+from vidface.io.source import TAG_ERRORS, codec_name, open_input
 from vidface.io.timecode import (restamp_gop, shifted_timecode, shifted_timecode_tags, start_timecode,
                                  untagged_timecode)
 

@@ -302,7 +302,8 @@ MASTER_PROFILES = {"prores_ks": {"XQ": "4444xq"}}
 it: prores_ks codes 4:4:4 as 4444, never 4444 XQ (it raises ProRes LT and Standard to HQ)."""
 
 CONTAINER_ENCODERS = {"webm": "libvpx-vp9", "mxf": "mpeg2video", "mxf_d10": "mpeg2video",
-                      "yuv4mpegpipe": "rawvideo", "dv": "dvvideo", **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
+                      "yuv4mpegpipe": "rawvideo", "dv": "dvvideo",
+                      **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
 """The encoder `--codec auto` takes, where IN's is no master's, for containers whose video is
 their own: WebM holds VP8/VP9 alone, an MPEG program stream keeps frame times only for MPEG-1/2,
 broadcast's MXF is MPEG-2 (XDCAM, D-10), Y4M holds raw pictures and a .dv file DV."""
@@ -332,7 +333,8 @@ def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: s
         return dataclasses.replace(options, codec=fallback)
     if masters and chosen.codec not in masters:
         holders = [f".{extension}" for extension, holder in MASTER_CONTAINERS.items()
-                   if any(_container_holds(holder, dataclasses.replace(options, codec=name), video) for name in masters)]
+                   if any(_container_holds(holder, dataclasses.replace(options, codec=name), video)
+                          for name in masters)]
         where = (f"{container_format} files cannot hold it; to keep it, write {' or '.join(holders)}" if holders else
                  "it cannot be written with these settings (--pix-fmt, --encoder-opt)")
         kept_as = ("" if video_encoder(masters[0]).canonical_name == video.codec else
