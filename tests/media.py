@@ -7,6 +7,7 @@ needs to compare (frame pts, pixel format, rotation, every non-video packet's by
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -198,7 +199,8 @@ def write_image_sequence(folder: Path, name: str, images: Sequence[np.ndarray], 
     """`images` (H×W×3 uint8 RGB) written as the image files `name` (FFmpeg's printf form, such
     as "scan.%07d.dpx") numbered from `first`, in `pix_fmt`; their paths."""
     height, width = images[0].shape[:2]
-    with av.open(str(folder / name), "w", format="image2", options={"start_number": str(first)}) as container:
+    pattern = str(folder).replace("%", "%%") + os.sep + name  # FFmpeg reads the whole path as printf's
+    with av.open(pattern, "w", format="image2", options={"start_number": str(first)}) as container:
         stream = container.add_stream(codec, rate=24)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for index, rgb in enumerate(images):

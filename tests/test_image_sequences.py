@@ -64,12 +64,15 @@ def test_a_sequence_that_cannot_be_read_whole_is_refused(name: str, message: str
 
 
 def test_a_dpx_scan_becomes_a_lossless_master(tmp_path: Path, cli, caplog) -> None:
-    """A 10-bit DPX scan numbered from 86400 is read as one video at 24 fps (its files carry no
-    rate: a warning says so), or at --fps's rate, and comes back in FFV1 sample for sample in
-    Matroska, in ProRes 4444 in QuickTime, which holds no FFV1."""
-    write_image_sequence(tmp_path, "scan.%07d.dpx", [moving_pattern(64, 48)(i) for i in range(5)], codec="dpx",
+    """A 10-bit DPX scan numbered from 86400 (in a folder whose name FFmpeg would read as a
+    pattern's) is read as one video at 24 fps (its files carry no rate: a warning says so), or
+    at --fps's rate, and comes back in FFV1 sample for sample in Matroska, in ProRes 4444 in
+    QuickTime, which holds no FFV1."""
+    folder = tmp_path / "reel 1 (100%)"
+    folder.mkdir()
+    write_image_sequence(folder, "scan.%07d.dpx", [moving_pattern(64, 48)(i) for i in range(5)], codec="dpx",
                          pix_fmt="gbrp10le", first=86400)
-    source = tmp_path / "scan.#######.dpx"
+    source = folder / "scan.#######.dpx"
     code, out, _ = cli("probe", source)
     assert code == 0 and "files: scan.0086400.dpx to scan.0086404.dpx (5 images)" in out, out
     assert "dpx 64x48 gbrp10le (10-bit)" in out and "24.0 fps constant (CFR), 5 frames" in out

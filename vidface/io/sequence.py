@@ -41,9 +41,10 @@ class ImageSequence:
 
     @property
     def pattern(self) -> Path:
-        """The sequence's name in FFmpeg's printf form ('%' of the names themselves doubled)."""
+        """The sequence's path in FFmpeg's printf form (a '%' of the folder's or the files' names doubled)."""
         number = f"%0{self.digits}d" if self.digits else "%d"
-        return self.folder / (self.prefix.replace("%", "%%") + number + self.suffix.replace("%", "%%"))
+        return Path(str(self.folder).replace("%", "%%")) / (
+            self.prefix.replace("%", "%%") + number + self.suffix.replace("%", "%%"))
 
     @property
     def files(self) -> list[Path]:
