@@ -908,3 +908,32 @@ def test_broadcast_mxf_keeps_its_pcm_audio(audio: str, tmp_path: Path, cli) -> N
     before, after = read_video(source), read_video(tmp_path / "out.mxf")
     assert after.stream_codecs == before.stream_codecs == ["mpeg2video", audio]
     assert b"".join(p[0] for p in after.packets[1]) == b"".join(p[0] for p in before.packets[1])
+
+
+def test_a_cameras_motion_jpeg_with_exif_is_read(tmp_path: Path, cli) -> None:
+    """A camera's Motion JPEG carries EXIF in every picture, which FFmpeg 8 hands on as a kind of
+    frame side data PyAV does not know (reading it raises): probe and restore read such video."""
+    import struct
+
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x0112, 3, 1, 1) + struct.pack("<I", 0)
+    exif = b"\xff\xe1" + struct.pack(">H", len(tiff) + 8) + b"Exif\x00\x00" + tiff  # APP1: orientation 1
+    source = tmp_path / "camera.avi"
+    image = moving_pattern(64, 48)
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        for index in range(5):
+            frame = av.VideoFrame.from_ndarray(image(index), format="rgb24").reformat(format="yuvj420p")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                data = bytes(packet)
+                tagged = av.Packet(data[:2] + exif + data[2:])  # after the JPEG's start marker
+                tagged.pts, tagged.dts, tagged.time_base, tagged.stream = packet.pts, packet.dts, packet.time_base, stream
+                container.mux(tagged)
+    with av.open(str(source)) as container:
+        with pytest.raises(ValueError):
+            next(container.decode(video=0)).side_data  # noqa: B018 (the premise: PyAV cannot list it)
+    code, out, err = cli("probe", source)
+    assert code == 0 and "mjpeg 64x48" in out and "5 frames" in out, err
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress")
+    assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == 5, err
