@@ -928,7 +928,8 @@ def test_a_cameras_motion_jpeg_with_exif_is_read(tmp_path: Path, cli) -> None:
             for packet in stream.encode(frame):
                 data = bytes(packet)
                 tagged = av.Packet(data[:2] + exif + data[2:])  # after the JPEG's start marker
-                tagged.pts, tagged.dts, tagged.time_base, tagged.stream = packet.pts, packet.dts, packet.time_base, stream
+                tagged.pts, tagged.dts, tagged.time_base = packet.pts, packet.dts, packet.time_base
+                tagged.stream = stream
                 container.mux(tagged)
     with av.open(str(source)) as container:
         with pytest.raises(ValueError):
