@@ -151,6 +151,20 @@ def test_the_faces_of_a_tiff_sequence_are_restored(tmp_path: Path, cli, tiny_osd
     assert fingerprint(source) != before and fingerprint(source)["files"] == 6
 
 
+def test_a_tiff_whose_tags_are_not_utf8_is_read(tmp_path: Path, cli) -> None:
+    """A TIFF's tags may hold any bytes (its Software tag here starts with 0xFF), which PyAV fails
+    to decode as a picture's tags: such a picture is read, without a timecode."""
+    (still,) = write_image_sequence(tmp_path, "still.%d.tif", [moving_pattern(32, 24)(0)], codec="tiff",
+                                    pix_fmt="rgb24", first=1)
+    data = still.read_bytes()
+    still.write_bytes(data.replace(b"Lavc", b"\xffavc"))
+    with av.open(str(still)) as container:
+        with pytest.raises(UnicodeDecodeError):
+            next(container.decode(video=0)).metadata  # noqa: B018 (the premise)
+    code, out, err = cli("probe", still)
+    assert code == 0 and "tiff 32x24" in out and "timecode" not in out, err
+
+
 @pytest.mark.parametrize("output", ["still.tif", "frames.%04d.png", "scan.######.dpx"])
 def test_an_image_out_is_refused(output: str, tmp_path: Path, cli) -> None:
     """OUT is a video file: an image name is refused in one line before anything is read."""

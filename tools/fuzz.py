@@ -3,7 +3,8 @@ and `restore` with a tiny random-weight model, each case in a forked child with 
 
 Seeds: a short clip in every container and codec the tests make (tests/media.write_video):
 MP4 (x264 with B-frames, VFR, AAC, subtitles), Matroska (x264, SubRip, two audio tracks;
-FFV1; 10-bit x265), MOV, AVI (MJPEG), MPEG-TS, WebM (VP9, Opus), NUT, FLV and MXF (MPEG-2).
+FFV1; 10-bit x265), MOV, AVI (MJPEG), MPEG-TS, WebM (VP9, Opus), NUT, FLV and MXF (MPEG-2);
+and one picture as a scan's or a plate's file: 10-bit DPX, TIFF, 16-bit PNG.
 Mutations, structured and drawn from a seeded generator: bit flips, truncation, a zeroed or
 random block, a corrupted header (the first 512 bytes), bytes changed inside index and timestamp
 structures (MP4 moov/stts/ctts/stco/stsz/elst, Matroska Cues/Cluster/BlockGroup, AVI idx1, FLV
@@ -52,6 +53,11 @@ SEEDS = {  # name: (extension, write_video options)
     "flv-x264": ("flv", dict(audio="aac")),
     "mxf-mpeg2": ("mxf", dict(codec="mpeg2video", fps=25)),
 }
+STILL_SEEDS = {  # name: (extension, encoder, pixel format): one picture, as one file of a scan or a plate
+    "dpx-10bit": ("dpx", "dpx", "gbrp10le"),
+    "tiff-rgb": ("tif", "tiff", "rgb24"),
+    "png-16bit": ("png", "png", "rgb48be"),
+}
 MARKERS = [b"moov", b"stts", b"ctts", b"stco", b"stsz", b"elst", b"mdat", b"\x1cS\xbbk", b"\x1fC\xb6u", b"\xa0",
            b"idx1", b"movi", b"\x09\x00\x00", b"\x47\x40"]
 TARGETS = {"probe": 0.3, "none": 0.35, "track": 0.3, "restore": 0.05}  # share of the cases
@@ -72,7 +78,9 @@ class Case:
 
 def write_seeds(folder: Path) -> dict[str, Path]:
     """The seed clips (small: 48x32 to 96x64, 12 frames), written once per run."""
-    from media import AudioTrack, Subtitles, write_video
+    import av
+
+    from media import AudioTrack, Subtitles, moving_pattern, write_video
 
     seeds = {}
     for name, (extension, options) in SEEDS.items():
@@ -83,6 +91,14 @@ def write_seeds(folder: Path) -> dict[str, Path]:
             options["audio"] = [AudioTrack(codec=codec) for codec in options["audio"]]
         size = (96, 64) if options.get("codec", "libx264") != "mjpeg" else (95, 63)
         seeds[name] = write_video(folder / f"{name}.{extension}", frames=12, size=size, **options)
+    for name, (extension, codec, pix_fmt) in STILL_SEEDS.items():
+        seeds[name] = folder / f"{name}.{extension}"
+        with av.open(str(seeds[name]), "w", format="image2") as container:
+            stream = container.add_stream(codec, rate=24)
+            stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
+            picture = av.VideoFrame.from_ndarray(moving_pattern(96, 64)(0), format="rgb24").reformat(format=pix_fmt)
+            container.mux(stream.encode(picture))
+            container.mux(stream.encode(None))
     return seeds
 
 
@@ -154,7 +170,7 @@ def command(case: Case, source: Path, output: Path, model: tuple[str, ...]) -> l
 def run_case(case: Case, data: bytes, folder: Path, model: tuple[str, ...], timeout: float) -> str | None:
     """Run one case in a forked child; None when it passes, else the kind of failure."""
     folder.mkdir(parents=True)
-    source = folder / f"in.{SEEDS[case.seed][0]}"
+    source = folder / f"in.{(SEEDS.get(case.seed) or STILL_SEEDS[case.seed])[0]}"
     source.write_bytes(data)
     before = hashlib.sha256(data).hexdigest()
     output = folder / ("out.mkv" if case.target != "track" else "qa.mkv")

@@ -347,11 +347,21 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     in_decode_order = (stream.codec_context.has_b_frames and None not in dts
                        and all(a < b for a, b in zip(pts, pts[1:])))
     pts.sort()
-    if stream.codec_context.name not in MPEG_1_2_VIDEO and TIMECODE.match(first.metadata.get("timecode", "")):
-        timecode = first.metadata["timecode"]
+    if stream.codec_context.name not in MPEG_1_2_VIDEO:
+        timecode = _picture_timecode(first)
     named = bisect.bisect_left(pts, min(group)) if group and not in_decode_order else 0
     return (tuple(pts), tuple(dts) if in_decode_order else None, first,
             None if timecode is None else (timecode, named))
+
+
+def _picture_timecode(frame: av.VideoFrame) -> str | None:
+    """The timecode a decoder gives a picture as its tag (a DPX header's); None where it gives
+    none, or where the picture's tags are not UTF-8 (a TIFF's may be anything)."""
+    try:
+        timecode = frame.metadata.get("timecode", "")
+    except UnicodeDecodeError:
+        return None
+    return timecode if TIMECODE.match(timecode) else None
 
 
 def _first_decoded(pts: tuple[int, ...], decode_times: tuple[int, ...] | None, first: av.VideoFrame) -> int:
