@@ -30,7 +30,7 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 def add_pair_arguments(parser: argparse.ArgumentParser, output: str, output_help: str) -> None:
     """The positional arguments of a command that reads a video and its restoration: IN OUT `output`."""
-    parser.add_argument("input", metavar="IN", help="the original video")
+    parser.add_argument("input", metavar="IN", help="the original video, or its image sequence's pattern")
     parser.add_argument("restored", metavar="OUT", help="its restoration (e.g. from vidface restore)")
     parser.add_argument("output", metavar=output, help=output_help)
 

@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Describe IN: streams and codecs, resolution, rotation, frame rate (constant "
                     "or variable), duration, exact frame count, audio and subtitle tracks.",
     )
-    parser.add_argument("input", metavar="IN", help="input video")
+    parser.add_argument("input", metavar="IN", help="input video, or an image sequence's pattern (scan.%%06d.dpx)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_logging_flags(parser)
 

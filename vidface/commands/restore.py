@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "frames without faces keep their pixels. Settings come from the default "
                     "preset, then each --config PRESET|FILE, then the flags given on the command line (later wins).",
     )
-    parser.add_argument("input", metavar="IN", help="input video, or a folder of videos (folder mode)")
+    parser.add_argument("input", metavar="IN", help="input video, an image sequence's pattern (scan.%%06d.dpx or "
+                                                      "scan.######.dpx), or a folder of videos (folder mode)")
     parser.add_argument("output", metavar="OUT",
                         help="output video, the container following its extension; in folder mode the "
                              "output folder, where each video keeps its relative path and name")

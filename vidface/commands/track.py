@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "smoothed landmarks and track id drawn (grey box: predicted, not detected). "
                     "Audio and other streams are kept, as in restore.",
     )
-    parser.add_argument("input", metavar="IN", help="input video")
+    parser.add_argument("input", metavar="IN", help="input video, or an image sequence's pattern (scan.%%06d.dpx)")
     parser.add_argument("output", metavar="OUT", help="output video; the container follows its extension")
     parser.add_argument("--tracks", default=None, metavar="FILE",
                         help="also write the faces as JSON Lines, one line per frame: "
