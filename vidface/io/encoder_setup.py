@@ -49,10 +49,11 @@ def choose_pix_fmt(options: EncodeOptions, video: VideoInfo) -> str:
     bit depth rather than a changed picture size.
     """
     choice, lost = _closest_pix_fmt(options, video)
-    if lost:
-        log.warning("encoder %s cannot keep pixel format %s; encoding as %s%s", options.codec, lost, choice,
-                    " and dropping its alpha channel" if _has_alpha(av.VideoFormat(lost)) and not _has_alpha(
-                        av.VideoFormat(choice)) else "")
+    if lost:  # a format that only stores the same samples otherwise (rgb24 as bgr0) is no loss to warn of
+        log.log(logging.WARNING if any(_format_distance(choice, lost)[:-1]) else logging.INFO,
+                "encoder %s cannot keep pixel format %s; encoding as %s%s", options.codec, lost, choice,
+                " and dropping its alpha channel" if _has_alpha(av.VideoFormat(lost)) and not _has_alpha(
+                    av.VideoFormat(choice)) else "")
     return choice
 
 
@@ -76,24 +77,29 @@ def _closest_pix_fmt(options: EncodeOptions, video: VideoInfo) -> tuple[str, str
             not _has_alpha(av.VideoFormat(wanted)) or _encoder_opens(options, wanted, video))):
         return wanted, None
 
-    def distance(name: str) -> tuple[int, ...]:
-        fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
-        alpha_lost, alpha_added = _has_alpha(src) and not _has_alpha(fmt), _has_alpha(fmt) and not _has_alpha(src)
-        colour_lost = _colours(src) > _colours(fmt)
-        depth = bit_depth(name) - bit_depth(wanted)
-        (width, height), (source_width, source_height) = ((f.chroma_width(64), f.chroma_height(64)) for f in (fmt, src))
-        if (width, height) == (source_width, source_height):
-            chroma = (0, 0)
-        elif width >= source_width and height >= source_height:  # keeps every chroma sample: the fewest added
-            chroma = (1, width * height)
-        else:  # loses some: the most kept
-            chroma = (2, -width * height)
-        kind_changed = fmt.is_rgb != src.is_rgb
-        return (int(alpha_lost), int(colour_lost), abs(depth) + (100 if depth < 0 else 0), int(kind_changed), *chroma,
-                int(alpha_added))
-
-    candidates = [full_range_format(options.codec, name) for name in sorted(supported, key=distance)]
+    candidates = [full_range_format(options.codec, name)
+                  for name in sorted(supported, key=lambda name: _format_distance(name, wanted))]
     return next((name for name in candidates if _encoder_opens(options, name, video)), candidates[0]), wanted
+
+
+def _format_distance(name: str, wanted: str) -> tuple[int, ...]:
+    """How far pixel format `name` is from `wanted`, most important first (`choose_pix_fmt`):
+    alpha lost, colour lost, bit depth (less worst), RGB for YUV or the other way, chroma samples
+    (kept, added, lost), alpha added. All 0 but the last: the same samples, stored otherwise."""
+    fmt, src = av.VideoFormat(name), av.VideoFormat(wanted)
+    alpha_lost, alpha_added = _has_alpha(src) and not _has_alpha(fmt), _has_alpha(fmt) and not _has_alpha(src)
+    colour_lost = _colours(src) > _colours(fmt)
+    depth = bit_depth(name) - bit_depth(wanted)
+    (width, height), (source_width, source_height) = ((f.chroma_width(64), f.chroma_height(64)) for f in (fmt, src))
+    if (width, height) == (source_width, source_height):
+        chroma = (0, 0)
+    elif width >= source_width and height >= source_height:  # keeps every chroma sample: the fewest added
+        chroma = (1, width * height)
+    else:  # loses some: the most kept
+        chroma = (2, -width * height)
+    kind_changed = fmt.is_rgb != src.is_rgb
+    return (int(alpha_lost), int(colour_lost), abs(depth) + (100 if depth < 0 else 0), int(kind_changed), *chroma,
+            int(alpha_added))
 
 
 def _encoder_opens(options: EncodeOptions, pix_fmt: str, video: VideoInfo) -> bool:
