@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from face_clips import moving_face_clip
-from media import moving_pattern, read_video, stored_samples, write_image_sequence
+from media import moving_pattern, read_video, stored_samples, write_image_sequence, write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.errors import InputError
 from vidface.io.sequence import image_sequence
@@ -61,6 +61,16 @@ def test_a_sequence_that_cannot_be_read_whole_is_refused(name: str, message: str
     code, _, err = cli("restore", "--model", "none", tmp_path / name, tmp_path / "out.mkv")
     assert code == 1 and err.startswith("vidface: error: input ") and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_a_pattern_of_video_files_is_refused(tmp_path: Path, cli) -> None:
+    """Videos numbered like a sequence's files are no image sequence: a one-line error says what
+    one is, and that a video is given as one file."""
+    for number in (1, 2):
+        write_video(tmp_path / f"clip.{number:02d}.mkv", frames=2, size=(32, 24))
+    code, _, err = cli("restore", "--model", "none", tmp_path / "clip.##.mkv", tmp_path / "out.mkv")
+    assert code == 1 and "has files FFmpeg cannot decode as pictures (an image sequence's are DPX, TIFF" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out.mkv").exists()
 
 
 def test_a_dpx_scan_becomes_a_lossless_master(tmp_path: Path, cli, caplog) -> None:

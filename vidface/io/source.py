@@ -29,8 +29,9 @@ def open_input(path: str | os.PathLike[str], frame_rate: Fraction | None = None)
     path = Path(path)
     sequence = image_sequence(path)
     if sequence is not None:
-        return _opened(path, str(sequence.pattern), format="image2",
-                       options=sequence.demuxer_options(sequence_rate(sequence, frame_rate)))
+        return _opened(path, str(sequence.pattern), undecodable="files FFmpeg cannot decode as pictures (an image "
+                       "sequence's are DPX, TIFF, PNG or other image files; give a video as one file)",
+                       format="image2", options=sequence.demuxer_options(sequence_rate(sequence, frame_rate)))
     if not path.exists():
         raise InputError(f"input {str(path)!r} does not exist; check the path")
     if not path.is_file():
@@ -42,9 +43,11 @@ def open_input(path: str | os.PathLike[str], frame_rate: Fraction | None = None)
     return _opened(path, str(path))
 
 
-def _opened(path: Path, name: str, **open_options) -> av.container.InputContainer:
+def _opened(path: Path, name: str,
+            undecodable: str = "a video codec this FFmpeg build cannot decode; convert it first or see `vidface env`",
+            **open_options) -> av.container.InputContainer:
     """IN (`path`, opened by FFmpeg as `name` with `open_options`), checked for a video stream
-    this build decodes."""
+    this build decodes (InputError: IN has `undecodable`)."""
     try:
         container = av.open(name, mode="r", metadata_errors=TAG_ERRORS, **open_options)
     except av.error.FFmpegError as error:
@@ -55,10 +58,7 @@ def _opened(path: Path, name: str, **open_options) -> av.container.InputContaine
     try:
         stream = first_video_stream(container, path)
         if stream.codec_context is None or stream.codec_context.codec is None:
-            raise InputError(
-                f"input {str(path)!r} has a video codec this FFmpeg build cannot decode; "
-                "convert it first or see `vidface env`"
-            )
+            raise InputError(f"input {str(path)!r} has {undecodable}")
     except BaseException:
         container.close()
         raise
