@@ -68,6 +68,28 @@ def test_auto_keeps_prores_4444_xq(tmp_path: Path, cli) -> None:
             assert container.streams.video[0].codec_context.profile == kept
 
 
+@pytest.mark.parametrize("name, options, fields, cid", [
+    ("dnxhd120i.mov", {"b": "120M", "flags": "+ildct"}, "tff", 1242),  # DNxHD 120, 1080i
+    ("dnxhd185.mxf", {"b": "185M"}, None, 1238),                       # DNxHD 185, 1080p
+])
+def test_auto_keeps_dnxhd_as_dnxhd(name: str, options: dict, fields: str | None, cid: int, tmp_path: Path, cli,
+                                   caplog) -> None:
+    """The dnxhd encoder, left to choose, codes DNxHR, which has no interlaced profile: a DNxHD
+    master comes back in its own compression ID (its bitrate, its fields), as Avid reads it."""
+    source = write_video(tmp_path / name, frames=2, size=(1920, 1080), fps=25, codec="dnxhd", pix_fmt="yuv422p",
+                         codec_options={"profile": "dnxhd", **options}, fields=fields)
+    output = tmp_path / f"out{source.suffix}"
+    code, _, err = cli("restore", "--model", "none", source, output, "--no-progress")
+    assert code == 0, err
+    for path in (source, output):
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            first = bytes(next(packet for packet in container.demux(stream) if packet.size))
+            assert stream.codec_context.profile == "DNXHD" and int.from_bytes(first[0x28:0x2C], "big") == cid
+            assert next(container.decode(stream)).interlaced_frame == bool(fields)
+    assert "cannot code fields" not in caplog.text
+
+
 def test_auto_keeps_a_dv_tape_capture_in_dv(tmp_path: Path, cli, caplog) -> None:
     """A DV capture comes back in DV, its pixel aspect, field order and sound with it, in every
     container that holds DV, its own .dv included (whose muxer takes sound beside DV alone):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from vidface.errors import OutputError, OutputExists
 from vidface.io.copies import held_streams, is_blu_ray
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
-from vidface.io.encoder_setup import (INTERLACED_ENCODERS, check_frame_times_kept, choose_pix_fmt,
+from vidface.io.encoder_setup import (check_frame_times_kept, choose_pix_fmt, codes_fields,
                                       keeps_sample_aspect, output_format, resolved_codec,
                                       video_encoder)
 from vidface.io.frames import Frame
@@ -160,7 +160,8 @@ def plan_transcode(
     encode = resolved_codec(encode, info.video, container_format)
     check_frame_times_kept(encode.codec, container_format)
     pix_fmt = choose_pix_fmt(encode, info.video)
-    if info.video.interlaced and encode.codec not in INTERLACED_ENCODERS and video_encoder(encode.codec).lossy:
+    if (info.video.interlaced and not codes_fields(encode.codec, dict(encode.options))
+            and video_encoder(encode.codec).lossy):
         log.warning("%s cannot code fields: the interlaced video is written as progressive pictures, "
                     "each holding both fields; --codec libx264, mpeg2video or prores_ks keeps it interlaced",
                     encode.codec)

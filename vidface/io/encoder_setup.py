@@ -6,6 +6,7 @@ to frame times."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 # the order each picture's flags give (`frames.FieldMarker`); DV's chooses per block. Others code
 # its frames as progressive pictures, each holding both fields (lossless ones lose nothing so).
 INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4", "prores_ks", "prores", "prores_aw", "dvvideo"}
+
+
+def codes_fields(codec: str, options: Mapping[str, str]) -> bool:
+    """Whether `codec` with `options` codes an interlaced source as fields: INTERLACED_ENCODERS,
+    and the dnxhd encoder where it codes DNxHD (DNxHR has no interlaced profile)."""
+    return codec in INTERLACED_ENCODERS or (codec == "dnxhd" and options.get("profile") == "dnxhd")
 
 def video_encoder(name: str) -> av.codec.Codec:
     """The FFmpeg video encoder called `name`, or OutputError naming how to list them."""
@@ -307,6 +314,38 @@ MASTER_PROFILES = {"prores_ks": {"XQ": "4444xq"}}
 """A master's profile that its encoder, left to choose, would lower, and the encoder's name for
 it: prores_ks codes 4:4:4 as 4444, never 4444 XQ (it raises ProRes LT and Standard to HQ)."""
 
+
+def _master_options(encoder: str, video: VideoInfo) -> tuple[tuple[str, str], ...]:
+    """The options that keep a master's own profile where `encoder`, left to choose, codes
+    another: ProRes 4444 XQ (`MASTER_PROFILES`); DNxHD, which the dnxhd encoder codes only given
+    its profile and one of its bitrates (else DNxHR, which has no interlaced profile)."""
+    if encoder == "dnxhd" and video.profile == "DNXHD":
+        return _dnxhd_options(video)
+    profile = MASTER_PROFILES.get(encoder, {}).get(video.profile)
+    return (("profile", profile),) if profile else ()
+
+
+def _dnxhd_options(video: VideoInfo) -> tuple[tuple[str, str], ...]:
+    """DNxHD's profile and IN's bitrate, as the dnxhd encoder names its compression IDs (for a
+    size, scan and depth, a few nominal Mbit/s: 120, 145 for 1080i 8-bit): IN's pictures are all
+    one size, so the nominal rate nearest IN's measured one that the encoder opens with is IN's.
+    () where none opens: the encoder's DNxHR."""
+    if not video.average_rate or not video.frame_bytes:
+        return ()
+    measured = video.frame_bytes * 8 * float(video.average_rate) / 1e6
+    for mbits in sorted(range(int(measured * 0.9), int(measured * 1.1) + 2), key=lambda rate: abs(rate - measured)):
+        options = {"profile": "dnxhd", "b": f"{mbits}M", **({"flags": "+ildct"} if video.interlaced else {})}
+        context = av.CodecContext.create("dnxhd", "w")
+        context.width, context.height, context.pix_fmt = video.width, video.height, video.pix_fmt
+        context.time_base = 1 / video.average_rate
+        context.options = options
+        try:
+            context.open()
+        except (av.error.FFmpegError, ValueError):
+            continue
+        return ("profile", "dnxhd"), ("b", f"{mbits}M")
+    return ()
+
 CONTAINER_ENCODERS = {"webm": "libvpx-vp9", "mxf": "mpeg2video", "mxf_d10": "mpeg2video",
                       "yuv4mpegpipe": "rawvideo", "dv": "dvvideo",
                       **dict.fromkeys(PROGRAM_STREAM_FORMATS, "mpeg2video")}
@@ -330,9 +369,9 @@ def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: s
     fallback = CONTAINER_ENCODERS.get(container_format, "libx264")
     for name in dict.fromkeys((*masters, fallback, "libx264")):
         chosen = dataclasses.replace(options, codec=name)
-        profile = MASTER_PROFILES.get(name, {}).get(video.profile) if name in masters else None
-        if profile and "profile" not in dict(options.options):
-            chosen = dataclasses.replace(chosen, options=(*options.options, ("profile", profile)))
+        given = dict(options.options)
+        if name in masters and "profile" not in given and "b" not in given:
+            chosen = dataclasses.replace(chosen, options=(*options.options, *_master_options(name, video)))
         if _container_holds(container_format, chosen, video):
             break
     else:  # none: the container's own codec, whose checks say what is wrong
@@ -415,7 +454,7 @@ def cpu_has_avx512() -> bool:
 
 
 def interlaced_options(codec: str, field_order: str, options: dict[str, str]) -> dict[str, str]:
-    """`options` plus what makes `codec` (one of INTERLACED_ENCODERS) code an interlaced
+    """`options` plus what makes `codec` (where it `codes_fields`) code an interlaced
     source's frames as fields, shown in `field_order` (one of probe.FIELD_ORDERS): the
     ildct/ilme flags, and for x264 the field order in its params. Options the user gave win;
     their x264-params are kept after ours.
@@ -423,7 +462,7 @@ def interlaced_options(codec: str, field_order: str, options: dict[str, str]) ->
     x264 codes interlaced video in one thread: with several, about one run in ten gives other
     bits for the same frames, and a resumed run must encode its segments exactly as an
     uninterrupted run would."""
-    if codec not in INTERLACED_ENCODERS:
+    if not codes_fields(codec, options):
         return options
     options = {"flags": "+ildct+ilme", **options}
     if codec != "libx264":

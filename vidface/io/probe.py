@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -113,6 +114,7 @@ class VideoInfo:
     decode_times: where IN's packets carry their times in decode order rather than the frames'
     (H.264 with B-frames in AVI or ASF, which store one time per packet), those times as the
     packets come; None otherwise (see `vidface.io.decode.decode_frames`).
+    frame_bytes: the mean size of its coded pictures, in bytes (an image sequence's first's).
     first_decoded: the index in `pts` of the first frame the decoder gives from the start (0
     but where IN starts with frames that never decode, such as an open group of pictures' leading
     B-frames cut from the group before them); IN's timecode names frame 0 all the same.
@@ -138,6 +140,7 @@ class VideoInfo:
     sample_aspect: Fraction = Fraction(1)
     profile: str | None = None
     first_decoded: int = 0
+    frame_bytes: float = 0.0
 
     @property
     def frame_count(self) -> int:
@@ -201,8 +204,8 @@ def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> M
     with open_input(path, frame_rate) as container:
         stream = first_video_stream(container, path)
         decoder = video_decoder(stream)
-        pts, decode_times, first, timecode = _scan_video(container, stream, decoder, path,
-                                                         None if sequence is None else len(sequence.numbers))
+        scan = _scan_video(container, stream, decoder, path, None if sequence is None else len(sequence.numbers))
+        pts, first = scan.pts, scan.first
         ctx = stream.codec_context
         field_order = FIELD_ORDERS[ctx.field_order] if 0 <= ctx.field_order < len(FIELD_ORDERS) else "unknown"
         if field_order == "unknown" and ctx.name == "dvvideo" and ctx.height in (480, 576) and first.interlaced_frame:
@@ -223,15 +226,16 @@ def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> M
             field_order=field_order,
             interlaced=field_order not in ("progressive", "unknown") or (
                 field_order == "unknown" and bool(first.interlaced_frame)),
-            decode_times=decode_times,
+            decode_times=scan.decode_times,
             hdr=_hdr_metadata(first),
             color_range=(av.video.reformatter.ColorRange.JPEG if pix_fmt in JPEG_RANGE_FORMATS.values()
                          else av.video.reformatter.ColorRange(ctx.color_range)),
             colour=ColourTags.of(first),
-            own_timecode=None if timecode is None else shifted_timecode(timecode[0], -timecode[1], rate or Fraction(0)),
+            own_timecode=scan.timecode and shifted_timecode(scan.timecode, -scan.named, rate or Fraction(0)),
             sample_aspect=stream.sample_aspect_ratio or Fraction(1),
             profile=ctx.profile,
-            first_decoded=_first_decoded(pts, decode_times, first),
+            first_decoded=_first_decoded(pts, scan.decode_times, first),
+            frame_bytes=scan.frame_bytes,
         )
         streams = tuple(_stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
@@ -299,14 +303,24 @@ def _chapter_tracks(container: av.container.InputContainer, chapters: int) -> tu
                  if stream.type == "data" and codec_name(stream) == UNKNOWN_CODEC and stream.frames == chapters)
 
 
+class _Scan(NamedTuple):
+    """What `_scan_video` finds: every frame's pts (sorted), the packets' times in decode order
+    where those are not the frames' (`VideoInfo.decode_times`, else None), the first decoded
+    frame (its rotation and interlacing describe the video), the pictures' own timecode and the
+    index in `pts` of the frame it names, and the packets' mean size in bytes."""
+
+    pts: tuple[int, ...]
+    decode_times: tuple[int, ...] | None
+    first: av.VideoFrame
+    timecode: str | None
+    named: int
+    frame_bytes: float
+
+
 def _scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream, decoder: av.CodecContext,
-                path: Path, files: int | None
-                ) -> tuple[tuple[int, ...], tuple[int, ...] | None, av.VideoFrame, tuple[str, int] | None]:
-    """All frame pts (sorted) from the packets, the packets' times in decode order where those
-    are not the frames' (`VideoInfo.decode_times`, else None), the first decoded frame (its
-    rotation and interlacing describe the video) and the pictures' own timecode with the
-    index in those pts of the frame it names. An image sequence of `files` files is read up to
-    its first frame: its pts count its files.
+                path: Path, files: int | None) -> _Scan:
+    """IN's video as its packets give it (`_Scan`). An image sequence of `files` files is read up
+    to its first frame: its pts count its files.
 
     MPEG-1/2 video's is read from the packets up to the first keyframe's, whose header the first
     group's is; it names the group's first picture shown, the earliest of the group's packets,
@@ -317,6 +331,7 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     first: av.VideoFrame | None = None
     timecode: str | None = None
     group: list[int] = []  # pts of the first group of pictures' packets
+    sizes = 0
     settled = stream.codec_context.name not in MPEG_1_2_VIDEO
     try:
         for packet in container.demux(stream):
@@ -333,6 +348,7 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
             if packet.size and packet.pts is not None:
                 pts.append(packet.pts)
                 dts.append(packet.dts)
+                sizes += packet.size
             if files is not None and first is not None:
                 pts = list(range(files))
                 break
@@ -350,8 +366,8 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     if stream.codec_context.name not in MPEG_1_2_VIDEO:
         timecode = _picture_timecode(first)
     named = bisect.bisect_left(pts, min(group)) if group and not in_decode_order else 0
-    return (tuple(pts), tuple(dts) if in_decode_order else None, first,
-            None if timecode is None else (timecode, named))
+    return _Scan(tuple(pts), tuple(dts) if in_decode_order else None, first, timecode, named,
+                 sizes / (len(pts) if files is None else 1))
 
 
 def _picture_timecode(frame: av.VideoFrame) -> str | None:
