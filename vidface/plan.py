@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vidface.errors import OutputError, OutputExists
 from vidface.io.copies import held_streams, is_blu_ray
+from vidface.io.codec_choice import resolved_codec
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
-from vidface.io.encoder_setup import (check_frame_times_kept, choose_pix_fmt, codes_fields,
-                                      keeps_sample_aspect, output_format, resolved_codec,
-                                      video_encoder)
+from vidface.io.encoder_setup import (check_frame_times_kept, choose_pix_fmt, codes_fields, keeps_sample_aspect,
+                                      output_format, video_encoder)
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions

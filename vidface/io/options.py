@@ -23,7 +23,7 @@ to their own rate control they aim at 200 kb/s, whatever the picture size."""
 FF_QP2LAMBDA = 118
 """FFmpeg's ratio of a quantizer to its rate-distortion lambda."""
 AUTO_CODEC = "auto"
-"""`EncodeOptions.codec` that `vidface.io.encoder_setup.resolved_codec` makes an encoder for IN and
+"""`EncodeOptions.codec` that `vidface.io.codec_choice.resolved_codec` makes an encoder for IN and
 OUT's container."""
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
