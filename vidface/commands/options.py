@@ -52,9 +52,9 @@ def add_output_flags(parser: argparse.ArgumentParser, *, output: str = "OUT", ra
                              "HH:MM:SS:FF frames (default: to the end)")
     if range_of is None:  # a command reading two videos reads an image sequence at the other's rate
         parser.add_argument("--fps", type=frame_rate, default=None, metavar="RATE",
-                            help="the frame rate an image sequence IN (shot.%%06d.dpx, shot.######.dpx) is read at: "
-                                 "24, 25, 23.976 or 24000/1001 (default: its files' own, as a DPX header "
-                                 "gives it, else 24); a video keeps its own")
+                            help="the frame rate an image sequence IN (shot.%%06d.dpx, shot.######.dpx) is "
+                                 "read at: 24, 25, 23.976 or 24000/1001 (default: its files' own, as a DPX "
+                                 "header gives it, else 24); a video keeps its own")
     add_logging_flags(parser)
 
 

@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
 def probe_report(info) -> dict:
     """A JSON-ready description of a `MediaInfo`."""
-    from vidface.io.timecode import start_timecode
-
     from vidface.io.sequence import image_sequence
+    from vidface.io.timecode import start_timecode
 
     video = info.video
     rate = video.average_rate
@@ -145,8 +144,9 @@ def format_report(report: dict) -> str:
     if video["timecode"]:
         lines.append(f"timecode: {_shown(video['timecode'])} at the first frame")
     if video["first_decoded"]:
-        lines.append(f"undecodable: the first {video['first_decoded']} frames, made from pictures before IN's "
-                     f"start; OUT starts at frame {video['first_decoded']}")
+        count = video["first_decoded"]
+        lines.append(f"undecodable: the first {f'{count} frames' if count > 1 else 'frame'}, made from pictures "
+                     f"before IN's start; OUT starts at frame {count}")
     if any(video["colour"].values()):
         lines.append("colour: " + ", ".join(f"{part} {name or 'unsaid'}{_transfer_words(name)}"
                                             for part, name in video["colour"].items()))

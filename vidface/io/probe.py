@@ -105,16 +105,17 @@ class VideoInfo:
     timestamps of every frame, sorted, in `time_base` units (from the packets, no decode).
     hdr: the HDR10 metadata of its first frame, None where it carries none. colour: the colour
     tags of its first frame. own_timecode: the timecode the video's pictures carry themselves,
-    naming the first frame: MPEG-1/2 video's first group of pictures' (`timecode.gop_timecode`),
-    a DPX image's header's; None where they carry none. sample_aspect: the width a stored pixel is shown
-    at over its height (64:45 for 16:9 PAL SD; 1 where the stream does not say). profile: the
+    counted to the first frame: MPEG-1/2 video's first group of pictures'
+    (`timecode.gop_timecode`), a DPX image's header's; None where they carry none.
+    sample_aspect: the width a stored pixel is shown at over its height (64:45 for 16:9 PAL SD;
+    1 where the stream does not say). profile: the
     codec's profile as FFmpeg names it ("HQ", "XQ" for ProRes), None where unsaid. color_range: its
     levels, full (JPEG: as the stream says, or a full-range "yuvj" format), limited (MPEG) or
     unsaid (UNSPECIFIED, which players take as limited).
     decode_times: where IN's packets carry their times in decode order rather than the frames'
     (H.264 with B-frames in AVI or ASF, which store one time per packet), those times as the
     packets come; None otherwise (see `vidface.io.decode.decode_frames`).
-    frame_bytes: the mean size of its coded pictures, in bytes (an image sequence's first's).
+    frame_bytes: the mean size of its coded pictures in bytes (an image sequence's: its first file's).
     first_decoded: the index in `pts` of the first frame the decoder gives from the start (0
     but where IN starts with frames that never decode, such as an open group of pictures' leading
     B-frames cut from the group before them); IN's timecode names frame 0 all the same.

@@ -82,9 +82,9 @@ def start_timecode(info: MediaInfo) -> str | None:
 
 def untagged_timecode(info: MediaInfo) -> dict[str, str]:
     """The timecode tag OUT's video gets where IN's timecode is in no tag, only in its pictures
-    (a DVD's or a broadcast capture's MPEG-2 groups, a film scan's DPX headers); {} otherwise. OUT's container
-    then holds it (MOV's and MP4's timecode track, Matroska's tag, MXF's timecode), as an
-    MPEG-1/2 OUT's own groups do (`restamp_gop`)."""
+    (a DVD's or a broadcast capture's MPEG-2 groups, a film scan's DPX headers); {} otherwise.
+    OUT's container then holds it (MOV's and MP4's timecode track, Matroska's tag, MXF's
+    timecode), as an MPEG-1/2 OUT's own groups do (`restamp_gop`)."""
     own = info.video.own_timecode
     return {"timecode": own} if own and _tagged_timecode(info) is None else {}
 
