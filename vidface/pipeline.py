@@ -19,11 +19,10 @@ from collections.abc import Callable
 
 import av
 
-from vidface.errors import InputError
 from vidface.files import atomic_output, owned_temporary
 from vidface.io.placement import input_frames
 from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TimeRange, TranscodeResult,
-                          check_output, identity, output_writer, plan_transcode, write_failed)
+                          check_output, check_written, identity, output_writer, plan_transcode, write_failed)
 from vidface.provenance import sidecar_for
 from vidface.workers import in_background, queue_waits, waits_since
 
@@ -88,10 +87,7 @@ def _transcode_whole(plan: Plan, processor: FrameProcessor, progress: Callable[[
                     decoded.close()
                 frames = writer.frames_written
             check_unchanged(info.path, read)
-            if frames == 0:
-                raise InputError(f"input {str(info.path)!r} gave no video frames in the requested range")
-            if frames != plan.frame_count:
-                log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
+            check_written(plan, frames)
     except (av.error.FFmpegError, OSError) as error:
         raise write_failed(plan.output, error) from None
     return TranscodeResult(output=plan.output, frames=frames, seconds=time.perf_counter() - started)

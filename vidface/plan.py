@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 
-from vidface.errors import OutputError, OutputExists
+from vidface.errors import InputError, OutputError, OutputExists
 from vidface.io.copies import held_streams, is_blu_ray
 from vidface.io.codec_choice import resolved_codec
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
@@ -76,6 +76,22 @@ class Plan:
     @property
     def frame_count(self) -> int:
         return self.stop_frame - self.first_frame
+
+    @property
+    def never_decoded(self) -> int:
+        """The range's first frames that never decode: IN's before its first decodable one
+        (`VideoInfo.first_decoded`, an open GOP's leading B-frames cut from the GOP before)."""
+        return max(0, min(self.info.video.first_decoded, self.stop_frame) - self.first_frame)
+
+
+def check_written(plan: Plan, frames: int) -> None:
+    """InputError where a run wrote no frame; a warning where it wrote another count than IN's
+    packets promise, leaving aside those that never decode (`Plan.never_decoded`)."""
+    if frames == 0:
+        raise InputError(f"input {str(plan.info.path)!r} gave no video frames in the requested range")
+    promised = plan.frame_count - plan.never_decoded
+    if frames != promised:
+        log.warning("wrote %d frames where the input's packets promised %d", frames, promised)
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from vidface.errors import InputError, OutputError
+from vidface.errors import OutputError
 from vidface.files import AtomicFile, atomic_output, owned_temporary
 from vidface.io.encode import OutputWriter
 from vidface.io.frames import Frame
 from vidface.io.placement import input_frames
-from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TranscodeResult, frame_timing,
-                          output_writer, write_failed)
+from vidface.plan import (FrameProcessor, Plan, Resume, ResumableInterrupt, Segmenting, TranscodeResult,
+                          check_written, frame_timing, output_writer, write_failed)
 from vidface.provenance import TrackNumbering, entry_line, frame_entry, sidecar_for
 from vidface.workers import in_background
 
@@ -244,10 +244,7 @@ def _mux_segments(plan: Plan, work: WorkFolder, writer: OutputWriter) -> int:
 
     records = sorted(work.finished, key=lambda record: record.index)
     frames = sum(record.frames for record in records)
-    if frames == 0:
-        raise InputError(f"input {str(plan.info.path)!r} gave no video frames in the requested range")
-    if frames != plan.frame_count:
-        log.warning("wrote %d frames where the input's packets promised %d", frames, plan.frame_count)
+    check_written(plan, frames)
     delay = max(record.reorder_delay for record in records)
     time_base = plan.info.video.time_base
     before: list[int] = []  # the largest `delay` pts of the segments so far

@@ -23,7 +23,9 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         + (f" rotated {video.rotation}°" if video.rotation else "")
         + (" VFR" if video.variable_frame_rate else ""),
         f"frames  {plan.frame_count} (from frame {first}, "
-        f"{float((video.pts[first] - video.pts[0]) * video.time_base):.3f} s)",
+        f"{float((video.pts[first] - video.pts[0]) * video.time_base):.3f} s"
+        + (f"; the first {plan.never_decoded} never decode, made from pictures before IN's start"
+           if plan.never_decoded else "") + ")",
         f"encode  {plan.encode.codec} {plan.pix_fmt} "
         + " ".join(f"{k}={v}" for k, v in codec_options.items()),
         "model   " + _describe_model(settings, model_name),

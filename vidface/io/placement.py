@@ -43,7 +43,7 @@ def input_frames(plan: Plan, first: int, *, resumed: bool = False) -> Iterator[F
     placed = _placed_frames(plan, first)
     if resumed:
         placed = _as_uninterrupted(plan, placed, first)
-    expected = first
+    expected = max(first, plan.never_decoded)  # frames that never decode are no gap to warn of
     missing: list[tuple[int, int]] = []  # [first, stop) of each gap
     for position, frame in placed:
         if position > expected:
