@@ -942,3 +942,17 @@ def test_a_cameras_motion_jpeg_with_exif_is_read(tmp_path: Path, cli) -> None:
     assert code == 0 and "mjpeg 64x48" in out and "5 frames" in out, err
     code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress")
     assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == 5, err
+
+
+def test_a_frame_rate_beyond_ffmpegs_rationals_is_written(tmp_path: Path, cli) -> None:
+    """A Matroska file whose timestamp scale is an odd number of nanoseconds (here 1953, as a
+    damaged header may say) has a mean frame rate whose fraction needs more than 32 bits: it is
+    written at the nearest rate FFmpeg's rationals hold, not refused with a traceback."""
+    source = write_video(tmp_path / "in.mkv", frames=12, size=(64, 48))
+    data = source.read_bytes()
+    scale = data.index(b"\x2a\xd7\xb1\x83\x0f\x42\x40")  # TimestampScale: 3 bytes, 1 000 000 ns
+    source.write_bytes(data[:scale + 4] + (1953).to_bytes(3, "big") + data[scale + 7:])
+    rate = probe(source).video.average_rate
+    assert rate.numerator < 2**31 and rate.denominator < 2**31 and abs(rate - Fraction(11_000_000_000, 894474)) < 1
+    code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress")
+    assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == 12, err

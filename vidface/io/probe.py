@@ -266,8 +266,21 @@ def _frame_rate(stream: av.video.stream.VideoStream, pts: tuple[int, ...]) -> Fr
     mean = (len(pts) - 1) / ((pts[-1] - pts[0]) * stream.time_base)
     steps = sorted(b - a for a, b in zip(pts, pts[1:]))
     usual = 1 / (steps[len(steps) // 2] * stream.time_base) if steps[len(steps) // 2] else mean
-    return next((rate for measured in (usual, mean) for rate in rates if abs(rate / measured - 1) < Fraction(1, 100)),
+    rate = next((rate for measured in (usual, mean) for rate in rates if abs(rate / measured - 1) < Fraction(1, 100)),
                 mean)
+    return _rational(rate)
+
+
+_RATIONAL_LIMIT = 2**31 - 1
+"""The largest numerator or denominator of FFmpeg's rationals (AVRational: two 32-bit ints)."""
+
+
+def _rational(value: Fraction) -> Fraction:
+    """`value`, or the nearest fraction FFmpeg's rationals hold: a mean rate from odd time bases
+    (a damaged file's) can need more than 32 bits, which PyAV refuses to hand to an encoder."""
+    if value.numerator <= _RATIONAL_LIMIT and value.denominator <= _RATIONAL_LIMIT:
+        return value
+    return value.limit_denominator(max(1, int(_RATIONAL_LIMIT / max(value, 1))))
 
 
 def _hdr_metadata(frame: av.VideoFrame) -> HdrMetadata | None:
