@@ -83,15 +83,20 @@ class Plan:
         (`VideoInfo.first_decoded`, an open GOP's leading B-frames cut from the GOP before)."""
         return max(0, min(self.info.video.first_decoded, self.stop_frame) - self.first_frame)
 
+    @property
+    def decodable_count(self) -> int:
+        """The frames a run of the plan writes where the rest of IN decodes: the range's, less
+        those that never decode (what its progress counts up to)."""
+        return self.frame_count - self.never_decoded
+
 
 def check_written(plan: Plan, frames: int) -> None:
     """InputError where a run wrote no frame; a warning where it wrote another count than IN's
     packets promise, leaving aside those that never decode (`Plan.never_decoded`)."""
     if frames == 0:
         raise InputError(f"input {str(plan.info.path)!r} gave no video frames in the requested range")
-    promised = plan.frame_count - plan.never_decoded
-    if frames != promised:
-        log.warning("wrote %d frames where the input's packets promised %d", frames, promised)
+    if frames != plan.decodable_count:
+        log.warning("wrote %d frames where the input's packets promised %d", frames, plan.decodable_count)
 
 
 @dataclass(frozen=True)

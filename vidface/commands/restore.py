@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     running = restorer.estimate(plan, selected) if args.quiet <= 0 else None
     # With an estimate, the time left is counted from the faces still to come, as the estimate
     # is, instead of from the frame rate so far.
-    bar = _bar(plan.frame_count, "restore", bar_format=None if running is None else
+    bar = _bar(plan.decodable_count, "restore", bar_format=None if running is None else
                "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") if show_progress(args) else None
     said = False
 
@@ -323,7 +323,7 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
     if not selected:
         return [outcomes[index] for index in range(len(plans))]
     farmed = list(selected)
-    bar = _bar(sum(plans[index].frame_count for index in farmed), "farm") if show_progress(args) else None
+    bar = _bar(sum(plans[index].decodable_count for index in farmed), "farm") if show_progress(args) else None
 
     def progress(tally) -> None:
         bar.update(tally.frames - bar.n)
@@ -369,7 +369,7 @@ def run_folder(args: argparse.Namespace) -> int:
 
     def restore(job) -> int:
         plan = restorer.plan(job.source, job.output, **_plan_options(args))
-        frames = _bar(plan.frame_count, job.name, position=1, leave=False) if show else None
+        frames = _bar(plan.decodable_count, job.name, position=1, leave=False) if show else None
         try:
             return restorer.restore(plan, progress=(lambda n: frames.update(n - frames.n)) if frames else None,
                                     restart=args.no_resume, segment_frames=args.segment_frames,

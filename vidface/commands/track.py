@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if show_progress(args):
         from tqdm import tqdm
 
-        bar = tqdm(total=plan.frame_count, unit="frame", desc="track", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=plan.decodable_count, unit="frame", desc="track", file=sys.stderr, dynamic_ncols=True)
     progress = (lambda n: bar.update(n - bar.n)) if bar else None
     try:
         if tracks_path is None:
