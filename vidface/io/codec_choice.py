@@ -11,8 +11,8 @@ import av
 
 from vidface.errors import OutputError
 from vidface.io.copies import container_holds, header_written
-from vidface.io.encoder_setup import (PROGRAM_STREAM_FORMATS, closest_pix_fmt, frame_times_kept, set_video_stream,
-                                      video_codec_options, video_encoder)
+from vidface.io.encoder_setup import (PROGRAM_STREAM_FORMATS, closest_pix_fmt, encoder_opens, frame_times_kept,
+                                      set_video_stream, video_codec_options, video_encoder)
 from vidface.io.options import AUTO_CODEC, EncodeOptions
 from vidface.io.probe import VideoInfo
 
@@ -36,17 +36,17 @@ MASTER_PROFILES = {"prores_ks": {"XQ": "4444xq"}}
 it: prores_ks codes 4:4:4 as 4444, never 4444 XQ (it raises ProRes LT and Standard to HQ)."""
 
 
-def _master_options(encoder: str, video: VideoInfo) -> tuple[tuple[str, str], ...]:
-    """The options that keep a master's own profile where `encoder`, left to choose, codes
+def _master_options(options: EncodeOptions, video: VideoInfo) -> tuple[tuple[str, str], ...]:
+    """The options that keep a master's own profile where `options.codec`, left to choose, codes
     another: ProRes 4444 XQ (`MASTER_PROFILES`); DNxHD, which the dnxhd encoder codes only given
     its profile and one of its bitrates (else DNxHR, which has no interlaced profile)."""
-    if encoder == "dnxhd" and video.profile == "DNXHD":
-        return _dnxhd_options(video)
-    profile = MASTER_PROFILES.get(encoder, {}).get(video.profile)
+    if options.codec == "dnxhd" and video.profile == "DNXHD":
+        return _dnxhd_options(options, video)
+    profile = MASTER_PROFILES.get(options.codec, {}).get(video.profile)
     return (("profile", profile),) if profile else ()
 
 
-def _dnxhd_options(video: VideoInfo) -> tuple[tuple[str, str], ...]:
+def _dnxhd_options(options: EncodeOptions, video: VideoInfo) -> tuple[tuple[str, str], ...]:
     """DNxHD's profile and IN's bitrate, as the dnxhd encoder names its compression IDs (for a
     size, scan and depth, a few nominal Mbit/s: 120, 145 for 1080i 8-bit): IN's pictures are all
     one size, so the nominal rate nearest IN's measured one that the encoder opens with is IN's.
@@ -54,18 +54,14 @@ def _dnxhd_options(video: VideoInfo) -> tuple[tuple[str, str], ...]:
     if not video.average_rate or not video.frame_bytes:
         return ()
     measured = video.frame_bytes * 8 * float(video.average_rate) / 1e6
+    fields = (("flags", "+ildct"),) if video.interlaced else ()
     for mbits in sorted(range(int(measured * 0.9), int(measured * 1.1) + 2), key=lambda rate: abs(rate - measured)):
-        options = {"profile": "dnxhd", "b": f"{mbits}M", **({"flags": "+ildct"} if video.interlaced else {})}
-        context = av.CodecContext.create("dnxhd", "w")
-        context.width, context.height, context.pix_fmt = video.width, video.height, video.pix_fmt
-        context.time_base = 1 / video.average_rate
-        context.options = options
-        try:
-            context.open()
-        except (av.error.FFmpegError, ValueError):
-            continue
-        return ("profile", "dnxhd"), ("b", f"{mbits}M")
+        kept = (("profile", "dnxhd"), ("b", f"{mbits}M"))
+        if encoder_opens(dataclasses.replace(options, options=(*options.options, *kept, *fields)), video.pix_fmt,
+                         video):
+            return kept
     return ()
+
 
 CONTAINER_ENCODERS = {"webm": "libvpx-vp9", "mxf": "mpeg2video", "mxf_d10": "mpeg2video",
                       "yuv4mpegpipe": "rawvideo", "dv": "dvvideo",
@@ -88,11 +84,11 @@ def resolved_codec(options: EncodeOptions, video: VideoInfo, container_format: s
         return options
     masters = MASTER_ENCODERS.get(video.codec, ())
     fallback = CONTAINER_ENCODERS.get(container_format, "libx264")
+    given = dict(options.options)
     for name in dict.fromkeys((*masters, fallback, "libx264")):
         chosen = dataclasses.replace(options, codec=name)
-        given = dict(options.options)
         if name in masters and "profile" not in given and "b" not in given:
-            chosen = dataclasses.replace(chosen, options=(*options.options, *_master_options(name, video)))
+            chosen = dataclasses.replace(chosen, options=(*options.options, *_master_options(chosen, video)))
         if _container_holds(container_format, chosen, video):
             break
     else:  # none: the container's own codec, whose checks say what is wrong

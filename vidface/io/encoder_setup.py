@@ -5,8 +5,8 @@ to frame times."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import logging
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,6 +28,7 @@ def codes_fields(codec: str, options: Mapping[str, str]) -> bool:
     """Whether `codec` with `options` codes an interlaced source as fields: INTERLACED_ENCODERS,
     and the dnxhd encoder where it codes DNxHD (DNxHR has no interlaced profile)."""
     return codec in INTERLACED_ENCODERS or (codec == "dnxhd" and options.get("profile") == "dnxhd")
+
 
 def video_encoder(name: str) -> av.codec.Codec:
     """The FFmpeg video encoder called `name`, or OutputError naming how to list them."""
@@ -79,12 +80,12 @@ def closest_pix_fmt(options: EncodeOptions, video: VideoInfo) -> tuple[str, str 
     if odd and options.codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc"):
         wanted = "yuv444p10le" if video.bit_depth > 8 else "yuv444p"
     if not supported or (wanted in supported and (
-            not _has_alpha(av.VideoFormat(wanted)) or _encoder_opens(options, wanted, video))):
+            not _has_alpha(av.VideoFormat(wanted)) or encoder_opens(options, wanted, video))):
         return wanted, None
 
     candidates = [full_range_format(options.codec, name)
                   for name in sorted(supported, key=lambda name: _format_distance(name, wanted))]
-    return next((name for name in candidates if _encoder_opens(options, name, video)), candidates[0]), wanted
+    return next((name for name in candidates if encoder_opens(options, name, video)), candidates[0]), wanted
 
 
 def _format_distance(name: str, wanted: str) -> tuple[int, ...]:
@@ -107,7 +108,7 @@ def _format_distance(name: str, wanted: str) -> tuple[int, ...]:
             int(alpha_added))
 
 
-def _encoder_opens(options: EncodeOptions, pix_fmt: str, video: VideoInfo) -> bool:
+def encoder_opens(options: EncodeOptions, pix_fmt: str, video: VideoInfo) -> bool:
     """Whether the encoder opens in `pix_fmt` at `video`'s size, with the settings' options and
     the profile the format needs: some list formats they refuse (x265's and VP9's with alpha)."""
     context = av.CodecContext.create(options.codec, "w")
