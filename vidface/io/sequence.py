@@ -81,10 +81,10 @@ def image_sequence(path: str | os.PathLike[str]) -> ImageSequence | None:
     if not numbers:
         raise InputError(f"input {str(path)!r} names an image sequence, and no file there matches it; check the path")
     sequence = ImageSequence(folder, prefix, digits, suffix, range(numbers[0], numbers[-1] + 1))
-    missing = sorted(set(sequence.numbers) - set(numbers))
-    if missing:
-        raise InputError(f"input {str(path)!r} misses {len(missing)} of its frames, the first "
-                         f"{sequence.file(missing[0]).name!r}; restore each unbroken run of files apart")
+    if len(numbers) < len(sequence.numbers):  # distinct numbers, sorted: fewer than the range holds is a gap
+        first_missing = next(number for number, found in zip(sequence.numbers, numbers) if number != found)
+        raise InputError(f"input {str(path)!r} misses {len(sequence.numbers) - len(numbers)} of its frames, the "
+                         f"first {sequence.file(first_missing).name!r}; restore each unbroken run of files apart")
     return sequence
 
 
