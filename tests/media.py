@@ -194,6 +194,15 @@ def damaged_video(path: Path) -> Path:
     return path
 
 
+def from_second_group(path: Path, cut: Path) -> Path:
+    """Raw MPEG-2 video `path` from its second group of pictures on (its sequence header first),
+    written to `cut`: an open group's leading B-frames then lack the group they were made from."""
+    data = path.read_bytes()
+    second_group = data.index(b"\x00\x00\x01\xb8", data.index(b"\x00\x00\x01\xb8") + 4)
+    cut.write_bytes(data[data.rindex(b"\x00\x00\x01\xb3", 0, second_group):])
+    return cut
+
+
 def write_image_sequence(folder: Path, name: str, images: Sequence[np.ndarray], *, codec: str, pix_fmt: str,
                          first: int) -> list[Path]:
     """`images` (H×W×3 uint8 RGB) written as the image files `name` (FFmpeg's printf form, such

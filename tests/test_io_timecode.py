@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import pytest
 
-from media import read_video, write_video
+from media import from_second_group, read_video, write_video
 from vidface.io.timecode import gop_timecode, shifted_timecode
 
 NTSC = Fraction(30000, 1001)
@@ -140,10 +140,7 @@ def test_frames_that_never_decode_move_outs_timecode_on(tmp_path: Path, cli) -> 
     whole = _with_gop_timecodes(
         write_video(tmp_path / "whole.m2v", frames=36, size=(64, 48), fps=25, codec="mpeg2video",
                     codec_options={"g": "12", "bf": "2", "sc_threshold": "1000000000"}), "10:00:00:00", 12, 25)
-    data = whole.read_bytes()
-    second_group = data.index(b"\x00\x00\x01\xb8", data.index(b"\x00\x00\x01\xb8") + 4)
-    cut = tmp_path / "cut.m2v"
-    cut.write_bytes(data[data.rindex(b"\x00\x00\x01\xb3", 0, second_group):])  # from its sequence header
+    cut = from_second_group(whole, tmp_path / "cut.m2v")
     with av.open(str(cut)) as container:
         packets = [packet for packet in container.demux(video=0) if packet.size]
         first = gop_timecode(bytes(packets[0]))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from face_clips import Pose, background, degrade, render
-from media import read_video, write_video
+from media import from_second_group, read_video, write_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.report import ReportData, SheetFrame, TrackReport, gather_report
 from vidface.report_page import render_report
@@ -133,10 +133,7 @@ def test_a_video_starting_with_frames_that_never_decode_is_reported_and_compared
     whole = write_video(tmp_path / "whole.m2v", frames=24, size=SIZE, fps=25, codec="mpeg2video",
                         images=np.stack([degrade(rgb, rng, noise=3.0) for _ in range(24)]),
                         codec_options={"g": "8", "bf": "2", "sc_threshold": "1000000000", "b": "4M"})
-    data = whole.read_bytes()
-    second_group = data.index(b"\x00\x00\x01\xb8", data.index(b"\x00\x00\x01\xb8") + 4)
-    source = tmp_path / "cut.m2v"
-    source.write_bytes(data[data.rindex(b"\x00\x00\x01\xb3", 0, second_group):])
+    source = from_second_group(whole, tmp_path / "cut.m2v")
     frames = len(read_video(source).frame_pts)
     output = tmp_path / "out.mkv"
     code, out, err = cli("restore", source, output, *_model(tiny_osdface))
