@@ -78,9 +78,7 @@ class Case:
 
 def write_seeds(folder: Path) -> dict[str, Path]:
     """The seed clips (small: 48x32 to 96x64, 12 frames), written once per run."""
-    import av
-
-    from media import AudioTrack, Subtitles, moving_pattern, write_video
+    from media import AudioTrack, Subtitles, moving_pattern, write_image_sequence, write_video
 
     seeds = {}
     for name, (extension, options) in SEEDS.items():
@@ -92,13 +90,8 @@ def write_seeds(folder: Path) -> dict[str, Path]:
         size = (96, 64) if options.get("codec", "libx264") != "mjpeg" else (95, 63)
         seeds[name] = write_video(folder / f"{name}.{extension}", frames=12, size=size, **options)
     for name, (extension, codec, pix_fmt) in STILL_SEEDS.items():
-        seeds[name] = folder / f"{name}.{extension}"
-        with av.open(str(seeds[name]), "w", format="image2") as container:
-            stream = container.add_stream(codec, rate=24)
-            stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
-            picture = av.VideoFrame.from_ndarray(moving_pattern(96, 64)(0), format="rgb24").reformat(format=pix_fmt)
-            container.mux(stream.encode(picture))
-            container.mux(stream.encode(None))
+        (seeds[name],) = write_image_sequence(folder, f"{name}.%d.{extension}", [moving_pattern(96, 64)(0)],
+                                              codec=codec, pix_fmt=pix_fmt, first=1)
     return seeds
 
 
