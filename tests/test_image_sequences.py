@@ -63,6 +63,26 @@ def test_a_sequence_that_cannot_be_read_whole_is_refused(name: str, message: str
     assert not (tmp_path / "out.mkv").exists()
 
 
+@pytest.mark.parametrize("codec, pix_fmt", [("png", "rgb24"), ("dpx", "gbrp10le"), ("tiff", "rgb24")])
+def test_a_damaged_file_of_a_sequence_is_named(codec: str, pix_fmt: str, tmp_path: Path, cli) -> None:
+    """A file cut short stops the run with a one-line error naming it, found among the files the
+    threaded decoder was fed; an empty one, where image2 ends the video without an error, is
+    named too, where the frames after it were left out with a warning; nothing is written."""
+    files = write_image_sequence(tmp_path, f"scan.%04d.{codec}", [moving_pattern(64, 48)(i) for i in range(12)],
+                                 codec=codec, pix_fmt=pix_fmt, first=100)
+    files[7].write_bytes(files[7].read_bytes()[:files[7].stat().st_size // 2])
+    source, out = tmp_path / f"scan.####.{codec}", tmp_path / "out.mkv"
+    code, _, err = cli("restore", "--model", "none", source, out, "--no-progress")
+    assert code == 1 and len(err.splitlines()) == 1 and not out.exists(), err
+    assert f"cannot be decoded at frame 7: its file 'scan.0107.{codec}' is truncated or corrupt (" in err, err
+    files[3].write_bytes(b"")
+    code, _, err = cli("restore", "--model", "none", source, out, "--no-progress", "--start", "0.05")
+    assert code == 1 and len(err.splitlines()) == 1 and not out.exists(), err
+    assert f"ends at frame 1: its file 'scan.0103.{codec}' is empty; replace it" in err, err
+    code, _, err = cli("restore", "--model", "none", source, out, "--no-progress", "--duration", "0.1")
+    assert code == 0 and len(read_video(out).frame_pts) == 3, err
+
+
 def test_a_pattern_of_video_files_is_refused(tmp_path: Path, cli) -> None:
     """Videos numbered like a sequence's files are no image sequence: a one-line error says what
     one is, and that a video is given as one file."""

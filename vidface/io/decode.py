@@ -13,6 +13,7 @@ import av
 from vidface.errors import InputError
 from vidface.io.frames import Frame
 from vidface.io.probe import VideoInfo, clockwise_rotation, field_shown_first
+from vidface.io.sequence import ImageSequence, image_sequence
 from vidface.io.source import first_video_stream, open_input, video_decoder
 
 
@@ -48,8 +49,11 @@ def decode_frames(
         retimed = DecodeOrderTimes(video.pts, video.decode_times) if video and video.decode_times else None
         pixel_aspect = stream.sample_aspect_ratio or Fraction(1)
         bottom_first = field_shown_first(video.field_order if video else "unknown") == "bff"
+        sequence = image_sequence(path)
+        fed: int | None = None  # the pts of the last packet fed to the decoder
         try:
             for packet in container.demux(stream):
+                fed = packet.pts if packet.pts is not None else fed
                 for picture in decoder.decode(packet):
                     pts = picture.pts if retimed is None else retimed.time_of(picture)
                     if pts is None:
@@ -66,10 +70,52 @@ def decode_frames(
                     index += 1
                     last_pts, last_duration = pts, duration
         except av.error.FFmpegError as error:
+            reason = (error.strerror or str(error)).strip()
+            unread = _next_position(start_pts, last_pts)
+            broken = None if sequence is None else _broken_image(sequence, range(unread, (fed or unread) + 1))
+            if broken is not None:
+                raise InputError(f"input {str(path)!r} cannot be decoded at frame {index}: its file "
+                                 f"{broken.name!r} is truncated or corrupt ({reason}); replace it") from None
             raise InputError(
-                f"input {str(path)!r} cannot be decoded after frame {index} "
-                f"({(error.strerror or str(error)).strip()}); it may be truncated or corrupt"
+                f"input {str(path)!r} cannot be decoded after frame {index} ({reason}); it may be truncated or corrupt"
             ) from None
+        if sequence is not None:
+            _check_sequence_read(path, sequence, _next_position(start_pts, last_pts), stop_pts, index)
+
+
+def _next_position(start_pts: int | None, last_pts: int | None) -> int:
+    """The pts of the frame after the last one put out (the range's first before any)."""
+    return (start_pts or 0) if last_pts is None else last_pts + 1
+
+
+def _broken_image(sequence: ImageSequence, positions: range) -> Path | None:
+    """Of the sequence's files at `positions` (counted from its first file: the pts image2
+    gives), the first that cannot be decoded alone. A threaded decoder reports a file's error
+    some packets after feeding it, so the files fed since the last frame put out are tried one
+    by one."""
+    for position in positions:
+        file = sequence.file(sequence.numbers.start + position)
+        try:
+            with av.open(str(file)) as container:
+                for _ in container.decode(video=0):
+                    pass
+        except (av.error.FFmpegError, IndexError):
+            return file
+    return None
+
+
+def _check_sequence_read(path: Path, sequence: ImageSequence, unread: int, stop_pts: int | None, index: int) -> None:
+    """InputError where the sequence's files ended before the range did: image2 ends the video at
+    a file that is empty or gone, and the frames after it would be lost without a word."""
+    end = len(sequence.numbers) if stop_pts is None else min(stop_pts, len(sequence.numbers))
+    if unread >= end:
+        return
+    file = sequence.file(sequence.numbers.start + unread)
+    try:
+        state = "is empty" if file.stat().st_size == 0 else "cannot be read"
+    except OSError:
+        state = "is gone"
+    raise InputError(f"input {str(path)!r} ends at frame {index}: its file {file.name!r} {state}; replace it")
 
 
 class DecodeOrderTimes:
