@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from media import read_video, write_video
+import numpy as np
+from media import moving_pattern, read_video, stored_samples, write_image_sequence, write_video
 from vidface.batch import FileResult, find_jobs, summary_table
 from vidface.resume import work_folder
 
@@ -67,6 +68,47 @@ def test_folder_mode_top_level_only_with_ext(tmp_path: Path, cli) -> None:
     assert sorted(p.name for p in target.iterdir()) == ["a.mkv", "b.mkv"]
     assert read_video(target / "a.mkv").stream_types == ["video", "audio"]
     assert "day2" not in out
+
+
+def test_folder_mode_restores_the_image_sequences_it_finds(tmp_path: Path, cli) -> None:
+    """Numbered scan, plate and render files of one folder are one job each, restored from their
+    pattern into Matroska (FFV1: sample for sample) named after their prefix, else their folder;
+    a lone numbered image and a JPEG are skipped, a sequence with a gap fails as a restore of its
+    pattern does, and a rerun skips them all."""
+    source, target = tmp_path / "scans", tmp_path / "out"
+    for folder in ("reel1", "reel2", "photos"):
+        (source / folder).mkdir(parents=True)
+    pictures = [moving_pattern(32, 24)(i) for i in range(4)]
+    write_image_sequence(source / "reel1", "scan.%07d.dpx", pictures, codec="dpx", pix_fmt="gbrp10le", first=86400)
+    write_image_sequence(source / "reel2", "%04d.tif", pictures, codec="tiff", pix_fmt="rgb24", first=1)
+    write_image_sequence(source / "reel2", "%04d.png", pictures[:1], codec="png", pix_fmt="rgb24", first=1)
+    gapped = write_image_sequence(source, "plate_%03d.png", pictures, codec="png", pix_fmt="rgb24", first=7)
+    gapped[2].unlink()
+    write_image_sequence(source / "photos", "IMG_%04d.jpg", pictures[:2], codec="mjpeg", pix_fmt="yuvj444p", first=1)
+    code, out, err = cli("restore", "--model", "none", source, target, "--recursive", "--no-progress")
+    assert code == 1, err  # the plate with a gap
+    rows = _rows(out)
+    assert rows["reel1/scan.#######.dpx"][:2] == ["done", "4"] and rows["reel2/####.tif"][:2] == ["done", "4"]
+    assert rows["reel2/0001.png"][0] == "skipped" and "an image in no numbered sequence" in " ".join(rows["reel2/0001.png"])
+    assert rows["plate_###.png"][0] == "failed" and "misses 1 of its frames, the first 'plate_009.png'" in out
+    assert all(rows[f"photos/IMG_000{n}.jpg"][0] == "skipped" for n in (1, 2))
+    assert stored_samples(target / "reel1" / "scan.mkv") == stored_samples(source / "reel1" / "scan.%07d.dpx")
+    assert np.array_equal(read_video(target / "reel2" / "reel2.mkv", images=True).images, pictures)
+    assert not (target / "plate.mkv").exists()
+    code, out, _ = cli("restore", "--model", "none", source, target, "--recursive", "--no-progress")
+    assert _rows(out)["reel1/scan.#######.dpx"][:3] == ["skipped", "output", "exists"]
+
+
+def test_jobs_that_would_write_one_output_fail_but_the_first(tmp_path: Path) -> None:
+    """Two videos that differ by extension alone, given one output extension, and a sequence
+    beside a video of its name, would write one OUT: the later one by name fails with a note
+    saying whose output it is, and is not run."""
+    jobs, results = find_jobs_of(tmp_path, ["take.mov", "take.mp4", "shot.mkv", "shot_0001.dpx", "shot_0002.dpx"],
+                                 extension="mkv")
+    assert [job.name for job in jobs] == ["shot.mkv", "take.mov"]
+    assert {(r.name, r.status) for r in results} == {("take.mp4", "failed"), ("shot_####.dpx", "failed")}
+    assert all(f"is also that of '{first}'; restore it on its own" in r.message
+               for r, first in zip(sorted(results, key=lambda r: r.name), ["shot.mkv", "take.mov"]))
 
 
 def test_folder_mode_errors_are_one_line(tmp_path: Path, cli) -> None:
@@ -168,9 +210,9 @@ def test_a_file_another_run_holds_or_finished_is_skipped(tmp_path: Path) -> None
     assert (results["free.mp4"].status, results["free.mp4"].frames) == ("done", 7)
 
 
-def find_jobs_of(folder: Path, names: list[str]):
+def find_jobs_of(folder: Path, names: list[str], extension: str | None = None):
     videos = folder / "videos"
     videos.mkdir()
     for name in names:
         (videos / name).write_bytes(b"")
-    return find_jobs(videos, folder / "restored")
+    return find_jobs(videos, folder / "restored", extension=extension)

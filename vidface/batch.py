@@ -1,7 +1,7 @@
 """Folder mode: restore every video of IN_DIR into OUT_DIR, mirroring relative paths.
 
-`find_jobs` lists the work (videos by extension, see VIDEO_EXTENSIONS; other files are
-skipped with a note), `run_jobs` restores them one after the other with a caller's function
+`find_jobs` lists the work (videos by extension, see VIDEO_EXTENSIONS, and image sequences;
+other files are skipped with a note), `run_jobs` restores them one after the other with a caller's function
 (which holds the one loaded model), skipping outputs that already exist (an output only
 appears when complete, so a rerun after an interruption does what is left, and each video is
 itself resumable) and going on past a failed file; `summary_table` is the report.
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidface.errors import InputError, OutputBusy, OutputError, OutputExists, VidfaceError
+from vidface.io.sequence import SEQUENCE_EXTENSIONS, sequences_among
 from vidface.resume import discard_finished_work
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
 @dataclass(frozen=True)
 class Job:
-    """One video to restore: source file, output file, and the source relative to IN_DIR."""
+    """One video to restore: source file (an image sequence's pattern), output file, and the
+    source relative to IN_DIR."""
 
     source: Path
     output: Path
@@ -52,10 +54,14 @@ class FileResult:
 def find_jobs(in_dir: Path, out_dir: Path, *, recursive: bool = False, extension: str | None = None
               ) -> tuple[list[Job], list[FileResult]]:
     """The videos of in_dir (sorted; with recursive, of its sub-folders too) as jobs writing to
-    the same relative path under out_dir, and the other files as skipped results.
+    the same relative path under out_dir, and the results of the files not restored: skipped
+    (not a video) or failed (a job whose output another job writes).
 
-    extension: the outputs' extension (".mkv" or "mkv"); None keeps each input's. Hidden files
-    and folders (vidface's own work files among them) and out_dir itself are left out.
+    An image sequence (`sequences_among`) is a job writing OUT_DIR's same folder's file named
+    after the files' prefix (else their folder). extension: the outputs' extension (".mkv" or
+    "mkv"); None keeps each video's, and gives sequences Matroska's (FFV1 keeps their samples).
+    Hidden files and folders (vidface's own work files among them) and out_dir itself are left
+    out.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
@@ -68,6 +74,7 @@ def find_jobs(in_dir: Path, out_dir: Path, *, recursive: bool = False, extension
     outside = out_dir.resolve()
     jobs: list[Job] = []
     skipped: list[FileResult] = []
+    images: list[Path] = []
     pattern = in_dir.rglob("*") if recursive else in_dir.iterdir()
     for path in sorted(pattern):
         relative = path.relative_to(in_dir)
@@ -76,12 +83,33 @@ def find_jobs(in_dir: Path, out_dir: Path, *, recursive: bool = False, extension
         if outside in path.resolve().parents:
             continue
         name = relative.as_posix()
-        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        if path.suffix.lower() in SEQUENCE_EXTENSIONS:
+            images.append(path)
+        elif path.suffix.lower() not in VIDEO_EXTENSIONS:
             skipped.append(FileResult(name, SKIPPED, message="not a video (by its extension)"))
-            continue
-        output = out_dir / relative
-        jobs.append(Job(path, output.with_suffix(suffix) if suffix else output, name))
-    return jobs, skipped
+        else:
+            output = out_dir / relative
+            jobs.append(Job(path, output.with_suffix(suffix) if suffix else output, name))
+    sequences, lone_images = sequences_among(images)
+    skipped += [FileResult(image.relative_to(in_dir).as_posix(), SKIPPED, message="an image in no numbered sequence")
+                for image in lone_images]
+    for sequence in sequences:
+        relative = sequence.relative_to(in_dir)
+        stem = relative.name[:relative.name.index("#")].rstrip("._- ") or in_dir.resolve().joinpath(relative).parent.name
+        jobs.append(Job(sequence, out_dir / relative.parent / (stem + (suffix or ".mkv")), relative.as_posix()))
+    jobs.sort(key=lambda job: job.name)
+    return _one_job_an_output(jobs, skipped)
+
+
+def _one_job_an_output(jobs: list[Job], results: list[FileResult]) -> tuple[list[Job], list[FileResult]]:
+    """`jobs` less those whose output an earlier one writes (videos that differ by extension alone,
+    given --ext; a sequence beside a video of its name), which are failed `results`."""
+    kept: dict[Path, Job] = {}
+    for job in jobs:
+        if (first := kept.setdefault(job.output, job)) is not job:
+            results.append(FileResult(job.name, FAILED, message=f"its output {str(job.output)!r} is also "
+                                                                f"that of {first.name!r}; restore it on its own"))
+    return list(kept.values()), results
 
 
 def already_written(job: Job, *, overwrite: bool, work_dir: Path | None = None) -> FileResult | None:

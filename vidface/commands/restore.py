@@ -50,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_resume_flags(parser)
     add_farm_flags(parser)
     folder = parser.add_argument_group("folder mode", "IN is a folder: every video in it (by extension: .mp4, "
-                                                      ".mov, .mkv, .webm, .avi, .ts, ...) is restored; other "
+                                                      ".mov, .mkv, .webm, .avi, .ts, ...) and every numbered "
+                                                      "image sequence (.dpx, .tif, .png, ...) is restored; other "
                                                       "files are skipped with a note, existing outputs are "
                                                       "skipped, a failed file does not stop the others, and "
                                                       "the exit status is 1 if any failed")
@@ -349,20 +350,20 @@ def run_folder(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vidface.api import load_restorer
-    from vidface.batch import FAILED, find_jobs, run_jobs, summary_table
+    from vidface.batch import find_jobs, run_jobs
 
     settings = build_settings(args)
-    jobs, skipped = find_jobs(Path(args.input), Path(args.output), recursive=args.recursive, extension=args.ext)
+    jobs, not_run = find_jobs(Path(args.input), Path(args.output), recursive=args.recursive, extension=args.ext)
     if args.dry_run:
         for job in jobs:
             exists = job.output.exists() and not args.overwrite
             print(f"{job.name} -> {job.output}" + (" (exists: skipped)" if exists else ""))
-        for result in skipped:
-            print(f"{result.name}: skipped, {result.message}")
+        for result in not_run:
+            print(f"{result.name}: {result.status}, {result.message}")
         return 0
     _check_photos(settings, args)
     if args.ray is not None:
-        return _folder_on_farm(args, settings, jobs, skipped)
+        return _folder_on_farm(args, settings, jobs, not_run)
     restorer = load_restorer(settings, model=args.model if jobs else "none", detector_weights=args.detector_weights)
     show = show_progress(args)
     files = _bar(len(jobs), "files", unit="file", position=0) if show else None
@@ -390,16 +391,16 @@ def run_folder(args: argparse.Namespace) -> int:
     finally:
         if files is not None:
             files.close()
-        print(summary_table(sorted(skipped + results, key=lambda r: r.name)), flush=True)
-    return 1 if any(r.status == FAILED for r in results) else 0
+        status = _summarised(not_run + results)  # the table of what was done, an interrupted batch's too
+    return status
 
 
-def _folder_on_farm(args: argparse.Namespace, settings, jobs: list, skipped: list) -> int:
+def _folder_on_farm(args: argparse.Namespace, settings, jobs: list, not_run: list) -> int:
     """Folder mode on the render farm: every file planned here (one that cannot be read fails
     at once), then all their segments in one queue; the same summary table as without it."""
     import time
 
-    from vidface.batch import DONE, FAILED, FileResult, already_written, summary_table
+    from vidface.batch import DONE, FAILED, FileResult, already_written
     from vidface.errors import VidfaceError
 
     results, planned = [], []
@@ -421,7 +422,14 @@ def _folder_on_farm(args: argparse.Namespace, settings, jobs: list, skipped: lis
             raise outcome
         else:
             results.append(FileResult(job.name, DONE, outcome.frames, outcome.seconds))
-    print(summary_table(sorted(skipped + results, key=lambda r: r.name)), flush=True)
+    return _summarised(not_run + results)
+
+
+def _summarised(results: list) -> int:
+    """Print folder mode's table of `results`; the exit status: 1 if any file failed."""
+    from vidface.batch import FAILED, summary_table
+
+    print(summary_table(sorted(results, key=lambda r: r.name)), flush=True)
     return 1 if any(r.status == FAILED for r in results) else 0
 
 

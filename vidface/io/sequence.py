@@ -24,6 +24,13 @@ _NUMBER = re.compile(r"%(0\d+)?d|#+")
 DEFAULT_RATE = Fraction(24)
 """The rate a sequence whose files carry none is read at: film's."""
 
+SEQUENCE_EXTENSIONS = frozenset({".dpx", ".cin", ".exr", ".tif", ".tiff", ".png", ".sgi", ".rgb", ".tga", ".bmp"})
+"""Extensions (lower case) of the files folder mode gathers into image sequences: scans', plates'
+and renders' formats; JPEG is left out, whose numbered files are most often a camera's photos."""
+
+_NUMBERED = re.compile(r"(.*?)(\d+)(\.[^.]+)")
+"""A numbered file's name: a prefix, the frame number, the extension."""
+
 _NTSC_RATES = tuple(Fraction(rate * 1000, 1001) for rate in (24, 30, 48, 60, 120))
 """The 1000/1001 rates, which a DPX header can only approximate (a 32-bit float)."""
 
@@ -95,6 +102,30 @@ def _numbers(folder: Path, modified_ns: int, prefix: str, digits: int, suffix: s
     named = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
     return tuple(sorted(int(match.group(1)) for match in map(named.fullmatch, os.listdir(folder))
                         if match and _padded(match.group(1), digits)))
+
+
+def sequences_among(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The image sequences `files` hold, as patterns with the number's place as hashes (two files
+    or more of one folder named alike, their number as wide as the narrowest one's), and the
+    files that are in none."""
+    groups: dict[tuple[Path, str, str], list[str]] = {}
+    alone: list[Path] = []
+    for file in files:
+        match = _NUMBERED.fullmatch(file.name)
+        if match is None:
+            alone.append(file)
+        else:
+            groups.setdefault((file.parent, match.group(1), match.group(3)), []).append(match.group(2))
+    patterns = []
+    for (folder, prefix, suffix), numbers in groups.items():
+        digits = min(map(len, numbers))
+        members = {number for number in numbers if _padded(number, digits)}
+        if len(members) > 1:
+            patterns.append(folder / f"{prefix}{'#' * digits}{suffix}")
+        else:
+            members = set()
+        alone += [folder / f"{prefix}{number}{suffix}" for number in numbers if number not in members]
+    return sorted(patterns), sorted(alone)
 
 
 def input_files(path: Path) -> list[Path]:
