@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -183,11 +184,13 @@ def test_the_command_restores_an_interlaced_file_by_fields(tmp_path: Path, cli, 
     for flags, note in (([], "in whole frames; --fields restores"), (["--fields"], "field by field (--fields)")):
         code, out, err = cli("restore", source, tmp_path / "out.mkv", "--dry-run", *flags, *model)
         assert code == 0 and f"note    interlaced, bottom field first: faces are restored {note}" in out, err
+    caplog.clear()
     code, out, err = cli("restore", source, tmp_path / "out.mkv", "--fields", *model)
     assert code == 0, err
     assert "6 faces restored in 6 frames" in out and "--fields" not in caplog.text
     assert field_orders(tmp_path / "out.mkv") == "B" * 6
     assert cli("restore", source, tmp_path / "frames.mkv", *model)[0] == 0
+    assert "IN's fields show two moments (bottom field first) in 5 of 6 frames" in caplog.text  # idet's measure
     by_fields, whole = (read_video(tmp_path / name, images=True).images for name in ("out.mkv", "frames.mkv"))
     assert any((a != b).any() for a, b in zip(by_fields, whole))  # --fields restores otherwise
     progressive = write_video(tmp_path / "progressive.mkv", frames=6, size=SIZE, images=np.stack(woven))
@@ -196,3 +199,41 @@ def test_the_command_restores_an_interlaced_file_by_fields(tmp_path: Path, cli, 
     assert "--fields: IN's pictures are not interlaced" in caplog.text
     # a restore's flag: `vidface track` cuts no faces
     assert "--fields" in cli("restore", "--help")[1] and "--fields" not in cli("track", "--help")[1]
+
+
+def test_how_ins_fields_move_is_measured_and_said(tmp_path: Path, cli, caplog, tiny_osdface) -> None:  # noqa: F811
+    """FFmpeg's idet tells fields of two moments (a camera's) from fields of one (a film transfer)
+    whatever IN is flagged: `vidface probe` shows it, and a restore warns where it and the way
+    faces are to be restored disagree (--dry-run notes it too); --model none measures nothing."""
+    woven, _ = _woven_clip(12)
+    film = np.stack(moving_face_clip(12, *SIZE, scale=0.8, degraded=False).frames)
+    interlaced = {"fields": "bff", "codec_options": {"flags": "+ildct+ilme", "x264-params": "bff=1"}}
+    camera = write_video(tmp_path / "camera.mkv", frames=12, size=SIZE, images=np.stack(woven), **interlaced)
+    flagged_progressive = write_video(tmp_path / "capture.mkv", frames=12, size=SIZE, images=np.stack(woven),
+                                      codec="ffv1")  # a lossless capture, its combing as shot
+    telecine = write_video(tmp_path / "film.mkv", frames=12, size=SIZE, images=film, **interlaced)
+    code, out, _ = cli("probe", flagged_progressive)
+    assert code == 0 and "progressive" in out and "fields: two moments (bottom field first) in 11 of 12 frames " \
+                                                  "measured by FFmpeg's idet" in out, out
+    code, out, _ = cli("probe", "--json", telecine)
+    motion = json.loads(out)["video"]["field_motion"]
+    assert (motion["progressive"], motion["top_first"] + motion["bottom_first"], motion["measured"]) == (12, 0, 12)
+    model = ["--weights", tiny_osdface.release, "--base", tiny_osdface.base, "--device", "cpu", "--dry-run"]
+    cases = [
+        (camera, [], "IN's fields show two moments (bottom field first) in 11 of 12 frames measured by FFmpeg's "
+                     "idet: --fields restores its faces field by field"),
+        (camera, ["--fields"], None),
+        (flagged_progressive, [], "IN is flagged progressive, but its fields show two moments (bottom field first)"),
+        (telecine, ["--fields"], "--fields: IN's fields show one moment in 12 of 12 frames measured by FFmpeg's idet "
+                                 "(a film transfer, or progressive segmented frames): whole frames suit it"),
+        (telecine, [], None),
+    ]
+    for source, flags, warning in cases:
+        caplog.clear()
+        code, out, err = cli("restore", source, tmp_path / "out.mkv", *flags, *model)
+        assert code == 0 and "note    fields: " in out, err
+        warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+        assert (warnings == []) if warning is None else any(warning in message for message in warnings), warnings
+    caplog.clear()
+    code, out, err = cli("restore", flagged_progressive, tmp_path / "out.mkv", "--model", "none", "--dry-run")
+    assert code == 0 and "note    fields" not in out and "idet" not in caplog.text, out

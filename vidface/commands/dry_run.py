@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def describe_plan(plan, settings=None, model_name: str = "none") -> str:
-    """The --dry-run report: what is read, what is encoded, what is copied or dropped."""
+def describe_plan(plan, settings=None, model_name: str = "none", field_motion=None) -> str:
+    """The --dry-run report: what is read, what is encoded, what is copied or dropped, and how
+    IN's fields move (`vidface.io.field_motion.FieldMotion`, where measured)."""
     from av.video.reformatter import ColorRange
 
     from vidface.io.encode import CHAPTER_FORMATS
@@ -51,6 +52,8 @@ def describe_plan(plan, settings=None, model_name: str = "none") -> str:
         lines.append(f"note    interlaced, {order} field first: " + (
             "faces are restored field by field (--fields)" if settings.faces.fields else
             "faces are restored in whole frames; --fields restores camera and tape video field by field"))
+    if field_motion is not None:
+        lines.append(f"note    fields: {field_motion.describe()}")
     if plan.container_format in IN_ORDER_FORMATS:
         lines.append(f"note    no B-frames: {IN_ORDER_FORMATS[plan.container_format]} keeps a frame's timestamp only "
                      "when frames come in presentation order")

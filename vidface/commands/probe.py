@@ -59,6 +59,7 @@ def probe_report(info) -> dict:
             "pixel_aspect": f"{video.sample_aspect.numerator}:{video.sample_aspect.denominator}",
             "interlaced": video.interlaced,
             "field_order": video.field_order,
+            "field_motion": _field_motion(info),
             "pix_fmt": video.pix_fmt,
             "bit_depth": video.bit_depth,
             "fps": round(float(rate), 6) if rate else None,
@@ -79,6 +80,19 @@ def probe_report(info) -> dict:
                       "title": chapter.metadata.get("title")} for chapter in info.chapters],
         "provenance": provenance_report(info),
     }
+
+
+def _field_motion(info) -> dict | None:
+    """How IN's fields move in its first frames (`vidface.io.field_motion`); None where idet
+    cannot measure them or they cannot be decoded (probe describes a damaged file too)."""
+    from vidface.errors import InputError
+    from vidface.io.field_motion import field_motion
+
+    try:
+        motion = field_motion(info.path, info.video)
+    except InputError:
+        return None
+    return None if motion is None else {**dataclasses.asdict(motion), "verdict": motion.describe()}
 
 
 def _hdr_report(hdr) -> dict | None:
@@ -138,6 +152,8 @@ def format_report(report: dict) -> str:
         f"{video['fps'] or '?'} fps {video['frame_rate']} ({video['frame_rate'] == 'variable' and 'VFR' or 'CFR'}), "
         f"{video['frames']} frames",
     ]
+    if video["field_motion"]:
+        lines.append(f"fields: {video['field_motion']['verdict']}")
     if report["files"]:
         files = report["files"]
         lines.append(f"files: {_shown(files['first'])} to {_shown(files['last'])} ({files['count']} images)")

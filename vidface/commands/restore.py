@@ -150,9 +150,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vidface.api import load_restorer
-    from vidface.plan import plan_transcode
-
     from vidface.errors import InputError
+    from vidface.plan import plan_transcode
 
     if args.work_dir is not None and args.ray is None:
         raise InputError("--work-dir is the render farm's shared storage; give it with --ray")
@@ -163,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     plan = plan_transcode(args.input, args.output, encode=settings.encode, work_dir=args.work_dir, **_plan_options(args))
     if args.dry_run:
-        print(describe_plan(plan, settings, args.model))
+        print(describe_plan(plan, settings, args.model, _measured_fields(plan, settings, args)))
         _list_people(plan, settings, args)
         return 0
     _check_photos(settings, args)
@@ -180,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             report_of_restore(args, outcome, None)
         return 0
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
+    _measured_fields(plan, settings, args)  # while the model loads
     stats = restorer.stats
     selected = _select(restorer, plan)
     running = restorer.estimate(plan, selected) if args.quiet <= 0 else None
@@ -318,6 +318,7 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
     selected = {}
     for index, plan in enumerate(plans):
         try:
+            _measured_fields(plan, settings, args)
             selected[index] = _warn_if_nobody(_selection_pass(plan, settings, args), settings, plan)
         except VidfaceError as error:  # a file that cannot be read to the end
             outcomes[index] = error
@@ -370,6 +371,7 @@ def run_folder(args: argparse.Namespace) -> int:
 
     def restore(job) -> int:
         plan = restorer.plan(job.source, job.output, **_plan_options(args))
+        _measured_fields(plan, settings, args)
         frames = _bar(plan.decodable_count, job.name, position=1, leave=False) if show else None
         try:
             return restorer.restore(plan, progress=(lambda n: frames.update(n - frames.n)) if frames else None,
@@ -437,3 +439,11 @@ def _plan_for(job, settings, args: argparse.Namespace):
     from vidface.plan import plan_transcode
 
     return plan_transcode(job.source, job.output, encode=settings.encode, work_dir=args.work_dir, **_plan_options(args))
+
+
+def _measured_fields(plan, settings, args: argparse.Namespace):
+    """IN's field motion (`vidface.io.field_motion`) where a model restores it, else None."""
+    from vidface.io.field_motion import check_fields
+
+    return None if args.model == "none" else check_fields(plan.info.path, plan.info.video, plan.first_frame,
+                                                          settings.faces.fields)
