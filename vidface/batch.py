@@ -1,10 +1,10 @@
 """Folder mode: restore every video of IN_DIR into OUT_DIR, mirroring relative paths.
 
 `find_jobs` lists the work (videos by extension, see VIDEO_EXTENSIONS, and image sequences;
-other files are skipped with a note), `run_jobs` restores them one after the other with a caller's function
-(which holds the one loaded model), skipping outputs that already exist (an output only
-appears when complete, so a rerun after an interruption does what is left, and each video is
-itself resumable) and going on past a failed file; `summary_table` is the report.
+other files are skipped with a note), `run_jobs` restores them one after the other with a
+caller's function (which holds the one loaded model), skipping outputs that already exist (an
+output only appears when complete, so a rerun after an interruption does what is left, and
+each video is itself resumable) and going on past a failed file; `summary_table` is the report.
 """
 
 from __future__ import annotations
