@@ -956,3 +956,38 @@ def test_a_frame_rate_beyond_ffmpegs_rationals_is_written(tmp_path: Path, cli) -
     assert rate.numerator < 2**31 and rate.denominator < 2**31 and abs(rate - Fraction(11_000_000_000, 894474)) < 1
     code, _, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--no-progress")
     assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == 12, err
+
+
+def _without_early_sound(path: Path, seconds: float) -> Path:
+    """The FLV file `path` with its sound tags before `seconds` taken out and its header saying
+    it holds video alone: its sound stream appears only when FFmpeg meets the first one, after
+    IN was opened (as in a recording whose sound starts late)."""
+    data = path.read_bytes()
+    header, rest = bytearray(data[:13]), data[13:]
+    header[4] = 0x01  # video alone
+    kept, position = bytearray(header), 0
+    while position < len(rest):
+        size = int.from_bytes(rest[position + 1:position + 4], "big")
+        time = int.from_bytes(rest[position + 4:position + 7], "big") | rest[position + 7] << 24
+        tag = rest[position:position + 11 + size + 4]  # the tag and the size of it that follows
+        if not (rest[position] & 0x1F == 8 and time < seconds * 1000):
+            kept += tag
+        position += len(tag)
+    path.write_bytes(bytes(kept))
+    return path
+
+
+def test_a_stream_that_appears_mid_file_is_read_to_the_end(tmp_path: Path, cli) -> None:
+    """Found by tools/fuzz.py (a damaged FLV): in an FLV whose sound starts after FFmpeg's first
+    look (5 s), PyAV's demuxer reads past its list of streams after the last packet and raises
+    IndexError; probe and a restore (from the start, and from --start, which seeks) read every
+    frame instead of ending with a traceback."""
+    source = _without_early_sound(write_video(tmp_path / "late.flv", frames=96, size=(32, 24), fps=12, audio="aac"),
+                                  seconds=6)
+    with av.open(str(source)) as container:
+        assert [stream.type for stream in container.streams] == ["video"]  # the sound is not known yet
+    code, out, err = cli("probe", source)
+    assert code == 0 and "96 frames" in out, err
+    for flags, frames in (([], 96), (["--start", "2"], 72)):
+        code, _, err = cli("restore", source, tmp_path / "out.mkv", "--model", "none", "-y", *flags)
+        assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == frames, err

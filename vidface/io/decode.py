@@ -14,7 +14,7 @@ from vidface.errors import InputError
 from vidface.io.frames import Frame
 from vidface.io.probe import VideoInfo, clockwise_rotation, field_shown_first
 from vidface.io.sequence import ImageSequence, image_sequence
-from vidface.io.source import first_video_stream, open_input, video_decoder
+from vidface.io.source import demuxed, first_video_stream, open_input, video_decoder
 
 
 def decode_frames(
@@ -52,7 +52,7 @@ def decode_frames(
         sequence = image_sequence(path)
         fed: int | None = None  # the pts of the last packet fed to the decoder
         try:
-            for packet in container.demux(stream):
+            for packet in demuxed(container, stream):
                 fed = packet.pts if packet.pts is not None else fed
                 for picture in decoder.decode(packet):
                     pts = picture.pts if retimed is None else retimed.time_of(picture)

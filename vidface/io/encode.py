@@ -26,7 +26,7 @@ from vidface.io.frames import FieldMarker, Frame
 from vidface.io.pixels import defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import FIELD_ORDERS, MPEG_1_2_VIDEO, Chapter, MediaInfo, field_shown_first
-from vidface.io.source import TAG_ERRORS, codec_name, open_input
+from vidface.io.source import TAG_ERRORS, codec_name, demuxed, open_input
 from vidface.io.timecode import (restamp_gop, shifted_timecode, shifted_timecode_tags, start_timecode,
                                  untagged_timecode)
 
@@ -399,7 +399,7 @@ def _count_avi_audio_by_frames(stream: av.stream.Stream, index: int) -> None:
 def _copied_packets(container: av.container.InputContainer, streams: list[av.stream.Stream],
                     copy_range: CopyRange) -> Iterator[av.Packet]:
     """The packets of `streams` in file order, those starting in the range, shifted."""
-    for packet in container.demux(streams):
+    for packet in demuxed(container, *streams):
         if not packet.size:
             continue
         stamp = packet.pts if packet.pts is not None else packet.dts

@@ -14,7 +14,7 @@ import numpy as np
 
 from vidface.errors import InputError
 from vidface.io.sequence import image_sequence
-from vidface.io.source import (UNKNOWN_CODEC, codec_name, first_video_stream, open_input, reason,
+from vidface.io.source import (UNKNOWN_CODEC, codec_name, demuxed, first_video_stream, open_input, reason,
                                video_decoder)
 from vidface.io.timecode import TIMECODE, gop_timecode, shifted_timecode
 
@@ -348,7 +348,7 @@ def _scan_video(container: av.container.InputContainer, stream: av.video.stream.
     sizes = 0
     settled = stream.codec_context.name not in MPEG_1_2_VIDEO
     try:
-        for packet in container.demux(stream):
+        for packet in demuxed(container, stream):
             if not settled:
                 header = gop_timecode(bytes(packet))
                 settled = header is not None and timecode is not None or header is None and packet.is_keyframe

@@ -5,6 +5,7 @@ InputError of one line."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -97,6 +98,20 @@ def codec_name(stream: av.stream.Stream) -> str:
     if ctx is not None and ctx.codec is not None:
         return ctx.codec.canonical_name
     return UNKNOWN_CODEC
+
+
+def demuxed(container: av.container.InputContainer, *streams: av.stream.Stream) -> Iterator[av.Packet]:
+    """`container.demux(*streams)`: the streams' packets in file order, then an empty one for each
+    that flushes its decoder. Where a stream appears mid-file (an FLV whose sound starts late),
+    PyAV's last step reads past its list of the streams IN was opened with and fails with
+    IndexError after those empty packets: there the packets end."""
+    packets = container.demux(*streams)
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, IndexError):
+            return
+        yield packet
 
 
 def reason(error: av.error.FFmpegError) -> str:
