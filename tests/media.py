@@ -81,6 +81,7 @@ def write_video(
     fields: str | None = None,
     chapters: Sequence[tuple[float, float, str]] = (),
     sample_aspect: Fraction | None = None,
+    bitexact: bool = False,
 ) -> Path:
     """Write a test video and return its path; the container follows the file's extension.
 
@@ -93,7 +94,8 @@ def write_video(
     fields: "tff" or "bff" marks every frame interlaced with that field order (FFmpeg's setfield
     filter), for encoders asked to code fields (codec_options flags +ildct+ilme).
     sample_aspect: the width a stored pixel is shown at over its height (64:45 for 16:9 PAL SD).
-    chapters: (start, end, title), in seconds.
+    chapters: (start, end, title), in seconds. bitexact: the muxer writes no random IDs or
+    versions (FFmpeg's bitexact mode), so the same arguments give the same bytes in every run.
     """
     path = Path(path)
     width, height = size
@@ -107,7 +109,7 @@ def write_video(
     steps = [1, 2, 6, 3] if vfr else [1]
     video_pts = np.concatenate([[0], np.cumsum([steps[i % len(steps)] for i in range(frames - 1)])]).astype(int)
     seconds = float((int(video_pts[-1]) + steps[0]) * time_base) if frames else 0.0
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", options={"fflags": "+bitexact"} if bitexact else None) as container:
         container.metadata.update(metadata or {})
         options = {"x265-params": "log-level=error"} if codec == "libx265" else {}
         if bframes is not None:
@@ -229,7 +231,7 @@ def stored_samples(path: str | Path) -> list[bytes]:
 
 
 def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5) -> Path:
-    """A file with one audio stream and no video (for "no video stream" checks)."""
+    """A file with one audio stream and no video (a sound file; for "no video stream" checks)."""
     path = Path(path)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(track.codec, rate=track.rate)

@@ -232,7 +232,8 @@ def test_a_shared_frame_is_changed_as_a_copy_and_never_encoded(tmp_path) -> None
     import dataclasses
     import io
 
-    from vidface.io.encode import CopyRange, OutputWriter
+    from vidface.io.copies import CopyRange
+    from vidface.io.encode import OutputWriter
     from vidface.io.options import EncodeOptions
     from vidface.io.probe import probe
 

@@ -77,7 +77,9 @@ class Case:
 
 
 def write_seeds(folder: Path) -> dict[str, Path]:
-    """The seed clips (small: 48x32 to 96x64, 12 frames), written once per run."""
+    """The seed clips (small: 48x32 to 96x64, 12 frames), written once per run, the same bytes
+    in every run: a case's mutation is drawn from where markers lie in them, so a run's cases can
+    be made again (--only) only from the same seeds."""
     from media import AudioTrack, Subtitles, moving_pattern, write_image_sequence, write_video
 
     seeds = {}
@@ -88,7 +90,7 @@ def write_seeds(folder: Path) -> dict[str, Path]:
         if isinstance(options.get("audio"), list):
             options["audio"] = [AudioTrack(codec=codec) for codec in options["audio"]]
         size = (96, 64) if options.get("codec", "libx264") != "mjpeg" else (95, 63)
-        seeds[name] = write_video(folder / f"{name}.{extension}", frames=12, size=size, **options)
+        seeds[name] = write_video(folder / f"{name}.{extension}", frames=12, size=size, bitexact=True, **options)
     for name, (extension, codec, pix_fmt) in STILL_SEEDS.items():
         (seeds[name],) = write_image_sequence(folder, f"{name}.%d.{extension}", [moving_pattern(96, 64)(0)],
                                               codec=codec, pix_fmt=pix_fmt, first=1)

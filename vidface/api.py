@@ -73,13 +73,15 @@ class Restorer:
         return provenance_for(self.settings, self.model_name, self.weights)
 
     def plan(self, source: str | os.PathLike[str], output: str | os.PathLike[str], *,
-             time_range: TimeRange | None = None, keep_audio: bool = True, overwrite: bool = False) -> Plan:
+             time_range: TimeRange | None = None, keep_audio: bool = True,
+             sound: str | os.PathLike[str] | None = None, overwrite: bool = False) -> Plan:
         """Probe `source` and check `output` with this restorer's encoding (time_range None: every
-        frame); nothing is written."""
+        frame; sound: a sound file copied after IN's streams, see `plan_transcode`); nothing is
+        written."""
         from vidface.plan import TimeRange, plan_transcode
 
         return plan_transcode(source, output, encode=self.settings.encode, time_range=time_range or TimeRange(),
-                              keep_audio=keep_audio, overwrite=overwrite)
+                              keep_audio=keep_audio, sound=sound, overwrite=overwrite)
 
     def restore(self, source: str | os.PathLike[str] | Plan, output: str | os.PathLike[str] | None = None, *,
                 progress: Callable[[int], None] | None = None, resume: bool = True, restart: bool = False,

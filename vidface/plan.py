@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 
 from vidface.errors import InputError, OutputError, OutputExists
-from vidface.io.copies import held_streams, is_blu_ray
+from vidface.io.copies import CopyRange, held_streams, is_blu_ray
 from vidface.io.codec_choice import resolved_codec
-from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, CopyRange, OutputWriter
+from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, OutputWriter
 from vidface.io.encoder_setup import (check_frame_times_kept, choose_pix_fmt, codes_fields, keeps_sample_aspect,
                                       output_format, video_encoder)
 from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import Chapter, MediaInfo, StreamInfo, probe
+from vidface.io.sound import SoundFile, sound_file
 from vidface.io.source import UNKNOWN_CODEC
 from vidface.io.timecode import range_seconds
 from vidface.memory import steady_allocator
@@ -70,6 +71,7 @@ class Plan:
     stop_frame: int
     copied: tuple[StreamInfo, ...]
     dropped: tuple[StreamInfo, ...] = field(default=())
+    sound: SoundFile | None = None  # --audio's: its streams are copied after IN's
     provenance: Provenance | None = None  # a restoring run's: OUT gets its tag and sidecar
     overwrite: bool = False  # an existing OUT may be replaced (-y)
 
@@ -162,11 +164,14 @@ def plan_transcode(
     encode: EncodeOptions = EncodeOptions(),
     time_range: TimeRange = TimeRange(),
     keep_audio: bool = True,
+    sound: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     work_dir: Path | None = None,
 ) -> Plan:
     """Probe IN, check OUT and the options; raise InputError/OutputError before any write.
-    work_dir: the render farm's work folder (`Resume.work_dir`), for `check_output`.
+    keep_audio: copy IN's audio streams. sound: a sound file whose audio streams are copied after
+    IN's (`vidface.io.sound`). work_dir: the render farm's work folder (`Resume.work_dir`), for
+    `check_output`.
 
     Also holds the C allocator steady for the run (`vidface.memory.steady_allocator`), from here
     on: before a caller loads its model, whose freed buffers would otherwise move malloc's policy."""
@@ -175,6 +180,10 @@ def plan_transcode(
     check_output(input_path, output_path, overwrite=overwrite, work_dir=work_dir)
     container_format = output_format(output_path)
     info = probe(input_path, time_range.frame_rate)
+    if sound is not None:
+        sound = sound_file(sound, info.video)
+        if sound.path.resolve() == output_path.resolve():
+            raise OutputError(f"output {str(output_path)!r} is --audio's file; choose another output name")
     if time_range.frame_rate and info.format_name != "image2":
         log.warning("--fps sets an image sequence's rate; IN is a video and keeps its own, %g fps",
                     float(info.video.average_rate or 0))
@@ -222,7 +231,7 @@ def plan_transcode(
     dropped = tuple(s for s in others if s not in copied)
     return Plan(info=info, output=output_path, container_format=container_format, encode=encode,
                 pix_fmt=pix_fmt, first_frame=first, stop_frame=stop, copied=copied, dropped=dropped,
-                overwrite=overwrite)
+                sound=sound, overwrite=overwrite)
 
 
 def reading_plan(info: MediaInfo, first: int = 0, stop: int | None = None) -> Plan:
@@ -303,7 +312,7 @@ def output_writer(plan: Plan, temporary: Path | BinaryIO) -> OutputWriter:
                                                              plan.info.metadata)
     return OutputWriter(temporary, plan.container_format, plan.info, plan.encode, plan.pix_fmt,
                         tuple(s.index for s in plan.copied), copy_range, video_shift=shift, tags=tags,
-                        chapters=output_chapters(plan, copy_range), blu_ray=is_blu_ray(plan.output))
+                        chapters=output_chapters(plan, copy_range), blu_ray=is_blu_ray(plan.output), sound=plan.sound)
 
 
 def output_chapters(plan: Plan, copy_range: CopyRange) -> list[Chapter]:

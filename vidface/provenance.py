@@ -174,7 +174,7 @@ def sidecar_for(plan: Plan) -> Iterator[SidecarWriter | None]:
         yield None
         return
     writer = SidecarWriter(plan.output, plan.provenance, source=plan.info.path, first_frame=plan.first_frame,
-                           frames=plan.frame_count)
+                           frames=plan.frame_count, sound=None if plan.sound is None else plan.sound.path)
     try:
         yield writer
     except BaseException:
@@ -236,7 +236,8 @@ class SidecarWriter:
     per line as they come (memory stays flat however long the video), renamed into place on
     `commit`, removed on `discard`."""
 
-    def __init__(self, output: Path, provenance: Provenance, *, source: Path, first_frame: int, frames: int) -> None:
+    def __init__(self, output: Path, provenance: Provenance, *, source: Path, first_frame: int, frames: int,
+                 sound: Path | None = None) -> None:
         self.path = sidecar_path(output)
         try:
             self._file = AtomicFile(self.path, "w", encoding="utf-8", temporary=owned_temporary(self.path))
@@ -244,15 +245,16 @@ class SidecarWriter:
             raise OutputError(f"cannot write {str(self.path)!r} ({error.strerror}); check the output folder") from None
         try:
             size = sum(file.stat().st_size for file in input_files(source))
+            sound_file = None if sound is None else {"name": sound.name, "size": sound.stat().st_size}
         except InputError:  # an image sequence with files gone
             self._file.discard()
             raise
         except OSError as error:
             self._file.discard()
-            raise InputError(f"input {str(source)!r} is gone ({error.strerror})") from None
+            raise InputError(f"input {str(error.filename or source)!r} is gone ({error.strerror})") from None
         head = {"format": SIDECAR_FORMAT, "output": output.name, "tag": provenance.tag,
                 "input": {"name": source.name, "size": size, "first_frame": first_frame, "frames": frames},
-                "run": dict(provenance.details)}
+                **({} if sound_file is None else {"sound": sound_file}), "run": dict(provenance.details)}
         text = json.dumps(head, indent=1, sort_keys=True)
         self._file.file.write(text[:text.rindex("}")].rstrip() + ',\n "frames": [\n')
         self._first = True

@@ -41,7 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "default preset; flags override them all")
     add_settings_flags(parser)
     parser.add_argument("--no-audio", action="store_true",
-                        help="drop the audio streams (default: copy every one, untouched)")
+                        help="drop IN's audio streams (default: copy every one, untouched)")
+    parser.add_argument("--audio", metavar="FILE", default=None,
+                        help="also copy the audio streams of FILE (a scan's or a capture's sound, such as a WAV), "
+                             "untouched, after IN's own; FILE's start is IN's first frame")
     parser.add_argument("--dry-run", action="store_true",
                         help="probe IN, print what would be done, write nothing")
     parser.add_argument("--report", metavar="FILE", default=None,
@@ -134,13 +137,13 @@ def build_settings(args: argparse.Namespace):
     return settings
 
 
-def _plan_options(args: argparse.Namespace) -> dict:
-    """The plan's options from the flags (frame range, audio, overwrite), for every file."""
-    return dict(time_range=time_range(args),
-                keep_audio=not args.no_audio, overwrite=args.overwrite)
+def plan_options(args: argparse.Namespace) -> dict:
+    """The plan's options from the flags (frame range, audio, sound file, overwrite), for every file."""
+    return dict(time_range=time_range(args), keep_audio=not args.no_audio, sound=args.audio, overwrite=args.overwrite)
 
 
-def _bar(total: int, desc: str, **options):
+def frames_bar(total: int, desc: str, **options):
+    """A progress bar on stderr counting `total` frames (files, with unit="file")."""
     from tqdm import tqdm
 
     return tqdm(total=total, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True, **options)
@@ -158,20 +161,22 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.input).is_dir():
         if args.report is not None:
             raise InputError("--report writes the report of one file; run `vidface report IN OUT REPORT` per file")
+        from vidface.commands.folder import run_folder
+
         return run_folder(args)
     settings = build_settings(args)
-    plan = plan_transcode(args.input, args.output, encode=settings.encode, work_dir=args.work_dir, **_plan_options(args))
+    plan = plan_transcode(args.input, args.output, encode=settings.encode, work_dir=args.work_dir, **plan_options(args))
     if args.dry_run:
-        print(describe_plan(plan, settings, args.model, _measured_fields(plan, settings, args)))
+        print(describe_plan(plan, settings, args.model, measured_fields(plan, settings, args)))
         _list_people(plan, settings, args)
         return 0
-    _check_photos(settings, args)
+    check_photos(settings, args)
     if args.report is not None:
         if args.model == "none":
             raise InputError("--report needs a restoring model: --model none alters no face to report on")
         check_report_path(args.report, args.input, args.output, overwrite=args.overwrite)
     if args.ray is not None:
-        [outcome] = _on_farm(args, settings, [plan])
+        [outcome] = on_farm(args, settings, [plan])
         if isinstance(outcome, BaseException):
             raise outcome
         _say_done(outcome, None)
@@ -179,13 +184,13 @@ def run(args: argparse.Namespace) -> int:
             report_of_restore(args, outcome, None)
         return 0
     restorer = load_restorer(settings, model=args.model, detector_weights=args.detector_weights)
-    _measured_fields(plan, settings, args)  # while the model loads
+    measured_fields(plan, settings, args)  # while the model loads
     stats = restorer.stats
-    selected = _select(restorer, plan)
+    selected = selected_faces(restorer, plan)
     running = restorer.estimate(plan, selected) if args.quiet <= 0 else None
     # With an estimate, the time left is counted from the faces still to come, as the estimate
     # is, instead of from the frame rate so far.
-    bar = _bar(plan.decodable_count, "restore", bar_format=None if running is None else
+    bar = frames_bar(plan.decodable_count, "restore", bar_format=None if running is None else
                "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") if show_progress(args) else None
     said = False
 
@@ -230,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
 DRY_RUN_SECONDS = 60.0  # the sample a dry run lists the people of
 
 
-def _select(restorer, plan):
+def selected_faces(restorer, plan):
     """The faces --faces takes in `plan` (None: every face); a warning where it takes none."""
     return _warn_if_nobody(restorer.select(plan), restorer.settings, plan)
 
@@ -255,7 +260,7 @@ def _selection_pass(plan, settings, args: argparse.Namespace, seconds: float | N
     return select_faces(plan, _detector(settings, args), settings.faces, selection, seconds=seconds)
 
 
-def _check_photos(settings, args: argparse.Namespace) -> None:
+def check_photos(settings, args: argparse.Namespace) -> None:
     """Read the --faces photos before anything else starts (the model's load among them), so a
     bad one is a one-line error at once."""
     from vidface.faces.selection import FaceSelection, reference_descriptors
@@ -298,7 +303,7 @@ def _say_done(result, stats) -> None:
           f"({(result.frames - result.resumed) / max(result.seconds, 1e-9):.1f} fps{loading})")
 
 
-def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
+def on_farm(args: argparse.Namespace, settings, plans: list) -> list:
     """Restore `plans` on the render farm (`vidface.farm`) with one progress bar; prints what each
     worker did; returns each plan's TranscodeResult or the error that ended it (its selection
     pass's among them: the other plans go on)."""
@@ -318,14 +323,14 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
     selected = {}
     for index, plan in enumerate(plans):
         try:
-            _measured_fields(plan, settings, args)
+            measured_fields(plan, settings, args)
             selected[index] = _warn_if_nobody(_selection_pass(plan, settings, args), settings, plan)
         except VidfaceError as error:  # a file that cannot be read to the end
             outcomes[index] = error
     if not selected:
         return [outcomes[index] for index in range(len(plans))]
     farmed = list(selected)
-    bar = _bar(sum(plans[index].decodable_count for index in farmed), "farm") if show_progress(args) else None
+    bar = frames_bar(sum(plans[index].decodable_count for index in farmed), "farm") if show_progress(args) else None
 
     def progress(tally) -> None:
         bar.update(tally.frames - bar.n)
@@ -346,102 +351,7 @@ def _on_farm(args: argparse.Namespace, settings, plans: list) -> list:
     return [outcomes[index] for index in range(len(plans))]
 
 
-def run_folder(args: argparse.Namespace) -> int:
-    """Folder mode: every video of IN into OUT with one loaded model; a summary table on stdout."""
-    from pathlib import Path
-
-    from vidface.api import load_restorer
-    from vidface.batch import find_jobs, run_jobs
-
-    settings = build_settings(args)
-    jobs, not_run = find_jobs(Path(args.input), Path(args.output), recursive=args.recursive, extension=args.ext)
-    if args.dry_run:
-        for job in jobs:
-            exists = job.output.exists() and not args.overwrite
-            print(f"{job.name} -> {job.output}" + (" (exists: skipped)" if exists else ""))
-        for result in not_run:
-            print(f"{result.name}: {result.status}, {result.message}")
-        return 0
-    _check_photos(settings, args)
-    if args.ray is not None:
-        return _folder_on_farm(args, settings, jobs, not_run)
-    restorer = load_restorer(settings, model=args.model if jobs else "none", detector_weights=args.detector_weights)
-    show = show_progress(args)
-    files = _bar(len(jobs), "files", unit="file", position=0) if show else None
-
-    def restore(job) -> int:
-        plan = restorer.plan(job.source, job.output, **_plan_options(args))
-        _measured_fields(plan, settings, args)
-        frames = _bar(plan.decodable_count, job.name, position=1, leave=False) if show else None
-        try:
-            return restorer.restore(plan, progress=(lambda n: frames.update(n - frames.n)) if frames else None,
-                                    restart=args.no_resume, segment_frames=args.segment_frames,
-                                    selected=_select(restorer, plan)).frames
-        finally:
-            if frames is not None:
-                frames.close()
-
-    results = []
-
-    def done(result) -> None:
-        results.append(result)
-        if files is not None:
-            files.update(1)
-
-    try:
-        run_jobs(jobs, restore, overwrite=args.overwrite, on_done=done)
-    finally:
-        if files is not None:
-            files.close()
-        status = _summarised(not_run + results)  # the table of what was done, an interrupted batch's too
-    return status
-
-
-def _folder_on_farm(args: argparse.Namespace, settings, jobs: list, not_run: list) -> int:
-    """Folder mode on the render farm: every file planned here (one that cannot be read fails
-    at once), then all their segments in one queue; the same summary table as without it."""
-    import time
-
-    from vidface.batch import DONE, FAILED, FileResult, already_written
-    from vidface.errors import VidfaceError
-
-    results, planned = [], []
-    for job in jobs:
-        if skipped_job := already_written(job, overwrite=args.overwrite, work_dir=args.work_dir):
-            results.append(skipped_job)
-            continue
-        try:
-            job.output.parent.mkdir(parents=True, exist_ok=True)
-            planned.append((job, _plan_for(job, settings, args)))
-        except VidfaceError as error:
-            results.append(FileResult(job.name, FAILED, message=str(error)))
-    started = time.perf_counter()
-    outcomes = _on_farm(args, settings, [plan for _, plan in planned]) if planned else []
-    for (job, _), outcome in zip(planned, outcomes):
-        if isinstance(outcome, VidfaceError):
-            results.append(FileResult(job.name, FAILED, seconds=time.perf_counter() - started, message=str(outcome)))
-        elif isinstance(outcome, BaseException):
-            raise outcome
-        else:
-            results.append(FileResult(job.name, DONE, outcome.frames, outcome.seconds))
-    return _summarised(not_run + results)
-
-
-def _summarised(results: list) -> int:
-    """Print folder mode's table of `results`; the exit status: 1 if any file failed."""
-    from vidface.batch import FAILED, summary_table
-
-    print(summary_table(sorted(results, key=lambda r: r.name)), flush=True)
-    return 1 if any(r.status == FAILED for r in results) else 0
-
-
-def _plan_for(job, settings, args: argparse.Namespace):
-    from vidface.plan import plan_transcode
-
-    return plan_transcode(job.source, job.output, encode=settings.encode, work_dir=args.work_dir, **_plan_options(args))
-
-
-def _measured_fields(plan, settings, args: argparse.Namespace):
+def measured_fields(plan, settings, args: argparse.Namespace):
     """IN's field motion (`vidface.io.field_motion`) where a model restores it, else None."""
     from vidface.io.field_motion import check_fields
 

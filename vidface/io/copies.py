@@ -5,15 +5,17 @@ converts them."""
 
 from __future__ import annotations
 
+import heapq
 import io
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from vidface.errors import OutputError
-from vidface.io.source import TAG_ERRORS, codec_name
+from vidface.io.source import TAG_ERRORS, codec_name, demuxed
 
 TEXT_SUBTITLE_CODECS = {"matroska": "ass", "webm": "webvtt", "mp4": "mov_text", "mov": "mov_text",
                         "ipod": "mov_text", "3gp": "mov_text", "3g2": "mov_text"}
@@ -90,18 +92,67 @@ def held_streams(path: Path, indices: Iterable[int], container_format: str, blu_
         return {index for index in indices if container_holds(container_format, source.streams[index], blu_ray)}
 
 
-def copied_as(container_format: str, stream: av.stream.Stream, blu_ray: bool = False) -> str | None:
-    """How IN's audio or subtitle `stream` goes into OUT: None as it is, else the text subtitle
-    codec it is converted to; OutputError where OUT's container holds neither."""
+def copied_as(container_format: str, stream: av.stream.Stream, blu_ray: bool = False,
+              sound_file: str | None = None) -> str | None:
+    """How IN's audio or subtitle `stream` (or a stream of `sound_file`, `--audio`'s) goes into
+    OUT: None as it is, else the text subtitle codec it is converted to; OutputError where OUT's
+    container holds neither."""
     codec = codec_name(stream)
     if not codec or container_holds(container_format, stream, blu_ray):
         return None
     if stream.type == "subtitle" and stream.codec_context.codec.text_sub and container_format in TEXT_SUBTITLE_CODECS:
         return TEXT_SUBTITLE_CODECS[container_format]
     ways = [] if container_format == "matroska" else ["write a .mkv instead"]
-    ways += ["pass --no-audio"] if stream.type == "audio" else []
-    raise OutputError(f"{container_format} files cannot hold stream #{stream.index} ({stream.type} {codec}); "
+    ways += ["pass --no-audio"] if stream.type == "audio" and sound_file is None else []
+    name = f"stream #{stream.index}" + (f" of {sound_file}" if sound_file else "")
+    raise OutputError(f"{container_format} files cannot hold {name} ({stream.type} {codec}); "
                       + (" or ".join(ways) or "convert that stream with another tool first"))
+
+
+def copied_packets(container: av.container.InputContainer, streams: list[av.stream.Stream],
+                    copy_range: CopyRange) -> Iterator[av.Packet]:
+    """The packets of `streams` in file order, those starting in the range, shifted (their
+    decoders' empty flush packets left out)."""
+    for packet in demuxed(container, *streams):
+        if not packet.size:
+            continue
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None and (copy_range.start is not None or copy_range.stop is not None):
+            time = stamp * packet.time_base
+            if copy_range.start is not None and time < copy_range.start:
+                continue
+            if copy_range.stop is not None and time >= copy_range.stop:
+                continue
+        if copy_range.shift:
+            ticks = round(copy_range.shift / packet.time_base)
+            if packet.pts is not None:
+                packet.pts -= ticks
+            if packet.dts is not None:
+                packet.dts -= ticks
+        yield packet
+
+
+def in_time_order(*packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+    """The packets of several inputs, each in its file order, merged by their decode times (IN's
+    copied streams and `--audio`'s sound file)."""
+    return heapq.merge(*packets, key=lambda packet: (packet.dts if packet.dts is not None else packet.pts or 0)
+                       * packet.time_base)
+
+
+@dataclass(frozen=True)
+class CopyRange:
+    """Which copied packets to keep and how to shift them: those starting in [start, stop)
+    seconds (None: unbounded), moved earlier by `shift` seconds."""
+
+    start: Fraction | None = None
+    stop: Fraction | None = None
+    shift: Fraction = Fraction(0)
+
+    def moved(self, offset: Fraction) -> CopyRange:
+        """The same range for packets whose times are `offset` seconds behind IN's timeline (a
+        sound file's, `vidface.io.sound.SoundFile.offset`)."""
+        return CopyRange(None if self.start is None else self.start - offset,
+                         None if self.stop is None else self.stop - offset, self.shift - offset)
 
 
 class SubtitleConverter:

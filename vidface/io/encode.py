@@ -11,22 +11,22 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
 import av
 
-from vidface.errors import OutputError
-from vidface.io.copies import SubtitleConverter, container_holds, copied_as
+from vidface.errors import InputError, OutputError
+from vidface.io.copies import CopyRange, SubtitleConverter, container_holds, copied_as, copied_packets, in_time_order
 from vidface.io.encoder_setup import output_color_range, set_video_stream, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame
 from vidface.io.pixels import defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import FIELD_ORDERS, MPEG_1_2_VIDEO, Chapter, MediaInfo, field_shown_first
-from vidface.io.source import TAG_ERRORS, codec_name, demuxed, open_input
+from vidface.io.sound import SoundFile
+from vidface.io.source import TAG_ERRORS, codec_name, open_input
 from vidface.io.timecode import (restamp_gop, shifted_timecode, shifted_timecode_tags, start_timecode,
                                  untagged_timecode)
 
@@ -46,16 +46,6 @@ and MPEG-TS's take them and leave them out without a word, the others refuse the
 _CHAPTER_TIME_BASE = Fraction(1, 1_000_000_000)  # Matroska's nanoseconds: exact for MP4's units too
 
 
-@dataclass(frozen=True)
-class CopyRange:
-    """Which copied packets to keep and how to shift them: those starting in [start, stop)
-    seconds (None: unbounded), moved earlier by `shift` seconds."""
-
-    start: Fraction | None = None
-    stop: Fraction | None = None
-    shift: Fraction = Fraction(0)
-
-
 class OutputWriter:
     """Writes one output file: encodes frames, copies the other streams' packets in time order.
 
@@ -65,7 +55,8 @@ class OutputWriter:
     tags: container tags set over those kept from IN, whose timecodes move on to OUT's first
     frame (`copy_range.shift` after IN's). chapters: OUT's, on its timeline. blu_ray: OUT is a
     Blu-ray transport stream (`copies.is_blu_ray`), which FFmpeg's muxer cannot tell from a
-    temporary file's name.
+    temporary file's name. sound: a sound file whose audio streams are copied after IN's, on
+    IN's timeline (`vidface.io.sound`).
 
     `write` is `encode` then `mux_video`; the two halves serve resumable runs, which encode
     segments apart (`encode`, `flush_encoder` on a writer over an in-memory file that is never
@@ -76,7 +67,7 @@ class OutputWriter:
     def __init__(self, path: Path | BinaryIO, container_format: str, info: MediaInfo, options: EncodeOptions,
                  pix_fmt: str, copy_streams: tuple[int, ...], copy_range: CopyRange,
                  video_shift: int = 0, tags: Mapping[str, str] | None = None,
-                 chapters: Sequence[Chapter] = (), blu_ray: bool = False) -> None:
+                 chapters: Sequence[Chapter] = (), blu_ray: bool = False, sound: SoundFile | None = None) -> None:
         self._shift = video_shift
         self._blu_ray = blu_ray
         video = info.video
@@ -101,16 +92,15 @@ class OutputWriter:
                                                       **_tag_options(container_format, file_tags)})
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
-        self._input: av.container.InputContainer | None = None
+        self._inputs: list[av.container.InputContainer] = []  # IN and the sound file, for their copied streams
         try:
             self._output.metadata.update(file_tags)
             self._stream = self._add_video_stream(info, options, pix_fmt)
-            self._copies: dict[int, av.stream.Stream] = {}
-            self._converters: dict[int, SubtitleConverter] = {}
+            self._copies: dict[av.stream.Stream, av.stream.Stream] = {}  # by the input stream they copy
+            self._converters: dict[av.stream.Stream, SubtitleConverter] = {}
             self._next: av.Packet | None = None
             self._packets: Iterator[av.Packet] = iter(())
-            if copy_streams:
-                self._open_copies(info, copy_streams, copy_range)
+            self._open_copies(info, copy_streams, copy_range, sound)
             if chapters:
                 self._output.set_chapters([
                     {"id": chapter.id, "start": round(chapter.start / _CHAPTER_TIME_BASE),
@@ -155,36 +145,52 @@ class OutputWriter:
                               "check --preset, --pix-fmt and --encoder-opt") from None
         return stream
 
-    def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange) -> None:
-        self._input = open_input(info.path, info.video.average_rate)
-        selected = []
-        for index in copy_streams:
-            src = self._input.streams[index]
-            codec = codec_name(src)
-            if src.type == "attachment":
-                name = src.metadata.get("filename", f"attachment{index}")
-                self._output.add_attachment(name, src.mimetype or "application/octet-stream", src.data)
-                continue
-            converted_to = copied_as(self._output.format.name, src, self._blu_ray) if src.type in (
-                "audio", "subtitle") else None
+    def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange,
+                     sound: SoundFile | None) -> None:
+        """OUT's streams for IN's `copy_streams` and the sound file's, and their packets in time order."""
+        feeds = []
+        if copy_streams:
+            source = open_input(info.path, info.video.average_rate)
+            self._inputs.append(source)
+            copied = [self._copy(source.streams[index]) for index in copy_streams]
+            feeds.append(copied_packets(source, [src for src in copied if src is not None], copy_range))
+        if sound is not None:
             try:
-                if converted_to is None:
-                    out = self._output.add_stream_from_template(src)
-                else:
-                    log.info("stream #%d (subtitle %s) is converted to %s: %s files hold no %s", index, codec,
-                             converted_to, self._output.format.name, codec)
-                    self._converters[index] = SubtitleConverter(self._output, src, converted_to)
-                    out = self._converters[index].stream
-            except (av.error.FFmpegError, ValueError) as error:
-                raise OutputError(f"cannot copy stream #{index} ({src.type}) into {self._output.format.name} ({error})") from None
-            if self._output.format.name == "avi" and codec in _AUDIO_IN_FRAMES:
-                _count_avi_audio_by_frames(out, index)
-            out.metadata.update(_titled(self._kept_tags(src.metadata)))
-            out.disposition = src.disposition
-            self._copies[index] = out
-            selected.append(src)
-        if selected:
-            self._packets = _copied_packets(self._input, selected, copy_range)
+                source = av.open(str(sound.path), metadata_errors=TAG_ERRORS)
+            except (OSError, av.error.FFmpegError) as error:
+                raise InputError(f"{sound.label} cannot be read ({error}); check the file") from None
+            self._inputs.append(source)
+            copied = [self._copy(source.streams[stream.index], sound.label) for stream in sound.streams]
+            feeds.append(copied_packets(source, copied, copy_range.moved(sound.offset)))
+        self._packets = in_time_order(*feeds)
+
+    def _copy(self, src: av.stream.Stream, sound_file: str | None = None) -> av.stream.Stream | None:
+        """Add OUT's stream for the input stream `src` (of IN, or of the sound file named
+        `sound_file`); None for an attached file, which OUT holds as a file."""
+        index, codec = src.index, codec_name(src)
+        if src.type == "attachment":
+            name = src.metadata.get("filename", f"attachment{index}")
+            self._output.add_attachment(name, src.mimetype or "application/octet-stream", src.data)
+            return None
+        converted_to = copied_as(self._output.format.name, src, self._blu_ray, sound_file) if src.type in (
+            "audio", "subtitle") else None
+        try:
+            if converted_to is None:
+                out = self._output.add_stream_from_template(src)
+            else:
+                log.info("stream #%d (subtitle %s) is converted to %s: %s files hold no %s", index, codec,
+                         converted_to, self._output.format.name, codec)
+                self._converters[src] = SubtitleConverter(self._output, src, converted_to)
+                out = self._converters[src].stream
+        except (av.error.FFmpegError, ValueError) as error:
+            name = f"stream #{index}" + (f" of {sound_file}" if sound_file else "")
+            raise OutputError(f"cannot copy {name} ({src.type}) into {self._output.format.name} ({error})") from None
+        if self._output.format.name == "avi" and codec in _AUDIO_IN_FRAMES:
+            _count_avi_audio_by_frames(out, index)
+        out.metadata.update(_titled(self._kept_tags(src.metadata)))
+        out.disposition = src.disposition
+        self._copies[src] = out
+        return src
 
     def _write_header(self) -> None:
         """Write OUT's header now, before any frame is decoded: a muxer that cannot hold the
@@ -202,7 +208,7 @@ class OutputWriter:
     @property
     def converted(self) -> dict[int, str]:
         """IN's streams that OUT holds converted (`copies.copied_as`): index -> OUT's codec."""
-        return {index: converter.stream.codec_context.name for index, converter in self._converters.items()}
+        return {source.index: converter.stream.codec_context.name for source, converter in self._converters.items()}
 
     @property
     def frames_written(self) -> int:
@@ -297,12 +303,12 @@ class OutputWriter:
             stamp = packet.dts if packet.dts is not None else packet.pts
             if time is not None and stamp is not None and stamp * packet.time_base > time:
                 return
-            index = packet.stream.index
-            if index in self._converters:
-                for converted in self._converters[index].convert(packet):
+            source = packet.stream
+            if source in self._converters:
+                for converted in self._converters[source].convert(packet):
                     self._output.mux(converted)
             else:
-                packet.stream = self._copies[index]
+                packet.stream = self._copies[source]
                 self._output.mux(packet)
             self._next = None
 
@@ -313,9 +319,8 @@ class OutputWriter:
                 self.mux_video(self.flush_encoder())
                 self._mux_copies_until(None)
         finally:
-            if self._input is not None:
-                self._input.close()
-                self._input = None
+            while self._inputs:
+                self._inputs.pop().close()
             self._output.close()
 
     def _kept_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
@@ -394,28 +399,6 @@ def _count_avi_audio_by_frames(stream: av.stream.Stream, index: int) -> None:
     except (av.error.FFmpegError, ValueError) as error:
         raise OutputError(f"cannot copy stream #{index} ({context.name}) into avi with its frame times "
                           f"({_reason(error)}); write a .mkv instead") from None
-
-
-def _copied_packets(container: av.container.InputContainer, streams: list[av.stream.Stream],
-                    copy_range: CopyRange) -> Iterator[av.Packet]:
-    """The packets of `streams` in file order, those starting in the range, shifted."""
-    for packet in demuxed(container, *streams):
-        if not packet.size:
-            continue
-        stamp = packet.pts if packet.pts is not None else packet.dts
-        if stamp is not None and (copy_range.start is not None or copy_range.stop is not None):
-            time = stamp * packet.time_base
-            if copy_range.start is not None and time < copy_range.start:
-                continue
-            if copy_range.stop is not None and time >= copy_range.stop:
-                continue
-        if copy_range.shift:
-            ticks = round(copy_range.shift / packet.time_base)
-            if packet.pts is not None:
-                packet.pts -= ticks
-            if packet.dts is not None:
-                packet.dts -= ticks
-        yield packet
 
 
 def _reason(error: Exception) -> str:

@@ -238,7 +238,7 @@ def probe(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> M
             first_decoded=_first_decoded(pts, scan.decode_times, first),
             frame_bytes=scan.frame_bytes,
         )
-        streams = tuple(_stream_info(s, video) for s in container.streams)
+        streams = tuple(stream_info(s, video) for s in container.streams)
         chapters = tuple(Chapter(chapter["id"], chapter["start"] * chapter["time_base"],
                                  chapter["end"] * chapter["time_base"], dict(chapter["metadata"]))
                          for chapter in container.chapters())
@@ -417,13 +417,13 @@ def clockwise_rotation(frame: av.VideoFrame) -> int:
     return int(round(-frame.rotation / 90.0)) % 4 * 90
 
 
-def _stream_info(stream: av.stream.Stream, video: VideoInfo) -> StreamInfo:
+def stream_info(stream: av.stream.Stream, video: VideoInfo | None = None) -> StreamInfo:
     """`stream` as `vidface probe` lists it; the video vidface decodes at `video`'s frame rate."""
     ctx = stream.codec_context
     if stream.type == "video" and ctx is not None and stream.disposition & av.stream.Disposition.attached_pic:
         detail = f"{ctx.width}x{ctx.height} {ctx.pix_fmt} cover art"  # one picture: no frame rate
     elif stream.type == "video" and ctx is not None:
-        rate = video.average_rate if stream.index == video.index else stream.average_rate or stream.guessed_rate
+        rate = video.average_rate if video and stream.index == video.index else stream.average_rate or stream.guessed_rate
         detail = f"{ctx.width}x{ctx.height} {ctx.pix_fmt}" + (f" {float(rate):.3f} fps" if rate else "")
     elif stream.type == "audio" and ctx is not None:
         layout = ctx.layout.name if ctx.layout else f"{ctx.channels} ch"
