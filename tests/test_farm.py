@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import ray
 
 from face_clips import Pose, background, degrade, head_sprite, hopper_sprite, moving_face_clip, render
-from media import damaged_video, read_video, write_video
+from media import AudioTrack, damaged_video, read_video, write_audio_only, write_video
 from resume_tools import same_video
 from tiny_model import tiny_osdface  # noqa: F401 (fixture)
 from vidface.api import load_restorer, resume_options
@@ -174,6 +175,19 @@ def test_a_folder_on_the_farm_reports_each_file(cluster, tmp_path: Path, cli) ->
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.mp4"]
     for name in ("a.mkv", "b.mp4"):
         assert read_video(tmp_path / "out" / name).frame_pts == read_video(folder / name).frame_pts
+
+
+def test_the_farm_lays_a_sound_file_beside_its_out(cluster, tmp_path: Path, cli) -> None:
+    """--audio on the farm: the driver's final mux copies the sound file's packets, as one process's does."""
+    source = write_video(tmp_path / "in.mkv", frames=20)
+    sound = write_audio_only(tmp_path / "sound.wav", AudioTrack(codec="pcm_s16le"), seconds=0.8)
+    code, _, err = cli("restore", source, tmp_path / "out.mkv", "--ray", cluster, "--model", "none", "--audio", sound,
+                       "--segment-frames", "8", "--no-progress")
+    assert code == 0, err
+    assert read_video(tmp_path / "out.mkv").stream_codecs == ["h264", "pcm_s16le"]
+    with av.open(str(sound)) as container:
+        expected = [bytes(packet) for packet in container.demux(container.streams.audio[0]) if packet.size]
+    assert [data for data, _, _ in read_video(tmp_path / "out.mkv").packets[1]] == expected
 
 
 def test_a_folder_file_the_selection_pass_cannot_read_fails_alone(cluster, tmp_path: Path, cli, tiny_osdface) -> None:
