@@ -55,6 +55,7 @@ CASES = {
         subtitles=Subtitles(language="spa", cues=3), metadata={"title": "Two tracks", "comment": "kept"}),
     "no_audio_mp4": dict(suffix=".mp4"),
     "attachment_mkv": dict(suffix=".mkv", audio="aac", attachments={"font.ttf": b"\x00\x01font" * 50}),
+    "attachment_alone_mkv": dict(suffix=".mkv", attachments={"font.ttf": b"\x00\x01font" * 50}),  # no packets to copy
     "vfr_mp4": dict(suffix=".mp4", vfr=True, audio="aac"),
     "vfr_mkv": dict(suffix=".mkv", vfr=True),
     "hevc_10bit_mkv": dict(suffix=".mkv", codec="libx265", pix_fmt="yuv420p10le", audio="aac"),

@@ -152,8 +152,9 @@ class OutputWriter:
         if copy_streams:
             source = open_input(info.path, info.video.average_rate)
             self._inputs.append(source)
-            copied = [self._copy(source.streams[index]) for index in copy_streams]
-            feeds.append(copied_packets(source, [src for src in copied if src is not None], copy_range))
+            copied = [src for index in copy_streams if (src := self._copy(source.streams[index])) is not None]
+            if copied:  # else attached files alone: no packets (demux of no stream would read every one)
+                feeds.append(copied_packets(source, copied, copy_range))
         if sound is not None:
             try:
                 source = av.open(str(sound.path), metadata_errors=TAG_ERRORS)
