@@ -12,7 +12,8 @@ from vidface.commands.restore import (build_settings, check_photos, frames_bar, 
 
 
 def run_folder(args: argparse.Namespace) -> int:
-    """Folder mode: every video of IN into OUT with one loaded model; a summary table on stdout."""
+    """Folder mode: every video and image sequence of IN into OUT with one loaded model; a summary
+    table on stdout."""
     from pathlib import Path
 
     from vidface.api import load_restorer

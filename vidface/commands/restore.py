@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     # With an estimate, the time left is counted from the faces still to come, as the estimate
     # is, instead of from the frame rate so far.
     bar = frames_bar(plan.decodable_count, "restore", bar_format=None if running is None else
-               "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") if show_progress(args) else None
+                     "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]") if show_progress(args) else None
     said = False
 
     def say_estimate(found) -> None:
