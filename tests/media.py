@@ -230,10 +230,15 @@ def stored_samples(path: str | Path) -> list[bytes]:
                 for plane, used in zip(frame.planes, row_bytes(frame))]
 
 
-def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5) -> Path:
-    """A file with one audio stream and no video (a sound file; for "no video stream" checks)."""
+def write_audio_only(path: str | Path, track: AudioTrack = AudioTrack(), seconds: float = 0.5,
+                     time_reference: int | None = None) -> Path:
+    """A file with one audio stream and no video (a sound file; for "no video stream" checks).
+    time_reference: a Broadcast WAV's time of day at its first sample, in samples since midnight."""
     path = Path(path)
-    with av.open(str(path), mode="w") as container:
+    bext = None if time_reference is None else {"write_bext": "1"}
+    with av.open(str(path), mode="w", options=bext) as container:
+        if time_reference is not None:
+            container.metadata["time_reference"] = str(time_reference)
         stream = container.add_stream(track.codec, rate=track.rate)
         stream.layout = "stereo" if track.channels == 2 else "mono"
         _write_audio(container, stream, track, seconds)

@@ -75,6 +75,26 @@ def test_a_sound_file_joins_a_videos_own_sound_at_its_first_frame(tmp_path: Path
     assert _holds_sound(tmp_path / "own.mkv", sound, moved=video_start)
 
 
+def test_a_broadcast_wav_is_placed_by_its_time_of_day(tmp_path: Path, cli) -> None:
+    """A Broadcast WAV's time reference against IN's timecode places it: a quarter second after
+    IN's first frame, or from a quarter second before, its sound before the picture left out
+    (whole packets); --start cuts it as it cuts IN's; --dry-run says how it was placed."""
+    source = write_video(tmp_path / "take.mkv", frames=24, size=(32, 24), fps=24, metadata={"timecode": "10:00:00:00"})
+    ten = 10 * 3600 * SOUND.rate
+    late = write_audio_only(tmp_path / "late.wav", SOUND, seconds=0.5, time_reference=ten + SOUND.rate // 4)
+    early = write_audio_only(tmp_path / "early.wav", SOUND, seconds=0.5, time_reference=ten - SOUND.rate // 4)
+    code, out, err = cli("restore", "--model", "none", source, tmp_path / "out.mkv", "--audio", late, "--dry-run")
+    assert code == 0 and "of --audio 'late.wav', placed by its time reference +0.250 s from IN's timecode " \
+                         "10:00:00:00" in out, err
+    quarter = Fraction(1, 4)
+    for sound, name, flags, start, moved in ((late, "late.mkv", [], Fraction(0), quarter),
+                                             (early, "early.mkv", [], quarter, -quarter),
+                                             (late, "later.mkv", ["--start", "0.5"], quarter, -quarter)):
+        code, _, err = cli("restore", "--model", "none", source, tmp_path / name, "--audio", sound, "--no-progress",
+                           *flags)
+        assert code == 0 and _holds_sound(tmp_path / name, sound, start=start, moved=moved), (name, err)
+
+
 def test_a_sound_file_that_cannot_go_in_is_a_one_line_error(tmp_path: Path, cli) -> None:
     """A missing file, a file with no sound, OUT itself, a container that cannot hold the sound,
     and folder mode: one line each, and nothing written."""

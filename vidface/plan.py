@@ -181,7 +181,7 @@ def plan_transcode(
     container_format = output_format(output_path)
     info = probe(input_path, time_range.frame_rate)
     if sound is not None:
-        sound = sound_file(sound, info.video)
+        sound = sound_file(sound, info)
         if sound.path.resolve() == output_path.resolve():
             raise OutputError(f"output {str(output_path)!r} is --audio's file; choose another output name")
     if time_range.frame_rate and info.format_name != "image2":

@@ -37,7 +37,8 @@ def describe_plan(plan, settings=None, model_name: str = "none", field_motion=No
                      f"convert #{stream.index} {stream.type} {stream.codec}{language} to {converted_to} "
                      f"({plan.container_format} holds no {stream.codec})")
     if plan.sound is not None:
-        lines += [f"copy    #{s.index} {s.type} {s.codec} of {plan.sound.label}" for s in plan.sound.streams]
+        lines += [f"copy    #{s.index} {s.type} {s.codec} of {plan.sound.label}, placed by {plan.sound.synced}"
+                  for s in plan.sound.streams]
     lines += [f"drop    #{s.index} {s.type} {s.codec}" for s in plan.dropped]
     if plan.info.chapters:
         kept = output_chapters(plan, frame_timing(plan)[3])

@@ -148,12 +148,6 @@ class CopyRange:
     stop: Fraction | None = None
     shift: Fraction = Fraction(0)
 
-    def moved(self, offset: Fraction) -> CopyRange:
-        """The same range for packets whose times are `offset` seconds behind IN's timeline (a
-        sound file's, `vidface.io.sound.SoundFile.offset`)."""
-        return CopyRange(None if self.start is None else self.start - offset,
-                         None if self.stop is None else self.stop - offset, self.shift - offset)
-
 
 class SubtitleConverter:
     """Converts the packets of text subtitle stream `source` to `codec` on a new stream of

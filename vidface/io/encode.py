@@ -162,7 +162,7 @@ class OutputWriter:
                 raise InputError(f"{sound.label} cannot be read ({error}); check the file") from None
             self._inputs.append(source)
             copied = [self._copy(source.streams[stream.index], sound.label) for stream in sound.streams]
-            feeds.append(copied_packets(source, copied, copy_range.moved(sound.offset)))
+            feeds.append(copied_packets(source, copied, sound.range_of(copy_range)))
         self._packets = in_time_order(*feeds)
 
     def _copy(self, src: av.stream.Stream, sound_file: str | None = None) -> av.stream.Stream | None:
