@@ -16,6 +16,7 @@ from media import (AudioTrack, Subtitles, captions, field_orders, moving_pattern
 from vidface.io.decode import decode_frames
 from vidface.io.pixels import plane_rows
 from vidface.io.probe import ColourTags, bit_depth, probe
+from vidface.io.source import demuxed, open_input
 
 
 def _check_faithful(source: Path, output: Path, *, pix_fmt: str | None = None) -> None:
@@ -959,36 +960,52 @@ def test_a_frame_rate_beyond_ffmpegs_rationals_is_written(tmp_path: Path, cli) -
     assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == 12, err
 
 
-def _without_early_sound(path: Path, seconds: float) -> Path:
-    """The FLV file `path` with its sound tags before `seconds` taken out and its header saying
-    it holds video alone: its sound stream appears only when FFmpeg meets the first one, after
-    IN was opened (as in a recording whose sound starts late)."""
+def _sound_from(path: Path, seconds: float) -> Path:
+    """The FLV file `path` with its sound starting at `seconds` (its earlier sound tags taken
+    out, its AAC header moved to there) and its header saying it holds video alone: FFmpeg finds
+    the sound stream only when it meets its first tag, as in a recording whose sound starts late."""
     data = path.read_bytes()
-    header, rest = bytearray(data[:13]), data[13:]
-    header[4] = 0x01  # video alone
-    kept, position = bytearray(header), 0
-    while position < len(rest):
-        size = int.from_bytes(rest[position + 1:position + 4], "big")
-        time = int.from_bytes(rest[position + 4:position + 7], "big") | rest[position + 7] << 24
-        tag = rest[position:position + 11 + size + 4]  # the tag and the size of it that follows
-        if not (rest[position] & 0x1F == 8 and time < seconds * 1000):
-            kept += tag
+    kept, position, aac_header = bytearray(data[:13]), 13, None
+    kept[4] = 0x01  # video alone
+    while position < len(data):
+        size = int.from_bytes(data[position + 1:position + 4], "big")
+        tag = bytearray(data[position:position + 11 + size + 4])  # the tag and the size of it that follows
         position += len(tag)
+        time = int.from_bytes(tag[4:7], "big") | tag[7] << 24
+        if tag[0] & 0x1F != 8:
+            kept += tag
+        elif aac_header is None:
+            aac_header = tag  # AACPacketType 0: the decoder's configuration, first of the sound tags
+        elif time >= seconds * 1000:
+            if aac_header:
+                aac_header[4:8] = tag[4:8]
+                kept += aac_header
+                aac_header = bytearray()
+            kept += tag
     path.write_bytes(bytes(kept))
     return path
 
 
-def test_a_stream_that_appears_mid_file_is_read_to_the_end(tmp_path: Path, cli) -> None:
-    """Found by tools/fuzz.py (a damaged FLV): in an FLV whose sound starts after FFmpeg's first
-    look (5 s), PyAV's demuxer reads past its list of streams after the last packet and raises
-    IndexError; probe and a restore (from the start, and from --start, which seeks) read every
-    frame instead of ending with a traceback."""
-    source = _without_early_sound(write_video(tmp_path / "late.flv", frames=96, size=(32, 24), fps=12, audio="aac"),
-                                  seconds=6)
+def test_a_sound_that_starts_late_is_copied(tmp_path: Path, cli) -> None:
+    """An FLV lists no streams up front, and FFmpeg looks 5 s in as it opens a file: a sound
+    starting at 8 s was never seen, and OUT had none. IN is opened looking 60 s in, so probe
+    shows it and OUT holds it, packet for packet; one starting later still (at 62 s) is not
+    seen, and PyAV's demuxer, which then reads past its list of streams after the last packet
+    and raised IndexError (found by tools/fuzz.py in a damaged FLV), reads every frame, from the
+    start and from --start (which seeks)."""
+    source = _sound_from(write_video(tmp_path / "late.flv", frames=120, size=(32, 24), fps=12, audio="aac"), 8)
     with av.open(str(source)) as container:
-        assert [stream.type for stream in container.streams] == ["video"]  # the sound is not known yet
+        assert [stream.type for stream in container.streams] == ["video"]  # FFmpeg's own first look
     code, out, err = cli("probe", source)
-    assert code == 0 and "96 frames" in out, err
-    for flags, frames in (([], 96), (["--start", "2"], 72)):
-        code, _, err = cli("restore", source, tmp_path / "out.mkv", "--model", "none", "-y", *flags)
+    assert code == 0 and "stream #1: audio aac" in out, err
+    code, _, err = cli("restore", source, tmp_path / "out.mkv", "--model", "none", "--no-progress")
+    assert code == 0, err
+    with open_input(source) as container:  # looking as far: plain av.open sees no sound
+        sound = [bytes(packet) for packet in demuxed(container, container.streams.audio[0]) if packet.size]
+    assert sound and [data for data, _, _ in read_video(tmp_path / "out.mkv").packets[1]] == sound
+    later = _sound_from(write_video(tmp_path / "later.flv", frames=64 * 4, size=(16, 16), fps=4, audio="aac"), 62)
+    code, out, err = cli("probe", later)
+    assert code == 0 and "256 frames" in out and "audio" not in out, err
+    for flags, frames in (([], 256), (["--start", "2"], 248)):
+        code, _, err = cli("restore", later, tmp_path / "out.mkv", "--model", "none", "-y", *flags)
         assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == frames, err

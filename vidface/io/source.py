@@ -23,6 +23,15 @@ TAG_ERRORS = "surrogateescape"
 through to OUT unchanged, where strict decoding refused the whole file."""
 
 
+LATE_STREAM_FORMATS = {"flv", "live_flv"}
+"""Demuxers whose files list no streams up front: FFmpeg finds a stream at its first packet, and
+looks 5 s into IN as it opens it, so a sound starting later (a recording's, a damaged header's)
+was never seen nor copied. Their files are opened looking STREAM_SEARCH_SECONDS in."""
+
+STREAM_SEARCH_SECONDS = 60
+_LOOKING_FURTHER = {"analyzeduration": str(STREAM_SEARCH_SECONDS * 1_000_000), "probesize": str(2**31 - 1)}
+
+
 def open_input(path: str | os.PathLike[str], frame_rate: Fraction | None = None) -> av.container.InputContainer:
     """Open IN for reading; raise InputError with one line when it is no usable video. An image
     sequence's pattern (`vidface.io.sequence`) opens its files as one video, read at `frame_rate`
@@ -41,7 +50,11 @@ def open_input(path: str | os.PathLike[str], frame_rate: Fraction | None = None)
         raise InputError(f"input {str(path)!r} is empty (0 bytes); give a complete video file")
     if not os.access(path, os.R_OK):
         raise InputError(f"input {str(path)!r} is not readable; check its permissions")
-    return _opened(path, str(path))
+    container = _opened(path, str(path))
+    if container.format.name in LATE_STREAM_FORMATS:
+        container.close()
+        container = _opened(path, str(path), options=_LOOKING_FURTHER)
+    return container
 
 
 def _opened(path: Path, name: str,
