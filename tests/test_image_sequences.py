@@ -203,3 +203,23 @@ def test_an_image_out_is_refused(output: str, tmp_path: Path, cli) -> None:
     code, _, err = cli("restore", "--model", "none", tmp_path / "in.##.tif", tmp_path / output)
     assert code == 1 and f"output {output!r} names an image; vidface writes video files: end it in .mkv" in err
     assert len(err.splitlines()) == 1 and sorted(path.name for path in tmp_path.iterdir()) == ["in.01.tif", "in.02.tif"]
+
+
+def test_a_sequence_read_at_another_rate_starts_over(tmp_path: Path, caplog) -> None:
+    """An image sequence's files do not change with --fps, but its frames' times do: a run
+    interrupted at 24 fps and run again at 25 starts over, instead of joining segments timed at
+    24 fps into a 25 fps OUT, and gives what an uninterrupted run at 25 gives."""
+    from resume_tools import interrupting_box, same_video, transcode_resumable
+    from vidface.pipeline import ResumableInterrupt, TimeRange
+
+    write_image_sequence(tmp_path, "scan.%04d.dpx", [moving_pattern(32, 24)(i) for i in range(12)], codec="dpx",
+                         pix_fmt="gbrp10le", first=1)
+    source, output = tmp_path / "scan.####.dpx", tmp_path / "out.mkv"
+    with pytest.raises(ResumableInterrupt):
+        transcode_resumable(source, output, 4, 0, 0, interrupting_box(9), time_range=TimeRange(frame_rate=Fraction(24)))
+    caplog.set_level("INFO", logger="vidface")
+    at_25 = TimeRange(frame_rate=Fraction(25))
+    assert transcode_resumable(source, output, 4, 0, 0, time_range=at_25).resumed == 0
+    assert "starting over" in caplog.text and _frame_rate(output) == 25
+    transcode_resumable(source, tmp_path / "reference.mkv", 4, 0, 0, time_range=at_25)
+    same_video(output, tmp_path / "reference.mkv")

@@ -48,9 +48,12 @@ def segment_ranges(first: int, stop: int, frames: int) -> list[tuple[int, int]]:
 
 
 def plan_key(plan: Plan, segmenting: Segmenting) -> dict[str, Any]:
-    """The plan's part of a resumable run's key: what changes the encoded segments."""
+    """The plan's part of a resumable run's key: what changes the encoded segments (the frames'
+    rate and time base among it: an image sequence read at another --fps has the same files)."""
+    video = plan.info.video
     return {"frames": [plan.first_frame, plan.stop_frame], "container": plan.container_format,
             "encode": dataclasses.asdict(plan.encode), "pix_fmt": plan.pix_fmt,
+            "rate": str(video.average_rate), "time_base": str(video.time_base),
             "segmenting": dataclasses.asdict(segmenting)}
 
 
