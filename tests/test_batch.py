@@ -3,6 +3,7 @@ reported without stopping the batch, finished outputs skipped on a rerun."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,22 @@ def test_jobs_that_would_write_one_output_fail_but_the_first(tmp_path: Path) -> 
     assert {(r.name, r.status) for r in results} == {("take.mp4", "failed"), ("shot_####.dpx", "failed")}
     assert all(f"is also that of '{first}'; restore it on its own" in r.message
                for r, first in zip(sorted(results, key=lambda r: r.name), ["shot.mkv", "take.mov"]))
+
+
+def test_a_folders_warnings_name_their_file(tmp_path: Path, cli, caplog) -> None:
+    """Each warning of a file's run starts with the file's name (a '%' in it kept as it is);
+    messages outside a job are left as they are."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a 100%.mkv", "b.mkv"):
+        write_video(folder / name, frames=4, size=(32, 24))
+    code, _, err = cli("restore", "--model", "none", folder, tmp_path / "out", "--fps", "25", "--no-progress")
+    assert code == 0, err
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert [message.split(": --fps sets an image sequence's rate")[0] for message in warnings] == ["a 100%.mkv",
+                                                                                                  "b.mkv"], warnings
+    logging.getLogger("vidface.batch").warning("after the batch")
+    assert caplog.records[-1].getMessage() == "after the batch"
 
 
 def test_folder_mode_errors_are_one_line(tmp_path: Path, cli) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,8 @@ def run_jobs(jobs: list[Job], restore: Callable[[Job], int], *, overwrite: bool 
         else:
             try:
                 job.output.parent.mkdir(parents=True, exist_ok=True)
-                frames = restore(job)
+                with messages_named(job.name):
+                    frames = restore(job)
                 result = FileResult(job.name, DONE, frames, time.perf_counter() - started)
             except OutputExists:
                 result = FileResult(job.name, SKIPPED, message="output exists")
@@ -157,6 +159,26 @@ def run_jobs(jobs: list[Job], restore: Callable[[Job], int], *, overwrite: bool 
         if on_done is not None:
             on_done(result)
     return results
+
+
+@contextmanager
+def messages_named(name: str) -> Iterator[None]:
+    """While the block runs, every message of vidface's starts with `name`: a folder's warnings
+    name the file they are about, from each thread of its run (decoding, faces, model)."""
+    make = logging.getLogRecordFactory()
+    prefix = name.replace("%", "%%")  # messages are %-formats
+
+    def named(*args, **kwargs) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if record.name.startswith("vidface"):
+            record.msg = f"{prefix}: {record.msg}"
+        return record
+
+    logging.setLogRecordFactory(named)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(make)
 
 
 def summary_table(results: list[FileResult]) -> str:

@@ -105,6 +105,10 @@ def _summarised(results: list) -> int:
 
 
 def _plan_for(job, settings, args: argparse.Namespace):
+    """`job`'s plan, its warnings naming its file."""
+    from vidface.batch import messages_named
     from vidface.plan import plan_transcode
 
-    return plan_transcode(job.source, job.output, encode=settings.encode, work_dir=args.work_dir, **plan_options(args))
+    with messages_named(job.name):
+        return plan_transcode(job.source, job.output, encode=settings.encode, work_dir=args.work_dir,
+                              **plan_options(args))
