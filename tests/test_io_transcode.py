@@ -960,12 +960,13 @@ def test_a_frame_rate_beyond_ffmpegs_rationals_is_written(tmp_path: Path, cli) -
     assert code == 0 and len(read_video(tmp_path / "out.mkv").frame_pts) == 12, err
 
 
-def _sound_from(path: Path, seconds: float) -> Path:
+def _sound_from(path: Path, seconds: float, with_header: bool = True) -> Path:
     """The FLV file `path` with its sound starting at `seconds` (its earlier sound tags taken
-    out, its AAC header moved to there) and its header saying it holds video alone: FFmpeg finds
-    the sound stream only when it meets its first tag, as in a recording whose sound starts late."""
+    out, its AAC header moved to there, or left out too: a damaged file's) and its header saying
+    it holds video alone: FFmpeg finds the sound stream only when it meets its first tag, as in a
+    recording whose sound starts late."""
     data = path.read_bytes()
-    kept, position, aac_header = bytearray(data[:13]), 13, None
+    kept, position, header = bytearray(data[:13]), 13, None
     kept[4] = 0x01  # video alone
     while position < len(data):
         size = int.from_bytes(data[position + 1:position + 4], "big")
@@ -974,13 +975,13 @@ def _sound_from(path: Path, seconds: float) -> Path:
         time = int.from_bytes(tag[4:7], "big") | tag[7] << 24
         if tag[0] & 0x1F != 8:
             kept += tag
-        elif aac_header is None:
-            aac_header = tag  # AACPacketType 0: the decoder's configuration, first of the sound tags
+        elif header is None:
+            header = tag if with_header else bytearray()  # AACPacketType 0: the decoder's configuration, first
         elif time >= seconds * 1000:
-            if aac_header:
-                aac_header[4:8] = tag[4:8]
-                kept += aac_header
-                aac_header = bytearray()
+            if header:
+                header[4:8] = tag[4:8]
+                kept += header
+                header = bytearray()  # written once
             kept += tag
     path.write_bytes(bytes(kept))
     return path
@@ -989,10 +990,12 @@ def _sound_from(path: Path, seconds: float) -> Path:
 def test_a_sound_that_starts_late_is_copied(tmp_path: Path, cli) -> None:
     """An FLV lists no streams up front, and FFmpeg looks 5 s in as it opens a file: a sound
     starting at 8 s was never seen, and OUT had none. IN is opened looking 60 s in, so probe
-    shows it and OUT holds it, packet for packet; one starting later still (at 62 s) is not
-    seen, and PyAV's demuxer, which then reads past its list of streams after the last packet
-    and raised IndexError (found by tools/fuzz.py in a damaged FLV), reads every frame, from the
-    start and from --start (which seeks)."""
+    shows it and OUT holds it, packet for packet. One whose AAC header is lost is refused in one
+    line before anything is written (its first packet stopped the run after 8 s of work), and
+    --no-audio leaves it out. One starting later still (at 62 s) is not seen, and PyAV's
+    demuxer, which then reads past its list of streams after the last packet and raised
+    IndexError (found by tools/fuzz.py in a damaged FLV), reads every frame, from the start and
+    from --start (which seeks)."""
     source = _sound_from(write_video(tmp_path / "late.flv", frames=120, size=(32, 24), fps=12, audio="aac"), 8)
     with av.open(str(source)) as container:
         assert [stream.type for stream in container.streams] == ["video"]  # FFmpeg's own first look
@@ -1003,6 +1006,13 @@ def test_a_sound_that_starts_late_is_copied(tmp_path: Path, cli) -> None:
     with open_input(source) as container:  # looking as far: plain av.open sees no sound
         sound = [bytes(packet) for packet in demuxed(container, container.streams.audio[0]) if packet.size]
     assert sound and [data for data, _, _ in read_video(tmp_path / "out.mkv").packets[1]] == sound
+    damaged = _sound_from(write_video(tmp_path / "damaged.flv", frames=120, size=(32, 24), fps=12, audio="aac"), 8,
+                          with_header=False)
+    code, _, err = cli("restore", damaged, tmp_path / "damaged.mkv", "--model", "none", "--no-progress")
+    assert code == 1 and len(err.splitlines()) == 1 and not (tmp_path / "damaged.mkv").exists(), err
+    assert "matroska files cannot take the packets of stream #1 (audio aac)" in err and "--no-audio" in err, err
+    code, _, err = cli("restore", damaged, tmp_path / "damaged.mkv", "--model", "none", "--no-audio", "--no-progress")
+    assert code == 0, err
     later = _sound_from(write_video(tmp_path / "later.flv", frames=64 * 4, size=(16, 16), fps=4, audio="aac"), 62)
     code, out, err = cli("probe", later)
     assert code == 0 and "256 frames" in out and "audio" not in out, err

@@ -96,8 +96,9 @@ def test_a_broadcast_wav_is_placed_by_its_time_of_day(tmp_path: Path, cli) -> No
 
 
 def test_a_sound_file_that_cannot_go_in_is_a_one_line_error(tmp_path: Path, cli) -> None:
-    """A missing file, a file with no sound, OUT itself, a container that cannot hold the sound,
-    and folder mode: one line each, and nothing written."""
+    """A missing file, a file with no sound, OUT itself, a container that cannot hold the sound
+    (WebM's PCM) or its packets (MP4's 16-bit PCM, which stopped the run at its mux), and folder
+    mode: one line each, and nothing written."""
     source, sound = _scan(tmp_path / "reel", frames=4), write_audio_only(tmp_path / "reel.wav", SOUND)
     silent = write_video(tmp_path / "silent.mkv", frames=2, size=(32, 24))
     folder = tmp_path / "videos"
@@ -110,6 +111,8 @@ def test_a_sound_file_that_cannot_go_in_is_a_one_line_error(tmp_path: Path, cli)
         ((source, tmp_path / "out.webm", "--audio", sound), "webm files cannot hold stream #0 of --audio 'reel.wav' "
                                                             "(audio pcm_s24le); write a .mkv instead", ""),
         ((folder, tmp_path / "restored", "--audio", sound), "--audio lays one sound file beside one IN", ""),
+        ((source, tmp_path / "out.mp4", "--audio", write_audio_only(tmp_path / "16bit.wav", AudioTrack("pcm_s16le"))),
+         "mp4 files cannot take the packets of stream #0 (audio pcm_s16le) of --audio '16bit.wav'", "write a .mkv"),
     ]
     before = sound.read_bytes()
     for args, message, more in cases:
@@ -117,4 +120,4 @@ def test_a_sound_file_that_cannot_go_in_is_a_one_line_error(tmp_path: Path, cli)
         assert code == 1 and err.startswith("vidface: error: ") and len(err.splitlines()) == 1, err
         assert message in err and more in err, err
     assert sound.read_bytes() == before
-    assert not any((tmp_path / name).exists() for name in ("out.mkv", "out.webm", "restored"))
+    assert not any((tmp_path / name).exists() for name in ("out.mkv", "out.webm", "out.mp4", "restored"))

@@ -16,9 +16,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import av
 
 from vidface.errors import InputError, OutputError, OutputExists
-from vidface.io.copies import CopyRange, held_streams, is_blu_ray
+from vidface.io.copies import CopyRange, held_streams, is_blu_ray, refused_packets
 from vidface.io.codec_choice import resolved_codec
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, OutputWriter
 from vidface.io.encoder_setup import (check_frame_times_kept, choose_pix_fmt, codes_fields, keeps_sample_aspect,
@@ -28,7 +29,7 @@ from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import Chapter, MediaInfo, StreamInfo, probe
 from vidface.io.sound import SoundFile, sound_file
-from vidface.io.source import UNKNOWN_CODEC
+from vidface.io.source import STREAM_SEARCH_SECONDS, TAG_ERRORS, UNKNOWN_CODEC, open_input
 from vidface.io.timecode import range_seconds
 from vidface.memory import steady_allocator
 
@@ -228,10 +229,33 @@ def plan_transcode(
     if info.chapters and container_format not in CHAPTER_FORMATS:
         log.warning("leaving out the %d chapters: FFmpeg writes none into %s files (.mkv and .mp4 hold them)",
                     len(info.chapters), container_format)
+    _check_packets_taken(input_path, info, [s for s in copied if s.type == "audio"], sound, container_format)
     dropped = tuple(s for s in others if s not in copied)
     return Plan(info=info, output=output_path, container_format=container_format, encode=encode,
                 pix_fmt=pix_fmt, first_frame=first, stop_frame=stop, copied=copied, dropped=dropped,
                 sound=sound, overwrite=overwrite)
+
+
+def _check_packets_taken(input_path: Path, info: MediaInfo, sound_streams: list[StreamInfo], sound: SoundFile | None,
+                         container_format: str) -> None:
+    """OutputError where OUT's muxer refuses the first packet of IN's sound or of --audio's file
+    (`copies.refused_packets`), before any frame is restored."""
+    sources = []
+    if sound_streams:
+        sources.append((lambda: open_input(input_path, info.video.average_rate), sound_streams, "",
+                         "pass --no-audio to leave IN's sound out"))
+    if sound is not None:
+        sources.append((lambda: av.open(str(sound.path), metadata_errors=TAG_ERRORS), sound.streams,
+                        f" of {sound.label}", "convert that file first"))
+    for opened, streams, of, way in sources:
+        with opened() as container:
+            refused = refused_packets(container, [s.index for s in streams], container_format, STREAM_SEARCH_SECONDS)
+        if refused:
+            stream = next(s for s in streams if s.index == refused[0])
+            other = "write a .mkv, or " if container_format != "matroska" else ""
+            raise OutputError(f"{container_format} files cannot take the packets of stream #{stream.index} (audio "
+                              f"{stream.codec}){of}: its muxer refuses them (a damaged stream's, with its decoder "
+                              f"configuration missing, or a sample format it takes only in part); {other}{way}")
 
 
 def reading_plan(info: MediaInfo, first: int = 0, stop: int | None = None) -> Plan:

@@ -92,6 +92,40 @@ def held_streams(path: Path, indices: Iterable[int], container_format: str, blu_
         return {index for index in indices if container_holds(container_format, source.streams[index], blu_ray)}
 
 
+def refused_packets(container: av.container.InputContainer, indices: Iterable[int], container_format: str,
+                    within: float) -> list[int]:
+    """Of `container`'s streams `indices` that `container_format` holds (`container_holds`),
+    those whose first packet (in the file's first `within` seconds) its muxer refuses, written
+    after its header into memory: a damaged file's sound without its decoder configuration (an
+    FLV's AAC header), or a sample format the muxer takes only in part (16-bit PCM in MP4), which
+    would otherwise stop the run where the first packet comes."""
+    streams = [container.streams[index] for index in indices]
+    first: dict[av.stream.Stream, av.Packet] = {}
+    for packet in demuxed(container, *streams):
+        if packet.size and packet.stream not in first:
+            first[packet.stream] = packet
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if len(first) == len(streams) or stamp is not None and stamp * packet.time_base > within:
+            break
+    refused = []
+    for stream, packet in first.items():
+        if not container_holds(container_format, stream):
+            continue  # refused as a stream (`copied_as`), with its own message
+        trial = av.open(io.BytesIO(), "w", format=container_format)
+        try:
+            packet.stream = trial.add_stream_from_template(stream)
+            trial.start_encoding()
+            trial.mux(packet)
+            trial.close()  # its trailer: the interleaving muxer may write the packet only here
+        except (av.error.FFmpegError, ValueError):
+            refused.append(stream.index)
+            try:
+                trial.close()
+            except (av.error.FFmpegError, ValueError):
+                pass
+    return sorted(refused)
+
+
 def copied_as(container_format: str, stream: av.stream.Stream, blu_ray: bool = False,
               sound_file: str | None = None) -> str | None:
     """How IN's audio or subtitle `stream` (or a stream of `sound_file`, `--audio`'s) goes into
