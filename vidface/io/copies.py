@@ -75,10 +75,7 @@ def header_written(container_format: str, add_streams: Callable[[av.container.Ou
     except (av.error.FFmpegError, ValueError):
         return False
     finally:
-        try:
-            trial.close()
-        except av.error.FFmpegError:
-            pass  # a trailer with no packets, which MXF's muxer refuses: only the header was asked
+        _closed(trial)  # a trailer with no packets, which MXF's muxer refuses: only the header was asked
 
 
 def held_streams(path: Path, indices: Iterable[int], container_format: str, blu_ray: bool = False) -> set[int]:
@@ -115,15 +112,24 @@ def refused_packets(container: av.container.InputContainer, indices: Iterable[in
         try:
             packet.stream = trial.add_stream_from_template(stream)
             trial.start_encoding()
+        except (av.error.FFmpegError, ValueError):
+            _closed(trial)
+            continue  # a stream this muxer takes only beside a video (MXF's and DV's PCM): not tried
+        try:
             trial.mux(packet)
             trial.close()  # its trailer: the interleaving muxer may write the packet only here
         except (av.error.FFmpegError, ValueError):
             refused.append(stream.index)
-            try:
-                trial.close()
-            except (av.error.FFmpegError, ValueError):
-                pass
+            _closed(trial)
     return sorted(refused)
+
+
+def _closed(trial: av.container.OutputContainer) -> None:
+    """Close a trial in memory whose answer is known: its trailer may fail, which says nothing more."""
+    try:
+        trial.close()
+    except (av.error.FFmpegError, ValueError):
+        pass
 
 
 def copied_as(container_format: str, stream: av.stream.Stream, blu_ray: bool = False,
