@@ -16,10 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import av
 
 from vidface.errors import InputError, OutputError, OutputExists
-from vidface.io.copies import CopyRange, held_streams, is_blu_ray, refused_packets
+from vidface.io.copies import CopyRange, held_streams, is_blu_ray, refused_packets, ways_on
 from vidface.io.codec_choice import resolved_codec
 from vidface.io.encode import ATTACHMENT_FORMATS, CHAPTER_FORMATS, OutputWriter
 from vidface.io.encoder_setup import (check_frame_times_kept, choose_pix_fmt, codes_fields, keeps_sample_aspect,
@@ -28,8 +27,8 @@ from vidface.io.frames import Frame
 from vidface.io.index import frame_range
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import Chapter, MediaInfo, StreamInfo, probe
-from vidface.io.sound import SoundFile, sound_file
-from vidface.io.source import STREAM_SEARCH_SECONDS, TAG_ERRORS, UNKNOWN_CODEC, open_input
+from vidface.io.sound import SoundFile, open_sound, sound_file
+from vidface.io.source import STREAM_SEARCH_SECONDS, UNKNOWN_CODEC, open_input
 from vidface.io.timecode import range_seconds
 from vidface.memory import steady_allocator
 
@@ -242,20 +241,19 @@ def _check_packets_taken(input_path: Path, info: MediaInfo, sound_streams: list[
     (`copies.refused_packets`), before any frame is restored."""
     sources = []
     if sound_streams:
-        sources.append((lambda: open_input(input_path, info.video.average_rate), sound_streams, "",
-                         "pass --no-audio to leave IN's sound out"))
+        sources.append((lambda: open_input(input_path, info.video.average_rate), sound_streams, None))
     if sound is not None:
-        sources.append((lambda: av.open(str(sound.path), metadata_errors=TAG_ERRORS), sound.streams,
-                        f" of {sound.label}", "convert that file first"))
-    for opened, streams, of, way in sources:
+        sources.append((lambda: open_sound(sound.path), sound.streams, sound.label))
+    for opened, streams, of_file in sources:
         with opened() as container:
             refused = refused_packets(container, [s.index for s in streams], container_format, STREAM_SEARCH_SECONDS)
         if refused:
             stream = next(s for s in streams if s.index == refused[0])
-            other = "write a .mkv, or " if container_format != "matroska" else ""
+            of = f" of {of_file}" if of_file else ""
             raise OutputError(f"{container_format} files cannot take the packets of stream #{stream.index} (audio "
                               f"{stream.codec}){of}: its muxer refuses them (a damaged stream's, with its decoder "
-                              f"configuration missing, or a sample format it takes only in part); {other}{way}")
+                              f"configuration missing, or a sample format it takes only in part); "
+                              f"{ways_on(container_format, 'audio', of_file)}")
 
 
 def reading_plan(info: MediaInfo, first: int = 0, stop: int | None = None) -> Plan:

@@ -354,6 +354,7 @@ def on_farm(args: argparse.Namespace, settings, plans: list) -> list:
 def measured_fields(plan, settings, args: argparse.Namespace):
     """IN's field motion (`vidface.io.field_motion`) where a model restores it, else None."""
     from vidface.io.field_motion import check_fields
+    from vidface.plan import frame_timing
 
-    return None if args.model == "none" else check_fields(plan.info.path, plan.info.video, plan.first_frame,
+    return None if args.model == "none" else check_fields(plan.info.path, plan.info.video, frame_timing(plan)[0],
                                                           settings.faces.fields)

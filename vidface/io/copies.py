@@ -142,11 +142,21 @@ def copied_as(container_format: str, stream: av.stream.Stream, blu_ray: bool = F
         return None
     if stream.type == "subtitle" and stream.codec_context.codec.text_sub and container_format in TEXT_SUBTITLE_CODECS:
         return TEXT_SUBTITLE_CODECS[container_format]
+    raise OutputError(f"{container_format} files cannot hold {copy_name(stream.index, sound_file)} ({stream.type} "
+                      f"{codec}); {ways_on(container_format, stream.type, sound_file)}")
+
+
+def copy_name(index: int, sound_file: str | None = None) -> str:
+    """How messages name IN's stream `index`, or `sound_file`'s (`--audio`'s)."""
+    return f"stream #{index}" + (f" of {sound_file}" if sound_file else "")
+
+
+def ways_on(container_format: str, stream_type: str, sound_file: str | None = None) -> str:
+    """What can be done about a stream OUT's container refuses: another container, leaving IN's
+    sound out, else converting it first."""
     ways = [] if container_format == "matroska" else ["write a .mkv instead"]
-    ways += ["pass --no-audio"] if stream.type == "audio" and sound_file is None else []
-    name = f"stream #{stream.index}" + (f" of {sound_file}" if sound_file else "")
-    raise OutputError(f"{container_format} files cannot hold {name} ({stream.type} {codec}); "
-                      + (" or ".join(ways) or "convert that stream with another tool first"))
+    ways += ["pass --no-audio"] if stream_type == "audio" and sound_file is None else []
+    return " or ".join(ways) or "convert that stream with another tool first"
 
 
 def copied_packets(container: av.container.InputContainer, streams: list[av.stream.Stream],

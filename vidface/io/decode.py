@@ -14,7 +14,7 @@ from vidface.errors import InputError
 from vidface.io.frames import Frame
 from vidface.io.probe import VideoInfo, clockwise_rotation, field_shown_first
 from vidface.io.sequence import ImageSequence, image_sequence
-from vidface.io.source import demuxed, first_video_stream, open_input, video_decoder
+from vidface.io.source import demuxed, first_video_stream, open_input, reason, video_decoder
 
 
 def decode_frames(
@@ -70,14 +70,14 @@ def decode_frames(
                     index += 1
                     last_pts, last_duration = pts, duration
         except av.error.FFmpegError as error:
-            reason = (error.strerror or str(error)).strip()
+            why = reason(error)
             unread = _next_position(start_pts, last_pts)
             broken = None if sequence is None else _broken_image(sequence, range(unread, (fed or unread) + 1))
             if broken is not None:
                 raise InputError(f"input {str(path)!r} cannot be decoded at frame {index}: its file "
-                                 f"{broken.name!r} is truncated or corrupt ({reason}); replace it") from None
+                                 f"{broken.name!r} is truncated or corrupt ({why}); replace it") from None
             raise InputError(
-                f"input {str(path)!r} cannot be decoded after frame {index} ({reason}); it may be truncated or corrupt"
+                f"input {str(path)!r} cannot be decoded after frame {index} ({why}); it may be truncated or corrupt"
             ) from None
         if sequence is not None:
             _check_sequence_read(path, sequence, _next_position(start_pts, last_pts), stop_pts, index)

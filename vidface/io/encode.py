@@ -17,15 +17,16 @@ from typing import BinaryIO
 
 import av
 
-from vidface.errors import InputError, OutputError
-from vidface.io.copies import CopyRange, SubtitleConverter, container_holds, copied_as, copied_packets, in_time_order
+from vidface.errors import OutputError
+from vidface.io.copies import (CopyRange, SubtitleConverter, container_holds, copied_as, copied_packets, copy_name,
+                               in_time_order)
 from vidface.io.encoder_setup import output_color_range, set_video_stream, video_codec_options
 from vidface.io.ffmpeg_log import logged_errors
 from vidface.io.frames import FieldMarker, Frame
 from vidface.io.pixels import defined_padding, reformatted
 from vidface.io.options import EncodeOptions
 from vidface.io.probe import FIELD_ORDERS, MPEG_1_2_VIDEO, Chapter, MediaInfo, field_shown_first
-from vidface.io.sound import SoundFile
+from vidface.io.sound import SoundFile, open_sound
 from vidface.io.source import TAG_ERRORS, codec_name, open_input
 from vidface.io.timecode import (restamp_gop, shifted_timecode, shifted_timecode_tags, start_timecode,
                                  untagged_timecode)
@@ -156,10 +157,7 @@ class OutputWriter:
             if copied:  # else attached files alone: no packets (demux of no stream would read every one)
                 feeds.append(copied_packets(source, copied, copy_range))
         if sound is not None:
-            try:
-                source = av.open(str(sound.path), metadata_errors=TAG_ERRORS)
-            except (OSError, av.error.FFmpegError) as error:
-                raise InputError(f"{sound.label} cannot be read ({error}); check the file") from None
+            source = open_sound(sound.path)
             self._inputs.append(source)
             copied = [self._copy(source.streams[stream.index], sound.label) for stream in sound.streams]
             feeds.append(copied_packets(source, copied, sound.range_of(copy_range)))
@@ -184,8 +182,8 @@ class OutputWriter:
                 self._converters[src] = SubtitleConverter(self._output, src, converted_to)
                 out = self._converters[src].stream
         except (av.error.FFmpegError, ValueError) as error:
-            name = f"stream #{index}" + (f" of {sound_file}" if sound_file else "")
-            raise OutputError(f"cannot copy {name} ({src.type}) into {self._output.format.name} ({error})") from None
+            raise OutputError(f"cannot copy {copy_name(index, sound_file)} ({src.type}) into "
+                              f"{self._output.format.name} ({error})") from None
         if self._output.format.name == "avi" and codec in _AUDIO_IN_FRAMES:
             _count_avi_audio_by_frames(out, index)
         out.metadata.update(_titled(self._kept_tags(src.metadata)))

@@ -59,16 +59,17 @@ class FieldMotion:
         return f"no motion idet can tell by in {self.measured} frames measured"
 
 
-def field_motion(path: str | os.PathLike[str], video: VideoInfo, first_frame: int = 0,
+def field_motion(path: str | os.PathLike[str], video: VideoInfo, start_pts: int | None = None,
                  frames: int = FRAMES_MEASURED) -> FieldMotion | None:
-    """idet's verdicts on `frames` frames of IN from its `first_frame` on; None where its filter
-    graph takes no such pictures. InputError where they cannot be decoded."""
+    """idet's verdicts on `frames` frames of IN from `start_pts` on (None: its start, read as a
+    run reads it, without a seek); None where its filter graph takes no such pictures.
+    InputError where they cannot be decoded."""
     from vidface.io.decode import decode_frames
 
     verdicts: list[str] = []
     graph = None
     try:
-        for frame in itertools.islice(decode_frames(path, start_pts=video.pts[first_frame], video=video), frames):
+        for frame in itertools.islice(decode_frames(path, start_pts=start_pts, video=video), frames):
             picture = frame.video
             if graph is None:
                 graph = av.filter.Graph()
@@ -100,11 +101,11 @@ def _verdicts(graph: av.filter.Graph) -> list[str]:
         found.append(frame.metadata.get("lavfi.idet.multiple.current_frame", "undetermined"))
 
 
-def check_fields(path: str | os.PathLike[str], video: VideoInfo, first_frame: int,
+def check_fields(path: str | os.PathLike[str], video: VideoInfo, start_pts: int | None,
                  by_fields: bool) -> FieldMotion | None:
-    """IN's field motion from `first_frame` on (`field_motion`), with a warning where it and the
+    """IN's field motion from `start_pts` on (`field_motion`), with a warning where it and the
     way faces are to be restored disagree (`by_fields`: --fields)."""
-    motion = field_motion(path, video, first_frame)
+    motion = field_motion(path, video, start_pts)
     if motion is None:
         return None
     seen = motion.describe()

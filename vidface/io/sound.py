@@ -52,6 +52,15 @@ class SoundFile:
                          copy_range.shift - self.offset)
 
 
+def open_sound(path: Path) -> av.container.InputContainer:
+    """The sound file at `path`, opened (its tags as IN's are read); InputError of one line where
+    FFmpeg cannot read it."""
+    try:
+        return av.open(str(path), metadata_errors=TAG_ERRORS)
+    except av.error.FFmpegError as error:
+        raise InputError(f"--audio {str(path)!r} is not a readable sound file ({reason(error)})") from None
+
+
 def sound_file(path: str | os.PathLike[str], info: MediaInfo) -> SoundFile:
     """The sound file at `path`, placed on IN's timeline (`info`'s); InputError of one line
     where it is missing or holds no sound FFmpeg reads."""
@@ -59,17 +68,14 @@ def sound_file(path: str | os.PathLike[str], info: MediaInfo) -> SoundFile:
     if not path.is_file():
         raise InputError(f"--audio {str(path)!r} " + ("is not a file; give a sound file" if path.exists() else
                                                       "does not exist; check the path"))
-    try:
-        with av.open(str(path), metadata_errors=TAG_ERRORS) as container:
-            audio = [stream for stream in container.streams if stream.type == "audio"]
-            if not audio:
-                kinds = ", ".join(f"{s.type} {codec_name(s)}" for s in container.streams) or "none"
-                raise InputError(f"--audio {str(path)!r} has no audio stream (streams: {kinds}); give a sound file")
-            starts = [Fraction(s.start_time) * s.time_base for s in audio if s.start_time is not None]
-            time_of_day = _time_reference(container.metadata, audio[0].codec_context.sample_rate)
-            streams = tuple(stream_info(stream) for stream in audio)
-    except av.error.FFmpegError as error:
-        raise InputError(f"--audio {str(path)!r} is not a readable sound file ({reason(error)})") from None
+    with open_sound(path) as container:
+        audio = [stream for stream in container.streams if stream.type == "audio"]
+        if not audio:
+            kinds = ", ".join(f"{s.type} {codec_name(s)}" for s in container.streams) or "none"
+            raise InputError(f"--audio {str(path)!r} has no audio stream (streams: {kinds}); give a sound file")
+        starts = [Fraction(s.start_time) * s.time_base for s in audio if s.start_time is not None]
+        time_of_day = _time_reference(container.metadata, audio[0].codec_context.sample_rate)
+        streams = tuple(stream_info(stream) for stream in audio)
     video = info.video
     first = Fraction(video.pts[0]) * video.time_base
     picture = start_timecode(info)
