@@ -93,15 +93,17 @@ class OutputWriter:
                                                       **_tag_options(container_format, file_tags)})
         except (OSError, av.error.FFmpegError) as error:
             raise OutputError(f"cannot create {str(path)!r} ({error}); check the output folder") from None
-        self._inputs: list[av.container.InputContainer] = []  # IN and the sound file, for their copied streams
+        self._inputs: list[av.container.InputContainer] = []  # IN, and the sound file, open until OUT is closed
         try:
+            source = open_input(info.path, info.video.average_rate)  # once: its video's tags, then its copies
+            self._inputs.append(source)
             self._output.metadata.update(file_tags)
-            self._stream = self._add_video_stream(info, options, pix_fmt)
+            self._stream = self._add_video_stream(info, options, pix_fmt, source)
             self._copies: dict[av.stream.Stream, av.stream.Stream] = {}  # by the input stream they copy
             self._converters: dict[av.stream.Stream, SubtitleConverter] = {}
             self._next: av.Packet | None = None
             self._packets: Iterator[av.Packet] = iter(())
-            self._open_copies(info, copy_streams, copy_range, sound)
+            self._open_copies(source, copy_streams, copy_range, sound)
             if chapters:
                 self._output.set_chapters([
                     {"id": chapter.id, "start": round(chapter.start / _CHAPTER_TIME_BASE),
@@ -113,7 +115,9 @@ class OutputWriter:
             self.close(flush=False)
             raise
 
-    def _add_video_stream(self, info: MediaInfo, options: EncodeOptions, pix_fmt: str) -> av.video.stream.VideoStream:
+    def _add_video_stream(self, info: MediaInfo, options: EncodeOptions, pix_fmt: str,
+                          source: av.container.InputContainer) -> av.video.stream.VideoStream:
+        """OUT's video stream, with the tags, colour, pixel aspect and fields of IN's (`source`'s)."""
         video = info.video
         rate = video.average_rate or Fraction(25)
         codec_options = video_codec_options(options, video, self._output.format.name, pix_fmt)
@@ -124,20 +128,19 @@ class OutputWriter:
         set_video_stream(stream, video, pix_fmt)
         if video.rotation:
             stream.set_display_rotation(-video.rotation)
-        with open_input(info.path, video.average_rate) as source:
-            src = source.streams[video.index]
-            ctx = src.codec_context
-            for name in ("color_primaries", "color_trc", "colorspace"):
-                setattr(stream.codec_context, name, getattr(ctx, name))
-            self._ranges = (video.color_range, output_color_range(options.codec, pix_fmt, self._output.format.name,
-                                                                  video.color_range))
-            stream.codec_context.color_range = self._ranges[1]
-            if src.sample_aspect_ratio:
-                stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
-            if video.interlaced:
-                stream.codec_context.field_order = FIELD_ORDERS.index(video.field_order)
-            stream.metadata.update(_titled(self._kept_tags({**untagged_timecode(info), **src.metadata})))
-            stream.disposition = src.disposition
+        src = source.streams[video.index]
+        ctx = src.codec_context
+        for name in ("color_primaries", "color_trc", "colorspace"):
+            setattr(stream.codec_context, name, getattr(ctx, name))
+        self._ranges = (video.color_range, output_color_range(options.codec, pix_fmt, self._output.format.name,
+                                                              video.color_range))
+        stream.codec_context.color_range = self._ranges[1]
+        if src.sample_aspect_ratio:
+            stream.codec_context.sample_aspect_ratio = src.sample_aspect_ratio
+        if video.interlaced:
+            stream.codec_context.field_order = FIELD_ORDERS.index(video.field_order)
+        stream.metadata.update(_titled(self._kept_tags({**untagged_timecode(info), **src.metadata})))
+        stream.disposition = src.disposition
         try:
             stream.codec_context.open()
         except (av.error.FFmpegError, ValueError) as error:
@@ -146,13 +149,12 @@ class OutputWriter:
                               "check --preset, --pix-fmt and --encoder-opt") from None
         return stream
 
-    def _open_copies(self, info: MediaInfo, copy_streams: tuple[int, ...], copy_range: CopyRange,
+    def _open_copies(self, source: av.container.InputContainer, copy_streams: tuple[int, ...], copy_range: CopyRange,
                      sound: SoundFile | None) -> None:
-        """OUT's streams for IN's `copy_streams` and the sound file's, and their packets in time order."""
+        """OUT's streams for IN's (`source`'s) `copy_streams` and the sound file's, and their packets
+        in time order."""
         feeds = []
         if copy_streams:
-            source = open_input(info.path, info.video.average_rate)
-            self._inputs.append(source)
             copied = [src for index in copy_streams if (src := self._copy(source.streams[index])) is not None]
             if copied:  # else attached files alone: no packets (demux of no stream would read every one)
                 feeds.append(copied_packets(source, copied, copy_range))
